@@ -1,0 +1,99 @@
+"""The one configuration object, validated when it is loaded.
+
+A device config is a TOML file with one table per section; every section is a
+pydantic model owned by the module that uses it. An invalid value is reported
+as one line naming the field and what is allowed.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .actions.config import ActionsConfig
+from .errors import ConfigError
+from .sinks.mqtt_config import MqttConfig
+from .sources.config import SourceConfig
+from .tracking.config import TrackingConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - 3.9/3.10 on older Pi OS images
+    import tomli as tomllib
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    #: A ``.tflite`` path or a name from ``edgepose models list``.
+    path: str = "posenet_mobilenet_v1_075_353_481"
+    threads: int = Field(2, ge=1, le=64)
+    #: ``stretch`` resizes to the model input (as Coral's tests do); ``pad`` keeps the aspect ratio.
+    resize: Literal["stretch", "pad"] = "stretch"
+    #: Force the Edge TPU delegate on or off; ``auto`` follows the model.
+    edgetpu: Literal["auto", "on", "off"] = "auto"
+
+
+class DecodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_poses: int = Field(10, ge=1, le=100)
+    #: Minimum pose score (seed article: 0.25) and the root-part threshold of the decoder.
+    min_pose_score: float = Field(0.25, ge=0.0, le=1.0)
+    min_part_score: float = Field(0.25, ge=0.0, le=1.0)
+    #: Radius in model-input pixels within which two poses' parts are the same part.
+    nms_radius: float = Field(20.0, gt=0.0)
+    #: ``multi`` decodes every person; ``single`` the argmax pose (faster, one person).
+    mode: Literal["multi", "single"] = "multi"
+
+
+class EdgeposeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$")
+    model: ModelConfig = ModelConfig()
+    source: SourceConfig = SourceConfig()
+    decode: DecodeConfig = DecodeConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    actions: ActionsConfig = ActionsConfig()
+    mqtt: MqttConfig = MqttConfig()
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """One line per bad field: ``source: field.path: message (got value)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field; check the spelling against the README's config reference"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{source}: {loc}: {msg}{got_s}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> EdgeposeConfig:
+    """Load and validate a TOML config; ``overrides`` are merged on top section by section."""
+    data: dict = {}
+    name = "config"
+    if path is not None:
+        p = Path(path)
+        name = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p} is not valid TOML: {e}.", "fix the syntax at that line.") from None
+    for key, val in (overrides or {}).items():
+        if isinstance(val, dict):
+            data.setdefault(key, {}).update(val)
+        else:
+            data[key] = val
+    try:
+        return EdgeposeConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, name)) from None

@@ -1,0 +1,186 @@
+"""The one data model used everywhere after decoding: :class:`Pose` and :class:`Keypoint`.
+
+A pose keeps its 17 keypoints as two small numpy arrays (coordinates and
+scores), because every consumer downstream (tracking, actions, drawing,
+serialisation) works on whole arrays; :class:`Keypoint` is the named,
+per-part view of the same data for code that wants one part at a time.
+Coordinates are ``(x, y)`` in pixels of the *source* image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+
+#: PoseNet / COCO-17 keypoint order.
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+KEYPOINT_INDEX: dict[str, int] = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+
+#: The 16 edges of the PoseNet part tree (parent, child), in the order of the
+#: model's displacement channels (forward edge e maps parent -> child,
+#: backward edge e maps child -> parent).
+POSE_EDGES: tuple[tuple[int, int], ...] = tuple(
+    (KEYPOINT_INDEX[a], KEYPOINT_INDEX[b])
+    for a, b in (
+        ("nose", "left_eye"),
+        ("left_eye", "left_ear"),
+        ("nose", "right_eye"),
+        ("right_eye", "right_ear"),
+        ("nose", "left_shoulder"),
+        ("left_shoulder", "left_elbow"),
+        ("left_elbow", "left_wrist"),
+        ("left_shoulder", "left_hip"),
+        ("left_hip", "left_knee"),
+        ("left_knee", "left_ankle"),
+        ("nose", "right_shoulder"),
+        ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"),
+        ("right_shoulder", "right_hip"),
+        ("right_hip", "right_knee"),
+        ("right_knee", "right_ankle"),
+    )
+)
+
+#: Limbs drawn as a skeleton (COCO convention: the face is drawn as points).
+SKELETON: tuple[tuple[int, int], ...] = tuple(
+    (KEYPOINT_INDEX[a], KEYPOINT_INDEX[b])
+    for a, b in (
+        ("left_shoulder", "right_shoulder"),
+        ("left_shoulder", "left_elbow"),
+        ("left_elbow", "left_wrist"),
+        ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"),
+        ("left_shoulder", "left_hip"),
+        ("right_shoulder", "right_hip"),
+        ("left_hip", "right_hip"),
+        ("left_hip", "left_knee"),
+        ("left_knee", "left_ankle"),
+        ("right_hip", "right_knee"),
+        ("right_knee", "right_ankle"),
+    )
+)
+
+
+class Keypoint(NamedTuple):
+    """One body part of one pose."""
+
+    name: str
+    x: float
+    y: float
+    score: float
+
+
+@dataclass
+class Pose:
+    """One person in one frame.
+
+    ``keypoints`` is a ``(17, 2)`` float32 array of ``(x, y)`` source-image
+    pixels, ``scores`` a ``(17,)`` float32 array in ``[0, 1]`` and ``score``
+    the pose score in ``[0, 1]``. ``track_id`` is set by the tracker.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    score: float
+    track_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32).reshape(NUM_KEYPOINTS, 2)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(NUM_KEYPOINTS)
+        self.score = float(self.score)
+
+    def __iter__(self) -> Iterator[Keypoint]:
+        for i, name in enumerate(KEYPOINT_NAMES):
+            yield Keypoint(name, float(self.keypoints[i, 0]), float(self.keypoints[i, 1]), float(self.scores[i]))
+
+    def __len__(self) -> int:
+        return NUM_KEYPOINTS
+
+    def __getitem__(self, key: int | str) -> Keypoint:
+        i = KEYPOINT_INDEX[key] if isinstance(key, str) else int(key)
+        return Keypoint(KEYPOINT_NAMES[i], float(self.keypoints[i, 0]), float(self.keypoints[i, 1]), float(self.scores[i]))
+
+    def visible(self, min_score: float) -> np.ndarray:
+        """Boolean mask of keypoints whose score reaches ``min_score``."""
+        return self.scores >= min_score
+
+    def bbox(self, min_score: float = 0.0) -> tuple[float, float, float, float] | None:
+        """``(x0, y0, x1, y1)`` around the keypoints scoring at least ``min_score``."""
+        mask = self.visible(min_score)
+        if not mask.any():
+            return None
+        pts = self.keypoints[mask]
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    def to_dict(self, ndigits: int = 1) -> dict[str, Any]:
+        """JSON-ready form (the ``person`` object of the JSONL and MQTT schemas)."""
+        d: dict[str, Any] = {"score": round(self.score, 4)}
+        if self.track_id is not None:
+            d["id"] = int(self.track_id)
+        d["keypoints"] = {
+            name: [round(float(x), ndigits), round(float(y), ndigits), round(float(s), 3)]
+            for name, (x, y), s in zip(KEYPOINT_NAMES, self.keypoints.tolist(), self.scores.tolist())
+        }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Pose":
+        kps = d["keypoints"]
+        arr = np.array([kps[name] for name in KEYPOINT_NAMES], dtype=np.float32)
+        return cls(arr[:, :2], arr[:, 2], d.get("score", float(arr[:, 2].mean())), d.get("id"))
+
+    def scaled(self, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> "Pose":
+        """A copy with coordinates mapped by ``x*sx+dx, y*sy+dy``."""
+        kp = self.keypoints * np.array([sx, sy], np.float32) + np.array([dx, dy], np.float32)
+        return Pose(kp, self.scores.copy(), self.score, self.track_id, dict(self.extra))
+
+
+@dataclass
+class FrameResult:
+    """What the pipeline produces for one frame; the unit every sink consumes."""
+
+    index: int
+    timestamp: float
+    poses: list[Pose]
+    width: int
+    height: int
+    image: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    #: Outputs of other model types (e.g. ``camera_pose`` from the relocalization model).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON Lines record (schema: ``schemas/frame.schema.json``)."""
+        d: dict[str, Any] = {
+            "v": 1,
+            "frame": self.index,
+            "ts": round(self.timestamp, 4),
+            "width": self.width,
+            "height": self.height,
+            "people": [p.to_dict() for p in self.poses],
+        }
+        d.update(self.extra)
+        return d
