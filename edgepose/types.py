@@ -159,6 +159,57 @@ class Pose:
 
 
 @dataclass
+class Frame:
+    """One captured image. ``image`` is BGR uint8 (OpenCV order), ``timestamp`` seconds (epoch for live sources, media time for files)."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass
+class ActionEvent:
+    """Something a tracked person did: emitted by the action recognisers, published on ``events``.
+
+    ``kind`` is ``start`` (an action began), ``end`` (it ended; ``end`` time set),
+    ``instant`` (a one-off such as a fall) or ``count`` (a repetition counter moved;
+    ``count`` set).
+    """
+
+    track_id: int
+    action: str
+    kind: str
+    start: float
+    end: float | None = None
+    confidence: float = 1.0
+    count: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "track_id": int(self.track_id),
+            "action": self.action,
+            "kind": self.kind,
+            "start": round(float(self.start), 4),
+            "end": None if self.end is None else round(float(self.end), 4),
+            "confidence": round(float(self.confidence), 4),
+        }
+        if self.count is not None:
+            d["count"] = int(self.count)
+        if self.extra:
+            d["extra"] = self.extra
+        return d
+
+
+@dataclass
 class FrameResult:
     """What the pipeline produces for one frame; the unit every sink consumes."""
 
@@ -169,6 +220,7 @@ class FrameResult:
     height: int
     image: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    events: list[ActionEvent] = field(default_factory=list)
     #: Outputs of other model types (e.g. ``camera_pose`` from the relocalization model).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -182,5 +234,7 @@ class FrameResult:
             "height": self.height,
             "people": [p.to_dict() for p in self.poses],
         }
+        if self.events:
+            d["events"] = [e.to_dict() for e in self.events]
         d.update(self.extra)
         return d

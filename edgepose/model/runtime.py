@@ -1,0 +1,116 @@
+"""Which TFLite runtime runs the model, and the Edge TPU delegate.
+
+Order of preference: ``ai-edge-litert`` (fast, numpy 2), ``tflite-runtime``
+(older boards), ``tensorflow.lite`` (a workstation with TensorFlow). All three
+expose the same ``Interpreter`` / ``load_delegate`` API.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import ModelError, RuntimeMissingError
+
+log = logging.getLogger(__name__)
+
+#: Shared-library names of the Edge TPU runtime per platform.
+EDGETPU_LIBS = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+EDGETPU_INSTALL_HINT = (
+    "install the Edge TPU runtime (Debian/Raspberry Pi OS: add Coral's apt repository and "
+    "'sudo apt install libedgetpu1-std'), plug in the Coral device, or run the model's CPU build "
+    "(a *_quant.tflite without _edgetpu)."
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    Interpreter: Callable[..., Any]
+    load_delegate: Callable[..., Any]
+
+
+def _candidates() -> list[tuple[str, Callable[[], Backend]]]:
+    def litert() -> Backend:
+        from ai_edge_litert import interpreter as m  # type: ignore
+
+        return Backend("ai-edge-litert", m.Interpreter, m.load_delegate)
+
+    def tflite_runtime() -> Backend:
+        from tflite_runtime import interpreter as m  # type: ignore
+
+        return Backend("tflite-runtime", m.Interpreter, m.load_delegate)
+
+    def tensorflow() -> Backend:
+        import tensorflow as tf  # type: ignore
+
+        return Backend("tensorflow", tf.lite.Interpreter, tf.lite.experimental.load_delegate)
+
+    return [("ai-edge-litert", litert), ("tflite-runtime", tflite_runtime), ("tensorflow", tensorflow)]
+
+
+_backend: Backend | None = None
+
+
+def get_backend(prefer: str | None = None) -> Backend:
+    """The first importable runtime (``EDGEPOSE_RUNTIME`` or ``prefer`` picks one by name)."""
+    global _backend
+    prefer = prefer or os.environ.get("EDGEPOSE_RUNTIME")
+    if _backend is not None and (prefer is None or _backend.name == prefer):
+        return _backend
+    errors = []
+    for name, factory in _candidates():
+        if prefer and name != prefer:
+            continue
+        try:
+            backend = factory()
+        except Exception as e:  # ImportError, or tflite-runtime failing under numpy 2
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        if prefer is None:
+            _backend = backend
+        log.debug("TFLite runtime: %s", name)
+        return backend
+    raise RuntimeMissingError(
+        "no TFLite runtime could be imported (" + "; ".join(errors) + ").",
+        "pip install ai-edge-litert (or tflite-runtime on boards without an ai-edge-litert wheel).",
+    )
+
+
+def load_edgetpu_delegate(backend: Backend, device: str | None = None):
+    import platform
+
+    lib = EDGETPU_LIBS.get(platform.system(), "libedgetpu.so.1")
+    options = {"device": device} if device else {}
+    try:
+        return backend.load_delegate(lib, options)
+    except (ValueError, OSError, RuntimeError) as e:
+        raise RuntimeMissingError(
+            f"this model is compiled for the Edge TPU but the delegate {lib} could not be loaded ({e}).",
+            EDGETPU_INSTALL_HINT,
+        ) from None
+
+
+def make_interpreter(
+    model: bytes,
+    num_threads: int = 1,
+    edgetpu: bool = False,
+    backend: Backend | None = None,
+    name: str = "model",
+):
+    """Build and allocate an interpreter for ``model`` (flatbuffer bytes)."""
+    backend = backend or get_backend()
+    delegates = [load_edgetpu_delegate(backend)] if edgetpu else None
+    try:
+        interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "edgetpu-custom-op" in str(e):
+            raise RuntimeMissingError(f"{name} needs the Edge TPU ({msg}).", EDGETPU_INSTALL_HINT) from None
+        if "custom op" in str(e).lower():
+            raise ModelError(f"{name} uses a custom op this runtime does not have ({msg}).", "convert the model with builtin ops only.") from None
+        raise ModelError(f"{name} could not be loaded by {backend.name} ({msg}).", "re-download or re-convert the model.") from None
+    return interp
