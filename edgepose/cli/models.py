@@ -1,0 +1,154 @@
+"""``edgepose models``: list, fetch and remove registry models (see docs/models.md)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import EdgeposeError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "models",
+        help="list and download known PoseNet models",
+        description="The model registry: official PoseNet models, checked by sha256 and cached locally. "
+        "EDGEPOSE_CACHE_DIR moves the cache; EDGEPOSE_MODEL_MIRROR (folder or URL) replaces the download sites.",
+    )
+    sub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    sub.required = True
+
+    ls = sub.add_parser("list", help="table of known models (name, input, kind, size, cached, verified)")
+    ls.add_argument("--kind", choices=["tflite", "tflite+decoder", "edgetpu", "tfjs"], help="only this kind")
+    ls.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
+    ls.set_defaults(func=cmd_list)
+
+    fe = sub.add_parser("fetch", help="download models into the cache (verified by sha256) and print their paths")
+    fe.add_argument("names", nargs="*", metavar="NAME", help="model names or aliases (see `edgepose models list`)")
+    fe.add_argument("--all", action="store_true", help="every verified model")
+    fe.add_argument("--force", action="store_true", help="download again even if cached")
+    fe.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="allow models without a published sha256 (their computed sha256 is printed and recorded)",
+    )
+    fe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fe.set_defaults(func=cmd_fetch)
+
+    rm = sub.add_parser("rm", help="remove models from the cache")
+    rm.add_argument("names", nargs="*", metavar="NAME")
+    rm.add_argument("--all", action="store_true", help="empty the whole model cache")
+    rm.set_defaults(func=cmd_rm)
+
+    info = sub.add_parser("info", help="what the runtime detects in a model file or registry model")
+    info.add_argument("model", metavar="PATH_OR_NAME")
+    info.set_defaults(func=cmd_info)
+
+
+def _fmt_size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.1f}"
+
+
+def format_table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..model import zoo
+
+    models = [m for m in zoo.list_models() if args.kind is None or m.kind == args.kind]
+    if args.json:
+        for m in models:
+            print(
+                json.dumps(
+                    {
+                        "name": m.name,
+                        "aliases": list(m.aliases),
+                        "kind": m.kind,
+                        "input_size": list(m.input_size) if m.input_size else None,
+                        "output_stride": m.output_stride,
+                        "size_bytes": m.size_bytes,
+                        "cached": m.cached,
+                        "verified": m.verified,
+                        "path": str(m.path),
+                        "urls": list(m.urls),
+                        "description": m.description,
+                    }
+                )
+            )
+        return 0
+    rows = [
+        [
+            m.name + (" (default)" if zoo.lookup(zoo.DEFAULT_MODEL).name == m.name else ""),  # type: ignore[union-attr]
+            f"{m.input_size[0]}x{m.input_size[1]}" if m.input_size else "any",
+            m.kind,
+            _fmt_size(m.size_bytes),
+            "yes" if m.cached else "no",
+            "sha256" if m.verified else "no",
+        ]
+        for m in models
+    ]
+    print(format_table(rows, ["NAME", "INPUT HxW", "KIND", "SIZE MB", "CACHED", "VERIFIED"]))
+    print(f"\ncache: {zoo.models_dir()}  (aliases: `edgepose models list --json`; unverified models need "
+          "`edgepose models fetch NAME --allow-unverified`)")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from ..model import zoo
+
+    names = list(args.names)
+    if args.all:
+        names += [m.name for m in zoo.list_models() if m.verified]
+    if not names:
+        raise EdgeposeError("no model named.", "give one or more names from `edgepose models list`, or --all.")
+    progress = False if args.no_progress else None
+    failed = 0
+    for name in dict.fromkeys(names):
+        try:
+            path = zoo.fetch(name, force=args.force, allow_unverified=args.allow_unverified, progress=progress)
+        except EdgeposeError as e:
+            if len(names) == 1:
+                raise
+            # Keep going so one bad name does not block the others; report each on one line.
+            print(f"edgepose models fetch: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(path)
+    return 2 if failed else 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from ..model import zoo
+
+    if not args.all and not args.names:
+        raise EdgeposeError("nothing to remove.", "give model names, or --all to empty the model cache.")
+    removed = zoo.clear_cache(None) if args.all else [p for n in args.names for p in zoo.clear_cache(n)]
+    for p in removed:
+        print(f"removed {p}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..model import zoo
+
+    path = zoo.resolve_model(args.model)
+    try:
+        from ..model.posenet import load_posenet  # the lead's loader; reports what the runtime detects
+    except ImportError:
+        raise EdgeposeError(
+            "`edgepose models info` needs edgepose.model.posenet, which this install does not have.",
+            "update edgepose.",
+        ) from None
+    model = load_posenet(path)
+    describe = getattr(model, "describe", None)
+    if callable(describe):
+        print(describe())
+        return 0
+    print(f"path: {path}")
+    print(f"input size (h, w): {model.input_size}")
+    print(f"output stride: {model.output_stride}")
+    return 0
