@@ -456,3 +456,41 @@ def test_cli_errors_are_one_line(cache, capsys):
     assert err.count("\n") == 0 and "posenet-353x481" in err and err.startswith("edgepose models: error:")
     assert cli_main(["models", "fetch", "tfjs/resnet50_stride16_float"]) == 2
     assert "--allow-unverified" in capsys.readouterr().err
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "name, hw, decoder, edgetpu",
+    [
+        ("posenet", (353, 481), False, False),
+        ("posenet-721x1281-decoder", (721, 1281), True, False),
+        ("posenet-481x641-edgetpu", (481, 641), True, True),
+    ],
+)
+def test_cli_info_reports_what_the_runtime_detects(cache, monkeypatch, capsys, name, hw, decoder, edgetpu):
+    pytest.importorskip("edgepose.model.posenet")
+    monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", str(MIRROR))
+    assert cli_main(["models", "info", name, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["input_height"], info["input_width"]) == hw
+    assert info["input_dtype"] == "uint8" and info["output_stride"] == 16 and info["edgetpu"] is edgetpu
+    assert set(info["outputs"]) == {"heatmaps", "short_offsets", "mid_offsets"}
+    assert info["registry"]["name"] == zoo.lookup(name).name and info["registry"]["verified"]
+    if decoder:  # Coral's PosenetDecoderOp settings, read from the op's flexbuffer options
+        assert info["decoder_op"] == {"max_detections": 10, "score_threshold": 0.2, "nms_radius": 10.0, "stride": 16}
+    else:
+        assert info["decoder_op"] is None
+    # The table form for a path shows the same facts.
+    assert cli_main(["models", "info", info["path"]]) == 0
+    out = capsys.readouterr().out
+    assert f"{hw[0]}x{hw[1]} (HxW) uint8" in out and f"edge tpu       {'yes' if edgetpu else 'no'}" in out
+    assert "registry       -" in out
+
+
+def test_cli_info_on_a_non_model_file_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("edgepose.model.posenet")
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"<html>not found</html>")
+    assert cli_main(["models", "info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "not a TFLite model" in err and err.count("\n") == 1

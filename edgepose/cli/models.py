@@ -42,6 +42,7 @@ def register(subparsers) -> None:
 
     info = sub.add_parser("info", help="what the runtime detects in a model file or registry model")
     info.add_argument("model", metavar="PATH_OR_NAME")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
 
@@ -132,23 +133,82 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from ..model import zoo
+def _static_info(path, reason: str) -> dict:
+    """What the flatbuffer says without running it (an Edge TPU model on a machine without the TPU)."""
+    from ..model import flatbuf
 
-    path = zoo.resolve_model(args.model)
+    buf = path.read_bytes()
+    cut, op = flatbuf.cut_decoder_op(buf, path.name)
+    model_t = flatbuf.load_model_t(cut, path.name)
+    s = flatbuf._schema()
+    types = {v: k.lower() for k, v in vars(s.TensorType).items() if k.isupper()}
+    sg = model_t.subgraphs[0]
+    (inp,) = [sg.tensors[i] for i in sg.inputs]
+    _, h, w, _ = (int(v) for v in inp.shape)
+    outputs = {}
+    if op is not None:
+        outputs = dict(zip(("heatmaps", "short_offsets", "mid_offsets"), op.input_names))
+    return {
+        "name": path.name,
+        "input_height": h,
+        "input_width": w,
+        "input_dtype": types.get(inp.type, str(inp.type)),
+        "output_stride": op.stride if op else None,
+        "heatmap_activation": None,
+        "outputs": outputs,
+        "edgetpu": flatbuf.EDGETPU_OP in flatbuf.custom_op_names(model_t),
+        "decoder_op": None
+        if op is None
+        else {"max_detections": op.max_detections, "score_threshold": round(op.score_threshold, 4), "nms_radius": op.nms_radius, "stride": op.stride},
+        "metadata": flatbuf.read_metadata(buf),
+        "runtime": f"not loaded: {reason}",
+    }
+
+
+def model_info(name_or_path: str) -> dict:
+    """What the runtime detects in a model: the loader's ``info()``, or the flatbuffer's if it cannot run here."""
+    import dataclasses
+
+    from ..errors import RuntimeMissingError
+    from ..model import zoo
+    from ..model.posenet import load_posenet  # the runtime's own loader, so this is what `run` will see
+
+    path = zoo.resolve_model(name_or_path)
     try:
-        from ..model.posenet import load_posenet  # the lead's loader; reports what the runtime detects
-    except ImportError:
-        raise EdgeposeError(
-            "`edgepose models info` needs edgepose.model.posenet, which this install does not have.",
-            "update edgepose.",
-        ) from None
-    model = load_posenet(path)
-    describe = getattr(model, "describe", None)
-    if callable(describe):
-        print(describe())
+        info = dataclasses.asdict(load_posenet(path, threads=1).info())
+    except RuntimeMissingError as e:  # Edge TPU build without libedgetpu / a Coral device
+        info = _static_info(path, e.problem)
+    entry = None if path.exists() and str(path) == str(name_or_path) else zoo.lookup(name_or_path)
+    info["path"] = str(path)
+    info["registry"] = None if entry is None else {"name": entry.name, "verified": entry.verified}
+    return info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = model_info(args.model)
+    if args.json:
+        print(json.dumps(info, default=str))
         return 0
-    print(f"path: {path}")
-    print(f"input size (h, w): {model.input_size}")
-    print(f"output stride: {model.output_stride}")
+    dec = info["decoder_op"]
+    reg = info["registry"]
+    rows = [
+        ("path", info["path"]),
+        ("registry", "-" if reg is None else f"{reg['name']} ({'sha256 verified' if reg['verified'] else 'unverified'})"),
+        ("runtime", info["runtime"]),
+        ("input", f"{info['input_height']}x{info['input_width']} (HxW) {info['input_dtype']}"),
+        ("output stride", info["output_stride"] if info["output_stride"] is not None else "?"),
+        ("heatmaps", info["heatmap_activation"] or "?"),
+        ("outputs", ", ".join(f"{k}={v}" for k, v in info["outputs"].items()) or "?"),
+        (
+            "decoder op",
+            "none"
+            if not dec
+            else " ".join(f"{k}={v}" for k, v in dec.items()) + " (Coral's PosenetDecoderOp, cut off: edgepose decodes in numpy)",
+        ),
+        ("edge tpu", "yes" if info["edgetpu"] else "no"),
+        ("metadata", "none" if not info["metadata"] else json.dumps(info["metadata"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k.ljust(width)}  {v}")
     return 0
