@@ -167,32 +167,22 @@ def _tfjs_entries() -> list[ModelEntry]:
     # URL scheme of tfjs-models/posenet's checkpoints.ts (quantBytes 4 is "float").
     out = []
     quants = {"float": "float32", "quant2": "uint16-quantized", "quant1": "uint8-quantized"}
-    for q, qdesc in quants.items():
-        for mult in ("050", "075", "100"):
-            for stride in (8, 16):
-                rel = f"mobilenet/{q}/{mult}/model-stride{stride}.json"
+    archs = [("mobilenet_v1_" + m, f"mobilenet/{{q}}/{m}", f"MobileNetV1 {int(m) / 100:.2f}", (8, 16)) for m in ("050", "075", "100")]
+    archs.append(("resnet50", "resnet50/{q}", "ResNet50", (16, 32)))
+    for arch, folder, adesc, strides in archs:
+        for stride in strides:
+            for q, qdesc in quants.items():
+                rel = f"{folder.format(q=q)}/model-stride{stride}.json"
                 out.append(
                     ModelEntry(
-                        name=f"tfjs/mobilenet_v1_{mult}_stride{stride}_{q}",
+                        name=f"tfjs/{arch}_stride{stride}_{q}",
                         kind="tfjs",
                         files=(ModelFile("tfjs/" + rel, TFJS_BASE + rel),),
-                        description=f"TF.js PoseNet MobileNetV1 {int(mult) / 100:.2f}, stride {stride}, {qdesc} (converter input)",
+                        description=f"TF.js PoseNet {adesc}, stride {stride}, {qdesc} (converter input)",
                         output_stride=stride,
                         manifest=True,
                     )
                 )
-        for stride in (16, 32):
-            rel = f"resnet50/{q}/model-stride{stride}.json"
-            out.append(
-                ModelEntry(
-                    name=f"tfjs/resnet50_stride{stride}_{q}",
-                    kind="tfjs",
-                    files=(ModelFile("tfjs/" + rel, TFJS_BASE + rel),),
-                    description=f"TF.js PoseNet ResNet50, stride {stride}, {qdesc} (converter input)",
-                    output_stride=stride,
-                    manifest=True,
-                )
-            )
     return out
 
 
@@ -468,14 +458,13 @@ def download_file(
                         chunk = src.read(CHUNK)
                         if not chunk:
                             break
-                        out.write(chunk)
+                        _write_cache(out, chunk, dest)
                         h.update(chunk)
                         got += len(chunk)
                         bar.update(len(chunk))
                 if total is not None and got != total:
                     raise http.client.IncompleteRead(b"", total - got)
-                out.flush()
-                os.fsync(out.fileno())  # a power cut on an SD card must not leave a renamed empty file
+                _write_cache(out, None, dest)  # flush + fsync: a power cut must not leave a renamed empty file
             actual = h.hexdigest()
             if expected_sha256 and actual != expected_sha256.lower():
                 raise DownloadError(
@@ -505,6 +494,21 @@ def download_file(
             raise
     reason = f"{type(last).__name__}: {last}" if not isinstance(last, _Fatal) else str(last)
     raise _DownloadFailed(source, reason)
+
+
+def _write_cache(out: IO[bytes], chunk: bytes | None, dest: Path) -> None:
+    """Write (or, with ``chunk=None``, flush and fsync); a full or read-only disk is not a network problem."""
+    try:
+        if chunk is None:
+            out.flush()
+            os.fsync(out.fileno())
+        else:
+            out.write(chunk)
+    except OSError as e:
+        raise DownloadError(
+            f"cannot write to the model cache {dest.parent} ({e.strerror or e}).",
+            f"free some space there, or set {CACHE_ENV} to a writable folder with room.",
+        ) from None
 
 
 class _DownloadFailed(Exception):
