@@ -1,0 +1,116 @@
+"""The converter's entry point: one source, one precision, one ``.tflite`` with metadata."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgepose.model.flatbuf import read_metadata, write_metadata
+
+from . import edgetpu as etpu
+from .errors import ConvertError
+from .model_types import PRECISIONS, posenet_metadata
+from .sizes import check_input_size
+from .sources import SourceModel, load_source
+from .tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    precision: str
+    size_bytes: int
+    metadata: dict[str, Any]
+    #: max |converted - source| per role on the probe input (dequantized for int8)
+    max_abs_diff: dict[str, float]
+    compat: etpu.CompatReport | None = None
+    compiled: etpu.CompileResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def probe_input(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A smooth, image-like deterministic input in [-1, 1] (noise would saturate quantized ranges)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(-1, 1, (max(2, size[0] // 16), max(2, size[1] // 16), 3)).astype(np.float32)
+    return cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_CUBIC).clip(-1, 1)[None]
+
+
+def default_output_path(src: SourceModel, precision: str, size: tuple[int, int], out_dir: Path = Path(".")) -> Path:
+    return Path(out_dir) / f"{src.name}_{size[0]}_{size[1]}_{precision}.tflite"
+
+
+def convert(
+    source: SourceModel | str | Path,
+    precision: str,
+    input_size: tuple[int, int],
+    out: str | Path | None = None,
+    *,
+    calibration: Sequence[np.ndarray] | None = None,
+    quant: QuantOptions = QuantOptions(),
+    edgetpu: bool = False,
+    name: str | None = None,
+    progress: bool = True,
+) -> ConvertResult:
+    """Convert ``source`` and write ``out`` (a ``.tflite`` with edgepose metadata)."""
+    if precision not in PRECISIONS:
+        raise ConvertError(f"unknown precision {precision!r}.", f"use one of {', '.join(PRECISIONS)}.")
+    if edgetpu and precision != "int8":
+        raise ConvertError(f"--edgetpu needs --precision int8 (got {precision}).", "the Edge TPU runs full-integer models only: add --precision int8.")
+    src = source if isinstance(source, SourceModel) else load_source(source)
+    if src.fixed_input_size and tuple(input_size) != src.fixed_input_size:
+        raise ConvertError(
+            f"{src.path.name} has a fixed input size {src.fixed_input_size[0]}x{src.fixed_input_size[1]}, not {input_size[0]}x{input_size[1]}.",
+            f"use --input-size {src.fixed_input_size[0]}x{src.fixed_input_size[1]} or export the source with a flexible input.",
+        )
+    h, w = check_input_size(tuple(input_size), src.output_stride)
+    fn = src.function(h, w)
+    rep = None
+    if precision == "int8":
+        if not calibration:
+            raise ConvertError("int8 needs calibration images.", "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).")
+        rep = representative_dataset(calibration, (h, w), mirror=quant.mirror, progress=progress)
+    buf = convert_function(fn, precision, rep, quant, edgetpu=edgetpu)
+
+    # Which output is which: run both on the same input and pair them numerically.
+    x = probe_input((h, w))
+    ref = src.run(x)
+    outs = TFLiteRunner(buf)(x)
+    roles = map_output_roles(outs, ref)
+    diffs = {r: float(np.max(np.abs(outs[n] - ref[r]))) for r, n in roles.items()}
+    meta = posenet_metadata(
+        name=name or src.name,
+        architecture=src.architecture,
+        multiplier=src.multiplier,
+        output_stride=src.output_stride,
+        input_size=(h, w),
+        outputs=roles,
+        source=src.source_label,
+        precision=precision,
+    )
+    buf = write_metadata(buf, meta)
+    out_path = Path(out) if out else default_output_path(src, precision, (h, w))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(buf)
+    res = ConvertResult(out_path, precision, len(buf), meta, diffs)
+    if precision == "int8":
+        res.compat = etpu.compatibility_report(buf)
+    if edgetpu:
+        if res.compat and res.compat.cpu_ops:
+            res.notes.append(f"{len(res.compat.cpu_ops)} op(s) would run on the CPU: " + ", ".join(sorted({o.op for o in res.compat.cpu_ops})))
+        if etpu.find_compiler() is None:
+            res.notes.append(f"{etpu.COMPILER} is not on PATH, so the Edge TPU model was not compiled; {out_path.name} is Edge TPU-ready. To compile: {etpu.INSTALL_HINT}")
+        else:
+            res.compiled = etpu.compile_model(out_path)
+            compiled = res.compiled.path.read_bytes()
+            meta_tpu = dict(read_metadata(compiled) or meta)
+            meta_tpu["precision"] = "edgetpu"
+            res.compiled.path.write_bytes(write_metadata(compiled, meta_tpu))
+            res.notes.append(f"compiled {res.compiled.path.name}: {res.compiled.ops_on_tpu} op(s) on the Edge TPU, {res.compiled.ops_on_cpu} on the CPU.")
+    return res

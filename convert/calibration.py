@@ -1,0 +1,114 @@
+"""Images for calibration and evaluation: reading, preprocessing, the held-out split.
+
+Preprocessing is the runtime's: resize (stretch) to the model input, BGR->RGB,
+scale to ``[-1, 1]``. No TensorFlow here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import ConvertError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def preprocess(image_bgr: np.ndarray, size: tuple[int, int], input_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """``[1, h, w, 3]`` float32 RGB scaled to ``input_range``."""
+    h, w = size
+    img = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
+    lo, hi = input_range
+    return (rgb * ((hi - lo) / 255.0) + lo)[None]
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ConvertError(f"image {path} cannot be read.", "remove it or replace it with a JPEG/PNG file.")
+    return img
+
+
+def video_frames(path: Path, count: int) -> list[np.ndarray]:
+    """``count`` frames spread evenly over the video (BGR)."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ConvertError(f"video {path} cannot be opened.", "pass a video OpenCV can read (e.g. .mp4/.avi), or a folder of images.")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
+    frames: list[np.ndarray] = []
+    try:
+        if total > 0:
+            wanted = sorted(set(np.linspace(0, total - 1, num=min(count, total)).astype(int).tolist()))
+            i = 0
+            target = iter(wanted)
+            nxt = next(target, None)
+            while nxt is not None:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if i == nxt:
+                    frames.append(frame)
+                    nxt = next(target, None)
+                i += 1
+        else:  # some containers do not report a frame count
+            while len(frames) < count:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames.append(frame)
+    finally:
+        cap.release()
+    if not frames:
+        raise ConvertError(f"video {path} has no readable frames.", "pass another video or a folder of images.")
+    return frames
+
+
+def split_held_out(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Deterministic half/half split of sorted paths: even positions calibrate, odd positions evaluate."""
+    ps = sorted(paths)
+    return ps[0::2], ps[1::2]
+
+
+def load_calibration(sources: Iterable[str | Path], video_frames_per_file: int = 40, exclude: Iterable[Path] = ()) -> list[np.ndarray]:
+    """BGR images from image files, folders of images and videos.
+
+    ``exclude`` keeps evaluation images out of calibration.
+    """
+    excluded = {Path(p).resolve() for p in exclude}
+    images: list[np.ndarray] = []
+    for src in sources:
+        p = Path(src)
+        if not p.exists():
+            raise ConvertError(f"calibration source {p} does not exist.", "pass a folder of images or a video with --calibration.")
+        if p.is_dir():
+            files = [f for f in list_images(p) if f.resolve() not in excluded]
+            if not files:
+                raise ConvertError(
+                    f"calibration folder {p} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}).",
+                    "put 50-300 images of the scenes the device will see in it, or pass a video.",
+                )
+            images.extend(read_image(f) for f in files)
+        elif p.suffix.lower() in VIDEO_SUFFIXES:
+            images.extend(video_frames(p, video_frames_per_file))
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(read_image(p))
+        else:
+            raise ConvertError(f"calibration source {p} is neither an image, a video nor a folder.", "pass a folder of images or a video file.")
+    if not images:
+        raise ConvertError("no calibration images were given.", "pass --calibration FOLDER_OR_VIDEO (int8 needs real images to set its ranges).")
+    return images
+
+
+def augment(images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    """Each image and its mirror image: people face both ways, and so should the ranges."""
+    for img in images:
+        yield img
+        yield img[:, ::-1]
