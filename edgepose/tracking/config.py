@@ -8,5 +8,16 @@ class TrackingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    max_age: int = Field(30, ge=0, description="frames a track survives without a match")
+    max_age: int = Field(30, ge=0, le=10_000, description="frames a track survives without a match")
     min_similarity: float = Field(0.2, ge=0.0, le=1.0, description="OKS below which a pose never joins a track")
+    min_part_score: float = Field(0.2, ge=0.0, le=1.0, description="keypoints scoring less are ignored for matching")
+    min_hits: int = Field(
+        1, ge=1, le=100, description="matched frames before a track is reported (1: report at once; higher hides one-frame ghosts)"
+    )
+    predict_motion: bool = Field(True, description="match against each track's position extrapolated at its last velocity")
+    # One Euro filter (Casiez et al. 2012) per keypoint; speeds are measured in torso sizes per second,
+    # so the same settings work near and far from the camera.
+    smoothing: bool = Field(False, description="smooth keypoints per track (One Euro filter); raw ones kept in pose.extra")
+    smoothing_min_cutoff: float = Field(1.0, gt=0.0, le=100.0, description="Hz; lower = smoother at rest, more lag")
+    smoothing_beta: float = Field(0.3, ge=0.0, le=100.0, description="cutoff increase per torso size/s of speed; higher = less lag when moving")
+    smoothing_d_cutoff: float = Field(1.0, gt=0.0, le=100.0, description="Hz; cutoff of the speed estimate")

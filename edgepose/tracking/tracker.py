@@ -1,0 +1,137 @@
+"""Multi-person tracker: OKS similarity + optimal assignment, with missed-frame tolerance.
+
+Each frame, every live track predicts where its keypoints are now (last
+position + last velocity x elapsed time), the tracker scores every
+(track, pose) pair by object keypoint similarity (OKS, COCO's keypoint
+metric, scaled by the track's size) and solves the assignment with the
+Hungarian method (``scipy.optimize.linear_sum_assignment``). Pairs below
+``min_similarity`` are not matched. Unmatched poses start new tracks with a
+fresh ID from a counter that never goes back, so IDs are never reused;
+unmatched tracks survive ``max_age`` frames.
+
+Why not norfair: see docs/actions.md (it pins numpy < 2, which the device
+runtime cannot take, and was no more accurate on our sequences).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .. import geometry as g
+from ..types import Pose
+from .config import TrackingConfig
+from .smoothing import OneEuroFilter
+
+
+@dataclass
+class Track:
+    id: int
+    keypoints: np.ndarray  # (17, 2) last matched (raw) position of each part
+    visible: np.ndarray  # (17,) parts ever seen
+    last_ts: float
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros((17, 2), np.float32))  # px / s
+    hits: int = 1
+    missed: int = 0
+    smoother: OneEuroFilter | None = None
+
+    def predict(self, ts: float, use_velocity: bool) -> np.ndarray:
+        if not use_velocity:
+            return self.keypoints
+        dt = min(max(ts - self.last_ts, 0.0), 1.0)  # extrapolating further than 1 s only adds error
+        return self.keypoints + self.velocity * dt
+
+    def area(self) -> float:
+        a = g.bbox_area(self.keypoints, self.visible)
+        # A floor keeps OKS from collapsing for tiny or degenerate (one-row) boxes.
+        return max(a, 32.0 * 32.0)
+
+
+class Tracker:
+    """Gives every pose a ``track_id`` that stays with the person; see the module doc."""
+
+    def __init__(self, config: TrackingConfig | None = None):
+        self.config = config or TrackingConfig()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._last_ts: float | None = None
+
+    def reset(self) -> None:
+        """Forget all tracks (a new source); IDs still never repeat."""
+        self.tracks = []
+        self._last_ts = None
+
+    def similarity(self, poses: list[Pose], ts: float) -> np.ndarray:
+        """OKS of every live track (rows) against every pose (columns)."""
+        cfg = self.config
+        if not self.tracks or not poses:
+            return np.zeros((len(self.tracks), len(poses)), np.float32)
+        pred = np.stack([t.predict(ts, cfg.predict_motion) for t in self.tracks])
+        tvis = np.stack([t.visible for t in self.tracks])
+        areas = np.array([t.area() for t in self.tracks], np.float32)
+        dk = np.stack([p.keypoints for p in poses])
+        dvis = np.stack([p.visible(cfg.min_part_score) for p in poses])
+        return g.oks_matrix(pred, tvis, dk, dvis, areas)
+
+    def update(self, poses: list[Pose], timestamp: float) -> list[Pose]:
+        """Set ``track_id`` on ``poses`` (in place) and return those of reported tracks.
+
+        Poses of tracks younger than ``min_hits`` frames keep ``track_id=None``
+        and are left out of the result.
+        """
+        cfg = self.config
+        ts = float(timestamp)
+        if self._last_ts is not None and ts < self._last_ts:
+            # Time went backwards: a looping file or a new source. Old tracks cannot match.
+            self.reset()
+        self._last_ts = ts
+        sim = self.similarity(poses, ts)
+        matched_t: set[int] = set()
+        matched_p: dict[int, Track] = {}
+        if sim.size:
+            rows, cols = linear_sum_assignment(-sim)
+            for r, c in zip(rows, cols):
+                if sim[r, c] >= cfg.min_similarity and sim[r, c] > 0:
+                    matched_t.add(r)
+                    matched_p[c] = self.tracks[r]
+        for r, tr in enumerate(self.tracks):
+            if r not in matched_t:
+                tr.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= cfg.max_age]
+        out: list[Pose] = []
+        for c, pose in enumerate(poses):
+            vis = pose.visible(cfg.min_part_score)
+            tr = matched_p.get(c)
+            if tr is None:
+                tr = Track(self._next_id, pose.keypoints.copy(), vis.copy(), ts)
+                self._next_id += 1
+                if cfg.smoothing:
+                    tr.smoother = OneEuroFilter(cfg.smoothing_min_cutoff, cfg.smoothing_beta, cfg.smoothing_d_cutoff)
+                self.tracks.append(tr)
+            else:
+                self._advance(tr, pose.keypoints, vis, ts)
+            if tr.smoother is not None:
+                pose.extra["raw_keypoints"] = pose.keypoints.copy()
+                scale = g.torso_size(pose.keypoints, vis)
+                pose.keypoints = tr.smoother(pose.keypoints, ts, vis, scale)
+            if tr.hits >= cfg.min_hits:
+                pose.track_id = tr.id
+                out.append(pose)
+            else:
+                pose.track_id = None
+        return out
+
+    @staticmethod
+    def _advance(tr: Track, kp: np.ndarray, vis: np.ndarray, ts: float) -> None:
+        dt = ts - tr.last_ts
+        both = vis & tr.visible
+        if dt > 0:
+            v = (kp - tr.keypoints) / dt
+            # Damp the velocity estimate: detections jitter, and a wrong jump must not fling the prediction.
+            tr.velocity = np.where(both[:, None], 0.5 * tr.velocity + 0.5 * v, tr.velocity * 0.5).astype(np.float32)
+        tr.keypoints = np.where(vis[:, None], kp, tr.keypoints + tr.velocity * max(dt, 0.0)).astype(np.float32)
+        tr.visible = tr.visible | vis
+        tr.last_ts = ts
+        tr.hits += 1
+        tr.missed = 0
