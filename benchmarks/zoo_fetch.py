@@ -1,0 +1,69 @@
+"""Model registry costs: resolving a cached model (sha256 re-check) and fetching one (folder and HTTP mirror).
+
+Baselines, run in the same process: ``Path.exists`` for a cache hit, ``shutil.copyfile`` for a fetch.
+Uses ../shared/models as the mirror; no internet. Run: ``python benchmarks/zoo_fetch.py``.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from edgepose.model import zoo
+
+MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+NAMES = ["posenet", "posenet-481x641-edgetpu"]
+
+
+def timeit(fn, repeat: int) -> float:
+    """Median seconds per call."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="edgepose-bench-"))
+    os.environ["EDGEPOSE_CACHE_DIR"] = str(tmp / "cache")
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        functools.partial(type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(MIRROR)),
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    http_url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    rows = []
+    try:
+        for name in NAMES:
+            entry = zoo.get_entry(name)
+            src = MIRROR / entry.primary.path
+            mb = src.stat().st_size / 1e6
+            copy_dst = tmp / "copy.bin"
+            base_copy = timeit(lambda: shutil.copyfile(src, copy_dst), 20)
+            os.environ["EDGEPOSE_MODEL_MIRROR"] = str(MIRROR)
+            folder = timeit(lambda: zoo.fetch(name, force=True, progress=False), 20)
+            os.environ["EDGEPOSE_MODEL_MIRROR"] = http_url
+            http_t = timeit(lambda: zoo.fetch(name, force=True, progress=False), 20)
+            cached_path = zoo.fetch(name)
+            base_hit = timeit(lambda: cached_path.exists(), 200)
+            hit = timeit(lambda: zoo.resolve_model(name), 200)
+            rows.append((entry.name.split("/")[-1], mb, base_copy, folder, http_t, base_hit, hit))
+    finally:
+        httpd.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"{'model':58} {'MB':>5} {'copyfile ms':>11} {'fetch folder ms':>15} {'x copy':>7} {'fetch http ms':>13} {'x copy':>7} {'MB/s http':>9} {'exists us':>9} {'resolve ms':>10} {'x exists':>9}")
+    for n, mb, bc, fo, ht, bh, hi in rows:
+        print(f"{n:58} {mb:5.2f} {bc * 1e3:11.2f} {fo * 1e3:15.2f} {fo / bc:7.1f} {ht * 1e3:13.2f} {ht / bc:7.1f} {mb / ht:9.0f} {bh * 1e6:9.1f} {hi * 1e3:10.2f} {hi / bh:9.0f}")
+
+
+if __name__ == "__main__":
+    main()
