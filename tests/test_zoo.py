@@ -329,6 +329,8 @@ def test_unknown_name_lists_close_matches(cache):
     assert "posenet_mobilenet_v1_075_353_481" in ei.value.fix and "edgepose models list" in ei.value.fix
     with pytest.raises(ModelError, match="no model file at 'missing/dir/model.tflite'"):
         zoo.resolve_model("missing/dir/model.tflite")
+    with pytest.raises(ModelError, match="empty name"):
+        zoo.resolve_model("")
     assert not cache.exists()  # nothing was fetched or created
 
 

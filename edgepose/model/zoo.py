@@ -600,10 +600,13 @@ def fetch(name: str, force: bool = False, *, allow_unverified: bool = False, pro
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """A path that exists is returned as is; a registry name is fetched through the cache."""
+    name = str(name_or_path)
+    if not name.strip():
+        # Path("") is the current directory: never let an empty setting resolve to it.
+        raise ModelError("no model given (empty name).", f"set model.path to a .tflite file or a name such as {DEFAULT_MODEL}.")
     p = Path(name_or_path).expanduser()
     if p.exists():
         return p
-    name = str(name_or_path)
     entry = lookup(name)
     if entry is None:
         raise _unknown(name)
