@@ -1,0 +1,357 @@
+"""PoseNet keypoint models: loading, pre-processing, inference and decoding.
+
+Everything the runtime needs is read from the model itself: input size and
+dtype, output stride, which output is which head, whether heatmaps are logits
+or sigmoid scores, and (for Coral's ``*_decoder`` builds) the decoder settings
+of the ``PosenetDecoderOp``, which is cut off and replaced by edgepose's numpy
+decoder so that no custom-op library is needed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..decode.heads import Heads
+from ..decode.multi import decode_multiple_poses
+from ..decode.single import decode_single_pose
+from ..errors import ModelError
+from ..types import NUM_KEYPOINTS, Pose
+from . import flatbuf
+from .runtime import make_interpreter
+
+log = logging.getLogger(__name__)
+
+#: Output roles and the channel count each must have.
+ROLE_CHANNELS = {"heatmaps": 17, "short_offsets": 34, "mid_offsets": 64, "displacement_fwd": 32, "displacement_bwd": 32}
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Maps model-input pixels back to source pixels: ``src = (inp - pad) / scale``."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float = 0.0
+    pad_y: float = 0.0
+
+    def to_source(self, yx: np.ndarray) -> np.ndarray:
+        """``(…, 2)`` input-pixel ``(y, x)`` -> source-pixel ``(x, y)``."""
+        x = (yx[..., 1] - self.pad_x) / self.scale_x
+        y = (yx[..., 0] - self.pad_y) / self.scale_y
+        return np.stack([x, y], axis=-1).astype(np.float32)
+
+
+@dataclass
+class OutputSpec:
+    index: int
+    name: str
+    role: str
+    scale: float
+    zero_point: int
+    quantized: bool
+
+
+@dataclass
+class ModelInfo:
+    """What was detected about a model (``edgepose models info`` prints it)."""
+
+    name: str
+    input_height: int
+    input_width: int
+    input_dtype: str
+    output_stride: int
+    heatmap_activation: str
+    outputs: dict[str, str]
+    edgetpu: bool
+    decoder_op: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    runtime: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_model_bytes(model: str | Path | bytes) -> tuple[bytes, str]:
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model), "model"
+    p = Path(model)
+    if not p.exists():
+        raise ModelError(f"model file {p} does not exist.", "check the path, or use a name from 'edgepose models list'.")
+    if p.is_dir():
+        raise ModelError(f"{p} is a directory, not a .tflite model.", "pass the .tflite file inside it.")
+    try:
+        return p.read_bytes(), p.name
+    except OSError as e:
+        raise ModelError(f"cannot read model {p}: {e.strerror}.", "check the file's permissions.") from None
+
+
+def _producer_op(model_t, tensor_index: int) -> str | None:
+    for op in model_t.subgraphs[0].operators:
+        if tensor_index in list(op.outputs):
+            return flatbuf.op_code_name(model_t, op.opcodeIndex)
+    return None
+
+
+class PoseNetModel:
+    """A PoseNet keypoint model ready to run on one image at a time."""
+
+    model_type = "posenet"
+
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        threads: int = 2,
+        *,
+        resize: str = "stretch",
+        edgetpu: str = "auto",
+        interpolation: int = cv2.INTER_LINEAR,
+    ):
+        buf, name = _read_model_bytes(model)
+        self.name = name
+        self.resize = resize
+        self.interpolation = interpolation
+        self.metadata = flatbuf.read_metadata(buf) if len(buf) >= 8 else None
+        flatbuf.check_tflite(buf, name)
+        cut, self.decoder_op = flatbuf.cut_decoder_op(buf, name)
+        model_t = flatbuf.load_model_t(cut, name)
+        ops = set(flatbuf.custom_op_names(model_t))
+        needs_tpu = flatbuf.EDGETPU_OP in ops
+        use_tpu = needs_tpu if edgetpu == "auto" else edgetpu == "on"
+        if needs_tpu and not use_tpu:
+            raise ModelError(f"{name} is compiled for the Edge TPU, but the Edge TPU was turned off.", "use the CPU build of the model or set edgetpu = \"auto\".")
+        self.edgetpu = use_tpu
+        self.interpreter = make_interpreter(cut, threads, edgetpu=use_tpu, name=name)
+        from .runtime import get_backend
+
+        self.runtime = get_backend().name
+        self._setup_input()
+        self._setup_outputs(model_t)
+
+    # ------------------------------------------------------------------ setup
+    def _setup_input(self) -> None:
+        details = self.interpreter.get_input_details()
+        if len(details) != 1 or len(details[0]["shape"]) != 4 or details[0]["shape"][3] != 3:
+            shapes = [list(d["shape"]) for d in details]
+            raise ModelError(f"{self.name} has inputs {shapes}; a PoseNet takes one [1, H, W, 3] image.", "pass a PoseNet .tflite model.")
+        d = details[0]
+        self.input_index = d["index"]
+        _, self.input_height, self.input_width, _ = (int(v) for v in d["shape"])
+        self.input_dtype = np.dtype(d["dtype"])
+        meta_in = (self.metadata or {}).get("input", {})
+        lo, hi = meta_in.get("range", [-1.0, 1.0])
+        # float value = pixel * a + b (PoseNet MobileNet: [-1, 1]).
+        a, b = (hi - lo) / 255.0, lo
+        self._input_affine: tuple[float, float] | None = (a, b)
+        if self.input_dtype in (np.uint8, np.int8):
+            scale, zp = d["quantization"]
+            if not scale:
+                raise ModelError(f"{self.name} has a {self.input_dtype} input without quantization parameters.", "re-convert it with a calibrated input.")
+            # quantized = pixel * qa + qb
+            qa, qb = a / scale, b / scale + zp
+            shift = 0 if self.input_dtype == np.uint8 else -128
+            if abs(qa - 1.0) < 0.01 and abs(qb - shift) < 0.6:
+                self._input_affine = None  # the raw pixels are the quantized input (Coral)
+                self._input_shift = shift
+            else:
+                self._input_affine = (qa, qb)
+        elif self.input_dtype != np.float32:
+            raise ModelError(f"{self.name} has an unsupported input type {self.input_dtype}.", "use a float32, uint8 or int8 model.")
+
+    def _setup_outputs(self, model_t) -> None:
+        details = self.interpreter.get_output_details()
+        named = (self.metadata or {}).get("outputs") or {}
+        specs: dict[str, OutputSpec] = {}
+        by_name = {d["name"]: d for d in details}
+        for role, tname in named.items():
+            if role in ROLE_CHANNELS and tname in by_name:
+                specs[role] = self._spec(by_name[tname], role)
+        if not specs:
+            specs = self._guess_roles(details)
+        have = set(specs)
+        if not ({"heatmaps", "short_offsets"} <= have and ("mid_offsets" in have or {"displacement_fwd", "displacement_bwd"} <= have)):
+            shapes = {d["name"]: list(d["shape"]) for d in details}
+            raise ModelError(
+                f"{self.name} does not have PoseNet's outputs (heatmaps 17, offsets 34, displacements 2x32 or 64 channels); it has {shapes}.",
+                "pass a PoseNet keypoint model (e.g. 'edgepose models list'), or convert yours with 'edgepose convert'.",
+            )
+        for role, spec in specs.items():
+            want = ROLE_CHANNELS[role]
+            got = int(details[[d["index"] for d in details].index(spec.index)]["shape"][-1])
+            if got != want:
+                raise ModelError(f"{self.name}: output {spec.name} ({role}) has {got} channels, expected {want}.", "re-convert the model.")
+        self.outputs = specs
+        hm = self.interpreter.get_output_details()[[d["index"] for d in details].index(specs["heatmaps"].index)]
+        self.grid_height, self.grid_width = int(hm["shape"][1]), int(hm["shape"][2])
+        meta = self.metadata or {}
+        stride = meta.get("output_stride") or (self.decoder_op.stride if self.decoder_op else None)
+        if not stride:
+            stride = round((self.input_height - 1) / max(self.grid_height - 1, 1))
+        self.output_stride = int(stride)
+        act = meta.get("heatmap_activation")
+        if act is None:
+            tensor_idx = next(i for i, t in enumerate(model_t.subgraphs[0].tensors) if flatbuf._tensor_name(t) == specs["heatmaps"].name)
+            act = "sigmoid" if _producer_op(model_t, tensor_idx) == "LOGISTIC" else "logits"
+        self.heatmap_activation = act
+        self._heat_idx = specs["heatmaps"].index
+
+    def _spec(self, d: dict, role: str) -> OutputSpec:
+        scale, zp = d["quantization"]
+        quantized = np.dtype(d["dtype"]) in (np.uint8, np.int8, np.int16)
+        return OutputSpec(d["index"], d["name"], role, float(scale), int(zp), quantized)
+
+    def _guess_roles(self, details: list[dict]) -> dict[str, OutputSpec]:
+        specs: dict[str, OutputSpec] = {}
+        pairs = []
+        for d in details:
+            c = int(d["shape"][-1]) if len(d["shape"]) == 4 else -1
+            n = d["name"].lower()
+            if c == 17:
+                specs["heatmaps"] = self._spec(d, "heatmaps")
+            elif c == 34:
+                specs["short_offsets"] = self._spec(d, "short_offsets")
+            elif c == 64:
+                specs["mid_offsets"] = self._spec(d, "mid_offsets")
+            elif c == 32:
+                pairs.append(d)
+                if "fwd" in n or "forward" in n:
+                    specs["displacement_fwd"] = self._spec(d, "displacement_fwd")
+                elif "bwd" in n or "backward" in n:
+                    specs["displacement_bwd"] = self._spec(d, "displacement_bwd")
+        if len(pairs) == 2 and not ({"displacement_fwd", "displacement_bwd"} <= set(specs)):
+            raise ModelError(
+                f"{self.name} has two 32-channel displacement outputs ({pairs[0]['name']}, {pairs[1]['name']}) that cannot be told apart by name.",
+                "re-convert with 'edgepose convert', which records output roles in the model's metadata.",
+            )
+        return specs
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Transform]:
+        """Resize and convert a BGR uint8 image into the model's input tensor."""
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            shape = None if image_bgr is None else image_bgr.shape
+            raise ModelError(f"expected a BGR image of shape (H, W, 3), got {shape}.", "pass a colour image (grayscale images: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).")
+        h, w = image_bgr.shape[:2]
+        ih, iw = self.input_height, self.input_width
+        if self.resize == "pad":
+            s = min(iw / w, ih / h)
+            nw, nh = max(1, round(w * s)), max(1, round(h * s))
+            canvas = np.zeros((ih, iw, 3), np.uint8)
+            canvas[:nh, :nw] = cv2.resize(image_bgr, (nw, nh), interpolation=self.interpolation)
+            resized, tr = canvas, Transform(nw / w, nh / h)
+        else:
+            resized = image_bgr if (h, w) == (ih, iw) else cv2.resize(image_bgr, (iw, ih), interpolation=self.interpolation)
+            tr = Transform(iw / w, ih / h)
+        rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        if self._input_affine is None:
+            tensor = rgb if self.input_dtype == np.uint8 else (rgb.astype(np.int16) - 128).astype(np.int8)
+        else:
+            a, b = self._input_affine
+            x = rgb.astype(np.float32) * np.float32(a) + np.float32(b)
+            if self.input_dtype == np.float32:
+                tensor = x
+            else:
+                info = np.iinfo(self.input_dtype)
+                tensor = np.clip(np.rint(x), info.min, info.max).astype(self.input_dtype)
+        return tensor[None], tr
+
+    def _output(self, spec: OutputSpec) -> np.ndarray:
+        raw = self.interpreter.get_tensor(spec.index)[0]
+        if spec.quantized:
+            return (raw.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+        return raw.astype(np.float32, copy=False)
+
+    def invoke(self, tensor: np.ndarray) -> None:
+        self.interpreter.set_tensor(self.input_index, tensor)
+        self.interpreter.invoke()
+
+    def heads(self) -> Heads:
+        """The last invocation's outputs, dequantized into :class:`Heads`."""
+        o = self.outputs
+        heat = self._output(o["heatmaps"])
+        if self.heatmap_activation == "sigmoid":
+            p = np.clip(heat, 1e-6, 1 - 1e-6)
+            heat = np.log(p) - np.log1p(-p)
+        if "mid_offsets" in o:
+            mid = self._output(o["mid_offsets"])
+        else:
+            mid = np.concatenate([self._output(o["displacement_fwd"]), self._output(o["displacement_bwd"])], axis=-1)
+        return Heads(heat, self._output(o["short_offsets"]), mid, self.output_stride)
+
+    def infer(self, image_bgr: np.ndarray) -> tuple[Heads, Transform]:
+        tensor, tr = self.preprocess(image_bgr)
+        self.invoke(tensor)
+        return self.heads(), tr
+
+    def decode(
+        self,
+        heads: Heads,
+        transform: Transform,
+        max_poses: int = 10,
+        min_pose_score: float = 0.25,
+        nms_radius: float = 20.0,
+        mode: str = "multi",
+    ) -> list[Pose]:
+        if mode == "single":
+            yx, kp, score = decode_single_pose(heads)
+            return [Pose(transform.to_source(yx), kp, score)] if score >= min_pose_score else []
+        dec = decode_multiple_poses(heads, max_poses, min_pose_score, nms_radius)
+        xy = transform.to_source(dec.keypoints_yx)
+        return [Pose(xy[i], dec.keypoint_scores[i], float(dec.pose_scores[i])) for i in range(len(dec))]
+
+    def estimate(
+        self,
+        image_bgr: np.ndarray,
+        max_poses: int = 10,
+        min_pose_score: float = 0.25,
+        nms_radius: float = 20.0,
+        mode: str = "multi",
+    ) -> list[Pose]:
+        """Poses in ``image_bgr``, keypoints in its pixels, best first."""
+        heads, tr = self.infer(image_bgr)
+        return self.decode(heads, tr, max_poses, min_pose_score, nms_radius, mode)
+
+    def decoder_settings(self) -> dict[str, Any]:
+        """Decoder settings baked into the model (Coral's decoder op), else {}."""
+        if not self.decoder_op:
+            return {}
+        d = self.decoder_op
+        return {"max_poses": d.max_detections, "min_pose_score": d.score_threshold, "nms_radius": d.nms_radius}
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name,
+            input_height=self.input_height,
+            input_width=self.input_width,
+            input_dtype=str(self.input_dtype),
+            output_stride=self.output_stride,
+            heatmap_activation=self.heatmap_activation,
+            outputs={role: s.name for role, s in self.outputs.items()},
+            edgetpu=self.edgetpu,
+            decoder_op=None if not self.decoder_op else {
+                "max_detections": self.decoder_op.max_detections,
+                "score_threshold": round(self.decoder_op.score_threshold, 4),
+                "nms_radius": self.decoder_op.nms_radius,
+                "stride": self.decoder_op.stride,
+            },
+            metadata=self.metadata,
+            runtime=self.runtime,
+        )
+
+
+def load_posenet(model: str | Path | bytes, threads: int = 2, **kw: Any) -> PoseNetModel:
+    """Open a PoseNet ``.tflite`` (path or bytes) with the best available runtime."""
+    t = time.perf_counter()
+    m = PoseNetModel(model, threads, **kw)
+    log.info("loaded %s (%dx%d %s, stride %d, %s) in %.0f ms", m.name, m.input_width, m.input_height, m.input_dtype, m.output_stride, m.runtime, 1e3 * (time.perf_counter() - t))
+    return m
+
+
+__all__ = ["NUM_KEYPOINTS", "ModelInfo", "PoseNetModel", "Transform", "load_posenet"]
