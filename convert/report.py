@@ -1,0 +1,241 @@
+"""The fidelity report: what each conversion step cost in accuracy, size and speed.
+
+* float32 ``.tflite`` vs the source graph run by TensorFlow: max |difference| per output.
+* every other model vs float32 on held-out images (never the calibration set):
+  share of confident keypoints (float32 score > 0.5) within 2 px and 5 px, mean and
+  p95 pixel error (model-input pixels), poses found per image.
+* file size, and invoke latency on this machine.
+
+Poses come from the edgepose runtime itself (:func:`edgepose.model.posenet.load_posenet`,
+no flags), so the report checks exactly what a device will run.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edgepose.types import Pose
+
+CONFIDENT = 0.5
+
+
+# --------------------------------------------------------------------------- pure metrics
+
+def keypoint_errors(ref: Sequence[Pose], test: Sequence[Pose], min_score: float = CONFIDENT) -> np.ndarray:
+    """Pixel error of every confident keypoint of ``ref`` poses against the matching ``test`` pose.
+
+    Poses are matched greedily, best reference pose first, to the unmatched test pose with the
+    smallest median distance over the reference pose's confident keypoints; a reference pose
+    with no test pose left gives ``inf`` errors.
+    """
+    errs: list[np.ndarray] = []
+    free = list(range(len(test)))
+    for p in sorted(ref, key=lambda q: -q.score):
+        mask = p.scores > min_score
+        if not mask.any():
+            continue
+        best, best_d = None, np.inf
+        for j in free:
+            d = np.linalg.norm(test[j].keypoints[mask] - p.keypoints[mask], axis=1)
+            med = float(np.median(d))
+            if med < best_d:
+                best, best_d = j, med
+        if best is None:
+            errs.append(np.full(int(mask.sum()), np.inf, np.float32))
+            continue
+        free.remove(best)
+        errs.append(np.linalg.norm(test[best].keypoints[mask] - p.keypoints[mask], axis=1).astype(np.float32))
+    return np.concatenate(errs) if errs else np.zeros(0, np.float32)
+
+
+def summarize_errors(errs: np.ndarray) -> dict[str, float | int | None]:
+    n = int(errs.size)
+    if n == 0:
+        return {"confident": 0, "within_2px": None, "within_5px": None, "mean_px": None, "p95_px": None, "unmatched": 0}
+    finite = errs[np.isfinite(errs)]
+    return {
+        "confident": n,
+        "within_2px": float(np.mean(errs <= 2.0)),
+        "within_5px": float(np.mean(errs <= 5.0)),
+        "mean_px": float(finite.mean()) if finite.size else None,
+        "p95_px": float(np.percentile(errs, 95)) if np.isfinite(np.percentile(errs, 95)) else None,
+        "unmatched": int(n - finite.size),
+    }
+
+
+def cpu_description() -> dict[str, Any]:
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return {"cpu": model, "machine": platform.machine(), "int8_dot_product_instructions": vnni, "avx2": "avx2" in flags}
+
+
+# --------------------------------------------------------------------------- measuring models
+
+@dataclass
+class ModelRun:
+    label: str
+    path: Path
+    precision: str
+    poses: list[list[Pose]]
+    latency_ms: float
+    size_bytes: int
+
+
+def run_model(label: str, path: Path, images: Sequence[np.ndarray], threads: int = 2, latency_runs: int = 20) -> ModelRun:
+    from edgepose.model.posenet import load_posenet
+
+    m = load_posenet(path, threads=threads)
+    poses = [m.estimate(img) for img in images]
+    tensor, _ = m.preprocess(images[0])
+    for _ in range(3):
+        m.invoke(tensor)
+    times = []
+    for _ in range(latency_runs):
+        t = time.perf_counter()
+        m.invoke(tensor)
+        times.append(time.perf_counter() - t)
+    meta = m.metadata or {}
+    return ModelRun(label, Path(path), meta.get("precision", "?"), poses, 1e3 * statistics.median(times), Path(path).stat().st_size)
+
+
+def source_fidelity(src, float_model: Path, images: Sequence[np.ndarray], size: tuple[int, int]) -> dict[str, float]:
+    """max |float32 tflite - source| per output role over the images."""
+    from .calibration import preprocess
+    from .tflite import TFLiteRunner
+    from edgepose.model.flatbuf import read_metadata
+
+    buf = Path(float_model).read_bytes()
+    names = (read_metadata(buf) or {})["outputs"]
+    runner = TFLiteRunner(buf)
+    worst: dict[str, float] = {r: 0.0 for r in names}
+    for img in images:
+        x = preprocess(img, size)
+        ref = src.run(x)
+        out = runner(x)
+        for r, n in names.items():
+            worst[r] = max(worst[r], float(np.max(np.abs(out[n] - ref[r]))))
+    return worst
+
+
+def fidelity_report(
+    models: dict[str, Path],
+    eval_paths: Sequence[Path],
+    *,
+    src=None,
+    baseline: str = "float32",
+    threads: int = 2,
+    extra: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Compare every model with ``models[baseline]`` on the held-out images ``eval_paths``."""
+    from edgepose.model.flatbuf import read_metadata
+
+    from .calibration import read_image
+
+    base_meta = read_metadata(Path(models[baseline]).read_bytes()) or {}
+    h, w = base_meta["input"]["height"], base_meta["input"]["width"]
+    # Images are resized to the model input first, so pixel errors are model-input pixels.
+    images = [cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in eval_paths]
+    runs: dict[str, ModelRun] = {}
+    for label, path in tqdm(list(models.items()), desc="evaluating", unit="model", disable=not progress):
+        runs[label] = run_model(label, Path(path), images, threads)
+    base = runs[baseline]
+    rows = []
+    for label, run in runs.items():
+        errs = np.concatenate([keypoint_errors(b, t) for b, t in zip(base.poses, run.poses)]) if label != baseline else np.zeros(0)
+        rows.append(
+            {
+                "label": label,
+                "precision": run.precision,
+                "file": run.path.name,
+                "size_bytes": run.size_bytes,
+                "size_vs_float32": run.size_bytes / base.size_bytes,
+                "latency_ms": run.latency_ms,
+                "latency_vs_float32": run.latency_ms / base.latency_ms,
+                "poses_per_image": float(np.mean([len(p) for p in run.poses])),
+                "keypoints_vs_float32": summarize_errors(errs) if label != baseline else None,
+            }
+        )
+    report: dict[str, Any] = {
+        "input_size": [h, w],
+        "eval_images": [Path(p).name for p in eval_paths],
+        "baseline": baseline,
+        "confident_score": CONFIDENT,
+        "threads": threads,
+        "machine": cpu_description(),
+        "models": rows,
+    }
+    if src is not None:
+        report["source_fidelity"] = {
+            "source": src.source_label,
+            "max_abs_diff": source_fidelity(src, Path(models[baseline]), [read_image(p) for p in eval_paths], (h, w)),
+        }
+    report["notes"] = _notes(report)
+    if extra:
+        report.update(extra)
+    return report
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    notes = []
+    m = report["machine"]
+    int8 = [r for r in report["models"] if r["precision"] in ("int8", "edgetpu")]
+    if int8 and not m["int8_dot_product_instructions"]:
+        slow = [r["label"] for r in int8 if r["latency_vs_float32"] >= 0.9]
+        notes.append(
+            f"this CPU ({m['cpu']}) has no int8 dot-product instructions (VNNI): int8 runs about as fast as float32 here"
+            + (f" ({', '.join(slow)} not faster)" if slow else "")
+            + "; on ARM (Raspberry Pi) and the Edge TPU int8 is the fast path."
+        )
+    return notes
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = []
+    sf = report.get("source_fidelity")
+    if sf:
+        diffs = ", ".join(f"{r} {v:.2e}" for r, v in sf["max_abs_diff"].items())
+        lines.append(f"float32 TFLite vs source ({sf['source']}), max |diff|: {diffs}")
+    h, w = report["input_size"]
+    lines.append(f"{len(report['eval_images'])} held-out images at {h}x{w}; keypoints with float32 score > {report['confident_score']}; {report['threads']} threads")
+    hdr = f"{'model':<22} {'size MB':>7} {'xf32':>5} {'ms':>7} {'xf32':>5} {'≤2px':>6} {'≤5px':>6} {'mean px':>7} {'p95 px':>7} {'poses/img':>9}"
+    lines += [hdr, "-" * len(hdr)]
+    for r in report["models"]:
+        k = r["keypoints_vs_float32"] or {}
+
+        def pct(v):
+            return "   -  " if v is None else f"{100 * v:5.1f}%"
+
+        def px(v):
+            return "    -  " if v is None else f"{v:7.2f}"
+
+        lines.append(
+            f"{r['label']:<22} {r['size_bytes'] / 1e6:7.2f} {r['size_vs_float32']:5.2f} {r['latency_ms']:7.1f} {r['latency_vs_float32']:5.2f} "
+            f"{pct(k.get('within_2px'))} {pct(k.get('within_5px'))} {px(k.get('mean_px'))} {px(k.get('p95_px'))} {r['poses_per_image']:9.2f}"
+        )
+    for n in report.get("notes", []):
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
