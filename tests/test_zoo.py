@@ -246,6 +246,32 @@ def test_concurrent_fetches_never_expose_a_partial_file(cache, monkeypatch, serv
     assert leftovers(cache) == []
 
 
+@needs_shared
+def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, serve):
+    import subprocess
+    import sys
+
+    def slow(handler, n):
+        data = (MIRROR / DEFAULT_REL).read_bytes()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        for i in range(0, len(data), 256 * 1024):
+            handler.wfile.write(data[i : i + 256 * 1024])
+            time.sleep(0.05)
+        return True
+
+    srv = serve(MIRROR, slow)
+    env = dict(os.environ, EDGEPOSE_MODEL_MIRROR=srv.url, EDGEPOSE_CACHE_DIR=str(cache))
+    code = "from edgepose.model import zoo; print(zoo.fetch('posenet', progress=False))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert set(outs) == {str(cache / "models" / DEFAULT_REL)}
+    assert sha256(Path(outs[0])) == DEFAULT_SHA and leftovers(cache) == []
+    assert len(srv.requests) >= 2  # at least two overlapped (each download takes ~0.3 s)
+
+
 # ----------------------------------------------------------------- failures
 
 
