@@ -315,7 +315,7 @@ def _manifest_files(entry: ModelEntry, json_path: Path) -> list[ModelFile]:
     files = []
     for n in dict.fromkeys(names):  # keep order, drop duplicates
         rel = _safe_rel(primary.path, n)
-        files.append(ModelFile(rel, url_base + urllib.parse.quote(PurePosixPath(rel).name)))
+        files.append(ModelFile(rel, url_base + urllib.parse.quote(n)))
     return files
 
 
