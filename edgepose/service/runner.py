@@ -1,0 +1,178 @@
+"""The service loop: frames in, MQTT out, for months.
+
+:class:`Service` takes a *factory* of frame iterables (normally
+``lambda: Pipeline(config)``) rather than one iterable, because a camera that
+is missing or unplugged raises :class:`~edgepose.errors.SourceError` and
+leaves the iterator dead: the service reports ``camera: "unavailable"`` on the
+status topic, waits with back-off and builds a new one, while the MQTT
+connection stays up. A heartbeat thread publishes ``status`` every
+``status_interval`` seconds and pets the systemd watchdog only while the frame
+loop makes progress, so a hung model gets the service restarted.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from ..errors import SourceError
+from ..sinks.mqtt import MqttSink
+from ..types import FrameResult
+from .notify import SystemdNotifier
+
+log = logging.getLogger(__name__)
+
+#: Weight of the newest frame interval in the FPS moving average.
+FPS_ALPHA = 0.1
+
+
+def ema(prev: float | None, value: float, alpha: float = FPS_ALPHA) -> float:
+    return value if prev is None else prev + alpha * (value - prev)
+
+
+class Service:
+    def __init__(
+        self,
+        sink: MqttSink,
+        frames: Callable[[], Iterable[FrameResult]],
+        *,
+        status_interval: float = 30.0,
+        retry_min: float = 1.0,
+        retry_max: float = 30.0,
+        notifier: SystemdNotifier | None = None,
+    ):
+        self.sink = sink
+        self.frames = frames
+        self.status_interval = status_interval
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self.notifier = notifier or SystemdNotifier()
+        self.camera = "starting"
+        self.camera_error: str | None = None
+        self.frames_done = 0
+        self.fps: float | None = None
+        self._source: Any = None
+        self._started = time.monotonic()
+        self._progress = time.monotonic()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        sink.status_fields = self.status_fields
+
+    # -- control ---------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish (signal-handler safe): the current frame completes, then a graceful close."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def status_fields(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "uptime": round(time.monotonic() - self._started, 1),
+            "fps": round(self.fps, 2) if self.fps is not None else 0.0,
+            "frames": self.frames_done,
+            "camera": self.camera,
+            "camera_error": self.camera_error,
+        }
+        dropped = getattr(self._source, "dropped_frames", None)
+        if isinstance(dropped, int):
+            d["frames_dropped"] = dropped
+        return d
+
+    # -- main loop ---------------------------------------------------------------
+    def run(self) -> int:
+        """Run until :meth:`stop`, or until the input ends (a file source). Returns a process exit code."""
+        self.sink.start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="edgepose-heartbeat", daemon=True)
+        self._heartbeat.start()
+        self.notifier.ready(f"publishing to {self.sink.cfg.host}:{self.sink.cfg.port}")
+        reason = "stopped"
+        try:
+            reason = self._loop()
+        except BaseException as e:
+            reason = f"error: {type(e).__name__}"
+            raise
+        finally:
+            self.notifier.stopping()
+            self._stop.set()
+            drained = self.sink.close(reason=reason)
+            log.info("service stopped (%s); outbox %s", reason, "drained" if drained else "kept for the next start")
+            self.notifier.close()
+        return 0
+
+    def _loop(self) -> str:
+        delay = self.retry_min
+        while not self._stop.is_set():
+            try:
+                self._source = self.frames()
+                last = None
+                for result in self._source:
+                    now = time.monotonic()
+                    self._progress = now
+                    if self.camera != "ok":
+                        self._set_camera("ok", None)
+                        delay = self.retry_min
+                    if last is not None and now > last:
+                        self.fps = ema(self.fps, 1.0 / (now - last))
+                    last = now
+                    self.sink.publish_frame(result)
+                    self.frames_done += 1
+                    if self._stop.is_set():
+                        return "stopped"
+                if self._stop.is_set():
+                    return "stopped"
+                self._set_camera("ended", None)
+                log.info("input ended after %d frames", self.frames_done)
+                return "input ended"
+            except SourceError as e:
+                self._set_camera("unavailable", str(e))
+                log.error("camera unavailable: %s Retrying in %.0fs.", e, delay)
+                self._wait(delay)
+                delay = min(delay * 2, self.retry_max)
+            finally:
+                self._close_source()
+        return "stopped"
+
+    def _set_camera(self, state: str, error: str | None) -> None:
+        changed = state != self.camera or error != self.camera_error
+        self.camera, self.camera_error = state, error
+        if changed:
+            # Camera changes go out at once, not at the next heartbeat.
+            self.sink.publish_status("online")
+            self.notifier.status(f"camera {state}" + (f": {error}" if error else ""))
+
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            self._progress = time.monotonic()  # waiting on purpose is progress for the watchdog
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 0.5))
+
+    def _close_source(self) -> None:
+        src, self._source = self._source, None
+        close = getattr(src, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing a broken camera must not stop the service
+                log.debug("closing the source failed", exc_info=True)
+
+    # -- heartbeat / watchdog thread ---------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        wd = self.notifier.watchdog_interval
+        tick = min(self.status_interval, wd / 2) if wd else self.status_interval
+        next_status = time.monotonic() + self.status_interval
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            if wd and now - self._progress < wd:
+                self.notifier.watchdog()
+            if now >= next_status:
+                next_status = now + self.status_interval
+                try:
+                    self.sink.publish_status("online")
+                except Exception:  # noqa: BLE001
+                    log.exception("status heartbeat")

@@ -1,0 +1,512 @@
+"""Publish frames, action events and status to an MQTT broker (paho-mqtt 2.x, MQTT 5 or 3.1.1).
+
+Topics under ``mqtt.topic_prefix`` (default ``edgepose/<device_id>``):
+
+=============  ====  ========  ==============================================
+topic          QoS   retained  what
+=============  ====  ========  ==============================================
+``poses``      0     no        every frame (or ``poses_rate``); dropped and counted while disconnected
+``events``     1     no        one action event per message, from the durable outbox, in order
+``status``     1     yes       ``online`` + heartbeat; ``offline`` on stop and as the Last Will
+``state``      1     yes       people count, fall, ongoing actions; on change (Home Assistant reads it)
+``camera_pose`` 0    no        relocalization output, when that model runs
+=============  ====  ========  ==============================================
+
+The sink never blocks the frame loop on the network: paho's network thread
+connects and reconnects (exponential back-off ``backoff_min``..``backoff_max``,
+reset only after a successful CONNACK, so bad credentials never spin), and an
+outbox thread hands stored events to paho a window at a time and deletes each
+one when its PUBACK arrives.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from .. import __version__
+from ..errors import ConfigError, EdgeposeError
+from ..service.outbox import Outbox
+from ..types import ActionEvent, FrameResult
+from . import homeassistant, payloads
+from .mqtt_config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+#: QoS-0 messages waiting in paho's socket queue above which ``poses`` are dropped
+#: (a slow link must not grow memory without bound on a months-long run).
+MAX_QUEUED_POSES = 200
+#: Seconds between two ``state`` messages at most (people counts flicker).
+STATE_MIN_INTERVAL = 1.0
+
+
+class MqttConnectionError(EdgeposeError):
+    """The broker cannot be reached or refused the connection (the sink keeps retrying)."""
+
+
+@dataclass
+class SinkStats:
+    poses_sent: int = 0
+    poses_dropped: int = 0
+    poses_decimated: int = 0
+    poses_bytes: int = 0
+    events_queued: int = 0
+    events_sent: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+
+
+def explain_connect_failure(exc: BaseException | None, host: str, port: int, tls: bool) -> tuple[str, str]:
+    """``(problem, fix)`` for a failed TCP/TLS connection attempt."""
+    where = f"MQTT broker {host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"{where}: TLS certificate not accepted ({exc.verify_message or exc}).",
+            "set mqtt.tls.ca_file to the CA that signed the broker's certificate, and connect by a host name the certificate names "
+            "(or mqtt.tls.insecure_hostname = true).",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"{where}: TLS handshake failed ({exc.reason or exc}).",
+            "check that the port is a TLS listener, and mqtt.tls.cert_file/key_file if the broker requires a client certificate.",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"{where} refused the connection (nothing listening).", "start the broker or fix mqtt.host / mqtt.port.")
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot resolve the MQTT broker host {host!r} ({exc}).", "fix mqtt.host or the device's DNS.")
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return (f"{where} did not answer (timed out).", "check the network path and firewall to the broker.")
+    if isinstance(exc, ConnectionResetError) and tls:
+        return (f"{where} closed the TLS connection.", "the broker may require a client certificate: set mqtt.tls.cert_file and key_file.")
+    if isinstance(exc, OSError):
+        return (f"{where}: {exc.strerror or exc}.", "check mqtt.host, mqtt.port and the network.")
+    return (f"{where}: connection failed ({exc!r}).", "check mqtt.host, mqtt.port and the broker's log.")
+
+
+def explain_refusal(reason: Any, host: str, port: int, cfg: MqttConfig) -> tuple[str, str]:
+    """``(problem, fix)`` for a CONNACK with a failure reason code."""
+    text = str(reason)
+    low = text.lower()
+    where = f"MQTT broker {host}:{port} refused the login"
+    if "not authorized" in low or "bad user name" in low or "password" in low:
+        who = f"user {cfg.username!r}" if cfg.username else "anonymous (no mqtt.username set)"
+        src = f"the environment variable {cfg.password_env}" if cfg.password_env else "mqtt.password"
+        return (f"{where} for {who}: {text}.", f"check mqtt.username and the password in {src}, and the broker's password file/ACL.")
+    if "identifier" in low:
+        return (f"{where}: {text} (client id {cfg.client_id!r}).", "set mqtt.client_id to a value the broker accepts.")
+    if "protocol" in low:
+        return (f"{where}: {text}.", "set mqtt.protocol = \"3.1.1\" for brokers without MQTT 5.")
+    return (f"{where}: {text}.", "see the broker's log.")
+
+
+def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
+    """A paho client with the protocol, transport, credentials and TLS of ``cfg`` (not connected)."""
+    v5 = cfg.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        transport=cfg.transport,
+        clean_session=None if v5 else True,
+    )
+    client.enable_logger(logging.getLogger("edgepose.sinks.paho"))
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.resolved_password())
+    if cfg.tls.enabled:
+        for field in ("ca_file", "cert_file", "key_file"):
+            path = getattr(cfg.tls, field)
+            if path and not os.path.isfile(os.path.expanduser(path)):
+                raise ConfigError(f"mqtt.tls.{field} {path} does not exist.", f"point mqtt.tls.{field} at the PEM file.")
+        exp = lambda p: os.path.expanduser(p) if p else None  # noqa: E731
+        try:
+            client.tls_set(ca_certs=exp(cfg.tls.ca_file), certfile=exp(cfg.tls.cert_file), keyfile=exp(cfg.tls.key_file),
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (ssl.SSLError, OSError) as e:
+            raise ConfigError(f"cannot load the TLS files of [mqtt.tls]: {e}.",
+                              "check that ca_file, cert_file and key_file are PEM and that the key matches the certificate.") from None
+        client.tls_insecure_set(cfg.tls.insecure_hostname)
+    return client
+
+
+def connect_kwargs(cfg: MqttConfig) -> dict[str, Any]:
+    # clean_start exists only in MQTT 5; the outbox, not the broker session, keeps our state.
+    return {"clean_start": True} if cfg.protocol == "5" else {}
+
+
+class MqttSink:
+    """Publishes :class:`FrameResult` objects; safe to call from the frame loop (never blocks on the network).
+
+    ``status_fields`` is called for every ``status`` message and returns the
+    service's own fields (uptime, fps, camera state...).
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        device_id: str,
+        *,
+        model: str | None = None,
+        outbox: Outbox | None = None,
+        status_fields: Callable[[], dict[str, Any]] | None = None,
+    ):
+        self.cfg = config
+        self.device_id = device_id
+        self.model = model
+        self.outbox = outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id))
+        self.status_fields = status_fields
+        self.stats = SinkStats()
+        self.last_error: str | None = None
+        self.topics = {name: config.topic(device_id, name) for name in ("poses", "events", "status", "camera_pose", "state")}
+
+        self._connected = threading.Event()
+        self._closing = False
+        self._failures_in_row = 0
+        self._wake = threading.Condition()
+        self._pump_stop = False
+        self._pump: threading.Thread | None = None
+        self._inflight: deque[tuple[int, mqtt.MQTTMessageInfo]] = deque()
+        self._next_poses = 0.0
+        self._poses_period = 1.0 / config.poses_rate if config.poses_rate > 0 else 0.0
+        # state topic (people / fall / actions)
+        self._people = 0
+        self._ongoing: dict[int, set[str]] = {}
+        self._fall_until = 0.0
+        self._state_sent: tuple | None = None
+        self._state_last = 0.0
+        self._client = self._make_client()
+
+    # -- setup ---------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.cfg
+        client = new_client(cfg, cfg.resolved_client_id(self.device_id))
+        client.reconnect_delay_set(min_delay=cfg.backoff_min, max_delay=cfg.backoff_max)  # type: ignore[arg-type]  # floats work
+        will = payloads.status_payload(self.device_id, "offline", time.time(), reason="connection lost")
+        client.will_set(self.topics["status"], payloads.dumps(will), qos=cfg.status_qos, retain=True)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> "MqttSink":
+        """Connect in the background (returns at once; the network thread keeps retrying)."""
+        cfg = self.cfg
+        log.info("MQTT: connecting to %s:%d (MQTT %s%s%s), topics %s/#", cfg.host, cfg.port, cfg.protocol,
+                 ", TLS" if cfg.tls.enabled else "", f", user {cfg.username}" if cfg.username else "", cfg.prefix(self.device_id))
+        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, **connect_kwargs(cfg))
+        self._client.loop_start()
+        self._pump = threading.Thread(target=self._pump_loop, name="edgepose-outbox", daemon=True)
+        self._pump.start()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        return self._connected.wait(timeout)
+
+    # -- paho callbacks (network thread) ----------------------------------------
+    def _guard(fn: Callable) -> Callable:  # type: ignore[misc]
+        # An exception escaping a paho callback would kill the network thread: log it instead.
+        def wrapper(self: "MqttSink", *args: Any) -> None:
+            try:
+                fn(self, *args)
+            except Exception:  # noqa: BLE001
+                log.exception("MQTT: error in %s", fn.__name__)
+
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
+    def _next_delay(self) -> float:
+        return min(self.cfg.backoff_min * 2 ** max(self._failures_in_row - 1, 0), self.cfg.backoff_max)
+
+    def _report_failure(self, problem: str, fix: str) -> None:
+        self._failures_in_row += 1
+        self.stats.connect_failures += 1
+        msg = f"{problem} Fix: {fix}"
+        # Same error again: one line per attempt (the back-off bounds them), full text when it changes.
+        if msg != self.last_error:
+            log.error("%s Retrying with back-off (next in %.1fs, at most every %.0fs).", msg, self._next_delay(), self.cfg.backoff_max)
+        else:
+            log.warning("MQTT: still failing (attempt %d): %s Next retry in %.1fs.", self._failures_in_row, problem, self._next_delay())
+        self.last_error = msg
+
+    @_guard
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._report_failure(*explain_refusal(reason, self.cfg.host, self.cfg.port, self.cfg))
+            return
+        self._failures_in_row = 0
+        self.stats.connects += 1
+        if self.last_error:
+            log.warning("MQTT: connected to %s:%d (recovered from: %s)", self.cfg.host, self.cfg.port, self.last_error)
+        else:
+            log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
+        self.last_error = None
+        self._connected.set()
+        # Overwrites the retained Last Will of an earlier lost connection.
+        self.publish_status("online")
+        if self.cfg.homeassistant.enabled:
+            client.subscribe(homeassistant.birth_topic(self.cfg), qos=0)
+            self._publish_discovery()
+        self._publish_state(force=True)
+        with self._wake:
+            self._wake.notify_all()
+
+    @_guard
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its `except OSError:`, so the exception is still current.
+        exc = sys.exc_info()[1]
+        self._report_failure(*explain_connect_failure(exc, self.cfg.host, self.cfg.port, self.cfg.tls.enabled))
+
+    @_guard
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self.stats.disconnects += 1
+            if not self._closing:
+                log.warning("MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.",
+                            self.cfg.host, self.cfg.port, reason)
+
+    @_guard
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    @_guard
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.cfg.homeassistant.enabled and msg.topic == homeassistant.birth_topic(self.cfg) and msg.payload == b"online":
+            log.info("MQTT: Home Assistant came online; re-sending discovery")
+            self._publish_discovery()
+            self._publish_state(force=True)
+
+    # -- outbox pump (own thread) ----------------------------------------------
+    def _pump_loop(self) -> None:
+        last_handed = 0  # highest outbox id handed to paho by this process; paho itself re-sends those after a reconnect
+        while True:
+            with self._wake:
+                if self._pump_stop:
+                    return
+                self._wake.wait(timeout=0.5)
+                if self._pump_stop:
+                    return
+            try:
+                last_handed = self._pump_once(last_handed)
+            except Exception:  # noqa: BLE001 - keep pumping; the rows stay in the outbox
+                log.exception("MQTT: outbox pump error")
+                time.sleep(1.0)
+
+    def _pump_once(self, last_handed: int) -> int:
+        acked = [row for row, info in self._inflight if info.is_published()]
+        if acked:
+            done = set(acked)
+            for row in acked:
+                self.outbox.ack(row)
+            self._inflight = deque((r, i) for r, i in self._inflight if r not in done)
+            self.stats.events_sent += len(acked)
+        room = self.cfg.outbox_window - len(self._inflight)
+        if room > 0 and self._connected.is_set():
+            for item in self.outbox.pending(after_id=last_handed, limit=room):
+                info = self._client.publish(item.topic, item.payload, qos=item.qos)
+                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                    break  # retried on the next wake-up
+                self._inflight.append((item.id, info))
+                last_handed = item.id
+        return last_handed
+
+    def _kick(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # -- publishing (frame loop) -------------------------------------------------
+    def publish_frame(self, result: FrameResult) -> None:
+        """Poses (rate-limited, QoS 0), events (outbox, QoS 1), camera pose and the ``state`` summary of one frame."""
+        self.publish_poses(result)
+        if result.events:
+            self.publish_events(result.events, frame=result.index, ts=result.timestamp)
+        if "camera_pose" in result.extra and self._connected.is_set():
+            self._client.publish(self.topics["camera_pose"], payloads.dumps(payloads.camera_pose_payload(result, self.device_id)), qos=0)
+        self._update_state(result)
+
+    def encode_poses(self, result: FrameResult) -> bytes:
+        if self.cfg.encoding == "binary":
+            return payloads.poses_binary(result)
+        return payloads.poses_json(result, self.device_id, self.cfg.coord_digits)
+
+    def publish_poses(self, result: FrameResult) -> bool:
+        """Publish the ``poses`` message of one frame; False when decimated or dropped (both counted)."""
+        if self._poses_period:
+            now = time.monotonic()
+            # 5 % slack so that 30 FPS decimated to 10/s keeps every third frame despite jitter.
+            if now < self._next_poses - 0.05 * self._poses_period:
+                self.stats.poses_decimated += 1
+                return False
+            behind = now - self._next_poses > self._poses_period
+            self._next_poses = now + self._poses_period if behind else self._next_poses + self._poses_period
+        if not self._connected.is_set() or len(getattr(self._client, "_out_packet", ())) > MAX_QUEUED_POSES:
+            self.stats.poses_dropped += 1
+            return False
+        data = self.encode_poses(result)
+        info = self._client.publish(self.topics["poses"], data, qos=self.cfg.poses_qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.stats.poses_dropped += 1
+            return False
+        self.stats.poses_sent += 1
+        self.stats.poses_bytes += len(data)
+        return True
+
+    def publish_events(self, events: Iterable[ActionEvent], frame: int | None = None, ts: float | None = None) -> list[int]:
+        """Store events durably in the outbox (returns their ``seq``); they are sent in order whenever connected."""
+        events = list(events)
+        if not events:
+            return []
+        ts = time.time() if ts is None else ts
+        topic, qos, dev = self.topics["events"], self.cfg.events_qos, self.device_id
+        ids = self.outbox.put_many(
+            [(topic, (lambda seq, e=e: payloads.dumps(payloads.event_payload(e, dev, seq, frame, ts))), qos) for e in events]
+        )
+        self.stats.events_queued += len(ids)
+        self._note_events(events)
+        self._kick()
+        return ids
+
+    def status_payload(self, state: str = "online", **extra: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "version": __version__,
+            "model": self.model,
+            "protocol": self.cfg.protocol,
+            "encoding": self.cfg.encoding,
+            "poses_sent": self.stats.poses_sent,
+            "poses_dropped": self.stats.poses_dropped,
+            "poses_decimated": self.stats.poses_decimated,
+            "events_sent": self.stats.events_sent,
+            "events_pending": len(self.outbox),
+            "people": self._people,
+        }
+        if self.status_fields is not None:
+            try:
+                fields.update(self.status_fields())
+            except Exception:  # noqa: BLE001 - a status without service fields beats none
+                log.exception("status fields")
+        fields.update(extra)
+        return payloads.status_payload(self.device_id, state, time.time(), **fields)
+
+    def publish_status(self, state: str = "online", **extra: Any) -> mqtt.MQTTMessageInfo | None:
+        """Retained ``status`` message (the heartbeat); None while disconnected (the Last Will speaks then)."""
+        if not self._connected.is_set():
+            return None
+        return self._client.publish(self.topics["status"], payloads.dumps(self.status_payload(state, **extra)),
+                                    qos=self.cfg.status_qos, retain=True)
+
+    # -- state summary (people / fall / actions) ---------------------------------
+    def _note_events(self, events: list[ActionEvent]) -> None:
+        now = time.monotonic()
+        for e in events:
+            name = e.action.lower()
+            if name in homeassistant.FALL_ACTIONS:
+                if e.kind in ("start", "instant"):
+                    self._fall_until = now + self.cfg.homeassistant.fall_hold
+                elif e.kind == "end":
+                    self._fall_until = 0.0
+                continue
+            if e.kind == "start":
+                self._ongoing.setdefault(e.track_id, set()).add(e.action)
+            elif e.kind == "end":
+                self._ongoing.get(e.track_id, set()).discard(e.action)
+
+    def _update_state(self, result: FrameResult) -> None:
+        self._people = len(result.poses)
+        tracked = {p.track_id for p in result.poses if p.track_id is not None}
+        if tracked or not result.poses:
+            # A person who left takes their ongoing actions along.
+            for tid in [t for t in self._ongoing if t not in tracked]:
+                del self._ongoing[tid]
+        self._publish_state()
+
+    def current_state(self) -> dict[str, Any]:
+        actions = [a for acts in self._ongoing.values() for a in acts]
+        return payloads.state_payload(self.device_id, time.time(), self._people, time.monotonic() < self._fall_until, actions)
+
+    def _publish_state(self, force: bool = False) -> None:
+        if not self._connected.is_set():
+            return
+        st = self.current_state()
+        key = (st["people"], st["fall"], tuple(st["actions"]))
+        now = time.monotonic()
+        if not force and (key == self._state_sent or now - self._state_last < STATE_MIN_INTERVAL):
+            return
+        self._state_sent, self._state_last = key, now
+        self._client.publish(self.topics["state"], payloads.dumps(st), qos=1, retain=True)
+
+    def _publish_discovery(self) -> None:
+        for topic, payload in homeassistant.discovery_messages(self.cfg, self.device_id, __version__, self.model):
+            self._client.publish(topic, payloads.dumps(payload), qos=1, retain=True)
+
+    # -- shutdown ------------------------------------------------------------------
+    def drain(self, timeout: float) -> bool:
+        """Wait until every stored event is acknowledged (or ``timeout``); True when the outbox is empty."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._kick()
+            if len(self.outbox) == 0:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._connected.is_set():
+                return len(self.outbox) == 0
+            time.sleep(min(0.02, left))
+
+    def close(self, reason: str = "stopped", timeout: float | None = None) -> bool:
+        """Graceful stop: send pending events, announce ``offline`` (retained), disconnect. True if the outbox drained."""
+        timeout = self.cfg.drain_timeout if timeout is None else timeout
+        drained = self.drain(timeout) if self._connected.is_set() else len(self.outbox) == 0
+        if not drained:
+            log.warning("MQTT: %d event(s) stay in the outbox %s and are sent at the next start", len(self.outbox), self.outbox.path)
+        self._closing = True
+        info = self.publish_status("offline", reason=reason)
+        if info is not None:
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass
+        with self._wake:
+            self._pump_stop = True
+            self._wake.notify_all()
+        if self._pump is not None:
+            self._pump.join(timeout=2.0)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self.outbox.close()
+        return drained
+
+    def abort(self) -> None:
+        """Stop without a goodbye (tests and fatal errors): the broker sends the Last Will."""
+        self._closing = True
+        with self._wake:
+            self._pump_stop = True
+            self._wake.notify_all()
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._client.loop_stop()
+        self.outbox.close()
+
+    def stats_dict(self) -> dict[str, int]:
+        return asdict(self.stats)

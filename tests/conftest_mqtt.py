@@ -1,0 +1,97 @@
+"""Fixtures for the MQTT / service tests: real Mosquitto brokers and real poses.
+
+Registered with ``pytest_plugins = ["tests.conftest_mqtt"]`` in the test
+modules' package conftest, or imported by the test modules directly.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from edgepose.types import ActionEvent, FrameResult, Pose
+from tests.mosquitto import Mosquitto, TlsFiles, make_certs, make_password_file
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TEST_IMAGE = SHARED / "images" / "test_couple.jpg"
+TEST_MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
+
+BROKER_USER = "device1"
+BROKER_PASSWORD = "s3cret-Pa55"
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+        pytest.fail(f"{tool} is not installed: the MQTT tests need Debian's mosquitto and openssl packages (.ci/run installs them)")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    _need("mosquitto")
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def persistent_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that saves its state on every change, so a SIGKILL keeps the subscriber's session."""
+    _need("mosquitto")
+    b = Mosquitto(tmp_path / "pbroker", persistence=True).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    _need("openssl")
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, certs: TlsFiles) -> Iterator[Mosquitto]:
+    """TLS with a client certificate required, plus user name / password; no anonymous access."""
+    _need("mosquitto_passwd")
+    pw = make_password_file(tmp_path / "passwd", {BROKER_USER: BROKER_PASSWORD})
+    b = Mosquitto(tmp_path / "tlsbroker", tls=certs, password_file=pw).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def real_poses() -> list[Pose]:
+    """The two people of Coral's test image, found by the real quantized model (source-image pixels)."""
+    import cv2
+
+    from edgepose.model.posenet import load_posenet
+
+    image = cv2.imread(str(TEST_IMAGE))
+    assert image is not None, f"cannot read {TEST_IMAGE}"
+    poses = load_posenet(TEST_MODEL, threads=2).estimate(image, max_poses=5, min_pose_score=0.25)
+    assert len(poses) >= 2
+    for i, p in enumerate(poses):
+        p.track_id = i + 1
+    return poses
+
+
+def people(real_poses: list[Pose], n: int) -> list[Pose]:
+    """``n`` people: the real ones, then shifted copies (a crowd for payload sizes)."""
+    out = []
+    for i in range(n):
+        base = real_poses[i % len(real_poses)]
+        shift = 40.0 * (i // len(real_poses))
+        out.append(Pose(base.keypoints + shift, base.scores, base.score, track_id=i + 1))
+    return out
+
+
+def frame(index: int, poses: list[Pose], events: list[ActionEvent] | None = None, ts: float | None = None, **extra) -> FrameResult:
+    return FrameResult(index=index, timestamp=float(index) / 30.0 if ts is None else ts, poses=poses, width=1920, height=1278,
+                       events=events or [], extra=dict(extra))
+
+
+def rand_pose(rng: np.random.Generator, track_id: int | None = 1) -> Pose:
+    return Pose(rng.uniform(-5, 1900, (17, 2)), rng.uniform(0, 1, 17), float(rng.uniform(0.25, 1)), track_id)

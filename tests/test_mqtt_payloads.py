@@ -1,0 +1,157 @@
+"""MQTT payloads and their JSON Schemas, the binary encoding, and the [mqtt] config (no broker needed)."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edgepose.config import load_config
+from edgepose.errors import ConfigError
+from edgepose.sinks import payloads
+from edgepose.sinks.mqtt_config import MqttConfig
+from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
+from tests.conftest_mqtt import frame, people, rand_pose, real_poses  # noqa: F401 - fixture
+
+
+def validate(name: str, obj: dict) -> None:
+    jsonschema.Draft202012Validator(payloads.load_schema(name), format_checker=jsonschema.FormatChecker()).validate(obj)
+
+
+@pytest.mark.parametrize("name", payloads.SCHEMA_NAMES)
+def test_schemas_are_valid_json_schema(name):
+    schema = payloads.load_schema(name)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$id"].endswith(f":{name}:v1")
+
+
+def test_person_definition_is_shared_by_frame_and_poses():
+    # A poses message minus "device" is a frame record: both schemas must describe people identically.
+    assert payloads.load_schema("frame")["$defs"]["person"] == payloads.load_schema("poses")["$defs"]["person"]
+
+
+def test_poses_json_matches_pose_to_dict_and_schema(real_poses):
+    fr = frame(7, real_poses)
+    data = json.loads(payloads.poses_json(fr, "pi-1"))
+    validate("poses", data)
+    assert data["device"] == "pi-1" and data["frame"] == 7 and data["width"] == 1920
+    ref = json.loads(json.dumps(fr.to_dict()))  # the JSONL record the rest of edgepose writes
+    assert {k: v for k, v in data.items() if k != "device"} == ref
+    validate("frame", payloads.frame_record(data))
+
+
+def test_poses_json_handles_untracked_nan_and_digits():
+    p = Pose(np.full((17, 2), np.nan), np.linspace(0, 1, 17), 0.5, track_id=None)
+    data = json.loads(payloads.poses_json(frame(0, [p]), "d", ndigits=3))
+    validate("poses", data)
+    assert "id" not in data["people"][0]
+    assert data["people"][0]["keypoints"]["nose"] == [0.0, 0.0, 0.0]
+    empty = json.loads(payloads.poses_json(frame(1, []), "d"))
+    assert empty["people"] == [] and validate("poses", empty) is None
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_binary_round_trip_within_quantisation(real_poses, n):
+    poses = people(real_poses, n)
+    poses[-1:] = [Pose(p.keypoints, p.scores, p.score, None) for p in poses[-1:]]  # one untracked person
+    fr = frame(123456, poses, ts=1_700_000_000.123)
+    data = payloads.poses_binary(fr)
+    assert len(data) == 21 + 91 * n
+    back = payloads.decode_poses(data, "pi-1")
+    validate("poses", back)
+    assert (back["frame"], back["width"], back["height"]) == (123456, 1920, 1278)
+    assert back["ts"] == pytest.approx(1_700_000_000.123, abs=1e-3)
+    assert len(back["people"]) == n
+    for p, q in zip(poses, back["people"]):
+        assert q.get("id") == p.track_id
+        assert q["score"] == pytest.approx(p.score, abs=1e-4)
+        xy = np.array([q["keypoints"][k][:2] for k in KEYPOINT_NAMES])
+        s = np.array([q["keypoints"][k][2] for k in KEYPOINT_NAMES])
+        np.testing.assert_allclose(xy, p.keypoints, atol=0.125 + 1e-3)  # quarter pixels
+        np.testing.assert_allclose(s, p.scores, atol=0.5 / 255 + 1e-3)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_binary_is_at_most_a_third_of_json(real_poses, n):
+    fr = frame(10, people(real_poses, n))
+    js, bn = payloads.poses_json(fr, "edgepose"), payloads.poses_binary(fr)
+    assert len(bn) * 3 <= len(js), (len(bn), len(js))
+
+
+def test_binary_rejects_garbage():
+    fr = frame(1, [rand_pose(np.random.default_rng(0))])
+    good = payloads.poses_binary(fr)
+    with pytest.raises(ValueError, match="bytes"):
+        payloads.decode_poses_binary(good[:-3])
+    with pytest.raises(ValueError, match="magic"):
+        payloads.decode_poses_binary(b"XX" + good[2:])
+    with pytest.raises(ValueError, match="version"):
+        payloads.decode_poses_binary(good[:2] + b"\x09" + good[3:])
+    # Far-out-of-frame keypoints saturate instead of wrapping around.
+    p = Pose(np.full((17, 2), 1e6), np.ones(17), 1.0, 1)
+    back = payloads.decode_poses_binary(payloads.poses_binary(frame(0, [p])))
+    assert back["people"][0]["keypoints"]["nose"][0] == pytest.approx(32767 / 4)
+
+
+def test_frame_record_with_events_and_camera_pose_validates(real_poses):
+    ev = [ActionEvent(1, "wave", "start", 1.5, confidence=0.9), ActionEvent(2, "squat", "count", 1.0, count=3, extra={"depth": 0.4})]
+    fr = FrameResult(3, 1.5, real_poses, 1920, 1278, events=ev,
+                     extra={"camera_pose": {"position": [1.0, 2.0, 0.5], "orientation": [1.0, 0.0, 0.0, 0.0]}})
+    validate("frame", json.loads(json.dumps(fr.to_dict())))
+    bad = json.loads(json.dumps(fr.to_dict()))
+    del bad["people"][0]["keypoints"]["nose"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate("frame", bad)
+
+
+def test_other_payloads_validate(real_poses):
+    ev = ActionEvent(4, "fall", "instant", 12.25, confidence=0.8)
+    validate("events", json.loads(payloads.dumps(payloads.event_payload(ev, "pi-1", 17, 360, 12.25))))
+    validate("status", payloads.status_payload("pi-1", "online", 1.0, uptime=3.2, fps=14.5, frames=40, camera="ok", people=2))
+    validate("status", payloads.status_payload("pi-1", "offline", 1.0, reason="connection lost"))
+    validate("state", payloads.state_payload("pi-1", 1.0, 2, True, ["walk", "walk", "wave"]))
+    fr = frame(5, real_poses, camera_pose=[0.1, 0.2, 0.3, 1.0, 0.0, 0.0, 0.0])
+    validate("camera_pose", payloads.camera_pose_payload(fr, "pi-1"))
+    with pytest.raises(jsonschema.ValidationError):
+        validate("status", payloads.status_payload("pi-1", "sleeping", 1.0))
+    with pytest.raises(jsonschema.ValidationError):
+        validate("events", {**payloads.event_payload(ev, "pi-1", 0, None, 1.0)})  # seq starts at 1
+
+
+# -- config -----------------------------------------------------------------
+def test_password_is_redacted_and_env_wins(monkeypatch):
+    cfg = MqttConfig(username="u", password="hunter2")
+    assert "hunter2" not in repr(cfg) and "hunter2" not in json.dumps(cfg.redacted())
+    assert cfg.resolved_password() == "hunter2"
+    monkeypatch.setenv("EP_TEST_PW", "from-env")
+    assert MqttConfig(username="u", password="x", password_env="EP_TEST_PW").resolved_password() == "from-env"
+    monkeypatch.delenv("EP_TEST_PW")
+    with pytest.raises(ConfigError, match="EP_TEST_PW.*not set"):
+        MqttConfig(username="u", password_env="EP_TEST_PW").resolved_password()
+
+
+def test_invalid_mqtt_values_name_the_field(tmp_path):
+    for body, expect in (
+        ("[mqtt]\nport = 70000\n", "mqtt.port"),
+        ("[mqtt]\nprotocol = \"4\"\n", "mqtt.protocol"),
+        ("[mqtt]\nencoding = \"xml\"\n", "mqtt.encoding"),
+        ("[mqtt]\nbackoff_min = 10\nbackoff_max = 1\n", "backoff_max"),
+        ("[mqtt.tls]\nenabled = true\ncert_file = \"c.pem\"\n", "key_file"),
+        ("[mqtt]\ntopic_prefix = \"a/#\"\n", "mqtt.topic_prefix"),
+    ):
+        f = tmp_path / "device.toml"
+        f.write_text(body)
+        with pytest.raises(ConfigError) as e:
+            load_config(f)
+        assert expect in str(e.value) and "\n" not in str(e.value).strip(), str(e.value)
+
+
+def test_protocol_aliases_and_topics(tmp_path):
+    f = tmp_path / "device.toml"
+    f.write_text('device_id = "kitchen"\n[mqtt]\nprotocol = 5\ntopic_prefix = "home/{device_id}/pose/"\n')
+    cfg = load_config(f)
+    assert cfg.mqtt.protocol == "5"
+    assert cfg.mqtt.topic(cfg.device_id, "events") == "home/kitchen/pose/events"
+    assert MqttConfig(protocol="mqttv311").protocol == "3.1.1"
+    assert MqttConfig().resolved_outbox_path("kitchen").name == "outbox-kitchen.sqlite"
