@@ -27,11 +27,17 @@ _ffmpeg_env_lock = threading.Lock()
 def ffmpeg_stream_options(url: str, transport: str = "tcp") -> str:
     """Low-latency FFmpeg demuxer options for a network stream (``key;value|key;value``).
 
-    ``nobuffer`` + ``low_delay`` stop FFmpeg from buffering ahead, so the frame
-    we get is the newest one the camera sent rather than one seconds old.
+    For real-time protocols (RTSP, RTMP, UDP, SRT) ``nobuffer`` + ``low_delay``
+    stop FFmpeg from buffering ahead, so a frame is the newest one the camera
+    sent rather than one seconds old. HTTP sources (MJPEG cameras, files on a
+    server) only get ``low_delay``: ``nobuffer`` makes the AVI/MP4 demuxers
+    lose most frames over HTTP.
     """
-    opts = ["fflags;nobuffer", "flags;low_delay", "max_delay;500000"]
-    if url.lower().startswith(("rtsp://", "rtsps://")):
+    scheme = url.split("://", 1)[0].lower()
+    opts = ["flags;low_delay", "max_delay;500000"]
+    if scheme in ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "srt", "tcp"):
+        opts.insert(0, "fflags;nobuffer")
+    if scheme in ("rtsp", "rtsps"):
         opts.insert(0, f"rtsp_transport;{transport}")
     return "|".join(opts)
 

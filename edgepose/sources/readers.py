@@ -32,12 +32,17 @@ class _Proxy(FrameSource):
         self.close_from_other_thread = True
 
     def _join_and_close(self, thread: threading.Thread, join_timeout: float) -> None:
-        thread.join(join_timeout)
-        if thread.is_alive() and not self.source.close_from_other_thread:
-            # Releasing an OpenCV capture while its read() runs can crash; its own read
-            # timeout ends that read, so wait for it before releasing.
-            log.warning("%s: capture thread still busy, waiting for it before closing", self.description)
-            thread.join()
+        if self.source.close_from_other_thread:
+            # A normal capture finishes within a frame time; one that does not is hung and
+            # only closing the source releases it.
+            thread.join(min(join_timeout, 0.25))
+        else:
+            thread.join(join_timeout)
+            if thread.is_alive():
+                # Releasing an OpenCV capture while its read() runs can crash; its own read
+                # timeout ends that read, so wait for it before releasing.
+                log.warning("%s: capture thread still busy, waiting for it before closing", self.description)
+                thread.join()
         self.source.close()
         thread.join(join_timeout)  # a thread blocked in read() returns once the source is closed
 

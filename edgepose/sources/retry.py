@@ -86,6 +86,7 @@ class RetryingSource(FrameSource):
         self._stop = threading.Event()
         self._index = 0
         self._ever_connected = False
+        self._dropped_before = 0
         if not retry_first_open:
             self._inner = opener()  # errors propagate: fail fast
             self._connected()
@@ -94,7 +95,7 @@ class RetryingSource(FrameSource):
     def _set_state(self, state: SourceState) -> None:
         self.state = state
         if state.state == "retrying":
-            log.warning("%s: %s; retrying in %.1f s (attempt %d)", self.description, state.error, state.retry_in or 0, state.attempt)
+            log.warning("%s; retrying in %.2f s (attempt %d)", state.error, state.retry_in or 0, state.attempt)
         else:
             log.info("%s: %s", self.description, state.state)
         if self.on_state is not None:
@@ -142,6 +143,7 @@ class RetryingSource(FrameSource):
     def _drop(self) -> None:
         inner, self._inner = self._inner, None
         if inner is not None:
+            self._dropped_before += int(getattr(inner, "dropped", 0))
             try:
                 inner.close()
             except Exception:
@@ -181,5 +183,5 @@ class RetryingSource(FrameSource):
 
     @property
     def dropped(self) -> int:
-        """Frames dropped by the current inner reader (0 if it does not drop)."""
-        return int(getattr(self._inner, "dropped", 0))
+        """Stale frames dropped by the latest-frame readers, over all connections."""
+        return self._dropped_before + int(getattr(self._inner, "dropped", 0))
