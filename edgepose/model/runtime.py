@@ -82,8 +82,18 @@ def get_backend(prefer: str | None = None) -> Backend:
 def load_edgetpu_delegate(backend: Backend, device: str | None = None):
     import platform
 
+    import ctypes
+
     lib = EDGETPU_LIBS.get(platform.system(), "libedgetpu.so.1")
     options = {"device": device} if device else {}
+    try:
+        # Probe first: a failed load_delegate leaves a half-built Delegate whose __del__ raises.
+        ctypes.CDLL(lib)
+    except OSError as e:
+        raise RuntimeMissingError(
+            f"this model is compiled for the Edge TPU but the Edge TPU runtime {lib} is not installed ({e}).",
+            EDGETPU_INSTALL_HINT,
+        ) from None
     try:
         return backend.load_delegate(lib, options)
     except (ValueError, OSError, RuntimeError) as e:

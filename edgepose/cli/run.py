@@ -1,0 +1,144 @@
+"""``edgepose run``: poses from an image, a folder, a video, a camera or a stream.
+
+The seed article's demo is ``edgepose run --source video.avi --output out.mp4``:
+up to 10 poses a frame, skeletons drawn for pose and part scores of 0.25 or more.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ..config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a PoseNet over images, video, a camera or a stream", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", help="a .tflite path or a name from 'edgepose models list' (default: the config's, else the registry default)")
+    p.add_argument("--source", "-s", help="image, folder of images, video file, camera index (0), picamera2, or rtsp:// URL")
+    p.add_argument("--config", "-c", help="device config (TOML); flags override it")
+    p.add_argument("--output", "-o", help="annotated output: a video (.mp4/.avi), an image (.jpg/.png) or a folder")
+    p.add_argument("--jsonl", help="write keypoints as JSON Lines to this file ('-' for stdout)")
+    p.add_argument("--max-poses", type=int, help="most people per frame (default 10)")
+    p.add_argument("--min-pose-score", type=float, help="drop poses scoring lower (default 0.25)")
+    p.add_argument("--min-part-score", type=float, help="draw parts scoring at least this (default 0.25)")
+    p.add_argument("--nms-radius", type=float, help="radius in model-input pixels for duplicate parts (default 20)")
+    p.add_argument("--single", action="store_true", help="single-pose decoding (one person, fastest)")
+    p.add_argument("--threads", type=int, help="interpreter threads (default 2)")
+    p.add_argument("--resize", choices=["stretch", "pad"], help="fit frames to the model input by stretching or by padding")
+    p.add_argument("--no-track", action="store_true", help="do not track people across frames")
+    p.add_argument("--actions", action="store_true", help="recognise actions and print their events")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=main)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    o: dict = {"model": {}, "decode": {}, "source": {}, "tracking": {}, "actions": {}}
+    if args.model:
+        o["model"]["path"] = args.model
+    if args.threads:
+        o["model"]["threads"] = args.threads
+    if args.resize:
+        o["model"]["resize"] = args.resize
+    if args.source is not None:
+        o["source"]["uri"] = args.source
+    for key in ("max_poses", "min_pose_score", "min_part_score", "nms_radius"):
+        val = getattr(args, key)
+        if val is not None:
+            o["decode"][key] = val
+    if args.single:
+        o["decode"]["mode"] = "single"
+    if args.no_track:
+        o["tracking"]["enabled"] = False
+    o["actions"]["enabled"] = bool(args.actions)
+    return o
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..pipeline import Pipeline
+    from ..sinks.jsonl import JsonlSink
+    from ..sources import open_source
+
+    cfg = load_config(args.config, _overrides(args))
+    if args.source is None and args.config is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("no --source given.", "pass --source with an image, a folder, a video, a camera index or an rtsp:// URL.")
+    pipeline = Pipeline(cfg)
+    jsonl = JsonlSink(args.jsonl) if args.jsonl else None
+    writer = None
+    frames = people = 0
+    max_people = 0
+    stage: dict[str, list[float]] = {}
+    show = not args.quiet
+    events_out = sys.stderr if args.jsonl == "-" else sys.stdout
+    t_start = time.perf_counter()
+    try:
+        with open_source(cfg.source, on_state=None) as src:
+            bar = None
+            if show:
+                from tqdm import tqdm
+
+                total = src.frame_count if args.max_frames is None else min(src.frame_count or args.max_frames, args.max_frames)
+                bar = tqdm(total=total, unit="frame", desc=Path(str(cfg.source.uri)).name or "frames", file=sys.stderr, leave=False,
+                           disable=None if src.frame_count else True)
+            for res in pipeline.run(src, keep_image=bool(args.output), max_frames=args.max_frames):
+                frames += 1
+                people += len(res.poses)
+                max_people = max(max_people, len(res.poses))
+                for k, v in res.timings.items():
+                    stage.setdefault(k, []).append(v)
+                if jsonl:
+                    jsonl.write(res)
+                if args.actions:
+                    for ev in res.events:
+                        print(f"[{res.timestamp:8.2f}s] person {ev.track_id}: {ev.action} {ev.kind}"
+                              + (f" (count {ev.count})" if ev.count is not None else "")
+                              + f" conf {ev.confidence:.2f}", file=events_out)
+                if args.output:
+                    writer = _write_annotated(args.output, writer, res, cfg, src.fps)
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+    finally:
+        if jsonl:
+            jsonl.close()
+        if writer is not None:
+            writer.close()
+    elapsed = time.perf_counter() - t_start
+    if show:
+        _summary(frames, people, max_people, elapsed, stage, args, pipeline)
+    return 0
+
+
+def _write_annotated(path: str, writer, res, cfg, fps):
+    from ..draw import draw_poses
+    from ..sinks.video import VideoSink
+
+    image = draw_poses(res.image, res.poses, cfg.decode.min_pose_score, cfg.decode.min_part_score, events=res.events)
+    if writer is None:
+        writer = VideoSink(path, fps or 10.0, (res.width, res.height))
+    writer.write(image)
+    return writer
+
+
+def _summary(frames: int, people: int, max_people: int, elapsed: float, stage: dict[str, list[float]], args, pipeline) -> None:
+    if frames == 0:
+        print("no frames were read from the source", file=sys.stderr)
+        return
+    per = ", ".join(f"{k} {1e3 * statistics.median(v):.1f}" for k, v in stage.items())
+    lines = [
+        f"{frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} FPS) with {pipeline.model.name} [{pipeline.model.runtime}]",
+        f"people per frame: mean {people / frames:.2f}, max {max_people}",
+        f"median ms per stage: {per}",
+    ]
+    if args.output:
+        lines.append(f"annotated output: {args.output}")
+    if args.jsonl and args.jsonl != "-":
+        lines.append(f"keypoints: {args.jsonl}")
+    print("\n".join(lines), file=sys.stderr)

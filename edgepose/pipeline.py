@@ -1,0 +1,148 @@
+"""Frames in, :class:`FrameResult` out: pre-process, invoke, decode, track, recognise actions.
+
+The pipeline is the one place that wires the parts together; the CLI's
+``run``, the ``serve`` service and the benchmarks all consume it. For files,
+reading and pre-processing the next frame run in a background thread while
+the model runs (OpenCV and the TFLite interpreter release the GIL), so the
+main thread is busy with ``invoke`` most of the time. Live sources are not
+prefetched: their reader already keeps only the newest frame, and a queue
+here would only add latency.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Iterator
+
+from .config import EdgeposeConfig
+from .sources import FrameSource, open_source
+from .types import Frame, FrameResult
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class Pipeline:
+    """Runs one model over frames with the settings of one :class:`EdgeposeConfig`."""
+
+    def __init__(self, config: EdgeposeConfig | None = None, *, model: Any = None):
+        self.config = config = config or EdgeposeConfig()
+        if model is None:
+            from .model.registry import open_model
+
+            m = config.model
+            model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu)
+        self.model = model
+        self.tracker = None
+        if config.tracking.enabled:
+            from .tracking import Tracker
+
+            self.tracker = Tracker(config.tracking)
+        self.actions = None
+        if config.actions.enabled:
+            from .actions import ActionEngine
+
+            self.actions = ActionEngine(config.actions)
+
+    # ------------------------------------------------------------------ one frame
+    def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool) -> FrameResult:
+        d = self.config.decode
+        t0 = time.perf_counter()
+        self.model.invoke(tensor)
+        t1 = time.perf_counter()
+        heads = self.model.heads()
+        poses = self.model.decode(heads, transform, d.max_poses, d.min_pose_score, d.nms_radius, d.mode)
+        t2 = time.perf_counter()
+        timings = {"pre": t_pre, "invoke": t1 - t0, "decode": t2 - t1}
+        if self.tracker is not None:
+            poses = self.tracker.update(poses, frame.timestamp)
+            t3 = time.perf_counter()
+            timings["track"] = t3 - t2
+            t2 = t3
+        events = []
+        if self.actions is not None:
+            events = self.actions.update(poses, frame.timestamp)
+            timings["actions"] = time.perf_counter() - t2
+        return FrameResult(
+            index=frame.index,
+            timestamp=frame.timestamp,
+            poses=poses,
+            width=frame.width,
+            height=frame.height,
+            image=frame.image if keep_image else None,
+            timings=timings,
+            events=events,
+        )
+
+    def process(self, frame: Frame, keep_image: bool = False) -> FrameResult:
+        """Run every stage on one frame."""
+        t = time.perf_counter()
+        tensor, transform = self.model.preprocess(frame.image)
+        return self._finish(frame, tensor, transform, time.perf_counter() - t, keep_image)
+
+    # ------------------------------------------------------------------ streams
+    def run(self, source: FrameSource, keep_image: bool = False, max_frames: int | None = None) -> Iterator[FrameResult]:
+        """Results for every frame of ``source`` (it is not closed here)."""
+        frames = self._prepared(source) if not source.is_live else self._inline(source)
+        n = 0
+        try:
+            for frame, tensor, transform, t_pre in frames:
+                yield self._finish(frame, tensor, transform, t_pre, keep_image)
+                n += 1
+                if max_frames is not None and n >= max_frames:
+                    break
+        finally:
+            close = getattr(frames, "close", None)
+            if close:
+                close()
+
+    def stream(self, keep_image: bool = False, max_frames: int | None = None, **source_kw: Any) -> Iterator[FrameResult]:
+        """Open the configured source and run over it."""
+        with open_source(self.config.source, **source_kw) as src:
+            yield from self.run(src, keep_image=keep_image, max_frames=max_frames)
+
+    def _inline(self, source: FrameSource):
+        for frame in source:
+            t = time.perf_counter()
+            tensor, transform = self.model.preprocess(frame.image)
+            yield frame, tensor, transform, time.perf_counter() - t
+
+    def _prepared(self, source: FrameSource, depth: int = 2):
+        """Read and pre-process ahead in a thread; errors are re-raised here."""
+        q: queue.Queue = queue.Queue(maxsize=depth)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for frame in source:
+                    t = time.perf_counter()
+                    tensor, transform = self.model.preprocess(frame.image)
+                    item = (frame, tensor, transform, time.perf_counter() - t)
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(_END)
+            except BaseException as e:  # handed to the consumer
+                q.put(e)
+
+        thread = threading.Thread(target=work, name="edgepose-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=2.0)
