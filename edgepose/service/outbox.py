@@ -86,10 +86,12 @@ class Outbox:
                         self._db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (sqlite3.Binary(payload(row_id)), row_id))
                     ids.append(row_id)
                 self._db.execute("COMMIT")
-            except sqlite3.Error as e:
+            except BaseException as e:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise OutboxError(f"cannot write to the event outbox {self.path}: {e}.", "free disk space or fix the file's permissions.") from None
+                if isinstance(e, sqlite3.Error):
+                    raise OutboxError(f"cannot write to the event outbox {self.path}: {e}.", "free disk space or fix the file's permissions.") from None
+                raise
         return ids
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[OutboxItem]:

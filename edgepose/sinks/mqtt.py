@@ -184,6 +184,7 @@ class MqttSink:
         self._fall_until = 0.0
         self._state_sent: tuple | None = None
         self._state_last = 0.0
+        self.state_min_interval = STATE_MIN_INTERVAL
         self._client = self._make_client()
 
     # -- setup ---------------------------------------------------------------
@@ -239,7 +240,7 @@ class MqttSink:
         msg = f"{problem} Fix: {fix}"
         # Same error again: one line per attempt (the back-off bounds them), full text when it changes.
         if msg != self.last_error:
-            log.error("%s Retrying with back-off (next in %.1fs, at most every %.0fs).", msg, self._next_delay(), self.cfg.backoff_max)
+            log.error("%s Retrying with back-off (next in %.1fs, at most every %gs).", msg, self._next_delay(), self.cfg.backoff_max)
         else:
             log.warning("MQTT: still failing (attempt %d): %s Next retry in %.1fs.", self._failures_in_row, problem, self._next_delay())
         self.last_error = msg
@@ -447,7 +448,7 @@ class MqttSink:
         st = self.current_state()
         key = (st["people"], st["fall"], tuple(st["actions"]))
         now = time.monotonic()
-        if not force and (key == self._state_sent or now - self._state_last < STATE_MIN_INTERVAL):
+        if not force and (key == self._state_sent or now - self._state_last < self.state_min_interval):
             return
         self._state_sent, self._state_last = key, now
         self._client.publish(self.topics["state"], payloads.dumps(st), qos=1, retain=True)
