@@ -117,7 +117,7 @@ class _Table:
         padded = np.zeros((h + 1, w + 1, c), np.float32)
         padded[:h, :w] = head
         self.flat = padded.ravel()
-        self.strides = np.array([(w + 1) * c, c], np.intp)
+        self.strides = np.array([(w + 1) * c, c], np.float32)
         self.corners = np.array([0, c, (w + 1) * c, (w + 2) * c], np.intp)
 
     def sample(self, p: np.ndarray, ch: np.ndarray) -> np.ndarray:
@@ -132,9 +132,10 @@ def _sample(flat: np.ndarray, strides: np.ndarray, corners: np.ndarray, p: np.nd
     far corners get weight 0). Written for few numpy calls: with tens of
     points, call overhead, not arithmetic, is the cost.
     """
-    p0 = p.astype(np.intp)  # floor: points are clamped to >= 0
-    f = p - p0
-    vals = flat.take((p0 @ strides)[:, None, None] + corners[:, None] + ch[:, None, :])  # (M, 4, k)
+    p0 = np.floor(p)
+    f = p - p0  # stays float32
+    base = (p0 @ strides).astype(np.intp)  # exact: indices are far below 2**24
+    vals = flat.take(base[:, None, None] + corners[:, None] + ch[:, None, :])  # (M, 4, k)
     top, bottom = vals[:, 0] + f[:, 1, None] * (vals[:, 1] - vals[:, 0]), vals[:, 2] + f[:, 1, None] * (vals[:, 3] - vals[:, 2])
     return top + f[:, 0, None] * (bottom - top)
 
@@ -173,9 +174,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class _Grower:
     """Grows poses from root candidates over the part tree, vectorised across candidates."""
 
-    #: Stop refining once no point moves more than this many grid cells (1/1000 of a cell).
-    converged = 1e-3
-
     def __init__(self, heads: Heads, coral_quirk: bool):
         h, w, k = heads.heatmaps.shape
         self.lim = np.array([h - 1, w - 1], np.float32)
@@ -198,14 +196,10 @@ class _Grower:
             edges = edges_t[root_ids[cand], slot]  # (M, 4): parent, child, ch_dy, ch_dx
             child = edges[:, 1]
             p = pos[cand, edges[:, 0]]
-            p = np.minimum(np.maximum(p + mid.sample(p, edges[:, 2:4]) * inv, 0.0), lim)
+            p = np.minimum(np.maximum(p + mid.sample(p, edges[:, 2:4]) * inv, np.float32(0)), lim)
             short_ch = np.stack([child, child + NUM_KEYPOINTS], axis=1)
             for _ in range(REFINE_STEPS):
-                q = np.minimum(np.maximum(p + short.sample(p, short_ch) * inv, 0.0), lim)
-                moved = np.abs(q - p).max()
-                p = q
-                if moved < self.converged:
-                    break
+                p = np.minimum(np.maximum(p + short.sample(p, short_ch) * inv, np.float32(0)), lim)
             pos[cand, child] = p
         # Every part's score is the heatmap logit sampled at its final position.
         parts = np.tile(np.arange(NUM_KEYPOINTS), n)[:, None]
@@ -258,15 +252,20 @@ def decode_multiple_poses(
         pos, logit = grower.grow(roots[batch], ks[batch])
         kp = _sigmoid(logit)
         inst = kp.mean(axis=1)
-        for i, c in enumerate(batch):
-            if acc_pos and not _passes_nms(acc_pos, ks[c], roots[c], r2):
+        b_roots, b_parts = roots[batch], ks[batch]
+        # Candidates of this batch suppressed by poses accepted earlier in this batch
+        # (earlier batches were filtered above): updated once per accepted pose.
+        suppressed = np.zeros(batch.size, bool)
+        for i in range(batch.size):
+            if suppressed[i] or inst[i] < score_threshold:
                 continue
-            if inst[i] >= score_threshold:
-                acc_pos.append(pos[i])
-                acc_kp.append(kp[i])
-                acc_score.append(float(inst[i]))
-                if len(acc_pos) >= max_poses:
-                    break
+            acc_pos.append(pos[i])
+            acc_kp.append(kp[i])
+            acc_score.append(float(inst[i]))
+            if len(acc_pos) >= max_poses:
+                break
+            d = pos[i][b_parts] - b_roots
+            suppressed |= (d * d).sum(axis=1) <= r2
     if not acc_pos:
         return empty
     pos = np.stack(acc_pos)
@@ -275,14 +274,6 @@ def decode_multiple_poses(
     order = np.argsort(-scores, kind="stable")
     order = order[scores[order] >= score_threshold]
     return DecodedPoses((pos[order] * stride).astype(np.float32), kp[order], scores[order].astype(np.float32))
-
-
-def _passes_nms(acc_pos: list[np.ndarray], part: int, root: np.ndarray, r2: float) -> bool:
-    for p in acc_pos:
-        d = p[part] - root
-        if float(d[0] * d[0] + d[1] * d[1]) <= r2:
-            return False
-    return True
 
 
 def soft_keypoint_nms(pos: np.ndarray, kp_scores: np.ndarray, pose_scores: np.ndarray, r2: float) -> np.ndarray:
