@@ -73,10 +73,11 @@ def body_centre(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
 def torso_size(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray | float:
     """Neck-to-hip distance in pixels, the body's scale that does not change with arm/leg pose.
 
-    When the torso is foreshortened or half hidden, take the largest of that,
-    shoulder width x 1.5 and the diagonal of the visible parts / 3 (rough human
-    proportions), so a scale exists whenever two parts are visible; ``nan``
-    otherwise. A float for one pose, an array ``(...)`` for a batch.
+    When the torso is hidden or strongly foreshortened (shorter than half the
+    fallback), use the fallback: the larger of shoulder width x 1.5 and the
+    diagonal of the visible parts / 3.4 (rough adult proportions, equal to the
+    torso for a person standing). ``nan`` when fewer than two parts are seen.
+    A float for one pose, an array ``(...)`` for a batch ``(..., 17, 2)``.
     """
     kp = np.asarray(keypoints, np.float32)
     vis = np.asarray(visible, bool)
@@ -89,8 +90,9 @@ def torso_size(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray | float
     small = np.where(vis[..., None], kp, -np.inf)
     lo, hi = big.min(axis=-2), small.max(axis=-2)
     with np.errstate(invalid="ignore"):
-        ext = np.where(vis.sum(axis=-1) >= 2, np.hypot(*np.moveaxis(hi - lo, -1, 0)) / 3.0, 0.0)
-    best = np.maximum(np.maximum(d_torso, d_sh), ext)
+        ext = np.where(vis.sum(axis=-1) >= 2, np.hypot(*np.moveaxis(hi - lo, -1, 0)) / 3.4, 0.0)
+    fallback = np.maximum(d_sh, ext)
+    best = np.where(d_torso >= 0.5 * fallback, d_torso, fallback)
     best = np.where(best > 1e-6, best, np.nan).astype(np.float32)
     return float(best) if best.ndim == 0 else best
 
@@ -151,17 +153,20 @@ def oks(kp_a: np.ndarray, vis_a: np.ndarray, kp_b: np.ndarray, vis_b: np.ndarray
 
 
 def oks_matrix(
-    kps_a: np.ndarray, vis_a: np.ndarray, kps_b: np.ndarray, vis_b: np.ndarray, areas_a: np.ndarray
+    kps_a: np.ndarray, vis_a: np.ndarray, kps_b: np.ndarray, vis_b: np.ndarray, areas_a: np.ndarray,
+    sigma_scale: float = 1.0,
 ) -> np.ndarray:
     """OKS between every pose of ``a`` ``(N,17,2)`` and ``b`` ``(M,17,2)``, scaled by ``areas_a``: ``(N, M)``.
 
-    Vectorised form of :func:`oks` for the tracker's cost matrix.
+    Vectorised form of :func:`oks` for the tracker's cost matrix. ``sigma_scale``
+    widens COCO's per-part tolerances (frame-to-frame jitter of a fast model
+    on small people is larger than a human annotator's error).
     """
     n, m = len(kps_a), len(kps_b)
     if n == 0 or m == 0:
         return np.zeros((n, m), np.float32)
     d2 = ((kps_a[:, None] - kps_b[None]) ** 2).sum(axis=-1)  # (N, M, 17)
-    var = (2.0 * COCO_SIGMAS) ** 2
+    var = (2.0 * COCO_SIGMAS * sigma_scale) ** 2
     area = np.maximum(np.asarray(areas_a, np.float32), 1.0)[:, None, None]
     e = np.exp(-d2 / (2.0 * area * var))
     both = vis_a[:, None, :] & vis_b[None, :, :]

@@ -10,6 +10,9 @@ class TrackingConfig(BaseModel):
     enabled: bool = True
     max_age: int = Field(30, ge=0, le=10_000, description="frames a track survives without a match")
     min_similarity: float = Field(0.2, ge=0.0, le=1.0, description="OKS below which a pose never joins a track")
+    oks_sigma_scale: float = Field(
+        2.5, gt=0.0, le=20.0, description="widens COCO's per-part OKS tolerances (PoseNet jitters more than annotators)"
+    )
     min_part_score: float = Field(0.2, ge=0.0, le=1.0, description="keypoints scoring less are ignored for matching")
     min_hits: int = Field(
         1, ge=1, le=100, description="matched frames before a track is reported (1: report at once; higher hides one-frame ghosts)"

@@ -72,7 +72,7 @@ class Tracker:
         areas = np.array([t.area() for t in self.tracks], np.float32)
         dk = np.stack([p.keypoints for p in poses])
         dvis = np.stack([p.visible(cfg.min_part_score) for p in poses])
-        return g.oks_matrix(pred, tvis, dk, dvis, areas)
+        return g.oks_matrix(pred, tvis, dk, dvis, areas, cfg.oks_sigma_scale)
 
     def update(self, poses: list[Pose], timestamp: float) -> list[Pose]:
         """Set ``track_id`` on ``poses`` (in place) and return those of reported tracks.
