@@ -1,0 +1,248 @@
+"""Board profiles: partial device configs with the right model size, threads and camera mode per board.
+
+A profile (``firmware_configs/boards/<name>.toml``) is an ordinary config
+file that sets only what depends on the hardware. The config a device runs is
+built in layers, later ones winning key by key:
+
+1. edgepose's built-in defaults,
+2. the board profile: ``board=`` / ``$EDGEPOSE_BOARD`` (a name or a path), else
+   ``board.toml`` next to the device config (provisioning puts it there),
+3. the device config (``/etc/edgepose/device.toml``): site settings,
+4. command-line overrides.
+
+``python -m edgepose.profiles detect`` names the profile for the board it runs
+on (from ``/proc/device-tree/model`` and the USB ids of a Coral accelerator);
+``list``, ``show NAME`` and ``merged DEVICE.toml`` help check a set-up.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import EdgeposeConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: File next to the device config that holds the board profile chosen at provisioning.
+BOARD_FILE = "board.toml"
+#: USB vendor:product ids of the Coral USB Accelerator (before / after its firmware is loaded).
+CORAL_USB_IDS = frozenset({"1a6e:089a", "18d1:9302"})
+
+
+def profile_dirs() -> list[Path]:
+    """Where named profiles are looked up, first match wins."""
+    dirs = []
+    env = os.environ.get("EDGEPOSE_BOARDS_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(Path("/etc/edgepose/boards"))
+    # A source checkout or editable install: the repository's firmware_configs/.
+    dirs.append(Path(__file__).resolve().parents[1] / "firmware_configs" / "boards")
+    dirs.append(Path(sys.prefix) / "share" / "edgepose" / "boards")
+    return dirs
+
+
+def list_profiles() -> dict[str, Path]:
+    """Profile name -> file, over all :func:`profile_dirs` (earlier directories win)."""
+    found: dict[str, Path] = {}
+    for d in profile_dirs():
+        if d.is_dir():
+            for f in sorted(d.glob("*.toml")):
+                found.setdefault(f.stem, f)
+    return found
+
+
+def profile_description(path: Path) -> str:
+    """The profile's first comment line (its one-line summary)."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def find_profile(board: str | Path) -> Path:
+    """A profile file from a name (``pi5``) or a path; :class:`ConfigError` with close names otherwise."""
+    p = Path(board)
+    if p.suffix == ".toml" or os.sep in str(board):
+        if p.is_file():
+            return p
+        raise ConfigError(f"board profile {p} does not exist.", "pass a profile name (python -m edgepose.profiles list) or an existing file.")
+    profiles = list_profiles()
+    if str(board) in profiles:
+        return profiles[str(board)]
+    close = difflib.get_close_matches(str(board), list(profiles), n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"unknown board profile {board!r}.",
+        f"{hint}known profiles: {', '.join(sorted(profiles)) or '(none found)'}; they are searched in "
+        f"{', '.join(str(d) for d in profile_dirs())}.",
+    )
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p} is not valid TOML: {e}.", "fix the syntax at that line.") from None
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: tables merge key by key, everything else (lists too) is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, val in override.items():
+        if isinstance(val, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def validate(data: Mapping[str, Any], source: str) -> "EdgeposeConfig":
+    # Imported here so `python -m edgepose.profiles detect` (first boot) stays light.
+    from pydantic import ValidationError
+
+    from .config import EdgeposeConfig, format_validation_error
+
+    try:
+        return EdgeposeConfig.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def resolve_board(device_path: str | Path | None, board: str | Path | None = None) -> Path | None:
+    """The profile file for a device: explicit, ``$EDGEPOSE_BOARD``, or ``board.toml`` beside the device config."""
+    chosen = board or os.environ.get("EDGEPOSE_BOARD") or None
+    if chosen:
+        return find_profile(chosen)
+    if device_path is not None:
+        beside = Path(device_path).parent / BOARD_FILE
+        if beside.is_file():
+            return beside
+    return None
+
+
+def merged_data(
+    device_path: str | Path | None = None,
+    board: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The layered config as plain data, and a name for error messages."""
+    data: dict[str, Any] = {}
+    names = []
+    profile = resolve_board(device_path, board)
+    if profile is not None:
+        prof = read_toml(profile)
+        validate(prof, f"board profile {profile}")  # a broken profile is reported as such
+        data = deep_merge(data, prof)
+        names.append(f"board profile {profile}")
+    if device_path is not None:
+        data = deep_merge(data, read_toml(device_path))
+        names.insert(0, str(device_path))
+    if overrides:
+        data = deep_merge(data, overrides)
+    name = " over ".join(names) if names else "config"
+    return data, name
+
+
+def load_device_config(
+    device_path: str | Path | None = None,
+    board: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> "EdgeposeConfig":
+    """Defaults < board profile < device config < ``overrides``, validated (see the module doc)."""
+    data, name = merged_data(device_path, board, overrides)
+    return validate(data, name)
+
+
+# -- board detection -----------------------------------------------------------------
+
+def detect_board(model: str | None, usb_ids: Iterable[str] = ()) -> str:
+    """Profile name for a device-tree model string and the USB ``vendor:product`` ids present."""
+    m = (model or "").replace("\x00", "").strip().lower()
+    coral_usb = any(i.lower() in CORAL_USB_IDS for i in usb_ids)
+    if "phanbook" in m or "coral" in m:  # Coral Dev Board: "Freescale i.MX8MQ Phanbook"
+        return "coral-dev-board"
+    if "raspberry pi" in m or "compute module" in m:
+        if coral_usb and ("raspberry pi 4" in m or "raspberry pi 5" in m or "compute module 4" in m or "raspberry pi 400" in m):
+            return "pi4-coral-usb"
+        if "raspberry pi 5" in m or "compute module 5" in m or "raspberry pi 500" in m:
+            return "pi5"
+        if "raspberry pi 4" in m or "compute module 4" in m or "raspberry pi 400" in m:
+            return "pi4"
+        if "zero 2" in m:
+            return "pi-zero-2w"
+    return "generic-arm64"
+
+
+def read_device_model(path: str | Path = "/proc/device-tree/model") -> str | None:
+    try:
+        return Path(path).read_bytes().decode("utf-8", "replace").replace("\x00", "")
+    except OSError:
+        return None
+
+
+def read_usb_ids(root: str | Path = "/sys/bus/usb/devices") -> list[str]:
+    ids = []
+    for dev in Path(root).glob("*"):
+        try:
+            ids.append(f"{(dev / 'idVendor').read_text().strip()}:{(dev / 'idProduct').read_text().strip()}")
+        except OSError:
+            continue
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgepose.profiles", description="Board profiles for edgepose devices.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("detect", help="print the profile name for this board")
+    d.add_argument("--model-file", default=os.environ.get("EDGEPOSE_DT_MODEL", "/proc/device-tree/model"))
+    d.add_argument("--usb-root", default=os.environ.get("EDGEPOSE_USB_ROOT", "/sys/bus/usb/devices"))
+    sub.add_parser("list", help="list known profiles")
+    s = sub.add_parser("show", help="print a profile file")
+    s.add_argument("name")
+    m = sub.add_parser("merged", help="print the validated, layered config as JSON")
+    m.add_argument("device", nargs="?", help="device config (TOML)")
+    m.add_argument("--board", help="profile name or file (default: $EDGEPOSE_BOARD or board.toml beside the device config)")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "detect":
+            print(detect_board(read_device_model(args.model_file), read_usb_ids(args.usb_root)))
+        elif args.cmd == "list":
+            for name, path in sorted(list_profiles().items()):
+                print(f"{name:16s} {profile_description(path)}  ({path})")
+        elif args.cmd == "show":
+            print(find_profile(args.name).read_text(encoding="utf-8"), end="")
+        else:
+            cfg = load_device_config(args.device, args.board)
+            dump = cfg.model_dump(mode="json")
+            redacted = getattr(cfg.mqtt, "redacted", None)
+            if callable(redacted):  # never print broker passwords
+                dump["mqtt"] = redacted()
+            print(json.dumps(dump, indent=2))
+    except ConfigError as e:
+        print(f"edgepose profiles: error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

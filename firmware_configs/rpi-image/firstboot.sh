@@ -1,0 +1,150 @@
+#!/bin/bash
+# edgepose first-boot installer for Raspberry Pi OS (Bookworm and later) and other Debian-based boards.
+#
+# Copy firmware_configs/ to the boot partition as /boot/firmware/edgepose/ and have this run once,
+# as root, with network: from cloud-init (rpi-image/user-data) or from edgepose-firstboot.service
+# (images without cloud-init). It
+#   1. installs python3-venv (+ python3-picamera2 on a Pi, libedgetpu1-std for Coral profiles) from apt,
+#   2. creates the system user `edgepose`,
+#   3. creates /opt/edgepose/venv with --system-site-packages (so apt's picamera2 is importable) and
+#      pip-installs edgepose into it (a wheel from dist/ next to this folder if present, else PyPI),
+#   4. writes /etc/edgepose/{device.toml,board.toml,boards/,edgepose.env} (never overwriting device.toml),
+#   5. validates the merged config, installs and enables edgepose.service,
+#   6. marks the device provisioned (/var/lib/edgepose/.provisioned) so later boots skip all this.
+#
+# Settings (environment, or install.env next to device.toml on the boot partition):
+#   EDGEPOSE_BOARD       profile name (default: detected, python -m edgepose.profiles detect)
+#   EDGEPOSE_DEVICE_ID   device_id written into device.toml (default: the host name)
+#   EDGEPOSE_PIP_SPEC    what pip installs when there is no wheel in dist/ (default: edgepose)
+#   EDGEPOSE_PIP_INDEX_URL  a private package index
+# For tests and image builds:
+#   EDGEPOSE_ROOT=/mnt/root  act on a mounted image / temp dir instead of /
+#   EDGEPOSE_DRY_RUN=1       print apt/pip/useradd/systemctl commands instead of running them
+#   EDGEPOSE_PYTHON          interpreter with edgepose for detection/validation (default: the new venv's)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CONF_SRC="${EDGEPOSE_CONFIG_DIR:-$(dirname "$HERE")}"   # the copied firmware_configs/ folder
+if [ -f "$CONF_SRC/install.env" ]; then
+    # shellcheck disable=SC1091
+    . "$CONF_SRC/install.env"
+fi
+
+ROOT="${EDGEPOSE_ROOT:-}"
+DRY_RUN="${EDGEPOSE_DRY_RUN:-0}"
+VENV=/opt/edgepose/venv
+ETC=/etc/edgepose
+STATE=/var/lib/edgepose
+MARKER="$STATE/.provisioned"
+UNIT=/etc/systemd/system/edgepose.service
+PY="${EDGEPOSE_PYTHON:-$ROOT$VENV/bin/python}"
+DT_MODEL="${EDGEPOSE_DT_MODEL:-/proc/device-tree/model}"
+
+log() { echo "edgepose-firstboot: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+# System-changing commands go through run, so a dry run shows exactly what would happen.
+run() {
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "+ $*"
+    else
+        "$@"
+    fi
+}
+
+[ -f "$CONF_SRC/device.toml" ] || die "no device.toml in $CONF_SRC (copy firmware_configs/ to the boot partition as edgepose/)."
+[ -d "$CONF_SRC/boards" ] || die "no boards/ folder in $CONF_SRC."
+if [ -e "$ROOT$MARKER" ]; then
+    log "already provisioned ($MARKER); nothing to do."
+    exit 0
+fi
+if [ "$DRY_RUN" != 1 ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
+    die "run as root (sudo $0)."
+fi
+
+is_pi=0
+if tr -d '\0' < "$DT_MODEL" 2>/dev/null | grep -q "Raspberry Pi"; then
+    is_pi=1
+fi
+
+# 1. packages ------------------------------------------------------------------------
+pkgs=(python3-venv python3-pip)
+if [ "$is_pi" = 1 ]; then
+    pkgs+=(python3-picamera2)
+fi
+log "installing ${pkgs[*]}"
+run apt-get update
+run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+
+# 2. user ---------------------------------------------------------------------------
+if [ "$DRY_RUN" = 1 ] || ! id edgepose >/dev/null 2>&1; then
+    run useradd --system --user-group --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin edgepose
+fi
+
+# 3. venv + edgepose ------------------------------------------------------------------
+run python3 -m venv --system-site-packages "$ROOT$VENV"
+pip_args=(--no-cache-dir)
+if [ -n "${EDGEPOSE_PIP_INDEX_URL:-}" ]; then
+    pip_args+=(--index-url "$EDGEPOSE_PIP_INDEX_URL")
+fi
+# Keep apt's numpy: picamera2's compiled helpers (simplejpeg, ...) are built against it and
+# break when pip pulls another major version into the venv.
+sys_numpy="$(python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)"
+if [ -n "$sys_numpy" ] && [ "$is_pi" = 1 ]; then
+    mkdir -p "$ROOT/opt/edgepose"
+    echo "numpy==$sys_numpy" > "$ROOT/opt/edgepose/constraints.txt"
+    pip_args+=(--constraint /opt/edgepose/constraints.txt)
+fi
+spec="${EDGEPOSE_PIP_SPEC:-edgepose}"
+wheel="$(ls "$CONF_SRC"/dist/edgepose-*.whl 2>/dev/null | sort | tail -n 1 || true)"
+if [ -n "$wheel" ]; then
+    spec="$wheel"
+fi
+log "pip install $spec"
+run "$ROOT$VENV/bin/pip" install "${pip_args[@]}" "$spec"
+
+# 4. config -------------------------------------------------------------------------
+board="${EDGEPOSE_BOARD:-}"
+if [ -z "$board" ]; then
+    board="$(EDGEPOSE_DT_MODEL="$DT_MODEL" "$PY" -m edgepose.profiles detect)" || die "board detection failed; set EDGEPOSE_BOARD in install.env."
+fi
+[ -f "$CONF_SRC/boards/$board.toml" ] || die "no board profile '$board' in $CONF_SRC/boards."
+log "board profile: $board"
+
+install -d -m 0755 "$ROOT$ETC" "$ROOT$ETC/boards" "$ROOT/etc/systemd/system" "$ROOT$STATE"
+install -m 0644 "$CONF_SRC"/boards/*.toml "$ROOT$ETC/boards/"
+install -m 0644 "$CONF_SRC/boards/$board.toml" "$ROOT$ETC/board.toml"
+if [ -e "$ROOT$ETC/device.toml" ]; then
+    log "keeping the existing $ETC/device.toml"
+else
+    install -m 0640 "$CONF_SRC/device.toml" "$ROOT$ETC/device.toml"
+    device_id="${EDGEPOSE_DEVICE_ID:-$(hostname)}"
+    device_id="$(printf '%s' "$device_id" | tr -c 'A-Za-z0-9_.-' '-')"
+    sed -i "s/^device_id = .*/device_id = \"$device_id\"/" "$ROOT$ETC/device.toml"
+fi
+if [ ! -e "$ROOT$ETC/edgepose.env" ]; then
+    # Secrets (EDGEPOSE_MQTT_PASSWORD=...) go here, not into device.toml.
+    install -m 0640 /dev/null "$ROOT$ETC/edgepose.env"
+fi
+run chown -R root:edgepose "$ROOT$ETC"
+
+if grep -q '^edgetpu *= *"on"' "$ROOT$ETC/board.toml"; then
+    # Coral's apt repository for the Edge TPU runtime (https://coral.ai/docs/accelerator/get-started/).
+    log "adding Coral's apt repository and libedgetpu1-std"
+    install -d -m 0755 "$ROOT/etc/apt/sources.list.d"
+    echo "deb [signed-by=/usr/share/keyrings/coral-edgetpu.gpg] https://packages.cloud.google.com/apt coral-edgetpu-stable main" \
+        > "$ROOT/etc/apt/sources.list.d/coral-edgetpu.list"
+    run sh -c "curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | gpg --dearmor -o /usr/share/keyrings/coral-edgetpu.gpg"
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std
+fi
+
+# 5. validate, install the unit, start ---------------------------------------------------
+"$PY" -m edgepose.profiles merged "$ROOT$ETC/device.toml" > /dev/null \
+    || die "the config in $ETC does not validate (see above); fix it and run this script again."
+install -m 0644 "$CONF_SRC/systemd/edgepose.service" "$ROOT$UNIT"
+run systemctl daemon-reload
+run systemctl enable --now edgepose.service
+
+# 6. done ---------------------------------------------------------------------------
+date -u +%Y-%m-%dT%H:%M:%SZ > "$ROOT$MARKER"
+log "provisioned: board $board, config $ETC/device.toml, service edgepose.service enabled."
