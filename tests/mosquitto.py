@@ -214,7 +214,7 @@ class Subscriber:
     def json_on(self, suffix: str) -> list[dict]:
         return [json.loads(p) for p in self.on(suffix) if p]
 
-    def wait_for(self, pred: Callable[["Subscriber"], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, pred: Callable[["Subscriber"], bool], timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not pred(self):

@@ -20,6 +20,9 @@ from typing import IO, Any
 
 log = logging.getLogger("edgepose.listen")
 
+#: Seconds a recording waits after its last frame for that frame's events (separate topic, QoS 1).
+EVENT_GRACE = 0.5
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = Recorder(out_file) if out_file else None
     bar = tqdm(unit=" frames", desc=f"recording {args.record}", disable=None) if recorder else None
     poses_seen = 0
+    closed = False
 
     def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("undecodable message on %s: %s", msg.topic, e)
             return
         with lock:
-            if done.is_set():
+            if closed or (done.is_set() and kind == "poses"):
                 return
             if recorder is None:
                 print(msg.topic, json.dumps(data, separators=(",", ":")), flush=True)
@@ -148,11 +152,14 @@ def run(args: argparse.Namespace) -> int:
     client.connect_async(mcfg.host, mcfg.port, keepalive=mcfg.keepalive, **connect_kwargs(mcfg))
     client.loop_start()
     try:
-        done.wait(args.timeout)
+        if done.wait(args.timeout) and recorder is not None:
+            time.sleep(EVENT_GRACE)  # events of the last frame arrive just behind its poses
     except KeyboardInterrupt:
         pass
     finally:
         done.set()
+        with lock:
+            closed = True
         client.disconnect()
         client.loop_stop()
         with lock:

@@ -5,7 +5,8 @@ import argparse
 import json
 import logging
 import signal
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import EdgeposeError
 
@@ -23,20 +24,33 @@ def register(sub: Any) -> None:
     p.add_argument("--replay", metavar="JSONL", help="publish a recording (frame records) instead of running the camera and model")
     p.add_argument("--replay-fps", type=float, default=None, help="frames per second of --replay (default: as fast as they are consumed)")
     p.add_argument("--replay-loop", action="store_true", help="repeat --replay forever")
+    p.add_argument("--max-frames", type=int, default=None, help="stop (gracefully) after this many frames")
     p.add_argument("--print-config", action="store_true", help="print the validated config (secrets redacted) and exit")
     p.set_defaults(func=run)
 
 
-def frames_factory(args: argparse.Namespace, cfg: Any) -> Callable[[], Iterable]:
+def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list) -> Callable[[], Iterable]:
+    """A function returning a fresh frame iterable (called again after a source error)."""
     if args.replay:
         from ..service.replay import replay
 
         return lambda: replay(args.replay, fps=args.replay_fps, loop=args.replay_loop)
-    try:
-        from ..pipeline import Pipeline
-    except ImportError as e:  # pragma: no cover - the pipeline ships with edgepose
-        raise EdgeposeError(f"the inference pipeline cannot be imported ({e}).", "reinstall edgepose, or use --replay.") from None
-    return lambda: Pipeline(cfg)
+    from ..pipeline import Pipeline
+    from ..sources import open_source
+
+    pipeline = Pipeline(cfg)  # loads the model once: a bad model is fatal at start, not retried
+
+    def frames() -> Iterator:
+        service = service_ref[0]
+        # retry_first_open: a camera plugged in after boot is picked up; its state goes to the status topic.
+        src = open_source(cfg.source, on_state=service.source_state_changed, retry_first_open=True)
+        service.source = src
+        try:
+            yield from pipeline.run(src)
+        finally:
+            src.close()
+
+    return frames
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     log.info("config: %s", json.dumps(dump))
     if not cfg.mqtt.enabled:
         log.info("[mqtt] enabled = false is ignored by edgepose serve, which always publishes")
-    frames = frames_factory(args, cfg)
-    sink = MqttSink(cfg.mqtt, cfg.device_id, model=cfg.model.path)
+    service_ref: list = []
+    frames = frames_factory(args, cfg, service_ref)
+    sink = MqttSink(cfg.mqtt, cfg.device_id, model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}")
     service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
-                      retry_min=cfg.mqtt.backoff_min, retry_max=cfg.mqtt.backoff_max)
+                      retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames)
+    service_ref.append(service)
 
     def _graceful(signum: int, _frame: Any) -> None:
         log.warning("received %s: stopping (sending pending events, announcing offline)", signal.Signals(signum).name)

@@ -41,6 +41,7 @@ class Service:
         retry_min: float = 1.0,
         retry_max: float = 30.0,
         notifier: SystemdNotifier | None = None,
+        max_frames: int | None = None,
     ):
         self.sink = sink
         self.frames = frames
@@ -48,14 +49,16 @@ class Service:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.notifier = notifier or SystemdNotifier()
+        self.max_frames = max_frames
         self.camera = "starting"
         self.camera_error: str | None = None
         self.frames_done = 0
         self.fps: float | None = None
-        self._source: Any = None
+        self._frames: Any = None
         self._started = time.monotonic()
         self._progress = time.monotonic()
         self._stop = threading.Event()
+        self._camera_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         sink.status_fields = self.status_fields
 
@@ -63,6 +66,20 @@ class Service:
     def stop(self) -> None:
         """Ask the loop to finish (signal-handler safe): the current frame completes, then a graceful close."""
         self._stop.set()
+        src = self.source
+        if src is not None and getattr(src, "close_from_other_thread", False):
+            # A source waiting for its camera to come back would hold the loop for up to its back-off.
+            threading.Thread(target=src.close, name="edgepose-source-close", daemon=True).start()
+
+    #: The open frame source, if the frames factory attaches it: read for ``dropped`` frames.
+    source: Any = None
+
+    def source_state_changed(self, state: Any) -> None:
+        """``on_state`` callback of :func:`edgepose.sources.open_source` (a ``SourceState``)."""
+        name = getattr(state, "state", str(state))
+        camera = {"connected": "ok", "connecting": "starting", "retrying": "unavailable", "failed": "unavailable"}.get(name)
+        if camera is not None:
+            self._set_camera(camera, getattr(state, "error", None) if camera == "unavailable" else None)
 
     @property
     def stopping(self) -> bool:
@@ -76,7 +93,7 @@ class Service:
             "camera": self.camera,
             "camera_error": self.camera_error,
         }
-        dropped = getattr(self._source, "dropped_frames", None)
+        dropped = getattr(self.source, "dropped", None)
         if isinstance(dropped, int):
             d["frames_dropped"] = dropped
         return d
@@ -106,9 +123,9 @@ class Service:
         delay = self.retry_min
         while not self._stop.is_set():
             try:
-                self._source = self.frames()
+                self._frames = self.frames()
                 last = None
-                for result in self._source:
+                for result in self._frames:
                     now = time.monotonic()
                     self._progress = now
                     if self.camera != "ok":
@@ -121,6 +138,8 @@ class Service:
                     self.frames_done += 1
                     if self._stop.is_set():
                         return "stopped"
+                    if self.max_frames is not None and self.frames_done >= self.max_frames:
+                        return "max frames"
                 if self._stop.is_set():
                     return "stopped"
                 self._set_camera("ended", None)
@@ -128,7 +147,7 @@ class Service:
                 return "input ended"
             except SourceError as e:
                 self._set_camera("unavailable", str(e))
-                log.error("camera unavailable: %s Retrying in %.0fs.", e, delay)
+                log.error("camera unavailable: %s Retrying in %gs.", e, delay)
                 self._wait(delay)
                 delay = min(delay * 2, self.retry_max)
             finally:
@@ -136,8 +155,9 @@ class Service:
         return "stopped"
 
     def _set_camera(self, state: str, error: str | None) -> None:
-        changed = state != self.camera or error != self.camera_error
-        self.camera, self.camera_error = state, error
+        with self._camera_lock:  # the capture thread reports too
+            changed = state != self.camera or error != self.camera_error
+            self.camera, self.camera_error = state, error
         if changed:
             # Camera changes go out at once, not at the next heartbeat.
             self.sink.publish_status("online")
@@ -153,7 +173,8 @@ class Service:
             self._stop.wait(min(left, 0.5))
 
     def _close_source(self) -> None:
-        src, self._source = self._source, None
+        src, self._frames = self._frames, None
+        self.source = None
         close = getattr(src, "close", None)
         if callable(close):
             try:
@@ -168,7 +189,8 @@ class Service:
         next_status = time.monotonic() + self.status_interval
         while not self._stop.wait(tick):
             now = time.monotonic()
-            if wd and now - self._progress < wd:
+            # A camera being retried is the source waiting on purpose, not a hang.
+            if wd and (now - self._progress < wd or self.camera in ("starting", "unavailable")):
                 self.notifier.watchdog()
             if now >= next_status:
                 next_status = now + self.status_interval

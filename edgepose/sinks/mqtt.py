@@ -120,7 +120,10 @@ def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
         transport=cfg.transport,
         clean_session=None if v5 else True,
     )
-    client.enable_logger(logging.getLogger("edgepose.sinks.paho"))
+    paho_log = logging.getLogger("edgepose.sinks.paho")
+    if paho_log.isEnabledFor(logging.DEBUG):
+        # paho logs every failed reconnect at ERROR; our own messages explain them once, with the fix.
+        client.enable_logger(paho_log)
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.resolved_password())
     if cfg.tls.enabled:
@@ -277,11 +280,10 @@ class MqttSink:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if was:
+        if was and not self._closing:
             self.stats.disconnects += 1
-            if not self._closing:
-                log.warning("MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.",
-                            self.cfg.host, self.cfg.port, reason)
+            log.warning("MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.",
+                        self.cfg.host, self.cfg.port, reason)
 
     @_guard
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:

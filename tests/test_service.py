@@ -1,0 +1,264 @@
+"""``edgepose serve`` / ``edgepose listen`` as processes, and the Service loop, against real Mosquitto brokers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edgepose.errors import SourceError
+from edgepose.service.replay import frame_from_record, read_records
+from edgepose.service.runner import Service
+from edgepose.sinks import payloads
+from edgepose.sinks.mqtt import MqttSink
+from edgepose.sinks.mqtt_config import MqttConfig
+from edgepose.types import ActionEvent
+from tests.conftest_mqtt import SHARED, TEST_MODEL, broker, frame, real_poses  # noqa: F401 - fixtures
+from tests.mosquitto import Mosquitto, Subscriber, free_port
+
+DEVICE = "shelf-pi"
+VIDEO = SHARED / "video" / "openpose_video.avi"
+
+
+def write_config(path: Path, port: int, **mqtt) -> Path:
+    lines = [f'device_id = "{DEVICE}"', "[model]", f'path = "{TEST_MODEL}"', "[source]", f'uri = "{VIDEO}"', "[mqtt]",
+             'host = "127.0.0.1"', f"port = {port}", f'outbox_path = "{path.parent / "outbox.sqlite"}"',
+             "backoff_min = 0.2", "backoff_max = 1.0", "status_interval = 1.0"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in mqtt.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_recording(path: Path, poses, n: int = 30, every: int = 3) -> Path:
+    """A JSONL recording of real poses with an event every ``every`` frames (frame records)."""
+    with path.open("w") as f:
+        for i in range(n):
+            ev = [ActionEvent(1, "waving", "start" if i % 2 else "end", i / 30)] if i % every == 0 else []
+            f.write(json.dumps(frame(i, poses, ev).to_dict()) + "\n")
+    return path
+
+
+def serve(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"edgepose serve did not stop:\n{err[-3000:]}")
+    return proc.returncode, err
+
+
+def check_schema(topic: str, payload: bytes) -> dict:
+    kind = topic.rsplit("/", 1)[-1]
+    data = payloads.decode_poses(payload, DEVICE) if kind == "poses" else json.loads(payload)
+    jsonschema.Draft202012Validator(payloads.load_schema(kind)).validate(data)
+    return data
+
+
+def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
+    """Capture -> PoseNet -> tracking -> actions -> MQTT: a subscriber sees poses, events and status."""
+    sub = Subscriber(broker.port, f"edgepose/{DEVICE}/#")
+    cfg = write_config(tmp_path / "device.toml", broker.port)
+    code, err = finish(serve("--config", str(cfg), "--max-frames", "45"), timeout=120)
+    assert code == 0, err[-3000:]
+    assert sub.wait_for(lambda s: any(b'"offline"' in p for p in s.on("/status")))
+    sub.close()
+    got = {}
+    for topic, payload, _ in sub.messages:
+        got.setdefault(topic.rsplit("/", 1)[-1], []).append(check_schema(topic, payload))
+    assert [p["frame"] for p in got["poses"]] == list(range(45))
+    assert max(len(p["people"]) for p in got["poses"]) >= 3  # a crowd walks through the clip
+    assert all("id" in person for p in got["poses"] for person in p["people"])  # tracked
+    assert got["poses"][0]["width"] == 1280 and got["poses"][0]["height"] == 720
+    assert len(got["events"]) >= 1 and [e["seq"] for e in got["events"]] == list(range(1, len(got["events"]) + 1))
+    first, last = got["status"][0], got["status"][-1]
+    assert first["state"] == "online" and first["model"] == TEST_MODEL.stem
+    assert last["state"] == "offline" and last["reason"] == "max frames" and last["frames"] == 45
+    assert last["events_pending"] == 0 and last["events_sent"] == len(got["events"])
+    assert "s3cret" not in err
+
+
+def test_last_will_announces_offline_on_sigkill(broker, tmp_path, real_poses):
+    sub = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses)
+    proc = serve("--config", str(write_config(tmp_path / "device.toml", broker.port)), "--replay", str(rec),
+                 "--replay-loop", "--replay-fps", "30")
+    try:
+        assert sub.wait_for(lambda s: any(b'"online"' in p for p in s.on("/status")), timeout=30), proc.stderr
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1], timeout=10)
+    finally:
+        proc.kill()
+        proc.communicate()
+    last = json.loads(sub.on("/status")[-1])
+    check_schema("x/status", sub.on("/status")[-1])
+    assert last["state"] == "offline" and last["reason"] == "connection lost"
+    sub.close()
+    # Retained: a dashboard that connects later sees the device offline too.
+    late = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
+    assert late.wait_for(lambda s: len(s.messages) == 1)
+    assert late.messages[0][2] is True and json.loads(late.messages[0][1])["state"] == "offline"
+    late.close()
+
+
+def _notify_socket(path: Path) -> tuple[socket.socket, list[str]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    got: list[str] = []
+
+    def read() -> None:
+        while True:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    return sock, got
+
+
+def test_sigterm_publishes_pending_and_announces_offline(tmp_path, real_poses):
+    """Events made while the broker is away survive a stop and a restart; SIGTERM drains and says offline; systemd is told."""
+    port = free_port()
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=30, every=3)
+    cfg = write_config(tmp_path / "device.toml", port)
+
+    # 1. No broker: the service runs through the recording, keeps the events in its outbox and stops cleanly.
+    code, err = finish(serve("--config", str(cfg), "--replay", str(rec), "--replay-fps", "60"), timeout=60)
+    assert code == 0, err[-3000:]
+    assert "refused the connection" in err and "Retrying with back-off" in err
+    assert "10 event(s) stay in the outbox" in err
+
+    # 2. Broker up: the next run sends the stored events first, then its own; SIGTERM drains and announces offline.
+    with Mosquitto(tmp_path / "broker", port=port) as b:
+        sub = Subscriber(b.port, f"edgepose/{DEVICE}/#")
+        sock, notes = _notify_socket(tmp_path / "notify.sock")
+        proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "30",
+                     env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "300000"})
+        assert sub.wait_for(lambda s: len(s.on("/events")) >= 15, timeout=30), finish(proc)[1][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        code, err = finish(proc)
+        assert code == 0, err[-3000:]
+        assert sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+        sub.close()
+        sock.close()
+    seqs = [e["seq"] for e in sub.json_on("/events")]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs  # in order, none lost, none twice
+    last = json.loads(sub.on("/status")[-1])
+    assert last["state"] == "offline" and last["reason"] == "stopped" and last["events_pending"] == 0
+    assert any(json.loads(p)["state"] == "online" for p in sub.on("/status"))
+    assert "received SIGTERM" in err
+    # sd_notify: ready first, watchdog pets while running, stopping at the end.
+    assert notes and notes[0].startswith("READY=1")
+    assert notes.count("WATCHDOG=1") >= 2 and "STOPPING=1" in notes
+    assert notes.index("STOPPING=1") > max(i for i, n in enumerate(notes) if n.startswith("READY=1"))
+
+
+def test_missing_camera_is_reported_and_retried(broker, tmp_path, real_poses):
+    """A camera that fails to open: status says unavailable (with the error), the loop retries, MQTT stays up."""
+    sub = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), status_interval=60)
+    sink = MqttSink(cfg, DEVICE)
+    attempts = []
+
+    def frames():
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise SourceError("camera /dev/video0 cannot be opened.", "plug the camera in.")
+        return iter([frame(i, real_poses) for i in range(3)])
+
+    svc = Service(sink, frames, status_interval=60, retry_min=0.1, retry_max=0.2)
+    assert svc.run() == 0
+    sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+    sub.close()
+    states = [(d["camera"], d.get("camera_error")) for d in sub.json_on("/status") if "camera" in d]
+    assert ("unavailable", "camera /dev/video0 cannot be opened. Fix: plug the camera in.") in states
+    assert states[-1][0] == "ended" and ("ok", None) in states
+    assert len(attempts) == 3 and 0.08 <= attempts[1] - attempts[0] and 0.18 <= attempts[2] - attempts[1]
+    assert sink.stats.connects == 1 and sink.stats.disconnects == 0
+    assert svc.frames_done == 3
+
+
+def test_unplugged_live_camera_through_real_sources(broker, tmp_path):
+    """The real source layer (RetryingSource) on a camera that is not there: reported, and SIGTERM-style stop is prompt."""
+    from edgepose.sources import open_source
+
+    sub = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"))
+    sink = MqttSink(cfg, DEVICE)
+    svc: Service
+
+    def frames():
+        src = open_source("/dev/video97", on_state=svc.source_state_changed, retry_first_open=True,
+                          retry_initial_s=0.1, retry_max_s=0.3)
+        svc.source = src
+        return src  # frames never come; only state changes
+
+    svc = Service(sink, frames, status_interval=60)
+    t = threading.Thread(target=svc.run)
+    t.start()
+    assert sub.wait_for(lambda s: any(d.get("camera") == "unavailable" for d in s.json_on("/status")), timeout=15)
+    t0 = time.monotonic()
+    svc.stop()
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 5
+    sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+    sub.close()
+    err = next(d["camera_error"] for d in sub.json_on("/status") if d.get("camera") == "unavailable")
+    assert "video97" in err
+
+
+@pytest.mark.parametrize("encoding", ["json", "binary"])
+def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding):
+    out = tmp_path / "rec.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
+                             "--device", DEVICE, "--record", str(out), "--frames", "20", "--timeout", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while f"edgepose-listen-{DEVICE}" not in broker.log_text() or "SUBSCRIBE" not in broker.log_text():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.2)
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
+    sink = MqttSink(cfg, DEVICE).start()
+    assert sink.wait_connected(10)
+    sent = []
+    for i in range(20):
+        ev = [ActionEvent(2, "squat", "count", i / 30, count=i // 5)] if i % 5 == 4 else []
+        fr = frame(i, real_poses, ev)
+        sent.append(fr)
+        sink.publish_frame(fr)
+        time.sleep(0.01)
+    sink.close()
+    code, err = finish(proc)
+    assert code == 0, err
+    records = read_records(out)
+    assert [r["frame"] for r in records] == list(range(20))
+    for r in records:
+        jsonschema.Draft202012Validator(payloads.load_schema("frame")).validate(r)
+    events = [(r["frame"], e["count"]) for r in records for e in r.get("events", [])]
+    assert events == [(4, 0), (9, 1), (14, 2), (19, 3)]
+    tol = 0.13 if encoding == "binary" else 0.051
+    for r, fr in zip(records, sent):
+        back = frame_from_record(r)
+        assert len(back.poses) == len(fr.poses)
+        for p, q in zip(back.poses, fr.poses):
+            assert p.track_id == q.track_id
+            assert abs(p.keypoints - q.keypoints).max() <= tol
