@@ -151,7 +151,8 @@ def test_sigterm_publishes_pending_and_announces_offline(tmp_path, real_poses):
         sub = Subscriber(b.port, f"edgepose/{DEVICE}/#")
         sock, notes = _notify_socket(tmp_path / "notify.sock")
         proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "30",
-                     env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "300000"})
+                     env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "300000",
+                          "EDGEPOSE_HEALTH_FILE": str(tmp_path / "health")})
         assert sub.wait_for(lambda s: len(s.on("/events")) >= 15, timeout=30), finish(proc)[1][-2000:]
         proc.send_signal(signal.SIGTERM)
         code, err = finish(proc)
@@ -168,6 +169,7 @@ def test_sigterm_publishes_pending_and_announces_offline(tmp_path, real_poses):
     # sd_notify: ready first, watchdog pets while running, stopping at the end.
     assert notes and notes[0].startswith("READY=1")
     assert notes.count("WATCHDOG=1") >= 2 and "STOPPING=1" in notes
+    assert (tmp_path / "health").exists()  # the container HEALTHCHECK's file, touched while alive
     assert notes.index("STOPPING=1") > max(i for i, n in enumerate(notes) if n.startswith("READY=1"))
 
 

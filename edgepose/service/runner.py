@@ -12,8 +12,10 @@ loop makes progress, so a hung model gets the service restarted.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import SourceError
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 
 #: Weight of the newest frame interval in the FPS moving average.
 FPS_ALPHA = 0.1
+#: ``$EDGEPOSE_HEALTH_FILE`` (Docker HEALTHCHECK) is touched this often while frames flow,
+#: and no longer once none came for HEALTH_STALL_S seconds (without a systemd watchdog).
+HEALTH_TICK_S = 10.0
+HEALTH_STALL_S = 60.0
 
 
 def ema(prev: float | None, value: float, alpha: float = FPS_ALPHA) -> float:
@@ -185,13 +191,22 @@ class Service:
     # -- heartbeat / watchdog thread ---------------------------------------------------
     def _heartbeat_loop(self) -> None:
         wd = self.notifier.watchdog_interval
-        tick = min(self.status_interval, wd / 2) if wd else self.status_interval
+        # Containers have no systemd watchdog: a file touched while alive serves their HEALTHCHECK.
+        health = Path(os.environ["EDGEPOSE_HEALTH_FILE"]) if os.environ.get("EDGEPOSE_HEALTH_FILE") else None
+        limit = wd or HEALTH_STALL_S
+        tick = min(self.status_interval, wd / 2 if wd else self.status_interval, HEALTH_TICK_S if health else self.status_interval)
         next_status = time.monotonic() + self.status_interval
         while not self._stop.wait(tick):
             now = time.monotonic()
             # A camera being retried is the source waiting on purpose, not a hang.
-            if wd and (now - self._progress < wd or self.camera in ("starting", "unavailable")):
+            alive = now - self._progress < limit or self.camera in ("starting", "unavailable")
+            if wd and alive:
                 self.notifier.watchdog()
+            if health is not None and alive:
+                try:
+                    health.touch()
+                except OSError as e:
+                    log.debug("cannot touch the health file %s: %s", health, e)
             if now >= next_status:
                 next_status = now + self.status_interval
                 try:

@@ -433,26 +433,34 @@ class MqttSink:
 
     def _update_state(self, result: FrameResult) -> None:
         self._people = len(result.poses)
-        tracked = {p.track_id for p in result.poses if p.track_id is not None}
-        if tracked or not result.poses:
-            # A person who left takes their ongoing actions along.
-            for tid in [t for t in self._ongoing if t not in tracked]:
-                del self._ongoing[tid]
+        if self._ongoing:
+            tracked = {p.track_id for p in result.poses if p.track_id is not None}
+            if tracked or not result.poses:
+                # A person who left takes their ongoing actions along.
+                for tid in [t for t in self._ongoing if t not in tracked]:
+                    del self._ongoing[tid]
         self._publish_state()
 
+    def _state_key(self) -> tuple:
+        actions = tuple(sorted({a for acts in self._ongoing.values() for a in acts})) if self._ongoing else ()
+        return (self._people, time.monotonic() < self._fall_until, actions)
+
     def current_state(self) -> dict[str, Any]:
-        actions = [a for acts in self._ongoing.values() for a in acts]
-        return payloads.state_payload(self.device_id, time.time(), self._people, time.monotonic() < self._fall_until, actions)
+        people, fall, actions = self._state_key()
+        return payloads.state_payload(self.device_id, time.time(), people, fall, actions)
 
     def _publish_state(self, force: bool = False) -> None:
+        # Called every frame: compare a cheap key, build the payload only when it changed.
         if not self._connected.is_set():
             return
-        st = self.current_state()
-        key = (st["people"], st["fall"], tuple(st["actions"]))
+        key = self._state_key()
+        if not force and key == self._state_sent:
+            return
         now = time.monotonic()
-        if not force and (key == self._state_sent or now - self._state_last < self.state_min_interval):
+        if not force and now - self._state_last < self.state_min_interval:
             return
         self._state_sent, self._state_last = key, now
+        st = payloads.state_payload(self.device_id, time.time(), *key)
         self._client.publish(self.topics["state"], payloads.dumps(st), qos=1, retain=True)
 
     def _publish_discovery(self) -> None:

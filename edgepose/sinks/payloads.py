@@ -71,26 +71,29 @@ def _keypoints_format(ndigits: int) -> str:
 
 def person_json(pose: Pose, ndigits: int = 1) -> str:
     """JSON text of one person, the same values as ``json.dumps(pose.to_dict(ndigits))``."""
-    kp = np.concatenate([pose.keypoints.astype(np.float64), pose.scores.astype(np.float64)[:, None]], axis=1)
-    kp = np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)  # JSON has no NaN
+    kp = np.empty((NUM_KEYPOINTS, 3), np.float64)
+    kp[:, :2] = pose.keypoints
+    kp[:, 2] = pose.scores
+    if not np.isfinite(kp).all():  # JSON has no NaN; checked first because nan_to_num is slow
+        kp = np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
     body = _keypoints_format(ndigits) % tuple(kp.ravel().tolist())
     ident = "" if pose.track_id is None else f',"id":{int(pose.track_id)}'
     return f'{{"score":{round(float(pose.score), 4)!r}{ident},"keypoints":{body}}}'
 
 
+@lru_cache(maxsize=64)
+def _json_str(s: str) -> str:
+    return json.dumps(s)
+
+
 def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
-    people = ",".join(person_json(p, ndigits) for p in result.poses)
-    head = dumps(
-        {
-            "v": PAYLOAD_VERSION,
-            "device": device_id,
-            "frame": int(result.index),
-            "ts": round(float(result.timestamp), 4),
-            "width": int(result.width),
-            "height": int(result.height),
-        }
-    )
-    return head[:-1] + b',"people":[' + people.encode("ascii") + b"]}"
+    people = ",".join([person_json(p, ndigits) for p in result.poses])
+    # f-string header: a dict through json.dumps costs as much as one person.
+    return (
+        f'{{"v":{PAYLOAD_VERSION},"device":{_json_str(device_id)},"frame":{int(result.index)},'
+        f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},'
+        f'"people":[{people}]}}'
+    ).encode("ascii")
 
 
 # -- poses: binary ------------------------------------------------------------
@@ -110,13 +113,16 @@ def poses_binary(result: FrameResult) -> bytes:
     )
     if n == 0:
         return header
+    # Few, small arrays: plain ufuncs, no np.clip/np.nan_to_num wrappers (they cost more than the maths here).
+    xy = np.array([p.keypoints for p in result.poses], np.float32) * XY_SCALE
+    sc = np.array([p.scores for p in result.poses], np.float32) * 255.0
+    if not (np.isfinite(xy).all() and np.isfinite(sc).all()):
+        xy, sc = np.nan_to_num(xy), np.nan_to_num(sc)
     rec = np.empty(n, PERSON_DTYPE)
     rec["id"] = [-1 if p.track_id is None else int(p.track_id) for p in result.poses]
-    rec["score"] = np.round(np.clip([p.score for p in result.poses], 0.0, 1.0) * 65535.0)
-    xy = np.stack([p.keypoints for p in result.poses]) * XY_SCALE
-    rec["xy"] = np.clip(np.round(np.nan_to_num(xy)), *_XY_LIMIT)
-    scores = np.stack([p.scores for p in result.poses])
-    rec["s"] = np.round(np.clip(np.nan_to_num(scores), 0.0, 1.0) * 255.0)
+    rec["score"] = [int(round(min(max(p.score, 0.0), 1.0) * 65535.0)) for p in result.poses]
+    rec["xy"] = np.minimum(np.maximum(np.rint(xy), _XY_LIMIT[0]), _XY_LIMIT[1])
+    rec["s"] = np.minimum(np.maximum(np.rint(sc), 0.0), 255.0)
     return header + rec.tobytes()
 
 
