@@ -46,7 +46,6 @@ def discovery_messages(cfg: MqttConfig, device_id: str, version: str, model: str
         **common,
         "name": "People",
         "unique_id": f"edgepose_{node}_people",
-        "object_id": f"{node}_people",
         "value_template": "{{ value_json.people }}",
         "state_class": "measurement",
         "unit_of_measurement": "people",
@@ -56,7 +55,6 @@ def discovery_messages(cfg: MqttConfig, device_id: str, version: str, model: str
         **common,
         "name": "Fall",
         "unique_id": f"edgepose_{node}_fall",
-        "object_id": f"{node}_fall",
         "device_class": "safety",
         "value_template": "{{ 'ON' if value_json.fall else 'OFF' }}",
         "payload_on": "ON",
@@ -66,7 +64,6 @@ def discovery_messages(cfg: MqttConfig, device_id: str, version: str, model: str
         **common,
         "name": "Actions",
         "unique_id": f"edgepose_{node}_actions",
-        "object_id": f"{node}_actions",
         "value_template": "{{ value_json.actions | join(', ') if value_json.actions else 'none' }}",
         "icon": "mdi:run",
     }

@@ -287,8 +287,10 @@ class MqttSink:
 
     @_guard
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        with self._wake:
-            self._wake.notify_all()
+        # paho calls this for every QoS-0 pose too: wake the outbox thread only when events await their PUBACK.
+        if self._inflight:
+            with self._wake:
+                self._wake.notify_all()
 
     @_guard
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
