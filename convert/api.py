@@ -72,10 +72,24 @@ def convert(
     h, w = check_input_size(tuple(input_size), src.output_stride)
     fn = src.function(h, w)
     rep = None
+    notes: list[str] = []
+    quant_meta: dict[str, Any] | None = None
     if precision == "int8":
         if not calibration:
             raise ConvertError("int8 needs calibration images.", "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).")
         rep = representative_dataset(calibration, (h, w), mirror=quant.mirror, progress=progress)
+        equalized = 0
+        if quant.equalize and src.graph is not None:
+            fn, equalized = _equalized_function(src, calibration, (h, w), quant)
+        elif quant.equalize:
+            notes.append("activation equalization needs a GraphDef source (.pb, checkpoint, tfjs); skipped for this source.")
+        quant_meta = {
+            "io_type": quant.io_type,
+            "per_channel": quant.per_channel,
+            "float_heads": quant.float_heads and not edgetpu,
+            "equalized_layers": equalized,
+            "calibration_images": len(calibration) * (2 if quant.mirror else 1),
+        }
     buf = convert_function(fn, precision, rep, quant, edgetpu=edgetpu)
 
     # Which output is which: run both on the same input and pair them numerically.
@@ -94,11 +108,13 @@ def convert(
         source=src.source_label,
         precision=precision,
     )
+    if quant_meta:
+        meta["quantization"] = quant_meta
     buf = write_metadata(buf, meta)
     out_path = Path(out) if out else default_output_path(src, precision, (h, w))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_bytes(buf)
-    res = ConvertResult(out_path, precision, len(buf), meta, diffs)
+    res = ConvertResult(out_path, precision, len(buf), meta, diffs, notes=notes)
     if precision == "int8":
         res.compat = etpu.compatibility_report(buf)
     if edgetpu:
@@ -114,3 +130,19 @@ def convert(
             res.compiled.path.write_bytes(write_metadata(compiled, meta_tpu))
             res.notes.append(f"compiled {res.compiled.path.name}: {res.compiled.ops_on_tpu} op(s) on the Edge TPU, {res.compiled.ops_on_cpu} on the CPU.")
     return res
+
+
+def _equalized_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions):
+    """The source's function after activation-range equalization on the calibration images."""
+    from .calibration import augment, preprocess
+    from .equalize import activation_maxima, equalize, find_chains
+    from .sources import with_graph
+
+    g = src.graph
+    chains = find_chains(g.graph_def)
+    if not chains:
+        return src.function(*size), 0
+    imgs = augment(calibration) if quant.mirror else calibration
+    maxima = activation_maxima(g.graph_def, g.input_name, chains, [preprocess(i, size) for i in imgs], adapt=g.adapt)
+    eq = with_graph(src, equalize(g.graph_def, maxima, chains, quant.max_scale))
+    return eq.function(*size), len(chains)

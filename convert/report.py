@@ -99,21 +99,28 @@ class ModelRun:
     size_bytes: int
 
 
-def run_model(label: str, path: Path, images: Sequence[np.ndarray], threads: int = 2, latency_runs: int = 20) -> ModelRun:
+def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: int = 2, rounds: int = 30, progress: bool = True) -> dict[str, ModelRun]:
+    """Poses of every image with every model, and each model's median invoke time.
+
+    Latency is measured round-robin (one invoke of each model per round, after a
+    warm-up), so clock and cache effects hit every model alike.
+    """
     from edgepose.model.posenet import load_posenet
 
-    m = load_posenet(path, threads=threads)
-    poses = [m.estimate(img) for img in images]
-    tensor, _ = m.preprocess(images[0])
-    for _ in range(3):
-        m.invoke(tensor)
-    times = []
-    for _ in range(latency_runs):
-        t = time.perf_counter()
-        m.invoke(tensor)
-        times.append(time.perf_counter() - t)
-    meta = m.metadata or {}
-    return ModelRun(label, Path(path), meta.get("precision", "?"), poses, 1e3 * statistics.median(times), Path(path).stat().st_size)
+    loaded = {label: load_posenet(path, threads=threads) for label, path in models.items()}
+    poses = {label: [m.estimate(img) for img in images] for label, m in tqdm(loaded.items(), desc="evaluating", unit="model", disable=not progress)}
+    tensors = {label: m.preprocess(images[0])[0] for label, m in loaded.items()}
+    times: dict[str, list[float]] = {label: [] for label in loaded}
+    for r in range(rounds + 3):
+        for label, m in loaded.items():
+            t = time.perf_counter()
+            m.invoke(tensors[label])
+            if r >= 3:
+                times[label].append(time.perf_counter() - t)
+    return {
+        label: ModelRun(label, Path(models[label]), (m.metadata or {}).get("precision", "?"), poses[label], 1e3 * statistics.median(times[label]), Path(models[label]).stat().st_size)
+        for label, m in loaded.items()
+    }
 
 
 def source_fidelity(src, float_model: Path, images: Sequence[np.ndarray], size: tuple[int, int]) -> dict[str, float]:
@@ -154,9 +161,7 @@ def fidelity_report(
     h, w = base_meta["input"]["height"], base_meta["input"]["width"]
     # Images are resized to the model input first, so pixel errors are model-input pixels.
     images = [cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in eval_paths]
-    runs: dict[str, ModelRun] = {}
-    for label, path in tqdm(list(models.items()), desc="evaluating", unit="model", disable=not progress):
-        runs[label] = run_model(label, Path(path), images, threads)
+    runs = run_models({k: Path(v) for k, v in models.items()}, images, threads, progress=progress)
     base = runs[baseline]
     rows = []
     for label, run in runs.items():

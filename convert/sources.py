@@ -54,6 +54,8 @@ class SourceModel:
     output_stride: int = 0
     #: objects that must stay alive while the functions are used (loaded SavedModels)
     keepalive: list[Any] = field(default_factory=list)
+    #: set for GraphDef sources (frozen graph, checkpoint, tfjs): allows graph rewrites before quantization
+    graph: Any = None
     _cache: dict[tuple[int, int], Any] = field(default_factory=dict)
 
     @property
@@ -272,13 +274,35 @@ def _graph_source(gd, p: Path, fmt: str, model_type: ModelType, tf, overrides) -
         first = next((n for n in gd.node if n.op == "Const" and re.search(r"conv2d_0/weights$", n.name, re.I)), None)
         dims = [d.size for d in first.attr["value"].tensor.tensor_shape.dim] if first is not None else []
         mult = _mobilenet_multiplier(dims[-1] if len(dims) == 4 else None)
-    adapter = _resnet_adapter if arch == "resnet50" else None
-    order = list(roles)
+    src = SourceModel(
+        name=_model_name(p, arch, mult), format=fmt, path=p, model_type=model_type, architecture=arch, multiplier=float(mult or 1.0),
+        output_names={r: v.split(":")[0] for r, v in roles.items()}, source_heatmap_activation=activation, _builder=lambda h, w: None,
+        fixed_input_size=_fixed_size(gd, input_name),
+    )
+    src.graph = GraphParts(gd, input_name, roles, arch == "resnet50")
+    src._builder = _graph_builder(src.graph, p, model_type, tf)
+    return src
+
+
+@dataclass
+class GraphParts:
+    """A GraphDef source's graph, its input tensor and its role tensors (used by graph rewrites)."""
+
+    graph_def: Any
+    input_name: str
+    roles: dict[str, str]
+    resnet_input: bool = False
+
+    def adapt(self, tf, x):
+        return _resnet_adapter(tf, x) if self.resnet_input else x
+
+
+def _graph_builder(parts: GraphParts, p: Path, model_type: ModelType, tf):
+    order = list(parts.roles)
 
     def build(h: int, w: int):
         def body(x):
-            xin = adapter(tf, x) if adapter else x
-            outs = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[roles[r] for r in order], name="")
+            outs = tf.graph_util.import_graph_def(parts.graph_def, input_map={parts.input_name: parts.adapt(tf, x)}, return_elements=[parts.roles[r] for r in order], name="")
             return _expand_composites(tf, model_type, dict(zip(order, outs)))
 
         try:
@@ -286,11 +310,19 @@ def _graph_source(gd, p: Path, fmt: str, model_type: ModelType, tf, overrides) -
         except (ValueError, TypeError) as e:
             raise ConvertError(f"{p.name} cannot be imported by TensorFlow ({str(e).splitlines()[0][:300]}).", "check the graph was exported by TensorFlow 1.x/2.x with standard ops.") from None
 
-    return SourceModel(
-        name=_model_name(p, arch, mult), format=fmt, path=p, model_type=model_type, architecture=arch, multiplier=float(mult or 1.0),
-        output_names={r: v.split(":")[0] for r, v in roles.items()}, source_heatmap_activation=activation, _builder=build,
-        fixed_input_size=_fixed_size(gd, input_name),
-    )
+    return build
+
+
+def with_graph(src: SourceModel, graph_def) -> SourceModel:
+    """A copy of a GraphDef source running ``graph_def`` (same input, roles and metadata)."""
+    import copy
+
+    tf = import_tensorflow()
+    new = copy.copy(src)
+    new.graph = GraphParts(graph_def, src.graph.input_name, src.graph.roles, src.graph.resnet_input)
+    new._builder = _graph_builder(new.graph, src.path, src.model_type, tf)
+    new._cache = {}
+    return new
 
 
 def _fixed_size(gd, input_name: str) -> tuple[int, int] | None:

@@ -32,6 +32,10 @@ class QuantOptions:
     float_heads: bool = False
     #: add mirrored images to the calibration set
     mirror: bool = True
+    #: activation-range equalization before quantizing (GraphDef sources; see convert.equalize)
+    equalize: bool = True
+    #: largest per-channel factor equalization may apply
+    max_scale: float = 8.0
 
 
 # --------------------------------------------------------------------------- conversion

@@ -158,24 +158,49 @@ def read_bgr(ds: PoseDataset, progress: bool = False) -> list[np.ndarray]:
     return out
 
 
+def _render_chunk(job: tuple[str, str, int, list, tuple[int, int], float, str]) -> int:
+    """Render and save one chunk of poses (runs in a worker process)."""
+    from . import scene as sc
+
+    image_folder, out, seed, items, size, hfov_deg, _ = job
+    room = sc.load_room(image_folder, name=f"synthetic-room-{seed}")
+    for rel, c, r in items:
+        cv2.imwrite(str(Path(out) / rel), sc.render(room, sc.CameraPose6(np.asarray(c), np.asarray(r)), size, hfov_deg))
+    return len(items)
+
+
 def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int = 1500, n_test: int = 300,
-                    size: tuple[int, int] = (224, 168), seed: int = 0, hfov_deg: float = 60.0, progress: bool = True) -> dict[str, Path]:
-    """Render the photo-textured room (``scene.py``) into a dataset folder: random training poses, a held-out walk for testing."""
+                    size: tuple[int, int] = (224, 168), seed: int = 0, hfov_deg: float = 60.0, progress: bool = True,
+                    workers: int = 1) -> dict[str, Path]:
+    """Render the photo-textured room (``scene.py``) into a dataset folder: random training poses, a held-out walk for testing.
+
+    ``workers`` > 1 renders in that many processes.
+    """
     from . import scene as sc
 
     out = Path(out_dir)
     room = sc.load_room(image_folder, name=f"synthetic-room-{seed}")
     splits = {"train": sc.random_poses(room, n_train, seed=seed), "test": sc.walk_poses(room, n_test, seed=seed + 1000)}
     files = {}
+    items = []
     for split, poses in splits.items():
         (out / split).mkdir(parents=True, exist_ok=True)
-        rels = []
-        for i, pose in enumerate(tqdm(poses, desc=f"rendering {split}", unit="img", disable=not progress)):
-            rel = f"{split}/frame{i:05d}.png"
-            cv2.imwrite(str(out / rel), sc.render(room, pose, size, hfov_deg))
-            rels.append(rel)
+        rels = [f"{split}/frame{i:05d}.png" for i in range(len(poses))]
+        items += [(rel, p.c.tolist(), p.r.tolist()) for rel, p in zip(rels, poses)]
         pos, q = sc.pose_arrays(poses)
         files[split] = write_dataset(out / f"dataset_{split}.txt", rels, pos, q)
+    chunk = 50
+    jobs = [(str(image_folder), str(out), seed, items[i : i + chunk], tuple(size), hfov_deg, "") for i in range(0, len(items), chunk)]
+    with tqdm(total=len(items), desc="rendering", unit="img", disable=not progress) as bar:
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=workers) as ex:
+                for n in ex.map(_render_chunk, jobs):
+                    bar.update(n)
+        else:
+            for job in jobs:
+                bar.update(_render_chunk(job))
     info = {"scene": room.name, "units": "m", "image_size": list(size), "hfov_deg": hfov_deg, "photos": str(image_folder),
             "generator": "edgepose synthetic room (convert/relocalization/scene.py)", "seed": seed,
             "train": "uniform random poses", "test": "held-out smooth walk"}
