@@ -67,6 +67,7 @@ def video_digests() -> list[str]:
         (str(COCO / "*.jpg"), "glob"),
         (str(VIDEO), "video"),
         ("clip.MP4", "video"),
+        ("not-yet-there/", "folder"),
     ],
 )
 def test_resolve_kinds(spec, kind):
@@ -193,6 +194,14 @@ def test_folder_sorted_and_timed():
             assert f.image.ndim == 3 and f.image.dtype == np.uint8
     assert names == expected
     assert ts[:3] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_folder_paths_through_prefetch():
+    expected = sorted(COCO.glob("*.jpg"))
+    with open_source(str(COCO), prefetch=3) as src:  # attributes of the image source pass through the reader
+        assert isinstance(src, PrefetchReader) and src.skipped == []
+        got = [src.path_of(f.index) for f in src]
+    assert [p.name for p in got] == [p.name for p in expected]
 
 
 def test_folder_skips_non_images_and_unreadable(tmp_path, caplog):

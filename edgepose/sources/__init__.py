@@ -70,7 +70,7 @@ def resolve(uri: str | int, kind: SourceKind = "auto") -> tuple[str, str | int]:
     if GLOB_CHARS.search(s) and not Path(s).exists():
         return "glob", s
     p = Path(s).expanduser()
-    if p.is_dir():
+    if p.is_dir() or s.endswith(("/", "\\")):
         return "folder", str(p)
     if is_image_path(p):
         return "image", str(p)

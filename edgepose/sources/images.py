@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob as _glob
 import logging
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -69,8 +70,10 @@ class ImageSequenceSource(FrameSource):
         self._pos = 0
         self._index = 0
         self._closed = False
-        #: The file the last returned frame came from.
+        #: The file the last frame read from this source came from (with a PrefetchReader in front,
+        #: that is ahead of the consumer: use ``path_of(frame.index)``).
         self.current_path: Path | None = None
+        self._recent: OrderedDict[int, Path] = OrderedDict()
         if strict:  # fail at open, not at the first read
             self._first = read_image(self.paths[0])
         else:
@@ -102,8 +105,15 @@ class ImageSequenceSource(FrameSource):
             frame = Frame(self._index, self._index * dt, img)
             self._index += 1
             self.current_path = path
+            self._recent[frame.index] = path
+            if len(self._recent) > 256:  # enough for any prefetch depth; bounded when looping
+                self._recent.popitem(last=False)
             return frame
         return None
+
+    def path_of(self, index: int) -> Path | None:
+        """The file frame ``index`` was read from (for the last 256 frames)."""
+        return self._recent.get(index)
 
     def close(self) -> None:
         self._closed = True

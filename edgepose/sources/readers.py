@@ -31,6 +31,12 @@ class _Proxy(FrameSource):
         self.is_live = source.is_live
         self.close_from_other_thread = True
 
+    def __getattr__(self, name: str):
+        # Anything else (``skipped``, ``current_path``, ``loop`` ...) is the wrapped source's.
+        if name == "source":
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
     def _join_and_close(self, thread: threading.Thread, join_timeout: float) -> None:
         if self.source.close_from_other_thread:
             # A normal capture finishes within a frame time; one that does not is hung and
