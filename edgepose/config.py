@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .actions.config import ActionsConfig
 from .errors import ConfigError
+from .relocalization.config import RelocalizationConfig
 from .sinks.mqtt_config import MqttConfig
 from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
@@ -59,6 +60,7 @@ class EdgeposeConfig(BaseModel):
     tracking: TrackingConfig = TrackingConfig()
     actions: ActionsConfig = ActionsConfig()
     mqtt: MqttConfig = MqttConfig()
+    relocalization: RelocalizationConfig = RelocalizationConfig()
 
 
 def format_validation_error(err: ValidationError, source: str = "config") -> str:

@@ -46,6 +46,14 @@ class Pipeline:
             from .actions import ActionEngine
 
             self.actions = ActionEngine(config.actions)
+        # The camera-relocalization model runs beside the keypoint model, every Nth frame.
+        self.camera = None
+        self._camera_pose: dict | None = None
+        if config.relocalization.enabled:
+            from .relocalization import CameraPoseEstimator
+
+            r = config.relocalization
+            self.camera = CameraPoseEstimator(r.model, r.threads)
 
     # ------------------------------------------------------------------ one frame
     def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool) -> FrameResult:
@@ -66,6 +74,12 @@ class Pipeline:
         if self.actions is not None:
             events = self.actions.update(poses, frame.timestamp)
             timings["actions"] = time.perf_counter() - t2
+        extra = {}
+        if self.camera is not None and frame.index % self.config.relocalization.every_n_frames == 0:
+            t3 = time.perf_counter()
+            self._camera_pose = self.camera.estimate(frame.image).to_dict()
+            timings["camera_pose"] = time.perf_counter() - t3
+            extra["camera_pose"] = self._camera_pose
         return FrameResult(
             index=frame.index,
             timestamp=frame.timestamp,
@@ -75,6 +89,7 @@ class Pipeline:
             image=frame.image if keep_image else None,
             timings=timings,
             events=events,
+            extra=extra,
         )
 
     def process(self, frame: Frame, keep_image: bool = False) -> FrameResult:

@@ -37,6 +37,8 @@ def open_model(path_or_name: str | Path, **kw: Any) -> Any:
     from ..errors import ModelError
     from .zoo import resolve_model
 
+    from .. import relocalization  # noqa: F401  (registers its model type)
+
     path = resolve_model(str(path_or_name))
     kind = model_type_of(path)
     if kind not in _LOADERS:
