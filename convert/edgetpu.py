@@ -101,6 +101,9 @@ def compatibility_report(model: bytes) -> CompatReport:
         ins = [int(i) for i in (op.inputs if op.inputs is not None else []) if i >= 0]
         outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
         reason = ""
+        if name == "edgetpu-custom-op":
+            report.ops.append(OpCheck(idx, name, True, "already compiled for the Edge TPU"))
+            continue
         if name not in EDGETPU_OPS:
             reason = "operation not supported by the Edge TPU"
         else:

@@ -62,12 +62,14 @@ def summarize_errors(errs: np.ndarray) -> dict[str, float | int | None]:
     if n == 0:
         return {"confident": 0, "within_2px": None, "within_5px": None, "mean_px": None, "p95_px": None, "unmatched": 0}
     finite = errs[np.isfinite(errs)]
+    # "higher" picks an actual error (no interpolation with inf for unmatched poses).
+    p95 = float(np.percentile(errs, 95, method="higher"))
     return {
         "confident": n,
         "within_2px": float(np.mean(errs <= 2.0)),
         "within_5px": float(np.mean(errs <= 5.0)),
         "mean_px": float(finite.mean()) if finite.size else None,
-        "p95_px": float(np.percentile(errs, 95)) if np.isfinite(np.percentile(errs, 95)) else None,
+        "p95_px": p95 if np.isfinite(p95) else None,
         "unmatched": int(n - finite.size),
     }
 
