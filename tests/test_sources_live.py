@@ -249,3 +249,17 @@ def test_picamera2_not_installed(monkeypatch):
     with pytest.raises(SourceError) as e:
         open_source("picamera2", reconnect=False)
     assert "cannot be imported" in e.value.problem and "--system-site-packages" in e.value.fix
+
+
+def test_picamera2_broken_install(tmp_path, monkeypatch):
+    """picamera2 present but failing at import (apt's build against another numpy) is named as such."""
+    pkg = tmp_path / "picamera2"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(SourceError) as e:
+        open_source("picamera2", reconnect=False)
+    assert "fails to import" in e.value.problem and "numpy.dtype size changed" in e.value.problem
+    assert "numpy==" in e.value.fix
+    sys.modules.pop("picamera2", None)

@@ -65,6 +65,12 @@ class Picamera2Source(FrameSource):
                 "on Raspberry Pi OS: 'sudo apt install python3-picamera2' and create edgepose's venv with "
                 "'python3 -m venv --system-site-packages'; elsewhere use a camera index such as 0.",
             ) from None
+        except Exception as e:  # e.g. "numpy.dtype size changed": apt's picamera2 built against another numpy
+            raise SourceError(
+                f"picamera2 is installed but fails to import ({type(e).__name__}: {e}).",
+                "keep the venv's numpy at the version apt installed ('python3 -c \"import numpy; print(numpy.__version__)\"' "
+                "outside the venv, then pip install numpy==that) — firstboot.sh pins it.",
+            ) from None
         self.camera_num = camera_num
         self.description = f"picamera2 camera {camera_num}"
         try:
