@@ -33,18 +33,18 @@ def _fill_time(a: np.ndarray) -> np.ndarray:
     first = np.where(valid.any(axis=1, keepdims=True), np.argmax(valid, axis=1)[:, None], 0)
     idx = np.where(last < 0, first, last)
     out = np.take_along_axis(a, idx[..., None], axis=1)
-    return np.nan_to_num(out, nan=0.0)
+    return np.where(np.isnan(out), 0.0, out).astype(a.dtype)
 
 
 def window_scale(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """Median torso size over each window's frames where it is defined: ``(N,)``, ``nan`` if none."""
-    sizes = g.torso_size(keypoints, visible)  # (N, T)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmedian(sizes, axis=1)
+    sizes = np.asarray(g.torso_size(keypoints, visible), np.float32).reshape(len(keypoints), -1)  # (N, T)
+    ok = np.isfinite(sizes)
+    srt = np.sort(np.where(ok, sizes, np.inf), axis=1)  # nan-free median (np.nanmedian is slow on small arrays)
+    cnt = ok.sum(axis=1)
+    lo = np.take_along_axis(srt, np.maximum((cnt - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(srt, np.maximum(cnt // 2, 0)[:, None], axis=1)[:, 0]
+    return np.where(cnt > 0, (lo + hi) * 0.5, np.nan).astype(np.float32)
 
 
 def batch_features(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:

@@ -253,14 +253,7 @@ def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: di
 
     from ..model.flatbuf import write_metadata
 
-    keras_model = trained.keras_model
-    t, f = trained.settings.window, FEATURES_PER_FRAME
-
-    @tf.function(input_signature=[tf.TensorSpec([1, t, f], tf.float32, name="features")])
-    def serve(x):
-        return keras_model(x, training=False)
-
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras_model)
+    conv = tf.lite.TFLiteConverter.from_keras_model(trained.keras_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     cal = calibration[np.random.default_rng(0).permutation(len(calibration))[:500]]
 
