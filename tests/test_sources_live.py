@@ -263,3 +263,18 @@ def test_picamera2_broken_install(tmp_path, monkeypatch):
     assert "fails to import" in e.value.problem and "numpy.dtype size changed" in e.value.problem
     assert "numpy==" in e.value.fix
     sys.modules.pop("picamera2", None)
+
+
+def test_close_from_another_thread_while_reading(fake_picamera2):
+    """The service stops the source from its signal handler while the frame loop waits in read()."""
+    fake_picamera2.hang_after = 2
+    src = open_source("picamera2", fps=200, timeout_s=30)
+    assert src.read() is not None
+    closer = threading.Timer(0.3, src.close)
+    closer.start()
+    t = time.monotonic()
+    while src.read() is not None:
+        pass
+    assert time.monotonic() - t < 5
+    closer.join(5)
+    assert src.state.state == "closed" and not fake_picamera2.acquired

@@ -132,10 +132,14 @@ class RetryingSource(FrameSource):
                 if self._stop.wait(delay):
                     return False
             try:
-                self._inner = self.opener()
+                inner = self.opener()
             except SourceError as e:
                 error = e
                 continue
+            if self._stop.is_set():  # closed while opening
+                inner.close()
+                return False
+            self._inner = inner
             self._connected()
             return True
         return False
@@ -156,17 +160,21 @@ class RetryingSource(FrameSource):
             if self._inner is None and not self._connect(error):
                 return None
             error = None
-            assert self._inner is not None
+            inner = self._inner  # close() from another thread may clear it meanwhile
+            if inner is None:
+                continue
             try:
-                frame = self._inner.read()
+                frame = inner.read()
             except SourceError as e:
+                if self._stop.is_set():
+                    return None
                 error = e
             else:
                 if frame is None:
-                    if not self._inner.is_live:
+                    if self._stop.is_set() or not inner.is_live:
                         return None
                     # A live source that simply ends (stream closed by the server) is lost too.
-                    error = SourceError(f"{self._inner.description} ended.", "check the camera or server.")
+                    error = SourceError(f"{inner.description} ended.", "check the camera or server.")
                 else:
                     frame.index = self._index
                     self._index += 1
