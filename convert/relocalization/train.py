@@ -261,7 +261,7 @@ def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibrat
     h, w = trained.input_size
     km = trained.keras_model
 
-    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name="image")])
+    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name="image")], autograph=False)
     def serve(x):
         out = km(x, training=False)
         return {"position": out["position"], "orientation": out["orientation"]}
