@@ -232,7 +232,8 @@ def test_picamera2_hang_is_detected_and_camera_reopened(fake_picamera2):
     the blocked capture and the exclusive camera) and opened again."""
     fake_picamera2.hang_after = 4
     states = []
-    with open_source("picamera2", fps=200, timeout_s=0.3, retry_initial_s=0.02, on_state=states.append) as src:
+    # 20 fps: slow enough that the test reads every frame (the latest-frame reader drops none)
+    with open_source("picamera2", fps=20, timeout_s=0.3, retry_initial_s=0.02, on_state=states.append) as src:
         assert isinstance(src._inner, LatestFrameReader)
         frames = [f for _, f in zip(range(7), src)]
         assert src.reconnects == 1
