@@ -90,7 +90,7 @@ def tiny(tmp_path_factory):
     te = read_dataset(root / "data" / "dataset_test.txt")
     size = (INPUT, INPUT)
     xtr, xte = load_images(tr, size, False), load_images(te, size, False)
-    settings = T.TrainSettings(input_size=INPUT, epochs=40, batch_size=8, learning_rate=2e-3, augment=False, seed=0)
+    settings = T.TrainSettings(input_size=INPUT, epochs=30, batch_size=8, learning_rate=2e-3, augment=False, seed=0)
     trained = T.train(xtr, tr.positions, tr.orientations, settings, progress=False)
     report = T.export_and_evaluate(trained, tr, te, xtr, xte, root / "models", ("float32", "int8"), name="tiny", progress=False)
     return {"root": root, "train": tr, "test": te, "xtr": xtr, "trained": trained, "report": report}
@@ -102,8 +102,8 @@ def test_tiny_model_beats_the_mean_pose_on_its_training_renders(tiny):
     fit = tiny["report"]["train_fit"]
     bp, bq = T.MeanPose.fit(tr.positions, tr.orientations).predict(len(tr))
     base = T.pose_errors(bp, bq, tr.positions, tr.orientations)
-    assert fit["median_position"] < 0.6 * base["median_position"], (fit, base)
-    assert fit["median_orientation_deg"] < 0.6 * base["median_orientation_deg"], (fit, base)
+    assert fit["median_position"] < 0.5 * base["median_position"], (fit, base)
+    assert fit["median_orientation_deg"] < 0.5 * base["median_orientation_deg"], (fit, base)
 
 
 @pytest.mark.slow
@@ -228,3 +228,20 @@ def test_cli_rejects_bad_options(tmp_path):
         _cli(["reloc", "train", "--data", str(tmp_path), "--precisions", "int4"])
     with pytest.raises(EdgeposeError, match="dataset_train.txt"):
         _cli(["reloc", "train", "--data", str(tmp_path), "--epochs", "1"])
+
+
+@pytest.mark.slow
+def test_pipeline_stage_runs_every_n_frames(tiny):
+    import cv2
+
+    from edgepose.relocalization import RelocalizationConfig, RelocalizationStage
+    from edgepose.types import FrameResult
+
+    cfg = RelocalizationConfig(enabled=True, model=tiny["report"]["exports"]["int8"]["path"], every_n_frames=3)
+    stage = RelocalizationStage(cfg)
+    img = cv2.imread(str(tiny["test"].images[0]))
+    got = [stage.update(i, img) for i in range(8)]
+    assert [g is not None for g in got] == [True, False, False, True, False, False, True, False]
+    assert got[0] == got[3]  # same image, same answer
+    rec = FrameResult(index=3, timestamp=0.1, poses=[], width=img.shape[1], height=img.shape[0], extra={"camera_pose": got[3]}).to_dict()
+    assert rec["camera_pose"]["model"] == "tiny" and len(rec["camera_pose"]["position"]) == 3

@@ -207,7 +207,7 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
         vi, vp, vq = validation
         val = (to_model_input(vi), {"position": norm.forward(vp).astype(np.float32), "orientation": normalize_quaternion(vq).astype(np.float32)})
     t0 = time.perf_counter()
-    hist = model.fit(ds, epochs=settings.epochs, validation_data=val, verbose=1 if progress else 0)
+    hist = model.fit(ds, epochs=settings.epochs, validation_data=val, verbose=1 if progress else 0, shuffle=False)  # ds shuffles itself
     return Trained(model, norm, beta, settings, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, time.perf_counter() - t0)
 
 
