@@ -80,19 +80,20 @@ def test_poses_rate_decimates(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/poses")
     sink = make_sink(broker.port, tmp_path, poses_rate=10.0).start()
     assert sink.wait_connected(10)
-    t0 = time.monotonic()
-    for i in range(30):  # 1 s at 30 FPS
-        time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
+    now = [100.0]
+    sink.clock = lambda: now[0]  # frame times, not the test machine's scheduling, decide
+    for i in range(30):  # 1 s at 30 FPS, with a little jitter
+        now[0] = 100.0 + i / 30 + (0.002 if i % 2 else -0.002)
         sink.publish_frame(frame(i, real_poses))
-    elapsed = time.monotonic() - t0
+    now[0] += 5.0  # a stall: the next frame goes out at once, and the pace restarts from there
+    for i in range(30, 33):
+        sink.publish_frame(frame(i, real_poses))
     sink.close()
     assert sub.wait_for(lambda s: len(s.on("/poses")) >= sink.stats.poses_sent)
     sub.close()
-    # 10/s of a 30 FPS stream: every third frame (wall-clock based, so bounded by the time it took).
-    assert 0.7 * min(10.0, 10 * elapsed) <= sink.stats.poses_sent <= 10 * elapsed + 2, (sink.stats, elapsed)
-    assert sink.stats.poses_sent + sink.stats.poses_decimated == 30
     frames = [validate(t, p)["frame"] for t, p, _ in sub.messages]
-    assert frames[0] == 0 and all(2 <= b - a <= 4 for a, b in zip(frames, frames[1:])), frames
+    assert frames == list(range(0, 30, 3)) + [30], frames
+    assert sink.stats.poses_decimated == 33 - len(frames)
 
 
 def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, real_poses):
@@ -234,13 +235,13 @@ def test_home_assistant_discovery(broker, tmp_path, real_poses):
         return env.from_string(cfg[template_key]).render(value_json=payload)
 
     sink.publish_frame(frame(0, real_poses, [ActionEvent(1, "walk", "start", 0.0)]))
-    assert sub.wait_for(lambda s: b'"walk"' in s.on("/state")[-1])
+    assert sub.wait_for(lambda s: b'"walk"' in last(s, "/state"))
     assert render("people", "value_template", "/state") == str(len(real_poses))
     assert render("actions", "value_template", "/state") == "walk"
     assert render("fall", "value_template", "/state") == "OFF"
     assert render("people", "availability_template", "/status") == "online"
     sink.publish_frame(frame(1, real_poses[:1], [ActionEvent(1, "fall", "instant", 0.1)]))
-    assert sub.wait_for(lambda s: b'"fall":true' in s.on("/state")[-1])
+    assert sub.wait_for(lambda s: b'"fall":true' in last(s, "/state"))
     assert render("fall", "value_template", "/state") == "ON"
     assert render("people", "value_template", "/state") == "1"
 
@@ -249,9 +250,14 @@ def test_home_assistant_discovery(broker, tmp_path, real_poses):
     sub.client.publish("homeassistant/status", "online")
     assert sub.wait_for(lambda s: len([t for t, _, _ in s.messages if t.endswith("/config")]) == n_before + 3)
     sink.close()
-    assert sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+    assert sub.wait_for(lambda s: b'"offline"' in last(s, "/status"))
     assert render("people", "availability_template", "/status") == "offline"
     sub.close()
+
+
+def last(sub: Subscriber, suffix: str) -> bytes:
+    msgs = sub.on(suffix)
+    return msgs[-1] if msgs else b""
 
 
 def _wait(pred, timeout: float) -> bool:

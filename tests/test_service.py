@@ -100,7 +100,7 @@ def test_last_will_announces_offline_on_sigkill(broker, tmp_path, real_poses):
         assert sub.wait_for(lambda s: any(b'"online"' in p for p in s.on("/status")), timeout=30), proc.stderr
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        assert sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1], timeout=10)
+        assert sub.wait_for(lambda s: b'"offline"' in (s.on("/status") or [b""])[-1], timeout=10)
     finally:
         proc.kill()
         proc.communicate()
@@ -157,7 +157,7 @@ def test_sigterm_publishes_pending_and_announces_offline(tmp_path, real_poses):
         proc.send_signal(signal.SIGTERM)
         code, err = finish(proc)
         assert code == 0, err[-3000:]
-        assert sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+        assert sub.wait_for(lambda s: b'"offline"' in (s.on("/status") or [b""])[-1])
         sub.close()
         sock.close()
     seqs = [e["seq"] for e in sub.json_on("/events")]
@@ -188,7 +188,7 @@ def test_missing_camera_is_reported_and_retried(broker, tmp_path, real_poses):
 
     svc = Service(sink, frames, status_interval=60, retry_min=0.1, retry_max=0.2)
     assert svc.run() == 0
-    sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+    sub.wait_for(lambda s: b'"offline"' in (s.on("/status") or [b""])[-1])
     sub.close()
     states = [(d["camera"], d.get("camera_error")) for d in sub.json_on("/status") if "camera" in d]
     assert ("unavailable", "camera /dev/video0 cannot be opened. Fix: plug the camera in.") in states
@@ -221,7 +221,7 @@ def test_unplugged_live_camera_through_real_sources(broker, tmp_path):
     svc.stop()
     t.join(10)
     assert not t.is_alive() and time.monotonic() - t0 < 5
-    sub.wait_for(lambda s: b'"offline"' in s.on("/status")[-1])
+    sub.wait_for(lambda s: b'"offline"' in (s.on("/status") or [b""])[-1])
     sub.close()
     err = next(d["camera_error"] for d in sub.json_on("/status") if d.get("camera") == "unavailable")
     assert "video97" in err

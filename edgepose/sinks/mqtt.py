@@ -188,6 +188,8 @@ class MqttSink:
         self._state_sent: tuple | None = None
         self._state_last = 0.0
         self.state_min_interval = STATE_MIN_INTERVAL
+        #: Time source of the poses rate limit (monotonic seconds).
+        self.clock: Callable[[], float] = time.monotonic
         self._client = self._make_client()
 
     # -- setup ---------------------------------------------------------------
@@ -320,9 +322,9 @@ class MqttSink:
         if acked:
             done = set(acked)
             for row in acked:
+                self.stats.events_sent += 1  # before the delete: whoever sees the outbox empty sees the count
                 self.outbox.ack(row)
             self._inflight = deque((r, i) for r, i in self._inflight if r not in done)
-            self.stats.events_sent += len(acked)
         room = self.cfg.outbox_window - len(self._inflight)
         if room > 0 and self._connected.is_set():
             for item in self.outbox.pending(after_id=last_handed, limit=room):
@@ -355,7 +357,7 @@ class MqttSink:
     def publish_poses(self, result: FrameResult) -> bool:
         """Publish the ``poses`` message of one frame; False when decimated or dropped (both counted)."""
         if self._poses_period:
-            now = time.monotonic()
+            now = self.clock()
             # 5 % slack so that 30 FPS decimated to 10/s keeps every third frame despite jitter.
             if now < self._next_poses - 0.05 * self._poses_period:
                 self.stats.poses_decimated += 1
