@@ -413,3 +413,74 @@ def test_healthcheck_script(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- runtime dependencies only (what the Docker image and the Pi venv install) ---------------------
+
+#: Installed here for tests, conversion and training, but not runtime dependencies in pyproject.toml.
+NOT_RUNTIME = ("scipy", "tensorflow", "tf_keras", "keras", "sklearn", "matplotlib", "yaml", "jsonschema", "pytest", "pandas", "torch", "norfair")
+BLOCKER = f"""
+import sys
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {NOT_RUNTIME!r}:
+            raise ImportError(name + " is not a runtime dependency of edgepose (see pyproject.toml)")
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def run_runtime_only(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def test_device_side_imports_with_runtime_dependencies_only():
+    """The image installs pyproject's runtime dependencies only: the device modules must import without the rest."""
+    mods = ["edgepose.config", "edgepose.profiles", "edgepose.sources", "edgepose.draw", "edgepose.sinks.video",
+            "edgepose.pipeline", "edgepose.sinks.mqtt", "edgepose.service.runner", "edgepose.model.posenet"]
+    r = run_runtime_only("import importlib\nfor m in " + repr(mods) + ":\n    importlib.import_module(m)\n")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_container_command_runs_with_runtime_dependencies_only():
+    """What the container's ENTRYPOINT + CMD start, with the image's config and a board profile."""
+    r = run_runtime_only(
+        "import os, sys\nos.environ['EDGEPOSE_BOARD'] = 'generic-arm64'\nfrom edgepose.profiles import main\n"
+        f"sys.exit(main(['merged', {str(DEVICE)!r}]))\n"
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["source"]["uri"] == "0"
+    r = run_runtime_only(f"import sys\nfrom edgepose.cli import main\nsys.exit(main(['serve', '--print-config', '--config', {str(DEVICE)!r}]))\n")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_docker_build_stage_makes_a_runtime_wheel(tmp_path):
+    """The Dockerfile's build stage, replayed: a wheel from exactly what it COPYs, without TensorFlow."""
+    ins = dockerfile_instructions(DOCKERFILE)
+    first_from = [i for i, (k, _) in enumerate(ins) if k == "FROM"]
+    build_stage = ins[first_from[0] : first_from[1]]
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for parts in (a.split() for k, a in build_stage if k == "COPY"):
+        dest = parts[-1]
+        for src in parts[:-1]:
+            target = ctx / (Path(src).name if dest.endswith("/") or dest == "./" else dest)
+            if (REPO / src).is_dir():
+                shutil.copytree(REPO / src, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(REPO / src, target)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(tmp_path / "w"), "."],
+        cwd=ctx, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    import zipfile
+
+    (wheel,) = (tmp_path / "w").glob("edgepose-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    for needed in ("edgepose/profiles.py", "edgepose/sources/__init__.py", "edgepose/draw.py", "edgepose/cli/serve.py"):
+        assert needed in names, needed
+    assert any(n.startswith("edgepose/schemas/") and n.endswith(".json") for n in names)
+    runtime = [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist:") and "extra ==" not in ln]
+    assert runtime and not any("tensorflow" in ln.lower() for ln in runtime)
