@@ -234,10 +234,9 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding):
                              "--device", DEVICE, "--record", str(out), "--frames", "20", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while f"edgepose-listen-{DEVICE}" not in broker.log_text() or "SUBSCRIBE" not in broker.log_text():
+    while f"Sending SUBACK to edgepose-listen-{DEVICE}" not in broker.log_text():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    time.sleep(0.2)
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -264,3 +263,26 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding):
         for p, q in zip(back.poses, fr.poses):
             assert p.track_id == q.track_id
             assert abs(p.keypoints - q.keypoints).max() <= tol
+
+
+def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
+                             "--device", "+", "--frames", "2", "--timeout", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while "Sending SUBACK to edgepose-listen" not in broker.log_text():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary")
+    sink = MqttSink(cfg, DEVICE).start()
+    assert sink.wait_connected(10)
+    sink.publish_frame(frame(0, real_poses))
+    sink.publish_frame(frame(1, real_poses))
+    out, err = proc.communicate(timeout=30)
+    sink.close()
+    assert proc.returncode == 0, err
+    lines = [ln.split(" ", 1) for ln in out.splitlines()]
+    poses = [json.loads(body) for topic, body in lines if topic == f"edgepose/{DEVICE}/poses"]
+    assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
+    assert any(topic == f"edgepose/{DEVICE}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
+    check_schema("x/poses", json.dumps(poses[0]).encode())
