@@ -39,11 +39,15 @@ class ActionsConfig(BaseModel):
     # Waving: a raised forearm swinging side to side.
     wave_window_s: float = Field(2.0, gt=0.0, le=30.0, description="look-back window for swings")
     wave_min_swings: int = Field(3, ge=1, le=50, description="direction changes of the wrist within the window")
-    wave_min_amplitude: float = Field(0.15, gt=0.0, le=5.0, description="each swing moves the wrist at least this far sideways")
+    wave_min_amplitude: float = Field(0.25, gt=0.0, le=5.0, description="each swing moves the wrist at least this far sideways")
+    wave_max_speed: float = Field(8.0, gt=0.0, le=100.0, description="torso sizes/s; faster wrist moves are detection jumps, ignored")
 
     # Squat: knee angle goes below down_angle then back above up_angle = one repetition.
     squat_down_angle: float = Field(115.0, ge=30.0, le=180.0, description="knee angle (deg) counted as down")
     squat_up_angle: float = Field(155.0, ge=30.0, le=180.0, description="knee angle (deg) counted as up again")
+    squat_max_hip_height: float = Field(
+        0.7, gt=0.0, le=1.0, description="at the bottom, hips at most this fraction of their standing height above the ankles"
+    )
     squat_max_tilt_deg: float = Field(50.0, ge=0.0, le=90.0, description="torso at most this far from vertical while squatting")
 
     # Learned classifier (an int8 .tflite exported by `edgepose actions train`).

@@ -64,9 +64,11 @@ def frame_posture(kp: np.ndarray, vis: np.ndarray, scale: float, cfg: ActionsCon
     return None
 
 
-def observe(t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig) -> Observation:
+def observe(t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig, scale: float | None = None) -> Observation:
+    """Measure one frame; ``scale`` overrides the frame's own torso size (e.g. a running median)."""
     vis = scores >= cfg.min_part_score
-    scale = g.torso_size(kp, vis)
+    if scale is None:
+        scale = float(g.torso_size(kp, vis))
     c = g.body_centre(kp, vis)
     return Observation(t, kp, vis, scores, float(scale), float(c[1]), frame_posture(kp, vis, float(scale), cfg))
 
@@ -237,6 +239,7 @@ class WavingRule:
         self.cfg = cfg
         self.counters = {"left": _SwingCounter(cfg.wave_min_amplitude), "right": _SwingCounter(cfg.wave_min_amplitude)}
         self.up_seen = {"left": -math.inf, "right": -math.inf}
+        self.last_x: dict[str, tuple[float, float]] = {}
         self.active: str | None = None
         self.since = 0.0
         self.last_active = 0.0
@@ -249,10 +252,16 @@ class WavingRule:
         for name, w, e, s in (("left", g.L_WRIST, g.L_ELBOW, g.L_SHOULDER), ("right", g.R_WRIST, g.R_ELBOW, g.R_SHOULDER)):
             if not (o.vis[w] and o.vis[e] and o.vis[s]):
                 continue
-            # A wave is a forearm pointing up (wrist above the elbow, hand at or above chest height).
-            if o.kp[w, 1] < o.kp[e, 1] and o.kp[w, 1] < o.kp[s, 1] + 0.5 * o.scale:
+            # A wave is a forearm pointing up: wrist above the elbow and at least at shoulder height.
+            if o.kp[w, 1] < o.kp[e, 1] and o.kp[w, 1] <= o.kp[s, 1]:
+                x = float(o.kp[w, 0] - o.kp[s, 0]) / o.scale
+                prev = self.last_x.get(name)
+                self.last_x[name] = (o.t, x)
+                # A wrist "moving" faster than a hand can is PoseNet jumping to another hand: skip it.
+                if prev is not None and o.t > prev[0] and abs(x - prev[1]) / (o.t - prev[0]) > cfg.wave_max_speed:
+                    continue
                 self.up_seen[name] = o.t
-                self.counters[name].update(o.t, (o.kp[w, 0] - o.kp[s, 0]) / o.scale)
+                self.counters[name].update(o.t, x)
             if o.t - self.up_seen[name] < 0.5 and self.counters[name].recent(o.t - cfg.wave_window_s) >= cfg.wave_min_swings:
                 waving = name
         if waving and self.active is None:
@@ -280,6 +289,8 @@ class SquatRule:
         self.down_since: float | None = None
         self.count = 0
         self._min_angle = 180.0
+        self._legs: deque[tuple[float, float]] = deque()  # (t, ankles below hips, px)
+        self._min_leg = math.inf
 
     @staticmethod
     def knee_angle(o: Observation) -> float:
@@ -291,22 +302,43 @@ class SquatRule:
         angles = [x for x in angles if math.isfinite(x)]
         return float(np.mean(angles)) if angles else float("nan")
 
+    @staticmethod
+    def leg_drop(o: Observation) -> float:
+        """Ankles below hips in pixels (compared only with the same person's last 3 s: a ratio, scale-free)."""
+        hip = g.hip_centre(o.kp, o.vis)
+        ankles = [o.kp[i, 1] for i in (g.L_ANKLE, g.R_ANKLE) if o.vis[i]]
+        if np.isnan(hip[0]) or not ankles:
+            return math.nan
+        return float(np.mean(ankles)) - float(hip[1])
+
     def update(self, tid: int, o: Observation) -> list[ActionEvent]:
         if o.posture == "lying":
             self.down_since = None
             return []
+        leg = self.leg_drop(o)
+        if math.isfinite(leg):
+            self._legs.append((o.t, leg))
+        while self._legs and self._legs[0][0] < o.t - 3.0:
+            self._legs.popleft()
         ang = self.knee_angle(o)
         tilt = g.torso_tilt_deg(o.kp, o.vis)
         if not math.isfinite(ang) or not (math.isfinite(tilt) and tilt <= self.cfg.squat_max_tilt_deg):
             return []  # a squat keeps the torso fairly upright; lying down or bending over is not one
         if self.down_since is None:
             if ang <= self.cfg.squat_down_angle:
-                self.down_since, self._min_angle = o.t, ang
+                self.down_since, self._min_angle, self._min_leg = o.t, ang, leg if math.isfinite(leg) else math.inf
             return []
         self._min_angle = min(self._min_angle, ang)
+        if math.isfinite(leg) and ang <= self.cfg.squat_down_angle:
+            self._min_leg = min(self._min_leg, leg)  # only frames that show bent knees and low hips together
         if ang >= self.cfg.squat_up_angle:
-            self.count += 1
             t0, self.down_since = self.down_since, None
+            # The hips must really have come down (a knee misplaced by the detector bends no legs).
+            # Reference: the median over the last 3 s (mostly standing between repetitions; robust to jumps).
+            ref = float(np.median([v for _, v in self._legs])) if self._legs else math.nan
+            if not (math.isfinite(ref) and self._min_leg <= self.cfg.squat_max_hip_height * ref):
+                return []
+            self.count += 1
             conf = _conf(o, [g.L_HIP, g.R_HIP, g.L_KNEE, g.R_KNEE, g.L_ANKLE, g.R_ANKLE])
             return [ActionEvent(tid, "squat", "count", t0, end=o.t, confidence=conf, count=self.count,
                                 extra={"min_knee_angle": round(self._min_angle, 1)})]
@@ -320,6 +352,7 @@ class TrackRules:
         self.track_id = track_id
         self.cfg = cfg
         self.last_t = -math.inf
+        self._sizes: deque[tuple[float, float]] = deque()
         self.rules: dict[str, object] = {}
         makers = {"posture": PostureRule, "fall": FallRule, "hands_raised": HandsRaisedRule, "waving": WavingRule, "squat": SquatRule}
         for name in cfg.rules:
@@ -327,7 +360,15 @@ class TrackRules:
 
     def update(self, t: float, kp: np.ndarray, scores: np.ndarray) -> list[ActionEvent]:
         self.last_t = t
-        o = observe(t, kp, scores, self.cfg)
+        # The torso size of one frame jumps when PoseNet misplaces a hip or a shoulder; rules use the
+        # median of the last second, which still follows a person walking towards the camera.
+        size = float(g.torso_size(kp, scores >= self.cfg.min_part_score))
+        if math.isfinite(size):
+            self._sizes.append((t, size))
+        while self._sizes and self._sizes[0][0] < t - 1.0:
+            self._sizes.popleft()
+        scale = float(np.median([s for _, s in self._sizes])) if self._sizes else float("nan")
+        o = observe(t, kp, scores, self.cfg, scale)
         events: list[ActionEvent] = []
         for rule in self.rules.values():
             events.extend(rule.update(self.track_id, o))  # type: ignore[attr-defined]
