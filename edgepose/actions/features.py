@@ -6,11 +6,16 @@ frame is centred on its body centre (neck/hip midpoint) and the whole window
 is divided by one scale, the median torso size over the window (one scale per
 window keeps the genuine size changes of squats and jumps visible).
 
-Per frame the feature vector is, in this order (``FEATURES_PER_FRAME`` = 89):
+Per frame the feature vector is, in this order (``FEATURES_PER_FRAME`` = 72):
 34 normalised joint positions (x, y), 34 joint velocities (frame-to-frame
 difference of those), 2 body-centre positions relative to the window's last
-frame, 2 body-centre velocities, 17 visibility flags. Missing joints are
-carried forward/backward within the window, or 0 (the centre) if never seen.
+frame, 2 body-centre velocities. Missing joints are carried forward/backward
+within the window, or 0 (the centre) if never seen.
+
+Which joints the detector missed is deliberately *not* a feature: it says
+more about the detector and the recording (OpenPose in the training data,
+PoseNet on the device) than about the action; in video-grouped evaluation
+the flags lowered accuracy.
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ import numpy as np
 from .. import geometry as g
 from ..types import NUM_KEYPOINTS
 
-FEATURE_VERSION = 1
-FEATURES_PER_FRAME = 4 * NUM_KEYPOINTS + 4 + NUM_KEYPOINTS
+FEATURE_VERSION = 2
+FEATURES_PER_FRAME = 4 * NUM_KEYPOINTS + 4
 
 
 def _fill_time(a: np.ndarray) -> np.ndarray:
@@ -67,7 +72,7 @@ def batch_features(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     c_vel = np.zeros_like(c_rel)
     c_vel[:, 1:] = c_rel[:, 1:] - c_rel[:, :-1]
     feats = np.concatenate(
-        [pos.reshape(n, t, -1), vel.reshape(n, t, -1), c_rel, c_vel, vis.astype(np.float32)], axis=2
+        [pos.reshape(n, t, -1), vel.reshape(n, t, -1), c_rel, c_vel], axis=2
     ).astype(np.float32)
     feats[bad] = 0.0  # no usable scale: nothing position-invariant to say
     return feats
