@@ -144,5 +144,5 @@ def _equalized_function(src: SourceModel, calibration: Sequence[np.ndarray], siz
         return src.function(*size), 0
     imgs = augment(calibration) if quant.mirror else calibration
     maxima = activation_maxima(g.graph_def, g.input_name, chains, [preprocess(i, size) for i in imgs], adapt=g.adapt)
-    eq = with_graph(src, equalize(g.graph_def, maxima, chains, quant.max_scale))
+    eq = with_graph(src, equalize(g.graph_def, maxima, chains, quant.max_scale, quant.headroom))
     return eq.function(*size), len(chains)

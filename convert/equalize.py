@@ -6,9 +6,10 @@ quantization levels and the backbone's error grows layer by layer. For every
 ``conv -> bias -> ReLU/ReLU6 -> conv(s)`` chain, channel ``c`` of the activation is
 scaled up by ``s_c`` (producer weights and bias times ``s_c``) and the consumers'
 input weights for ``c`` are divided by ``s_c``. ReLU is positively homogeneous,
-so the float function is unchanged; for ReLU6 ``s_c`` is chosen so that the
-channel's largest calibration value stays at or below the layer's range (<= 6),
-where clipping behaves as before. Consumer weights are quantized per channel
+so the float function is unchanged; for ReLU6 ``s_c`` is chosen so that twice
+(``headroom``) the channel's largest calibration value stays within the layer's
+range (<= 6), so clipping behaves as before on anything but extreme inputs (on
+the held-out images the float outputs are unchanged). Consumer weights are quantized per channel
 (depthwise: per input channel, exact; pointwise: per output channel), so the
 rewrite moves precision to where the per-tensor activation scale was wasting it.
 
@@ -108,16 +109,16 @@ def activation_maxima(gd, input_name: str, chains: Sequence[Chain], inputs: Sequ
     return {c.act: np.asarray(m, np.float32) for c, m in zip(chains, maxima or [])}
 
 
-def channel_scales(maxima: np.ndarray, cap: float, max_scale: float) -> np.ndarray:
-    """``s_c`` lifting each channel's maximum towards the layer's range, at most ``max_scale``; dead channels stay."""
+def channel_scales(maxima: np.ndarray, cap: float, max_scale: float, headroom: float = 1.0) -> np.ndarray:
+    """``s_c`` lifting each channel's maximum (times ``headroom``) towards the layer's range, at most ``max_scale``; dead channels stay."""
     top = min(float(maxima.max()), cap) if maxima.size else 0.0
     s = np.ones_like(maxima, dtype=np.float32)
     live = maxima > 1e-6 * max(top, 1e-12)
-    s[live] = np.clip(top / maxima[live], 1.0, max_scale)
+    s[live] = np.clip(top / (maxima[live] * headroom), 1.0, max_scale)
     return s
 
 
-def equalize(gd, maxima: dict[str, np.ndarray], chains: Sequence[Chain], max_scale: float = 16.0):
+def equalize(gd, maxima: dict[str, np.ndarray], chains: Sequence[Chain], max_scale: float = 8.0, headroom: float = 2.0):
     """A copy of ``gd`` with each chain's channels rescaled (the float function is unchanged)."""
     tf = import_tensorflow()
     out = tf.compat.v1.GraphDef()
@@ -133,7 +134,7 @@ def equalize(gd, maxima: dict[str, np.ndarray], chains: Sequence[Chain], max_sca
 
     done = 0
     for c in chains:
-        s = channel_scales(maxima[c.act], c.cap, max_scale)
+        s = channel_scales(maxima[c.act], c.cap, max_scale, headroom if np.isfinite(c.cap) else 1.0)
         if np.allclose(s, 1.0):
             continue
         w = get(c.producer_weights)

@@ -36,6 +36,8 @@ class QuantOptions:
     equalize: bool = True
     #: largest per-channel factor equalization may apply
     max_scale: float = 8.0
+    #: ReLU6 channels keep this factor above their calibration maximum (float function unchanged)
+    headroom: float = 2.0
 
 
 # --------------------------------------------------------------------------- conversion

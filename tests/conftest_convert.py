@@ -97,7 +97,7 @@ def _fuse(gd, tf):
         if n.op not in ("Conv2D", "DepthwiseConv2dNative"):
             continue
         (bias,) = consumers[n.name]
-        assert bias.op == "BiasAdd"
+        assert bias.op in ("BiasAdd", "Add"), bias.op  # the first layer adds its bias with Add
         act = consumers.get(bias.name, [])
         ops, last = [b"BiasAdd"], bias
         if len(act) == 1 and act[0].op == "Relu6":
