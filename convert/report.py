@@ -206,12 +206,14 @@ def _notes(report: dict[str, Any]) -> list[str]:
     m = report["machine"]
     int8 = [r for r in report["models"] if r["precision"] in ("int8", "edgetpu")]
     if int8 and not m["int8_dot_product_instructions"]:
-        slow = [r["label"] for r in int8 if r["latency_vs_float32"] >= 0.9]
+        ratios = [r["latency_vs_float32"] for r in int8]
         notes.append(
-            f"this CPU ({m['cpu']}) has no int8 dot-product instructions (VNNI): int8 runs about as fast as float32 here"
-            + (f" ({', '.join(slow)} not faster)" if slow else "")
-            + "; on ARM (Raspberry Pi) and the Edge TPU int8 is the fast path."
+            f"this CPU ({m['cpu']}) has no int8 dot-product instructions (VNNI): int8 is not faster than float32 here "
+            f"({min(ratios):.2f}-{max(ratios):.2f}x float32 latency); on ARM (Raspberry Pi) and the Edge TPU int8 is the fast path."
         )
+    dyn = [r for r in report["models"] if r["precision"] == "dynamic"]
+    if dyn and dyn[0]["latency_vs_float32"] > 1.2:
+        notes.append("dynamic-range models dequantize weights while running (hybrid kernels): smallest file, but slower than float32 on this CPU.")
     return notes
 
 
