@@ -178,7 +178,7 @@ def test_picamera2_frames_are_bgr_at_requested_size(fake_picamera2):
         cam = fake_picamera2.instances[0]
     cfg = dict(cam.calls)["configure"]
     assert cfg["main"] == {"format": "RGB888", "size": (640, 360)}
-    assert cfg["controls"]["FrameRate"] == 200.0
+    assert cfg["controls"]["FrameDurationLimits"] == (5000, 5000)  # 200 fps, in microseconds
     assert [c for c, _ in cam.calls][-2:] == ["stop", "close"]
     assert not fake_picamera2.acquired
     ref = cv2.VideoCapture(str(VIDEO))

@@ -83,7 +83,10 @@ class Picamera2Source(FrameSource):
         try:
             kwargs: dict[str, Any] = {}
             if cfg.fps:
-                kwargs["controls"] = {"FrameRate": float(cfg.fps)}
+                # FrameDurationLimits (microseconds) rather than the "FrameRate" alias, which
+                # picamera2 releases before the alias was added reject.
+                frame_us = int(round(1e6 / cfg.fps))
+                kwargs["controls"] = {"FrameDurationLimits": (frame_us, frame_us)}
             video_config = cam.create_video_configuration(main={"size": size, "format": "RGB888"}, **kwargs)
             cam.configure(video_config)
             cam.start()

@@ -113,9 +113,10 @@ class Picamera2:
 
     def _frame_interval(self) -> float:
         c = self.camera_config["controls"]
-        if "FrameRate" in c:
+        if "FrameRate" in c:  # picamera2's virtual control (newer releases)
             return 1.0 / float(c["FrameRate"])
-        return c["FrameDurationLimits"][0] / 1e6
+        # the slowest frame the limits allow, as libcamera does when exposure permits
+        return c["FrameDurationLimits"][1] / 1e6
 
     def _make(self, size: tuple[int, int], fmt: str) -> np.ndarray:
         import cv2
