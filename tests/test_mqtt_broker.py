@@ -33,7 +33,8 @@ DEVICE = "shelf-pi"
 def make_sink(port: int, tmp_path: Path, **kw) -> MqttSink:
     kw.setdefault("backoff_min", 0.1)
     kw.setdefault("backoff_max", 0.5)
-    cfg = MqttConfig(enabled=True, host="127.0.0.1", port=port, outbox_path=str(tmp_path / "outbox.sqlite"), **kw)
+    kw.setdefault("host", "127.0.0.1")
+    cfg = MqttConfig(enabled=True, port=port, outbox_path=str(tmp_path / "outbox.sqlite"), **kw)
     return MqttSink(cfg, DEVICE, model="posenet_mobilenet_v1_075_353_481_quant")
 
 
@@ -167,9 +168,8 @@ def test_tls_client_certificate_and_password(tls_broker, certs, tmp_path, real_p
     sub = Subscriber(tls_broker.port, f"edgepose/{DEVICE}/#", tls=certs, username=BROKER_USER, password=BROKER_PASSWORD,
                      host="localhost")
     sink = make_sink(tls_broker.port, tmp_path, protocol=protocol, username=BROKER_USER, password_env="EDGEPOSE_MQTT_PASSWORD",
-                     tls={"enabled": True, "ca_file": str(certs.ca_cert), "cert_file": str(certs.client_cert), "key_file": str(certs.client_key)})
-    sink.cfg.host = "localhost"  # the name in the server certificate
-    sink._client = sink._make_client()
+                     tls={"enabled": True, "ca_file": str(certs.ca_cert), "cert_file": str(certs.client_cert), "key_file": str(certs.client_key)},
+                     host="localhost")  # the name in the server certificate
     sink.start()
     assert sink.wait_connected(10), sink.last_error
     sink.publish_frame(frame(0, real_poses, [ActionEvent(1, "wave", "start", 0.0)]))
@@ -267,3 +267,17 @@ def _wait(pred, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def test_bad_tls_files_and_missing_password_env_fail_at_start(tmp_path, monkeypatch):
+    from edgepose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mqtt.tls.ca_file .*nope.crt does not exist"):
+        make_sink(1883, tmp_path, tls={"enabled": True, "ca_file": str(tmp_path / "nope.crt")})
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="cannot load the TLS files"):
+        make_sink(1883, tmp_path, tls={"enabled": True, "ca_file": str(garbage)})
+    monkeypatch.delenv("EP_MISSING_PW", raising=False)
+    with pytest.raises(ConfigError, match="EP_MISSING_PW, which is not set"):
+        make_sink(1883, tmp_path, username="u", password_env="EP_MISSING_PW")

@@ -72,21 +72,21 @@ def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
     """Capture -> PoseNet -> tracking -> actions -> MQTT: a subscriber sees poses, events and status."""
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/#")
     cfg = write_config(tmp_path / "device.toml", broker.port)
-    code, err = finish(serve("--config", str(cfg), "--max-frames", "45"), timeout=120)
+    code, err = finish(serve("--config", str(cfg), "--max-frames", "60"), timeout=120)
     assert code == 0, err[-3000:]
     assert sub.wait_for(lambda s: any(b'"offline"' in p for p in s.on("/status")))
     sub.close()
     got = {}
     for topic, payload, _ in sub.messages:
         got.setdefault(topic.rsplit("/", 1)[-1], []).append(check_schema(topic, payload))
-    assert [p["frame"] for p in got["poses"]] == list(range(45))
+    assert [p["frame"] for p in got["poses"]] == list(range(60))
     assert max(len(p["people"]) for p in got["poses"]) >= 3  # a crowd walks through the clip
     assert all("id" in person for p in got["poses"] for person in p["people"])  # tracked
     assert got["poses"][0]["width"] == 1280 and got["poses"][0]["height"] == 720
     assert len(got["events"]) >= 1 and [e["seq"] for e in got["events"]] == list(range(1, len(got["events"]) + 1))
     first, last = got["status"][0], got["status"][-1]
     assert first["state"] == "online" and first["model"] == TEST_MODEL.stem
-    assert last["state"] == "offline" and last["reason"] == "max frames" and last["frames"] == 45
+    assert last["state"] == "offline" and last["reason"] == "max frames" and last["frames"] == 60
     assert last["events_pending"] == 0 and last["events_sent"] == len(got["events"])
     assert "s3cret" not in err
 
@@ -286,3 +286,27 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
     assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
     assert any(topic == f"edgepose/{DEVICE}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
     check_schema("x/poses", json.dumps(poses[0]).encode())
+
+
+def test_recorder_attaches_late_early_and_duplicate_events():
+    import io
+
+    from edgepose.cli.listen import Recorder
+
+    out = io.StringIO()
+    r = Recorder(out, hold=3)
+    ev = lambda seq, f: {"v": 1, "device": DEVICE, "seq": seq, "frame": f, "ts": 0.0,  # noqa: E731
+                         "event": {"track_id": 1, "action": "wave", "kind": "instant", "start": 0.0, "end": None, "confidence": 1.0}}
+    poses = lambda f: {"v": 1, "device": DEVICE, "frame": f, "ts": f / 30, "width": 4, "height": 3, "people": []}  # noqa: E731
+    r.add_event(ev(1, 0))  # before its frame arrived
+    for f in (0, 1, 2, 4, 5):  # frame 3 decimated away
+        r.add_poses(poses(f))
+    r.add_event(ev(2, 2))  # two frames late, still held
+    r.add_event(ev(3, 3))  # a decimated frame: goes to the next recorded one
+    r.add_event(ev(3, 3))  # at-least-once duplicate
+    r.add_event(ev(4, 9))  # a frame that never comes
+    r.close()
+    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [rec["frame"] for rec in recs] == [0, 1, 2, 4, 5]
+    assert [(rec["frame"], len(rec.get("events", []))) for rec in recs] == [(0, 1), (1, 0), (2, 1), (4, 1), (5, 1)]
+    assert all("device" not in rec and "_events" not in rec for rec in recs)

@@ -44,43 +44,68 @@ def register(sub: Any) -> None:
 
 
 class Recorder:
-    """Turns ``poses`` and ``events`` payloads into frame records, one frame behind to collect that frame's events."""
+    """Turns ``poses`` and ``events`` payloads into frame records.
 
-    def __init__(self, out: IO[str]):
+    Events travel on their own topic (QoS 1) and can arrive a little after the
+    poses of their frame, so the last :attr:`hold` frames stay in memory to
+    receive them before they are written. An event goes to the record of its
+    frame, or the next recorded one when poses are rate-limited.
+    """
+
+    def __init__(self, out: IO[str], hold: int = 30):
         self.out = out
-        self.held: dict[str, Any] | None = None
-        self.events: list[dict[str, Any]] = []
+        self.hold = hold
+        self.buffer: list[dict[str, Any]] = []  # frame records not yet written, frames increasing
+        self.early: list[dict[str, Any]] = []  # events for frames not received yet
         self.seen: set[tuple[str, int]] = set()
         self.written = 0
+
+    @staticmethod
+    def _attach(rec: dict[str, Any], event: dict[str, Any]) -> None:
+        rec.setdefault("_events", []).append(event)
 
     def add_event(self, payload: dict[str, Any]) -> None:
         key = (payload.get("device", ""), int(payload["seq"]))
         if key in self.seen:
             return
         self.seen.add(key)
-        self.events.append(payload)
+        f = payload.get("frame")
+        target = next((r for r in self.buffer if f is None or r["frame"] >= f), None)
+        if target is None:
+            self.early.append(payload)
+        else:
+            self._attach(target, payload)  # its frame, the next recorded one, or (too late) the oldest held
 
     def add_poses(self, payload: dict[str, Any]) -> None:
         from ..sinks.payloads import frame_record
 
-        self._flush(upto=int(payload["frame"]) - 1)
-        self.held = frame_record(payload)
+        rec = frame_record(payload)
+        keep = []
+        for e in self.early:
+            if e.get("frame") is None or e["frame"] <= rec["frame"]:
+                self._attach(rec, e)
+            else:
+                keep.append(e)
+        self.early = keep
+        self.buffer.append(rec)
+        while len(self.buffer) > self.hold:
+            self._write(self.buffer.pop(0))
 
-    def _flush(self, upto: int | None) -> None:
-        if self.held is None:
-            return
-        take = [e for e in self.events if upto is None or e.get("frame") is None or e["frame"] <= max(upto, self.held["frame"])]
-        self.events = [e for e in self.events if not any(e is t for t in take)]
-        rec = dict(self.held)
-        if take:
-            rec["events"] = [e["event"] for e in sorted(take, key=lambda e: e["seq"])]
+    def _write(self, rec: dict[str, Any]) -> None:
+        events = rec.pop("_events", [])
+        if events:
+            rec["events"] = [e["event"] for e in sorted(events, key=lambda e: e["seq"])]
         self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self.out.flush()
         self.written += 1
-        self.held = None
 
     def close(self) -> None:
-        self._flush(upto=None)
+        if self.buffer and self.early:  # events of frames that never came: keep them with the last frame
+            for e in self.early:
+                self._attach(self.buffer[-1], e)
+            self.early = []
+        while self.buffer:
+            self._write(self.buffer.pop(0))
 
 
 def run(args: argparse.Namespace) -> int:

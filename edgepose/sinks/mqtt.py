@@ -166,7 +166,6 @@ class MqttSink:
         self.cfg = config
         self.device_id = device_id
         self.model = model
-        self.outbox = outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id))
         self.status_fields = status_fields
         self.stats = SinkStats()
         self.last_error: str | None = None
@@ -190,7 +189,8 @@ class MqttSink:
         self.state_min_interval = STATE_MIN_INTERVAL
         #: Time source of the poses rate limit (monotonic seconds).
         self.clock: Callable[[], float] = time.monotonic
-        self._client = self._make_client()
+        self._client = self._make_client()  # config errors (TLS files, password variable) before any file is opened
+        self.outbox = outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id))
 
     # -- setup ---------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
