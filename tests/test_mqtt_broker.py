@@ -213,7 +213,6 @@ def test_wrong_password_is_a_clear_error_with_back_off(tmp_path, caplog):
 
 
 def test_home_assistant_discovery(broker, tmp_path, real_poses):
-    jinja2 = pytest.importorskip("jinja2")
     sub = Subscriber(broker.port, ["homeassistant/#", f"edgepose/{DEVICE}/state", f"edgepose/{DEVICE}/status"])
     sink = make_sink(broker.port, tmp_path, homeassistant={"enabled": True}).start()
     assert sink.wait_connected(10)
@@ -227,32 +226,52 @@ def test_home_assistant_discovery(broker, tmp_path, real_poses):
                for c in configs.values())
     assert all(c["device"]["identifiers"] == [f"edgepose_{DEVICE}"] for c in configs.values())
 
-    env = jinja2.Environment()
-
-    def render(kind: str, template_key: str, topic_suffix: str) -> str:
-        cfg = next(c for t, c in configs.items() if f"/{kind}/" in t)
-        payload = json.loads(sub.on(topic_suffix)[-1])
-        return env.from_string(cfg[template_key]).render(value_json=payload)
+    def state() -> dict:
+        return json.loads(last(sub, "/state"))
 
     sink.publish_frame(frame(0, real_poses, [ActionEvent(1, "walk", "start", 0.0)]))
     assert sub.wait_for(lambda s: b'"walk"' in last(s, "/state"))
-    assert render("people", "value_template", "/state") == str(len(real_poses))
-    assert render("actions", "value_template", "/state") == "walk"
-    assert render("fall", "value_template", "/state") == "OFF"
-    assert render("people", "availability_template", "/status") == "online"
+    assert (state()["people"], state()["fall"], state()["actions"]) == (len(real_poses), False, ["walk"])
     sink.publish_frame(frame(1, real_poses[:1], [ActionEvent(1, "fall", "instant", 0.1)]))
     assert sub.wait_for(lambda s: b'"fall":true' in last(s, "/state"))
-    assert render("fall", "value_template", "/state") == "ON"
-    assert render("people", "value_template", "/state") == "1"
+    assert (state()["people"], state()["actions"]) == (1, ["walk"])
+    sink.publish_frame(frame(2, [], []))  # everyone left: their actions end with them
+    assert sub.wait_for(lambda s: json.loads(last(s, "/state") or b"{}").get("people") == 0)
+    assert state()["actions"] == [] and state()["fall"] is True  # the fall is held for fall_hold seconds
 
-    # Home Assistant restarts: its birth message makes the device re-announce itself.
+    # Home Assistant restarts: its birth message makes the device re-announce itself (retained).
     n_before = len([t for t, _, _ in sub.messages if t.endswith("/config")])
     sub.client.publish("homeassistant/status", "online")
     assert sub.wait_for(lambda s: len([t for t, _, _ in s.messages if t.endswith("/config")]) == n_before + 3)
     sink.close()
     assert sub.wait_for(lambda s: b'"offline"' in last(s, "/status"))
-    assert render("people", "availability_template", "/status") == "offline"
     sub.close()
+    late = Subscriber(broker.port, "homeassistant/#")
+    assert late.wait_for(lambda s: len(s.messages) == 3) and all(retain for _, _, retain in late.messages)
+    late.close()
+
+
+def test_home_assistant_templates_render_the_state():
+    """The discovery templates, rendered with Jinja2 (what Home Assistant runs) on real payloads."""
+    jinja2 = pytest.importorskip("jinja2")
+    from edgepose.sinks import homeassistant
+
+    cfg = MqttConfig(homeassistant={"enabled": True})
+    msgs = {t.split("/")[-2]: c for t, c in homeassistant.discovery_messages(cfg, "hall.1", "0.1.0", "m")}
+    assert set(msgs) == {"people", "fall", "actions"} and all("hall_1" in t for t in [c["unique_id"] for c in msgs.values()])
+    env = jinja2.Environment()
+
+    def render(kind: str, key: str, payload: dict) -> str:
+        return env.from_string(msgs[kind][key]).render(value_json=json.loads(payloads.dumps(payload)))
+
+    busy = payloads.state_payload("hall.1", 1.0, 3, True, ["waving", "squat"])
+    idle = payloads.state_payload("hall.1", 2.0, 0, False, [])
+    assert render("people", "value_template", busy) == "3" and render("people", "value_template", idle) == "0"
+    assert render("fall", "value_template", busy) == "ON" and render("fall", "value_template", idle) == "OFF"
+    assert render("actions", "value_template", busy) == "squat, waving" and render("actions", "value_template", idle) == "none"
+    for state in ("online", "offline"):
+        status = payloads.status_payload("hall.1", state, 1.0)
+        assert render("people", "availability_template", status) == msgs["people"][f"payload_{'available' if state == 'online' else 'not_available'}"]
 
 
 def last(sub: Subscriber, suffix: str) -> bytes:
