@@ -164,7 +164,7 @@ class Service:
         with self._camera_lock:  # the capture thread reports too
             changed = state != self.camera or error != self.camera_error
             self.camera, self.camera_error = state, error
-            if state != "ok":
+            if state in ("starting", "unavailable"):
                 self.fps = None  # no frames: no rate (status shows 0)
         if changed:
             # Camera changes go out at once, not at the next heartbeat.
