@@ -245,3 +245,6 @@ def test_pipeline_stage_runs_every_n_frames(tiny):
     assert got[0] == got[3]  # same image, same answer
     rec = FrameResult(index=3, timestamp=0.1, poses=[], width=img.shape[1], height=img.shape[0], extra={"camera_pose": got[3]}).to_dict()
     assert rec["camera_pose"]["model"] == "tiny" and len(rec["camera_pose"]["position"]) == 3
+    import jsonschema
+
+    jsonschema.validate(rec, json.loads((REPO / "edgepose" / "schemas" / "frame.schema.json").read_text()))

@@ -300,7 +300,7 @@ def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibrat
 # --------------------------------------------------------------------------- device-side evaluation
 
 def evaluate_tflite(path: str | Path, images_bgr: Sequence[np.ndarray], positions: np.ndarray, orientations: np.ndarray,
-                    threads: int = 2, progress: bool = False, latency_runs: int = 30) -> dict[str, Any]:
+                    threads: int = 2, progress: bool = False, latency_runs: int = 50) -> dict[str, Any]:
     """Run a ``.tflite`` with the device runtime on full-size BGR images: errors and latency."""
     est = CameraPoseEstimator(path, threads=threads)
     pp, qq = [], []
