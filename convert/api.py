@@ -78,16 +78,17 @@ def convert(
         if not calibration:
             raise ConvertError("int8 needs calibration images.", "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).")
         rep = representative_dataset(calibration, (h, w), mirror=quant.mirror, progress=progress)
-        equalized = 0
-        if quant.equalize and src.graph is not None:
-            fn, equalized = _equalized_function(src, calibration, (h, w), quant)
-        elif quant.equalize:
-            notes.append("activation equalization needs a GraphDef source (.pb, checkpoint, tfjs); skipped for this source.")
+        equalized = rounded = 0
+        if (quant.equalize or quant.round_depthwise) and src.graph is not None:
+            fn, equalized, rounded = _rewritten_function(src, calibration, (h, w), quant, progress)
+        elif quant.equalize or quant.round_depthwise:
+            notes.append("equalization and depthwise rounding need a GraphDef source (.pb, checkpoint, tfjs); skipped for this source.")
         quant_meta = {
             "io_type": quant.io_type,
             "per_channel": quant.per_channel,
             "float_heads": quant.float_heads and not edgetpu,
             "equalized_layers": equalized,
+            "rounded_depthwise_layers": rounded,
             "calibration_images": len(calibration) * (2 if quant.mirror else 1),
         }
     buf = convert_function(fn, precision, rep, quant, edgetpu=edgetpu)
@@ -132,17 +133,29 @@ def convert(
     return res
 
 
-def _equalized_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions):
-    """The source's function after activation-range equalization on the calibration images."""
+def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions, progress: bool = False):
+    """The source's function after the quantization-friendly graph rewrites, with their layer counts.
+
+    Both rewrites use the calibration images only and keep the float function (up to the
+    rounding they are meant to anticipate).
+    """
     from .calibration import augment, preprocess
     from .equalize import activation_maxima, equalize, find_chains
+    from .rounding import find_depthwise, patch_moments, round_depthwise
     from .sources import with_graph
 
     g = src.graph
-    chains = find_chains(g.graph_def)
-    if not chains:
-        return src.function(*size), 0
-    imgs = augment(calibration) if quant.mirror else calibration
-    maxima = activation_maxima(g.graph_def, g.input_name, chains, [preprocess(i, size) for i in imgs], adapt=g.adapt)
-    eq = with_graph(src, equalize(g.graph_def, maxima, chains, quant.max_scale, quant.headroom))
-    return eq.function(*size), len(chains)
+    gd = g.graph_def
+    inputs = [preprocess(i, size) for i in (augment(calibration) if quant.mirror else calibration)]
+    equalized = rounded = 0
+    if quant.equalize:
+        chains = find_chains(gd)
+        if chains:
+            gd = equalize(gd, activation_maxima(gd, g.input_name, chains, inputs, adapt=g.adapt), chains, quant.max_scale, quant.headroom)
+            equalized = len(chains)
+    if quant.round_depthwise:
+        layers = find_depthwise(gd)
+        if layers:
+            gd = round_depthwise(gd, layers, patch_moments(gd, g.input_name, layers, inputs, adapt=g.adapt, progress=progress))
+            rounded = len(layers)
+    return with_graph(src, gd).function(*size), equalized, rounded

@@ -32,8 +32,10 @@ class QuantOptions:
     float_heads: bool = False
     #: add mirrored images to the calibration set
     mirror: bool = True
+    #: output-aware rounding of depthwise filters (GraphDef sources; see convert.rounding)
+    round_depthwise: bool = True
     #: activation-range equalization before quantizing (GraphDef sources; see convert.equalize)
-    equalize: bool = True
+    equalize: bool = False
     #: largest per-channel factor equalization may apply
     max_scale: float = 8.0
     #: ReLU6 channels keep this factor above their calibration maximum (float function unchanged)

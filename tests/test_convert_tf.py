@@ -106,7 +106,8 @@ def test_metadata_written_and_read_back(out_dir):
         names = {d["name"] for d in TFLiteRunner(buf).outputs}
         assert set(meta["outputs"]) == set(ROLES) and set(meta["outputs"].values()) == names
     q = read_metadata(converted("int8", BIG, out_dir).path.read_bytes())["quantization"]
-    assert q["io_type"] == "uint8" and q["per_channel"] and q["equalized_layers"] == 27 and q["calibration_images"] == 20
+    assert q["io_type"] == "uint8" and q["per_channel"] and q["rounded_depthwise_layers"] == 13 and q["equalized_layers"] == 0
+    assert q["calibration_images"] == 20
 
 
 def test_float32_matches_source_graph(out_dir, couple):
@@ -159,6 +160,24 @@ def test_equalization_keeps_the_float_function(couple):
         a, b = eq.run(x), src.run(x)
         for r in ROLES:
             assert np.max(np.abs(a[r] - b[r])) < 1e-3 * max(1.0, float(np.abs(b[r]).max())), r
+
+
+def test_output_aware_rounding_reduces_int8_error(tmp_path):
+    """Depthwise filters on their best int8 levels: a smaller error than nearest rounding on held-out images."""
+    src = frozen_source()
+    cal = list(calibration_images())
+    ev = [cv2.imread(str(p)) for p in calibration_split()[1][:4]]
+    errs = {}
+    for on in (False, True):
+        res = convert(src, "int8", SMALL, tmp_path / f"r_{on}.tflite", calibration=cal, quant=QuantOptions(round_depthwise=on), progress=False)
+        assert res.metadata["quantization"]["rounded_depthwise_layers"] == (13 if on else 0)
+        e = []
+        for img in ev:
+            x = preprocess(img, SMALL)
+            got, ref = outputs_by_role(res.path, x), src.run(x)
+            e.append([np.mean(np.abs(got[r] - ref[r])) for r in ROLES])
+        errs[on] = np.mean(e, axis=0)
+    assert np.all(errs[True] < 0.9 * errs[False]), errs
 
 
 def test_channel_scales_rules():

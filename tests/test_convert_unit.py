@@ -151,6 +151,25 @@ def test_output_roles_matched_by_values_not_order():
         map_output_roles({"x": np.zeros((1, 5, 5, 3))}, {"heatmaps": np.zeros((1, 5, 5, 17))})
 
 
+# --------------------------------------------------------------------------- rounding
+
+def test_best_rounding_beats_nearest_under_the_patch_covariance():
+    from convert.rounding import LEVELS, best_rounding
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        w = rng.normal(size=9) * rng.uniform(0.1, 50)
+        a = rng.normal(size=(9, 9))
+        cov = a @ a.T + np.eye(9) * 1e-3  # a patch covariance: correlated inputs
+        s = np.abs(w).max() / LEVELS
+        q = best_rounding(w, cov)
+        assert np.all(np.abs(q) <= LEVELS) and abs(q[np.argmax(np.abs(w))]) == LEVELS  # scale unchanged
+        assert np.all(np.abs(q * s - w) < s)  # each weight rounded down or up, never further
+        d_best, d_near = q * s - w, np.round(w / s) * s - w
+        assert d_best @ cov @ d_best <= d_near @ cov @ d_near + 1e-12
+    assert not best_rounding(np.zeros(9), np.eye(9)).any()
+
+
 # --------------------------------------------------------------------------- metrics
 
 def _pose(xy, scores=None, score=0.8):

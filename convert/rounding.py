@@ -1,0 +1,136 @@
+"""Output-aware rounding of depthwise weights (exhaustive AdaRound for 3x3 filters).
+
+int8 stores each depthwise filter as ``q * s`` with ``s = max|w| / 127`` per channel.
+Rounding every weight to the nearest level is not the best choice for the layer's
+*output*: the error of channel ``c`` is ``delta . x`` over its 3x3 input patch, so
+what matters is ``E[(delta . x)^2]``. A 3x3 filter has only 2^9 = 512 ways to round
+its weights down or up, so the best one under the patch covariance of the
+calibration images is found exhaustively; the remaining mean error is removed from
+the bias. The float weights are replaced by the chosen levels (exactly
+representable, so the TFLite quantizer keeps them).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .errors import import_tensorflow
+
+log = logging.getLogger(__name__)
+
+LEVELS = 127  # symmetric int8 weights, as TFLite quantizes them per channel
+_BITS = np.array(list(itertools.product((0, 1), repeat=9)), np.float32)  # (512, 9)
+
+
+@dataclass
+class DepthwiseLayer:
+    node: str
+    weights: str  # Const node name, [3, 3, C, 1]
+    bias: str | None  # Const node name of the following BiasAdd, if any
+    input: str  # tensor feeding the layer
+
+
+def find_depthwise(gd) -> list[DepthwiseLayer]:
+    from .equalize import _resolve_const
+
+    by_name = {n.name: n for n in gd.node}
+    consumers: dict[str, list] = {}
+    for n in gd.node:
+        for i in n.input:
+            consumers.setdefault(i.split(":")[0], []).append(n)
+    out = []
+    for n in gd.node:
+        if n.op != "DepthwiseConv2dNative":
+            continue
+        w = _resolve_const(n.input[1], by_name)
+        if w is None:
+            continue
+        dims = [d.size for d in by_name[w].attr["value"].tensor.tensor_shape.dim]
+        if dims[:2] != [3, 3] or dims[3] != 1:
+            continue
+        users = consumers.get(n.name, [])
+        bias = _resolve_const(users[0].input[1], by_name) if len(users) == 1 and users[0].op in ("BiasAdd", "Add", "AddV2") else None
+        out.append(DepthwiseLayer(n.name, w, bias, n.input[0] if ":" in n.input[0] else n.input[0] + ":0"))
+    return out
+
+
+def best_rounding(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Integer levels ``q`` (9,) for filter ``w`` (9,) minimising ``d^T cov d`` with ``d = q*s - w``."""
+    amax = float(np.abs(w).max())
+    if amax == 0.0:
+        return np.zeros(9, np.float32)
+    s = amax / LEVELS
+    base = np.floor(w / s)
+    cands = base[None, :] + _BITS  # (512, 9)
+    valid = np.all(np.abs(cands) <= LEVELS, axis=1)
+    # Keep the channel's largest weight on its level so that the per-channel scale is unchanged.
+    top = int(np.argmax(np.abs(w)))
+    valid &= np.abs(cands[:, top]) == LEVELS
+    d = cands * s - w[None, :]
+    cost = np.einsum("ki,ij,kj->k", d, cov, d)
+    cost[~valid] = np.inf
+    return cands[int(np.argmin(cost))].astype(np.float32)
+
+
+def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: mean (C, 9) and covariance (C, 9, 9) of the 3x3 input patches the filters see."""
+    tf = import_tensorflow()
+    by_name = {n.name: n for n in gd.node}
+    g = tf.Graph()
+    stats = {}
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
+        xin = adapt(tf, x) if adapt else x
+        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[l.input for l in layers], name="")
+        ops = []
+        for l, f in zip(layers, feats):
+            node = by_name[l.node]
+            st = list(node.attr["strides"].list.i)
+            pad = node.attr["padding"].s.decode()
+            p = tf.image.extract_patches(f, [1, 3, 3, 1], st, [1, 1, 1, 1], pad)  # (1, h, w, 9*C) ordered (kh, kw, C)
+            c = f.shape[-1]
+            p = tf.reshape(p, [-1, 9, c])
+            p = tf.transpose(p, [2, 0, 1])  # (C, N, 9)
+            n = tf.cast(tf.shape(p)[1], tf.float32)
+            ops.append((tf.reduce_sum(p, axis=1), tf.einsum("cni,cnj->cij", p, p), n))
+    from tqdm import tqdm
+
+    with tf.compat.v1.Session(graph=g) as sess:
+        acc = None
+        for arr in tqdm(inputs, desc="filter statistics", unit="img", leave=False, disable=not progress):
+            vals = sess.run(ops, {x: arr})
+            acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
+    for l, (s1, s2, n) in zip(layers, acc or []):
+        mean = s1 / n
+        cov = s2 / n - np.einsum("ci,cj->cij", mean, mean)
+        stats[l.node] = (mean.astype(np.float64), cov.astype(np.float64))
+    return stats
+
+
+def round_depthwise(gd, layers: Sequence[DepthwiseLayer], stats: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """A copy of ``gd`` whose depthwise filters sit on their best int8 levels (bias absorbs the mean error)."""
+    tf = import_tensorflow()
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(gd)
+    by_name = {n.name: n for n in out.node}
+    changed = 0
+    for l in layers:
+        w = tf.make_ndarray(by_name[l.weights].attr["value"].tensor).astype(np.float64)  # (3, 3, C, 1)
+        mean, cov = stats[l.node]
+        flat = w[:, :, :, 0].reshape(9, -1).T  # (C, 9) in (kh, kw) order, as the patches
+        new = np.empty_like(flat)
+        for c in range(flat.shape[0]):
+            s = np.abs(flat[c]).max() / LEVELS
+            new[c] = best_rounding(flat[c], cov[c]) * s if s > 0 else flat[c]
+        delta = new - flat
+        by_name[l.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.T.reshape(3, 3, -1, 1).astype(np.float32)))
+        if l.bias is not None:
+            b = tf.make_ndarray(by_name[l.bias].attr["value"].tensor).astype(np.float64)
+            by_name[l.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - np.einsum("ci,ci->c", delta, mean)).astype(np.float32)))
+        changed += 1
+    log.info("rounded %d depthwise layers", changed)
+    return out
