@@ -145,6 +145,7 @@ sys.modules["tensorflow"] = None  # the device has no TensorFlow: importing it m
 import cv2, numpy as np
 import edgepose.relocalization  # registers the model type
 from edgepose.model.registry import open_model, model_type_of
+import convert.relocalization.train, convert.relocalization.dataset  # `edgepose reloc eval` runs on the device too
 out = []
 for path in sys.argv[2:]:
     est = open_model(path, threads=2)

@@ -158,11 +158,11 @@ def read_bgr(ds: PoseDataset, progress: bool = False) -> list[np.ndarray]:
     return out
 
 
-def _render_chunk(job: tuple[str, str, int, list, tuple[int, int], float, str]) -> int:
+def _render_chunk(job: tuple[str, str, int, list, tuple[int, int], float]) -> int:
     """Render and save one chunk of poses (runs in a worker process)."""
     from . import scene as sc
 
-    image_folder, out, seed, items, size, hfov_deg, _ = job
+    image_folder, out, seed, items, size, hfov_deg = job
     room = sc.load_room(image_folder, name=f"synthetic-room-{seed}")
     for rel, c, r in items:
         cv2.imwrite(str(Path(out) / rel), sc.render(room, sc.CameraPose6(np.asarray(c), np.asarray(r)), size, hfov_deg))
@@ -190,7 +190,7 @@ def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int 
         pos, q = sc.pose_arrays(poses)
         files[split] = write_dataset(out / f"dataset_{split}.txt", rels, pos, q)
     chunk = 50
-    jobs = [(str(image_folder), str(out), seed, items[i : i + chunk], tuple(size), hfov_deg, "") for i in range(0, len(items), chunk)]
+    jobs = [(str(image_folder), str(out), seed, items[i : i + chunk], tuple(size), hfov_deg) for i in range(0, len(items), chunk)]
     with tqdm(total=len(items), desc="rendering", unit="img", disable=not progress) as bar:
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
