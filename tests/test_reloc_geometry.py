@@ -225,3 +225,12 @@ def test_config_section():
         RelocalizationConfig(every_n_frames=0)
     with pytest.raises(ValidationError):
         RelocalizationConfig(modle="x")
+
+
+def test_parallel_rendering_gives_the_same_dataset(tmp_path):
+    a = write_synthetic(tmp_path / "a", IMAGES, n_train=4, n_test=2, size=(48, 36), progress=False, workers=1)
+    b = write_synthetic(tmp_path / "b", IMAGES, n_train=4, n_test=2, size=(48, 36), progress=False, workers=2)
+    for split in ("train", "test"):
+        assert a[split].read_text() == b[split].read_text()
+        for pa, pb in zip(read_dataset(a[split]).images, read_dataset(b[split]).images):
+            assert np.array_equal(cv2.imread(str(pa)), cv2.imread(str(pb)))
