@@ -345,3 +345,16 @@ def test_latest_frame_reader_propagates_errors():
         reader.read()
     reader.close()
 
+
+
+def test_probe_command(tmp_path, capsys):
+    from edgepose.sources.__main__ import main
+
+    out = tmp_path / "last.jpg"
+    assert main([str(VIDEO), "--frames", "5", "--save", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "5 frames of 1280x720" in text and "declared fps 50.0" in text
+    assert cv2.imread(str(out)).shape == (720, 1280, 3)
+    assert main([str(tmp_path / "missing.avi")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgepose sources: error: video file") and "Fix:" in err and err.count("\n") == 1

@@ -1,12 +1,14 @@
 """OpenCV ``VideoCapture`` sources: USB/V4L2 cameras, video files, RTSP/HTTP streams."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -40,6 +42,21 @@ def ffmpeg_stream_options(url: str, transport: str = "tcp") -> str:
     if scheme in ("rtsp", "rtsps"):
         opts.insert(0, f"rtsp_transport;{transport}")
     return "|".join(opts)
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Hide OpenCV's own warnings while probing a device: our SourceError says it better."""
+    logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_mod is None:  # pragma: no cover - very old OpenCV
+        yield
+        return
+    old = logging_mod.getLogLevel()
+    logging_mod.setLogLevel(logging_mod.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging_mod.setLogLevel(old)
 
 
 def _as_bgr(img: np.ndarray) -> np.ndarray:
@@ -155,7 +172,8 @@ class CameraSource(FrameSource):
         self.description = f"camera {name}"
         # V4L2 directly on Linux: CAP_ANY would also try FFmpeg/GStreamer and print confusing warnings.
         backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        cap = cv2.VideoCapture(self.target, backend)
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(self.target, backend)
         if not cap.isOpened():
             cap.release()
             raise SourceError(
