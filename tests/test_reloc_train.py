@@ -249,3 +249,32 @@ def test_pipeline_stage_runs_every_n_frames(tiny):
     import jsonschema
 
     jsonschema.validate(rec, json.loads((REPO / "edgepose" / "schemas" / "frame.schema.json").read_text()))
+
+
+@pytest.mark.slow
+def test_pipeline_publishes_camera_pose_every_n_frames(tiny):
+    """The device pipeline (keypoint model + relocalization model from the config) puts camera_pose in FrameResult.extra."""
+    import cv2
+
+    from edgepose.config import load_config
+    from edgepose.pipeline import Pipeline
+    from edgepose.relocalization import CameraPoseEstimator
+    from edgepose.types import Frame
+
+    reloc = tiny["report"]["exports"]["int8"]["path"]
+    cfg = load_config(overrides={
+        "model": {"path": str(SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite")},
+        "relocalization": {"enabled": True, "model": reloc, "every_n_frames": 2},
+    })
+    pipe = Pipeline(cfg)
+    images = [cv2.imread(str(p)) for p in tiny["test"].images[:5]]
+    results = [pipe.process(Frame(i, i / 10, img)) for i, img in enumerate(images)]
+    assert ["camera_pose" in r.extra for r in results] == [True, False, True, False, True]
+    direct = CameraPoseEstimator(reloc)
+    for i in (0, 2, 4):
+        assert results[i].extra["camera_pose"] == direct.estimate(images[i]).to_dict()
+    import jsonschema
+
+    schema = json.loads((REPO / "edgepose" / "schemas" / "frame.schema.json").read_text())
+    for r in results:
+        jsonschema.validate(r.to_dict(), schema)
