@@ -262,12 +262,13 @@ class MqttSink:
         else:
             log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
         self.last_error = None
-        self._connected.set()
-        # Overwrites the retained Last Will of an earlier lost connection.
-        self.publish_status("online")
+        # "online" first (it overwrites the retained Last Will of a lost connection), before the frame
+        # loop sees the connection and publishes anything else.
+        self._send_status("online")
         if self.cfg.homeassistant.enabled:
             client.subscribe(homeassistant.birth_topic(self.cfg), qos=0)
             self._publish_discovery()
+        self._connected.set()
         self._publish_state(force=True)
         with self._wake:
             self._wake.notify_all()
@@ -416,6 +417,9 @@ class MqttSink:
         """Retained ``status`` message (the heartbeat); None while disconnected (the Last Will speaks then)."""
         if not self._connected.is_set():
             return None
+        return self._send_status(state, **extra)
+
+    def _send_status(self, state: str, **extra: Any) -> mqtt.MQTTMessageInfo:
         return self._client.publish(self.topics["status"], payloads.dumps(self.status_payload(state, **extra)),
                                     qos=self.cfg.status_qos, retain=True)
 
