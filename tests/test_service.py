@@ -88,7 +88,10 @@ def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
     assert first["state"] == "online" and first["model"] == TEST_MODEL.stem
     assert last["state"] == "offline" and last["reason"] == "max frames" and last["frames"] == 60
     assert last["events_pending"] == 0 and last["events_sent"] == len(got["events"])
-    assert "s3cret" not in err
+    # Heartbeats every status_interval (1 s here) while the clip plays, with uptime and fps moving.
+    online = [s for s in got["status"] if s["state"] == "online"]
+    assert len(online) >= 3 and [s["uptime"] for s in online] == sorted(s["uptime"] for s in online)
+    assert any(s.get("fps", 0) > 0 and s.get("camera") == "ok" for s in online)
 
 
 def test_last_will_announces_offline_on_sigkill(broker, tmp_path, real_poses):
