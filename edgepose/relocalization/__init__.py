@@ -10,8 +10,7 @@ from __future__ import annotations
 from ..model.registry import register_model_type
 from .config import RelocalizationConfig
 from .estimator import MODEL_TYPE, CameraPose, CameraPoseEstimator, crop_to_input, load_relocalization
-from .stage import RelocalizationStage
 
 register_model_type(MODEL_TYPE, load_relocalization)
 
-__all__ = ["CameraPose", "CameraPoseEstimator", "RelocalizationConfig", "RelocalizationStage", "crop_to_input", "load_relocalization", "MODEL_TYPE"]
+__all__ = ["CameraPose", "CameraPoseEstimator", "RelocalizationConfig", "crop_to_input", "load_relocalization", "MODEL_TYPE"]
