@@ -209,12 +209,17 @@ def _notes(report: dict[str, Any]) -> list[str]:
         ratios = [r["latency_vs_float32"] for r in int8]
         notes.append(
             f"this CPU ({m['cpu']}) has no int8 dot-product instructions (VNNI): int8 is not faster than float32 here "
-            f"({min(ratios):.2f}-{max(ratios):.2f}x float32 latency); on ARM (Raspberry Pi) and the Edge TPU int8 is the fast path."
+            f"({_span(ratios)}x float32 latency); on ARM (Raspberry Pi) and the Edge TPU int8 is the fast path."
         )
     dyn = [r for r in report["models"] if r["precision"] == "dynamic"]
     if dyn and dyn[0]["latency_vs_float32"] > 1.2:
         notes.append("dynamic-range models dequantize weights while running (hybrid kernels): smallest file, but slower than float32 on this CPU.")
     return notes
+
+
+def _span(vals: list[float]) -> str:
+    lo, hi = min(vals), max(vals)
+    return f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
 
 
 def format_table(report: dict[str, Any]) -> str:
