@@ -258,3 +258,14 @@ def test_pipeline_publishes_camera_pose_every_n_frames(tiny):
     schema = json.loads((REPO / "edgepose" / "schemas" / "frame.schema.json").read_text())
     for r in results:
         jsonschema.validate(r.to_dict(), schema)
+
+
+@pytest.mark.parametrize("arch", ["small", "mobilenetv2"])
+def test_architectures_have_the_two_heads(arch):
+    model = build_model((64, 64), arch)
+    out = model(np.zeros((2, 64, 64, 3), np.float32), training=False)
+    assert out["position"].shape == (2, 3) and out["orientation"].shape == (2, 4)
+    # the orientation head starts at the identity rotation, not at a zero (unnormalisable) quaternion
+    assert np.allclose(model.get_layer("orientation").bias.numpy(), [1, 0, 0, 0])
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model((64, 64), "resnet")
