@@ -39,6 +39,7 @@ from .conftest_convert import (  # noqa: E402
     read_frozen_graph,
     run_graph,
     tfjs_dequantize_reference,
+    tiny_resnet_graph,
     write_tfjs_graph_model,
 )
 
@@ -240,6 +241,61 @@ def test_tfjs_quantized_weights(quant, tmp_path, couple):
         base = frozen_reference(x)
         d = np.abs(got["short_offsets"] - base["short_offsets"])
         assert d.max() < 1.5 and d.mean() < 0.1, (d.max(), d.mean())
+
+
+def test_tfjs_resnet_naming_stride_and_input_convention(tmp_path):
+    """ResNet50 PoseNet from tfjs: roles from Google's names, stride 32, ImageNet-mean input folded in."""
+    from convert import tfjs
+    from convert.sources import RESNET_IMAGENET_MEAN
+
+    gd = tiny_resnet_graph()
+    folder = tmp_path / "resnet"
+    folder.mkdir()
+    mj = _write_plain_tfjs(gd, folder)
+    src = load_source(folder)
+    assert (src.format, src.architecture, src.output_stride) == ("tfjs", "resnet50", 32)
+    assert src.output_names == {
+        "heatmaps": "float_heatmaps", "short_offsets": "float_short_offsets",
+        "displacement_fwd": "resnet_v1_50/displacement_fwd_2/BiasAdd", "displacement_bwd": "resnet_v1_50/displacement_bwd_2/BiasAdd",
+    }
+    with pytest.raises(ConvertError, match="k\\*32\\+1"):
+        convert(src, "float32", (241, 241), tmp_path / "bad.tflite")
+    res = convert(src, "float32", (225, 321), tmp_path / "r.tflite", progress=False)
+    assert res.metadata["architecture"] == "resnet50" and res.metadata["input"]["range"] == [-1.0, 1.0]
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (1, 225, 321, 3)).astype(np.float32)
+    x = pixels / 127.5 - 1.0
+    names = ["float_heatmaps:0", "float_short_offsets:0", "resnet_v1_50/displacement_fwd_2/BiasAdd:0", "resnet_v1_50/displacement_bwd_2/BiasAdd:0"]
+    ref = dict(zip(ROLES, run_graph(tfjs.to_graph_def(mj), pixels + np.array(RESNET_IMAGENET_MEAN, np.float32), "sub_2:0", names)))
+    got = outputs_by_role(res.path, x)
+    for r in ROLES:
+        np.testing.assert_allclose(got[r], ref[r], rtol=1e-3, atol=1e-3)
+
+
+def _write_plain_tfjs(gd, folder: Path) -> Path:
+    """A float tfjs graph model of ``gd`` (weights in one shard)."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(gd)
+    weights, blobs = [], []
+    for n in out.node:
+        if n.op == "Const":
+            arr = tf.make_ndarray(n.attr["value"].tensor)
+            if arr.dtype != np.float32:
+                continue
+            weights.append({"name": n.name, "shape": list(arr.shape), "dtype": "float32"})
+            blobs.append(arr.astype("<f4").tobytes())
+            shape = n.attr["value"].tensor.tensor_shape
+            n.attr["value"].tensor.Clear()
+            n.attr["value"].tensor.dtype = tf.float32.as_datatype_enum
+            n.attr["value"].tensor.tensor_shape.CopyFrom(shape)
+    (folder / "group1-shard1of1.bin").write_bytes(b"".join(blobs))
+    doc = {"format": "graph-model", "modelTopology": json_format.MessageToDict(out), "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": weights}]}
+    mj = folder / "model-stride32.json"
+    mj.write_text(json.dumps(doc))
+    return mj
 
 
 def test_saved_model_renamed_and_reordered_outputs(tmp_path, couple):
