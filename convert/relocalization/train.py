@@ -328,6 +328,22 @@ def evaluate_tflite(path: str | Path, images_bgr: Sequence[np.ndarray], position
     return res
 
 
+def interleaved_latency(paths: dict[str, str | Path], image_bgr: np.ndarray, threads: int = 2, rounds: int = 5, runs: int = 20) -> dict[str, float]:
+    """Median invoke time (ms) per model, measured round-robin so that load from other processes hits all alike."""
+    ests = {k: CameraPoseEstimator(p, threads=threads) for k, p in paths.items()}
+    xs = {k: e.preprocess(image_bgr) for k, e in ests.items()}
+    times: dict[str, list[float]] = {k: [] for k in ests}
+    for k, e in ests.items():
+        e.raw(xs[k])  # warm-up
+    for _ in range(rounds):
+        for k, e in ests.items():
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                e.raw(xs[k])
+                times[k].append(time.perf_counter() - t0)
+    return {k: 1000 * float(np.median(v)) for k, v in times.items()}
+
+
 # --------------------------------------------------------------------------- the whole run
 
 def train_and_export(data: str | Path, out_dir: str | Path, settings: TrainSettings = TrainSettings(),
@@ -370,6 +386,9 @@ def export_and_evaluate(trained: Trained, train_ds: PoseDataset, test_ds: PoseDa
         ex = export_tflite(trained, prec, path, calibration_rgb=calib, name=name, scene=train_ds.scene, units=train_ds.units, progress=progress)
         report["exports"][prec] = {"path": str(ex.path), "size_bytes": ex.size_bytes, "max_abs_diff_vs_keras": ex.max_abs_diff, "notes": ex.notes}
         report["results"][f"tflite {prec}"] = evaluate_tflite(ex.path, test_bgr, test_ds.positions, test_ds.orientations, threads=threads, progress=progress)
+    lat = interleaved_latency({p: e["path"] for p, e in report["exports"].items()}, test_bgr[0], threads)
+    for prec, ms in lat.items():
+        report["results"][f"tflite {prec}"]["invoke_ms"] = ms
     return report
 
 
