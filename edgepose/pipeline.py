@@ -116,6 +116,7 @@ class Pipeline:
 
     def stream(self, keep_image: bool = False, max_frames: int | None = None, **source_kw: Any) -> Iterator[FrameResult]:
         """Open the configured source and run over it."""
+        source_kw.setdefault("prefetch", 0)  # run() prefetches files itself
         with open_source(self.config.source, **source_kw) as src:
             yield from self.run(src, keep_image=keep_image, max_frames=max_frames)
 

@@ -417,8 +417,12 @@ def test_healthcheck_script(tmp_path):
 
 # -- runtime dependencies only (what the Docker image and the Pi venv install) ---------------------
 
-#: Installed here for tests, conversion and training, but not runtime dependencies in pyproject.toml.
-NOT_RUNTIME = ("scipy", "tensorflow", "tf_keras", "keras", "sklearn", "matplotlib", "yaml", "jsonschema", "pytest", "pandas", "torch", "norfair")
+#: Installed here for tests, conversion and training; blocked unless pyproject.toml makes them runtime dependencies.
+_CANDIDATES = {"scipy": "scipy", "tensorflow": "tensorflow", "tf_keras": "tf-keras", "keras": "keras", "sklearn": "scikit-learn",
+               "matplotlib": "matplotlib", "yaml": "pyyaml", "jsonschema": "jsonschema", "pytest": "pytest", "pandas": "pandas",
+               "torch": "torch", "norfair": "norfair", "jinja2": "jinja2"}
+_RUNTIME = " ".join(read_toml(REPO / "pyproject.toml")["project"]["dependencies"]).lower()
+NOT_RUNTIME = tuple(mod for mod, dist in _CANDIDATES.items() if dist not in _RUNTIME)
 BLOCKER = f"""
 import sys
 class _Blocker:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import load_config
+from ..profiles import load_device_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +63,8 @@ def main(args: argparse.Namespace) -> int:
     from ..sinks.jsonl import JsonlSink
     from ..sources import open_source
 
-    cfg = load_config(args.config, _overrides(args))
+    # Defaults < board profile < device config < flags (see edgepose.profiles).
+    cfg = load_device_config(args.config, overrides=_overrides(args))
     if args.source is None and args.config is None:
         from ..errors import ConfigError
 
@@ -78,7 +79,8 @@ def main(args: argparse.Namespace) -> int:
     events_out = sys.stderr if args.jsonl == "-" else sys.stdout
     t_start = time.perf_counter()
     try:
-        with open_source(cfg.source, on_state=None) as src:
+        # The pipeline reads and pre-processes ahead itself: no second prefetch thread.
+        with open_source(cfg.source, prefetch=0) as src:
             bar = None
             if show:
                 from tqdm import tqdm
