@@ -399,6 +399,36 @@ def test_edgetpu_without_compiler_writes_int8_and_says_how(out_dir, monkeypatch,
         convert(frozen_source(), "float16", SMALL, tmp_path / "x.tflite", edgetpu=True)
 
 
+FAKE_COMPILER = """#!/bin/sh
+# Stand-in for Coral's edgetpu_compiler (not installable here): same command line (-s -o DIR MODEL),
+# same output file name and log lines; it copies the model instead of compiling it.
+set -e
+[ "$1" = "-s" ] && [ "$2" = "-o" ] || exit 2
+out="$3"; model="$4"; stem=$(basename "$model" .tflite)
+cp "$model" "$out/${stem}_edgetpu.tflite"
+echo "Edge TPU Compiler version 16.0.384591198"
+echo "Model compiled successfully in 612 ms."
+echo "Number of operations that will run on Edge TPU: 36"
+echo "Number of operations that will run on CPU: 0"
+"""
+
+
+def test_edgetpu_compiler_on_path_is_run(monkeypatch, tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "edgetpu_compiler"
+    exe.write_text(FAKE_COMPILER)
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    res = convert(frozen_source(), "int8", SMALL, tmp_path / "m_int8.tflite", calibration=list(calibration_images()), edgetpu=True, progress=False)
+    assert res.compiled is not None and res.compiled.path == tmp_path / "m_int8_edgetpu.tflite"
+    assert (res.compiled.ops_on_tpu, res.compiled.ops_on_cpu) == (36, 0)
+    meta = read_metadata(res.compiled.path.read_bytes())
+    assert meta["precision"] == "edgetpu" and meta["outputs"] == res.metadata["outputs"]
+    assert read_metadata(res.path.read_bytes())["precision"] == "int8"
+    assert any("36 op(s) on the Edge TPU" in n for n in res.notes)
+
+
 def test_float_model_is_not_edgetpu_compatible(out_dir):
     rep = compatibility_report(converted("float32", SMALL, out_dir).path.read_bytes())
     assert rep.tpu_ops == 0 and all("float32" in o.reason for o in rep.ops)
