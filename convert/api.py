@@ -12,7 +12,7 @@ from edgepose.model.flatbuf import read_metadata, write_metadata
 
 from . import edgetpu as etpu
 from .errors import ConvertError
-from .model_types import PRECISIONS, posenet_metadata
+from .model_types import PRECISIONS
 from .sizes import check_input_size
 from .sources import SourceModel, load_source
 from .tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
@@ -69,7 +69,7 @@ def convert(
             f"{src.path.name} has a fixed input size {src.fixed_input_size[0]}x{src.fixed_input_size[1]}, not {input_size[0]}x{input_size[1]}.",
             f"use --input-size {src.fixed_input_size[0]}x{src.fixed_input_size[1]} or export the source with a flexible input.",
         )
-    h, w = check_input_size(tuple(input_size), src.output_stride)
+    h, w = check_input_size(tuple(input_size), src.output_stride) if src.model_type.spatial else tuple(input_size)
     fn = src.function(h, w)
     rep = None
     notes: list[str] = []
@@ -99,7 +99,7 @@ def convert(
     outs = TFLiteRunner(buf)(x)
     roles = map_output_roles(outs, ref)
     diffs = {r: float(np.max(np.abs(outs[n] - ref[r]))) for r, n in roles.items()}
-    meta = posenet_metadata(
+    meta = src.model_type.metadata(
         name=name or src.name,
         architecture=src.architecture,
         multiplier=src.multiplier,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from edgepose.types import KEYPOINT_NAMES, POSE_EDGES
 
@@ -30,6 +30,10 @@ class ModelType:
     roles: tuple[str, ...] = field(default=())
     #: composite output -> the roles it holds, concatenated along channels in this order
     composites: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: outputs are feature maps on a grid (input sides must be k*stride+1); False for regressors
+    spatial: bool = True
+    #: builds the metadata dict (keyword arguments as :func:`posenet_metadata`)
+    metadata: Callable[..., dict[str, Any]] | None = None
 
     def role_of(self, name: str) -> str | None:
         """The role whose pattern matches ``name`` (the most specific, i.e. longest match, wins)."""
@@ -60,8 +64,6 @@ POSENET = ModelType(
     roles=("heatmaps", "short_offsets", "displacement_fwd", "displacement_bwd"),
     composites={"mid_offsets": ("displacement_fwd", "displacement_bwd")},
 )
-
-MODEL_TYPES = {POSENET.name: POSENET}
 
 
 def posenet_metadata(
@@ -101,3 +103,7 @@ def posenet_metadata(
         "source": source,
         "precision": precision,
     }
+
+
+object.__setattr__(POSENET, "metadata", posenet_metadata)
+MODEL_TYPES = {POSENET.name: POSENET}

@@ -131,13 +131,16 @@ def load_source(path: str | Path, model_type: ModelType = POSENET, architecture:
         src.architecture = architecture
     if multiplier:
         src.multiplier = float(multiplier)
-    if src.architecture not in ("mobilenet_v1", "resnet50"):
+    if model_type is POSENET and src.architecture not in ("mobilenet_v1", "resnet50"):
         raise ConvertError(f"cannot tell the architecture of {p.name} from its layer names.", "pass --architecture mobilenet_v1 or resnet50 (and --multiplier).")
     src.output_stride = measure_stride(src)
     return src
 
 
 def measure_stride(src: SourceModel) -> int:
+    """Output stride from running the source: (input side - 1) / (output side - 1); 0 for non-grid model types."""
+    if not src.model_type.spatial:
+        return 0
     h, w = src.fixed_input_size or (PROBE_SIDE, PROBE_SIDE)
     out = src.run(np.zeros((1, h, w, 3), np.float32))
     hh = out[src.model_type.roles[0]].shape[1]
