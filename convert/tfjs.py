@@ -115,7 +115,8 @@ def read_weights(model_json: Path, manifest: list[dict[str, Any]]) -> dict[str, 
                 )
             raw = np.frombuffer(data, dtype=npd, count=n, offset=offset).reshape(shape)
             offset += size
-            out[w["name"]] = dequantize(raw, quant, dtype).astype(_DTYPES[dtype] if not quant else (np.int32 if dtype == "int32" else np.float32))
+            # Quantized weights come back as their original dtype (float32, or int32 for integer tensors).
+            out[w["name"]] = dequantize(raw, quant, dtype).astype(_DTYPES[dtype])
         if offset != len(data):
             raise ConvertError(
                 f"weight shards of {Path(model_json).name} hold {len(data)} bytes but the manifest describes {offset}.",
@@ -135,7 +136,8 @@ def to_graph_def(model_json: Path):
     weights = read_weights(model_json, doc["weightsManifest"])
     gd = tf.compat.v1.GraphDef()
     topo = dict(doc["modelTopology"])
-    topo.pop("library", None) if not topo.get("library") else None
+    if not topo.get("library"):
+        topo.pop("library", None)  # tfjs writes {} where GraphDef has no function library
     try:
         json_format.ParseDict(topo, gd, ignore_unknown_fields=True)
     except json_format.ParseError as e:
