@@ -11,7 +11,7 @@ float32 keypoints (score > 0.5) within 2 and 5 px (model-input pixels) after mat
 p95 pixel error, poses per image.
 
 The int8 rows are an ablation: each adds or removes one choice against the default
-(COCO calibration half + mirrored images + output-aware depthwise rounding, per-channel weights).
+(COCO calibration half + mirrored images + output-aware rounding of every convolution, per-channel weights).
 """
 from __future__ import annotations
 
@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not args.quick:
         variants += [
-            ("int8 plain", "int8", {"calibration": coco, "quant": QuantOptions(mirror=False, round_depthwise=False)}),
-            ("int8 -rounding", "int8", {"calibration": coco, "quant": QuantOptions(round_depthwise=False)}),
+            ("int8 plain", "int8", {"calibration": coco, "quant": QuantOptions(mirror=False, rounding="nearest")}),
+            ("int8 nearest", "int8", {"calibration": coco, "quant": QuantOptions(rounding="nearest")}),
+            ("int8 depthwise-only", "int8", {"calibration": coco, "quant": QuantOptions(rounding="depthwise")}),
             ("int8 +equalize", "int8", {"calibration": coco, "quant": QuantOptions(equalize=True)}),
-            ("int8 -round. +equal.", "int8", {"calibration": coco, "quant": QuantOptions(round_depthwise=False, equalize=True)}),
+            ("int8 nearest +equal.", "int8", {"calibration": coco, "quant": QuantOptions(rounding="nearest", equalize=True)}),
             ("int8 +video", "int8", {"calibration": coco + video, "quant": default}),
-            ("int8 -round. +video", "int8", {"calibration": coco + video, "quant": QuantOptions(round_depthwise=False)}),
+            ("int8 nearest +video", "int8", {"calibration": coco + video, "quant": QuantOptions(rounding="nearest")}),
             ("int8 int8-io", "int8", {"calibration": coco, "quant": QuantOptions(io_type="int8")}),
             ("int8 float heads", "int8", {"calibration": coco, "quant": QuantOptions(float_heads=True)}),
             ("int8 per-tensor", "int8", {"calibration": coco, "quant": QuantOptions(per_channel=False)}),

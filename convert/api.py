@@ -78,17 +78,22 @@ def convert(
         if not calibration:
             raise ConvertError("int8 needs calibration images.", "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).")
         rep = representative_dataset(calibration, (h, w), mirror=quant.mirror, progress=progress)
-        equalized = rounded = 0
-        if (quant.equalize or quant.round_depthwise) and src.graph is not None:
+        if quant.rounding not in ("all", "depthwise", "nearest"):
+            raise ConvertError(f"unknown rounding {quant.rounding!r}.", "use all, depthwise or nearest.")
+        equalized = 0
+        rounded = {"depthwise": 0, "conv": 0}
+        rewrite = quant.equalize or quant.rounding != "nearest"
+        if rewrite and src.graph is not None:
             fn, equalized, rounded = _rewritten_function(src, calibration, (h, w), quant, progress)
-        elif quant.equalize or quant.round_depthwise:
-            notes.append("equalization and depthwise rounding need a GraphDef source (.pb, checkpoint, tfjs); skipped for this source.")
+        elif rewrite:
+            notes.append("output-aware rounding and equalization need a GraphDef source (.pb, checkpoint, tfjs); this model uses nearest rounding.")
         quant_meta = {
             "io_type": quant.io_type,
             "per_channel": quant.per_channel,
             "float_heads": quant.float_heads and not edgetpu,
             "equalized_layers": equalized,
-            "rounded_depthwise_layers": rounded,
+            "rounding": quant.rounding if src.graph is not None else "nearest",
+            "rounded_layers": rounded,
             "calibration_images": len(calibration) * (2 if quant.mirror else 1),
         }
     buf = convert_function(fn, precision, rep, quant, edgetpu=edgetpu)
@@ -141,21 +146,28 @@ def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], siz
     """
     from .calibration import augment, preprocess
     from .equalize import activation_maxima, equalize, find_chains
-    from .rounding import find_depthwise, patch_moments, round_depthwise
+    from .rounding import find_convs, find_depthwise, input_moments, patch_moments, round_convs, round_depthwise
     from .sources import with_graph
 
     g = src.graph
     gd = g.graph_def
     inputs = [preprocess(i, size) for i in (augment(calibration) if quant.mirror else calibration)]
-    equalized = rounded = 0
+    equalized = 0
+    rounded = {"depthwise": 0, "conv": 0}
     if quant.equalize:
         chains = find_chains(gd)
         if chains:
             gd = equalize(gd, activation_maxima(gd, g.input_name, chains, inputs, adapt=g.adapt), chains, quant.max_scale, quant.headroom)
             equalized = len(chains)
-    if quant.round_depthwise:
+    if quant.rounding in ("all", "depthwise"):
         layers = find_depthwise(gd)
         if layers:
             gd = round_depthwise(gd, layers, patch_moments(gd, g.input_name, layers, inputs, adapt=g.adapt, progress=progress))
-            rounded = len(layers)
+            rounded["depthwise"] = len(layers)
+    if quant.rounding == "all":
+        convs = find_convs(gd)
+        if convs:
+            # Statistics after the depthwise rounding: each layer sees the inputs the rounded model produces.
+            gd = round_convs(gd, convs, input_moments(gd, g.input_name, convs, inputs, adapt=g.adapt, progress=progress))
+            rounded["conv"] = len(convs)
     return with_graph(src, gd).function(*size), equalized, rounded

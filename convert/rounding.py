@@ -134,3 +134,115 @@ def round_depthwise(gd, layers: Sequence[DepthwiseLayer], stats: dict[str, tuple
         changed += 1
     log.info("rounded %d depthwise layers", changed)
     return out
+
+
+# --------------------------------------------------------------------------- regular convolutions
+
+@dataclass
+class ConvLayer:
+    node: str
+    weights: str  # Const node name, [kh, kw, Cin, Cout]
+    bias: str | None
+    input: str
+
+
+def find_convs(gd) -> list[ConvLayer]:
+    from .equalize import _resolve_const
+
+    by_name = {n.name: n for n in gd.node}
+    consumers: dict[str, list] = {}
+    for n in gd.node:
+        for i in n.input:
+            consumers.setdefault(i.split(":")[0], []).append(n)
+    out = []
+    for n in gd.node:
+        if n.op != "Conv2D":
+            continue
+        w = _resolve_const(n.input[1], by_name)
+        if w is None:
+            continue
+        users = consumers.get(n.name, [])
+        bias = _resolve_const(users[0].input[1], by_name) if len(users) == 1 and users[0].op in ("BiasAdd", "Add", "AddV2") else None
+        out.append(ConvLayer(n.name, w, bias, n.input[0] if ":" in n.input[0] else n.input[0] + ":0"))
+    return out
+
+
+def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: mean (K,) and covariance (K, K) of the flattened input patches (K = kh*kw*Cin)."""
+    from tqdm import tqdm
+
+    tf = import_tensorflow()
+    by_name = {n.name: n for n in gd.node}
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
+        xin = adapt(tf, x) if adapt else x
+        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[l.input for l in layers], name="")
+        ops = []
+        for l, f in zip(layers, feats):
+            node = by_name[l.node]
+            dims = [d.size for d in by_name[l.weights].attr["value"].tensor.tensor_shape.dim]
+            kh, kw = dims[0], dims[1]
+            st = list(node.attr["strides"].list.i)
+            p = f if (kh, kw) == (1, 1) and st == [1, 1, 1, 1] else tf.image.extract_patches(f, [1, kh, kw, 1], st, [1, 1, 1, 1], node.attr["padding"].s.decode())
+            p = tf.reshape(p, [-1, kh * kw * dims[2]])  # (N, K) in (kh, kw, Cin) order, as the weights
+            ops.append((tf.reduce_sum(p, axis=0), tf.matmul(p, p, transpose_a=True), tf.cast(tf.shape(p)[0], tf.float32)))
+    acc = None
+    with tf.compat.v1.Session(graph=g) as sess:
+        for arr in tqdm(inputs, desc="conv statistics", unit="img", leave=False, disable=not progress):
+            vals = sess.run(ops, {x: arr})
+            acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
+    stats = {}
+    for l, (s1, s2, n) in zip(layers, acc or []):
+        mean = s1.astype(np.float64) / n
+        stats[l.node] = (mean, s2.astype(np.float64) / n - np.outer(mean, mean))
+    return stats
+
+
+def descend_rounding(w: np.ndarray, cov: np.ndarray, sweeps: int = 3) -> np.ndarray:
+    """Integer levels for ``w`` (K, Cout): from nearest rounding, flip weights to the other neighbouring
+    level while ``d^T cov d`` (per output channel) decreases; each channel's largest weight stays on +-127."""
+    amax = np.abs(w).max(axis=0)
+    s = np.where(amax > 0, amax / LEVELS, 1.0)
+    lo = np.floor(w / s)
+    q = np.clip(np.round(w / s), -LEVELS, LEVELS)
+    d = q * s - w  # (K, Cout)
+    g = cov @ d  # gradient/2 of d^T cov d, per column
+    top = np.argmax(np.abs(w), axis=0)
+    fixed = np.zeros_like(w, dtype=bool)
+    fixed[top, np.arange(w.shape[1])] = True
+    for _ in range(sweeps):
+        changed = False
+        for i in range(w.shape[0]):
+            other = np.where(q[i] == lo[i], lo[i] + 1, lo[i])
+            ok = (np.abs(other) <= LEVELS) & ~fixed[i]
+            step = (other - q[i]) * s
+            gain = 2 * step * g[i] + cov[i, i] * step * step
+            flip = ok & (gain < -1e-18)
+            if flip.any():
+                changed = True
+                st = np.where(flip, step, 0.0)
+                q[i] = np.where(flip, other, q[i])
+                g += np.outer(cov[:, i], st)
+        if not changed:
+            break
+    return q * s
+
+
+def round_convs(gd, layers: Sequence[ConvLayer], stats: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """A copy of ``gd`` whose Conv2D filters sit on output-aware int8 levels (bias absorbs the mean error)."""
+    tf = import_tensorflow()
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(gd)
+    by_name = {n.name: n for n in out.node}
+    for l in layers:
+        w = tf.make_ndarray(by_name[l.weights].attr["value"].tensor).astype(np.float64)
+        shape = w.shape
+        flat = w.reshape(-1, shape[3])
+        mean, cov = stats[l.node]
+        new = descend_rounding(flat, cov)
+        by_name[l.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.reshape(shape).astype(np.float32)))
+        if l.bias is not None:
+            b = tf.make_ndarray(by_name[l.bias].attr["value"].tensor).astype(np.float64)
+            by_name[l.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - mean @ (new - flat)).astype(np.float32)))
+    return out

@@ -32,8 +32,9 @@ class QuantOptions:
     float_heads: bool = False
     #: add mirrored images to the calibration set
     mirror: bool = True
-    #: output-aware rounding of depthwise filters (GraphDef sources; see convert.rounding)
-    round_depthwise: bool = True
+    #: weight rounding (GraphDef sources; see convert.rounding): "all" output-aware rounding of every
+    #: convolution, "depthwise" of depthwise filters only, "nearest" TFLite's plain rounding
+    rounding: str = "all"
     #: activation-range equalization before quantizing (GraphDef sources; see convert.equalize)
     equalize: bool = False
     #: largest per-channel factor equalization may apply

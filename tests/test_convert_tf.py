@@ -107,7 +107,8 @@ def test_metadata_written_and_read_back(out_dir):
         names = {d["name"] for d in TFLiteRunner(buf).outputs}
         assert set(meta["outputs"]) == set(ROLES) and set(meta["outputs"].values()) == names
     q = read_metadata(converted("int8", BIG, out_dir).path.read_bytes())["quantization"]
-    assert q["io_type"] == "uint8" and q["per_channel"] and q["rounded_depthwise_layers"] == 13 and q["equalized_layers"] == 0
+    assert q["io_type"] == "uint8" and q["per_channel"] and q["equalized_layers"] == 0
+    assert q["rounding"] == "all" and q["rounded_layers"] == {"depthwise": 13, "conv": 18}
     assert q["calibration_images"] == 20
 
 
@@ -164,21 +165,22 @@ def test_equalization_keeps_the_float_function(couple):
 
 
 def test_output_aware_rounding_reduces_int8_error(tmp_path):
-    """Depthwise filters on their best int8 levels: a smaller error than nearest rounding on held-out images."""
+    """Filters on their output-aware int8 levels: smaller errors than nearest rounding on held-out images."""
     src = frozen_source()
     cal = list(calibration_images())
     ev = [cv2.imread(str(p)) for p in calibration_split()[1][:4]]
     errs = {}
-    for on in (False, True):
-        res = convert(src, "int8", SMALL, tmp_path / f"r_{on}.tflite", calibration=cal, quant=QuantOptions(round_depthwise=on), progress=False)
-        assert res.metadata["quantization"]["rounded_depthwise_layers"] == (13 if on else 0)
+    for mode in ("nearest", "depthwise", "all"):
+        res = convert(src, "int8", SMALL, tmp_path / f"r_{mode}.tflite", calibration=cal, quant=QuantOptions(rounding=mode), progress=False)
+        assert res.metadata["quantization"]["rounded_layers"] == {"nearest": {"depthwise": 0, "conv": 0}, "depthwise": {"depthwise": 13, "conv": 0}, "all": {"depthwise": 13, "conv": 18}}[mode]
         e = []
         for img in ev:
             x = preprocess(img, SMALL)
             got, ref = outputs_by_role(res.path, x), src.run(x)
             e.append([np.mean(np.abs(got[r] - ref[r])) for r in ROLES])
-        errs[on] = np.mean(e, axis=0)
-    assert np.all(errs[True] < 0.9 * errs[False]), errs
+        errs[mode] = np.mean(e, axis=0)
+    assert np.all(errs["depthwise"] < 0.9 * errs["nearest"]), errs
+    assert np.all(errs["all"] < 0.8 * errs["depthwise"]), errs
 
 
 def test_channel_scales_rules():

@@ -170,6 +170,24 @@ def test_best_rounding_beats_nearest_under_the_patch_covariance():
     assert not best_rounding(np.zeros(9), np.eye(9)).any()
 
 
+def test_descend_rounding_never_worse_than_nearest():
+    from convert.rounding import LEVELS, descend_rounding
+
+    rng = np.random.default_rng(11)
+    w = rng.normal(size=(64, 8)) * rng.uniform(0.01, 2, size=(1, 8))
+    a = rng.normal(size=(64, 64))
+    cov = a @ a.T / 64 + np.eye(64) * 1e-3
+    new = descend_rounding(w, cov)
+    s = np.abs(w).max(axis=0) / LEVELS
+    q = new / s
+    np.testing.assert_allclose(q, np.round(q), atol=1e-6)  # on int8 levels
+    assert np.all(np.abs(new - w) < s + 1e-12) and np.all(np.abs(np.round(q)).max(axis=0) == LEVELS)
+    near = np.round(w / s) * s
+    for c in range(w.shape[1]):
+        d_new, d_near = new[:, c] - w[:, c], near[:, c] - w[:, c]
+        assert d_new @ cov @ d_new <= d_near @ cov @ d_near + 1e-12
+
+
 # --------------------------------------------------------------------------- metrics
 
 def _pose(xy, scores=None, score=0.8):

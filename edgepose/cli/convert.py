@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     q.add_argument("--io-type", choices=["uint8", "int8"], default="uint8", help="int8 input/output type (default uint8, as Coral)")
     q.add_argument("--edgetpu", action="store_true", help="Edge TPU-ready int8; runs edgetpu_compiler when it is on PATH")
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
-    q.add_argument("--no-rounding", action="store_true", help="round depthwise filters to the nearest level instead of the output-aware best one")
+    q.add_argument("--rounding", choices=["all", "depthwise", "nearest"], default="all", help="weight rounding: output-aware for every convolution (default), for depthwise filters only, or nearest (TFLite's own)")
     q.add_argument("--equalize", action="store_true", help="also apply activation-range equalization (measured: no reliable gain)")
     q.add_argument("--float-heads", action="store_true", help="keep the output heads float (more accurate, CPU-only heads; not with --edgetpu)")
     q.add_argument("--no-mirror", action="store_true", help="do not add mirrored calibration images")
@@ -125,7 +125,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         calibration = load_calibration(calib_sources, video_frames_per_file=args.video_frames, exclude=eval_paths)
     quant = QuantOptions(
         io_type=args.io_type, per_channel=not args.per_tensor, float_heads=args.float_heads, mirror=not args.no_mirror,
-        round_depthwise=not args.no_rounding, equalize=args.equalize,
+        rounding=args.rounding, equalize=args.equalize,
     )
 
     written: dict[str, Path] = {}
