@@ -35,6 +35,14 @@ class Pipeline:
 
             m = config.model
             model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu)
+        if getattr(model, "model_type", None) != "posenet":
+            from .errors import ModelError
+
+            kind = getattr(model, "model_type", type(model).__name__)
+            raise ModelError(
+                f"model.path is a '{kind}' model, but the pipeline's main model must be a PoseNet keypoint model.",
+                "put a relocalization model under [relocalization] model = ..., and a keypoint model in model.path.",
+            )
         self.model = model
         self.tracker = None
         if config.tracking.enabled:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "listen": ".listen",
     "actions": ".actions",
     "convert": ".convert",
+    "reloc": ".reloc",
 }
 
 
