@@ -12,5 +12,5 @@ imported lazily (only when a conversion runs). Modules:
 * :mod:`convert.edgetpu` - ``edgetpu_compiler`` and the offline Edge TPU compatibility report;
 * :mod:`convert.report` - the fidelity report; :mod:`convert.model_types` - output roles and metadata per model type.
 
-User guide: docs/convert.md. Command line: ``edgepose convert``.
+User guide: convert/README.md. Command line: ``edgepose convert``.
 """

@@ -79,7 +79,7 @@ def posenet_metadata(
     input_range: tuple[float, float] = (-1.0, 1.0),
     heatmap_activation: str = "logits",
 ) -> dict[str, Any]:
-    """The metadata dict the runtime's loader reads (contract: docs/convert.md)."""
+    """The metadata dict the runtime's loader reads (contract: convert/README.md)."""
     missing = [r for r in POSENET.roles if r not in outputs]
     if missing:
         raise ValueError(f"outputs lack roles {missing}")

@@ -215,7 +215,7 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
 
 def relocalization_metadata(*, name: str, arch: str, input_size: tuple[int, int], outputs: dict[str, str], norm: PositionNorm,
                             scene: str, units: str, precision: str, beta: float, source: str = "edgepose reloc train") -> dict[str, Any]:
-    """The metadata :class:`CameraPoseEstimator` reads (contract: docs/relocalization.md)."""
+    """The metadata :class:`CameraPoseEstimator` reads (contract: edgepose/relocalization/README.md)."""
     return {
         "format": METADATA_FORMAT,
         "version": METADATA_VERSION,

@@ -1,7 +1,7 @@
 """``edgepose convert``: a float PoseNet to ``.tflite`` in any precision, with metadata and a fidelity report.
 
 TensorFlow is imported only when the command runs (by the ``convert`` package);
-without it the command says ``pip install edgepose[convert]``. See docs/convert.md.
+without it the command says ``pip install edgepose[convert]``. See convert/README.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``edgepose models``: list, fetch and remove registry models (see docs/models.md)."""
+"""``edgepose models``: list, fetch and remove registry models (see edgepose/model/README.md)."""
 from __future__ import annotations
 
 import argparse

@@ -6,7 +6,7 @@
   edgepose reloc predict --model models/reloc_..._int8.tflite photo.jpg [...]
 
 Datasets are folders with dataset_train.txt / dataset_test.txt in the Cambridge
-Landmarks / 7-Scenes format (docs/relocalization.md). ``synth`` and ``train``
+Landmarks / 7-Scenes format (edgepose/relocalization/README.md). ``synth`` and ``train``
 run on a workstation (``train`` needs TensorFlow: pip install 'edgepose[train]');
 ``eval`` and ``predict`` use the device runtime only.
 """

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         "serve",
         help="run the device service: publish poses, actions and status over MQTT",
         description="Run capture, inference, tracking and action recognition and publish to MQTT until stopped "
-        "(SIGTERM: send pending events, announce offline). See docs/mqtt.md.",
+        "(SIGTERM: send pending events, announce offline). See edgepose/service/README.md.",
     )
     p.add_argument("--config", "-c", help="device config (TOML); default: built-in defaults")
     p.add_argument("--replay", metavar="JSONL", help="publish a recording (frame records) instead of running the camera and model")

@@ -61,7 +61,7 @@ CHUNK = 1 << 16
 
 MIRROR_HINT = (
     f"check the network, or on an air-gapped site set {MIRROR_ENV} to a folder or http(s) URL that holds "
-    "the same files under the same relative paths (see docs/models.md)."
+    "the same files under the same relative paths (see edgepose/model/README.md)."
 )
 
 # --------------------------------------------------------------------------- registry

@@ -77,7 +77,7 @@ class MqttConfig(BaseModel):
     status_qos: Literal[0, 1, 2] = 1
     #: Highest rate (messages/s) of the ``poses`` topic; 0 publishes every frame.
     poses_rate: float = Field(0.0, ge=0.0)
-    #: ``json`` (default) or ``binary`` (compact, see docs/mqtt.md) for ``poses``; other topics are always JSON.
+    #: ``json`` (default) or ``binary`` (compact, see edgepose/service/README.md) for ``poses``; other topics are always JSON.
     encoding: Literal["json", "binary"] = "json"
     #: Decimal places of keypoint coordinates in JSON payloads.
     coord_digits: int = Field(1, ge=0, le=4)

@@ -8,7 +8,7 @@
 live sources in a :class:`LatestFrameReader` (drop stale frames) inside a
 :class:`RetryingSource` (reopen with back-off), and files in a
 :class:`PrefetchReader` (decode ahead), as the config asks. Details and the
-error messages: docs/sources.md.
+error messages: edgepose/sources/README.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Capture settings (section ``[source]`` of the device config). See docs/sources.md."""
+"""Capture settings (section ``[source]`` of the device config). See edgepose/sources/README.md."""
 from __future__ import annotations
 
 from typing import Literal
@@ -14,7 +14,7 @@ class SourceConfig(BaseModel):
     #: ``picamera2`` (or ``picamera2:1``), a camera index (``0``) or device (``/dev/video0``), a video file,
     #: an image, a folder of images, a glob (``shots/*.jpg``), or an ``rtsp://`` / ``http://`` URL.
     uri: str = "0"
-    #: How to read ``uri``; ``auto`` decides from its form (see docs/sources.md).
+    #: How to read ``uri``; ``auto`` decides from its form (see edgepose/sources/README.md).
     kind: SourceKind = "auto"
     #: Capture size requested from cameras (files keep their own size).
     width: int | None = Field(None, gt=0)
