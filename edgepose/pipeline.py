@@ -108,19 +108,39 @@ class Pipeline:
 
     # ------------------------------------------------------------------ streams
     def run(self, source: FrameSource, keep_image: bool = False, max_frames: int | None = None) -> Iterator[FrameResult]:
-        """Results for every frame of ``source`` (it is not closed here)."""
-        frames = self._prepared(source) if not source.is_live else self._inline(source)
+        """Results for every frame of ``source`` (it is not closed here).
+
+        When a file or image set ends, actions still open (a posture, waving)
+        are ended and their ``end`` events ride on the last frame's result; so
+        results of files are handed out one frame late.
+        """
+        live = source.is_live
+        frames = self._inline(source) if live else self._prepared(source)
         n = 0
+        pending: FrameResult | None = None
         try:
             for frame, tensor, transform, t_pre in frames:
-                yield self._finish(frame, tensor, transform, t_pre, keep_image)
+                res = self._finish(frame, tensor, transform, t_pre, keep_image)
                 n += 1
+                if live:
+                    yield res
+                else:
+                    if pending is not None:
+                        yield pending
+                    pending = res
                 if max_frames is not None and n >= max_frames:
                     break
+            if pending is not None:
+                pending.events.extend(self.finish())
+                yield pending
         finally:
             close = getattr(frames, "close", None)
             if close:
                 close()
+
+    def finish(self) -> list:
+        """End every open action (the source ended or the service stops); returns their events."""
+        return self.actions.close() if self.actions is not None else []
 
     def stream(self, keep_image: bool = False, max_frames: int | None = None, **source_kw: Any) -> Iterator[FrameResult]:
         """Open the configured source and run over it."""

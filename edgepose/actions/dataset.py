@@ -149,7 +149,7 @@ def load_labelled_recordings(label_file: str | Path, fps: float = SKELETONS_FPS,
     if reader.fieldnames is None or not need <= {f.strip() for f in reader.fieldnames}:
         raise DatasetError(
             f"{lf} has columns {reader.fieldnames}, not file,track_id,start,end,label.",
-            "add that header line (see docs/actions.md).",
+            "add that header line (see edgepose/actions/README.md).",
         )
     cache: dict[Path, dict] = {}
     seqs: list[Sequence] = []

@@ -31,7 +31,7 @@ class _ModelState:
 
 
 class ActionEngine:
-    """``update(tracked_poses, timestamp) -> events``; see docs/actions.md for the rules and the classifier."""
+    """``update(tracked_poses, timestamp) -> events``; see edgepose/actions/README.md for the rules and the classifier."""
 
     def __init__(self, config: ActionsConfig | None = None, classifier=None):
         self.config = config or ActionsConfig()

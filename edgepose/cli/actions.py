@@ -5,7 +5,7 @@
   edgepose actions rules --input recording.jsonl [--model actions.tflite]
 
 Training data: the actions-9class skeletons (``--skeletons``) and/or edgepose
-JSONL recordings cut by a label CSV (``--labels``, format in docs/actions.md).
+JSONL recordings cut by a label CSV (``--labels``, format in edgepose/actions/README.md).
 Training and export need TensorFlow (``pip install edgepose[train]``); the
 exported int8 model runs on the device with the TFLite runtime only.
 """

@@ -29,12 +29,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list) -> Callable[[], Iterable]:
+def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list) -> tuple[Callable[[], Iterable], Callable[[], list] | None]:
     """A function returning a fresh frame iterable (called again after a source error)."""
     if args.replay:
         from ..service.replay import replay
 
-        return lambda: replay(args.replay, fps=args.replay_fps, loop=args.replay_loop)
+        return (lambda: replay(args.replay, fps=args.replay_fps, loop=args.replay_loop)), None
     from ..pipeline import Pipeline
     from ..sources import open_source
 
@@ -50,15 +50,16 @@ def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list) -> Cal
         finally:
             src.close()
 
-    return frames
+    return frames, pipeline.finish
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from ..profiles import load_device_config
     from ..service.runner import Service
     from ..sinks.mqtt import MqttSink
 
-    cfg = load_config(args.config)
+    # Defaults < board profile (EDGEPOSE_BOARD or board.toml beside the config) < device config.
+    cfg = load_device_config(args.config)
     dump = cfg.model_dump(mode="json")
     dump["mqtt"] = cfg.mqtt.redacted()
     if args.print_config:
@@ -68,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.mqtt.enabled:
         log.info("[mqtt] enabled = false is ignored by edgepose serve, which always publishes")
     service_ref: list = []
-    frames = frames_factory(args, cfg, service_ref)
+    frames, finish = frames_factory(args, cfg, service_ref)
     sink = MqttSink(cfg.mqtt, cfg.device_id, model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}")
     service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
-                      retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames)
+                      retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames,
+                      finish=finish)
     service_ref.append(service)
 
     def _graceful(signum: int, _frame: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import SourceError
 from ..sinks.mqtt import MqttSink
-from ..types import FrameResult
+from ..types import ActionEvent, FrameResult
 from .notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,12 @@ class Service:
         retry_max: float = 30.0,
         notifier: SystemdNotifier | None = None,
         max_frames: int | None = None,
+        finish: Callable[[], list[ActionEvent]] | None = None,
     ):
         self.sink = sink
         self.frames = frames
+        #: Ends the actions still open when the service stops (their ``end`` events go to the outbox).
+        self.finish = finish
         self.status_interval = status_interval
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -120,6 +123,11 @@ class Service:
         finally:
             self.notifier.stopping()
             self._stop.set()
+            if self.finish is not None and reason in ("stopped", "max frames"):
+                try:
+                    self.sink.publish_events(self.finish())
+                except Exception:  # noqa: BLE001 - never block the shutdown
+                    log.warning("could not end the open actions", exc_info=True)
             drained = self.sink.close(reason=reason)
             log.info("service stopped (%s); outbox %s", reason, "drained" if drained else "kept for the next start")
             self.notifier.close()

@@ -9,7 +9,7 @@ Hungarian method (``scipy.optimize.linear_sum_assignment``). Pairs below
 fresh ID from a counter that never goes back, so IDs are never reused;
 unmatched tracks survive ``max_age`` frames.
 
-Why not norfair: see docs/actions.md (it pins numpy < 2, which the device
+Why not norfair: see edgepose/actions/README.md (it pins numpy < 2, which the device
 runtime cannot take, and was no more accurate on our sequences).
 """
 from __future__ import annotations

@@ -1,0 +1,52 @@
+"""The pipeline on the real model and video: stages, timings, prefetch, actions closed at the end."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from edgepose.config import EdgeposeConfig
+from edgepose.errors import ModelError
+from edgepose.pipeline import Pipeline
+from edgepose.sources import open_source
+
+from .conftest import SHARED, coral_model
+
+VIDEO = SHARED / "video" / "openpose_video.avi"
+
+
+def config(**sections) -> EdgeposeConfig:
+    data = {"model": {"path": str(coral_model("353_481")), "threads": 2}}
+    data.update(sections)
+    return EdgeposeConfig.model_validate(data)
+
+
+def test_every_frame_in_order_with_stage_timings():
+    pipe = Pipeline(config(actions={"enabled": False}))
+    with open_source(str(VIDEO), prefetch=0) as src:
+        results = list(pipe.run(src, max_frames=12))
+    assert [r.index for r in results] == list(range(12))
+    assert all((r.width, r.height) == (1280, 720) for r in results)
+    assert all({"pre", "invoke", "decode", "track"} <= set(r.timings) for r in results)
+    assert sum(len(r.poses) for r in results) >= 12 * 2
+    assert all(p.track_id is not None for r in results for p in r.poses)
+
+
+def test_open_actions_end_when_the_file_ends():
+    pipe = Pipeline(config())
+    with open_source(str(VIDEO), prefetch=0) as src:
+        results = list(pipe.run(src, max_frames=60))
+    events = [e for r in results for e in r.events]
+    starts = Counter((e.track_id, e.action) for e in events if e.kind == "start")
+    ends = Counter((e.track_id, e.action) for e in events if e.kind == "end")
+    assert starts, "the clip has people standing: posture events start"
+    assert starts == ends, "every action that started has ended by the last frame"
+    assert any(e.kind == "end" for e in results[-1].events)
+
+
+def test_main_model_must_be_a_keypoint_model():
+    class NotPoseNet:
+        model_type = "relocalization"
+
+    with pytest.raises(ModelError, match="keypoint model"):
+        Pipeline(config(), model=NotPoseNet())
