@@ -217,12 +217,15 @@ def test_unplugged_live_camera_through_real_sources(broker, tmp_path):
         return src  # frames never come; only state changes
 
     svc = Service(sink, frames, status_interval=60)
-    t = threading.Thread(target=svc.run)
+    t = threading.Thread(target=svc.run, daemon=True)
     t.start()
-    assert sub.wait_for(lambda s: any(d.get("camera") == "unavailable" for d in s.json_on("/status")), timeout=15)
-    t0 = time.monotonic()
-    svc.stop()
-    t.join(10)
+    try:
+        assert sub.wait_for(lambda s: any(d.get("camera") == "unavailable" for d in s.json_on("/status")), timeout=15)
+    finally:
+        # Stop even when the assertion fails: a live retry loop would keep the test process alive.
+        t0 = time.monotonic()
+        svc.stop()
+        t.join(10)
     assert not t.is_alive() and time.monotonic() - t0 < 5
     sub.wait_for(lambda s: b'"offline"' in (s.on("/status") or [b""])[-1])
     sub.close()

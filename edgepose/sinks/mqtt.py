@@ -172,6 +172,7 @@ class MqttSink:
         self.topics = {name: config.topic(device_id, name) for name in ("poses", "events", "status", "camera_pose", "state")}
 
         self._connected = threading.Event()
+        self._status_missed = False
         self._closing = False
         self._failures_in_row = 0
         self._wake = threading.Condition()
@@ -269,6 +270,10 @@ class MqttSink:
             client.subscribe(homeassistant.birth_topic(self.cfg), qos=0)
             self._publish_discovery()
         self._connected.set()
+        if self._status_missed:
+            # A status change (camera lost, say) came between the "online" above and now.
+            self._status_missed = False
+            self._send_status("online")
         self._publish_state(force=True)
         with self._wake:
             self._wake.notify_all()
@@ -416,6 +421,7 @@ class MqttSink:
     def publish_status(self, state: str = "online", **extra: Any) -> mqtt.MQTTMessageInfo | None:
         """Retained ``status`` message (the heartbeat); None while disconnected (the Last Will speaks then)."""
         if not self._connected.is_set():
+            self._status_missed = True  # sent again on (re)connect
             return None
         return self._send_status(state, **extra)
 
