@@ -34,14 +34,20 @@ class DepthwiseLayer:
     input: str  # tensor feeding the layer
 
 
-def find_depthwise(gd) -> list[DepthwiseLayer]:
-    from .equalize import _resolve_const
-
+def _graph_index(gd) -> tuple[dict, dict[str, list]]:
+    """Nodes by name, and the consumers of every node's output."""
     by_name = {n.name: n for n in gd.node}
     consumers: dict[str, list] = {}
     for n in gd.node:
         for i in n.input:
             consumers.setdefault(i.split(":")[0], []).append(n)
+    return by_name, consumers
+
+
+def find_depthwise(gd) -> list[DepthwiseLayer]:
+    from .equalize import _resolve_const
+
+    by_name, consumers = _graph_index(gd)
     out = []
     for n in gd.node:
         if n.op != "DepthwiseConv2dNative":
@@ -149,11 +155,7 @@ class ConvLayer:
 def find_convs(gd) -> list[ConvLayer]:
     from .equalize import _resolve_const
 
-    by_name = {n.name: n for n in gd.node}
-    consumers: dict[str, list] = {}
-    for n in gd.node:
-        for i in n.input:
-            consumers.setdefault(i.split(":")[0], []).append(n)
+    by_name, consumers = _graph_index(gd)
     out = []
     for n in gd.node:
         if n.op != "Conv2D":
