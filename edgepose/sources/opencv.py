@@ -68,7 +68,16 @@ def _as_bgr(img: np.ndarray) -> np.ndarray:
     return img
 
 
-class VideoFileSource(FrameSource):
+class _CaptureSource(FrameSource):
+    """A source reading from an OpenCV ``VideoCapture`` held in ``self._cap``."""
+
+    def close(self) -> None:
+        cap, self._cap = getattr(self, "_cap", None), None
+        if cap is not None:
+            cap.release()
+
+
+class VideoFileSource(_CaptureSource):
     """A video file decoded with OpenCV; timestamps are media time ``index / fps``."""
 
     is_live = False
@@ -146,11 +155,6 @@ class VideoFileSource(FrameSource):
         self._pos += 1
         return frame
 
-    def close(self) -> None:
-        cap, self._cap = getattr(self, "_cap", None), None
-        if cap is not None:
-            cap.release()
-
 
 def camera_target(spec: str | int) -> int | str:
     """``0`` / ``"0"`` -> 0; ``/dev/video2`` stays a path (OpenCV's V4L2 backend opens both)."""
@@ -160,7 +164,7 @@ def camera_target(spec: str | int) -> int | str:
     return int(s) if s.isdigit() else s
 
 
-class CameraSource(FrameSource):
+class CameraSource(_CaptureSource):
     """A USB/V4L2 camera via OpenCV; timestamps are ``time.time()`` at capture."""
 
     is_live = True
@@ -226,13 +230,8 @@ class CameraSource(FrameSource):
         self._index += 1
         return frame
 
-    def close(self) -> None:
-        cap, self._cap = getattr(self, "_cap", None), None
-        if cap is not None:
-            cap.release()
 
-
-class StreamSource(FrameSource):
+class StreamSource(_CaptureSource):
     """An RTSP/HTTP/RTMP stream through OpenCV's FFmpeg backend, opened for low latency."""
 
     is_live = True
@@ -276,7 +275,3 @@ class StreamSource(FrameSource):
         self._index += 1
         return frame
 
-    def close(self) -> None:
-        cap, self._cap = getattr(self, "_cap", None), None
-        if cap is not None:
-            cap.release()
