@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeposeError
-from ..types import KEYPOINT_NAMES, NUM_KEYPOINTS
+from ..types import NUM_KEYPOINTS
 
 #: OpenPose-18 index of each PoseNet/COCO-17 part (the neck, OpenPose 1, has no PoseNet part).
 OPENPOSE18_TO_COCO17 = np.array([0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10])
@@ -102,31 +102,18 @@ def resample(ts: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, fps: fl
 
 def read_jsonl_tracks(path: str | Path, min_part_score: float = 0.2) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per track id: ``(timestamps, keypoints (N,17,2), visible (N,17))`` from an edgepose JSONL recording."""
-    p = Path(path)
+    from ..sinks.jsonl import read_frame_records
+
     tracks: dict[int, list] = {}
-    try:
-        fh = p.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError(f"recording {p} does not exist.", "fix the path (label files name recordings relative to themselves).") from None
-    with fh:
-        for ln, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                ts = float(rec["ts"])
-                for person in rec.get("people", []):
-                    tid = person.get("id")
-                    if tid is None:
-                        continue
-                    kps = person["keypoints"]
-                    arr = np.array([kps[n] for n in KEYPOINT_NAMES], np.float32)
-                    tracks.setdefault(int(tid), []).append((ts, arr))
-            except (ValueError, KeyError, TypeError) as e:
-                raise DatasetError(
-                    f"{p}:{ln} is not an edgepose frame record ({type(e).__name__}: {e}).",
-                    "record with `edgepose run --jsonl` with tracking enabled, or remove the line.",
-                ) from None
+    for ts, poses in read_frame_records(
+        path,
+        error=DatasetError,
+        missing_fix="fix the path (label files name recordings relative to themselves).",
+        bad_fix="record with `edgepose run --jsonl` with tracking enabled, or remove the line.",
+    ):
+        for pose in poses:
+            if pose.track_id is not None:
+                tracks.setdefault(int(pose.track_id), []).append((ts, np.concatenate([pose.keypoints, pose.scores[:, None]], axis=1)))
     out = {}
     for tid, items in tracks.items():
         items.sort(key=lambda it: it[0])

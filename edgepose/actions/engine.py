@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..types import ActionEvent, NUM_KEYPOINTS, Pose
+from ..types import ActionEvent, Pose
 from .config import ActionsConfig
 from .rules import TrackRules
 

@@ -192,19 +192,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_rules(args: argparse.Namespace) -> int:
     from ..actions import ActionEngine
     from ..config import load_config
+    from ..sinks.jsonl import read_frame_records
     from ..tracking import Tracker
-    from ..types import Pose
 
     cfg = load_config(args.config)
     acfg = cfg.actions.model_copy(update={"enabled": True, **({"model_path": args.model} if args.model else {})})
     engine = ActionEngine(acfg)
     tracker = Tracker(cfg.tracking)
-    fh = sys.stdin if args.input == "-" else None
-    if fh is None:
-        try:
-            fh = open(args.input, encoding="utf-8")
-        except FileNotFoundError:
-            raise EdgeposeError(f"recording {args.input} does not exist.", "record one with `edgepose run --jsonl FILE`.") from None
     n_events = 0
     if not args.json:
         print(f"{'time':>8s} {'track':>5s} {'action':14s} {'kind':8s} {'start':>8s} {'end':>8s} {'conf':>5s} extra")
@@ -221,20 +215,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
                 print(f"{now:8.2f} {e.track_id:5d} {e.action:14s} {e.kind:8s} {e.start:8.2f} {end:>8s} {e.confidence:5.2f} {extra}", flush=True)
 
     now = 0.0
-    with fh:
-        for ln, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                now = float(rec["ts"])
-                poses = [Pose.from_dict(d) for d in rec.get("people", [])]
-            except (ValueError, KeyError, TypeError) as e:
-                raise EdgeposeError(f"{args.input}:{ln} is not an edgepose frame record ({type(e).__name__}: {e}).",
-                                    "pass a file written by `edgepose run --jsonl`.") from None
-            if args.retrack or any(p.track_id is None for p in poses):
-                poses = tracker.update(poses, now)
-            emit(engine.update(poses, now))
+    for now, poses in read_frame_records(args.input):
+        if args.retrack or any(p.track_id is None for p in poses):
+            poses = tracker.update(poses, now)
+        emit(engine.update(poses, now))
     emit(engine.close())
     if not args.json:
         print(f"{n_events} events", file=sys.stderr)

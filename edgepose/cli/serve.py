@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import EdgeposeError
 
 log = logging.getLogger("edgepose.serve")
 

@@ -6,12 +6,13 @@ The record is documented in the README and by ``edgepose/schemas/frame.schema.js
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext as _nullcontext
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 from ..errors import EdgeposeError
-from ..types import FrameResult
+from ..types import FrameResult, Pose
 
 
 class JsonlSink:
@@ -48,3 +49,35 @@ class JsonlSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_frame_records(
+    path: str | Path,
+    *,
+    error: type[EdgeposeError] = EdgeposeError,
+    missing_fix: str = "record one with `edgepose run --jsonl FILE`.",
+    bad_fix: str = "pass a file written by `edgepose run --jsonl` or `edgepose listen --record`.",
+) -> Iterator[tuple[float, list[Pose]]]:
+    """``(timestamp, poses)`` per frame record of a JSONL recording (``-``: standard input).
+
+    ``error`` names the file and line of a record that does not parse.
+    """
+    p = Path(path)
+    if str(path) == "-":
+        fh: IO[str] = sys.stdin
+    else:
+        try:
+            fh = p.open(encoding="utf-8")
+        except FileNotFoundError:
+            raise error(f"recording {p} does not exist.", missing_fix) from None
+    with fh if fh is not sys.stdin else _nullcontext():
+        for ln, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                ts = float(rec["ts"])
+                poses = [Pose.from_dict(d) for d in rec.get("people", [])]
+            except (ValueError, KeyError, TypeError) as e:
+                raise error(f"{p}:{ln} is not an edgepose frame record ({type(e).__name__}: {e}).", bad_fix) from None
+            yield ts, poses

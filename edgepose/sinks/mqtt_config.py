@@ -99,8 +99,8 @@ class MqttConfig(BaseModel):
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol_alias(cls, v: Any) -> Any:
-        # TOML users write `protocol = 5` as often as `"5"`; also accept paho's names.
-        aliases = {5: "5", 5.0: "5", "v5": "5", "mqttv5": "5", "311": "3.1.1", "v311": "3.1.1", "mqttv311": "3.1.1", 3.11: "3.1.1"}
+        # TOML users write `protocol = 5` as often as `"5"` (5.0 == 5 hashes alike); also accept paho's names.
+        aliases = {5: "5", "v5": "5", "mqttv5": "5", "311": "3.1.1", "v311": "3.1.1", "mqttv311": "3.1.1", 3.11: "3.1.1"}
         key = v.lower() if isinstance(v, str) else v
         return aliases.get(key, v)
 
