@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgepose.service.outbox import Outbox
+from edgepose.sinks.outbox import Outbox
 from edgepose.sinks import payloads
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from edgepose.service.outbox import Outbox, OutboxError
+from edgepose.sinks.outbox import Outbox, OutboxError
 
 
 def test_fifo_ack_and_ids_never_reused(tmp_path):

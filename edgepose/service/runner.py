@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import SourceError
+from ..errors import EdgeposeError, SourceError
 from ..sinks.mqtt import MqttSink
 from ..types import ActionEvent, FrameResult
 from .notify import SystemdNotifier
@@ -69,6 +69,9 @@ class Service:
         self._stop = threading.Event()
         self._camera_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
+        #: The error that ended the service for good (a model that cannot load, a source out of attempts).
+        self.fatal: EdgeposeError | None = None
+        self._source_failed = False
         sink.status_fields = self.status_fields
 
     # -- control ---------------------------------------------------------------
@@ -86,6 +89,8 @@ class Service:
     def source_state_changed(self, state: Any) -> None:
         """``on_state`` callback of :func:`edgepose.sources.open_source` (a ``SourceState``)."""
         name = getattr(state, "state", str(state))
+        if name == "failed":
+            self._source_failed = True
         camera = {"connected": "ok", "connecting": "starting", "retrying": "unavailable", "failed": "unavailable"}.get(name)
         if camera is not None:
             self._set_camera(camera, getattr(state, "error", None) if camera == "unavailable" else None)
@@ -109,7 +114,12 @@ class Service:
 
     # -- main loop ---------------------------------------------------------------
     def run(self) -> int:
-        """Run until :meth:`stop`, or until the input ends (a file source). Returns a process exit code."""
+        """Run until :meth:`stop`, or until the input ends (a file source). Returns a process exit code.
+
+        0 after a stop, ``--max-frames`` or the end of a file; the error's ``exit_code`` (non-zero) when the
+        service cannot go on: a model that cannot load, a source that failed for good (out of reopen attempts),
+        any other :class:`EdgeposeError` from the frames. A camera that is merely missing is retried, not fatal.
+        """
         self.sink.start()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="edgepose-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -117,6 +127,11 @@ class Service:
         reason = "stopped"
         try:
             reason = self._loop()
+        except EdgeposeError as e:
+            # One line with the fix (the CLI's style), a retained offline status naming it, then a non-zero exit.
+            self.fatal = e
+            reason = f"error: {e.problem}"
+            log.error("service stopping: %s", e)
         except BaseException as e:
             reason = f"error: {type(e).__name__}"
             raise
@@ -131,7 +146,7 @@ class Service:
             drained = self.sink.close(reason=reason)
             log.info("service stopped (%s); outbox %s", reason, "drained" if drained else "kept for the next start")
             self.notifier.close()
-        return 0
+        return self.fatal.exit_code if self.fatal is not None else 0
 
     def _loop(self) -> str:
         delay = self.retry_min
@@ -160,6 +175,8 @@ class Service:
                 log.info("input ended after %d frames", self.frames_done)
                 return "input ended"
             except SourceError as e:
+                if self._source_failed:
+                    raise  # out of reopen attempts: retrying here would defeat retry_max_attempts
                 self._set_camera("unavailable", str(e))
                 log.error("camera unavailable: %s Retrying in %gs.", e, delay)
                 self._wait(delay)

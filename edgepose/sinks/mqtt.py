@@ -36,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from .. import __version__
 from ..errors import ConfigError, EdgeposeError
-from ..service.outbox import Outbox
+from .outbox import Outbox
 from ..types import ActionEvent, FrameResult
 from . import homeassistant, payloads
 from .mqtt_config import MqttConfig
