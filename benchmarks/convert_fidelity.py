@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="only the four default precisions")
     args = ap.parse_args(argv)
 
-    from convert.api import convert
-    from convert.calibration import list_images, load_calibration, split_held_out, video_frames
-    from convert.report import fidelity_report, format_table
-    from convert.sizes import parse_size
-    from convert.sources import load_source
-    from convert.tflite import QuantOptions
+    from edgepose_convert.api import convert
+    from edgepose_convert.calibration import list_images, load_calibration, split_held_out, video_frames
+    from edgepose_convert.report import fidelity_report, format_table
+    from edgepose_convert.sizes import parse_size
+    from edgepose_convert.sources import load_source
+    from edgepose_convert.tflite import QuantOptions
 
     size = parse_size(args.input_size)
     src = load_source(SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb")

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     args = ap.parse_args(argv)
 
-    from convert.relocalization.dataset import write_synthetic
-    from convert.relocalization.train import TrainSettings, format_table, train_and_export
+    from edgepose_convert.relocalization.dataset import write_synthetic
+    from edgepose_convert.relocalization.train import TrainSettings, format_table, train_and_export
 
     tmp = tempfile.TemporaryDirectory(prefix="reloc_bench_")
     work = Path(args.out) if args.out else Path(tmp.name)

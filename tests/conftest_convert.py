@@ -194,14 +194,14 @@ def run_graph(gd, x: np.ndarray, input_name: str, outputs: list[str]) -> list[np
 
 @functools.lru_cache(maxsize=None)
 def frozen_source():
-    from convert.sources import load_source
+    from edgepose_convert.sources import load_source
 
     return load_source(FROZEN)
 
 
 @functools.lru_cache(maxsize=None)
 def calibration_split() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    from convert.calibration import list_images, split_held_out
+    from edgepose_convert.calibration import list_images, split_held_out
 
     cal, ev = split_held_out(list_images(COCO))
     return tuple(cal), tuple(ev)
@@ -209,7 +209,7 @@ def calibration_split() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
 
 @functools.lru_cache(maxsize=None)
 def calibration_images() -> tuple:
-    from convert.calibration import load_calibration
+    from edgepose_convert.calibration import load_calibration
 
     return tuple(load_calibration(calibration_split()[0]))
 
@@ -217,8 +217,8 @@ def calibration_images() -> tuple:
 @functools.lru_cache(maxsize=None)
 def converted(precision: str, size: tuple[int, int], out_dir: str, io_type: str = "uint8", edgetpu: bool = False):
     """A conversion of the real 0.50 model, done once per session."""
-    from convert.api import convert
-    from convert.tflite import QuantOptions
+    from edgepose_convert.api import convert
+    from edgepose_convert.tflite import QuantOptions
 
     cal = list(calibration_images()) if precision == "int8" else None
     tag = f"{precision}_{size[0]}x{size[1]}_{io_type}{'_tpu' if edgetpu else ''}"

@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from convert.api import convert, probe_input  # noqa: E402
-from convert.calibration import preprocess  # noqa: E402
-from convert.edgetpu import compatibility_report  # noqa: E402
-from convert.errors import ConvertError  # noqa: E402
-from convert.sources import load_source  # noqa: E402
-from convert.tflite import QuantOptions, TFLiteRunner  # noqa: E402
+from edgepose_convert.api import convert, probe_input  # noqa: E402
+from edgepose_convert.calibration import preprocess  # noqa: E402
+from edgepose_convert.edgetpu import compatibility_report  # noqa: E402
+from edgepose_convert.errors import ConvertError  # noqa: E402
+from edgepose_convert.sources import load_source  # noqa: E402
+from edgepose_convert.tflite import QuantOptions, TFLiteRunner  # noqa: E402
 from edgepose.cli import main  # noqa: E402
 from edgepose.model.flatbuf import read_metadata  # noqa: E402
 from edgepose.model.posenet import load_posenet  # noqa: E402
@@ -145,9 +145,9 @@ def test_int8_io_type_flag(out_dir, couple):
 
 def test_equalization_keeps_the_float_function(couple):
     """The rewrite only moves scale between layers: held-out outputs are those of the source."""
-    from convert.calibration import augment
-    from convert.equalize import activation_maxima, channel_scales, equalize, find_chains
-    from convert.sources import with_graph
+    from edgepose_convert.calibration import augment
+    from edgepose_convert.equalize import activation_maxima, channel_scales, equalize, find_chains
+    from edgepose_convert.sources import with_graph
 
     src = frozen_source()
     chains = find_chains(src.graph.graph_def)
@@ -184,7 +184,7 @@ def test_output_aware_rounding_reduces_int8_error(tmp_path):
 
 
 def test_channel_scales_rules():
-    from convert.equalize import channel_scales
+    from edgepose_convert.equalize import channel_scales
 
     s = channel_scales(np.array([6.0, 3.0, 0.5, 0.0, 1e-9], np.float32), 6.0, 8.0, 2.0)
     np.testing.assert_allclose(s, [1.0, 1.0, 6.0, 1.0, 1.0])  # 6/(2*0.5) = 6; dead channels untouched
@@ -222,7 +222,7 @@ def test_tfjs_float_gives_the_frozen_graph_outputs(fuse, tmp_path, out_dir, coup
 
 @pytest.mark.parametrize("quant", ["uint8", "uint16"], ids=["quantBytes1", "quantBytes2"])
 def test_tfjs_quantized_weights(quant, tmp_path, couple):
-    from convert import tfjs
+    from edgepose_convert import tfjs
 
     mj = write_tfjs_graph_model(tmp_path / "tfjs", quant=quant)
     doc = json.loads(mj.read_text())
@@ -247,8 +247,8 @@ def test_tfjs_quantized_weights(quant, tmp_path, couple):
 
 def test_tfjs_resnet_naming_stride_and_input_convention(tmp_path):
     """ResNet50 PoseNet from tfjs: roles from Google's names, stride 32, ImageNet-mean input folded in."""
-    from convert import tfjs
-    from convert.sources import RESNET_IMAGENET_MEAN
+    from edgepose_convert import tfjs
+    from edgepose_convert.sources import RESNET_IMAGENET_MEAN
 
     gd = tiny_resnet_graph()
     folder = tmp_path / "resnet"

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.calibration import load_calibration, split_held_out, list_images, video_frames
-from convert.edgetpu import EDGETPU_OPS, INSTALL_HINT, compatibility_report, compile_model, parse_compiler_log
-from convert.errors import ConvertError
-from convert.model_types import POSENET, posenet_metadata
-from convert.report import keypoint_errors, summarize_errors
-from convert.sizes import check_input_size, nearest_valid_sides, parse_size
-from convert.sources import detect_format
-from convert.tfjs import dequantize, read_weights
-from convert.tflite import map_output_roles
+from edgepose_convert.calibration import load_calibration, split_held_out, list_images, video_frames
+from edgepose_convert.edgetpu import EDGETPU_OPS, INSTALL_HINT, compatibility_report, compile_model, parse_compiler_log
+from edgepose_convert.errors import ConvertError
+from edgepose_convert.model_types import POSENET, posenet_metadata
+from edgepose_convert.report import keypoint_errors, summarize_errors
+from edgepose_convert.sizes import check_input_size, nearest_valid_sides, parse_size
+from edgepose_convert.sources import detect_format
+from edgepose_convert.tfjs import dequantize, read_weights
+from edgepose_convert.tflite import map_output_roles
 from edgepose.types import KEYPOINT_NAMES, Pose
 
 from .conftest_convert import COCO, FROZEN, REPO, SHARED, VIDEO, tfjs_quantize
@@ -154,7 +154,7 @@ def test_output_roles_matched_by_values_not_order():
 # --------------------------------------------------------------------------- rounding
 
 def test_best_rounding_beats_nearest_under_the_patch_covariance():
-    from convert.rounding import LEVELS, best_rounding
+    from edgepose_convert.rounding import LEVELS, best_rounding
 
     rng = np.random.default_rng(7)
     for _ in range(20):
@@ -171,7 +171,7 @@ def test_best_rounding_beats_nearest_under_the_patch_covariance():
 
 
 def test_descend_rounding_never_worse_than_nearest():
-    from convert.rounding import LEVELS, descend_rounding
+    from edgepose_convert.rounding import LEVELS, descend_rounding
 
     rng = np.random.default_rng(11)
     w = rng.normal(size=(64, 8)) * rng.uniform(0.01, 2, size=(1, 8))

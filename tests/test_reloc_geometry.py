@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.relocalization import scene as sc
-from convert.relocalization.dataset import DatasetError, read_dataset, split_file, write_dataset, write_synthetic
+from edgepose_convert.relocalization import scene as sc
+from edgepose_convert.relocalization.dataset import DatasetError, read_dataset, split_file, write_dataset, write_synthetic
 from edgepose.relocalization.geometry import (
     mean_quaternion,
     normalize_quaternion,

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from convert.relocalization import train as T  # noqa: E402
-from convert.relocalization.dataset import load_images, read_dataset, write_synthetic  # noqa: E402
-from convert.relocalization.model import build_model, kendall_loss, orientation_loss, position_loss  # noqa: E402
+from edgepose_convert.relocalization import train as T  # noqa: E402
+from edgepose_convert.relocalization.dataset import load_images, read_dataset, write_synthetic  # noqa: E402
+from edgepose_convert.relocalization.model import build_model, kendall_loss, orientation_loss, position_loss  # noqa: E402
 from edgepose.errors import EdgeposeError, ModelError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ sys.modules["tensorflow"] = None  # the device has no TensorFlow: importing it m
 import cv2, numpy as np
 import edgepose.relocalization  # registers the model type
 from edgepose.model.registry import open_model, model_type_of
-import convert.relocalization.train, convert.relocalization.dataset  # `edgepose reloc eval` runs on the device too
+import edgepose_convert.relocalization.train, edgepose_convert.relocalization.dataset  # `edgepose reloc eval` runs on the device too
 out = []
 for path in sys.argv[2:]:
     est = open_model(path, threads=2)

@@ -27,7 +27,7 @@ NORM_EPS = 1e-12
 
 
 def _tf():
-    from convert.errors import import_tensorflow
+    from edgepose_convert.errors import import_tensorflow
 
     return import_tensorflow()
 

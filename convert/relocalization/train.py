@@ -11,7 +11,7 @@ The whole path a user runs with ``edgepose reloc train``:
 4. evaluate on the held-out split: median position / orientation error against
    the mean-pose baseline (the training set's mean position and mean rotation);
 5. export ``.tflite`` in each precision through the converter's machinery
-   (:func:`convert.tflite.convert_function`, int8 calibrated on training images),
+   (:func:`edgepose_convert.tflite.convert_function`, int8 calibrated on training images),
    write edgepose metadata, and evaluate each file with the *device* runtime
    (:class:`edgepose.relocalization.CameraPoseEstimator`) on the full-size test
    images, with its latency.
@@ -152,7 +152,7 @@ def to_model_input(images_rgb: np.ndarray) -> np.ndarray:
 
 def compile_model(model: Any, beta: float, learning_rate: Any = 1e-3) -> Any:
     """Compile with Kendall's loss: the heads' losses summed with weights 1 (position) and ``beta`` (orientation)."""
-    from convert.errors import import_tensorflow
+    from edgepose_convert.errors import import_tensorflow
 
     from .model import orientation_loss, position_loss
 
@@ -168,7 +168,7 @@ def compile_model(model: Any, beta: float, learning_rate: Any = 1e-3) -> Any:
 def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarray, settings: TrainSettings = TrainSettings(),
           validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, progress: bool = True) -> Trained:
     """Train on cropped RGB uint8 images ``(N, s, s, 3)`` with their poses (Kendall's loss)."""
-    from convert.errors import import_tensorflow
+    from edgepose_convert.errors import import_tensorflow
 
     from .model import build_model
 
@@ -249,10 +249,10 @@ class ExportResult:
 def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibration_rgb: np.ndarray | None = None,
                   name: str = "reloc", scene: str = "scene", units: str = "m", progress: bool = True) -> ExportResult:
     """Write ``out`` (``.tflite`` in ``precision``: float32, float16, dynamic or int8) with edgepose metadata."""
-    from convert import edgetpu as etpu
-    from convert.errors import ConvertError, import_tensorflow
-    from convert.model_types import PRECISIONS
-    from convert.tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
+    from edgepose_convert import edgetpu as etpu
+    from edgepose_convert.errors import ConvertError, import_tensorflow
+    from edgepose_convert.model_types import PRECISIONS
+    from edgepose_convert.tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
     from edgepose.model.flatbuf import write_metadata
 
     tf = import_tensorflow()

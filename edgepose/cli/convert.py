@@ -94,15 +94,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
         precisions.insert(0, "float32")  # the report's baseline
 
     # Everything below needs TensorFlow; the convert package imports it on use.
-    from convert import errors as cerr
+    from edgepose_convert import errors as cerr
 
     cerr.import_tensorflow()
-    from convert.api import convert, default_output_path
-    from convert.calibration import list_images, load_calibration, split_held_out
-    from convert.report import fidelity_report, format_table, write_report
-    from convert.sizes import parse_size
-    from convert.sources import load_source
-    from convert.tflite import QuantOptions
+    from edgepose_convert.api import convert, default_output_path
+    from edgepose_convert.calibration import list_images, load_calibration, split_held_out
+    from edgepose_convert.report import fidelity_report, format_table, write_report
+    from edgepose_convert.sizes import parse_size
+    from edgepose_convert.sources import load_source
+    from edgepose_convert.tflite import QuantOptions
 
     progress = not args.no_progress and sys.stderr.isatty()
     src = load_source(args.source, architecture=args.architecture, multiplier=args.multiplier, outputs=_outputs(args.outputs))
@@ -152,7 +152,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _check_edgetpu(path: Path) -> int:
-    from convert.edgetpu import compatibility_report
+    from edgepose_convert.edgetpu import compatibility_report
 
     try:
         buf = path.read_bytes()

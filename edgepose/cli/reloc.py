@@ -87,7 +87,7 @@ def _need_tf() -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from convert.relocalization.dataset import write_synthetic
+    from edgepose_convert.relocalization.dataset import write_synthetic
 
     if args.train < 2 or args.test < 1:
         raise EdgeposeError("--train must be >= 2 and --test >= 1.", "fix the counts.")
@@ -98,8 +98,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from convert.model_types import PRECISIONS
-    from convert.relocalization.train import TrainSettings, format_table, train_and_export
+    from edgepose_convert.model_types import PRECISIONS
+    from edgepose_convert.relocalization.train import TrainSettings, format_table, train_and_export
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     bad = [p for p in precisions if p not in PRECISIONS]
@@ -123,8 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from convert.relocalization.dataset import read_bgr, read_dataset, split_file
-    from convert.relocalization.train import MeanPose, evaluate_tflite, pose_errors
+    from edgepose_convert.relocalization.dataset import read_bgr, read_dataset, split_file
+    from edgepose_convert.relocalization.train import MeanPose, evaluate_tflite, pose_errors
 
     ds = read_dataset(split_file(args.data, args.split))
     res = {"model": evaluate_tflite(args.model, read_bgr(ds, progress=True), ds.positions, ds.orientations, threads=args.threads, progress=True)}
