@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from ..errors import EdgeposeError
 
 log = logging.getLogger("edgepose.listen")
 
@@ -29,7 +31,7 @@ def register(sub: Any) -> None:
         "listen",
         help="subscribe to a device's MQTT topics; print them or record frames to JSONL",
         description="Subscribe to <prefix>/# of a device (or all devices with --device '+') and print each message "
-        "as `topic json`, or record the poses and events to JSON Lines with --record.",
+        "as `topic json`, or record the poses and events to JSON Lines with --jsonl.",
     )
     p.add_argument("--config", "-c", help="device config (TOML) whose [mqtt] section gives broker, TLS and credentials")
     p.add_argument("--host", help="broker host (overrides the config)")
@@ -37,112 +39,60 @@ def register(sub: Any) -> None:
     p.add_argument("--device", help="device id to listen to ('+' for every device; default: the config's device_id)")
     p.add_argument("--username", help="broker user name (overrides the config)")
     p.add_argument("--password-env", help="environment variable holding the password")
-    p.add_argument("--record", metavar="JSONL", help="append frame records to this file instead of printing")
+    p.add_argument("--jsonl", metavar="FILE", help="append frame records to this file (as `edgepose run --jsonl`) instead of printing")
+    p.add_argument("--record", dest="jsonl", help=argparse.SUPPRESS)  # its name before 0.1: kept for scripts
     p.add_argument("--frames", type=int, default=None, help="stop after this many poses messages")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="give up with an error when the broker is not reached within this time (default 10)")
     p.set_defaults(func=run)
-
-
-class Recorder:
-    """Turns ``poses`` and ``events`` payloads into frame records.
-
-    Events travel on their own topic (QoS 1) and can arrive a little after the
-    poses of their frame, so the last :attr:`hold` frames stay in memory to
-    receive them before they are written. An event goes to the record of its
-    frame, or the next recorded one when poses are rate-limited.
-    """
-
-    def __init__(self, out: IO[str], hold: int = 30):
-        self.out = out
-        self.hold = hold
-        self.buffer: list[dict[str, Any]] = []  # frame records not yet written, frames increasing
-        self.early: list[dict[str, Any]] = []  # events for frames not received yet
-        self.seen: set[tuple[str, int]] = set()
-        self.written = 0
-
-    @staticmethod
-    def _attach(rec: dict[str, Any], event: dict[str, Any]) -> None:
-        rec.setdefault("_events", []).append(event)
-
-    def add_event(self, payload: dict[str, Any]) -> None:
-        key = (payload.get("device", ""), int(payload["seq"]))
-        if key in self.seen:
-            return
-        self.seen.add(key)
-        f = payload.get("frame")
-        target = next((r for r in self.buffer if f is None or r["frame"] >= f), None)
-        if target is None:
-            self.early.append(payload)
-        else:
-            self._attach(target, payload)  # its frame, the next recorded one, or (too late) the oldest held
-
-    def add_poses(self, payload: dict[str, Any]) -> None:
-        from ..sinks.payloads import frame_record
-
-        rec = frame_record(payload)
-        keep = []
-        for e in self.early:
-            if e.get("frame") is None or e["frame"] <= rec["frame"]:
-                self._attach(rec, e)
-            else:
-                keep.append(e)
-        self.early = keep
-        self.buffer.append(rec)
-        while len(self.buffer) > self.hold:
-            self._write(self.buffer.pop(0))
-
-    def _write(self, rec: dict[str, Any]) -> None:
-        events = rec.pop("_events", [])
-        if events:
-            rec["events"] = [e["event"] for e in sorted(events, key=lambda e: e["seq"])]
-        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self.out.flush()
-        self.written += 1
-
-    def close(self) -> None:
-        if self.buffer and self.early:  # events of frames that never came: keep them with the last frame
-            for e in self.early:
-                self._attach(self.buffer[-1], e)
-            self.early = []
-        while self.buffer:
-            self._write(self.buffer.pop(0))
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
+    from ..sinks.jsonl import JsonlSink
     from ..sinks.mqtt import connect_kwargs, explain_connect_failure, explain_refusal, new_client
     from ..sinks.payloads import decode_poses
+    from ..sinks.recorder import MqttRecorder
 
     cfg = load_config(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("username", args.username),
                                    ("password_env", args.password_env)) if v is not None}
     mcfg = cfg.mqtt.model_copy(update=overrides)
     device = args.device or cfg.device_id
-    prefix = mcfg.topic_prefix.replace("{device_id}", device).rstrip("/")
+    prefix = mcfg.prefix(device)
     client = new_client(mcfg, f"edgepose-listen-{device.replace('+', 'all')}-{int(time.time() * 1000) % 10**8}")
     client.reconnect_delay_set(mcfg.backoff_min, mcfg.backoff_max)  # type: ignore[arg-type]
 
     done = threading.Event()
+    connected = threading.Event()
     lock = threading.Lock()
-    out_file = open(Path(args.record), "a", encoding="utf-8") if args.record else None
-    recorder = Recorder(out_file) if out_file else None
-    bar = tqdm(unit=" frames", desc=f"recording {args.record}", disable=None) if recorder else None
+    #: (problem, fix) of the last failed attempt: the error when no attempt ever succeeds.
+    failure: list[tuple[str, str]] = []
+    out_path = Path(args.jsonl) if args.jsonl else None
+    existed = out_path is not None and out_path.exists()
+    recorder = MqttRecorder(JsonlSink(out_path, append=True)) if out_path else None
+    bar = tqdm(unit=" frames", desc=f"recording {args.jsonl}", disable=None) if recorder else None
     poses_seen = 0
     closed = False
 
+    def report(problem: str, fix: str) -> None:
+        failure[:] = [(problem, fix)]
+        # Before the first connection the final error says it once; after, every drop is worth a line.
+        log.log(logging.WARNING if connected.is_set() else logging.INFO, "%s Fix: %s Retrying with back-off.", problem, fix)
+
     def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            problem, fix = explain_refusal(reason, mcfg.host, mcfg.port, mcfg)
-            log.error("%s Fix: %s Retrying with back-off.", problem, fix)
+            report(*explain_refusal(reason, mcfg.host, mcfg.port, mcfg))
             return
+        connected.set()
         c.subscribe(f"{prefix}/#", qos=1)
         log.info("listening on %s:%d to %s/#", mcfg.host, mcfg.port, prefix)
 
     def on_connect_fail(c: Any, userdata: Any) -> None:
-        problem, fix = explain_connect_failure(sys.exc_info()[1], mcfg.host, mcfg.port, mcfg.tls.enabled)
-        log.error("%s Fix: %s Retrying with back-off.", problem, fix)
+        report(*explain_connect_failure(sys.exc_info()[1], mcfg.host, mcfg.port, mcfg.tls.enabled))
 
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
         nonlocal poses_seen
@@ -174,14 +124,21 @@ def run(args: argparse.Namespace) -> int:
     client.on_connect_fail = on_connect_fail
     client.on_message = on_message
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    start = time.monotonic()
     client.connect_async(mcfg.host, mcfg.port, keepalive=mcfg.keepalive, **connect_kwargs(mcfg))
     client.loop_start()
     try:
-        if done.wait(args.timeout) and recorder is not None:
-            time.sleep(EVENT_GRACE)  # events of the last frame arrive just behind its poses
+        first_wait = args.connect_timeout if args.timeout is None else min(args.connect_timeout, args.timeout)
+        while not connected.is_set() and not done.is_set() and time.monotonic() - start < first_wait:
+            connected.wait(0.05)
+        if connected.is_set():
+            left = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - start))
+            if done.wait(left) and recorder is not None:
+                time.sleep(EVENT_GRACE)  # events of the last frame arrive just behind its poses
     except KeyboardInterrupt:
         pass
     finally:
+        waited = time.monotonic() - start
         done.set()
         with lock:
             closed = True
@@ -194,7 +151,12 @@ def run(args: argparse.Namespace) -> int:
                 if bar is not None:
                     bar.update(recorder.written - before)
                     bar.close()
-                log.warning("recorded %d frame(s) to %s", recorder.written, args.record)
-            if out_file is not None:
-                out_file.close()
+    if not connected.is_set():
+        if out_path is not None and not existed and out_path.exists() and out_path.stat().st_size == 0:
+            out_path.unlink()  # nothing was recorded: leave no empty file behind
+        problem, fix = failure[0] if failure else (
+            f"MQTT broker {mcfg.host}:{mcfg.port} did not answer.", "check --host/--port (or mqtt.host/mqtt.port) and that the broker runs.")
+        raise EdgeposeError(f"{problem.rstrip('.')}; not connected after {waited:.1f} s.", fix)
+    if recorder is not None:
+        print(f"edgepose listen: recorded {recorder.written} frame(s) to {args.jsonl}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ import json
 from contextlib import nullcontext as _nullcontext
 import sys
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 from ..errors import EdgeposeError
 from ..types import FrameResult, Pose
@@ -18,7 +18,7 @@ from ..types import FrameResult, Pose
 class JsonlSink:
     """Writes one line per frame to a file (``-`` for standard output)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, append: bool = False):
         self.path = str(path)
         if self.path == "-":
             self._fh: IO[str] = sys.stdout
@@ -28,16 +28,20 @@ class JsonlSink:
             if not p.parent.exists():
                 raise EdgeposeError(f"cannot write {p}: folder {p.parent} does not exist.", "create the folder or choose another --jsonl path.")
             try:
-                self._fh = p.open("w", encoding="utf-8")
+                self._fh = p.open("a" if append else "w", encoding="utf-8")
             except OSError as e:
                 raise EdgeposeError(f"cannot write {p}: {e.strerror}.", "choose a writable --jsonl path.") from None
             self._own = True
         self.count = 0
 
     def write(self, result: FrameResult) -> None:
-        self._fh.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+        self.write_record(result.to_dict())
+
+    def write_record(self, record: dict[str, Any], *, flush: bool = False) -> None:
+        """One frame record (``frame.schema.json``) that is already a dict, e.g. received over MQTT."""
+        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.count += 1
-        if not self._own:
+        if flush or not self._own:
             self._fh.flush()  # a pipe reader sees every frame as it happens
 
     def close(self) -> None:
@@ -56,7 +60,7 @@ def read_frame_records(
     *,
     error: type[EdgeposeError] = EdgeposeError,
     missing_fix: str = "record one with `edgepose run --jsonl FILE`.",
-    bad_fix: str = "pass a file written by `edgepose run --jsonl` or `edgepose listen --record`.",
+    bad_fix: str = "pass a file written by `edgepose run --jsonl` or `edgepose listen --jsonl`.",
 ) -> Iterator[tuple[float, list[Pose]]]:
     """``(timestamp, poses)`` per frame record of a JSONL recording (``-``: standard input).
 
