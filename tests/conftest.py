@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The MQTT fixtures (real Mosquitto brokers, real poses) for every test module that asks for them.
+pytest_plugins = ["tests.conftest_mqtt"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CORAL = SHARED / "models" / "coral"

@@ -1,7 +1,7 @@
 """Fixtures for the MQTT / service tests: real Mosquitto brokers and real poses.
 
-Registered with ``pytest_plugins = ["tests.conftest_mqtt"]`` in the test
-modules' package conftest, or imported by the test modules directly.
+Registered for every test module by ``pytest_plugins`` in ``tests/conftest.py``;
+modules import only its plain helpers and constants (``frame``, ``people``, ``SHARED``...).
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import pytest
 
 from edgepose.config import EdgeposeConfig, load_config
 from edgepose.errors import ConfigError
+from edgepose.model import zoo
 from edgepose.profiles import (
     deep_merge,
     detect_board,
@@ -67,7 +68,6 @@ def test_board_profile_contents(name):
     data = read_toml(BOARDS / f"{name}.toml")
     # Profiles only hold what depends on the hardware.
     assert set(data) <= {"model", "source", "decode"}, set(data)
-    zoo = pytest.importorskip("edgepose.model.zoo")
     entry = zoo.lookup(data["model"]["path"])
     assert entry is not None, data["model"]["path"]
     edgetpu = data["model"].get("edgetpu", "auto")

@@ -14,17 +14,7 @@ from edgepose.sinks import payloads
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import ActionEvent
-from tests.conftest_mqtt import (  # noqa: F401 - fixtures
-    BROKER_PASSWORD,
-    BROKER_USER,
-    broker,
-    certs,
-    frame,
-    people,
-    persistent_broker,
-    real_poses,
-    tls_broker,
-)
+from tests.conftest_mqtt import BROKER_PASSWORD, BROKER_USER, frame
 from tests.mosquitto import Mosquitto, Subscriber, free_port, make_certs, make_password_file
 
 DEVICE = "shelf-pi"

@@ -12,7 +12,7 @@ from edgepose.errors import ConfigError
 from edgepose.sinks import payloads
 from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
-from tests.conftest_mqtt import frame, people, rand_pose, real_poses  # noqa: F401 - fixture
+from tests.conftest_mqtt import frame, people, rand_pose
 
 
 def validate(name: str, obj: dict) -> None:

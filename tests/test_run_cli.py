@@ -44,7 +44,6 @@ def test_image_to_jsonl_finds_both_people(tmp_path):
 
 def test_video_demo_writes_annotated_video_and_jsonl(tmp_path):
     """The seed article's demo: read the clip, decode up to 10 poses, draw, write a video."""
-    pytest.importorskip("edgepose.draw")
     video, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
     rc = main(["run", "--source", str(VIDEO), "--output", str(video), "--jsonl", str(jsonl), "--max-frames", "24", "-q"])
     assert rc == 0

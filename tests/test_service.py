@@ -12,16 +12,14 @@ import time
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 from edgepose.errors import SourceError
-from edgepose.service.replay import frame_from_record, read_records
 from edgepose.service.runner import Service
 from edgepose.sinks import payloads
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import ActionEvent
-from tests.conftest_mqtt import SHARED, TEST_MODEL, broker, frame, real_poses  # noqa: F401 - fixtures
+from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
 from tests.mosquitto import Mosquitto, Subscriber, free_port
 
 DEVICE = "shelf-pi"
@@ -231,88 +229,3 @@ def test_unplugged_live_camera_through_real_sources(broker, tmp_path):
     sub.close()
     err = next(d["camera_error"] for d in sub.json_on("/status") if d.get("camera") == "unavailable")
     assert "video97" in err
-
-
-@pytest.mark.parametrize("encoding", ["json", "binary"])
-def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding):
-    out = tmp_path / "rec.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", DEVICE, "--record", str(out), "--frames", "20", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while f"Sending SUBACK to edgepose-listen-{DEVICE}" not in broker.log_text():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
-    sink = MqttSink(cfg, DEVICE).start()
-    assert sink.wait_connected(10)
-    sent = []
-    for i in range(20):
-        ev = [ActionEvent(2, "squat", "count", i / 30, count=i // 5)] if i % 5 == 4 else []
-        fr = frame(i, real_poses, ev)
-        sent.append(fr)
-        sink.publish_frame(fr)
-        time.sleep(0.01)
-    sink.close()
-    code, err = finish(proc)
-    assert code == 0, err
-    records = read_records(out)
-    assert [r["frame"] for r in records] == list(range(20))
-    for r in records:
-        jsonschema.Draft202012Validator(payloads.load_schema("frame")).validate(r)
-    events = [(r["frame"], e["count"]) for r in records for e in r.get("events", [])]
-    assert events == [(4, 0), (9, 1), (14, 2), (19, 3)]
-    tol = 0.13 if encoding == "binary" else 0.051
-    for r, fr in zip(records, sent):
-        back = frame_from_record(r)
-        assert len(back.poses) == len(fr.poses)
-        for p, q in zip(back.poses, fr.poses):
-            assert p.track_id == q.track_id
-            assert abs(p.keypoints - q.keypoints).max() <= tol
-
-
-def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", "+", "--frames", "2", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while "Sending SUBACK to edgepose-listen" not in broker.log_text():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary")
-    sink = MqttSink(cfg, DEVICE).start()
-    assert sink.wait_connected(10)
-    sink.publish_frame(frame(0, real_poses))
-    sink.publish_frame(frame(1, real_poses))
-    out, err = proc.communicate(timeout=30)
-    sink.close()
-    assert proc.returncode == 0, err
-    lines = [ln.split(" ", 1) for ln in out.splitlines()]
-    poses = [json.loads(body) for topic, body in lines if topic == f"edgepose/{DEVICE}/poses"]
-    assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
-    assert any(topic == f"edgepose/{DEVICE}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
-    check_schema("x/poses", json.dumps(poses[0]).encode())
-
-
-def test_recorder_attaches_late_early_and_duplicate_events():
-    import io
-
-    from edgepose.cli.listen import Recorder
-
-    out = io.StringIO()
-    r = Recorder(out, hold=3)
-    ev = lambda seq, f: {"v": 1, "device": DEVICE, "seq": seq, "frame": f, "ts": 0.0,  # noqa: E731
-                         "event": {"track_id": 1, "action": "wave", "kind": "instant", "start": 0.0, "end": None, "confidence": 1.0}}
-    poses = lambda f: {"v": 1, "device": DEVICE, "frame": f, "ts": f / 30, "width": 4, "height": 3, "people": []}  # noqa: E731
-    r.add_event(ev(1, 0))  # before its frame arrived
-    for f in (0, 1, 2, 4, 5):  # frame 3 decimated away
-        r.add_poses(poses(f))
-    r.add_event(ev(2, 2))  # two frames late, still held
-    r.add_event(ev(3, 3))  # a decimated frame: goes to the next recorded one
-    r.add_event(ev(3, 3))  # at-least-once duplicate
-    r.add_event(ev(4, 9))  # a frame that never comes
-    r.close()
-    recs = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [rec["frame"] for rec in recs] == [0, 1, 2, 4, 5]
-    assert [(rec["frame"], len(rec.get("events", []))) for rec in recs] == [(0, 1), (1, 0), (2, 1), (4, 1), (5, 1)]
-    assert all("device" not in rec and "_events" not in rec for rec in recs)

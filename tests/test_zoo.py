@@ -496,7 +496,6 @@ def test_cli_errors_are_one_line(cache, capsys):
     ],
 )
 def test_cli_info_reports_what_the_runtime_detects(cache, monkeypatch, capsys, name, hw, decoder, edgetpu):
-    pytest.importorskip("edgepose.model.posenet")
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", str(MIRROR))
     assert cli_main(["models", "info", name, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -516,7 +515,6 @@ def test_cli_info_reports_what_the_runtime_detects(cache, monkeypatch, capsys, n
 
 
 def test_cli_info_on_a_non_model_file_is_a_clear_error(tmp_path, capsys):
-    pytest.importorskip("edgepose.model.posenet")
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"<html>not found</html>")
     assert cli_main(["models", "info", str(bad)]) == 2
