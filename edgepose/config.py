@@ -38,16 +38,19 @@ class ModelConfig(BaseModel):
 
 
 class DecodeConfig(BaseModel):
+    """Decoder settings; one left out is the model's own (Coral decoder op, edgepose metadata), else
+    edgepose's default (10 poses, 0.25, 0.25, 20 px, multi). See edgepose/decoder_settings.py."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_poses: int = Field(10, ge=1, le=100)
+    max_poses: int | None = Field(None, ge=1, le=100)
     #: Minimum pose score (seed article: 0.25) and the root-part threshold of the decoder.
-    min_pose_score: float = Field(0.25, ge=0.0, le=1.0)
-    min_part_score: float = Field(0.25, ge=0.0, le=1.0)
+    min_pose_score: float | None = Field(None, ge=0.0, le=1.0)
+    min_part_score: float | None = Field(None, ge=0.0, le=1.0)
     #: Radius in model-input pixels within which two poses' parts are the same part.
-    nms_radius: float = Field(20.0, gt=0.0)
+    nms_radius: float | None = Field(None, gt=0.0)
     #: ``multi`` decodes every person; ``single`` the argmax pose (faster, one person).
-    mode: Literal["multi", "single"] = "multi"
+    mode: Literal["multi", "single"] | None = None
 
 
 class EdgeposeConfig(BaseModel):

@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterator
 
 from .config import EdgeposeConfig
+from .decoder_settings import model_settings, resolve_decoder_settings
 from .sources import FrameSource, open_source
 from .types import Frame, FrameResult
 
@@ -28,7 +29,8 @@ _END = object()
 class Pipeline:
     """Runs one model over frames with the settings of one :class:`EdgeposeConfig`."""
 
-    def __init__(self, config: EdgeposeConfig | None = None, *, model: Any = None):
+    def __init__(self, config: EdgeposeConfig | None = None, *, model: Any = None, decode_flags: dict | None = None):
+        """``decode_flags``: decoder settings given on the command line (they win over the config and the model)."""
         self.config = config = config or EdgeposeConfig()
         if model is None:
             from .model.registry import open_model
@@ -44,6 +46,9 @@ class Pipeline:
                 "put a relocalization model under [relocalization] model = ..., and a keypoint model in model.path.",
             )
         self.model = model
+        # Flag > device config > the model's own settings > built-in defaults, key by key.
+        self.decoder = resolve_decoder_settings(decode_flags, config.decode, *model_settings(model))
+        log.info("decoder: %s", self.decoder.describe())
         self.tracker = None
         if config.tracking.enabled:
             from .tracking import Tracker
@@ -65,7 +70,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ one frame
     def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool) -> FrameResult:
-        d = self.config.decode
+        d = self.decoder
         t0 = time.perf_counter()
         self.model.invoke(tensor)
         t1 = time.perf_counter()

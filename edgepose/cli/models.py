@@ -43,6 +43,7 @@ def register(subparsers) -> None:
     info = sub.add_parser("info", help="what the runtime detects in a model file or registry model")
     info.add_argument("model", metavar="PATH_OR_NAME")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--config", "-c", help="device config (TOML) whose [decode] settings apply on top of the model's")
     info.set_defaults(func=cmd_info)
 
 
@@ -165,19 +166,32 @@ def _static_info(path, reason: str) -> dict:
     }
 
 
-def model_info(name_or_path: str) -> dict:
-    """What the runtime detects in a model: the loader's ``info()``, or the flatbuffer's if it cannot run here."""
+def model_info(name_or_path: str, decode_config=None) -> dict:
+    """What the runtime detects in a model: the loader's ``info()``, or the flatbuffer's if it cannot run here.
+
+    ``decoder_settings`` are the settings ``run``/``serve`` use with this model and no flags
+    (``decode_config``: a device config's ``[decode]`` section), each with where it came from.
+    """
     import dataclasses
 
+    from ..decoder_settings import model_settings, resolve_decoder_settings
     from ..errors import RuntimeMissingError
     from ..model import zoo
-    from ..model.posenet import load_posenet  # the runtime's own loader, so this is what `run` will see
+
+    # The runtime's own loader, so this is what `run` will see.
+    from ..model.posenet import load_posenet
 
     path = zoo.resolve_model(name_or_path)
     try:
-        info = dataclasses.asdict(load_posenet(path, threads=1).info())
+        model = load_posenet(path, threads=1)
+        info = dataclasses.asdict(model.info())
+        settings = resolve_decoder_settings(None, decode_config, *model_settings(model))
     except RuntimeMissingError as e:  # Edge TPU build without libedgetpu / a Coral device
         info = _static_info(path, e.problem)
+        op = info["decoder_op"]
+        from_op = {} if not op else {"max_poses": op["max_detections"], "min_pose_score": op["score_threshold"], "nms_radius": op["nms_radius"]}
+        settings = resolve_decoder_settings(None, decode_config, from_op, "model: Coral decoder op")
+    info["decoder_settings"] = settings.to_dict()
     entry = None if path.exists() and str(path) == str(name_or_path) else zoo.lookup(name_or_path)
     info["path"] = str(path)
     info["registry"] = None if entry is None else {"name": entry.name, "verified": entry.verified}
@@ -185,7 +199,12 @@ def model_info(name_or_path: str) -> dict:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = model_info(args.model)
+    decode_config = None
+    if args.config:
+        from ..profiles import load_device_config
+
+        decode_config = load_device_config(args.config).decode
+    info = model_info(args.model, decode_config)
     if args.json:
         print(json.dumps(info, default=str))
         return 0
@@ -205,6 +224,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             if not dec
             else " ".join(f"{k}={v}" for k, v in dec.items()) + " (Coral's PosenetDecoderOp, cut off: edgepose decodes in numpy)",
         ),
+        ("decoder", ", ".join(f"{k} {v['value']:g} ({v['source']})" if isinstance(v["value"], float)
+                                       else f"{k} {v['value']} ({v['source']})" for k, v in info["decoder_settings"].items())),
         ("edge tpu", "yes" if info["edgetpu"] else "no"),
         ("metadata", "none" if not info["metadata"] else json.dumps(info["metadata"])),
     ]

@@ -22,11 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", "-c", help="device config (TOML); flags override it")
     p.add_argument("--output", "-o", help="annotated output: a video (.mp4/.avi), an image (.jpg/.png) or a folder")
     p.add_argument("--jsonl", help="write keypoints as JSON Lines to this file ('-' for stdout)")
-    p.add_argument("--max-poses", type=int, help="most people per frame (default 10)")
-    p.add_argument("--min-pose-score", type=float, help="drop poses scoring lower (default 0.25)")
+    # Decoder flags default to unset: then the device config, else the model's own settings
+    # (Coral's decoder op, edgepose metadata), else the built-in default decides.
+    p.add_argument("--max-poses", type=int, help="most people per frame (default: the model's, else 10)")
+    p.add_argument("--min-pose-score", type=float, help="drop poses scoring lower (default: the model's, else 0.25)")
     p.add_argument("--min-part-score", type=float, help="draw parts scoring at least this (default 0.25)")
-    p.add_argument("--nms-radius", type=float, help="radius in model-input pixels for duplicate parts (default 20)")
-    p.add_argument("--single", action="store_true", help="single-pose decoding (one person, fastest)")
+    p.add_argument("--nms-radius", type=float, help="radius in model-input pixels for duplicate parts (default: the model's, else 20)")
+    p.add_argument("--single", action="store_true", default=None, help="single-pose decoding (one person, fastest)")
     p.add_argument("--threads", type=int, help="interpreter threads (default 2)")
     p.add_argument("--resize", choices=["stretch", "pad"], help="fit frames to the model input by stretching or by padding")
     p.add_argument("--no-track", action="store_true", help="do not track people across frames")
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    o: dict = {"model": {}, "decode": {}, "source": {}, "tracking": {}, "actions": {}}
+    o: dict = {"model": {}, "source": {}, "tracking": {}, "actions": {}}
     if args.model:
         o["model"]["path"] = args.model
     if args.threads:
@@ -46,16 +48,26 @@ def _overrides(args: argparse.Namespace) -> dict:
         o["model"]["resize"] = args.resize
     if args.source is not None:
         o["source"]["uri"] = args.source
-    for key in ("max_poses", "min_pose_score", "min_part_score", "nms_radius"):
-        val = getattr(args, key)
-        if val is not None:
-            o["decode"][key] = val
-    if args.single:
-        o["decode"]["mode"] = "single"
     if args.no_track:
         o["tracking"]["enabled"] = False
     o["actions"]["enabled"] = bool(args.actions)
     return o
+
+
+def decode_flags(args: argparse.Namespace) -> dict:
+    """Decoder settings given on the command line; ``None`` = not given (see edgepose.decoder_settings)."""
+    flags = {key: getattr(args, key) for key in ("max_poses", "min_pose_score", "min_part_score", "nms_radius")}
+    flags["mode"] = "single" if args.single else None
+    from pydantic import ValidationError
+
+    from ..config import DecodeConfig, format_validation_error
+    from ..errors import ConfigError
+
+    try:
+        DecodeConfig.model_validate(flags)  # the same range checks as the config file
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "command line").replace("_", "-")) from None
+    return flags
 
 
 def main(args: argparse.Namespace) -> int:
@@ -69,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError("no --source given.", "pass --source with an image, a folder, a video, a camera index or an rtsp:// URL.")
-    pipeline = Pipeline(cfg)
+    pipeline = Pipeline(cfg, decode_flags=decode_flags(args))
     jsonl = JsonlSink(args.jsonl) if args.jsonl else None
     writer = None
     frames = people = 0
@@ -102,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
                               + (f" (count {ev.count})" if ev.count is not None else "")
                               + f" conf {ev.confidence:.2f}", file=events_out)
                 if args.output:
-                    writer = _write_annotated(args.output, writer, res, cfg, src.fps)
+                    writer = _write_annotated(args.output, writer, res, pipeline.decoder, src.fps)
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
@@ -118,11 +130,11 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_annotated(path: str, writer, res, cfg, fps):
+def _write_annotated(path: str, writer, res, decoder, fps):
     from ..draw import draw_poses
     from ..sinks.video import VideoSink
 
-    image = draw_poses(res.image, res.poses, cfg.decode.min_pose_score, cfg.decode.min_part_score, events=res.events)
+    image = draw_poses(res.image, res.poses, decoder.min_pose_score, decoder.min_part_score, events=res.events)
     if writer is None:
         writer = VideoSink(path, fps or 10.0, (res.width, res.height))
     writer.write(image)
@@ -138,6 +150,7 @@ def _summary(frames: int, people: int, max_people: int, elapsed: float, stage: d
         f"{frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} FPS) with {pipeline.model.name} [{pipeline.model.runtime}]",
         f"people per frame: mean {people / frames:.2f}, max {max_people}",
         f"median ms per stage: {per}",
+        f"decoder: {pipeline.decoder.describe()}",
     ]
     if args.output:
         lines.append(f"annotated output: {args.output}")

@@ -294,11 +294,18 @@ class PoseNetModel:
         self,
         heads: Heads,
         transform: Transform,
-        max_poses: int = 10,
-        min_pose_score: float = 0.25,
-        nms_radius: float = 20.0,
-        mode: str = "multi",
+        max_poses: int | None = None,
+        min_pose_score: float | None = None,
+        nms_radius: float | None = None,
+        mode: str | None = None,
     ) -> list[Pose]:
+        """Poses from ``heads``; a setting left ``None`` is the model's own, else edgepose's default."""
+        if None in (max_poses, min_pose_score, nms_radius, mode):
+            s = self.resolved_decoder_settings()
+            max_poses = s.max_poses if max_poses is None else max_poses
+            min_pose_score = s.min_pose_score if min_pose_score is None else min_pose_score
+            nms_radius = s.nms_radius if nms_radius is None else nms_radius
+            mode = s.mode if mode is None else mode
         if mode == "single":
             yx, kp, score = decode_single_pose(heads)
             return [Pose(transform.to_source(yx), kp, score)] if score >= min_pose_score else []
@@ -309,21 +316,38 @@ class PoseNetModel:
     def estimate(
         self,
         image_bgr: np.ndarray,
-        max_poses: int = 10,
-        min_pose_score: float = 0.25,
-        nms_radius: float = 20.0,
-        mode: str = "multi",
+        max_poses: int | None = None,
+        min_pose_score: float | None = None,
+        nms_radius: float | None = None,
+        mode: str | None = None,
     ) -> list[Pose]:
         """Poses in ``image_bgr``, keypoints in its pixels, best first."""
         heads, tr = self.infer(image_bgr)
         return self.decode(heads, tr, max_poses, min_pose_score, nms_radius, mode)
 
     def decoder_settings(self) -> dict[str, Any]:
-        """Decoder settings baked into the model (Coral's decoder op), else {}."""
-        if not self.decoder_op:
-            return {}
-        d = self.decoder_op
-        return {"max_poses": d.max_detections, "min_pose_score": d.score_threshold, "nms_radius": d.nms_radius}
+        """Decoder settings the model carries: Coral's decoder op options, else edgepose metadata's ``decoder`` table, else {}."""
+        if self.decoder_op:
+            d = self.decoder_op
+            return {"max_poses": d.max_detections, "min_pose_score": d.score_threshold, "nms_radius": d.nms_radius}
+        table = (self.metadata or {}).get("decoder")
+        if isinstance(table, dict):
+            from ..decoder_settings import KEYS
+
+            return {k: v for k, v in table.items() if k in KEYS and v is not None}
+        return {}
+
+    @property
+    def decoder_settings_origin(self) -> str:
+        """Where :meth:`decoder_settings` came from (shown by ``run`` and ``models info``)."""
+        return "Coral decoder op" if self.decoder_op else "edgepose metadata"
+
+    def resolved_decoder_settings(self, flags: dict[str, Any] | None = None, config: Any = None):
+        """Settings in force for this model: flag > device config > model > default (see edgepose.decoder_settings)."""
+        from ..decoder_settings import model_settings, resolve_decoder_settings
+
+        settings, origin = model_settings(self)
+        return resolve_decoder_settings(flags, config, settings, origin)
 
     def info(self) -> ModelInfo:
         return ModelInfo(
