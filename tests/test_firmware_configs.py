@@ -236,7 +236,8 @@ def test_cloud_init_files_parse():
     assert isinstance(ud["runcmd"], list) and ud["runcmd"]
     script = " ".join(ud["runcmd"][0])
     assert "edgepose/rpi-image/firstboot.sh" in script
-    assert "python3-venv" in ud["packages"]
+    # first boot installs only the apt packages the image lacks (firstboot.sh), so an offline boot works
+    assert "packages" not in ud and not ud.get("package_update")
     net = yaml.safe_load((FW / "rpi-image" / "network-config").read_text())
     assert net["network"]["version"] == 2
     assert net["network"]["wifis"]["wlan0"]["access-points"]
@@ -246,7 +247,21 @@ def test_cloud_init_files_parse():
 
 # -- first boot ----------------------------------------------------------------------------------
 
-def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), **env: str) -> subprocess.CompletedProcess:
+def boot_folder(tmp_path: Path, wheel: bool = True) -> Path:
+    """firmware_configs/ as the boot partition holds it (edgepose/), with a dist/ wheel and wheels/ like a bundle."""
+    conf = tmp_path / "boot" / "edgepose"
+    if not conf.exists():
+        shutil.copytree(FW, conf)
+        if wheel:
+            (conf / "dist").mkdir()
+            # The dry run only names the file in pip's command line; test_bundle.py installs real ones.
+            (conf / "dist" / "edgepose-0.1.0-py3-none-any.whl").write_bytes(b"")
+            (conf / "wheels").mkdir()
+    return conf
+
+
+def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), conf: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    conf = conf or boot_folder(tmp_path)
     (tmp_path / "model").write_bytes(model.encode() + b"\x00")
     usb_root = tmp_path / "usb"
     usb_root.mkdir(exist_ok=True)
@@ -265,7 +280,7 @@ def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), **env: str) -
         "EDGEPOSE_USB_ROOT": str(usb_root),
         **env,
     }
-    return subprocess.run(["bash", str(FIRSTBOOT)], capture_output=True, text=True, env=e, timeout=120)
+    return subprocess.run(["bash", str(conf / "rpi-image" / "firstboot.sh")], capture_output=True, text=True, env=e, timeout=120)
 
 
 def test_firstboot_syntax():
@@ -283,7 +298,9 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     cmds = r.stdout.splitlines()
     assert "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-pip python3-picamera2" in cmds
     assert any(c.startswith("+ python3 -m venv --system-site-packages ") and c.endswith("/opt/edgepose/venv") for c in cmds)
-    assert any(re.fullmatch(r"\+ \S+/opt/edgepose/venv/bin/pip install .*edgepose", c) for c in cmds)
+    # the bundled wheel, offline: never "edgepose" by name from an index
+    pip = [c for c in cmds if re.match(r"\+ \S+/opt/edgepose/venv/bin/pip install ", c)]
+    assert len(pip) == 1 and "--no-index --find-links " in pip[0] and pip[0].endswith("/dist/edgepose-0.1.0-py3-none-any.whl"), pip
     assert cmds[-1] == "+ systemctl enable --now edgepose.service"
     assert any(c.startswith("+ useradd --system") and c.endswith(" edgepose") for c in cmds)
     etc = root / "etc" / "edgepose"
@@ -298,6 +315,17 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     # a second boot does nothing
     r2 = run_firstboot(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
     assert r2.returncode == 0 and r2.stdout == "" and "already provisioned" in r2.stderr
+
+
+def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):
+    conf = boot_folder(tmp_path, wheel=False)
+    r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf)
+    assert r.returncode == 1 and "no edgepose wheel" in r.stderr
+    assert "pip install" not in r.stdout and not (tmp_path / "root" / "var" / "lib" / "edgepose" / ".provisioned").exists()
+    r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf,
+                      EDGEPOSE_PIP_INDEX_URL="https://pypi.example.org/simple", EDGEPOSE_PIP_SPEC="edgepose==0.1.0")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"pip install .*--index-url https://pypi.example.org/simple .*edgepose==0.1.0$", r.stdout, re.M)
 
 
 def test_firstboot_coral_usb_and_existing_config(tmp_path):

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "actions": ".actions",
     "convert": ".convert",
     "reloc": ".reloc",
+    "bundle": ".bundle",
 }
 
 

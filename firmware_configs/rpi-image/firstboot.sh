@@ -1,22 +1,28 @@
 #!/bin/bash
 # edgepose first-boot installer for Raspberry Pi OS (Bookworm and later) and other Debian-based boards.
 #
-# Copy firmware_configs/ to the boot partition as /boot/firmware/edgepose/ and have this run once,
-# as root, with network: from cloud-init (rpi-image/user-data) or from edgepose-firstboot.service
+# `edgepose flash` puts an `edgepose bundle` on the boot partition as /boot/firmware/edgepose/ and has
+# this run once, as root: from cloud-init (rpi-image/user-data) or from edgepose-firstboot.service
 # (images without cloud-init). It
-#   1. installs python3-venv (+ python3-picamera2 on a Pi, libedgetpu1-std for Coral profiles) from apt,
+#   0. checks every file of the bundle against its MANIFEST.sha256,
+#   1. installs the Debian packages of apt-packages.txt that the image lacks (python3-venv, python3-picamera2
+#      on a Pi camera profile; libedgetpu1-std from Coral's repository for Coral profiles) - the only step
+#      that may need the network,
 #   2. creates the system user `edgepose`,
-#   3. creates /opt/edgepose/venv with --system-site-packages (so apt's picamera2 is importable) and
-#      pip-installs edgepose into it (a wheel from dist/ next to this folder if present, else PyPI),
-#   4. writes /etc/edgepose/{device.toml,board.toml,boards/,edgepose.env} (never overwriting device.toml),
+#   3. creates /opt/edgepose/venv with --system-site-packages (so apt's picamera2 is importable) and installs
+#      the bundled edgepose wheel with `pip install --no-index --find-links wheels/` (offline),
+#   4. writes /etc/edgepose/{device.toml,board.toml,boards/,edgepose.env} (never overwriting device.toml)
+#      and the bundled models into /var/cache/edgepose/models/,
 #   5. validates the merged config, installs and enables edgepose.service,
 #   6. marks the device provisioned (/var/lib/edgepose/.provisioned) so later boots skip all this.
 #
 # Settings (environment, or install.env next to device.toml on the boot partition):
 #   EDGEPOSE_BOARD       profile name (default: detected, python -m edgepose.profiles detect)
 #   EDGEPOSE_DEVICE_ID   device_id written into device.toml (default: the host name)
-#   EDGEPOSE_PIP_SPEC    what pip installs when there is no wheel in dist/ (default: edgepose)
-#   EDGEPOSE_PIP_INDEX_URL  a private package index
+#   EDGEPOSE_PIP_INDEX_URL  only when the site asks for it: a package index for what the bundle lacks
+#                        (wheels/ missing) or, without a bundled wheel, for EDGEPOSE_PIP_SPEC itself
+#   EDGEPOSE_PIP_SPEC    what pip installs from that index when there is no wheel in dist/ (no default:
+#                        edgepose is not on PyPI, so nothing installs "edgepose" by name from a public index)
 # For tests and image builds:
 #   EDGEPOSE_ROOT=/mnt/root  act on a mounted image / temp dir instead of /
 #   EDGEPOSE_DRY_RUN=1       print apt/pip/useradd/systemctl commands instead of running them
@@ -66,14 +72,40 @@ if tr -d '\0' < "$DT_MODEL" 2>/dev/null | grep -q "Raspberry Pi"; then
     is_pi=1
 fi
 
-# 1. packages ------------------------------------------------------------------------
-pkgs=(python3-venv python3-pip)
-if [ "$is_pi" = 1 ]; then
-    pkgs+=(python3-picamera2)
+# 0. bundle integrity ---------------------------------------------------------------------
+if [ -f "$CONF_SRC/MANIFEST.sha256" ]; then
+    (cd "$CONF_SRC" && sha256sum --quiet --strict -c MANIFEST.sha256 >&2) \
+        || die "files in $CONF_SRC do not match MANIFEST.sha256 (card corrupt or edited); flash it again with edgepose flash."
+    log "bundle verified: $(wc -l < "$CONF_SRC/MANIFEST.sha256") files match MANIFEST.sha256"
 fi
-log "installing ${pkgs[*]}"
-run apt-get update
-run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+
+# 1. packages: only those the image lacks (a stock image with them all needs no network) ---------
+if [ -f "$CONF_SRC/apt-packages.txt" ]; then
+    mapfile -t wanted < <(grep -v '^[[:space:]]*\(#\|$\)' "$CONF_SRC/apt-packages.txt")
+else
+    wanted=(python3-venv python3-pip)
+    if [ "$is_pi" = 1 ]; then
+        wanted+=(python3-picamera2)
+    fi
+fi
+dpkg_db="$ROOT/var/lib/dpkg"
+installed() {
+    [ -d "$dpkg_db" ] && dpkg-query --admindir="$dpkg_db" -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+pkgs=()
+for p in "${wanted[@]}"; do
+    # The Edge TPU runtime comes from Coral's repository, added in step 4.
+    if [ "$p" != libedgetpu1-std ] && ! installed "$p"; then
+        pkgs+=("$p")
+    fi
+done
+if [ ${#pkgs[@]} -gt 0 ]; then
+    log "installing ${pkgs[*]}"
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+else
+    log "apt packages already installed: ${wanted[*]}"
+fi
 
 # 2. user ---------------------------------------------------------------------------
 if [ "$DRY_RUN" = 1 ] || ! id edgepose >/dev/null 2>&1; then
@@ -94,10 +126,18 @@ if [ -n "$sys_numpy" ] && [ "$is_pi" = 1 ]; then
     echo "numpy==$sys_numpy" > "$ROOT/opt/edgepose/constraints.txt"
     pip_args+=(--constraint /opt/edgepose/constraints.txt)
 fi
-spec="${EDGEPOSE_PIP_SPEC:-edgepose}"
+# The bundled wheel is the default; an index is used only when the site names one.
 wheel="$(ls "$CONF_SRC"/dist/edgepose-*.whl 2>/dev/null | sort | tail -n 1 || true)"
-if [ -n "$wheel" ]; then
+if [ -n "$wheel" ] && [ -d "$CONF_SRC/wheels" ] && [ -z "${EDGEPOSE_PIP_INDEX_URL:-}" ]; then
+    pip_args+=(--no-index --find-links "$CONF_SRC/wheels")
     spec="$wheel"
+elif [ -n "$wheel" ] && [ -n "${EDGEPOSE_PIP_INDEX_URL:-}" ]; then
+    pip_args+=(--find-links "$CONF_SRC/wheels")
+    spec="$wheel"
+elif [ -n "${EDGEPOSE_PIP_INDEX_URL:-}" ] && [ -n "${EDGEPOSE_PIP_SPEC:-}" ]; then
+    spec="$EDGEPOSE_PIP_SPEC"
+else
+    die "no edgepose wheel in $CONF_SRC/dist and no EDGEPOSE_PIP_INDEX_URL + EDGEPOSE_PIP_SPEC: put a bundle there with 'edgepose flash' (or 'edgepose bundle')."
 fi
 log "pip install $spec"
 run "$ROOT$VENV/bin/pip" install "${pip_args[@]}" "$spec"
@@ -120,6 +160,12 @@ else
     device_id="${EDGEPOSE_DEVICE_ID:-$(hostname)}"
     device_id="$(printf '%s' "$device_id" | tr -c 'A-Za-z0-9_.-' '-')"
     sed -i "s/^device_id = .*/device_id = \"$device_id\"/" "$ROOT$ETC/device.toml"
+fi
+if [ -d "$CONF_SRC/models" ]; then
+    # Where the service's registry cache is (EDGEPOSE_CACHE_DIR of the unit): sha256-checked on use.
+    install -d -m 0755 "$ROOT/var/cache/edgepose"
+    cp -r "$CONF_SRC/models" "$ROOT/var/cache/edgepose/"
+    run chown -R edgepose:edgepose "$ROOT/var/cache/edgepose"
 fi
 if [ ! -e "$ROOT$ETC/edgepose.env" ]; then
     # Secrets (EDGEPOSE_MQTT_PASSWORD=...) go here, not into device.toml.
