@@ -18,6 +18,7 @@ from .relocalization.config import RelocalizationConfig
 from .sinks.mqtt_config import MqttConfig
 from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
+from .web.config import HttpConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +65,7 @@ class EdgeposeConfig(BaseModel):
     actions: ActionsConfig = ActionsConfig()
     mqtt: MqttConfig = MqttConfig()
     relocalization: RelocalizationConfig = RelocalizationConfig()
+    http: HttpConfig = HttpConfig()
 
 
 def format_validation_error(err: ValidationError, source: str = "config") -> str:

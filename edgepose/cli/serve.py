@@ -28,8 +28,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list) -> tuple[Callable[[], Iterable], Callable[[], list] | None]:
-    """A function returning a fresh frame iterable (called again after a source error)."""
+def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
+                   keep_image: bool = False) -> tuple[Callable[[], Iterable], Callable[[], list] | None]:
+    """A function returning a fresh frame iterable (called again after a source error).
+
+    ``keep_image``: results carry the camera image (for the web page's stream).
+    """
     if args.replay:
         from ..service.replay import replay
 
@@ -45,7 +49,7 @@ def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list) -> tup
         src = open_source(cfg.source, on_state=service.source_state_changed, retry_first_open=True)
         service.source = src
         try:
-            yield from pipeline.run(src)
+            yield from pipeline.run(src, keep_image=keep_image)
         finally:
             src.close()
 
@@ -67,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     log.info("config: %s", json.dumps(dump))
     if not cfg.mqtt.enabled:
         log.info("[mqtt] enabled = false is ignored by edgepose serve, which always publishes")
+    web = None
+    if cfg.http.enabled:
+        from ..web.device import DeviceWeb
+
+        web = DeviceWeb(cfg.http, cfg.device_id)  # binding and credentials checked before the model loads
     service_ref: list = []
-    frames, finish = frames_factory(args, cfg, service_ref)
+    frames, finish = frames_factory(args, cfg, service_ref, keep_image=web is not None and web.keep_image)
     sink = MqttSink(cfg.mqtt, cfg.device_id, model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}")
     service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
                       retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames,
@@ -81,4 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _graceful)
     signal.signal(signal.SIGINT, _graceful)
-    return service.run()
+    if web is None:
+        return service.run()
+    web.model, web.sink, web.status = sink.model, sink, service.status_fields
+    service.observers.append(web)
+    web.start()
+    try:
+        return service.run()
+    finally:
+        web.close()

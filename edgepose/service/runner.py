@@ -73,6 +73,8 @@ class Service:
         self.fatal: EdgeposeError | None = None
         self._source_failed = False
         sink.status_fields = self.status_fields
+        #: Also told of every frame and camera change: ``on_frame(result)``, ``on_camera(state, error)`` (the web page).
+        self.observers: list[Any] = []
 
     # -- control ---------------------------------------------------------------
     def stop(self) -> None:
@@ -164,6 +166,8 @@ class Service:
                         self.fps = ema(self.fps, 1.0 / (now - last))
                     last = now
                     self.sink.publish_frame(result)
+                    for obs in self.observers:
+                        obs.on_frame(result)
                     self.frames_done += 1
                     if self._stop.is_set():
                         return "stopped"
@@ -192,6 +196,8 @@ class Service:
             if state in ("starting", "unavailable"):
                 self.fps = None  # no frames: no rate (status shows 0)
         if changed:
+            for obs in self.observers:
+                obs.on_camera(state, error)
             # Camera changes go out at once, not at the next heartbeat.
             self.sink.publish_status("online")
             self.notifier.status(f"camera {state}" + (f": {error}" if error else ""))

@@ -1,0 +1,85 @@
+"""``[http]``: the device's web page, MJPEG stream and metrics (``edgepose serve``), and ``edgepose view``.
+
+Bound to 127.0.0.1 unless ``host`` says otherwise. Any other address needs
+credentials, read from the environment (never from the file, never logged):
+``token_env`` names a variable holding a bearer token, ``username`` +
+``password_env`` a basic-auth pair. Browsers use basic auth; a token is also
+accepted as the basic-auth password (any user name).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import ConfigError
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``edgepose serve`` starts the web server only when enabled (``edgepose view`` always serves).
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: ``camera``: the annotated camera; ``skeleton``: skeletons on a plain background, no camera pixel leaves the process.
+    privacy: Literal["camera", "skeleton"] = "camera"
+    #: Highest MJPEG frame rate (frames/s), whatever the camera delivers.
+    stream_fps: float = Field(10.0, gt=0, le=60)
+    #: JPEG quality of the stream (higher: sharper and bigger).
+    jpeg_quality: int = Field(70, ge=10, le=95)
+    #: Width of the stream in pixels (the camera frame is scaled down to it, never up).
+    stream_width: int = Field(640, ge=64, le=3840)
+    #: Viewers served at once; one more gets 503 (each costs a socket and a thread).
+    max_viewers: int = Field(4, ge=1, le=64)
+    #: Events kept for the page and ``/api/events``.
+    events_kept: int = Field(100, ge=1, le=10000)
+    #: Environment variable holding a bearer token.
+    token_env: str | None = Field(None, pattern=_ENV_NAME)
+    #: Basic-auth user; its password comes from ``password_env``.
+    username: str | None = None
+    password_env: str | None = Field(None, pattern=_ENV_NAME)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "HttpConfig":
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("username and password_env go together (basic auth: the password comes from that environment variable)")
+        return self
+
+    def credentials(self) -> tuple[str | None, tuple[str, str] | None]:
+        """``(token, (user, password))`` from the environment; checks the binding rule.
+
+        Raises :class:`ConfigError` when a named variable is unset, or when the
+        server would listen beyond loopback with no credentials.
+        """
+        token = basic = None
+        if self.token_env:
+            token = os.environ.get(self.token_env) or None
+            if token is None:
+                raise ConfigError(f"http.token_env names the environment variable {self.token_env}, which is not set or empty.",
+                                  f"export {self.token_env}=<a long random token> or remove http.token_env.")
+        if self.username and self.password_env:
+            pw = os.environ.get(self.password_env) or None
+            if pw is None:
+                raise ConfigError(f"http.password_env names the environment variable {self.password_env}, which is not set or empty.",
+                                  f"export {self.password_env}=... or remove http.username and http.password_env.")
+            basic = (self.username, pw)
+        if not is_loopback(self.host) and token is None and basic is None:
+            raise ConfigError(
+                f"http.host = {self.host!r} serves beyond this machine, and no credentials are set.",
+                "set http.token_env (bearer token) or http.username + http.password_env (basic auth), or keep http.host = \"127.0.0.1\".",
+            )
+        return token, basic
