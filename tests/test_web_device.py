@@ -19,8 +19,8 @@ from edgepose.draw import PALETTE
 from edgepose.errors import ConfigError
 from edgepose.web.config import HttpConfig
 from edgepose.web.device import PRIVACY_BACKGROUND, DeviceWeb
-from tests.conftest_mqtt import SHARED, TEST_MODEL, broker, frame, real_poses  # noqa: F401 - fixtures
-from tests.conftest_web import browser, element_image, get, get_json, new_browser, wait_until  # noqa: F401 - fixtures
+from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
+from tests.conftest_web import element_image, get, get_json, new_browser, wait_until
 from tests.mosquitto import free_port
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
@@ -83,7 +83,7 @@ def open_page(drv, url: str):
     return img
 
 
-def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):  # noqa: F811
+def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
     from selenium.webdriver.common.by import By
 
     port = free_port()
@@ -139,7 +139,7 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
     assert proc.returncode == 0, err[-3000:]
 
 
-def test_privacy_mode_shows_skeletons_and_no_camera_pixels(broker, tmp_path, browser):  # noqa: F811
+def test_privacy_mode_shows_skeletons_and_no_camera_pixels(broker, tmp_path, browser):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     proc = serve(write_config(tmp_path / "device.toml", broker.port, port, privacy="skeleton"))
@@ -163,7 +163,7 @@ def test_privacy_mode_shows_skeletons_and_no_camera_pixels(broker, tmp_path, bro
     assert proc.returncode == 0, err[-3000:]
 
 
-def test_privacy_mode_never_stores_an_image(real_poses):  # noqa: F811
+def test_privacy_mode_never_stores_an_image(real_poses):
     """Even a result that carries a camera image (a caller kept it) is stored without it."""
     web = DeviceWeb(HttpConfig(port=0, privacy="skeleton"), DEVICE)
     try:
@@ -207,7 +207,7 @@ def test_other_address_without_credentials_is_refused(tmp_path, monkeypatch):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_token_required_beyond_loopback(monkeypatch, caplog, real_poses, tmp_path):  # noqa: F811
+def test_token_required_beyond_loopback(monkeypatch, caplog, real_poses, tmp_path):
     token = "t0k3n-" + "x" * 30
     monkeypatch.setenv("EP_TOKEN", token)
     monkeypatch.setenv("EP_PASS", "pa55word")
