@@ -1,6 +1,6 @@
-"""Coral conformance: edgepose's numpy decoder reproduces Coral's PosenetDecoderOp.
+"""Coral conformance: both of edgepose's decoders (numba, numpy) reproduce Coral's PosenetDecoderOp.
 
-For every Coral model, decoding test_couple.jpg (resized to the model input with
+For every Coral model and decoder, decoding test_couple.jpg (resized to the model input with
 nearest neighbour, as Coral's test does) must reproduce Coral's reference CSV
 within Coral's own tolerance (4 px, 0.1 score).
 """
@@ -31,8 +31,12 @@ def reference(size: str) -> np.ndarray:
     return out
 
 
-def matches(size: str, kind: str) -> tuple[int, int]:
-    model = load_posenet(coral_model(size, kind), threads=2, interpolation=cv2.INTER_NEAREST_EXACT)
+DECODERS = ("numba", "numpy")
+
+
+def matches(size: str, kind: str, decoder: str) -> tuple[int, int]:
+    model = load_posenet(coral_model(size, kind), threads=2, interpolation=cv2.INTER_NEAREST_EXACT, decoder=decoder)
+    assert model.decoder == decoder
     image = cv2.imread(str(SHARED / "images" / "test_couple.jpg"))
     # Coral's test resizes with PIL's nearest neighbour, which INTER_NEAREST_EXACT reproduces.
     image = cv2.resize(image, (model.input_width, model.input_height), interpolation=cv2.INTER_NEAREST_EXACT)
@@ -50,15 +54,17 @@ def matches(size: str, kind: str) -> tuple[int, int]:
     return ok, 34
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("size", CORAL_SIZES)
-def test_decoder_model_matches_coral_reference(size):
-    ok, n = matches(size, "quant_decoder")
+def test_decoder_model_matches_coral_reference(size, decoder):
+    ok, n = matches(size, "quant_decoder", decoder)
     assert ok == n, f"{ok}/{n} keypoints within {TOL_PX} px and {TOL_SCORE} score"
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("size", CORAL_SIZES)
-def test_raw_model_matches_coral_reference(size):
+def test_raw_model_matches_coral_reference(size, decoder):
     # The raw models' short offsets are quantized to about +-10 px, which moves two
     # low-confidence keypoints; everything else must match.
-    ok, n = matches(size, "quant")
+    ok, n = matches(size, "quant", decoder)
     assert ok >= 32, f"only {ok}/{n} keypoints within tolerance"

@@ -1,11 +1,12 @@
-"""Decoders on synthetic heads whose answer is known exactly."""
+"""Decoders on synthetic heads whose answer is known exactly (both multi-pose decoders: numba and numpy)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from edgepose.decode import compiled, multi
 from edgepose.decode.heads import Heads
-from edgepose.decode.multi import decode_multiple_poses, local_maxima, soft_keypoint_nms, traversal_tables
+from edgepose.decode.multi import local_maxima, soft_keypoint_nms, traversal_tables
 from edgepose.decode.single import decode_single_pose
 from edgepose.types import KEYPOINT_INDEX, NUM_KEYPOINTS, POSE_EDGES
 
@@ -62,6 +63,11 @@ def synth_heads(people: list[np.ndarray], peak: float = 6.0, local: float | None
     return Heads(heat, offsets, disp, STRIDE)
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def decode_multiple_poses(request):
+    return {"numba": compiled, "numpy": multi}[request.param].decode_multiple_poses
+
+
 def test_traversal_tables_cover_every_part_once_per_root():
     tables = traversal_tables(False)
     for root in range(NUM_KEYPOINTS):
@@ -70,7 +76,7 @@ def test_traversal_tables_cover_every_part_once_per_root():
     assert len(tables) == 8  # ankle to the other ankle is the longest path
 
 
-def test_single_person_is_recovered_exactly():
+def test_single_person_is_recovered_exactly(decode_multiple_poses):
     truth = person(320, 240)
     heads = synth_heads([truth])
     dec = decode_multiple_poses(heads, max_poses=5, score_threshold=0.5, nms_radius=20)
@@ -86,7 +92,7 @@ def test_single_pose_decoder_takes_argmax_plus_offset():
     assert scores.shape == (17,) and score > 0.99
 
 
-def test_two_people_best_first_and_max_poses():
+def test_two_people_best_first_and_max_poses(decode_multiple_poses):
     a, b = person(150, 240), person(480, 240, scale=0.9)
     heads = synth_heads([a, b], weights=[1.0, 0.7])
     dec = decode_multiple_poses(heads, max_poses=10, score_threshold=0.5, nms_radius=20)
@@ -99,7 +105,7 @@ def test_two_people_best_first_and_max_poses():
     np.testing.assert_allclose(one.keypoints_yx[0], a, atol=0.05)
 
 
-def test_nothing_above_threshold_gives_no_pose():
+def test_nothing_above_threshold_gives_no_pose(decode_multiple_poses):
     heads = synth_heads([person(320, 240)], peak=-3.0)
     assert len(decode_multiple_poses(heads, score_threshold=0.25)) == 0
 
@@ -121,19 +127,27 @@ def test_soft_nms_zeroes_parts_claimed_by_a_better_pose():
     assert scores[1] == pytest.approx(8 / 17)
 
 
-def test_coral_quirk_reads_channels_16_and_32_for_left_eye_to_nose():
-    """Coral's op reads channels (16, 32) for backward edge 0; the fixed decoder reads (32, 48)."""
-    from edgepose.decode.multi import _Grower
+def grow_from(decoder: str, heads: Heads, root_yx: np.ndarray, root: int, coral_quirk: bool) -> np.ndarray:
+    """(17, 2) grid positions of the pose grown from one root part by the given decoder's grower."""
+    if decoder == "numpy":
+        return multi._Grower(heads, coral_quirk).grow(root_yx[None], np.array([root]))[0][0]
+    pos, logit = np.empty((NUM_KEYPOINTS, 2), np.float32), np.empty(NUM_KEYPOINTS, np.float32)
+    compiled._grow(heads.heatmaps, heads.offsets, heads.displacements, compiled._edges(coral_quirk), root,
+                   np.float32(root_yx[0]), np.float32(root_yx[1]), np.float32(1 / heads.stride), multi.REFINE_STEPS, pos, logit)
+    return pos
 
+
+@pytest.mark.parametrize("decoder", ["numba", "numpy"])
+def test_coral_quirk_reads_channels_16_and_32_for_left_eye_to_nose(decoder):
+    """Coral's op reads channels (16, 32) for backward edge 0; the fixed decoder reads (32, 48)."""
     heads = synth_heads([person(320, 240)])
     heads.offsets[:] = 0.0  # no refinement: the nose lands exactly where the edge points
     heads.displacements[..., 16] = 5.0  # forward dx, edge 0
     heads.displacements[..., 32] = -24.0  # backward dy, edge 0
     heads.displacements[..., 48] = 40.0  # backward dx, edge 0
-    eye = np.array([[10.0, 20.0]], np.float32)  # grid units
-    ids = np.array([KEYPOINT_INDEX["left_eye"]])
+    eye = np.array([10.0, 20.0], np.float32)  # grid units
     nose = KEYPOINT_INDEX["nose"]
-    fixed, _ = _Grower(heads, coral_quirk=False).grow(eye, ids)
-    quirk, _ = _Grower(heads, coral_quirk=True).grow(eye, ids)
-    np.testing.assert_allclose(fixed[0, nose], eye[0] + np.array([-24.0, 40.0]) / STRIDE, atol=1e-5)
-    np.testing.assert_allclose(quirk[0, nose], eye[0] + np.array([5.0, -24.0]) / STRIDE, atol=1e-5)
+    fixed = grow_from(decoder, heads, eye, KEYPOINT_INDEX["left_eye"], coral_quirk=False)
+    quirk = grow_from(decoder, heads, eye, KEYPOINT_INDEX["left_eye"], coral_quirk=True)
+    np.testing.assert_allclose(fixed[nose], eye + np.array([-24.0, 40.0]) / STRIDE, atol=1e-5)
+    np.testing.assert_allclose(quirk[nose], eye + np.array([5.0, -24.0]) / STRIDE, atol=1e-5)

@@ -3,8 +3,8 @@
 Everything the runtime needs is read from the model itself: input size and
 dtype, output stride, which output is which head, whether heatmaps are logits
 or sigmoid scores, and (for Coral's ``*_decoder`` builds) the decoder settings
-of the ``PosenetDecoderOp``, which is cut off and replaced by edgepose's numpy
-decoder so that no custom-op library is needed.
+of the ``PosenetDecoderOp``, which is cut off and replaced by edgepose's own
+decoder (:mod:`edgepose.decode`) so that no custom-op library is needed.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..decode import select_decoder, warm_up
 from ..decode.heads import Heads
-from ..decode.multi import decode_multiple_poses
 from ..decode.single import decode_single_pose
 from ..errors import ModelError
 from ..types import NUM_KEYPOINTS, Pose
@@ -109,8 +109,13 @@ class PoseNetModel:
         resize: str = "stretch",
         edgetpu: str = "auto",
         interpolation: int = cv2.INTER_LINEAR,
+        decoder: str | None = None,
     ):
         buf, name = _read_model_bytes(model)
+        # The multi-pose decoder: numba when it loads (EDGEPOSE_DECODER / decoder= choose), compiled or
+        # loaded from its cache here so that the first frame does not pay for it.
+        self.decoder, self._decode_multiple_poses = select_decoder(decoder)
+        warm_up(self.decoder)
         self.name = name
         self.resize = resize
         self.interpolation = interpolation
@@ -309,7 +314,7 @@ class PoseNetModel:
         if mode == "single":
             yx, kp, score = decode_single_pose(heads)
             return [Pose(transform.to_source(yx), kp, score)] if score >= min_pose_score else []
-        dec = decode_multiple_poses(heads, max_poses, min_pose_score, nms_radius)
+        dec = self._decode_multiple_poses(heads, max_poses, min_pose_score, nms_radius)
         xy = transform.to_source(dec.keypoints_yx)
         return [Pose(xy[i], dec.keypoint_scores[i], float(dec.pose_scores[i])) for i in range(len(dec))]
 
@@ -367,6 +372,7 @@ class PoseNetModel:
             },
             metadata=self.metadata,
             runtime=self.runtime,
+            extra={"decoder": self.decoder},
         )
 
 
@@ -374,7 +380,8 @@ def load_posenet(model: str | Path | bytes, threads: int = 2, **kw: Any) -> Pose
     """Open a PoseNet ``.tflite`` (path or bytes) with the best available runtime."""
     t = time.perf_counter()
     m = PoseNetModel(model, threads, **kw)
-    log.info("loaded %s (%dx%d %s, stride %d, %s) in %.0f ms", m.name, m.input_width, m.input_height, m.input_dtype, m.output_stride, m.runtime, 1e3 * (time.perf_counter() - t))
+    log.info("loaded %s (%dx%d %s, stride %d, %s, %s decoder) in %.0f ms", m.name, m.input_width, m.input_height, m.input_dtype,
+             m.output_stride, m.runtime, m.decoder, 1e3 * (time.perf_counter() - t))
     return m
 
 

@@ -1,0 +1,135 @@
+"""The compiled (numba) multi-pose decoder: agreement with the numpy reference on real frames,
+choosing the decoder, the fallback without numba, and where its compiled code is cached."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edgepose.decode import compiled, multi, select_decoder
+from edgepose.errors import ModelError
+from edgepose.model.posenet import load_posenet
+
+from .conftest import REPO, SHARED, coral_model
+
+VIDEO = SHARED / "video" / "openpose_video.avi"
+COUPLE = SHARED / "images" / "test_couple.jpg"
+
+
+@pytest.fixture(scope="module")
+def video_heads():
+    """Heads of every third frame of the shared video (481x641 Coral model)."""
+    model = load_posenet(coral_model("481_641"), threads=2)
+    cap = cv2.VideoCapture(str(VIDEO))
+    heads = []
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % 3 == 0:
+            heads.append(model.infer(frame)[0])
+        i += 1
+    cap.release()
+    assert len(heads) >= 60
+    return heads
+
+
+@pytest.mark.parametrize("max_poses,score,radius", [(10, 0.25, 20.0), (10, 0.1, 10.0), (3, 0.5, 30.0), (1, 0.25, 20.0)])
+def test_decoders_agree_pose_for_pose_on_the_shared_video(video_heads, max_poses, score, radius):
+    counts = []
+    for h in video_heads:
+        a = multi.decode_multiple_poses(h, max_poses, score, radius)
+        b = compiled.decode_multiple_poses(h, max_poses, score, radius)
+        assert len(a) == len(b)
+        assert b.keypoints_yx.dtype == np.float32 and b.keypoint_scores.dtype == np.float32 and b.pose_scores.dtype == np.float32
+        # Same poses in the same order: the compiled decoder mirrors the reference's float32 arithmetic.
+        np.testing.assert_allclose(b.keypoints_yx, a.keypoints_yx, atol=1e-3)
+        np.testing.assert_allclose(b.keypoint_scores, a.keypoint_scores, atol=1e-5)
+        np.testing.assert_allclose(b.pose_scores, a.pose_scores, atol=1e-5)
+        counts.append(len(a))
+    # Not vacuous: crowded frames, and max_poses reached.
+    assert max(counts) >= min(max_poses, 8) and sum(counts) >= len(video_heads)
+
+
+def test_decoder_is_chosen_by_argument_and_environment(monkeypatch):
+    monkeypatch.delenv("EDGEPOSE_DECODER", raising=False)
+    assert select_decoder()[0] == "numba"
+    assert select_decoder("numpy") == ("numpy", multi.decode_multiple_poses)
+    monkeypatch.setenv("EDGEPOSE_DECODER", "NumPy")
+    assert select_decoder()[0] == "numpy"
+    assert select_decoder("numba")[0] == "numba"  # the argument wins
+    monkeypatch.setenv("EDGEPOSE_DECODER", "cython")
+    with pytest.raises(ModelError, match="unknown decoder 'cython'"):
+        select_decoder()
+
+
+def test_model_decodes_with_the_chosen_decoder(monkeypatch):
+    monkeypatch.setenv("EDGEPOSE_DECODER", "numpy")
+    image = cv2.imread(str(COUPLE))
+    slow = load_posenet(coral_model("353_481"), threads=2)
+    fast = load_posenet(coral_model("353_481"), threads=2, decoder="numba")
+    assert (slow.decoder, fast.decoder) == ("numpy", "numba")
+    assert slow.info().extra["decoder"] == "numpy"
+    a, b = slow.estimate(image), fast.estimate(image)
+    assert len(a) == len(b) == 2
+    for p, q in zip(a, b):
+        np.testing.assert_allclose(q.keypoints, p.keypoints, atol=1e-3)
+
+
+NO_NUMBA = "import sys\nsys.modules['numba'] = None  # import numba now fails, as on a board without its wheels\n"
+
+
+def run_py(code: str, **env: str) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
+    e.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO, env=e)
+
+
+def test_without_numba_the_numpy_decoder_runs():
+    code = NO_NUMBA + (
+        "import cv2\nfrom edgepose.model.posenet import load_posenet\n"
+        f"m = load_posenet({str(coral_model('353_481'))!r})\n"
+        f"print(m.decoder, len(m.estimate(cv2.imread({str(COUPLE)!r}))))\n"
+    )
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["numpy", "2"]
+
+
+def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
+    out = tmp_path / "out.jsonl"
+    code = NO_NUMBA + (
+        "from edgepose.cli import main\n"
+        f"sys.exit(main(['run', '--model', {str(coral_model('353_481'))!r}, '--source', {str(COUPLE)!r}, '--jsonl', {str(out)!r}, '--quiet']))\n"
+    )
+    r = run_py(code, EDGEPOSE_DECODER="numba")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    err = [ln for ln in r.stderr.splitlines() if "numba" in ln]
+    assert len(err) == 1 and "EDGEPOSE_DECODER=numpy" in err[0], r.stderr
+    assert not out.exists()
+
+
+WARM = "import json\nfrom edgepose.decode import compiled\ndt, how = compiled.warm_up()\nprint(json.dumps([how, str(compiled.cache_dir())]))\n"
+
+
+def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):
+    """Under systemd's ProtectSystem=strict the install is read-only: the cache must follow EDGEPOSE_CACHE_DIR
+    (the unit's CacheDirectory) or NUMBA_CACHE_DIR, and a second start must load it instead of compiling."""
+    cache = tmp_path / "cache"
+    first = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
+    assert first.returncode == 0, first.stderr[-2000:]
+    how, where = json.loads(first.stdout.splitlines()[-1])
+    assert how == "compiled" and where == str(cache / "numba")
+    assert any(p.suffix == ".nbi" for p in (cache / "numba").rglob("*"))  # numba's cache index
+    second = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
+    assert json.loads(second.stdout.splitlines()[-1])[0] == "loaded from cache"
+    # NUMBA_CACHE_DIR (set by the systemd unit too) wins over EDGEPOSE_CACHE_DIR.
+    third = run_py(WARM, EDGEPOSE_CACHE_DIR=str(tmp_path / "elsewhere"), NUMBA_CACHE_DIR=str(cache / "numba"))
+    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", str(cache / "numba")]
