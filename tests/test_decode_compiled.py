@@ -74,7 +74,7 @@ def test_model_decodes_with_the_chosen_decoder(monkeypatch):
     image = cv2.imread(str(COUPLE))
     slow = load_posenet(coral_model("353_481"), threads=2)
     fast = load_posenet(coral_model("353_481"), threads=2, decoder="numba")
-    assert (slow.decoder, fast.decoder) == ("numpy", "numba")
+    assert (slow.decoder_name, fast.decoder_name) == ("numpy", "numba")
     assert slow.info().extra["decoder"] == "numpy"
     a, b = slow.estimate(image), fast.estimate(image)
     assert len(a) == len(b) == 2
@@ -95,7 +95,7 @@ def test_without_numba_the_numpy_decoder_runs():
     code = NO_NUMBA + (
         "import cv2\nfrom edgepose.model.posenet import load_posenet\n"
         f"m = load_posenet({str(coral_model('353_481'))!r})\n"
-        f"print(m.decoder, len(m.estimate(cv2.imread({str(COUPLE)!r}))))\n"
+        f"print(m.decoder_name, len(m.estimate(cv2.imread({str(COUPLE)!r}))))\n"
     )
     r = run_py(code)
     assert r.returncode == 0, r.stderr[-2000:]

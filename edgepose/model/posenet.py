@@ -114,8 +114,8 @@ class PoseNetModel:
         buf, name = _read_model_bytes(model)
         # The multi-pose decoder: numba when it loads (EDGEPOSE_DECODER / decoder= choose), compiled or
         # loaded from its cache here so that the first frame does not pay for it.
-        self.decoder, self._decode_multiple_poses = select_decoder(decoder)
-        warm_up(self.decoder)
+        self.decoder_name, self._decode_multiple_poses = select_decoder(decoder)
+        warm_up(self.decoder_name)
         self.name = name
         self.resize = resize
         self.interpolation = interpolation
@@ -372,7 +372,7 @@ class PoseNetModel:
             },
             metadata=self.metadata,
             runtime=self.runtime,
-            extra={"decoder": self.decoder},
+            extra={"decoder": self.decoder_name},
         )
 
 
@@ -381,7 +381,7 @@ def load_posenet(model: str | Path | bytes, threads: int = 2, **kw: Any) -> Pose
     t = time.perf_counter()
     m = PoseNetModel(model, threads, **kw)
     log.info("loaded %s (%dx%d %s, stride %d, %s, %s decoder) in %.0f ms", m.name, m.input_width, m.input_height, m.input_dtype,
-             m.output_stride, m.runtime, m.decoder, 1e3 * (time.perf_counter() - t))
+             m.output_stride, m.runtime, m.decoder_name, 1e3 * (time.perf_counter() - t))
     return m
 
 
