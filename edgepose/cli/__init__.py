@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "convert": ".convert",
     "reloc": ".reloc",
     "bundle": ".bundle",
+    "view": ".view",
 }
 
 

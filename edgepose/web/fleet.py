@@ -1,0 +1,274 @@
+"""The fleet page of ``edgepose view``: every device under the topic prefix, live, in one browser tab.
+
+:class:`FleetHub` subscribes (paho, QoS 1) to ``<prefix with {device_id} = +>/#``
+and keeps, per device, its retained ``status`` (online/offline, also from the
+Last Will), its newest poses and counts; action events go to one merged log
+(deduplicated on ``(device, seq)``: delivery is at-least-once). Browsers get
+Server-Sent Events from ``/sse``: a snapshot on connect, then ``status`` and
+``event`` messages as they arrive, and the newest poses of every device that
+moved, batched ``POSES_HZ`` times a second (a browser draws at most that often,
+so 50 devices at 15 FPS cost it one message per batch, not 750). A browser
+that falls behind by ``CLIENT_BACKLOG`` messages is disconnected; its
+EventSource reconnects and starts again from a fresh snapshot.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import sys
+import threading
+from typing import Any
+
+from ..types import KEYPOINT_NAMES
+from .config import HttpConfig
+from .server import Handler, WebServer, page
+
+log = logging.getLogger(__name__)
+
+POSES_HZ = 20.0
+CLIENT_BACKLOG = 2000
+SSE_KEEPALIVE_S = 15.0
+EVENTS_KEPT = 200
+#: Event sequence numbers remembered per device to drop re-deliveries (these come within seconds).
+SEQS_KEPT = 4096
+KINDS = ("poses", "events", "status", "state")
+
+
+def subscription(topic_prefix: str) -> tuple[str, re.Pattern[str]]:
+    """``(topic filter, regex)`` for every device under ``topic_prefix`` (``{device_id}`` becomes ``+``).
+
+    The regex matches a topic and yields ``device`` and ``kind``. A prefix
+    without ``{device_id}`` is one device, named by the last level of the prefix.
+    """
+    prefix = topic_prefix.rstrip("/")
+    levels = prefix.split("/")
+    filt, rx = [], []
+    found = False
+    for lv in levels:
+        if "{device_id}" in lv:
+            found = True
+            filt.append("+")
+            a, _, b = lv.partition("{device_id}")
+            rx.append(re.escape(a) + r"(?P<device>[^/]+?)" + re.escape(b))
+        else:
+            filt.append(lv)
+            rx.append(re.escape(lv))
+    if not found:
+        rx[-1] = f"(?P<device>{rx[-1]})"
+    return "/".join(filt) + "/#", re.compile("^" + "/".join(rx) + r"/(?P<kind>[^/]+)$")
+
+
+def compact_people(people: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Poses for the browser: ``{"id", "score", "k": [x, y, s] * 17}`` in COCO order (a third of the JSON)."""
+    out = []
+    for p in people:
+        kps = p.get("keypoints", {})
+        flat: list[float] = []
+        for name in KEYPOINT_NAMES:
+            flat.extend(kps.get(name, (0.0, 0.0, 0.0)))
+        out.append({"id": p.get("id"), "score": p.get("score", 0.0), "k": flat})
+    return out
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.cond = threading.Condition()
+        self.overflow = False
+
+
+class FleetHub:
+    """MQTT in, Server-Sent Events out."""
+
+    def __init__(self, http: HttpConfig, mqtt_cfg: Any, *, client_id: str):
+        self.http = http
+        self.mcfg = mqtt_cfg
+        self.filter, self.pattern = subscription(mqtt_cfg.topic_prefix)
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
+        self._seen: dict[str, tuple[set[int], collections.deque[int]]] = {}
+        self.counts = collections.Counter[str]()
+        self.connected = False
+        self._lock = threading.Lock()
+        self._dirty: dict[str, dict[str, Any]] = {}
+        self._clients: set[_Client] = set()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self.client_id = client_id
+        self._mqtt: Any = None
+        self.server = WebServer(http, {
+            "/": page("fleet.html"),
+            "/sse": self._sse,
+            "/api/fleet": lambda h: h.send_json(self.snapshot()),
+            "/healthz": lambda h: h.send_bytes(200 if self.connected else 503, b"ok\n" if self.connected else b"no broker\n",
+                                               "text/plain; charset=utf-8"),
+        }, what="edgepose view: fleet")
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> "FleetHub":
+        from ..sinks.mqtt import connect_kwargs, new_client
+
+        c = self._mqtt = new_client(self.mcfg, self.client_id)
+        c.reconnect_delay_set(self.mcfg.backoff_min, self.mcfg.backoff_max)
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.connect_async(self.mcfg.host, self.mcfg.port, keepalive=self.mcfg.keepalive, **connect_kwargs(self.mcfg))
+        c.loop_start()
+        self._flusher = threading.Thread(target=self._flush_loop, name="edgepose-sse-poses", daemon=True)
+        self._flusher.start()
+        self.server.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        for cl in list(self._clients):
+            with cl.cond:
+                cl.cond.notify_all()
+        self.server.stop()
+        if self._mqtt is not None:
+            self._mqtt.disconnect()
+            self._mqtt.loop_stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    # -- MQTT (paho's thread) ----------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        from ..sinks.mqtt import explain_refusal
+
+        if reason.is_failure:
+            problem, fix = explain_refusal(reason, self.mcfg.host, self.mcfg.port, self.mcfg)
+            log.error("%s Fix: %s Retrying with back-off.", problem, fix)
+            return
+        self.connected = True
+        client.subscribe(self.filter, qos=1)
+        log.warning("edgepose view: subscribed to %s on %s:%d", self.filter, self.mcfg.host, self.mcfg.port)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        from ..sinks.mqtt import explain_connect_failure
+
+        problem, fix = explain_connect_failure(sys.exc_info()[1], self.mcfg.host, self.mcfg.port, self.mcfg.tls.enabled)
+        log.error("%s Fix: %s Retrying with back-off.", problem, fix)
+
+    def _on_disconnect(self, *args: Any) -> None:
+        self.connected = False
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            self.handle(msg.topic, bytes(msg.payload))
+        except Exception:  # noqa: BLE001 - one bad message must not stop the paho thread
+            log.warning("undecodable message on %s", msg.topic, exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        m = self.pattern.match(topic)
+        if m is None or m["kind"] not in KINDS:
+            return
+        dev, kind = m["device"], m["kind"]
+        self.counts[kind] += 1
+        if not payload:
+            return  # a cleared retained message
+        if kind == "poses":
+            from ..sinks.payloads import decode_poses
+
+            d = decode_poses(payload, dev)
+            msg = {"device": dev, "frame": d.get("frame"), "ts": d.get("ts"), "width": d.get("width"), "height": d.get("height"),
+                   "people": compact_people(d.get("people", []))}
+            with self._lock:
+                info = self.devices.setdefault(dev, {"device": dev})
+                info["poses"] = msg
+                info["frames"] = info.get("frames", 0) + 1
+                self._dirty[dev] = msg
+            return
+        data = json.loads(payload)
+        if kind == "events":
+            seq = int(data.get("seq", -1))
+            with self._lock:
+                seen, order = self._seen.setdefault(dev, (set(), collections.deque()))
+                if seq in seen:
+                    return  # a re-delivery (QoS 1 is at-least-once)
+                seen.add(seq)
+                order.append(seq)
+                if len(order) > SEQS_KEPT:
+                    seen.discard(order.popleft())
+                ev = {"device": dev, "seq": seq, "frame": data.get("frame"), "ts": data.get("ts"), **data.get("event", {})}
+                self.events.append(ev)
+                info = self.devices.setdefault(dev, {"device": dev})
+                info["events"] = info.get("events", 0) + 1
+            self._broadcast("event", ev)
+        elif kind == "status":
+            with self._lock:
+                info = self.devices.setdefault(dev, {"device": dev})
+                info["status"] = data
+                info["online"] = data.get("state") == "online"
+            self._broadcast("status", {"device": dev, "online": info["online"], "status": data})
+        elif kind == "state":
+            with self._lock:
+                self.devices.setdefault(dev, {"device": dev})["state"] = data
+            self._broadcast("state", {"device": dev, "state": data})
+
+    # -- Server-Sent Events ------------------------------------------------------------
+    @staticmethod
+    def _sse_bytes(event: str, data: Any) -> bytes:
+        return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+    def _broadcast(self, event: str, data: Any) -> None:
+        if not self._clients:
+            return
+        chunk = self._sse_bytes(event, data)
+        for cl in list(self._clients):
+            with cl.cond:
+                if len(cl.queue) >= CLIENT_BACKLOG:
+                    cl.overflow = True
+                else:
+                    cl.queue.append(chunk)
+                cl.cond.notify_all()
+
+    def _flush_loop(self) -> None:
+        period = 1.0 / POSES_HZ
+        while not self._stop.wait(period):
+            with self._lock:
+                dirty, self._dirty = self._dirty, {}
+            if dirty:
+                self._broadcast("poses", list(dirty.values()))
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self.snapshot_unlocked()
+
+    def _sse(self, h: Handler) -> None:
+        cl = _Client()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Cache-Control", "no-store")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+        with self._lock:  # the snapshot and the registration together: nothing falls between them
+            snap = self.snapshot_unlocked()
+            self._clients.add(cl)
+        try:
+            h.wfile.write(b"retry: 2000\n\n" + self._sse_bytes("snapshot", snap))
+            h.wfile.flush()
+            while not self._stop.is_set():
+                with cl.cond:
+                    if not cl.queue and not cl.overflow:
+                        cl.cond.wait(SSE_KEEPALIVE_S)
+                    if cl.overflow:
+                        log.warning("a browser fell %d messages behind; it reconnects with a fresh snapshot", CLIENT_BACKLOG)
+                        return
+                    chunks = list(cl.queue)
+                    cl.queue.clear()
+                h.wfile.write(b"".join(chunks) if chunks else b": keepalive\n\n")
+                h.wfile.flush()
+        finally:
+            self._clients.discard(cl)
+
+    def snapshot_unlocked(self) -> dict[str, Any]:
+        devices = [dict(d) for d in sorted(self.devices.values(), key=lambda d: d["device"])]
+        return {"broker": f"{self.mcfg.host}:{self.mcfg.port}", "connected": self.connected, "filter": self.filter,
+                "devices": devices, "events": list(self.events), "messages": dict(self.counts)}
