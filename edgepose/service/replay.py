@@ -2,7 +2,7 @@
 
 ``edgepose serve --replay rec.jsonl`` publishes a recording as if it were live,
 for testing dashboards and Home Assistant without a camera; the same records
-are what ``edgepose run --jsonl`` writes and ``edgepose listen --record`` records.
+are what ``edgepose run --jsonl`` writes and ``edgepose listen --jsonl`` records.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise SourceError(f"cannot read the recording {p}: {e.strerror or e}.", "pass a .jsonl file written by edgepose run --jsonl or edgepose listen --record.") from None
+        raise SourceError(f"cannot read the recording {p}: {e.strerror or e}.", "pass a .jsonl file written by edgepose run --jsonl or edgepose listen --jsonl.") from None
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -50,7 +50,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             raise SourceError(f"{p}:{n} is not a frame record ({e}).", "each line must be a FrameResult.to_dict() JSON object.") from None
         out.append(rec)
     if not out:
-        raise SourceError(f"the recording {p} has no frames.", "record some with edgepose listen --record or edgepose run --jsonl.")
+        raise SourceError(f"the recording {p} has no frames.", "record some with edgepose listen --jsonl or edgepose run --jsonl.")
     return out
 
 

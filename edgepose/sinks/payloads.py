@@ -6,7 +6,7 @@ consumer bumps it. The JSON Schema of each payload is in
 
 The ``poses`` payload is the JSONL frame record of :meth:`FrameResult.to_dict`
 (same ``people`` objects) plus the device id, so a subscriber can record it as
-is (``edgepose listen --record``). It is the hot path (every frame), so the
+is (``edgepose listen --jsonl``). It is the hot path (every frame), so the
 JSON text is produced with one ``%`` format per person instead of building
 dicts for :mod:`json`; the values are the same as :meth:`Pose.to_dict`'s.
 
