@@ -1,9 +1,9 @@
 """Errors of the converter: each names the problem and the fix (see :mod:`edgepose.errors`)."""
 from __future__ import annotations
 
-from edgepose.errors import EdgeposeError
+from edgepose.errors import EdgeposeError, install_fix
 
-TF_INSTALL_FIX = "pip install edgepose[convert] (it brings TensorFlow, needed on the workstation only)."
+TF_INSTALL_FIX = install_fix("convert", "it brings TensorFlow, needed on the workstation only")
 
 
 class ConvertError(EdgeposeError):
@@ -11,12 +11,7 @@ class ConvertError(EdgeposeError):
 
 
 def import_tensorflow():
-    """Import TensorFlow quietly, or raise a :class:`ConvertError` saying how to install it."""
-    import os
+    """Import TensorFlow without its start-up log lines, or raise a :class:`ConvertError` saying how to install it."""
+    from edgepose.tflogs import import_tensorflow as quiet_import
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf  # noqa: F401
-    except ImportError as e:
-        raise ConvertError(f"converting models needs TensorFlow, which is not installed ({e}).", TF_INSTALL_FIX) from None
-    return tf
+    return quiet_import("converting models", TF_INSTALL_FIX, ConvertError)

@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from edgepose.tflogs import native_quiet
+
 from .errors import ConvertError, import_tensorflow
 
 log = logging.getLogger(__name__)
@@ -79,9 +81,10 @@ def convert_function(fn, precision: str, representative: Callable[[], Iterable[l
 
     conv = make()
     try:
-        if precision == "int8" and quant.float_heads and not edgetpu:
-            return _convert_float_heads(tf, conv, fn, representative)
-        return bytes(conv.convert())
+        with native_quiet(stdout=True):  # the converter's own log lines and printed signatures (shown with -v)
+            if precision == "int8" and quant.float_heads and not edgetpu:
+                return _convert_float_heads(tf, conv, fn, representative)
+            return bytes(conv.convert())
     except ConvertError:
         raise
     except Exception as e:

@@ -35,3 +35,9 @@ class ConfigError(EdgeposeError):
 
 class DownloadError(EdgeposeError):
     """A model download that failed or did not match its checksum."""
+
+
+def install_fix(extra: str, why: str) -> str:
+    """How to add an optional extra (``convert``, ``train``, ``pi``...): edgepose is not on PyPI."""
+    return (f'in the edgepose checkout, pip install -e ".[{extra}]" ({why}); '
+            f'from a built wheel, pip install "edgepose-VERSION-py3-none-any.whl[{extra}]".')

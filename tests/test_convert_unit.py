@@ -335,5 +335,5 @@ def test_cli_without_tensorflow_says_how_to_install():
         f"sys.exit(main(['convert', {str(FROZEN)!r}, '--precision', 'float16']))\n"
     )
     assert p.returncode == 2
-    assert "pip install edgepose[convert]" in p.stderr
+    assert 'pip install -e ".[convert]"' in p.stderr  # from the checkout: edgepose is not on PyPI
     assert "Traceback" not in p.stderr

@@ -207,7 +207,17 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
         vi, vp, vq = validation
         val = (to_model_input(vi), {"position": norm.forward(vp).astype(np.float32), "orientation": normalize_quaternion(vq).astype(np.float32)})
     t0 = time.perf_counter()
-    hist = model.fit(ds, epochs=settings.epochs, validation_data=val, verbose=1 if progress else 0, shuffle=False)  # ds shuffles itself
+    # Our own bar, one step per epoch: Keras' bar writes ANSI codes to stdout even into a file.
+    bar = tqdm(total=settings.epochs, desc="training", unit="epoch", disable=None if progress else True)
+
+    def epoch_done(epoch: int, logs: dict[str, float] | None) -> None:
+        logs = logs or {}
+        bar.set_postfix({k: f"{logs[k]:.3f}" for k in ("loss", "val_loss") if k in logs})
+        bar.update(1)
+
+    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=epoch_done)
+    hist = model.fit(ds, epochs=settings.epochs, validation_data=val, verbose=0, shuffle=False, callbacks=[cb])  # ds shuffles itself
+    bar.close()
     return Trained(model, norm, beta, settings, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, time.perf_counter() - t0)
 
 

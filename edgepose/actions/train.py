@@ -252,6 +252,7 @@ def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: di
     import tensorflow as tf
 
     from ..model.flatbuf import write_metadata
+    from ..tflogs import native_quiet
 
     conv = tf.lite.TFLiteConverter.from_keras_model(trained.keras_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -265,7 +266,8 @@ def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: di
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    buf = conv.convert()
+    with native_quiet(stdout=True):  # the converter prints the exported signature and its quantizer settings
+        buf = conv.convert()
     s = trained.settings
     meta = {
         "type": "action_classifier",

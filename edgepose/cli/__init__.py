@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..tflogs import configure as configure_tf_logs
+
+    configure_tf_logs(args.verbose)  # before any command imports TensorFlow: its own logs only with -v
     try:
         return int(args.func(args) or 0)
     except EdgeposeError as e:

@@ -16,7 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EdgeposeError
+from ..errors import EdgeposeError, install_fix
+
+TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a workstation")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,10 +101,9 @@ def _settings(args: argparse.Namespace):
 
 
 def _need_tf() -> None:
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        raise EdgeposeError("training needs TensorFlow, which is not installed.", "pip install 'edgepose[train]' on a workstation.") from None
+    from ..tflogs import import_tensorflow
+
+    import_tensorflow("training", TRAIN_INSTALL_FIX)
 
 
 # --------------------------------------------------------------------------- commands
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     y = np.array([classes.index(lb) for lb in labels])
     print(f"training {settings.kind} on {len(y)} windows of {settings.window} frames, {len(classes)} classes, "
           f"{len(set(groups))} source videos", file=sys.stderr)
-    bar = tqdm(total=settings.epochs, desc="epochs", unit="epoch", file=sys.stderr)
+    bar = tqdm(total=settings.epochs, desc="epochs", unit="epoch", file=sys.stderr, disable=None)  # a terminal only
 
     def progress(epoch: int, logs: dict) -> None:
         bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", acc=f"{logs.get('accuracy', 0):.3f}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ModelError, RuntimeMissingError
+from ..tflogs import native_quiet
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ def make_interpreter(
     backend = backend or get_backend()
     delegates = [load_edgetpu_delegate(backend)] if edgetpu else None
     try:
-        interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)
-        interp.allocate_tensors()
+        with native_quiet():  # TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate" (shown with -v)
+            interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "edgetpu-custom-op" in str(e):
