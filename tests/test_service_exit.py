@@ -26,12 +26,14 @@ def test_input_that_ends_exits_zero(broker, tmp_path, real_poses):
 def test_model_that_cannot_load_exits_non_zero(broker, tmp_path):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
     calls = []
+    sink = _sink(broker.port, tmp_path)
 
     def frames():
         calls.append(1)
+        sink.wait_connected(10)  # so that the offline status can say why
         raise ModelError("model.tflite is not a TFLite file.", "point model.path at a .tflite model.")
 
-    svc = Service(_sink(broker.port, tmp_path), frames, status_interval=60, retry_min=0.05)
+    svc = Service(sink, frames, status_interval=60, retry_min=0.05)
     assert svc.run() == ModelError.exit_code != 0
     assert len(calls) == 1  # not retried like a missing camera
     assert sub.wait_for(lambda s: any(d.get("state") == "offline" for d in s.json_on("/status")), 10)

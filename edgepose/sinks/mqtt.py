@@ -27,7 +27,6 @@ import ssl
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
@@ -36,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from .. import __version__
 from ..errors import ConfigError, EdgeposeError
-from .outbox import Outbox
+from .outbox import Outbox, OutboxError
 from ..types import ActionEvent, FrameResult
 from . import homeassistant, payloads
 from .mqtt_config import MqttConfig
@@ -178,7 +177,13 @@ class MqttSink:
         self._wake = threading.Condition()
         self._pump_stop = False
         self._pump: threading.Thread | None = None
-        self._inflight: deque[tuple[int, mqtt.MQTTMessageInfo]] = deque()
+        # The sender (outbox thread) owns these under _send_lock; on_connect rebuilds them. on_publish runs
+        # with paho's message lock held, so it only records the mid under the small _acks_lock.
+        self._send_lock = threading.Lock()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row, for this connection only
+        self._last_handed = 0  # highest outbox row handed to paho on this connection
+        self._acks_lock = threading.Lock()
+        self._acked_mids: set[int] = set()
         self._next_poses = 0.0
         self._poses_period = 1.0 / config.poses_rate if config.poses_rate > 0 else 0.0
         # state topic (people / fall / actions)
@@ -191,7 +196,10 @@ class MqttSink:
         #: Time source of the poses rate limit (monotonic seconds).
         self.clock: Callable[[], float] = time.monotonic
         self._client = self._make_client()  # config errors (TLS files, password variable) before any file is opened
-        self.outbox = outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id))
+        self.outbox = outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id), config.outbox_max_events)
+        self._events_unstored = 0  # events the outbox could not take at all (an unwritable file): counted, logged
+        self._drops_logged = 0
+        self._drops_logged_at = 0.0
 
     # -- setup ---------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -263,6 +271,7 @@ class MqttSink:
         else:
             log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
         self.last_error = None
+        self._rebuild_inflight(client)
         # "online" first (it overwrites the retained Last Will of a lost connection), before the frame
         # loop sees the connection and publishes anything else.
         self._send_status("online")
@@ -296,7 +305,13 @@ class MqttSink:
     @_guard
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         # paho calls this for every QoS-0 pose too: wake the outbox thread only when events await their PUBACK.
-        if self._inflight:
+        # Every mid is recorded: a PUBACK can beat the outbox thread's own note of the mid it was just given.
+        # The outbox thread keeps the ones it handed out and forgets the rest (poses) on each pass.
+        if getattr(reason, "is_failure", False):
+            return  # MQTT 5 PUBACK with an error (quota, not authorised): the row stays and goes again on reconnect
+        with self._acks_lock:
+            self._acked_mids.add(mid)
+        if mid in self._inflight:  # a racy hint only (no _send_lock here): wake the outbox thread for events
             with self._wake:
                 self._wake.notify_all()
 
@@ -308,8 +323,11 @@ class MqttSink:
             self._publish_state(force=True)
 
     # -- outbox pump (own thread) ----------------------------------------------
+    # The outbox, not paho, owns every event until its PUBACK: paho's copies of events die with each
+    # connection (purged in _rebuild_inflight) and the rows are handed again, in order, on the next one.
+    # That makes the sender indifferent to paho's state when a publish races a lost socket (paho then marks
+    # the message "no connection" for good) or when another client takes over the client id.
     def _pump_loop(self) -> None:
-        last_handed = 0  # highest outbox id handed to paho by this process; paho itself re-sends those after a reconnect
         while True:
             with self._wake:
                 if self._pump_stop:
@@ -318,28 +336,51 @@ class MqttSink:
                 if self._pump_stop:
                     return
             try:
-                last_handed = self._pump_once(last_handed)
+                self._pump_once()
             except Exception:  # noqa: BLE001 - keep pumping; the rows stay in the outbox
                 log.exception("MQTT: outbox pump error")
                 time.sleep(1.0)
 
-    def _pump_once(self, last_handed: int) -> int:
-        acked = [row for row, info in self._inflight if info.is_published()]
-        if acked:
-            done = set(acked)
-            for row in acked:
-                self.stats.events_sent += 1  # before the delete: whoever sees the outbox empty sees the count
-                self.outbox.ack(row)
-            self._inflight = deque((r, i) for r, i in self._inflight if r not in done)
-        room = self.cfg.outbox_window - len(self._inflight)
-        if room > 0 and self._connected.is_set():
-            for item in self.outbox.pending(after_id=last_handed, limit=room):
+    def _take_acks(self) -> list[int]:
+        """Outbox rows whose PUBACK arrived (call with _send_lock held)."""
+        with self._acks_lock:
+            mids, self._acked_mids = self._acked_mids, set()
+        return [self._inflight.pop(mid) for mid in mids if mid in self._inflight]
+
+    def _retire(self, rows: list[int]) -> None:
+        if rows:
+            self.stats.events_sent += len(rows)  # before the delete: whoever sees the outbox empty sees the count
+            self.outbox.ack_many(rows)
+
+    def _pump_once(self) -> None:
+        with self._send_lock:
+            self._retire(self._take_acks())
+            room = self.cfg.outbox_window - len(self._inflight)
+            if room <= 0 or not self._connected.is_set():
+                return
+            for item in self.outbox.pending(after_id=self._last_handed, limit=room):
                 info = self._client.publish(item.topic, item.payload, qos=item.qos)
-                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                    break  # retried on the next wake-up
-                self._inflight.append((item.id, info))
-                last_handed = item.id
-        return last_handed
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # QUEUE_SIZE: not queued; NO_CONN: the socket just went, and the next connect purges and
+                    # re-hands it. Either way the row is still pending: try again later, in order.
+                    break
+                self._inflight[info.mid] = item.id
+                self._last_handed = item.id
+
+    def _rebuild_inflight(self, client: mqtt.Client) -> None:
+        """On each CONNACK, before paho re-sends its stored messages: forget this sink's events in paho and start
+        the hand-over again from the oldest pending row (rows whose PUBACK already arrived are retired first)."""
+        with self._send_lock:
+            self._retire(self._take_acks())
+            events = self.topics["events"]
+            with client._out_message_mutex:  # paho keeps unacknowledged messages across reconnects
+                stale = [mid for mid, m in client._out_messages.items() if m.topic == events]
+                for mid in stale:
+                    del client._out_messages[mid]
+            self._inflight.clear()
+            with self._acks_lock:
+                self._acked_mids.clear()
+            self._last_handed = 0
 
     def _kick(self) -> None:
         with self._wake:
@@ -389,13 +430,39 @@ class MqttSink:
             return []
         ts = time.time() if ts is None else ts
         topic, qos, dev = self.topics["events"], self.cfg.events_qos, self.device_id
-        ids = self.outbox.put_many(
-            [(topic, (lambda seq, e=e: payloads.dumps(payloads.event_payload(e, dev, seq, frame, ts))), qos) for e in events]
-        )
+        try:
+            ids = self.outbox.put_many(
+                [(topic, (lambda seq, e=e: payloads.dumps(payloads.event_payload(e, dev, seq, frame, ts))), qos) for e in events]
+            )
+        except OutboxError as e:
+            # The frame loop goes on (poses and status keep flowing); the loss is counted and logged.
+            ids = []
+            self._events_unstored += len(events)
+            log.error("%s", e)
         self.stats.events_queued += len(ids)
+        self._log_drops()
         self._note_events(events)
         self._kick()
         return ids
+
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped unsent: oldest first at the outbox cap or on a full disk, or not storable at all."""
+        return self.outbox.dropped + self._events_unstored
+
+    def _log_drops(self, force: bool = False) -> None:
+        dropped = self.events_dropped
+        if dropped == self._drops_logged:
+            return
+        now = time.monotonic()
+        # The first drop at once, then at most one line every 10 s with the running total.
+        if force or self._drops_logged == 0 or now - self._drops_logged_at >= 10.0:
+            why = ", ".join(f"{n} {reason}" for reason, n in self.outbox.drop_reasons.items())
+            if self._events_unstored:
+                why = ", ".join(filter(None, [why, f"{self._events_unstored} not storable"]))
+            log.warning("MQTT: %d event(s) dropped unsent so far, oldest first (%s); %d pending in %s",
+                        dropped, why, len(self.outbox), self.outbox.path)
+            self._drops_logged, self._drops_logged_at = dropped, now
 
     def status_payload(self, state: str = "online", **extra: Any) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -408,6 +475,7 @@ class MqttSink:
             "poses_decimated": self.stats.poses_decimated,
             "events_sent": self.stats.events_sent,
             "events_pending": len(self.outbox),
+            "events_dropped": self.events_dropped,
             "people": self._people,
         }
         if self.status_fields is not None:

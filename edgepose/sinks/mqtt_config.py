@@ -85,6 +85,11 @@ class MqttConfig(BaseModel):
 
     #: SQLite file of the event outbox; default: ``<state dir>/edgepose/outbox-<device_id>.sqlite``.
     outbox_path: str | None = None
+    outbox_max_events: int = Field(
+        10_000, ge=10,
+        description="Events the outbox keeps at most (about 330 bytes of disk each). Beyond it, or when the disk is full, "
+        "the oldest pending events are dropped first, counted in status (events_dropped) and in the log, never silently.",
+    )
     #: Events handed to the MQTT client at once (the rest wait in the outbox).
     outbox_window: int = Field(20, ge=1, le=1000)
     #: Seconds a graceful stop waits for the outbox to drain before announcing offline.
