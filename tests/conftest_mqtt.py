@@ -95,3 +95,19 @@ def frame(index: int, poses: list[Pose], events: list[ActionEvent] | None = None
 
 def rand_pose(rng: np.random.Generator, track_id: int | None = 1) -> Pose:
     return Pose(rng.uniform(-5, 1900, (17, 2)), rng.uniform(0, 1, 17), float(rng.uniform(0.25, 1)), track_id)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 600 KiB tmpfs (CI runs as root); skipped with the reason when this machine does not allow mounting."""
+    import subprocess
+
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a 600 KiB tmpfs for the full-disk test (needs root): {r.stderr.strip() or r.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
