@@ -138,13 +138,13 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
 
 
 # -- latency -------------------------------------------------------------------------
-def _latency_subscriber(port: int, n: int, q: "mp.Queue", ready: "mp.Event") -> None:
+def _latency_subscriber(port: int, n: int, q: mp.Queue, ready: mp.Event) -> None:
     import json as _json
 
     lat: list[float] = []
     done = threading.Event()
 
-    def on_message(c, u, msg):  # noqa: ANN001
+    def on_message(c, u, msg):
         lat.append(time.time() - _json.loads(msg.payload)["ts"])
         if len(lat) >= n:
             done.set()

@@ -14,7 +14,6 @@ Prints three tables:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time

@@ -127,9 +127,10 @@ def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: i
 
 def source_fidelity(src, float_model: Path, images: Sequence[np.ndarray], size: tuple[int, int]) -> dict[str, float]:
     """max |float32 tflite - source| per output role over the images."""
+    from edgepose.model.flatbuf import read_metadata
+
     from .calibration import preprocess
     from .tflite import TFLiteRunner
-    from edgepose.model.flatbuf import read_metadata
 
     buf = Path(float_model).read_bytes()
     names = (read_metadata(buf) or {})["outputs"]

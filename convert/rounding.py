@@ -91,10 +91,10 @@ def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs:
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
         xin = adapt(tf, x) if adapt else x
-        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[l.input for l in layers], name="")
+        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[layer.input for layer in layers], name="")
         ops = []
-        for l, f in zip(layers, feats):
-            node = by_name[l.node]
+        for layer, f in zip(layers, feats):
+            node = by_name[layer.node]
             st = list(node.attr["strides"].list.i)
             pad = node.attr["padding"].s.decode()
             p = tf.image.extract_patches(f, [1, 3, 3, 1], st, [1, 1, 1, 1], pad)  # (1, h, w, 9*C) ordered (kh, kw, C)
@@ -110,10 +110,10 @@ def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs:
         for arr in tqdm(inputs, desc="filter statistics", unit="img", leave=False, disable=not progress):
             vals = sess.run(ops, {x: arr})
             acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
-    for l, (s1, s2, n) in zip(layers, acc or []):
+    for layer, (s1, s2, n) in zip(layers, acc or []):
         mean = s1 / n
         cov = s2 / n - np.einsum("ci,cj->cij", mean, mean)
-        stats[l.node] = (mean.astype(np.float64), cov.astype(np.float64))
+        stats[layer.node] = (mean.astype(np.float64), cov.astype(np.float64))
     return stats
 
 
@@ -124,19 +124,19 @@ def round_depthwise(gd, layers: Sequence[DepthwiseLayer], stats: dict[str, tuple
     out.CopyFrom(gd)
     by_name = {n.name: n for n in out.node}
     changed = 0
-    for l in layers:
-        w = tf.make_ndarray(by_name[l.weights].attr["value"].tensor).astype(np.float64)  # (3, 3, C, 1)
-        mean, cov = stats[l.node]
+    for layer in layers:
+        w = tf.make_ndarray(by_name[layer.weights].attr["value"].tensor).astype(np.float64)  # (3, 3, C, 1)
+        mean, cov = stats[layer.node]
         flat = w[:, :, :, 0].reshape(9, -1).T  # (C, 9) in (kh, kw) order, as the patches
         new = np.empty_like(flat)
         for c in range(flat.shape[0]):
             s = np.abs(flat[c]).max() / LEVELS
             new[c] = best_rounding(flat[c], cov[c]) * s if s > 0 else flat[c]
         delta = new - flat
-        by_name[l.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.T.reshape(3, 3, -1, 1).astype(np.float32)))
-        if l.bias is not None:
-            b = tf.make_ndarray(by_name[l.bias].attr["value"].tensor).astype(np.float64)
-            by_name[l.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - np.einsum("ci,ci->c", delta, mean)).astype(np.float32)))
+        by_name[layer.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.T.reshape(3, 3, -1, 1).astype(np.float32)))
+        if layer.bias is not None:
+            b = tf.make_ndarray(by_name[layer.bias].attr["value"].tensor).astype(np.float64)
+            by_name[layer.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - np.einsum("ci,ci->c", delta, mean)).astype(np.float32)))
         changed += 1
     log.info("rounded %d depthwise layers", changed)
     return out
@@ -179,11 +179,11 @@ def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequ
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
         xin = adapt(tf, x) if adapt else x
-        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[l.input for l in layers], name="")
+        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[layer.input for layer in layers], name="")
         ops = []
-        for l, f in zip(layers, feats):
-            node = by_name[l.node]
-            dims = [d.size for d in by_name[l.weights].attr["value"].tensor.tensor_shape.dim]
+        for layer, f in zip(layers, feats):
+            node = by_name[layer.node]
+            dims = [d.size for d in by_name[layer.weights].attr["value"].tensor.tensor_shape.dim]
             kh, kw = dims[0], dims[1]
             st = list(node.attr["strides"].list.i)
             p = f if (kh, kw) == (1, 1) and st == [1, 1, 1, 1] else tf.image.extract_patches(f, [1, kh, kw, 1], st, [1, 1, 1, 1], node.attr["padding"].s.decode())
@@ -195,9 +195,9 @@ def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequ
             vals = sess.run(ops, {x: arr})
             acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
     stats = {}
-    for l, (s1, s2, n) in zip(layers, acc or []):
+    for layer, (s1, s2, n) in zip(layers, acc or []):
         mean = s1.astype(np.float64) / n
-        stats[l.node] = (mean, s2.astype(np.float64) / n - np.outer(mean, mean))
+        stats[layer.node] = (mean, s2.astype(np.float64) / n - np.outer(mean, mean))
     return stats
 
 
@@ -237,14 +237,14 @@ def round_convs(gd, layers: Sequence[ConvLayer], stats: dict[str, tuple[np.ndarr
     out = tf.compat.v1.GraphDef()
     out.CopyFrom(gd)
     by_name = {n.name: n for n in out.node}
-    for l in layers:
-        w = tf.make_ndarray(by_name[l.weights].attr["value"].tensor).astype(np.float64)
+    for layer in layers:
+        w = tf.make_ndarray(by_name[layer.weights].attr["value"].tensor).astype(np.float64)
         shape = w.shape
         flat = w.reshape(-1, shape[3])
-        mean, cov = stats[l.node]
+        mean, cov = stats[layer.node]
         new = descend_rounding(flat, cov)
-        by_name[l.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.reshape(shape).astype(np.float32)))
-        if l.bias is not None:
-            b = tf.make_ndarray(by_name[l.bias].attr["value"].tensor).astype(np.float64)
-            by_name[l.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - mean @ (new - flat)).astype(np.float32)))
+        by_name[layer.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.reshape(shape).astype(np.float32)))
+        if layer.bias is not None:
+            b = tf.make_ndarray(by_name[layer.bias].attr["value"].tensor).astype(np.float64)
+            by_name[layer.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - mean @ (new - flat)).astype(np.float32)))
     return out

@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import tfjs
 from .errors import ConvertError, import_tensorflow
 from .model_types import POSENET, ModelType
-from . import tfjs
 
 log = logging.getLogger(__name__)
 
@@ -405,10 +405,10 @@ def _keras_source(p: Path, model_type: ModelType, tf, overrides) -> SourceModel:
     index = {n: i for i, n in enumerate(out_names)}
     shape = tuple(model.inputs[0].shape)
     fixed = (int(shape[1]), int(shape[2])) if shape[1] and shape[2] else None
-    layer_names = [l.name for l in model.layers]
+    layer_names = [layer.name for layer in model.layers]
     arch, mult = _guess_architecture(layer_names + [model.name])
     if arch == "mobilenet_v1" and mult is None:
-        conv0 = next((l for l in model.layers if re.search(r"conv2d_0|conv1$|conv_0", l.name, re.I) and hasattr(l, "filters")), None)
+        conv0 = next((layer for layer in model.layers if re.search(r"conv2d_0|conv1$|conv_0", layer.name, re.I) and hasattr(layer, "filters")), None)
         mult = _mobilenet_multiplier(getattr(conv0, "filters", None))
 
     def build(h: int, w: int):

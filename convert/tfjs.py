@@ -203,10 +203,13 @@ def unfuse(gd, tf):
             elif op == "Prelu":
                 # prelu(x) = relu(x) - alpha * relu(-x)
                 alpha = args.pop(0)
-                for suffix, opn, ins in (("/pos", "Relu", [last]), ("/neg_in", "Neg", [last])):
-                    m = out.node.add(); m.name = node.name + suffix; m.op = opn; m.input.extend(ins); m.attr["T"].CopyFrom(n.attr["T"])
-                m = out.node.add(); m.name = node.name + "/neg"; m.op = "Relu"; m.input.append(node.name + "/neg_in"); m.attr["T"].CopyFrom(n.attr["T"])
-                m = out.node.add(); m.name = node.name + "/scaled"; m.op = "Mul"; m.input.extend([alpha, node.name + "/neg"]); m.attr["T"].CopyFrom(n.attr["T"])
+                for suffix, opn, ins in (("/pos", "Relu", [last]), ("/neg_in", "Neg", [last]),
+                                         ("/neg", "Relu", [node.name + "/neg_in"]),
+                                         ("/scaled", "Mul", [alpha, node.name + "/neg"])):
+                    m = out.node.add()
+                    m.name, m.op = node.name + suffix, opn
+                    m.input.extend(ins)
+                    m.attr["T"].CopyFrom(n.attr["T"])
                 n.op = "Sub"
                 n.input.extend([node.name + "/pos", node.name + "/scaled"])
             elif op in _ACTIVATIONS:

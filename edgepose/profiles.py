@@ -23,9 +23,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .errors import ConfigError
 
@@ -116,7 +114,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def validate(data: Mapping[str, Any], source: str) -> "EdgeposeConfig":
+def validate(data: Mapping[str, Any], source: str) -> EdgeposeConfig:
     # Imported here so `python -m edgepose.profiles detect` (first boot) stays light.
     from pydantic import ValidationError
 
@@ -167,7 +165,7 @@ def load_device_config(
     device_path: str | Path | None = None,
     board: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> "EdgeposeConfig":
+) -> EdgeposeConfig:
     """Defaults < board profile < device config < ``overrides``, validated (see the module doc)."""
     data, name = merged_data(device_path, board, overrides)
     return validate(data, name)

@@ -147,12 +147,12 @@ class Pose:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Pose":
+    def from_dict(cls, d: dict[str, Any]) -> Pose:
         kps = d["keypoints"]
         arr = np.array([kps[name] for name in KEYPOINT_NAMES], dtype=np.float32)
         return cls(arr[:, :2], arr[:, 2], d.get("score", float(arr[:, 2].mean())), d.get("id"))
 
-    def scaled(self, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> "Pose":
+    def scaled(self, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> Pose:
         """A copy with coordinates mapped by ``x*sx+dx, y*sy+dy``."""
         kp = self.keypoints * np.array([sx, sy], np.float32) + np.array([dx, dy], np.float32)
         return Pose(kp, self.scores.copy(), self.score, self.track_id, dict(self.extra))

@@ -86,7 +86,6 @@ def google_style_graph(gd, fuse: bool = False):
 
 def _fuse(gd, tf):
     """Fold Conv2D/DepthwiseConv2dNative + BiasAdd (+ Relu6) into tfjs's fused ops."""
-    by = {n.name: n for n in gd.node}
     consumers: dict[str, list] = {}
     for n in gd.node:
         for i in n.input:
@@ -192,14 +191,14 @@ def run_graph(gd, x: np.ndarray, input_name: str, outputs: list[str]) -> list[np
         return s.run(outputs, {input_name: x})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def frozen_source():
     from edgepose_convert.sources import load_source
 
     return load_source(FROZEN)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def calibration_split() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     from edgepose_convert.calibration import list_images, split_held_out
 
@@ -207,14 +206,14 @@ def calibration_split() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     return tuple(cal), tuple(ev)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def calibration_images() -> tuple:
     from edgepose_convert.calibration import load_calibration
 
     return tuple(load_calibration(calibration_split()[0]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def converted(precision: str, size: tuple[int, int], out_dir: str, io_type: str = "uint8", edgetpu: bool = False):
     """A conversion of the real 0.50 model, done once per session."""
     from edgepose_convert.api import convert

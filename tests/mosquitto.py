@@ -130,7 +130,7 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         self.conf.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> Mosquitto:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
@@ -167,7 +167,7 @@ class Mosquitto:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -198,11 +198,11 @@ class Subscriber:
         self.client.loop_start()
         assert self._subscribed.wait(10), "subscriber did not get SUBACK"
 
-    def _on_connect(self, client, userdata, flags, reason, properties):  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, reason, properties):
         if not reason.is_failure:
             client.subscribe([(t, self.qos) for t in self.topics])
 
-    def _on_message(self, client, userdata, msg):  # noqa: ANN001
+    def _on_message(self, client, userdata, msg):
         with self._cond:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self._cond.notify_all()
@@ -214,7 +214,7 @@ class Subscriber:
     def json_on(self, suffix: str) -> list[dict]:
         return [json.loads(p) for p in self.on(suffix) if p]
 
-    def wait_for(self, pred: Callable[["Subscriber"], bool], timeout: float = 20.0) -> bool:
+    def wait_for(self, pred: Callable[[Subscriber], bool], timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not pred(self):

@@ -15,18 +15,18 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgepose_convert.api import convert, probe_input  # noqa: E402
-from edgepose_convert.calibration import preprocess  # noqa: E402
-from edgepose_convert.edgetpu import compatibility_report  # noqa: E402
-from edgepose_convert.errors import ConvertError  # noqa: E402
-from edgepose_convert.sources import load_source  # noqa: E402
-from edgepose_convert.tflite import QuantOptions, TFLiteRunner  # noqa: E402
-from edgepose.cli import main  # noqa: E402
-from edgepose.model.flatbuf import read_metadata  # noqa: E402
-from edgepose.model.posenet import load_posenet  # noqa: E402
-from edgepose.types import KEYPOINT_NAMES  # noqa: E402
+from edgepose.cli import main
+from edgepose.model.flatbuf import read_metadata
+from edgepose.model.posenet import load_posenet
+from edgepose.types import KEYPOINT_NAMES
+from edgepose_convert.api import convert
+from edgepose_convert.calibration import preprocess
+from edgepose_convert.edgetpu import compatibility_report
+from edgepose_convert.errors import ConvertError
+from edgepose_convert.sources import load_source
+from edgepose_convert.tflite import QuantOptions, TFLiteRunner
 
-from .conftest_convert import (  # noqa: E402
+from .conftest_convert import (
     CHECKPOINT,
     COUPLE,
     FROZEN,

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose_convert.calibration import load_calibration, split_held_out, list_images, video_frames
+from edgepose.types import KEYPOINT_NAMES, Pose
+from edgepose_convert.calibration import list_images, load_calibration, split_held_out, video_frames
 from edgepose_convert.edgetpu import EDGETPU_OPS, INSTALL_HINT, compatibility_report, compile_model, parse_compiler_log
 from edgepose_convert.errors import ConvertError
 from edgepose_convert.model_types import POSENET, posenet_metadata
@@ -19,7 +20,6 @@ from edgepose_convert.sizes import check_input_size, nearest_valid_sides, parse_
 from edgepose_convert.sources import detect_format
 from edgepose_convert.tfjs import dequantize, read_weights
 from edgepose_convert.tflite import map_output_roles
-from edgepose.types import KEYPOINT_NAMES, Pose
 
 from .conftest_convert import COCO, FROZEN, REPO, SHARED, VIDEO, tfjs_quantize
 

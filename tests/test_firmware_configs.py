@@ -24,9 +24,11 @@ from edgepose.profiles import (
     find_profile,
     list_profiles,
     load_device_config,
-    main as profiles_main,
     profile_description,
     read_toml,
+)
+from edgepose.profiles import (
+    main as profiles_main,
 )
 from edgepose.sources import resolve
 

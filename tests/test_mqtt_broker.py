@@ -9,10 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgepose.sinks.outbox import Outbox
 from edgepose.sinks import payloads
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
+from edgepose.sinks.outbox import Outbox
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import BROKER_PASSWORD, BROKER_USER, frame
 from tests.mosquitto import Mosquitto, Subscriber, free_port, make_certs, make_password_file

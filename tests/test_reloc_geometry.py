@@ -7,8 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edgepose_convert.relocalization import scene as sc
-from edgepose_convert.relocalization.dataset import DatasetError, read_dataset, split_file, write_dataset, write_synthetic
 from edgepose.relocalization.geometry import (
     mean_quaternion,
     normalize_quaternion,
@@ -17,6 +15,8 @@ from edgepose.relocalization.geometry import (
     quaternion_to_rotation,
     rotation_to_quaternion,
 )
+from edgepose_convert.relocalization import scene as sc
+from edgepose_convert.relocalization.dataset import DatasetError, read_dataset, split_file, write_dataset, write_synthetic
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IMAGES = SHARED / "images"
@@ -112,8 +112,8 @@ def test_render_then_pnp_recovers_the_pose():
 
 
 def test_depth_test_keeps_the_nearer_plane():
-    red = np.zeros((10, 10, 3), np.uint8); red[:] = (0, 0, 255)
-    blue = np.zeros((10, 10, 3), np.uint8); blue[:] = (255, 0, 0)
+    red = np.full((10, 10, 3), (0, 0, 255), np.uint8)
+    blue = np.full((10, 10, 3), (255, 0, 0), np.uint8)
     far = sc.Quad(np.array([-5.0, -5, 6]), np.array([10.0, 0, 0]), np.array([0, 10.0, 0]), red)
     near = sc.Quad(np.array([-0.5, -0.5, 3]), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), blue)
     for quads in ([far, near], [near, far]):  # order must not matter

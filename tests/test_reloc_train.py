@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgepose_convert.relocalization import train as T  # noqa: E402
-from edgepose_convert.relocalization.dataset import load_images, read_dataset, write_synthetic  # noqa: E402
-from edgepose_convert.relocalization.model import build_model, kendall_loss, orientation_loss, position_loss  # noqa: E402
-from edgepose.errors import EdgeposeError, ModelError  # noqa: E402
+from edgepose.errors import EdgeposeError, ModelError
+from edgepose_convert.relocalization import train as T
+from edgepose_convert.relocalization.dataset import load_images, read_dataset, write_synthetic
+from edgepose_convert.relocalization.model import build_model, kendall_loss, orientation_loss, position_loss
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -55,7 +55,7 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-        raise AssertionError(f"edgepose serve did not stop:\n{err[-3000:]}")
+        raise AssertionError(f"edgepose serve did not stop:\n{err[-3000:]}") from None
     return proc.returncode, err
 
 

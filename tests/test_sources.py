@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pydantic
 import pytest
 
 from edgepose.errors import SourceError
@@ -272,7 +273,7 @@ def test_config_object_and_overrides():
     cfg = SourceConfig(uri=str(VIDEO), prefetch=0)
     with open_source(cfg, loop=True) as src:
         assert src.loop and src.frame_count is None
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         SourceConfig(uri="0", prefetch=-1)
 
 

@@ -8,7 +8,6 @@ import hashlib
 import http.server
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -463,7 +462,7 @@ def test_cli_list_fetch_rm(cache, monkeypatch, capsys):
     assert cli_main(["models", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "INPUT", "HxW", "KIND", "SIZE", "MB", "CACHED", "VERIFIED"]
-    rows = {l.split()[0]: l.split() for l in lines[2:] if l.startswith(("coral/", "tfjs/"))}
+    rows = {ln.split()[0]: ln.split() for ln in lines[2:] if ln.startswith(("coral/", "tfjs/"))}
     assert len(rows) == len(zoo.REGISTRY)
     assert rows["coral/posenet_mobilenet_v1_075_481_641_quant"][1:] == ["481x641", "tflite", "1.3", "yes", "sha256"]
     assert rows["coral/posenet_mobilenet_v1_075_353_481_quant"][1:3] == ["(default)", "353x481"]
@@ -471,7 +470,7 @@ def test_cli_list_fetch_rm(cache, monkeypatch, capsys):
     assert rows["tfjs/resnet50_stride32_float"][1:] == ["any", "tfjs", "?", "no", "no"]
 
     assert cli_main(["models", "list", "--json", "--kind", "edgetpu"]) == 0
-    (doc,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    (doc,) = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert doc["input_size"] == [481, 641] and doc["verified"] and not doc["cached"]
 
     assert cli_main(["models", "rm", "posenet-481x641"]) == 0

@@ -42,7 +42,7 @@ METADATA_VERSION = 1
 INPUT_RANGE = (-1.0, 1.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSettings:
     input_size: int = 128
     arch: str = "small"
@@ -65,7 +65,7 @@ class PositionNorm:
     scale: float
 
     @classmethod
-    def fit(cls, positions: np.ndarray) -> "PositionNorm":
+    def fit(cls, positions: np.ndarray) -> PositionNorm:
         p = np.asarray(positions, np.float64)
         mean = p.mean(axis=0)
         rms = float(np.sqrt(np.mean(np.sum((p - mean) ** 2, axis=1))))
@@ -91,7 +91,7 @@ class MeanPose:
     orientation: np.ndarray
 
     @classmethod
-    def fit(cls, positions: np.ndarray, orientations: np.ndarray) -> "MeanPose":
+    def fit(cls, positions: np.ndarray, orientations: np.ndarray) -> MeanPose:
         return cls(np.asarray(positions, np.float64).mean(axis=0), mean_quaternion(orientations))
 
     def predict(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,11 +259,11 @@ class ExportResult:
 def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibration_rgb: np.ndarray | None = None,
                   name: str = "reloc", scene: str = "scene", units: str = "m", progress: bool = True) -> ExportResult:
     """Write ``out`` (``.tflite`` in ``precision``: float32, float16, dynamic or int8) with edgepose metadata."""
+    from edgepose.model.flatbuf import write_metadata
     from edgepose_convert import edgetpu as etpu
     from edgepose_convert.errors import ConvertError, import_tensorflow
     from edgepose_convert.model_types import PRECISIONS
     from edgepose_convert.tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
-    from edgepose.model.flatbuf import write_metadata
 
     tf = import_tensorflow()
     if precision not in PRECISIONS:

@@ -59,7 +59,7 @@ class ActionsConfig(BaseModel):
     model_ignore: list[str] = Field(default_factory=list, description="classes never reported (e.g. 'stand')")
 
     @model_validator(mode="after")
-    def _check(self) -> "ActionsConfig":
+    def _check(self) -> ActionsConfig:
         known = {"fall", "hands_raised", "waving", "squat", "posture"}
         bad = [r for r in self.rules if r not in known]
         if bad:

@@ -33,7 +33,7 @@ class Figure:
     l_elbow: float = 0.0  # forearm bent further in the same direction
     r_elbow: float = 0.0
 
-    def with_(self, **kw: float) -> "Figure":
+    def with_(self, **kw: float) -> Figure:
         return replace(self, **kw)
 
 

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-
 log = logging.getLogger("edgepose.serve")
 
 

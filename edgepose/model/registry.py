@@ -34,10 +34,9 @@ def model_type_of(path: str | Path) -> str:
 
 def open_model(path_or_name: str | Path, **kw: Any) -> Any:
     """Resolve a registry name or path, and open it with the loader of its model type."""
+    from .. import relocalization  # noqa: F401  (registers its model type)
     from ..errors import ModelError
     from .zoo import resolve_model
-
-    from .. import relocalization  # noqa: F401  (registers its model type)
 
     path = resolve_model(str(path_or_name))
     kind = model_type_of(path)

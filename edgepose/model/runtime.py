@@ -81,9 +81,8 @@ def get_backend(prefer: str | None = None) -> Backend:
 
 
 def load_edgetpu_delegate(backend: Backend, device: str | None = None):
-    import platform
-
     import ctypes
+    import platform
 
     lib = EDGETPU_LIBS.get(platform.system(), "libedgetpu.so.1")
     options = {"device": device} if device else {}

@@ -409,7 +409,7 @@ def _open(source: str) -> tuple[IO[bytes], int | None]:
     timeout = float(os.environ.get(TIMEOUT_ENV) or TIMEOUT)
     req = urllib.request.Request(source, headers={"User-Agent": "edgepose-model-fetch"})
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - http(s) only, checked above
+        resp = urllib.request.urlopen(req, timeout=timeout)  # http(s) only, checked above
     except urllib.error.HTTPError as e:
         if e.code == 429 or e.code >= 500:
             raise  # worth another attempt

@@ -16,7 +16,7 @@ class RelocalizationConfig(BaseModel):
     every_n_frames: int = Field(10, ge=1, le=100000)
 
     @model_validator(mode="after")
-    def _check(self) -> "RelocalizationConfig":
+    def _check(self) -> RelocalizationConfig:
         if self.enabled and not self.model.strip():
             raise ValueError("relocalization is enabled but no model is set; set model = \"path/to/reloc.tflite\"")
         return self

@@ -6,8 +6,8 @@ The record is documented in the README and by ``edgepose/schemas/frame.schema.js
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext as _nullcontext
 import sys
+from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -48,7 +48,7 @@ class JsonlSink:
         if self._own and not self._fh.closed:
             self._fh.close()
 
-    def __enter__(self) -> "JsonlSink":
+    def __enter__(self) -> JsonlSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -34,7 +34,7 @@ class TlsConfig(BaseModel):
     insecure_hostname: bool = False
 
     @model_validator(mode="after")
-    def _cert_pair(self) -> "TlsConfig":
+    def _cert_pair(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together (client certificate and its private key)")
         return self
@@ -110,7 +110,7 @@ class MqttConfig(BaseModel):
         return aliases.get(key, v)
 
     @model_validator(mode="after")
-    def _check(self) -> "MqttConfig":
+    def _check(self) -> MqttConfig:
         if self.backoff_max < self.backoff_min:
             raise ValueError(f"backoff_max ({self.backoff_max}) must be at least backoff_min ({self.backoff_min})")
         if self.password is not None and self.username is None:

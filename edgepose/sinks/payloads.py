@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import struct
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -267,7 +267,7 @@ def frame_record(poses: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- schemas ----------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of payload ``name`` (one of :data:`SCHEMA_NAMES`)."""
     if name not in SCHEMA_NAMES:

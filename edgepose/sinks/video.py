@@ -152,7 +152,7 @@ class VideoSink:
                 self._writer = None
         return self.frames_written
 
-    def __enter__(self) -> "VideoSink":
+    def __enter__(self) -> VideoSink:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -32,7 +32,7 @@ class FrameSource(ABC):
     def read(self) -> Frame | None:
         """The next frame, or ``None`` when a file or image set is finished."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most sources hold nothing to release
         """Release the device or file; safe to call more than once."""
 
     def __iter__(self) -> Iterator[Frame]:
@@ -42,7 +42,7 @@ class FrameSource(ABC):
                 return
             yield frame
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -34,7 +34,7 @@ def natural_key(path: Path) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts)
 
 
-def read_image(path: Path) -> "cv2.typing.MatLike":
+def read_image(path: Path) -> cv2.typing.MatLike:
     """BGR uint8 (grey and 16-bit files converted; EXIF rotation applied) or :class:`SourceError`."""
     if not path.exists():
         raise SourceError(f"image {path} does not exist.", "check the path (relative paths start from the current folder).")

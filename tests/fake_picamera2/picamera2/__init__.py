@@ -76,18 +76,18 @@ class Picamera2:
     def global_camera_info() -> list:
         return [{"Model": "fake", "Location": 2, "Rotation": 0, "Id": f"/fake/cam{i}", "Num": i} for i in range(FAKE.cameras)]
 
-    def create_video_configuration(self, main={}, lores=None, raw={}, transform=None, colour_space=None,
-                                   buffer_count=6, controls={}, display="main", encode="main", queue=True) -> dict:
+    def create_video_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
+                                   buffer_count=6, controls=None, display="main", encode="main", queue=True) -> dict:
         if not self.is_open:
             raise RuntimeError("Camera not opened")
         m = {"format": "XBGR8888", "size": (1280, 720)}
-        for k, v in main.items():
+        for k, v in (main or {}).items():
             if k not in ("format", "size"):
                 raise ValueError(f"Bad key {k!r}: valid stream configuration keys are ('format', 'size')")
             m[k] = v
         ctrl = {"FrameDurationLimits": (33333, 33333)}
-        ctrl.update(controls)
-        return {"use_case": "video", "main": m, "lores": lores, "raw": raw, "controls": ctrl,
+        ctrl.update(controls or {})
+        return {"use_case": "video", "main": m, "lores": lores, "raw": raw or {}, "controls": ctrl,
                 "buffer_count": buffer_count, "display": display, "encode": encode, "queue": queue}
 
     def configure(self, camera_config: Any = "preview") -> None:
@@ -178,7 +178,7 @@ class Picamera2:
             self._cap.release()
             self._cap = None
 
-    def __enter__(self) -> "Picamera2":
+    def __enter__(self) -> Picamera2:
         return self
 
     def __exit__(self, *exc: object) -> None:
