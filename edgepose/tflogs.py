@@ -75,7 +75,7 @@ def native_quiet(stdout: bool = False) -> Iterator[None]:
     tmps = {fd: tempfile.TemporaryFile(mode="w+b") for fd in fds}
     # Python's own stderr (progress bars, our messages) keeps reaching the terminal as it happens.
     real_stderr = sys.stderr
-    sys.stderr = open(saved[2], "w", buffering=1, encoding=getattr(real_stderr, "encoding", None) or "utf-8",  # noqa: SIM115
+    sys.stderr = open(saved[2], "w", buffering=1, encoding=getattr(real_stderr, "encoding", None) or "utf-8",
                       errors="backslashreplace", closefd=False)
     try:
         for fd in fds:

@@ -29,7 +29,7 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-        raise AssertionError(f"edgepose listen did not stop:\n{err[-3000:]}")
+        raise AssertionError(f"edgepose listen did not stop:\n{err[-3000:]}") from None
     return proc.returncode, err
 
 
@@ -110,9 +110,13 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
 def test_recorder_attaches_late_early_and_duplicate_events(tmp_path):
     out = tmp_path / "rec.jsonl"
     r = MqttRecorder(JsonlSink(out), hold=3)
-    ev = lambda seq, f: {"v": 1, "device": DEVICE, "seq": seq, "frame": f, "ts": 0.0,
-                         "event": {"track_id": 1, "action": "wave", "kind": "instant", "start": 0.0, "end": None, "confidence": 1.0}}
-    poses = lambda f: {"v": 1, "device": DEVICE, "frame": f, "ts": f / 30, "width": 4, "height": 3, "people": []}
+    def ev(seq, f):
+        return {"v": 1, "device": DEVICE, "seq": seq, "frame": f, "ts": 0.0,
+                "event": {"track_id": 1, "action": "wave", "kind": "instant", "start": 0.0, "end": None, "confidence": 1.0}}
+
+    def poses(f):
+        return {"v": 1, "device": DEVICE, "frame": f, "ts": f / 30, "width": 4, "height": 3, "people": []}
+
     r.add_event(ev(1, 0))  # before its frame arrived
     for f in (0, 1, 2, 4, 5):  # frame 3 decimated away
         r.add_poses(poses(f))

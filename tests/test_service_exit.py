@@ -7,7 +7,7 @@ from edgepose.errors import ModelError
 from edgepose.service.runner import Service
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
-from tests.conftest_mqtt import broker, frame, real_poses  # noqa: F401 - fixtures
+from tests.conftest_mqtt import frame
 from tests.mosquitto import Subscriber
 
 DEVICE = "exit-pi"

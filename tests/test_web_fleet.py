@@ -152,4 +152,4 @@ def test_fleet_js_draws_with_the_python_skeleton_and_palette():
     skel = json.loads(re.search(r"const SKELETON = (\[.*?\]\]);", js).group(1))
     pal = re.findall(r'"(#[0-9a-f]{6})"', re.search(r"const PALETTE = \[(.*?)\];", js, re.S).group(1))
     assert [tuple(e) for e in skel] == list(SKELETON)
-    assert pal == ["#%02x%02x%02x" % (r, g, b) for b, g, r in PALETTE]
+    assert pal == [f"#{r:02x}{g:02x}{b:02x}" for b, g, r in PALETTE]

@@ -61,7 +61,8 @@ def load_skeletons(path: str | Path) -> list[Sequence]:
     if not isinstance(rows, list) or not rows or len(rows[0]) != 5 + 36:
         raise DatasetError(f"{p} does not have rows of 5 fields + 36 coordinates.", "pass the original skeletons_info.txt.")
     seqs: list[Sequence] = []
-    cur_key, cur_rows = None, []
+    cur_key: tuple | None = None
+    cur_rows: list[list] = []
 
     def flush() -> None:
         if not cur_rows:
@@ -117,9 +118,9 @@ def read_jsonl_tracks(path: str | Path, min_part_score: float = 0.2) -> dict[int
     out = {}
     for tid, items in tracks.items():
         items.sort(key=lambda it: it[0])
-        ts = np.array([it[0] for it in items])
+        times = np.array([it[0] for it in items])
         arr = np.stack([it[1] for it in items])
-        out[tid] = (ts, arr[:, :, :2].copy(), arr[:, :, 2] >= min_part_score)
+        out[tid] = (times, arr[:, :, :2].copy(), arr[:, :, 2] >= min_part_score)
     return out
 
 

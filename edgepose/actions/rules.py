@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -26,6 +27,12 @@ from ..types import ActionEvent
 from .config import ActionsConfig
 
 POSTURES = ("standing", "sitting", "lying")
+
+
+class Rule(Protocol):
+    """One action rule for one track; rules with start/end actions also have ``close(tid, t)``."""
+
+    def update(self, tid: int, o: Observation) -> list[ActionEvent]: ...
 
 
 @dataclass
@@ -353,8 +360,8 @@ class TrackRules:
         self.cfg = cfg
         self.last_t = -math.inf
         self._sizes: deque[tuple[float, float]] = deque()
-        self.rules: dict[str, object] = {}
-        makers = {"posture": PostureRule, "fall": FallRule, "hands_raised": HandsRaisedRule, "waving": WavingRule, "squat": SquatRule}
+        self.rules: dict[str, Rule] = {}
+        makers: dict[str, Callable[[ActionsConfig], Rule]] = {"posture": PostureRule, "fall": FallRule, "hands_raised": HandsRaisedRule, "waving": WavingRule, "squat": SquatRule}
         for name in cfg.rules:
             self.rules[name] = makers[name](cfg)
 
@@ -371,7 +378,7 @@ class TrackRules:
         o = observe(t, kp, scores, self.cfg, scale)
         events: list[ActionEvent] = []
         for rule in self.rules.values():
-            events.extend(rule.update(self.track_id, o))  # type: ignore[attr-defined]
+            events.extend(rule.update(self.track_id, o))
         return events
 
     def close(self) -> list[ActionEvent]:
@@ -379,5 +386,5 @@ class TrackRules:
         events: list[ActionEvent] = []
         for rule in self.rules.values():
             if hasattr(rule, "close"):
-                events.extend(rule.close(self.track_id, self.last_t))  # type: ignore[attr-defined]
+                events.extend(rule.close(self.track_id, self.last_t))
         return events

@@ -81,7 +81,7 @@ def augment(kp: np.ndarray, vis: np.ndarray, rng: np.random.Generator) -> tuple[
     n, t = kp.shape[:2]
     kp = kp.astype(np.float32).copy()
     vis = vis.copy()
-    flip = rng.random(n) < 0.5
+    flip = rng.random(int(n)) < 0.5
     if flip.any():
         kp[flip] = kp[flip][:, :, g.MIRROR_PERM]
         vis[flip] = vis[flip][:, :, g.MIRROR_PERM]

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 print(msg.topic, json.dumps(data, separators=(",", ":")), flush=True)
             elif kind == "events" and data:
                 recorder.add_event(data)
-            elif kind == "poses":
+            elif kind == "poses" and isinstance(data, dict):
                 before = recorder.written
                 recorder.add_poses(data)
                 if bar is not None:

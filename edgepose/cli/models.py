@@ -82,9 +82,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 )
             )
         return 0
+    default = zoo.lookup(zoo.DEFAULT_MODEL)
     rows = [
         [
-            m.name + (" (default)" if zoo.lookup(zoo.DEFAULT_MODEL).name == m.name else ""),  # type: ignore[union-attr]
+            m.name + (" (default)" if default is not None and default.name == m.name else ""),
             f"{m.input_size[0]}x{m.input_size[1]}" if m.input_size else "any",
             m.kind,
             _fmt_size(m.size_bytes),

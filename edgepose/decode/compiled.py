@@ -212,7 +212,7 @@ def _decode(heat, short, mid, stride, edges, max_poses, threshold_logit, score_t
 @lru_cache(maxsize=2)
 def _edges(coral_quirk: bool) -> np.ndarray:
     """(17, 16, 4) directed edges (parent, child, ch_dy, ch_dx) per root, breadth first."""
-    per_root = [[] for _ in range(NUM_KEYPOINTS)]
+    per_root: list[list] = [[] for _ in range(NUM_KEYPOINTS)]
     for edges, valid in traversal_tables(coral_quirk):
         for r in range(NUM_KEYPOINTS):
             per_root[r].extend(edges[r][valid[r]].tolist())

@@ -27,10 +27,10 @@ EDGETPU_OP = "edgetpu-custom-op"
 
 def _schema():
     try:
-        from ai_edge_litert import schema_py_generated as s  # type: ignore
+        from ai_edge_litert import schema_py_generated as s
     except ImportError:  # pragma: no cover - tflite-runtime / tensorflow installs
         try:
-            from tensorflow.lite.python import schema_py_generated as s  # type: ignore
+            from tensorflow.lite.python import schema_py_generated as s
         except ImportError:
             raise ModelError(
                 "reading .tflite structure needs the schema bindings of ai-edge-litert.",
@@ -145,13 +145,15 @@ def cut_decoder_op(buf: bytes, name: str = "model") -> tuple[bytes, DecoderOpInf
     except Exception as e:
         raise ModelError(f"{name}: cannot read PosenetDecoderOp options ({e}).", "use the raw *_quant.tflite model instead.") from None
     inputs = [int(t) for t in op.inputs]
-    names = tuple(_tensor_name(sg.tensors[t]) for t in inputs)
+    if len(inputs) != 3:
+        raise ModelError(f"{name}: PosenetDecoderOp has {len(inputs)} inputs, not 3 (heatmaps, offsets, displacements).", "use the raw *_quant.tflite model instead.")
+    names = (_tensor_name(sg.tensors[inputs[0]]), _tensor_name(sg.tensors[inputs[1]]), _tensor_name(sg.tensors[inputs[2]]))
     info = DecoderOpInfo(
         max_detections=int(opts.get("max_detections", 10)),
         score_threshold=float(opts.get("score_threshold", 0.5)),
         nms_radius=float(opts.get("nms_radius", 20.0)),
         stride=int(opts.get("stride", 16)),
-        input_names=names,  # type: ignore[arg-type]
+        input_names=names,
     )
     del sg.operators[idx[0]]
     sg.outputs = inputs

@@ -245,6 +245,7 @@ class PoseNetModel:
             raise ModelError(f"expected a BGR image of shape (H, W, 3), got {shape}.", "pass a colour image (grayscale images: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).")
         h, w = image_bgr.shape[:2]
         ih, iw = self.input_height, self.input_width
+        resized: np.ndarray
         if self.resize == "pad":
             s = min(iw / w, ih / h)
             nw, nh = max(1, round(w * s)), max(1, round(h * s))
@@ -305,7 +306,7 @@ class PoseNetModel:
         mode: str | None = None,
     ) -> list[Pose]:
         """Poses from ``heads``; a setting left ``None`` is the model's own, else edgepose's default."""
-        if None in (max_poses, min_pose_score, nms_radius, mode):
+        if max_poses is None or min_pose_score is None or nms_radius is None or mode is None:
             s = self.resolved_decoder_settings()
             max_poses = s.max_poses if max_poses is None else max_poses
             min_pose_score = s.min_pose_score if min_pose_score is None else min_pose_score

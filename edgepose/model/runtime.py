@@ -35,17 +35,17 @@ class Backend:
 
 def _candidates() -> list[tuple[str, Callable[[], Backend]]]:
     def litert() -> Backend:
-        from ai_edge_litert import interpreter as m  # type: ignore
+        from ai_edge_litert import interpreter as m
 
         return Backend("ai-edge-litert", m.Interpreter, m.load_delegate)
 
     def tflite_runtime() -> Backend:
-        from tflite_runtime import interpreter as m  # type: ignore
+        from tflite_runtime import interpreter as m
 
         return Backend("tflite-runtime", m.Interpreter, m.load_delegate)
 
     def tensorflow() -> Backend:
-        import tensorflow as tf  # type: ignore
+        import tensorflow as tf
 
         return Backend("tensorflow", tf.lite.Interpreter, tf.lite.experimental.load_delegate)
 

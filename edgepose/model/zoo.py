@@ -136,10 +136,13 @@ _CORAL: dict[str, tuple[str, int]] = {
 def _coral_entries() -> list[ModelEntry]:
     out = []
     for stem, (sha, size) in _CORAL.items():
-        h, w = (int(v) for v in re.search(r"_(\d+)_(\d+)_quant", stem).groups())  # type: ignore[union-attr]
+        found = re.search(r"_(\d+)_(\d+)_quant", stem)
+        assert found is not None, stem  # every Coral stem names its input size
+        h, w = (int(v) for v in found.groups())
         hw = f"{h}x{w}"
         # The raw backbones live in components/, the decoder builds one level up.
         url = CORAL_BASE + ("components/" if stem.endswith("_quant") else "") + stem + ".tflite"
+        aliases: tuple[str, ...]
         if stem.endswith("_edgetpu"):
             kind, desc = "edgetpu", f"Coral PoseNet MobileNetV1 0.75 {hw} for the Edge TPU, with Coral's decoder op"
             aliases = (stem, f"posenet-{hw}-edgetpu")

@@ -68,7 +68,7 @@ class VideoSink:
         self.path = Path(path)
         self.kind = output_kind(path)
         self.fps = float(fps) if fps and fps > 0 else 30.0
-        self.size = tuple(size) if size else None  # (width, height)
+        self.size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size else None  # (width, height)
         self.frames_written = 0
         self.resized = 0
         self.image_ext = image_ext if image_ext.startswith(".") else f".{image_ext}"
@@ -92,7 +92,7 @@ class VideoSink:
 
     def _open_writer(self, size: tuple[int, int]) -> None:
         w, h = size
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (int(w), int(h)))
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (int(w), int(h)))
         if not writer.isOpened():
             writer.release()
             raise VideoSinkError(
@@ -124,7 +124,8 @@ class VideoSink:
         if self.kind == "video":
             if self._writer is None:
                 self._open_writer((image.shape[1], image.shape[0]))
-            self._writer.write(np.ascontiguousarray(self._fit(image)))  # type: ignore[union-attr]
+            assert self._writer is not None  # _open_writer raises when it cannot open one
+            self._writer.write(np.ascontiguousarray(self._fit(image)))
         elif self.kind == "image":
             self._write_image(self.path, self._fit(image))
         else:

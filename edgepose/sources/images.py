@@ -6,7 +6,7 @@ import logging
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 
@@ -74,6 +74,7 @@ class ImageSequenceSource(FrameSource):
         #: that is ahead of the consumer: use ``path_of(frame.index)``).
         self.current_path: Path | None = None
         self._recent: OrderedDict[int, Path] = OrderedDict()
+        self._first: Any = None  # the first image, read at open when strict
         if strict:  # fail at open, not at the first read
             self._first = read_image(self.paths[0])
         else:

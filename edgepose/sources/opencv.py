@@ -71,8 +71,10 @@ def _as_bgr(img: np.ndarray) -> np.ndarray:
 class _CaptureSource(FrameSource):
     """A source reading from an OpenCV ``VideoCapture`` held in ``self._cap``."""
 
+    _cap: cv2.VideoCapture | None = None
+
     def close(self) -> None:
-        cap, self._cap = getattr(self, "_cap", None), None
+        cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
 
@@ -93,20 +95,20 @@ class VideoFileSource(_CaptureSource):
             )
         if self.path.is_dir():
             raise SourceError(f"{self.path} is a folder, not a video.", "pass a video file, or set source kind = 'folder'.")
-        self._cap = self._open()
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._cap = cap = self._open()
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         # Some containers report 0 or absurd rates; then the config's fps (if any) is used.
         self.fps = fps if 0.0 < fps < 1000.0 else cfg.fps
-        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = n if n > 0 and not self.loop else None
-        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self._index = 0
         self._pos = 0  # frame position within the current pass (for media time)
         self._offset = 0.0  # media time of the start of the current pass when looping
-        ok, first = self._cap.read()
+        ok, first = cap.read()
         if not ok or first is None:
-            self._cap.release()
+            cap.release()
             raise SourceError(
                 f"{self.path} opened but no frame could be decoded (corrupt file or unsupported codec).",
                 f"re-encode it, e.g. 'ffmpeg -i {self.path.name} -c:v libx264 -pix_fmt yuv420p fixed.mp4', "
@@ -130,7 +132,7 @@ class VideoFileSource(_CaptureSource):
     def _media_time(self, pos: int) -> float:
         if self.fps:
             return self._offset + pos / self.fps
-        return self._offset + float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+        return self._offset + (float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0 if self._cap is not None else 0.0)
 
     def read(self) -> Frame | None:
         if self._cap is None:
@@ -195,7 +197,7 @@ class CameraSource(_CaptureSource):
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         reported = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = cfg.fps or (reported if reported > 0 else None)
-        self._cap: cv2.VideoCapture | None = cap
+        self._cap = cap
         self._index = 0
         ok, img = cap.read()
         if not ok or img is None:
@@ -226,6 +228,7 @@ class CameraSource(_CaptureSource):
             ts = time.time()
             if not ok or img is None:
                 raise SourceError(f"{self.description} stopped delivering frames (unplugged?).", "check the cable and power; edgepose reconnects on its own when reconnect = true.")
+        assert img is not None  # for mypy: the pending frame is never None
         frame = Frame(self._index, ts, _as_bgr(img))
         self._index += 1
         return frame
@@ -262,7 +265,7 @@ class StreamSource(_CaptureSource):
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         reported = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = reported if 0.0 < reported < 1000.0 else cfg.fps
-        self._cap: cv2.VideoCapture | None = cap
+        self._cap = cap
         self._index = 0
 
     def read(self) -> Frame | None:

@@ -176,7 +176,7 @@ class PrefetchReader(_Proxy):
         if isinstance(item, BaseException):
             self._done = True
             raise item
-        return item  # type: ignore[return-value]
+        return item
 
     def close(self) -> None:
         if self._stop.is_set():

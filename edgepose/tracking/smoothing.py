@@ -31,7 +31,7 @@ class OneEuroFilter:
     def __call__(self, x: np.ndarray, t: float, visible: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
         x = np.asarray(x, np.float64)
         vis = np.ones(len(x), bool) if visible is None else np.asarray(visible, bool)
-        if self._x is None or self._t is None or t <= self._t:
+        if self._x is None or self._dx is None or self._live is None or self._t is None or t <= self._t:
             # First sample (or time went backwards: a new source) -> start from the raw points.
             self._x, self._dx, self._live, self._t = x.copy(), np.zeros_like(x), vis.copy(), t
             return x.astype(np.float32)
@@ -39,9 +39,9 @@ class OneEuroFilter:
         self._t = t
         scale = scale if scale and math.isfinite(scale) and scale > 0 else 1.0
         dx = (x - self._x) / dt
-        dx_hat = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
+        dx_hat: np.ndarray = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
         speed = np.hypot(dx_hat[:, 0], dx_hat[:, 1]) / scale
-        a = _alpha(self.min_cutoff + self.beta * speed, dt)[:, None]
+        a = np.asarray(_alpha(self.min_cutoff + self.beta * speed, dt))[:, None]
         x_hat = self._x + a * (x - self._x)
         # Points that were not live restart from the raw value; invisible points keep their old state.
         restart = vis & ~self._live

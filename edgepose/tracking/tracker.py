@@ -95,9 +95,9 @@ class Tracker:
                 if sim[r, c] >= cfg.min_similarity and sim[r, c] > 0:
                     matched_t.add(r)
                     matched_p[c] = self.tracks[r]
-        for r, tr in enumerate(self.tracks):
+        for r, stale in enumerate(self.tracks):
             if r not in matched_t:
-                tr.missed += 1
+                stale.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= cfg.max_age]
         out: list[Pose] = []
         for c, pose in enumerate(poses):
@@ -114,7 +114,7 @@ class Tracker:
             if tr.smoother is not None:
                 pose.extra["raw_keypoints"] = pose.keypoints.copy()
                 scale = g.torso_size(pose.keypoints, vis)
-                pose.keypoints = tr.smoother(pose.keypoints, ts, vis, scale)
+                pose.keypoints = tr.smoother(pose.keypoints, ts, vis, float(scale))
             if tr.hits >= cfg.min_hits:
                 pose.track_id = tr.id
                 out.append(pose)

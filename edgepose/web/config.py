@@ -54,7 +54,7 @@ class HttpConfig(BaseModel):
     password_env: str | None = Field(None, pattern=_ENV_NAME)
 
     @model_validator(mode="after")
-    def _pairs(self) -> "HttpConfig":
+    def _pairs(self) -> HttpConfig:
         if (self.username is None) != (self.password_env is None):
             raise ValueError("username and password_env go together (basic auth: the password comes from that environment variable)")
         return self

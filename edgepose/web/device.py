@@ -73,6 +73,7 @@ def stream_size(width: int, height: int, max_width: int) -> tuple[int, int]:
 def render(result: FrameResult, image: np.ndarray | None, max_width: int) -> np.ndarray:
     """The annotated stream frame: ``image`` (or a plain background) scaled to the stream size, with skeletons."""
     w, h = stream_size(result.width, result.height, max_width)
+    canvas: np.ndarray
     if image is None:
         canvas = np.empty((h, w, 3), np.uint8)
         canvas[:] = PRIVACY_BACKGROUND
@@ -126,7 +127,7 @@ class DeviceWeb:
         }, what=f"device {device_id}:")
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self) -> "DeviceWeb":
+    def start(self) -> DeviceWeb:
         self.metrics.info.info({"device": self.device_id, "model": self.model or "", "version": __version__})
         self._encoder = threading.Thread(target=self._encode_loop, name="edgepose-mjpeg", daemon=True)
         self._encoder.start()
@@ -207,7 +208,7 @@ class DeviceWeb:
             try:
                 img = render(latest[0], latest[1], self.cfg.stream_width)
                 ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
-            except Exception:  # noqa: BLE001 - a bad frame must not end the stream
+            except Exception:  # a bad frame must not end the stream
                 log.exception("stream frame")
                 continue
             if ok:
@@ -288,6 +289,6 @@ class DeviceWeb:
         if self.status is not None:
             try:
                 d.update({k: v for k, v in self.status().items() if k not in d})
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("status fields", exc_info=True)
         return d

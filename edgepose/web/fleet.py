@@ -107,7 +107,7 @@ class FleetHub:
         }, what="edgepose view: fleet")
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self) -> "FleetHub":
+    def start(self) -> FleetHub:
         from ..sinks.mqtt import connect_kwargs, new_client
 
         c = self._mqtt = new_client(self.mcfg, self.client_id)
@@ -161,7 +161,7 @@ class FleetHub:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:
             self.handle(msg.topic, bytes(msg.payload))
-        except Exception:  # noqa: BLE001 - one bad message must not stop the paho thread
+        except Exception:  # one bad message must not stop the paho thread
             log.warning("undecodable message on %s", msg.topic, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def handle(self, topic: str, payload: bytes) -> None:

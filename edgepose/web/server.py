@@ -68,15 +68,15 @@ Route = Callable[["Handler"], None]
 
 
 class Handler(BaseHTTPRequestHandler):
-    server: "WebServer"
+    server: WebServer
     protocol_version = "HTTP/1.1"
     server_version = "edgepose"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:  # the stdlib's name
         path = self.path.split("?", 1)[0]
         if path not in PUBLIC and not self.server.auth.check(self.headers.get("Authorization")):
             body = b"authorization required\n"
@@ -119,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         if "/" in name or name.startswith("."):
             self.send_bytes(404, b"not found\n", "text/plain; charset=utf-8")
             return
-        f = resources.files(__package__).joinpath("static", name)
+        f = resources.files(__package__).joinpath("static").joinpath(name)
         if not f.is_file():
             self.send_bytes(404, b"not found\n", "text/plain; charset=utf-8")
             return
@@ -148,9 +148,10 @@ class WebServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
         return f"http://{host if ':' not in str(host) else f'[{host}]'}:{port}/"
 
-    def start(self) -> "WebServer":
+    def start(self) -> WebServer:
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="edgepose-http", daemon=True)
         self._thread.start()
         log.warning("%s web page on %s%s", self.what, self.url, " (credentials required)" if self.auth.required else "")
