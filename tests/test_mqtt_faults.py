@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -19,11 +18,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-
 from edgepose.types import ActionEvent
-from tests.conftest_mqtt import TEST_MODEL, frame, persistent_broker, real_poses  # noqa: F401 - fixtures
-from tests.mosquitto import Mosquitto, Subscriber
+from tests.conftest_mqtt import TEST_MODEL, frame
+from tests.mosquitto import Subscriber
 
 DEVICE = "fault-pi"
 #: Lines that must never appear in the service's log: a jammed or crashing sender.

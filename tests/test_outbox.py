@@ -8,7 +8,6 @@ import signal
 import pytest
 
 from edgepose.sinks.outbox import Outbox, OutboxError
-from tests.conftest_mqtt import small_disk  # noqa: F401 - fixture
 
 
 def test_fifo_ack_and_ids_never_reused(tmp_path):
@@ -98,7 +97,7 @@ def test_full_disk_never_raises_and_acknowledges(small_disk):
     path = small_disk / "o.sqlite"
     ob = Outbox(path)
     stored = []
-    for i in range(4000):
+    for _ in range(4000):
         got = ob.put("t/events", b"e" * 260)
         if got is not None:
             stored.append(got)

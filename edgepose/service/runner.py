@@ -143,7 +143,7 @@ class Service:
             if self.finish is not None and reason in ("stopped", "max frames"):
                 try:
                     self.sink.publish_events(self.finish())
-                except Exception:  # broad on purpose: never block the shutdown
+                except Exception:  # never block the shutdown
                     log.warning("could not end the open actions", exc_info=True)
             drained = self.sink.close(reason=reason)
             log.info("service stopped (%s); outbox %s", reason, "drained" if drained else "kept for the next start")
@@ -218,7 +218,7 @@ class Service:
         if callable(close):
             try:
                 close()
-            except Exception:  # broad on purpose: closing a broken camera must not stop the service
+            except Exception:  # closing a broken camera must not stop the service
                 log.debug("closing the source failed", exc_info=True)
 
     # -- heartbeat / watchdog thread ---------------------------------------------------

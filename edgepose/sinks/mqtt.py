@@ -35,10 +35,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from .. import __version__
 from ..errors import ConfigError, EdgeposeError
-from .outbox import Outbox, OutboxError
 from ..types import ActionEvent, FrameResult
 from . import homeassistant, payloads
 from .mqtt_config import MqttConfig
+from .outbox import Outbox, OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,10 @@ def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
             path = getattr(cfg.tls, field)
             if path and not os.path.isfile(os.path.expanduser(path)):
                 raise ConfigError(f"mqtt.tls.{field} {path} does not exist.", f"point mqtt.tls.{field} at the PEM file.")
-        exp = lambda p: os.path.expanduser(p) if p else None  # noqa: E731
+
+        def exp(p: str | None) -> str | None:
+            return os.path.expanduser(p) if p else None
+
         try:
             client.tls_set(ca_certs=exp(cfg.tls.ca_file), certfile=exp(cfg.tls.cert_file), keyfile=exp(cfg.tls.key_file),
                            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
@@ -145,6 +148,11 @@ def connect_kwargs(cfg: MqttConfig) -> dict[str, Any]:
     # clean_start exists only in MQTT 5; the outbox, not the broker session, keeps our state.
     return {"clean_start": True} if cfg.protocol == "5" else {}
 
+
+
+def _event_payload(event: ActionEvent, device_id: str, frame: int | None, ts: float) -> Callable[[int], bytes]:
+    """The payload of one event, built once the outbox gives it its row id (the event's seq)."""
+    return lambda seq: payloads.dumps(payloads.event_payload(event, device_id, seq, frame, ts))
 
 class MqttSink:
     """Publishes :class:`FrameResult` objects; safe to call from the frame loop (never blocks on the network).
@@ -215,7 +223,7 @@ class MqttSink:
         client.on_message = self._on_message
         return client
 
-    def start(self) -> "MqttSink":
+    def start(self) -> MqttSink:
         """Connect in the background (returns at once; the network thread keeps retrying)."""
         cfg = self.cfg
         log.info("MQTT: connecting to %s:%d (MQTT %s%s%s), topics %s/#", cfg.host, cfg.port, cfg.protocol,
@@ -236,10 +244,10 @@ class MqttSink:
     # -- paho callbacks (network thread) ----------------------------------------
     def _guard(fn: Callable) -> Callable:  # type: ignore[misc]
         # An exception escaping a paho callback would kill the network thread: log it instead.
-        def wrapper(self: "MqttSink", *args: Any) -> None:
+        def wrapper(self: MqttSink, *args: Any) -> None:
             try:
                 fn(self, *args)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("MQTT: error in %s", fn.__name__)
 
         wrapper.__name__ = fn.__name__
@@ -337,7 +345,7 @@ class MqttSink:
                     return
             try:
                 self._pump_once()
-            except Exception:  # noqa: BLE001 - keep pumping; the rows stay in the outbox
+            except Exception:  # keep pumping; the rows stay in the outbox
                 log.exception("MQTT: outbox pump error")
                 time.sleep(1.0)
 
@@ -431,9 +439,7 @@ class MqttSink:
         ts = time.time() if ts is None else ts
         topic, qos, dev = self.topics["events"], self.cfg.events_qos, self.device_id
         try:
-            ids = self.outbox.put_many(
-                [(topic, (lambda seq, e=e: payloads.dumps(payloads.event_payload(e, dev, seq, frame, ts))), qos) for e in events]
-            )
+            ids = self.outbox.put_many([(topic, _event_payload(e, dev, frame, ts), qos) for e in events])
         except OutboxError as e:
             # The frame loop goes on (poses and status keep flowing); the loss is counted and logged.
             ids = []
@@ -481,7 +487,7 @@ class MqttSink:
         if self.status_fields is not None:
             try:
                 fields.update(self.status_fields())
-            except Exception:  # noqa: BLE001 - a status without service fields beats none
+            except Exception:  # a status without service fields beats none
                 log.exception("status fields")
         fields.update(extra)
         return payloads.status_payload(self.device_id, state, time.time(), **fields)
@@ -593,7 +599,7 @@ class MqttSink:
             self._pump_stop = True
             self._wake.notify_all()
         sock = self._client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # TLS sockets too; paho's other socket-likes have no shutdown
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -76,9 +76,12 @@ class OutboxError(EdgeposeError):
     """The outbox file cannot be opened or written."""
 
 
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL is only in Python >= 3.11 (Pi OS Bullseye has 3.9)
+
+
 def _disk_full(e: BaseException) -> bool:
     return isinstance(e, sqlite3.Error) and (
-        getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(e).lower()
+        getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(e).lower()
     )
 
 
