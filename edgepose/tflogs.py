@@ -1,4 +1,4 @@
-"""TensorFlow's and TFLite's own log output: hidden by default, shown with ``-v``.
+"""TensorFlow's, TFLite's and FFmpeg's own log output: hidden by default, shown with ``-v``.
 
 TensorFlow prints CUDA, oneDNN and absl lines (``E0000 … failed call to cuInit``)
 from C++ straight to file descriptor 2, some of them before it reads
@@ -42,6 +42,8 @@ def configure(verbose: int) -> None:
     global _verbose
     _verbose = verbose
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if verbose == 0 else "0")
+    # FFmpeg inside OpenCV ("[h264 @ 0x…] Invalid NAL unit size"): our sources say what went wrong instead.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if verbose == 0 else "24")  # AV_LOG_QUIET / AV_LOG_WARNING
     level = logging.ERROR if verbose == 0 else logging.NOTSET
     for name in _PY_LOGGERS:
         logging.getLogger(name).setLevel(level)

@@ -129,6 +129,16 @@ class VideoFileSource(_CaptureSource):
             )
         return cap
 
+    def _check_complete(self) -> None:
+        """Say so when the file ends before the frame count its header gives (a copy cut short, a damaged file)."""
+        n = self.frame_count
+        # Container counts can be estimates (duration x rate): a frame short is not a damaged file.
+        if n and n - self._index > max(1, n // 100) and not getattr(self, "_warned_short", False):
+            self._warned_short = True
+            log.warning("video %s ended early at frame %d of the %d its header announces (truncated or damaged file); "
+                        "the %d frames before it were processed. Fix: copy or record the file again.",
+                        self.path, self._index, n, self._index)
+
     def _media_time(self, pos: int) -> float:
         if self.fps:
             return self._offset + pos / self.fps
@@ -142,7 +152,10 @@ class VideoFileSource(_CaptureSource):
         else:
             ok, img = self._cap.read()
             if not ok or img is None:
-                if not self.loop or self._pos == 0:
+                if not self.loop:
+                    self._check_complete()
+                    return None
+                if self._pos == 0:
                     return None
                 # Reopen rather than seek: seeking is unreliable in some containers.
                 self._offset += self._pos / self.fps if self.fps else 0.0
