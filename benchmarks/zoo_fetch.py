@@ -5,6 +5,7 @@ Uses ../shared/models as the mirror; no internet. Run: ``python benchmarks/zoo_f
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
 import os
@@ -31,7 +32,12 @@ def timeit(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1].strip(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=NAMES, metavar="NAME", help=f"registry names to measure (default: {' '.join(NAMES)})")
+    ap.add_argument("--repeat", type=int, default=20, help="fetches per measurement; cache hits are measured 10x as often (default 20)")
+    args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="edgepose-bench-"))
     os.environ["EDGEPOSE_CACHE_DIR"] = str(tmp / "cache")
     httpd = http.server.ThreadingHTTPServer(
@@ -42,19 +48,19 @@ def main() -> None:
     http_url = f"http://127.0.0.1:{httpd.server_address[1]}/"
     rows = []
     try:
-        for name in NAMES:
+        for name in args.models:
             entry = zoo.get_entry(name)
             src = MIRROR / entry.primary.path
             mb = src.stat().st_size / 1e6
             copy_dst = tmp / "copy.bin"
-            base_copy = timeit(lambda: shutil.copyfile(src, copy_dst), 20)
+            base_copy = timeit(lambda: shutil.copyfile(src, copy_dst), args.repeat)
             os.environ["EDGEPOSE_MODEL_MIRROR"] = str(MIRROR)
-            folder = timeit(lambda: zoo.fetch(name, force=True, progress=False), 20)
+            folder = timeit(lambda: zoo.fetch(name, force=True, progress=False), args.repeat)
             os.environ["EDGEPOSE_MODEL_MIRROR"] = http_url
-            http_t = timeit(lambda: zoo.fetch(name, force=True, progress=False), 20)
+            http_t = timeit(lambda: zoo.fetch(name, force=True, progress=False), args.repeat)
             cached_path = zoo.fetch(name)
-            base_hit = timeit(lambda: cached_path.exists(), 200)
-            hit = timeit(lambda: zoo.resolve_model(name), 200)
+            base_hit = timeit(lambda: cached_path.exists(), 10 * args.repeat)
+            hit = timeit(lambda: zoo.resolve_model(name), 10 * args.repeat)
             rows.append((entry.name.split("/")[-1], mb, base_copy, folder, http_t, base_hit, hit))
     finally:
         httpd.shutdown()

@@ -6,7 +6,9 @@ as one line naming the field and what is allowed.
 """
 from __future__ import annotations
 
+import difflib
 import sys
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -68,14 +70,31 @@ class EdgeposeConfig(BaseModel):
     http: HttpConfig = HttpConfig()
 
 
-def format_validation_error(err: ValidationError, source: str = "config") -> str:
-    """One line per bad field: ``source: field.path: message (got value)``."""
+def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
+    """The field names (and aliases) of the section at ``path`` below ``model``; [] when it cannot be followed."""
+    for part in path:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        if field is None:
+            return []
+        kinds = [field.annotation, *typing.get_args(field.annotation)]
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def format_validation_error(err: ValidationError, source: str = "config", model: type[BaseModel] | None = None) -> str:
+    """One line per bad field: ``source: field.path: message (got value)``; a misspelt key gets the closest known one."""
+    if model is None and err.title == "EdgeposeConfig":
+        model = EdgeposeConfig
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown field; check the spelling against the README's config reference"
+            close = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(model, tuple(e["loc"][:-1])), n=1, cutoff=0.6)
+            msg = (f"unknown field; did you mean {close[0]!r}?" if close
+                   else "unknown field; check the spelling against the README's config reference")
         got = e.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{source}: {loc}: {msg}{got_s}")

@@ -46,7 +46,7 @@ class ActionClassifier:
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         if tuple(inp["shape"]) != (1, self.window, FEATURES_PER_FRAME):
-            raise ModelError(f"{name} takes input {tuple(inp['shape'])}, expected (1, {self.window}, {FEATURES_PER_FRAME}).", "re-export it.")
+            raise ModelError(f"{name} takes input {tuple(inp['shape'].tolist())}, expected (1, {self.window}, {FEATURES_PER_FRAME}).", "re-export it.")
         self._in, self._out = inp, out
         self._in_q = inp["quantization"]
         self._out_q = out["quantization"]

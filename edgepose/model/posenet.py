@@ -140,7 +140,7 @@ class PoseNetModel:
     def _setup_input(self) -> None:
         details = self.interpreter.get_input_details()
         if len(details) != 1 or len(details[0]["shape"]) != 4 or details[0]["shape"][3] != 3:
-            shapes = [list(d["shape"]) for d in details]
+            shapes = [d["shape"].tolist() for d in details]
             raise ModelError(f"{self.name} has inputs {shapes}; a PoseNet takes one [1, H, W, 3] image.", "pass a PoseNet .tflite model.")
         d = details[0]
         self.input_index = d["index"]
@@ -178,7 +178,7 @@ class PoseNetModel:
             specs = self._guess_roles(details)
         have = set(specs)
         if not ({"heatmaps", "short_offsets"} <= have and ("mid_offsets" in have or {"displacement_fwd", "displacement_bwd"} <= have)):
-            shapes = {d["name"]: list(d["shape"]) for d in details}
+            shapes = {d["name"]: d["shape"].tolist() for d in details}
             raise ModelError(
                 f"{self.name} does not have PoseNet's outputs (heatmaps 17, offsets 34, displacements 2x32 or 64 channels); it has {shapes}.",
                 "pass a PoseNet keypoint model (e.g. 'edgepose models list'), or convert yours with 'edgepose convert'.",

@@ -103,7 +103,7 @@ class CameraPoseEstimator:
     def _setup_input(self, meta: dict[str, Any]) -> None:
         details = self.interpreter.get_input_details()
         if len(details) != 1 or len(details[0]["shape"]) != 4 or details[0]["shape"][3] != 3:
-            raise ModelError(f"{self.name} has inputs {[list(d['shape']) for d in details]}; expected one [1, H, W, 3] image.", "re-export the model with 'edgepose reloc train'.")
+            raise ModelError(f"{self.name} has inputs {[d['shape'].tolist() for d in details]}; expected one [1, H, W, 3] image.", "re-export the model with 'edgepose reloc train'.")
         d = details[0]
         self.input_index = d["index"]
         self.input_size = (int(d["shape"][1]), int(d["shape"][2]))
@@ -134,7 +134,7 @@ class CameraPoseEstimator:
                 self._outputs = {"pose": by_size[7]}
         ok = {"position", "orientation"} <= set(self._outputs) or "pose" in self._outputs
         if not ok:
-            shapes = {n: list(d["shape"]) for n, d in details.items()}
+            shapes = {n: d["shape"].tolist() for n, d in details.items()}
             raise ModelError(f"{self.name} lacks the position (3) and orientation (4) outputs; it has {shapes}.", "re-export the model with 'edgepose reloc train'.")
 
     # ------------------------------------------------------------------ inference
