@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # The MQTT fixtures (real Mosquitto brokers, real poses) for every test module that asks for them.
-pytest_plugins = ["tests.conftest_mqtt", "tests.conftest_web"]
+pytest_plugins = ["tests.conftest_mqtt", "tests.conftest_web", "tests.conftest_provision"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -20,7 +20,6 @@ from edgepose.provision.bundle import (
     MANIFEST,
     TARGETS,
     BundleError,
-    make_bundle,
     open_bundle,
     runtime_requirements,
     verify_manifest,
@@ -34,14 +33,6 @@ PYPROJECT = REPO / "pyproject.toml"
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgepose.cli", *args], check=False, capture_output=True, text=True, timeout=600, **kw)
-
-
-@pytest.fixture(scope="session")
-def pi4_bundle(tmp_path_factory) -> Path:
-    """The one bundle that downloads (into the wheel cache); everything else reuses it or the warm cache."""
-    out = tmp_path_factory.mktemp("bundle") / "pi4"
-    make_bundle("pi4", DEVICE, out, progress=False)
-    return out
 
 
 def runtime_names(python: str = "3.11") -> set[str]:

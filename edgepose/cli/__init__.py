@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "reloc": ".reloc",
     "bundle": ".bundle",
     "view": ".view",
+    "flash": ".flash",
 }
 
 

@@ -340,6 +340,22 @@ def _resolve_profile(profile: str | Path) -> tuple[str, Path]:
     return path.stem, path
 
 
+def checked_config(config: Path, profile_path: Path) -> Any:
+    """The device config layered over the profile, validated; a bad field is named with the fix."""
+    from ..profiles import load_device_config
+
+    if not config.is_file():
+        raise ConfigError(f"device config {config} does not exist.", "pass --config with a TOML file, e.g. firmware_configs/device.toml.")
+    try:
+        return load_device_config(config, board=profile_path)
+    except ConfigError as e:
+        if e.fix:
+            raise
+        raise ConfigError(e.problem.replace("\n", "; "),
+                          f"correct that field in {config} (check with: python -m edgepose.profiles merged {config} "
+                          f"--board {profile_path.stem}).") from None
+
+
 def make_bundle(
     profile: str | Path,
     config: str | Path,
@@ -352,8 +368,6 @@ def make_bundle(
     """Build the bundle into ``out`` (a folder, or a ``.tar``); nothing is left at ``out`` on failure."""
     from tqdm import tqdm
 
-    from ..profiles import load_device_config
-
     t0 = time.monotonic()
     if python not in TARGETS:
         raise BundleError(f"no bundle target for Python {python}.", f"use --python {' or '.join(TARGETS)}.")
@@ -361,9 +375,7 @@ def make_bundle(
     out = Path(out)
     name, profile_path = _resolve_profile(profile)
     config = Path(config)
-    if not config.is_file():
-        raise ConfigError(f"device config {config} does not exist.", "pass --config with a TOML file, e.g. firmware_configs/device.toml.")
-    cfg = load_device_config(config, board=profile_path)  # names the bad field
+    cfg = checked_config(config, profile_path)
     as_tar = out.suffix == ".tar"
     _check_out(out, as_tar)
     root = source_root()

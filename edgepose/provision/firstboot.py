@@ -1,0 +1,300 @@
+"""What a first boot reads from the boot partition: cloud-init files or Imager's firstrun.sh, and config.txt.
+
+Current Raspberry Pi OS images boot with cloud-init (NoCloud: ``user-data``,
+``network-config``, ``meta-data`` on the boot partition); our keys are merged into
+the files the image already has. Bookworm images without cloud-init are customised
+the way Raspberry Pi Imager 1.x does it: a ``firstrun.sh`` started once by
+``systemd.run=`` on the kernel command line (``cmdline.txt``). Either way the result
+runs ``edgepose/rpi-image/firstboot.sh`` (cloud-init's ``runcmd``, or the
+``edgepose-firstboot.service`` unit that firstrun.sh enables, which waits for the network).
+"""
+from __future__ import annotations
+
+import re
+import secrets as _random
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+CLOUD_INIT_FILES = ("user-data", "network-config", "meta-data")
+FIRSTBOOT_CMD = [
+    "bash", "-c",
+    (
+        'for d in /boot/firmware /boot; do f="$d/edgepose/rpi-image/firstboot.sh"; if [ -f "$f" ]; then exec bash "$f"; fi; done; '
+        'echo "edgepose: firstboot.sh not found on the boot partition" >&2; exit 1'
+    ),
+]
+#: Groups Raspberry Pi Imager gives the first user (camera: video; GPIO, I2C, SPI for HATs).
+PI_GROUPS = "users,adm,dialout,audio,netdev,video,plugdev,cdrom,games,input,gpio,spi,i2c,render,sudo"
+CAMERAS = ("auto", "imx219", "imx477", "imx708", "none")
+CMDLINE_RUN = " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+@dataclass
+class Customisation:
+    """What the card should know about its site. Secrets are hashes only (see secrets.py)."""
+
+    hostname: str | None = None
+    user: str = "pi"
+    ssh_keys: list[str] = field(default_factory=list)
+    password_hash: str | None = None
+    wifi_ssid: str | None = None
+    wifi_psk: str | None = None  # 64 hex
+    wifi_country: str | None = None
+
+
+def check_hostname(name: str) -> str:
+    if not HOSTNAME_RE.match(name):
+        raise ConfigError(f"host name {name!r} is not valid.", "use letters, digits and '-', at most 63 characters, e.g. kitchen-cam.")
+    return name
+
+
+def check_user(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", name) or name == "root":
+        raise ConfigError(f"user name {name!r} is not valid.", "use a lower-case name such as pi (not root).")
+    return name
+
+
+def check_country(cc: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2}", cc):
+        raise ConfigError(f"Wi-Fi country {cc!r} is not a two-letter ISO 3166 code.", "pass e.g. --wifi-country GB.")
+    return cc.upper()
+
+
+def check_ssh_key(text: str, source: str) -> list[str]:
+    keys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    pattern = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?$")
+    if not keys or not all(pattern.match(k) for k in keys):
+        raise ConfigError(f"{source} is not an SSH public key file.", "pass the .pub file, e.g. --ssh-key ~/.ssh/id_ed25519.pub.")
+    return keys
+
+
+# --------------------------------------------------------------------------- cloud-init
+
+
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - in the [provision] extra
+        raise ConfigError("PyYAML is needed to edit cloud-init files.", "pip install pyyaml (the [provision] extra).") from None
+    return yaml
+
+
+def _load(text: bytes | None, name: str) -> dict[str, Any]:
+    if not text or not text.strip():
+        return {}
+    yaml = _yaml()
+    try:
+        data = yaml.safe_load(text.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"the image's {name} is not valid YAML ({e}).", "use an unmodified Raspberry Pi OS image.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the image's {name} is not a YAML mapping.", "use an unmodified Raspberry Pi OS image.")
+    return data
+
+
+def _dump(data: dict[str, Any], header: str = "") -> bytes:
+    return (header + _yaml().safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)).encode("utf-8")
+
+
+def user_data(existing: bytes | None, c: Customisation) -> bytes:
+    """The image's user-data (if any) with our host name, user, SSH keys and the firstboot ``runcmd``."""
+    ud = _load(existing, "user-data")
+    if c.hostname:
+        ud["hostname"] = c.hostname
+        ud["manage_etc_hosts"] = True
+    if c.ssh_keys or c.password_hash:
+        users = [u for u in ud.get("users", []) if not (isinstance(u, dict) and u.get("name") == c.user)]
+        me: dict[str, Any] = {"name": c.user, "groups": PI_GROUPS, "shell": "/bin/bash", "sudo": "ALL=(ALL) NOPASSWD:ALL"}
+        if c.password_hash:
+            me["lock_passwd"] = False
+            me["passwd"] = c.password_hash
+        else:
+            me["lock_passwd"] = True
+        if c.ssh_keys:
+            me["ssh_authorized_keys"] = list(c.ssh_keys)
+        users.append(me)
+        ud["users"] = users
+        ud["ssh_pwauth"] = bool(c.password_hash) and not c.ssh_keys
+    runcmd = list(ud.get("runcmd") or [])
+    if FIRSTBOOT_CMD not in runcmd:
+        runcmd.append(FIRSTBOOT_CMD)
+    ud["runcmd"] = runcmd
+    ud.setdefault("final_message", "edgepose provisioning finished after $UPTIME s; check: systemctl status edgepose")
+    return _dump(ud, "#cloud-config\n# edgepose flash merged its keys into this file (hostname, users, runcmd).\n")
+
+
+def network_config(existing: bytes | None, c: Customisation) -> bytes | None:
+    """netplan v2 with our Wi-Fi (the PSK, never the passphrase) merged into the image's; None: leave it."""
+    if not c.wifi_ssid:
+        return None
+    nc = _load(existing, "network-config")
+    old = nc.get("network")
+    net: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
+    net["version"] = 2
+    wifis = dict(net.get("wifis") or {})
+    wifis.setdefault("renderer", "NetworkManager")  # as Imager writes it: Pi OS runs NetworkManager
+    wifis["wlan0"] = {
+        "dhcp4": True,
+        "optional": True,
+        "regulatory-domain": c.wifi_country or "GB",
+        "access-points": {c.wifi_ssid: {"password": c.wifi_psk}},
+    }
+    net["wifis"] = wifis
+    nc = {k: v for k, v in nc.items() if k != "network"}
+    nc["network"] = net
+    return _dump(nc, "# edgepose flash: Wi-Fi stored as the WPA PSK (64 hex), never the passphrase.\n")
+
+
+def meta_data(existing: bytes | None, c: Customisation) -> bytes:
+    md = _load(existing, "meta-data")
+    md.setdefault("instance-id", f"edgepose-{_random.token_hex(4)}")
+    if c.hostname:
+        md["local-hostname"] = c.hostname
+    return _dump(md)
+
+
+# --------------------------------------------------------------------------- Imager's firstrun.sh (Bookworm)
+
+
+def _q(s: str) -> str:
+    return shlex.quote(s)
+
+
+def firstrun_block(c: Customisation) -> str:
+    """Imager 1.x's customisation steps (host name, SSH key, user, Wi-Fi) plus enabling our first-boot unit."""
+    lines = ["# --- edgepose flash ---"]
+    if c.hostname:
+        h = _q(c.hostname)
+        lines += [
+            'CURRENT_HOSTNAME=$(tr -d " \\t\\n\\r" < /etc/hostname)',
+            "if [ -f /usr/lib/raspberrypi-sys-mods/imager_custom ]; then",
+            f"   /usr/lib/raspberrypi-sys-mods/imager_custom set_hostname {h}",
+            "else",
+            f"   echo {h} >/etc/hostname",
+            f'   sed -i "s/127.0.1.1.*$CURRENT_HOSTNAME/127.0.1.1\\t"{h}"/g" /etc/hosts',
+            "fi",
+        ]
+    lines += ["FIRSTUSER=$(getent passwd 1000 | cut -d: -f1)", "FIRSTUSERHOME=$(getent passwd 1000 | cut -d: -f6)"]
+    if c.ssh_keys:
+        keys = _q("\n".join(c.ssh_keys))
+        lines += [
+            "if [ -f /usr/lib/raspberrypi-sys-mods/imager_custom ]; then",
+            f"   /usr/lib/raspberrypi-sys-mods/imager_custom enable_ssh -k {' '.join(_q(k) for k in c.ssh_keys)}",
+            "else",
+            '   install -o "$FIRSTUSER" -m 700 -d "$FIRSTUSERHOME/.ssh"',
+            f'   install -o "$FIRSTUSER" -m 600 <(printf "%s\\n" {keys}) "$FIRSTUSERHOME/.ssh/authorized_keys"',
+            "   echo 'PasswordAuthentication no' >>/etc/ssh/sshd_config",
+            "   systemctl enable ssh",
+            "fi",
+        ]
+    if c.ssh_keys or c.password_hash:
+        # No password: '*' matches none, so only the SSH key logs in.
+        h = _q(c.password_hash or "*")
+        lines += [
+            "if [ -f /usr/lib/userconf-pi/userconf ]; then",
+            f"   /usr/lib/userconf-pi/userconf {_q(c.user)} {h}",
+            "else",
+            f'   echo "$FIRSTUSER:"{h} | chpasswd -e',
+            f'   if [ "$FIRSTUSER" != {_q(c.user)} ]; then',
+            f'      usermod -l {_q(c.user)} "$FIRSTUSER"',
+            f'      usermod -m -d /home/{c.user} {_q(c.user)}',
+            f'      groupmod -n {_q(c.user)} "$FIRSTUSER"',
+            "   fi",
+            "fi",
+        ]
+    if c.wifi_ssid and c.wifi_psk:
+        ssid, cc = _q(c.wifi_ssid), _q(c.wifi_country or "GB")
+        # imager_custom takes a hashed PSK unless given -p (plain passphrase).
+        lines += [
+            "if [ -f /usr/lib/raspberrypi-sys-mods/imager_custom ]; then",
+            f"   /usr/lib/raspberrypi-sys-mods/imager_custom set_wlan {ssid} {c.wifi_psk} {cc}",
+            "else",
+            "cat >/etc/wpa_supplicant/wpa_supplicant.conf <<'WPAEOF'",
+            f"country={c.wifi_country or 'GB'}",
+            "ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev",
+            "ap_scan=1",
+            "update_config=1",
+            "network={",
+            f'\tssid="{c.wifi_ssid}"',
+            f"\tpsk={c.wifi_psk}",
+            "}",
+            "WPAEOF",
+            "   chmod 600 /etc/wpa_supplicant/wpa_supplicant.conf",
+            "   rfkill unblock wifi",
+            "   for filename in /var/lib/systemd/rfkill/*:wlan ; do echo 0 > \"$filename\"; done",
+            "fi",
+        ]
+    lines += [
+        "# firstrun.sh runs before the network; the unit runs firstboot.sh once it is up.",
+        "for d in /boot/firmware /boot; do",
+        '   if [ -f "$d/edgepose/rpi-image/edgepose-firstboot.service" ]; then',
+        '      install -m 0644 "$d/edgepose/rpi-image/edgepose-firstboot.service" /etc/systemd/system/edgepose-firstboot.service',
+        "      systemctl enable edgepose-firstboot.service",
+        "      break",
+        "   fi",
+        "done",
+        "# --- end edgepose flash ---",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def firstrun_sh(existing: bytes | None, c: Customisation) -> bytes:
+    block = firstrun_block(c)
+    if existing and b"edgepose flash" not in existing:
+        # An Imager-written script: our block goes before its clean-up lines.
+        text = existing.decode("utf-8")
+        m = re.search(r"^rm -f /boot", text, re.MULTILINE)
+        if m:
+            return (text[: m.start()] + block + text[m.start() :]).encode("utf-8")
+        text = re.sub(r"\nexit 0\s*$", "\n", text)
+        return (text + block + "exit 0\n").encode("utf-8")
+    return (
+        "#!/bin/bash\n# Written by edgepose flash in the form of Raspberry Pi Imager's firstrun.sh; runs once.\nset +e\n\n"
+        + block
+        + "rm -f /boot/firmware/firstrun.sh /boot/firstrun.sh\n"
+        + "sed -i 's| systemd.run.*||g' /boot/firmware/cmdline.txt 2>/dev/null || sed -i 's| systemd.run.*||g' /boot/cmdline.txt\n"
+        + "exit 0\n"
+    ).encode("utf-8")
+
+
+def cmdline_txt(existing: bytes | None) -> bytes:
+    if existing is None:
+        raise ConfigError("the image has no cmdline.txt, so firstrun.sh cannot be started.",
+                          "use a Raspberry Pi OS image, or --first-boot cloud-init.")
+    line = existing.decode("utf-8").strip().splitlines()[0] if existing.strip() else ""
+    line = re.sub(r" systemd\.run.*$", "", line)
+    return (line + CMDLINE_RUN + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- config.txt
+
+
+def config_txt(existing: bytes, camera: str) -> bytes:
+    """``config.txt`` with the camera lines for ``camera`` (auto-detect, or one sensor's overlay); nothing else changes."""
+    if camera not in CAMERAS:
+        raise ConfigError(f"unknown camera {camera!r}.", f"use one of {', '.join(CAMERAS)}.")
+    text = existing.decode("utf-8")
+    if camera == "none":
+        return existing
+    auto = "1" if camera == "auto" else "0"
+    lines = text.splitlines()
+    found = False
+    for i, ln in enumerate(lines):
+        if re.match(r"^\s*camera_auto_detect\s*=", ln):
+            lines[i] = f"camera_auto_detect={auto}"
+            found = True
+    want = [] if found else [f"camera_auto_detect={auto}"]
+    if camera != "auto" and not any(re.match(rf"^\s*dtoverlay\s*=\s*{camera}\b", ln) for ln in lines):
+        want.append(f"dtoverlay={camera}")
+    if want:
+        last_section = next((ln.strip() for ln in reversed(lines) if re.match(r"^\s*\[.*\]\s*$", ln)), "[all]")
+        if last_section != "[all]":
+            want.insert(0, "[all]")
+        lines += want
+    return ("\n".join(lines) + "\n").encode("utf-8")

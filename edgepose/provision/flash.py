@@ -1,0 +1,144 @@
+"""``edgepose flash``: a customised copy of a Raspberry Pi OS image, optionally written to a card.
+
+The input is only read. The copy is made in a temporary file beside ``--out``
+and renamed into place as the last step, so on any error there is no partial
+``--out``. All edits go through mtools into the FAT boot partition of the copy.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from . import firstboot as fb
+from .bundle import BOOT_DIR, DEFAULT_PYTHON, checked_config, make_bundle, open_bundle
+from .image import Fat, ImageError, copy_image, find_boot_partition
+
+FIRST_BOOT = ("auto", "cloud-init", "firstrun")
+
+
+@dataclass
+class FlashResult:
+    out: Path
+    mechanism: str
+    boot_offset: int
+    bundle_bytes: int
+    seconds: float
+    written: list[str] = field(default_factory=list)
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def choose_mechanism(fat: Fat, requested: str) -> str:
+    if requested not in FIRST_BOOT:
+        raise ConfigError(f"unknown first-boot mechanism {requested!r}.", f"use one of {', '.join(FIRST_BOOT)}.")
+    if requested != "auto":
+        return requested
+    present = set(fat.listdir())
+    return "cloud-init" if present & set(fb.CLOUD_INIT_FILES) else "firstrun"
+
+
+def flash(
+    image: str | Path,
+    out: str | Path,
+    *,
+    profile: str,
+    config: str | Path,
+    custom: fb.Customisation,
+    bundle: str | Path | None = None,
+    first_boot: str = "auto",
+    camera: str = "auto",
+    python: str = DEFAULT_PYTHON,
+    progress: bool = True,
+) -> FlashResult:
+    from tqdm import tqdm
+
+    from ..profiles import find_profile
+
+    t0 = time.monotonic()
+    image, out = Path(image), Path(out)
+    if not image.is_file():
+        raise ImageError(f"image {image} does not exist.", "download Raspberry Pi OS (.img.xz) and pass its path to --image.")
+    if out.exists() and out.resolve() == image.resolve():
+        raise ImageError("--out is the input image.", "write the customised copy to a new file; the input is never modified.")
+    if first_boot not in FIRST_BOOT:
+        raise ConfigError(f"unknown first-boot mechanism {first_boot!r}.", f"use one of {', '.join(FIRST_BOOT)}.")
+    profile_path = find_profile(profile)
+    cfg = checked_config(Path(config), profile_path)
+    if cfg.source.uri != "picamera2":
+        camera = "none"  # a USB/network camera profile leaves config.txt alone
+    if image.suffix != ".xz":
+        find_boot_partition(image)  # a raw image is checked before it is copied
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    work = tempfile.TemporaryDirectory(prefix="edgepose-flash-")
+    try:
+        # 1. the copy
+        with tqdm(total=image.stat().st_size, desc="copy image", unit="B", unit_scale=True, unit_divisor=1024,
+                  disable=not progress, file=sys.stderr) as bar:
+            copy_image(image, tmp, bar.update)
+        part = find_boot_partition(tmp, name=str(image))
+        fat = Fat(tmp, part)
+        mechanism = choose_mechanism(fat, first_boot)
+        # 2. the bundle
+        if bundle is None:
+            folder = Path(work.name) / BOOT_DIR
+            make_bundle(profile_path, config, folder, python=python, progress=progress)
+        else:
+            folder = open_bundle(bundle, Path(work.name))
+        need = _tree_bytes(folder)
+        free = fat.free_bytes()
+        if need > free:
+            raise ImageError(
+                f"the boot partition has {free / 1e6:.0f} MB free, the bundle needs {need / 1e6:.0f} MB.",
+                "use a Raspberry Pi OS image (512 MB boot partition) or remove files from the bundle.",
+            )
+        written = []
+        steps = tqdm(total=3, desc="boot partition", unit="step", disable=not progress, file=sys.stderr)
+        with steps:
+            steps.set_postfix_str("bundle")
+            fat.put_tree(folder, BOOT_DIR)
+            written.append(f"{BOOT_DIR}/")
+            steps.update(1)
+            # 3. first boot
+            steps.set_postfix_str(mechanism)
+            files: dict[str, bytes | None] = {}
+            if mechanism == "cloud-init":
+                files["user-data"] = fb.user_data(fat.read("user-data"), custom)
+                files["network-config"] = fb.network_config(fat.read("network-config"), custom)
+                files["meta-data"] = fb.meta_data(fat.read("meta-data"), custom)
+            else:
+                files["firstrun.sh"] = fb.firstrun_sh(fat.read("firstrun.sh"), custom)
+                files["cmdline.txt"] = fb.cmdline_txt(fat.read("cmdline.txt"))
+            if custom.ssh_keys:
+                files["ssh"] = b""  # Raspberry Pi OS's sshswitch enables the SSH server when this file exists
+            steps.update(1)
+            # 4. camera
+            steps.set_postfix_str("config.txt")
+            current = fat.read("config.txt")
+            if camera != "none" and current is not None:
+                new = fb.config_txt(current, camera)
+                if new != current:
+                    files["config.txt"] = new
+            for name, data in files.items():
+                if data is not None:
+                    fat.write(name, data)
+                    written.append(name)
+            steps.update(1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        work.cleanup()
+    return FlashResult(out=out, mechanism=mechanism, boot_offset=part.start, bundle_bytes=need,
+                       seconds=time.monotonic() - t0, written=written)

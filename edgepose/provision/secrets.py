@@ -1,0 +1,77 @@
+"""Secrets for a card: they arrive without a command-line flag and leave only as hashes.
+
+* Wi-Fi: the 64-hex WPA PSK, PBKDF2-HMAC-SHA1(passphrase, SSID, 4096 rounds, 32 bytes), exactly
+  what ``wpa_passphrase`` and Raspberry Pi Imager write. The passphrase itself is never stored.
+* A user password: a SHA-512 crypt hash (``$6$...``) made by ``openssl passwd -6 -stdin``. Python
+  3.13 removed the ``crypt`` module; passlib has had no release since 2020, and Debian's openssl
+  is on every machine that can run mtools, so the password goes to openssl on stdin (never argv).
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+
+WIFI_ENV = "EDGEPOSE_WIFI_PASSWORD"
+USER_PASSWORD_ENV = "EDGEPOSE_USER_PASSWORD"
+
+
+def check_ssid(ssid: str) -> bytes:
+    raw = ssid.encode("utf-8")
+    if not 1 <= len(raw) <= 32:
+        raise ConfigError(
+            f"the Wi-Fi SSID is {len(raw)} bytes long; an SSID has 1 to 32 bytes (UTF-8).",
+            "pass the network's exact name with --wifi-ssid.",
+        )
+    return raw
+
+
+def check_passphrase(passphrase: str) -> None:
+    # WPA2-Personal: 8..63 printable ASCII characters (IEEE 802.11i, H.4.1).
+    if not 8 <= len(passphrase) <= 63 or not all(32 <= ord(c) <= 126 for c in passphrase):
+        raise ConfigError(
+            f"the Wi-Fi passphrase has {len(passphrase)} characters; WPA needs 8 to 63 printable ASCII characters.",
+            f"set {WIFI_ENV} or --wifi-password-file to the network's passphrase.",
+        )
+
+
+def wpa_psk(ssid: str, passphrase: str) -> str:
+    """The 64-hex PSK for ``ssid``/``passphrase`` (both checked first)."""
+    salt = check_ssid(ssid)
+    check_passphrase(passphrase)
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode("ascii"), salt, 4096, 32).hex()
+
+
+def read_secret(env: str, file: str | Path | None, prompt: str | None, what: str, flag: str) -> str | None:
+    """From the environment, a file (first line) or a prompt on the terminal; ``None`` when none applies."""
+    if file is not None:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read the {what} file {file}: {e.strerror}.", f"pass an existing file to {flag}.") from None
+        lines = text.splitlines()
+        return lines[0] if lines else ""
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    if prompt is not None and sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return None
+
+
+def sha512_crypt(password: str) -> str:
+    """``$6$salt$hash`` as ``chpasswd -e`` and cloud-init's ``passwd`` take it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ConfigError("openssl is needed to hash the user password.", "install it (apt install openssl).")
+    r = subprocess.run([openssl, "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True, check=False)
+    out = r.stdout.strip()
+    if r.returncode != 0 or not out.startswith("$6$"):
+        raise ConfigError("openssl could not hash the user password.", "check `openssl passwd -6` works on this machine.")
+    return out
