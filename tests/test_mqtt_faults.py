@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import signal
 import sqlite3
@@ -17,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
+
+import pytest
 
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import TEST_MODEL, frame
@@ -48,8 +51,9 @@ def serve(*args: str, verbose: bool = False) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def stop(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
-    if proc.poll() is None:
+def stop(proc: subprocess.Popen, timeout: float = 30, signal_first: bool = True) -> tuple[int, str]:
+    """SIGTERM (unless ``signal_first`` is False: wait for it to end by itself), then its exit code and stderr."""
+    if signal_first and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
         _, err = proc.communicate(timeout=timeout)
@@ -126,3 +130,203 @@ def test_twenty_broker_restarts_under_cpu_load(persistent_broker, tmp_path, real
     assert left == 0, f"{left} events stuck in the outbox after a graceful stop"
     assert got_all and not missing, f"{len(missing)} seq gaps, first {missing[:10]}"
     assert produced > 500  # the scenario really ran at load (100 fps for 20+ s)
+
+
+@contextlib.contextmanager
+def bare_listener(mode: str) -> Iterator[int]:
+    """A TCP server on loopback that is not MQTT: ``close`` accepts and closes, ``silent`` accepts and never answers."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            if mode == "close":
+                conn.close()
+            else:
+                held.append(conn)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        done.set()
+        t.join(2)
+        for c in held:
+            c.close()
+        srv.close()
+
+
+def _make_sink(port: int, tmp_path: Path, **kw: object):
+    from edgepose.sinks.mqtt import MqttSink
+    from edgepose.sinks.mqtt_config import MqttConfig
+
+    kw = {"host": "127.0.0.1", "backoff_min": 1.0, "backoff_max": 4.0, **kw}
+    cfg = MqttConfig(port=port, outbox_path=str(tmp_path / "outbox.sqlite"), **kw)
+    return MqttSink(cfg, DEVICE)
+
+
+@pytest.mark.parametrize("listener,cause", [
+    ("tls", "that port speaks TLS"),
+    ("close", "closed it without a CONNACK"),
+    ("silent", "sent no CONNACK within 5 s"),
+])
+def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp_path, caplog, request, real_poses):
+    """Defect 4: a plain client at a TLS port, an accept-and-close server, a server that never answers:
+    one clear line at the default level within 10 s naming the likely cause, then back-off (no flood)."""
+    caplog.set_level(logging.WARNING, logger="edgepose")
+    with contextlib.ExitStack() as stack:
+        if listener == "tls":
+            port = request.getfixturevalue("tls_broker").port
+        else:
+            port = stack.enter_context(bare_listener(listener))
+        sink = _make_sink(port, tmp_path).start()
+        try:
+            sink.publish_events([ActionEvent(1, "step", "instant", 0.0)])
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 10 and not any(cause in r.getMessage() for r in caplog.records):
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            time.sleep(max(0.0, 12.0 - took))  # watch the back-off for a while
+        finally:
+            sink.abort()
+    lines = [r for r in caplog.records if r.name.startswith("edgepose")]
+    named = [r for r in lines if cause in r.getMessage()]
+    assert named and took < 10, [r.getMessage() for r in lines]
+    assert named[0].levelno == logging.ERROR and "Fix:" in named[0].getMessage()
+    # Back-off 1, 2, 4 s: a handful of attempts in 12 s, each at most one line, the full text only once.
+    assert 1 <= len(lines) <= 6 and sum(r.levelno == logging.ERROR for r in lines) == 1, [r.getMessage() for r in lines]
+    assert len(sink.outbox) == 1  # the event waits for a real broker
+
+
+def _wait(pred, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return bool(pred())
+
+
+def _statuses(sub: Subscriber) -> list[dict]:
+    return sub.json_on("/status")
+
+
+def test_online_once_per_reconnect_and_the_will_names_the_lost_connection(persistent_broker, tmp_path):
+    """Defect 3: each reconnect sends ``online`` once (it was twice after a missed heartbeat), and the Last Will's
+    ts is when the lost connection was made (it was the process start)."""
+    b = persistent_broker
+    sub = Subscriber(b.port, f"edgepose/{DEVICE}/status")
+    sink = _make_sink(b.port, tmp_path, backoff_min=0.1, backoff_max=0.5, status_interval=60).start()
+    try:
+        assert sink.wait_connected(10)
+        time.sleep(1.5)
+        b.stop()
+        assert _wait(lambda: not sink.connected, 5)
+        sink.publish_status("online")  # a heartbeat while disconnected
+        b.start()
+        assert sink.wait_connected(10)
+        t_reconnect = time.time()
+        time.sleep(1.5)
+        onlines_after = [d for d in _statuses(sub) if d["state"] == "online" and d["ts"] >= t_reconnect - 1.0]
+        assert len(onlines_after) == 1, onlines_after
+        assert onlines_after[0]["heartbeat"] == 60
+    finally:
+        sink.abort()  # no goodbye: the broker sends the Last Will
+    assert sub.wait_for(lambda s: any(d["state"] == "offline" for d in _statuses(s)), 10)
+    sub.close()
+    will = [d for d in _statuses(sub) if d["state"] == "offline"][-1]
+    assert will["reason"] == "connection lost" and will["ts"] >= t_reconnect - 1.0, (will, t_reconnect)
+
+
+def test_retained_online_does_not_outlive_a_device_killed_during_an_outage(persistent_broker, tmp_path, real_poses):
+    """Defect 3 and the SIGKILL scenario: the service dies while the broker is down (no Last Will can be sent).
+    MQTT 5: the broker's retained ``online`` expires after 3 heartbeats; no event is lost; the next start sends them."""
+    b = persistent_broker
+    events = Subscriber(b.port, f"edgepose/{DEVICE}/events", client_id="fault-events", persistent=True)
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=50)
+    cfg = write_config(tmp_path / "device.toml", b.port)  # status_interval = 1 s: expiry 3 s
+    proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "30")
+    try:
+        assert events.wait_for(lambda s: len(s.on("/events")) >= 10, timeout=60)
+        b.stop()
+        time.sleep(1.0)  # events pile up in the outbox
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    left, produced = outbox_counts(tmp_path / "outbox.sqlite")
+    assert left > 0  # the outage kept some
+    b.start()
+    t_back = time.monotonic()
+    # The broker restored the retained online from before the outage; it must not outlive 3 heartbeats.
+    time.sleep(max(0.0, 4.0 - (time.monotonic() - t_back)))
+    late = Subscriber(b.port, f"edgepose/{DEVICE}/status")
+    time.sleep(1.0)
+    late.close()
+    assert not any(d["state"] == "online" for d in _statuses(late)), _statuses(late)
+    # The next start sends what the killed one stored, in order, and nothing is stuck.
+    code, err = stop(serve("--config", str(cfg), "--replay", str(rec), "--max-frames", "5"), timeout=60, signal_first=False)
+    assert code == 0, err[-2000:]
+    left2, produced2 = outbox_counts(tmp_path / "outbox.sqlite")
+    assert events.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced2 + 1)), timeout=20)
+    events.close()
+    print(f"\nSIGKILL during an outage: {left} events stored by the killed service, {produced2} produced in all, "
+          f"{len(set(event_seqs(events)))} delivered, {left2} stuck")
+    assert left2 == 0
+
+
+def test_home_assistant_birth_flood_is_rate_limited(broker, tmp_path, monkeypatch):
+    """Defect 7: 2,000 ``online`` births on homeassistant/status cost one extra discovery round, not 6,000 publishes."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    import edgepose.sinks.mqtt as m
+
+    monkeypatch.setattr(m, "DISCOVERY_MIN_INTERVAL", 2.0)
+    disc = Subscriber(broker.port, "homeassistant/+/+/+/config")
+    sink = _make_sink(broker.port, tmp_path, homeassistant={"enabled": True}).start()
+    try:
+        assert sink.wait_connected(10)
+        assert disc.wait_for(lambda s: len(s.messages) >= 3, 10)
+        time.sleep(0.5)
+        ha = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fake-home-assistant")
+        ha.connect("127.0.0.1", broker.port)
+        ha.loop_start()
+        for _ in range(2000):
+            ha.publish("homeassistant/status", b"online", qos=0)
+        time.sleep(4.0)  # past the rate-limit window: the trailing round has gone out
+        ha.disconnect()
+        ha.loop_stop()
+    finally:
+        sink.close()
+    disc.close()
+    retained_config = [t for t, _, retain in disc.messages if not retain]
+    assert len(retained_config) == 6, len(retained_config)  # the connect's round + one for the whole flood
+
+
+def test_password_over_plain_tcp_to_another_host_is_warned_once(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="edgepose")
+    for host, expect in (("127.0.0.1", 0), ("192.0.2.7", 1)):  # 192.0.2.0/24: TEST-NET, never routed
+        caplog.clear()
+        sink = _make_sink(1883, tmp_path, username="dev", password="hunter22-secret")
+        sink.cfg = sink.cfg.model_copy(update={"host": host})
+        sink.start()
+        time.sleep(0.2)
+        sink.abort()
+        warned = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
+        assert len(warned) == expect, warned
+        assert all("hunter22" not in w for w in warned)

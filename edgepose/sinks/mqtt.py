@@ -20,7 +20,9 @@ one when its PUBACK arrives.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
+import math
 import os
 import socket
 import ssl
@@ -32,6 +34,8 @@ from typing import Any, Callable, Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .. import __version__
 from ..errors import ConfigError, EdgeposeError
@@ -47,6 +51,10 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_POSES = 200
 #: Seconds between two ``state`` messages at most (people counts flicker).
 STATE_MIN_INTERVAL = 1.0
+#: A retained ``online`` expires (MQTT 5) after this many heartbeat periods without a new one.
+STATUS_EXPIRY_PERIODS = 3
+#: Seconds between two rounds of Home Assistant discovery at most, however often HA announces itself.
+DISCOVERY_MIN_INTERVAL = 10.0
 
 
 class MqttConnectionError(EdgeposeError):
@@ -107,6 +115,46 @@ def explain_refusal(reason: Any, host: str, port: int, cfg: MqttConfig) -> tuple
     if "protocol" in low:
         return (f"{where}: {text}.", "set mqtt.protocol = \"3.1.1\" for brokers without MQTT 5.")
     return (f"{where}: {text}.", "see the broker's log.")
+
+
+#: Seconds from an accepted TCP connection to the broker's CONNACK before the attempt counts as failed.
+CONNACK_TIMEOUT = 5.0
+
+
+def speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when ``host:port`` answers a TLS handshake (completes it, or refuses it with a TLS alert)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, ctx.wrap_socket(raw, server_hostname=host):
+            return True
+    except ssl.SSLError as e:
+        return "alert" in str(e).lower()
+    except OSError:
+        return False
+
+
+def explain_no_connack(host: str, port: int, *, closed: bool, tls_port: bool) -> tuple[str, str]:
+    """``(problem, fix)`` for a TCP connection that never brought a CONNACK (a listener that is not plain MQTT)."""
+    where = f"{host}:{port}"
+    if tls_port:
+        return (f"MQTT broker {where} {'closed the connection' if closed else 'did not answer'} before a CONNACK: that port speaks TLS.",
+                "set mqtt.tls.enabled = true (and mqtt.tls.ca_file), or use the broker's plain port (usually 1883).")
+    if closed:
+        return (f"{where} accepted the connection and closed it without a CONNACK: not an MQTT broker, or a broker that was stopping.",
+                "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's log.")
+    return (f"{where} accepted the connection but sent no CONNACK within {CONNACK_TIMEOUT:g} s: not an MQTT broker, or one too busy to answer.",
+            "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's load.")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
@@ -182,6 +230,12 @@ class MqttSink:
         self._status_missed = False
         self._closing = False
         self._failures_in_row = 0
+        self._attempt = 0  # TCP connections made; the CONNACK watchdog and the diagnosis name the one they belong to
+        self._attempt_reported = True
+        self._connack_timer: threading.Timer | None = None
+        self._discovery_lock = threading.Lock()
+        self._discovery_timer: threading.Timer | None = None
+        self._discovery_last = 0.0
         self._wake = threading.Condition()
         self._pump_stop = False
         self._pump: threading.Thread | None = None
@@ -214,18 +268,38 @@ class MqttSink:
         cfg = self.cfg
         client = new_client(cfg, cfg.resolved_client_id(self.device_id))
         client.reconnect_delay_set(min_delay=cfg.backoff_min, max_delay=cfg.backoff_max)  # type: ignore[arg-type]  # floats work
-        will = payloads.status_payload(self.device_id, "offline", time.time(), reason="connection lost")
-        client.will_set(self.topics["status"], payloads.dumps(will), qos=cfg.status_qos, retain=True)
+        self._set_will(client)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
+        client.on_socket_open = self._on_socket_open
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
 
+    def _set_will(self, client: mqtt.Client) -> None:
+        # ts = when this connection is made (not the process start): the broker sends the Will when it goes.
+        will = payloads.status_payload(self.device_id, "offline", time.time(), reason="connection lost",
+                                       heartbeat=self.cfg.status_interval)
+        client.will_set(self.topics["status"], payloads.dumps(will), qos=self.cfg.status_qos, retain=True)
+
+    def _status_properties(self, state: str) -> Properties | None:
+        """MQTT 5: a retained ``online`` expires unless the next heartbeat replaces it, so a device that died while
+        the broker was away (no Last Will then) does not stay ``online`` for ever. ``offline`` never expires."""
+        if self.cfg.protocol != "5" or state != "online":
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = math.ceil(STATUS_EXPIRY_PERIODS * self.cfg.status_interval)
+        return props
+
     def start(self) -> MqttSink:
         """Connect in the background (returns at once; the network thread keeps retrying)."""
         cfg = self.cfg
+        if cfg.username and not cfg.tls.enabled and not is_loopback(cfg.host):
+            log.warning("MQTT: the password of user %s goes unencrypted over plain %s to %s:%d. Fix: enable [mqtt.tls] "
+                        "(the broker's TLS port, usually 8883), or keep the broker on this device.",
+                        cfg.username, "WebSocket" if cfg.transport == "websockets" else "TCP", cfg.host, cfg.port)
         log.info("MQTT: connecting to %s:%d (MQTT %s%s%s), topics %s/#", cfg.host, cfg.port, cfg.protocol,
                  ", TLS" if cfg.tls.enabled else "", f", user {cfg.username}" if cfg.username else "", cfg.prefix(self.device_id))
         self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, **connect_kwargs(cfg))
@@ -269,6 +343,9 @@ class MqttSink:
 
     @_guard
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._attempt_reported = True  # a CONNACK came: the attempt speaks for itself
+        if self._connack_timer is not None:
+            self._connack_timer.cancel()
         if reason.is_failure:
             self._report_failure(*explain_refusal(reason, self.cfg.host, self.cfg.port, self.cfg))
             return
@@ -281,11 +358,14 @@ class MqttSink:
         self.last_error = None
         self._rebuild_inflight(client)
         # "online" first (it overwrites the retained Last Will of a lost connection), before the frame
-        # loop sees the connection and publishes anything else.
+        # loop sees the connection and publishes anything else. It carries the current state, so status
+        # changes missed during the outage need no second message.
+        self._status_missed = False
         self._send_status("online")
         if self.cfg.homeassistant.enabled:
             client.subscribe(homeassistant.birth_topic(self.cfg), qos=0)
             self._publish_discovery()
+            self._discovery_last = time.monotonic()
         self._connected.set()
         if self._status_missed:
             # A status change (camera lost, say) came between the "online" above and now.
@@ -302,13 +382,59 @@ class MqttSink:
         self._report_failure(*explain_connect_failure(exc, self.cfg.host, self.cfg.port, self.cfg.tls.enabled))
 
     @_guard
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        self._set_will(client)
+
+    @_guard
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # A listener that accepts and then never answers would otherwise hold paho for 1.5 keepalives, silently.
+        self._attempt += 1
+        self._attempt_reported = False
+        if self._connack_timer is not None:
+            self._connack_timer.cancel()
+        self._connack_timer = threading.Timer(CONNACK_TIMEOUT, self._connack_overdue, args=(self._attempt,))
+        self._connack_timer.daemon = True
+        self._connack_timer.start()
+
+    def _connack_overdue(self, attempt: int) -> None:
+        if attempt != self._attempt or self._attempt_reported or self._closing:
+            return
+        self._attempt_reported = True
+        tls_port = not self.cfg.tls.enabled and speaks_tls(self.cfg.host, self.cfg.port)
+        self._report_failure(*explain_no_connack(self.cfg.host, self.cfg.port, closed=False, tls_port=tls_port))
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # paho sees the loss and reconnects with its back-off
+            except OSError:
+                pass
+
+    def _diagnose_closed(self, attempt: int) -> None:
+        # Off the network thread: the TLS probe takes a round trip or its timeout.
+        tls_port = not self.cfg.tls.enabled and speaks_tls(self.cfg.host, self.cfg.port)
+        if not self._connected.is_set():
+            self._report_failure(*explain_no_connack(self.cfg.host, self.cfg.port, closed=True, tls_port=tls_port))
+
+    @_guard
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if was and not self._closing:
+        if self._closing:
+            return
+        if was:
             self.stats.disconnects += 1
-            log.warning("MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.",
-                        self.cfg.host, self.cfg.port, reason)
+            hint = ""
+            if "taken over" in str(reason).lower():
+                hint = (f" Another client connected with this device's client id {self.cfg.resolved_client_id(self.device_id)!r}:"
+                        " give each device its own mqtt.client_id (or device_id).")
+            log.warning("MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.%s",
+                        self.cfg.host, self.cfg.port, reason, hint)
+        elif not self._attempt_reported:
+            # Closed after the TCP accept and before any CONNACK: a listener that is not plain MQTT.
+            self._attempt_reported = True
+            if self._connack_timer is not None:
+                self._connack_timer.cancel()
+            threading.Thread(target=self._diagnose_closed, args=(self._attempt,), name="edgepose-mqtt-diagnose", daemon=True).start()
 
     @_guard
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -326,9 +452,31 @@ class MqttSink:
     @_guard
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self.cfg.homeassistant.enabled and msg.topic == homeassistant.birth_topic(self.cfg) and msg.payload == b"online":
-            log.info("MQTT: Home Assistant came online; re-sending discovery")
-            self._publish_discovery()
-            self._publish_state(force=True)
+            self._discovery_wanted()
+
+    def _discovery_wanted(self) -> None:
+        """Home Assistant announced itself: discovery now, or once at the end of the rate-limit window
+        (a flood of births, e.g. 2,000 retained-message replays, costs one round, not 3 publishes each)."""
+        with self._discovery_lock:
+            if self._discovery_timer is not None:
+                return  # a round is already scheduled
+            wait = self._discovery_last + DISCOVERY_MIN_INTERVAL - time.monotonic()
+            if wait > 0:
+                self._discovery_timer = threading.Timer(wait, self._discovery_round)
+                self._discovery_timer.daemon = True
+                self._discovery_timer.start()
+                return
+        self._discovery_round()
+
+    def _discovery_round(self) -> None:
+        with self._discovery_lock:
+            self._discovery_timer = None
+            self._discovery_last = time.monotonic()
+        if not self._connected.is_set() or self._closing:
+            return
+        log.info("MQTT: Home Assistant came online; re-sending discovery")
+        self._publish_discovery()
+        self._publish_state(force=True)
 
     # -- outbox pump (own thread) ----------------------------------------------
     # The outbox, not paho, owns every event until its PUBACK: paho's copies of events die with each
@@ -482,6 +630,7 @@ class MqttSink:
             "events_sent": self.stats.events_sent,
             "events_pending": len(self.outbox),
             "events_dropped": self.events_dropped,
+            "heartbeat": self.cfg.status_interval,
             "people": self._people,
         }
         if self.status_fields is not None:
@@ -501,7 +650,7 @@ class MqttSink:
 
     def _send_status(self, state: str, **extra: Any) -> mqtt.MQTTMessageInfo:
         return self._client.publish(self.topics["status"], payloads.dumps(self.status_payload(state, **extra)),
-                                    qos=self.cfg.status_qos, retain=True)
+                                    qos=self.cfg.status_qos, retain=True, properties=self._status_properties(state))
 
     # -- state summary (people / fall / actions) ---------------------------------
     def _note_events(self, events: list[ActionEvent]) -> None:
@@ -581,6 +730,9 @@ class MqttSink:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):
                 pass
+        for timer in (self._connack_timer, self._discovery_timer):
+            if timer is not None:
+                timer.cancel()
         with self._wake:
             self._pump_stop = True
             self._wake.notify_all()
