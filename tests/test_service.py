@@ -126,7 +126,7 @@ def _notify_socket(path: Path) -> tuple[socket.socket, list[str]]:
         while True:
             try:
                 got.append(sock.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -6,7 +6,7 @@
 
 Training data: the actions-9class skeletons (``--skeletons``) and/or edgepose
 JSONL recordings cut by a label CSV (``--labels``, format in edgepose/actions/README.md).
-Training and export need TensorFlow (``pip install edgepose[train]``); the
+Training and export need TensorFlow (``pip install -e ".[train]"`` in the checkout); the
 exported int8 model runs on the device with the TFLite runtime only.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``edgepose convert``: a float PoseNet to ``.tflite`` in any precision, with metadata and a fidelity report.
 
 TensorFlow is imported only when the command runs (by the ``convert`` package);
-without it the command says ``pip install edgepose[convert]``. See convert/README.md.
+without it the command says how to add the ``[convert]`` extra. See convert/README.md.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         help="convert a float PoseNet (TF1 .pb/checkpoint, TF.js, Keras, SavedModel) to .tflite",
         description="Convert a float PoseNet to TFLite (float32, float16, dynamic-range or full-integer int8, "
         "optionally Edge TPU-ready) with edgepose metadata, so the runtime needs no flags; "
-        "--report compares every precision with float32 on held-out images. Needs TensorFlow: pip install edgepose[convert].",
+        "--report compares every precision with float32 on held-out images. Needs TensorFlow: pip install -e '.[convert]' in the edgepose checkout.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  edgepose convert model-mobilenet_v1_050.pb --precision float16 --input-size 353x481 --out pose_f16.tflite\n"

@@ -7,7 +7,7 @@
 
 Datasets are folders with dataset_train.txt / dataset_test.txt in the Cambridge
 Landmarks / 7-Scenes format (edgepose/relocalization/README.md). ``synth`` and ``train``
-run on a workstation (``train`` needs TensorFlow: pip install 'edgepose[train]');
+run on a workstation (``train`` needs TensorFlow: pip install -e ".[train]" in the checkout);
 ``eval`` and ``predict`` use the device runtime only.
 """
 from __future__ import annotations

@@ -12,7 +12,6 @@ import binascii
 import hmac
 import json
 import logging
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -95,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_static(path[len("/static/"):])
             else:
                 self.send_bytes(404, b"not found\n", "text/plain; charset=utf-8")
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             pass  # the viewer left
 
     do_HEAD = do_GET
