@@ -1,7 +1,8 @@
 """Images for calibration and evaluation: reading, preprocessing, the held-out split.
 
-Preprocessing is the runtime's: resize (stretch) to the model input, BGR->RGB,
-scale to ``[-1, 1]``. No TensorFlow here.
+Preprocessing is the runtime's own function (:func:`edgepose.preprocess.fit_to_input`,
+imported, not copied): the same resize filter, BGR->RGB, then scaled to the float
+model's input range. No TensorFlow here.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from edgepose.preprocess import fit_to_input, to_float_input
+
 from .errors import ConvertError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -18,12 +21,9 @@ VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def preprocess(image_bgr: np.ndarray, size: tuple[int, int], input_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """``[1, h, w, 3]`` float32 RGB scaled to ``input_range``."""
-    h, w = size
-    img = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
-    lo, hi = input_range
-    return (rgb * ((hi - lo) / 255.0) + lo)[None]
+    """``[1, h, w, 3]`` float32 RGB scaled to ``input_range``, resized exactly as the runtime does by default."""
+    rgb, _ = fit_to_input(image_bgr, size[0], size[1])
+    return to_float_input(rgb, input_range)
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -7,7 +7,9 @@
 * file size, and invoke latency on this machine.
 
 Poses come from the edgepose runtime itself (:func:`edgepose.model.posenet.load_posenet`,
-no flags), so the report checks exactly what a device will run.
+no flags) on the full-size held-out images, pre-processed by the runtime's own
+:func:`edgepose.preprocess.fit_to_input`, so the report checks exactly what ``edgepose run``
+gives; keypoints are then scaled to model-input pixels (source pixels x input size / image size).
 """
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -110,7 +112,8 @@ def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: i
     from edgepose.model.posenet import load_posenet
 
     loaded = {label: load_posenet(path, threads=threads) for label, path in models.items()}
-    poses = {label: [m.estimate(img) for img in images] for label, m in tqdm(loaded.items(), desc="evaluating", unit="model", disable=not progress)}
+    poses = {label: [to_input_pixels(m.estimate(img), img.shape, (m.input_height, m.input_width)) for img in images]
+             for label, m in tqdm(loaded.items(), desc="evaluating", unit="model", disable=not progress)}
     tensors = {label: m.preprocess(images[0])[0] for label, m in loaded.items()}
     times: dict[str, list[float]] = {label: [] for label in loaded}
     for r in range(rounds + 3):
@@ -123,6 +126,13 @@ def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: i
         label: ModelRun(label, Path(models[label]), (m.metadata or {}).get("precision", "?"), poses[label], 1e3 * statistics.median(times[label]), Path(models[label]).stat().st_size)
         for label, m in loaded.items()
     }
+
+
+def to_input_pixels(poses: Sequence[Pose], image_shape: tuple[int, ...], input_size: tuple[int, int]) -> list[Pose]:
+    """Poses in source-image pixels (what ``edgepose run`` writes) rescaled to model-input pixels."""
+    h, w = image_shape[:2]
+    ih, iw = input_size
+    return [p.scaled(iw / w, ih / h) for p in poses]
 
 
 def source_fidelity(src, float_model: Path, images: Sequence[np.ndarray], size: tuple[int, int]) -> dict[str, float]:
@@ -162,8 +172,8 @@ def fidelity_report(
 
     base_meta = read_metadata(Path(models[baseline]).read_bytes()) or {}
     h, w = base_meta["input"]["height"], base_meta["input"]["width"]
-    # Images are resized to the model input first, so pixel errors are model-input pixels.
-    images = [cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in eval_paths]
+    # Full-size images through the runtime's own pre-processing, as `edgepose run` sees them.
+    images = [read_image(p) for p in eval_paths]
     runs = run_models({k: Path(v) for k, v in models.items()}, images, threads, progress=progress)
     base = runs[baseline]
     rows = []

@@ -36,6 +36,8 @@ class ModelConfig(BaseModel):
     threads: int = Field(2, ge=1, le=64)
     #: ``stretch`` resizes to the model input (as Coral's tests do); ``pad`` keeps the aspect ratio.
     resize: Literal["stretch", "pad"] = "stretch"
+    #: How frames shrink to the input: ``antialias`` (box average, default), ``linear`` (fastest, aliases), ``area``, ``nearest``.
+    resize_filter: Literal["antialias", "linear", "area", "nearest"] = "antialias"
     #: Force the Edge TPU delegate on or off; ``auto`` follows the model.
     edgetpu: Literal["auto", "on", "off"] = "auto"
 

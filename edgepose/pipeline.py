@@ -36,7 +36,7 @@ class Pipeline:
             from .model.registry import open_model
 
             m = config.model
-            model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu)
+            model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu, resize_filter=m.resize_filter)
         if getattr(model, "model_type", None) != "posenet":
             from .errors import ModelError
 

@@ -35,7 +35,7 @@ DECODERS = ("numba", "numpy")
 
 
 def matches(size: str, kind: str, decoder: str) -> tuple[int, int]:
-    model = load_posenet(coral_model(size, kind), threads=2, interpolation=cv2.INTER_NEAREST_EXACT, decoder=decoder)
+    model = load_posenet(coral_model(size, kind), threads=2, resize_filter="nearest", decoder=decoder)
     assert model.decoder_name == decoder
     image = cv2.imread(str(SHARED / "images" / "test_couple.jpg"))
     # Coral's test resizes with PIL's nearest neighbour, which INTER_NEAREST_EXACT reproduces.

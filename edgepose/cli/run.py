@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--single", action="store_true", default=None, help="single-pose decoding (one person, fastest)")
     p.add_argument("--threads", type=int, help="interpreter threads (default 2)")
     p.add_argument("--resize", choices=["stretch", "pad"], help="fit frames to the model input by stretching or by padding")
+    p.add_argument("--resize-filter", choices=["antialias", "linear", "area", "nearest"],
+                   help="how frames shrink to the model input: antialias (default), linear (fastest, aliases), area, nearest")
     p.add_argument("--no-track", action="store_true", help="do not track people across frames")
     p.add_argument("--actions", action="store_true", help="recognise actions and print their events")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -46,6 +48,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         o["model"]["threads"] = args.threads
     if args.resize:
         o["model"]["resize"] = args.resize
+    if args.resize_filter:
+        o["model"]["resize_filter"] = args.resize_filter
     if args.source is not None:
         o["source"]["uri"] = args.source
     if args.no_track:

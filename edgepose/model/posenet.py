@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..decode import select_decoder, warm_up
 from ..decode.heads import Heads
 from ..decode.single import decode_single_pose
 from ..errors import ModelError
+from ..preprocess import FILTERS, Transform, fit_to_input
 from ..types import NUM_KEYPOINTS, Pose
 from . import flatbuf
 from .runtime import make_interpreter
@@ -29,22 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Output roles and the channel count each must have.
 ROLE_CHANNELS = {"heatmaps": 17, "short_offsets": 34, "mid_offsets": 64, "displacement_fwd": 32, "displacement_bwd": 32}
-
-
-@dataclass(frozen=True)
-class Transform:
-    """Maps model-input pixels back to source pixels: ``src = (inp - pad) / scale``."""
-
-    scale_x: float
-    scale_y: float
-    pad_x: float = 0.0
-    pad_y: float = 0.0
-
-    def to_source(self, yx: np.ndarray) -> np.ndarray:
-        """``(…, 2)`` input-pixel ``(y, x)`` -> source-pixel ``(x, y)``."""
-        x = (yx[..., 1] - self.pad_x) / self.scale_x
-        y = (yx[..., 0] - self.pad_y) / self.scale_y
-        return np.stack([x, y], axis=-1).astype(np.float32)
 
 
 @dataclass
@@ -108,7 +92,7 @@ class PoseNetModel:
         *,
         resize: str = "stretch",
         edgetpu: str = "auto",
-        interpolation: int = cv2.INTER_LINEAR,
+        resize_filter: str = "antialias",
         decoder: str | None = None,
     ):
         buf, name = _read_model_bytes(model)
@@ -118,7 +102,10 @@ class PoseNetModel:
         warm_up(self.decoder_name)
         self.name = name
         self.resize = resize
-        self.interpolation = interpolation
+        if resize_filter not in FILTERS:
+            raise ModelError(f"unknown resize filter {resize_filter!r}.", f"use one of {', '.join(FILTERS)}.")
+        #: How frames are shrunk to the input (edgepose.preprocess): ``antialias`` by default.
+        self.resize_filter = resize_filter
         self.metadata = flatbuf.read_metadata(buf) if len(buf) >= 8 else None
         flatbuf.check_tflite(buf, name)
         cut, self.decoder_op = flatbuf.cut_decoder_op(buf, name)
@@ -243,19 +230,8 @@ class PoseNetModel:
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             shape = None if image_bgr is None else image_bgr.shape
             raise ModelError(f"expected a BGR image of shape (H, W, 3), got {shape}.", "pass a colour image (grayscale images: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).")
-        h, w = image_bgr.shape[:2]
-        ih, iw = self.input_height, self.input_width
-        resized: np.ndarray
-        if self.resize == "pad":
-            s = min(iw / w, ih / h)
-            nw, nh = max(1, round(w * s)), max(1, round(h * s))
-            canvas = np.zeros((ih, iw, 3), np.uint8)
-            canvas[:nh, :nw] = cv2.resize(image_bgr, (nw, nh), interpolation=self.interpolation)
-            resized, tr = canvas, Transform(nw / w, nh / h)
-        else:
-            resized = image_bgr if (h, w) == (ih, iw) else cv2.resize(image_bgr, (iw, ih), interpolation=self.interpolation)
-            tr = Transform(iw / w, ih / h)
-        rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        # The one pre-processing function, shared with the converter's calibration and report.
+        rgb, tr = fit_to_input(image_bgr, self.input_height, self.input_width, self.resize, self.resize_filter)
         if self._input_affine is None:
             tensor = rgb if self.input_dtype == np.uint8 else (rgb.astype(np.int16) - 128).astype(np.int8)
         else:
