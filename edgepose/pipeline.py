@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+def is_image_set(source: FrameSource) -> bool:
+    """Whether ``source`` (or the source a reader wraps) is a list of image files."""
+    from .sources.images import ImageSequenceSource
+
+    for _ in range(4):
+        if isinstance(source, ImageSequenceSource):
+            return True
+        inner = source.__dict__.get("source")
+        if not isinstance(inner, FrameSource):
+            return False
+        source = inner
+    return False
+
+
 class Pipeline:
     """Runs one model over frames with the settings of one :class:`EdgeposeConfig`."""
 
@@ -69,7 +83,7 @@ class Pipeline:
             self.camera = CameraPoseEstimator(r.model, r.threads)
 
     # ------------------------------------------------------------------ one frame
-    def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool) -> FrameResult:
+    def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool, sequence: bool = True) -> FrameResult:
         d = self.decoder
         t0 = time.perf_counter()
         self.model.invoke(tensor)
@@ -78,13 +92,13 @@ class Pipeline:
         poses = self.model.decode(heads, transform, d.max_poses, d.min_pose_score, d.nms_radius, d.mode)
         t2 = time.perf_counter()
         timings = {"pre": t_pre, "invoke": t1 - t0, "decode": t2 - t1}
-        if self.tracker is not None:
+        if self.tracker is not None and sequence:
             poses = self.tracker.update(poses, frame.timestamp)
             t3 = time.perf_counter()
             timings["track"] = t3 - t2
             t2 = t3
         events = []
-        if self.actions is not None:
+        if self.actions is not None and sequence:
             events = self.actions.update(poses, frame.timestamp)
             timings["actions"] = time.perf_counter() - t2
         extra = {}
@@ -120,12 +134,15 @@ class Pipeline:
         results of files are handed out one frame late.
         """
         live = source.is_live
+        # Photos of a folder are unrelated unless the config says they are a sequence: no track
+        # IDs, smoothing or actions carried from one to the next.
+        sequence = self.config.tracking.image_sequence or not is_image_set(source)
         frames = self._inline(source) if live else self._prepared(source)
         n = 0
         pending: FrameResult | None = None
         try:
             for frame, tensor, transform, t_pre in frames:
-                res = self._finish(frame, tensor, transform, t_pre, keep_image)
+                res = self._finish(frame, tensor, transform, t_pre, keep_image, sequence)
                 n += 1
                 if live:
                     yield res

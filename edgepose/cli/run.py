@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize-filter", choices=["antialias", "linear", "area", "nearest"],
                    help="how frames shrink to the model input: antialias (default), linear (fastest, aliases), area, nearest")
     p.add_argument("--no-track", action="store_true", help="do not track people across frames")
+    p.add_argument("--sequence", action="store_true",
+                   help="the images of a folder or glob are a sequence (time-lapse): track people across them (default: each photo stands alone)")
     p.add_argument("--actions", action="store_true", help="recognise actions and print their events")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -54,6 +56,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         o["source"]["uri"] = args.source
     if args.no_track:
         o["tracking"]["enabled"] = False
+    if args.sequence:
+        o["tracking"]["image_sequence"] = True
     o["actions"]["enabled"] = bool(args.actions)
     return o
 

@@ -18,6 +18,15 @@ class TrackingConfig(BaseModel):
         1, ge=1, le=100, description="matched frames before a track is reported (1: report at once; higher hides one-frame ghosts)"
     )
     predict_motion: bool = Field(True, description="match against each track's position extrapolated at its last velocity")
+    image_sequence: bool = Field(
+        False, description="track across the images of a folder or glob (a time-lapse); off: each photo stands alone (edgepose run --sequence)"
+    )
+    # Distance gate: OKS alone lets a track hop to a small or distant pose when its person is briefly lost.
+    gate_torso: float = Field(
+        0.75, ge=0.0, le=100.0,
+        description="largest move of a track between consecutive frames, in torso sizes (median over the parts both see); 0 turns the gate off",
+    )
+    gate_speed: float = Field(3.0, ge=0.0, le=1000.0, description="torso sizes per second the gate widens by for time since the track was last seen")
     # One Euro filter (Casiez et al. 2012) per keypoint; speeds are measured in torso sizes per second,
     # so the same settings work near and far from the camera.
     smoothing: bool = Field(False, description="smooth keypoints per track (One Euro filter); raw ones kept in pose.extra")

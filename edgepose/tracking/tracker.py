@@ -5,7 +5,11 @@ position + last velocity x elapsed time), the tracker scores every
 (track, pose) pair by object keypoint similarity (OKS, COCO's keypoint
 metric, scaled by the track's size) and solves the assignment with the
 Hungarian method (``scipy.optimize.linear_sum_assignment``). Pairs below
-``min_similarity`` are not matched. Unmatched poses start new tracks with a
+``min_similarity`` are not matched, and neither are pairs further apart than the
+distance gate: the median move of the parts both see, in the track's torso sizes,
+must stay under ``gate_torso + gate_speed x seconds since the track was last seen``.
+OKS is scaled by the track's box, so a track whose person was lost for a few frames
+could otherwise hop to a small blob or a person a few metres away. Unmatched poses start new tracks with a
 fresh ID from a counter that never goes back, so IDs are never reused;
 unmatched tracks survive ``max_age`` frames.
 
@@ -14,6 +18,7 @@ runtime cannot take, and was no more accurate on our sequences).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +40,7 @@ class Track:
     hits: int = 1
     missed: int = 0
     smoother: OneEuroFilter | None = None
+    torso: float = float("nan")  # px, smoothed; the distance gate's unit
 
     def predict(self, ts: float, use_velocity: bool) -> np.ndarray:
         if not use_velocity:
@@ -46,6 +52,34 @@ class Track:
         a = g.bbox_area(self.keypoints, self.visible)
         # A floor keeps OKS from collapsing for tiny or degenerate (one-row) boxes.
         return max(a, 32.0 * 32.0)
+
+    def scale(self) -> float:
+        """Torso size in pixels, with the box as a fallback (never below 16 px)."""
+        t = self.torso if np.isfinite(self.torso) else np.sqrt(self.area()) / 2.5
+        return max(float(t), 16.0)
+
+    def update_torso(self, kp: np.ndarray, vis: np.ndarray) -> None:
+        t = g.torso_size(kp, vis)
+        if np.isfinite(t):
+            # Smoothed: one frame with a foreshortened torso must not shrink the gate.
+            self.torso = float(t) if not np.isfinite(self.torso) else 0.7 * self.torso + 0.3 * float(t)
+
+
+def torso_distances(pred: np.ndarray, tvis: np.ndarray, dk: np.ndarray, dvis: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """``(T, P)`` median distance over the parts both see, track ``t`` to pose ``p``, in units of ``scales[t]``.
+
+    Pairs that share no part compare the means of their visible parts.
+    """
+    d = np.hypot(*np.moveaxis(pred[:, None] - dk[None], -1, 0))  # (T, P, 17)
+    both = tvis[:, None, :] & dvis[None, :, :]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows (nothing in common) are handled below
+        med = np.nanmedian(np.where(both, d, np.nan), axis=-1)
+        ct = np.nanmean(np.where(tvis[..., None], pred, np.nan), axis=1)  # (T, 2)
+        cp = np.nanmean(np.where(dvis[..., None], dk, np.nan), axis=1)  # (P, 2)
+    centre = np.hypot(*np.moveaxis(ct[:, None] - cp[None], -1, 0))
+    out = np.where(both.any(axis=-1), med, centre) / scales[:, None]
+    return np.nan_to_num(out, nan=np.inf).astype(np.float32)
 
 
 class Tracker:
@@ -72,7 +106,13 @@ class Tracker:
         areas = np.array([t.area() for t in self.tracks], np.float32)
         dk = np.stack([p.keypoints for p in poses])
         dvis = np.stack([p.visible(cfg.min_part_score) for p in poses])
-        return g.oks_matrix(pred, tvis, dk, dvis, areas, cfg.oks_sigma_scale)
+        sim = g.oks_matrix(pred, tvis, dk, dvis, areas, cfg.oks_sigma_scale)
+        if cfg.gate_torso > 0:
+            scales = np.array([t.scale() for t in self.tracks], np.float32)
+            elapsed = np.array([min(max(ts - t.last_ts, 0.0), 1.0) for t in self.tracks], np.float32)
+            gate = cfg.gate_torso + cfg.gate_speed * elapsed
+            sim = np.where(torso_distances(pred, tvis, dk, dvis, scales) <= gate[:, None], sim, 0.0).astype(np.float32)
+        return sim
 
     def update(self, poses: list[Pose], timestamp: float) -> list[Pose]:
         """Set ``track_id`` on ``poses`` (in place) and return those of reported tracks.
@@ -105,12 +145,14 @@ class Tracker:
             tr = matched_p.get(c)
             if tr is None:
                 tr = Track(self._next_id, pose.keypoints.copy(), vis.copy(), ts)
+                tr.update_torso(pose.keypoints, vis)
                 self._next_id += 1
                 if cfg.smoothing:
                     tr.smoother = OneEuroFilter(cfg.smoothing_min_cutoff, cfg.smoothing_beta, cfg.smoothing_d_cutoff)
                 self.tracks.append(tr)
             else:
                 self._advance(tr, pose.keypoints, vis, ts)
+                tr.update_torso(pose.keypoints, vis)
             if tr.smoother is not None:
                 pose.extra["raw_keypoints"] = pose.keypoints.copy()
                 scale = g.torso_size(pose.keypoints, vis)
