@@ -117,7 +117,7 @@ def coral_reference() -> list[list[str]]:
         rows = list(csv.DictReader(f))
     for r in rows:
         ref[int(r["pose_id"]), KEYPOINT_NAMES.index(r["keypoint_label"].lower())] = float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"])
-    m = load_posenet(DECODER_MODEL, 2, interpolation=cv2.INTER_NEAREST_EXACT)
+    m = load_posenet(DECODER_MODEL, 2, resize_filter="nearest")
     img = cv2.resize(cv2.imread(str(COUPLE)), (m.input_width, m.input_height), interpolation=cv2.INTER_NEAREST_EXACT)
     h, _ = m.infer(img)
     s = m.decoder_settings()

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 W, H = 481, 353
 
-from edgepose.preprocess import resize
+from edgepose.preprocess import resize  # noqa: E402
 
 Resize = Callable[[np.ndarray, int, int], np.ndarray]
 
@@ -127,6 +127,8 @@ def fidelity_rows(eval_images: list[np.ndarray], video: list[np.ndarray]) -> lis
     from unittest import mock
 
     import edgepose_convert.calibration as calib
+    from edgepose.model.posenet import load_posenet
+    from edgepose.preprocess import fit_to_input, to_float_input
     from edgepose_convert.api import convert
     from edgepose_convert.calibration import (
         list_images,
@@ -136,9 +138,6 @@ def fidelity_rows(eval_images: list[np.ndarray], video: list[np.ndarray]) -> lis
     from edgepose_convert.report import keypoint_errors
     from edgepose_convert.sources import load_source
     from edgepose_convert.tflite import QuantOptions
-
-    from edgepose.model.posenet import load_posenet
-    from edgepose.preprocess import fit_to_input, to_float_input
 
     src = load_source(SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb")
     cal_paths, _ = split_held_out(list_images(SHARED / "images" / "coco"))

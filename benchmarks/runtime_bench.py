@@ -150,7 +150,7 @@ def decode_table(frames: list[np.ndarray], repeat: int) -> list[list[str]]:
     single = timeit(lambda: decode_single_pose(heads), repeat)
     rows.append(["single", "1", f"{single:.3f}", "-", "-"])
     # Conformance on Coral's reference (decoder-op model, its own settings).
-    dm = load_posenet(model_path("481_641", "quant_decoder"), 2, interpolation=cv2.INTER_NEAREST_EXACT)
+    dm = load_posenet(model_path("481_641", "quant_decoder"), 2, resize_filter="nearest")
     img = cv2.resize(cv2.imread(str(COUPLE)), (dm.input_width, dm.input_height), interpolation=cv2.INTER_NEAREST_EXACT)
     h, _ = dm.infer(img)
     ref = coral_reference("481_641")

@@ -18,11 +18,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgepose_convert.calibration import list_images, split_held_out
-from edgepose_convert.report import keypoint_errors, summarize_errors
-
 from edgepose.cli import main
 from edgepose.types import KEYPOINT_NAMES, Pose
+from edgepose_convert.calibration import list_images, split_held_out
+from edgepose_convert.report import keypoint_errors, summarize_errors
 
 from .conftest_convert import COCO, COUPLE, FROZEN
 
