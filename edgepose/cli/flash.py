@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--wifi-country", help="Wi-Fi regulatory country, two letters (needed with --wifi-ssid)")
     p.add_argument("--wifi-password-file", metavar="FILE", help="file whose first line is the Wi-Fi passphrase")
     p.add_argument("--bundle", help="a folder or .tar from `edgepose bundle` (default: made now)")
-    p.add_argument("--python", default=DEFAULT_PYTHON, choices=sorted(TARGETS), help="device Python when the bundle is made now")
+    p.add_argument("--python", choices=sorted(TARGETS),
+                   help="device Python when the bundle is made now (default: 3.13 for images with cloud-init, "
+                   f"i.e. Trixie-based, else {DEFAULT_PYTHON} for Bookworm)")
     p.add_argument("--first-boot", default="auto", choices=FIRST_BOOT,
                    help="cloud-init files or Imager's firstrun.sh (default: from what the image holds)")
     p.add_argument("--camera", default="auto", choices=CAMERAS,

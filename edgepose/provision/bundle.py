@@ -61,8 +61,9 @@ class Target:
     python: str
     release: str
     glibc: tuple[int, int]
-    #: Pins for the resolver. Bookworm's python3-picamera2 brings apt's numpy 1.24, and its
-    #: compiled helpers (simplejpeg, ...) break with numpy 2, so the 3.11 bundle stays on 1.x.
+    #: Pins for the resolver, to the numpy of the OS: on a Pi, python3-picamera2 brings apt's numpy
+    #: (Bookworm 1.24, Trixie 2.2), its compiled helpers (simplejpeg, ...) need that ABI, and
+    #: firstboot.sh pins the venv to it; so every bundled wheel must accept that numpy.
     constraints: tuple[str, ...] = ()
 
     @property
@@ -93,7 +94,7 @@ class Target:
 
 TARGETS: dict[str, Target] = {
     "3.11": Target("3.11", "Raspberry Pi OS Bookworm (Debian 12)", (2, 36), ("numpy<2",)),
-    "3.13": Target("3.13", "Raspberry Pi OS Trixie (Debian 13)", (2, 41)),
+    "3.13": Target("3.13", "Raspberry Pi OS Trixie (Debian 13)", (2, 41), ("numpy<2.3",)),
 }
 DEFAULT_PYTHON = "3.11"
 

@@ -6,6 +6,7 @@ and renamed into place as the last step, so on any error there is no partial
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from . import firstboot as fb
-from .bundle import BOOT_DIR, DEFAULT_PYTHON, checked_config, make_bundle, open_bundle
+from .bundle import BOOT_DIR, DEFAULT_PYTHON, INFO, checked_config, make_bundle, open_bundle
 from .image import Fat, ImageError, copy_image, find_boot_partition
 
 FIRST_BOOT = ("auto", "cloud-init", "firstrun")
@@ -35,13 +36,21 @@ def _tree_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def has_cloud_init(fat: Fat) -> bool:
+    return bool(set(fat.listdir()) & set(fb.CLOUD_INIT_FILES))
+
+
 def choose_mechanism(fat: Fat, requested: str) -> str:
     if requested not in FIRST_BOOT:
         raise ConfigError(f"unknown first-boot mechanism {requested!r}.", f"use one of {', '.join(FIRST_BOOT)}.")
     if requested != "auto":
         return requested
-    present = set(fat.listdir())
-    return "cloud-init" if present & set(fb.CLOUD_INIT_FILES) else "firstrun"
+    return "cloud-init" if has_cloud_init(fat) else "firstrun"
+
+
+def image_python(fat: Fat) -> str:
+    """The Python of the image's OS: cloud-init on the boot partition came with Trixie (3.13); Bookworm has 3.11."""
+    return "3.13" if has_cloud_init(fat) else DEFAULT_PYTHON
 
 
 def flash(
@@ -54,7 +63,7 @@ def flash(
     bundle: str | Path | None = None,
     first_boot: str = "auto",
     camera: str = "auto",
-    python: str = DEFAULT_PYTHON,
+    python: str | None = None,
     progress: bool = True,
 ) -> FlashResult:
     from tqdm import tqdm
@@ -89,11 +98,18 @@ def flash(
         fat = Fat(tmp, part)
         mechanism = choose_mechanism(fat, first_boot)
         # 2. the bundle
+        guess = image_python(fat)
         if bundle is None:
             folder = Path(work.name) / BOOT_DIR
-            make_bundle(profile_path, config, folder, python=python, progress=progress)
+            make_bundle(profile_path, config, folder, python=python or guess, progress=progress)
         else:
             folder = open_bundle(bundle, Path(work.name))
+            made_for = json.loads((folder / INFO).read_text(encoding="utf-8")).get("python")
+            if made_for != (python or guess):
+                # Wheels for another CPython do not install offline; the guess may be wrong, so warn only.
+                print(f"edgepose flash: warning: the bundle is for Python {made_for}, this image looks like Python "
+                      f"{python or guess}; make it with `edgepose bundle --python {python or guess}` if first boot fails.",
+                      file=sys.stderr)
         need = _tree_bytes(folder)
         free = fat.free_bytes()
         if need > free:
