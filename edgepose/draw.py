@@ -78,6 +78,45 @@ def actions_by_track(poses: Iterable[Pose], events: Iterable[ActionEvent] | None
     return {k: list(dict.fromkeys(v)) for k, v in out.items() if v}
 
 
+class ActionLabels:
+    """What each track is doing now, from the stream of action events, for every frame until it ends.
+
+    A ``start`` shows the action until its ``end``; an ``instant`` (a fall) and a ``count``
+    (``squat x3``) stay up for ``hold`` seconds. Feed every frame's events in order with
+    :meth:`update`; it returns the labels to draw on that frame.
+    """
+
+    def __init__(self, hold: float = 1.5):
+        self.hold = hold
+        self._ongoing: dict[int, dict[str, str]] = {}
+        self._recent: dict[int, dict[str, tuple[str, float]]] = {}
+
+    def update(self, events: Iterable[ActionEvent], timestamp: float) -> dict[int, list[str]]:
+        for e in events:
+            tid = int(e.track_id)
+            if e.kind == "start":
+                self._ongoing.setdefault(tid, {})[e.action] = e.action
+            elif e.kind == "end":
+                self._ongoing.get(tid, {}).pop(e.action, None)
+                self._recent.get(tid, {}).pop(e.action, None)
+            elif e.kind == "count" and e.count is not None:
+                self._recent.setdefault(tid, {})[e.action] = (f"{e.action} x{e.count}", timestamp + self.hold)
+            else:  # instant
+                self._recent.setdefault(tid, {})[e.action] = (e.action, timestamp + self.hold)
+        out: dict[int, list[str]] = {}
+        for tid, acts in self._ongoing.items():
+            out.setdefault(tid, []).extend(a for a in acts.values() if a not in self._recent.get(tid, {}))
+        for tid, recent in list(self._recent.items()):
+            for action, (text, until) in list(recent.items()):
+                if timestamp > until:
+                    del recent[action]
+                else:
+                    out.setdefault(tid, []).append(text)
+            if not recent:
+                del self._recent[tid]
+        return {k: v for k, v in out.items() if v}
+
+
 def _label(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], scale: float, thick: int) -> None:
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
     h, w = img.shape[:2]
@@ -98,11 +137,14 @@ def draw_poses(
     show_ids: bool = True,
     events: Iterable[ActionEvent] | None = None,
     copy: bool = False,
+    labels: Mapping[int, Sequence[str]] | None = None,
 ) -> np.ndarray:
     """Draw skeletons and keypoints of ``poses`` (source-image pixels) on a BGR uint8 image.
 
     Poses below ``min_pose_score`` and parts below ``min_part_score`` are not
     drawn. Draws in place and returns the image, or onto a copy with ``copy=True``.
+    Action labels come from ``labels`` (an :class:`ActionLabels` result: ongoing actions
+    on every frame) when given, else from this frame's ``events`` and ``pose.extra``.
     """
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"draw_poses needs a BGR uint8 image (h, w, 3), got {image_bgr.dtype} {image_bgr.shape}")
@@ -113,7 +155,13 @@ def draw_poses(
     thick = line_thickness(h, w)
     radius_max = 4 * thick + 2
     font_scale = 0.45 * thick
-    labels = actions_by_track(poses, events) if show_ids else {}
+    if not show_ids:
+        labels = {}
+    elif labels is None:
+        labels = actions_by_track(poses, events)
+    else:
+        extra = actions_by_track(poses)  # labels a pose carries itself
+        labels = {k: list(dict.fromkeys([*labels.get(k, []), *extra.get(k, [])])) for k in {*labels, *extra}}
     for pose in poses:
         if pose.score < min_pose_score:
             continue

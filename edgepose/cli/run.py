@@ -92,6 +92,9 @@ def main(args: argparse.Namespace) -> int:
     pipeline = Pipeline(cfg, decode_flags=decode_flags(args))
     jsonl = JsonlSink(args.jsonl) if args.jsonl else None
     writer = None
+    from ..draw import ActionLabels
+
+    action_labels = ActionLabels()  # ongoing actions are drawn on every frame until they end
     frames = people = 0
     max_people = 0
     stage: dict[str, list[float]] = {}
@@ -122,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
                               + (f" (count {ev.count})" if ev.count is not None else "")
                               + f" conf {ev.confidence:.2f}", file=events_out)
                 if args.output:
-                    writer = _write_annotated(args.output, writer, res, pipeline.decoder, src.fps)
+                    writer = _write_annotated(args.output, writer, res, pipeline.decoder, src.fps, action_labels)
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
@@ -138,13 +141,14 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_annotated(path: str, writer, res, decoder, fps):
+def _write_annotated(path: str, writer, res, decoder, fps, action_labels):
     from ..draw import draw_poses
     from ..sinks.video import VideoSink
 
-    image = draw_poses(res.image, res.poses, decoder.min_pose_score, decoder.min_part_score, events=res.events)
     if writer is None:
         writer = VideoSink(path, fps or 10.0, (res.width, res.height))
+    labels = action_labels.update(res.events, res.timestamp)
+    image = draw_poses(res.image, res.poses, decoder.min_pose_score, decoder.min_part_score, labels=labels)
     writer.write(image)
     return writer
 
