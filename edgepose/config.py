@@ -40,6 +40,11 @@ class ModelConfig(BaseModel):
     resize_filter: Literal["antialias", "linear", "area", "nearest"] = "antialias"
     #: Force the Edge TPU delegate on or off; ``auto`` follows the model.
     edgetpu: Literal["auto", "on", "off"] = "auto"
+    edgetpu_device: str | None = Field(
+        None, pattern=r"^(usb|pci)?(:\d+)?$", min_length=1,
+        description="Which Edge TPU runs the model when several are attached, as pycoral names them: "
+        "'usb', 'usb:0', 'pci', 'pci:0' or ':0' (the N-th of any kind); unset takes the first one found.",
+    )
 
 
 class DecodeConfig(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from .config import EdgeposeConfig
 from .decoder_settings import model_settings, resolve_decoder_settings
+from .model.base import KeypointModel
 from .sources import FrameSource, open_source
 from .types import Frame, FrameResult
 
@@ -43,15 +44,16 @@ def is_image_set(source: FrameSource) -> bool:
 class Pipeline:
     """Runs one model over frames with the settings of one :class:`EdgeposeConfig`."""
 
-    def __init__(self, config: EdgeposeConfig | None = None, *, model: Any = None, decode_flags: dict | None = None):
+    def __init__(self, config: EdgeposeConfig | None = None, *, model: KeypointModel | None = None, decode_flags: dict | None = None):
         """``decode_flags``: decoder settings given on the command line (they win over the config and the model)."""
         self.config = config = config or EdgeposeConfig()
         if model is None:
             from .model.registry import open_model
 
             m = config.model
-            model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu, resize_filter=m.resize_filter)
-        if getattr(model, "model_type", None) != "posenet":
+            model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu, edgetpu_device=m.edgetpu_device,
+                               resize_filter=m.resize_filter)
+        if not isinstance(model, KeypointModel):
             from .errors import ModelError
 
             kind = getattr(model, "model_type", type(model).__name__)
@@ -80,7 +82,7 @@ class Pipeline:
             from .relocalization import CameraPoseEstimator
 
             r = config.relocalization
-            self.camera = CameraPoseEstimator(r.model, r.threads)
+            self.camera = CameraPoseEstimator(r.model, r.threads, edgetpu_device=config.model.edgetpu_device)
 
     # ------------------------------------------------------------------ one frame
     def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool, sequence: bool = True) -> FrameResult:

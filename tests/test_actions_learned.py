@@ -154,3 +154,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "bad.jsonl:1" in capsys.readouterr().err
     assert cli(["actions", "train", "--out", str(tmp_path / "m.tflite")]) == 2
     assert "no training data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_action_models_open_through_the_registry_and_old_files_still_read(trained_model, tmp_path):
+    """The exported model says ``model_type = action_classifier``; files from before (``type``) open the same."""
+    from edgepose.actions.classifier import ActionClassifier
+    from edgepose.model import flatbuf
+    from edgepose.model.registry import model_type_of, open_model
+
+    buf = trained_model.read_bytes()
+    meta = flatbuf.read_metadata(buf)
+    assert meta["model_type"] == "action_classifier" and "type" not in meta
+    clf = open_model(trained_model, threads=1)
+    assert isinstance(clf, ActionClassifier) and model_type_of(trained_model) == "action_classifier"
+    old_meta = {("type" if k == "model_type" else k): v for k, v in meta.items()}
+    old = tmp_path / "old.tflite"
+    old.write_bytes(flatbuf.write_metadata(buf, old_meta))
+    assert model_type_of(old) == "action_classifier"
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(100, 300, (clf.window, 17, 2)).astype(np.float32)
+    vis = np.ones((clf.window, 17), bool)
+    np.testing.assert_array_equal(open_model(old).predict(kp, vis), clf.predict(kp, vis))

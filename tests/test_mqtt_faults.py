@@ -149,7 +149,7 @@ def bare_listener(mode: str) -> Iterator[int]:
         while not done.is_set():
             try:
                 conn, _ = srv.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             if mode == "close":
                 conn.close()

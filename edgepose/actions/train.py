@@ -251,8 +251,10 @@ def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: di
     """
     import tensorflow as tf
 
+    from ..model.base import MODEL_TYPE_KEY
     from ..model.flatbuf import write_metadata
     from ..tflogs import native_quiet
+    from .classifier import MODEL_TYPE as ACTION_MODEL_TYPE
 
     conv = tf.lite.TFLiteConverter.from_keras_model(trained.keras_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -270,7 +272,7 @@ def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: di
         buf = conv.convert()
     s = trained.settings
     meta = {
-        "type": "action_classifier",
+        MODEL_TYPE_KEY: ACTION_MODEL_TYPE,
         "classes": trained.classes,
         "window": s.window,
         "fps": s.fps,

@@ -23,22 +23,12 @@ from ..errors import ModelError
 from ..preprocess import FILTERS, Transform, fit_to_input
 from ..types import NUM_KEYPOINTS, Pose
 from . import flatbuf
-from .runtime import make_interpreter
+from .base import TensorSpec, TFLiteModel
 
 log = logging.getLogger(__name__)
 
 #: Output roles and the channel count each must have.
 ROLE_CHANNELS = {"heatmaps": 17, "short_offsets": 34, "mid_offsets": 64, "displacement_fwd": 32, "displacement_bwd": 32}
-
-
-@dataclass
-class OutputSpec:
-    index: int
-    name: str
-    role: str
-    scale: float
-    zero_point: int
-    quantized: bool
 
 
 @dataclass
@@ -59,20 +49,6 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_model_bytes(model: str | Path | bytes) -> tuple[bytes, str]:
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model), "model"
-    p = Path(model)
-    if not p.exists():
-        raise ModelError(f"model file {p} does not exist.", "check the path, or use a name from 'edgepose models list'.")
-    if p.is_dir():
-        raise ModelError(f"{p} is a directory, not a .tflite model.", "pass the .tflite file inside it.")
-    try:
-        return p.read_bytes(), p.name
-    except OSError as e:
-        raise ModelError(f"cannot read model {p}: {e.strerror}.", "check the file's permissions.") from None
-
-
 def _producer_op(model_t, tensor_index: int) -> str | None:
     for op in model_t.subgraphs[0].operators:
         if tensor_index in list(op.outputs):
@@ -80,7 +56,7 @@ def _producer_op(model_t, tensor_index: int) -> str | None:
     return None
 
 
-class PoseNetModel:
+class PoseNetModel(TFLiteModel):
     """A PoseNet keypoint model ready to run on one image at a time."""
 
     model_type = "posenet"
@@ -92,92 +68,65 @@ class PoseNetModel:
         *,
         resize: str = "stretch",
         edgetpu: str = "auto",
+        edgetpu_device: str | None = None,
         resize_filter: str = "antialias",
         decoder: str | None = None,
     ):
-        buf, name = _read_model_bytes(model)
         # The multi-pose decoder: numba when it loads (EDGEPOSE_DECODER / decoder= choose), compiled or
         # loaded from its cache here so that the first frame does not pay for it.
         self.decoder_name, self._decode_multiple_poses = select_decoder(decoder)
         warm_up(self.decoder_name)
-        self.name = name
         self.resize = resize
         if resize_filter not in FILTERS:
             raise ModelError(f"unknown resize filter {resize_filter!r}.", f"use one of {', '.join(FILTERS)}.")
         #: How frames are shrunk to the input (edgepose.preprocess): ``antialias`` by default.
         self.resize_filter = resize_filter
-        self.metadata = flatbuf.read_metadata(buf) if len(buf) >= 8 else None
-        flatbuf.check_tflite(buf, name)
-        cut, self.decoder_op = flatbuf.cut_decoder_op(buf, name)
-        model_t = flatbuf.load_model_t(cut, name)
-        ops = set(flatbuf.custom_op_names(model_t))
-        needs_tpu = flatbuf.EDGETPU_OP in ops
-        use_tpu = needs_tpu if edgetpu == "auto" else edgetpu == "on"
-        if needs_tpu and not use_tpu:
-            raise ModelError(f"{name} is compiled for the Edge TPU, but the Edge TPU was turned off.", "use the CPU build of the model or set edgetpu = \"auto\".")
-        self.edgetpu = use_tpu
-        self.interpreter = make_interpreter(cut, threads, edgetpu=use_tpu, name=name)
-        from .runtime import get_backend
-
-        self.runtime = get_backend().name
+        super().__init__(model, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device)
         self._setup_input()
-        self._setup_outputs(model_t)
+        self._setup_outputs(self.model_t)
+
+    def _prepare(self, buf: bytes) -> bytes:
+        cut, self.decoder_op = flatbuf.cut_decoder_op(buf, self.name)
+        return cut
 
     # ------------------------------------------------------------------ setup
     def _setup_input(self) -> None:
-        details = self.interpreter.get_input_details()
-        if len(details) != 1 or len(details[0]["shape"]) != 4 or details[0]["shape"][3] != 3:
-            shapes = [d["shape"].tolist() for d in details]
-            raise ModelError(f"{self.name} has inputs {shapes}; a PoseNet takes one [1, H, W, 3] image.", "pass a PoseNet .tflite model.")
-        d = details[0]
-        self.input_index = d["index"]
-        _, self.input_height, self.input_width, _ = (int(v) for v in d["shape"])
-        self.input_dtype = np.dtype(d["dtype"])
-        meta_in = (self.metadata or {}).get("input", {})
-        lo, hi = meta_in.get("range", [-1.0, 1.0])
-        # float value = pixel * a + b (PoseNet MobileNet: [-1, 1]).
-        a, b = (hi - lo) / 255.0, lo
-        self._input_affine: tuple[float, float] | None = (a, b)
-        if self.input_dtype in (np.uint8, np.int8):
-            scale, zp = d["quantization"]
-            if not scale:
-                raise ModelError(f"{self.name} has a {self.input_dtype} input without quantization parameters.", "re-convert it with a calibrated input.")
-            # quantized = pixel * qa + qb
-            qa, qb = a / scale, b / scale + zp
+        spec = self.single_image_input("a PoseNet", "pass a PoseNet .tflite model.")
+        self.input_spec = spec
+        self.input_index = spec.index
+        _, self.input_height, self.input_width, _ = spec.shape
+        self.input_dtype = spec.dtype
+        lo, hi = (self.metadata or {}).get("input", {}).get("range", [-1.0, 1.0])  # PoseNet MobileNet: [-1, 1]
+        qa, qb = spec.pixel_affine(lo, hi, self.name)  # tensor value = pixel * qa + qb
+        self._input_affine: tuple[float, float] | None = (qa, qb)
+        if spec.quantized:
             shift = 0 if self.input_dtype == np.uint8 else -128
             if abs(qa - 1.0) < 0.01 and abs(qb - shift) < 0.6:
                 self._input_affine = None  # the raw pixels are the quantized input (Coral)
-                self._input_shift = shift
-            else:
-                self._input_affine = (qa, qb)
-        elif self.input_dtype != np.float32:
-            raise ModelError(f"{self.name} has an unsupported input type {self.input_dtype}.", "use a float32, uint8 or int8 model.")
 
     def _setup_outputs(self, model_t) -> None:
-        details = self.interpreter.get_output_details()
+        details = self.output_specs
         named = (self.metadata or {}).get("outputs") or {}
-        specs: dict[str, OutputSpec] = {}
-        by_name = {d["name"]: d for d in details}
+        specs: dict[str, TensorSpec] = {}
+        by_name = {d.name: d for d in details}
         for role, tname in named.items():
             if role in ROLE_CHANNELS and tname in by_name:
-                specs[role] = self._spec(by_name[tname], role)
+                specs[role] = by_name[tname]
         if not specs:
             specs = self._guess_roles(details)
         have = set(specs)
         if not ({"heatmaps", "short_offsets"} <= have and ("mid_offsets" in have or {"displacement_fwd", "displacement_bwd"} <= have)):
-            shapes = {d["name"]: d["shape"].tolist() for d in details}
+            shapes = {d.name: list(d.shape) for d in details}
             raise ModelError(
                 f"{self.name} does not have PoseNet's outputs (heatmaps 17, offsets 34, displacements 2x32 or 64 channels); it has {shapes}.",
                 "pass a PoseNet keypoint model (e.g. 'edgepose models list'), or convert yours with 'edgepose convert'.",
             )
         for role, spec in specs.items():
-            want = ROLE_CHANNELS[role]
-            got = int(details[[d["index"] for d in details].index(spec.index)]["shape"][-1])
+            want, got = ROLE_CHANNELS[role], spec.shape[-1]
             if got != want:
                 raise ModelError(f"{self.name}: output {spec.name} ({role}) has {got} channels, expected {want}.", "re-convert the model.")
         self.outputs = specs
-        hm = self.interpreter.get_output_details()[[d["index"] for d in details].index(specs["heatmaps"].index)]
-        self.grid_height, self.grid_width = int(hm["shape"][1]), int(hm["shape"][2])
+        self.grid_height, self.grid_width = specs["heatmaps"].shape[1:3]
         meta = self.metadata or {}
         stride = meta.get("output_stride") or (self.decoder_op.stride if self.decoder_op else None)
         if not stride:
@@ -190,32 +139,27 @@ class PoseNetModel:
         self.heatmap_activation = act
         self._heat_idx = specs["heatmaps"].index
 
-    def _spec(self, d: dict, role: str) -> OutputSpec:
-        scale, zp = d["quantization"]
-        quantized = np.dtype(d["dtype"]) in (np.uint8, np.int8, np.int16)
-        return OutputSpec(d["index"], d["name"], role, float(scale), int(zp), quantized)
-
-    def _guess_roles(self, details: list[dict]) -> dict[str, OutputSpec]:
-        specs: dict[str, OutputSpec] = {}
+    def _guess_roles(self, details: list[TensorSpec]) -> dict[str, TensorSpec]:
+        specs: dict[str, TensorSpec] = {}
         pairs = []
         for d in details:
-            c = int(d["shape"][-1]) if len(d["shape"]) == 4 else -1
-            n = d["name"].lower()
+            c = d.shape[-1] if len(d.shape) == 4 else -1
+            n = d.name.lower()
             if c == 17:
-                specs["heatmaps"] = self._spec(d, "heatmaps")
+                specs["heatmaps"] = d
             elif c == 34:
-                specs["short_offsets"] = self._spec(d, "short_offsets")
+                specs["short_offsets"] = d
             elif c == 64:
-                specs["mid_offsets"] = self._spec(d, "mid_offsets")
+                specs["mid_offsets"] = d
             elif c == 32:
                 pairs.append(d)
                 if "fwd" in n or "forward" in n:
-                    specs["displacement_fwd"] = self._spec(d, "displacement_fwd")
+                    specs["displacement_fwd"] = d
                 elif "bwd" in n or "backward" in n:
-                    specs["displacement_bwd"] = self._spec(d, "displacement_bwd")
+                    specs["displacement_bwd"] = d
         if len(pairs) == 2 and not ({"displacement_fwd", "displacement_bwd"} <= set(specs)):
             raise ModelError(
-                f"{self.name} has two 32-channel displacement outputs ({pairs[0]['name']}, {pairs[1]['name']}) that cannot be told apart by name.",
+                f"{self.name} has two 32-channel displacement outputs ({pairs[0].name}, {pairs[1].name}) that cannot be told apart by name.",
                 "re-convert with 'edgepose convert', which records output roles in the model's metadata.",
             )
         return specs
@@ -240,32 +184,21 @@ class PoseNetModel:
             if self.input_dtype == np.float32:
                 tensor = x
             else:
-                info = np.iinfo(self.input_dtype)
-                tensor = np.clip(np.rint(x), info.min, info.max).astype(self.input_dtype)
+                tensor = self.input_spec.cast(x)
         return tensor[None], tr
-
-    def _output(self, spec: OutputSpec) -> np.ndarray:
-        raw = self.interpreter.get_tensor(spec.index)[0]
-        if spec.quantized:
-            return (raw.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
-        return raw.astype(np.float32, copy=False)
-
-    def invoke(self, tensor: np.ndarray) -> None:
-        self.interpreter.set_tensor(self.input_index, tensor)
-        self.interpreter.invoke()
 
     def heads(self) -> Heads:
         """The last invocation's outputs, dequantized into :class:`Heads`."""
         o = self.outputs
-        heat = self._output(o["heatmaps"])
+        heat = self.output(o["heatmaps"])
         if self.heatmap_activation == "sigmoid":
             p = np.clip(heat, 1e-6, 1 - 1e-6)
             heat = np.log(p) - np.log1p(-p)
         if "mid_offsets" in o:
-            mid = self._output(o["mid_offsets"])
+            mid = self.output(o["mid_offsets"])
         else:
-            mid = np.concatenate([self._output(o["displacement_fwd"]), self._output(o["displacement_bwd"])], axis=-1)
-        return Heads(heat, self._output(o["short_offsets"]), mid, self.output_stride)
+            mid = np.concatenate([self.output(o["displacement_fwd"]), self.output(o["displacement_bwd"])], axis=-1)
+        return Heads(heat, self.output(o["short_offsets"]), mid, self.output_stride)
 
     def infer(self, image_bgr: np.ndarray) -> tuple[Heads, Transform]:
         tensor, tr = self.preprocess(image_bgr)
@@ -348,7 +281,7 @@ class PoseNetModel:
                 "stride": self.decoder_op.stride,
             },
             metadata=self.metadata,
-            runtime=self.runtime,
+            runtime=self.runtime + (f" (Edge TPU {self.edgetpu_device})" if self.edgetpu_device else ""),
             extra={"decoder": self.decoder_name},
         )
 

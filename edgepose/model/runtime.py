@@ -109,10 +109,15 @@ def make_interpreter(
     edgetpu: bool = False,
     backend: Backend | None = None,
     name: str = "model",
+    edgetpu_device: str | None = None,
 ):
-    """Build and allocate an interpreter for ``model`` (flatbuffer bytes)."""
+    """Build and allocate an interpreter for ``model`` (flatbuffer bytes).
+
+    ``edgetpu_device`` picks one Edge TPU as pycoral's ``make_interpreter(device=...)`` does:
+    ``usb``, ``usb:N``, ``pci``, ``pci:N`` or ``:N``; ``None`` takes any.
+    """
     backend = backend or get_backend()
-    delegates = [load_edgetpu_delegate(backend)] if edgetpu else None
+    delegates = [load_edgetpu_delegate(backend, edgetpu_device)] if edgetpu else None
     try:
         with native_quiet():  # TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate" (shown with -v)
             interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)

@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
-from ..model import flatbuf
-from ..model.runtime import make_interpreter
+from ..model.base import TensorSpec, TFLiteModel, model_type
 from .geometry import normalize_quaternion
 
 log = logging.getLogger(__name__)
@@ -65,76 +64,53 @@ def crop_to_input(image_bgr: np.ndarray, size: tuple[int, int], interpolation: i
     return cv2.cvtColor(np.ascontiguousarray(img[y0 : y0 + th, x0 : x0 + tw]), cv2.COLOR_BGR2RGB)
 
 
-def _read(model: str | Path | bytes) -> tuple[bytes, str]:
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model), "model"
-    p = Path(model)
-    if not p.is_file():
-        raise ModelError(f"relocalization model {p} does not exist.", "train one with 'edgepose reloc train' and pass its .tflite path.")
-    return p.read_bytes(), p.name
-
-
-class CameraPoseEstimator:
+class CameraPoseEstimator(TFLiteModel):
     """A relocalization ``.tflite`` ready to estimate camera poses, one image at a time."""
 
     model_type = MODEL_TYPE
+    what = "relocalization model"
+    missing_fix = "train one with 'edgepose reloc train' and pass its .tflite path."
 
-    def __init__(self, model_path: str | Path | bytes, threads: int = 1, *, edgetpu: str = "auto", **_: Any):
-        buf, self.name = _read(model_path)
-        flatbuf.check_tflite(buf, self.name)
-        meta = flatbuf.read_metadata(buf)
-        if not meta or meta.get("model_type") != MODEL_TYPE:
-            kind = (meta or {}).get("model_type", "posenet (no edgepose metadata)")
-            raise ModelError(f"{self.name} is a '{kind}' model, not a camera relocalization model.", "pass a .tflite exported by 'edgepose reloc train'.")
-        self.metadata = meta
-        ops = set(flatbuf.custom_op_names(flatbuf.load_model_t(buf, self.name)))
-        use_tpu = flatbuf.EDGETPU_OP in ops if edgetpu == "auto" else edgetpu == "on"
-        self.interpreter = make_interpreter(buf, threads, edgetpu=use_tpu, name=self.name)
+    def __init__(self, model_path: str | Path | bytes, threads: int = 1, *, edgetpu: str = "auto", edgetpu_device: str | None = None, **_: Any):
+        super().__init__(model_path, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device)
+        meta = self.metadata or {}
         self.label = str(meta.get("name") or Path(self.name).stem)
         self.scene = meta.get("scene")
         self.units = meta.get("units", "m")
-        self._setup_input(meta)
+        spec = self.single_image_input("a relocalization model", "re-export the model with 'edgepose reloc train'.")
+        self.input_spec = spec
+        self.input_size = (spec.shape[1], spec.shape[2])
+        self.input_dtype = spec.dtype
+        lo, hi = (meta.get("input") or {}).get("range", [-1.0, 1.0])
+        a, b = spec.pixel_affine(lo, hi, self.name)
+        self._affine = (np.float32(a), np.float32(b))
         self._setup_outputs(meta)
         norm = meta.get("position_normalization") or {}
         self._pos_mean = np.asarray(norm.get("mean", [0.0, 0.0, 0.0]), np.float64)
         self._pos_scale = np.asarray(norm.get("scale", [1.0, 1.0, 1.0]), np.float64)
 
-    # ------------------------------------------------------------------ setup
-    def _setup_input(self, meta: dict[str, Any]) -> None:
-        details = self.interpreter.get_input_details()
-        if len(details) != 1 or len(details[0]["shape"]) != 4 or details[0]["shape"][3] != 3:
-            raise ModelError(f"{self.name} has inputs {[d['shape'].tolist() for d in details]}; expected one [1, H, W, 3] image.", "re-export the model with 'edgepose reloc train'.")
-        d = details[0]
-        self.input_index = d["index"]
-        self.input_size = (int(d["shape"][1]), int(d["shape"][2]))
-        self.input_dtype = np.dtype(d["dtype"])
-        lo, hi = (meta.get("input") or {}).get("range", [-1.0, 1.0])
-        a, b = (hi - lo) / 255.0, lo  # float input = pixel * a + b
-        if self.input_dtype in (np.uint8, np.int8):
-            scale, zp = d["quantization"]
-            if not scale:
-                raise ModelError(f"{self.name} has a quantized input without quantization parameters.", "re-export it with calibration images.")
-            a, b = a / scale, b / scale + zp
-        elif self.input_dtype != np.float32:
-            raise ModelError(f"{self.name} has an unsupported input type {self.input_dtype}.", "export float32, float16, dynamic or int8.")
-        self._affine = (np.float32(a), np.float32(b))
+    def _check_metadata(self, meta: dict[str, Any] | None) -> None:
+        if not meta or model_type(meta) != MODEL_TYPE:
+            kind = model_type(meta) if meta else "posenet (no edgepose metadata)"
+            raise ModelError(f"{self.name} is a '{kind}' model, not a camera relocalization model.", "pass a .tflite exported by 'edgepose reloc train'.")
 
+    # ------------------------------------------------------------------ setup
     def _setup_outputs(self, meta: dict[str, Any]) -> None:
-        details = {d["name"]: d for d in self.interpreter.get_output_details()}
+        details = {d.name: d for d in self.output_specs}
         roles = meta.get("outputs") or {}
-        self._outputs: dict[str, dict] = {}
+        self._outputs: dict[str, TensorSpec] = {}
         for role in ("position", "orientation", "pose"):
             if roles.get(role) in details:
                 self._outputs[role] = details[roles[role]]
         if not self._outputs:  # no names recorded: tell them apart by size (3 and 4, or one 7-vector)
-            by_size = {int(np.prod(d["shape"])): d for d in details.values()}
+            by_size = {int(np.prod(d.shape)): d for d in details.values()}
             if 3 in by_size and 4 in by_size:
                 self._outputs = {"position": by_size[3], "orientation": by_size[4]}
             elif 7 in by_size:
                 self._outputs = {"pose": by_size[7]}
         ok = {"position", "orientation"} <= set(self._outputs) or "pose" in self._outputs
         if not ok:
-            shapes = {n: d["shape"].tolist() for n, d in details.items()}
+            shapes = {n: list(d.shape) for n, d in details.items()}
             raise ModelError(f"{self.name} lacks the position (3) and orientation (4) outputs; it has {shapes}.", "re-export the model with 'edgepose reloc train'.")
 
     # ------------------------------------------------------------------ inference
@@ -143,22 +119,16 @@ class CameraPoseEstimator:
         rgb = crop_to_input(image_bgr, self.input_size)
         a, b = self._affine
         x = rgb.astype(np.float32) * a + b
-        if self.input_dtype != np.float32:
-            info = np.iinfo(self.input_dtype)
-            x = np.clip(np.round(x), info.min, info.max).astype(self.input_dtype)
+        if self.input_spec.quantized:
+            x = self.input_spec.cast(x)
         return x[None]
 
-    def _get(self, d: dict) -> np.ndarray:
-        y = self.interpreter.get_tensor(d["index"]).reshape(-1)
-        if np.dtype(d["dtype"]) in (np.uint8, np.int8, np.int16):
-            scale, zp = d["quantization"]
-            y = (y.astype(np.float32) - zp) * scale
-        return y.astype(np.float64)
+    def _get(self, spec: TensorSpec) -> np.ndarray:
+        return spec.dequantize(self.interpreter.get_tensor(spec.index)).reshape(-1).astype(np.float64)
 
     def raw(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run one input tensor: (position in scene units, unnormalised quaternion)."""
-        self.interpreter.set_tensor(self.input_index, tensor)
-        self.interpreter.invoke()
+        self.invoke(tensor)
         if "pose" in self._outputs:
             y = self._get(self._outputs["pose"])
             pos, q = y[:3], y[3:7]
@@ -172,9 +142,9 @@ class CameraPoseEstimator:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.label, "scene": self.scene, "units": self.units, "input_size": list(self.input_size),
-                "input_dtype": str(self.input_dtype), "precision": self.metadata.get("precision")}
+                "input_dtype": str(self.input_dtype), "precision": (self.metadata or {}).get("precision")}
 
 
 def load_relocalization(path: str | Path, threads: int = 1, **kw: Any) -> CameraPoseEstimator:
     """The model-type loader :func:`edgepose.model.registry.open_model` uses for ``relocalization`` models."""
-    return CameraPoseEstimator(path, threads=threads, edgetpu=kw.get("edgetpu", "auto"))
+    return CameraPoseEstimator(path, threads=threads, edgetpu=kw.get("edgetpu", "auto"), edgetpu_device=kw.get("edgetpu_device"))
