@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import sqlite3
@@ -31,8 +32,9 @@ SENDER_ERRORS = ("outbox pump error", "Traceback", "error in _on_", "Message pub
 
 
 def write_config(path: Path, port: int, **mqtt: object) -> Path:
-    lines = [f'device_id = "{DEVICE}"', "[model]", f'path = "{TEST_MODEL}"', "[mqtt]", 'host = "127.0.0.1"', f"port = {port}",
-             f'outbox_path = "{path.parent / "outbox.sqlite"}"', "backoff_min = 0.1", "backoff_max = 0.5", "status_interval = 1.0"]
+    mqtt = {"host": "127.0.0.1", "port": port, "outbox_path": str(path.parent / "outbox.sqlite"), "backoff_min": 0.1,
+            "backoff_max": 0.5, "status_interval": 1.0, **mqtt}
+    lines = [f'device_id = "{DEVICE}"', "[model]", f'path = "{TEST_MODEL}"', "[mqtt]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in mqtt.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -330,3 +332,90 @@ def test_password_over_plain_tcp_to_another_host_is_warned_once(tmp_path, caplog
         warned = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
         assert len(warned) == expect, warned
         assert all("hunter22" not in w for w in warned)
+
+
+def test_client_id_takeover_jams_nothing(persistent_broker, tmp_path, real_poses):
+    """A second client takes over the device's client id 5 times while events flow at 100 fps: every event
+    arrives (no seq gap), nothing stays in the outbox, no sender error. (Mosquitto 2.0.11 closes the socket
+    without the MQTT 5 "session taken over" reason; brokers that send it get the cause named in the log.)"""
+    b = persistent_broker
+    sub = Subscriber(b.port, f"edgepose/{DEVICE}/events", client_id="fault-takeover-dash", persistent=True)
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses)
+    with cpu_load(seconds=120):
+        proc = serve("--config", str(write_config(tmp_path / "device.toml", b.port)), "--replay", str(rec), "--replay-loop",
+                     "--replay-fps", "100")
+        _takeovers(proc, sub, b.port)
+    code, err = stop(proc, timeout=60)
+    left, produced = outbox_counts(tmp_path / "outbox.sqlite")
+    assert sub.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced + 1)), timeout=20)
+    sub.close()
+    print(f"\nclient-id takeover x5 under CPU load: events produced {produced}, delivered {len(set(event_seqs(sub)))}, stuck {left}")
+    assert code == 0 and left == 0, err[-2000:]
+    assert not [ln for ln in err.splitlines() if any(s in ln for s in SENDER_ERRORS)]
+    assert err.count("connection to 127.0.0.1") >= 5  # each takeover was seen (and logged) as a lost connection
+
+
+def _takeovers(proc: subprocess.Popen, sub: Subscriber, port: int) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    try:
+        assert sub.wait_for(lambda s: len(s.on("/events")) >= 20, timeout=60)
+        for _ in range(5):
+            twin = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgepose-{DEVICE}", protocol=MQTTProtocolVersion.MQTTv5)
+            twin.connect("127.0.0.1", port)
+            twin.loop_start()
+            time.sleep(0.4)
+            twin.disconnect()
+            twin.loop_stop()
+            time.sleep(0.6)
+        time.sleep(1.0)
+    except BaseException:
+        proc.kill()
+        raise
+
+
+def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real_poses):
+    """Defect 2: the outbox on a full 600 KiB file system. Broker down: the service keeps running (it exited after
+    64 events) and drops the oldest events, counted and logged. Broker up: poses and status flow, the stored events
+    are acknowledged (it needed disk space for that), a graceful stop leaves nothing, a restart re-sends nothing."""
+    from tests.mosquitto import Mosquitto, free_port
+
+    port = free_port()
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses)
+    cfg = write_config(tmp_path / "device.toml", port, outbox_path=str(small_disk / "outbox.sqlite"))
+    proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "200")
+    try:
+        # Until the small disk is full (about 1,500 events), plus a while longer.
+        assert _wait(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
+                     90), "the outbox never filled the disk"
+        time.sleep(2.0)
+        assert proc.poll() is None, "serve stopped on a full disk"
+        with Mosquitto(tmp_path / "broker", port=port) as b:
+            sub = Subscriber(b.port, f"edgepose/{DEVICE}/#")
+            assert sub.wait_for(lambda s: len(s.on("/poses")) >= 20 and len(s.on("/status")) >= 2, timeout=20)
+            assert sub.wait_for(lambda s: any(d.get("events_pending", 1) < 50 for d in s.json_on("/status")), timeout=60), \
+                [(d.get("events_pending"), d.get("events_dropped")) for d in sub.json_on("/status")][-5:]
+            status = [d for d in sub.json_on("/status") if d["state"] == "online"][-1]
+            code, err = stop(proc, timeout=60)
+            time.sleep(0.3)
+            first_seqs = set(event_seqs(sub))
+            assert code == 0, err[-3000:]
+            left, produced = outbox_counts(small_disk / "outbox.sqlite")
+            # The next start on the same disk sends only its own events.
+            code2, err2 = stop(serve("--config", str(cfg), "--replay", str(rec), "--max-frames", "3"), timeout=60, signal_first=False)
+            assert code2 == 0, err2[-3000:]
+            assert sub.wait_for(lambda s: len(set(event_seqs(s))) >= len(first_seqs) + 3, timeout=20)
+            time.sleep(0.5)
+            sub.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    second = [q for q in event_seqs(sub) if q not in first_seqs]
+    print(f"\nfull disk: events produced {produced}, dropped (oldest first) {status['events_dropped']}, "
+          f"delivered {len(first_seqs)}, left after stop {left}; restart sent {second}")
+    assert status["events_dropped"] > 0 and "dropped unsent so far, oldest first (" in err
+    assert "Traceback" not in err and "outbox pump error" not in err
+    assert left == 0
+    assert len(second) == 3 and min(second) > max(first_seqs), second
