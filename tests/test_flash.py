@@ -313,3 +313,45 @@ def test_user_data_replaces_a_user_of_the_same_name():
     assert [u["name"] for u in ud["users"]] == ["other", "pi"] and "passwd" not in ud["users"][1]
     assert ud["runcmd"] == [fb.FIRSTBOOT_CMD]  # not added twice
     assert ud["ssh_pwauth"] is False
+
+
+def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
+    c = fb.Customisation(hostname="cam-2", user="alice", ssh_keys=[KEY], password_hash=sha512_crypt("pw-for-test"))
+    ud = fb.user_data(STOCK_USER_DATA.encode(), c)
+    (tmp_path / "ud").write_bytes(ud)
+    r = subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "ud")], capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (user,) = yaml.safe_load(ud)["users"]
+    assert user["passwd"].startswith("$6$") and user["lock_passwd"] is False and b"pw-for-test" not in ud
+
+
+def test_flash_write_to_a_card(tmp_path, pi4_bundle):
+    """--write end to end: the recorded lsblk names a 'card' that is a file here; written, read back, verified."""
+    src = make_pi_image(tmp_path / "in.img", cloud_init=True)
+    card = tmp_path / "card.bin"
+    with open(card, "wb") as f:
+        f.truncate(src.stat().st_size + (8 << 20))
+    recording = tmp_path / "lsblk.json"
+    recording.write_text(json.dumps({"blockdevices": [
+        {"name": "mmcblk0", "path": "/dev/mmcblk0", "size": 31914983424, "type": "disk", "rm": False, "hotplug": False,
+         "ro": False, "tran": "mmc", "model": None, "mountpoints": [None], "children": [
+             {"name": "mmcblk0p1", "path": "/dev/mmcblk0p1", "size": 536870912, "type": "part", "rm": False, "hotplug": False,
+              "ro": False, "tran": None, "model": None, "mountpoints": ["/boot/firmware"]},
+             {"name": "mmcblk0p2", "path": "/dev/mmcblk0p2", "size": 31373049856, "type": "part", "rm": False,
+              "hotplug": False, "ro": False, "tran": None, "model": None, "mountpoints": ["/"]}]},
+        {"name": "sda", "path": str(card), "size": card.stat().st_size, "type": "disk", "rm": True, "hotplug": True,
+         "ro": False, "tran": "usb", "model": "SD Card Reader", "mountpoints": [None]},
+    ]}))
+    out = tmp_path / "o.img"
+    r = flash_cli("--image", str(src), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE), "--bundle", str(pi4_bundle),
+                  "--write", str(card), env={"EDGEPOSE_LSBLK_JSON": str(recording)})
+    assert r.returncode == 0, r.stderr
+    assert f"wrote and verified {card}" in r.stdout and sha(out) in r.stdout
+    with open(card, "rb") as f:
+        assert hashlib.sha256(f.read(out.stat().st_size)).hexdigest() == sha(out)
+    assert fat_read(card, "edgepose/MANIFEST.sha256") == (pi4_bundle / "MANIFEST.sha256").read_bytes()
+    # the Pi's own card is refused before anything is written
+    r = flash_cli("--image", str(src), "--out", str(tmp_path / "x.img"), "--profile", "pi4", "--config", str(DEVICE),
+                  "--bundle", str(pi4_bundle), "--write", "/dev/mmcblk0", env={"EDGEPOSE_LSBLK_JSON": str(recording)})
+    assert r.returncode == 2 and "holds /, /boot/firmware" in r.stderr and not (tmp_path / "x.img").exists()
