@@ -18,7 +18,6 @@ runtime cannot take, and was no more accurate on our sequences).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,8 +57,8 @@ class Track:
         t = self.torso if np.isfinite(self.torso) else np.sqrt(self.area()) / 2.5
         return max(float(t), 16.0)
 
-    def update_torso(self, kp: np.ndarray, vis: np.ndarray) -> None:
-        t = g.torso_size(kp, vis)
+    def update_torso(self, t: float) -> None:
+        """Fold in this frame's torso size (pixels; ``nan`` when it could not be measured)."""
         if np.isfinite(t):
             # Smoothed: one frame with a foreshortened torso must not shrink the gate.
             self.torso = float(t) if not np.isfinite(self.torso) else 0.7 * self.torso + 0.3 * float(t)
@@ -72,13 +71,15 @@ def torso_distances(pred: np.ndarray, tvis: np.ndarray, dk: np.ndarray, dvis: np
     """
     d = np.hypot(*np.moveaxis(pred[:, None] - dk[None], -1, 0))  # (T, P, 17)
     both = tvis[:, None, :] & dvis[None, :, :]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows (nothing in common) are handled below
-        med = np.nanmedian(np.where(both, d, np.nan), axis=-1)
-        ct = np.nanmean(np.where(tvis[..., None], pred, np.nan), axis=1)  # (T, 2)
-        cp = np.nanmean(np.where(dvis[..., None], dk, np.nan), axis=1)  # (P, 2)
+    cnt = both.sum(axis=-1)
+    # Median by sorting: parts not seen by both sort last; the lower middle of the rest is the median.
+    srt = np.sort(np.where(both, d, np.inf), axis=-1)
+    med = np.take_along_axis(srt, np.maximum(cnt - 1, 0)[..., None] // 2, axis=-1)[..., 0]
+    tn, pn = np.maximum(tvis.sum(-1), 1)[:, None], np.maximum(dvis.sum(-1), 1)[:, None]
+    ct = (pred * tvis[..., None]).sum(axis=1) / tn  # (T, 2)
+    cp = (dk * dvis[..., None]).sum(axis=1) / pn  # (P, 2)
     centre = np.hypot(*np.moveaxis(ct[:, None] - cp[None], -1, 0))
-    out = np.where(both.any(axis=-1), med, centre) / scales[:, None]
+    out = np.where(cnt > 0, med, centre) / scales[:, None]
     return np.nan_to_num(out, nan=np.inf).astype(np.float32)
 
 
@@ -140,19 +141,21 @@ class Tracker:
                 stale.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= cfg.max_age]
         out: list[Pose] = []
+        torsos = np.asarray(g.torso_size(np.stack([p.keypoints for p in poses]), np.stack([p.visible(cfg.min_part_score) for p in poses])),
+                            np.float32).reshape(-1) if poses else np.zeros(0, np.float32)
         for c, pose in enumerate(poses):
             vis = pose.visible(cfg.min_part_score)
             tr = matched_p.get(c)
             if tr is None:
                 tr = Track(self._next_id, pose.keypoints.copy(), vis.copy(), ts)
-                tr.update_torso(pose.keypoints, vis)
+                tr.update_torso(float(torsos[c]))
                 self._next_id += 1
                 if cfg.smoothing:
                     tr.smoother = OneEuroFilter(cfg.smoothing_min_cutoff, cfg.smoothing_beta, cfg.smoothing_d_cutoff)
                 self.tracks.append(tr)
             else:
                 self._advance(tr, pose.keypoints, vis, ts)
-                tr.update_torso(pose.keypoints, vis)
+                tr.update_torso(float(torsos[c]))
             if tr.smoother is not None:
                 pose.extra["raw_keypoints"] = pose.keypoints.copy()
                 scale = g.torso_size(pose.keypoints, vis)
