@@ -59,3 +59,50 @@ def test_source_that_failed_for_good_exits_non_zero(broker, tmp_path):
     assert code != 0, code
     assert "attempts" in str(svc.fatal)
     json.dumps(svc.status_fields())  # the status still renders after a fatal error
+
+
+def test_fps_is_frames_over_elapsed_time_for_bursty_frames(broker, tmp_path, real_poses):
+    """Issue 10: frames that come in bursts (a prefetch queue) at 30 fps overall; the mean of per-frame
+    rates read about 6x too high."""
+    import time
+
+    from edgepose.service.runner import window_fps
+
+    assert window_fps([0.0, 0.001, 0.002, 0.2]) == 15.0 and window_fps([1.0]) is None
+    svc: Service
+
+    def frames():
+        for i in range(60):
+            if i % 5 == 0:
+                time.sleep(5 / 30)  # five frames every 1/6 s, back to back
+            yield frame(i, real_poses)
+        assert 24 <= svc.fps <= 36, svc.fps  # the mean of per-frame rates: several hundred
+        fps_seen.append(svc.status_fields()["fps"])
+
+    fps_seen: list[float] = []
+    svc = Service(_sink(broker.port, tmp_path), frames, status_interval=60)
+    assert svc.run() == 0
+    assert fps_seen and 24 <= fps_seen[0] <= 36, fps_seen
+
+
+def test_serve_prints_a_start_summary_and_status_lines_without_v(broker, tmp_path, real_poses):
+    import subprocess
+    import sys
+
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text("".join(json.dumps(frame(i, real_poses).to_dict()) + "\n" for i in range(90)))
+    cfg = tmp_path / "device.toml"
+    cfg.write_text(f'device_id = "{DEVICE}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   f'outbox_path = "{tmp_path / "o.sqlite"}"\n')
+    r = subprocess.run([sys.executable, "-m", "edgepose", "serve", "--config", str(cfg), "--replay", str(rec), "--replay-fps", "30",
+                        "--status-every", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    starts = [ln for ln in lines if ln.startswith("edgepose serve: started:")]
+    assert len(starts) == 1 and f"broker 127.0.0.1:{broker.port} (MQTT 5)" in starts[0] and "rec.jsonl" in starts[0]
+    assert f"topics edgepose/{DEVICE}/{{poses,events,status,state}}" in starts[0]
+    status = [ln for ln in lines if ln.startswith("edgepose serve: status:")]
+    assert len(status) >= 2, r.stderr
+    fps = [float(ln.split(" fps")[0].rsplit(" ", 1)[1]) for ln in status]
+    assert all(20 <= f <= 33 for f in fps[1:]), status
+    assert "MQTT connected" in status[-1]

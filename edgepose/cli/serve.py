@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -24,6 +25,8 @@ def register(sub: Any) -> None:
     p.add_argument("--replay-loop", action="store_true", help="repeat --replay forever")
     p.add_argument("--max-frames", type=int, default=None, help="stop (gracefully) after this many frames")
     p.add_argument("--print-config", action="store_true", help="print the validated config (secrets redacted) and exit")
+    p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS",
+                   help="print a status line (frames, fps, camera, MQTT, outbox) to stderr this often; 0: never (default: 30)")
     p.set_defaults(func=run)
 
 
@@ -55,6 +58,23 @@ def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
     return frames, pipeline.finish
 
 
+def _print_line(text: str) -> None:
+    # Plain lines on stderr (the journal keeps them) at any -v level: neither warnings nor debug output.
+    print(f"edgepose serve: {text}", file=sys.stderr, flush=True)
+
+
+def start_summary(cfg: Any, args: argparse.Namespace, sink: Any) -> str:
+    """One line: model, source, broker and topics."""
+    m = cfg.mqtt
+    model = f"replay of {Path(args.replay).name}" if args.replay else Path(cfg.model.path).name
+    from ..sources.base import redact_url
+
+    source = args.replay if args.replay else redact_url(str(cfg.source.uri))  # no stream password in the journal
+    broker = f"{m.host}:{m.port} (MQTT {m.protocol}{', TLS' if m.tls.enabled else ''}{f', user {m.username}' if m.username else ''})"
+    return (f"started: model {model}, source {source}, broker {broker}, topics {m.prefix(cfg.device_id)}/"
+            f"{{poses,events,status,state}}, outbox {sink.outbox.path}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..profiles import load_device_config
     from ..service.runner import Service
@@ -80,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     sink = MqttSink(cfg.mqtt, cfg.device_id, model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}")
     service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
                       retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames,
-                      finish=finish)
+                      finish=finish, status_line=_print_line, status_line_interval=args.status_every)
+    _print_line(start_summary(cfg, args, sink))
     service_ref.append(service)
 
     def _graceful(signum: int, _frame: Any) -> None:

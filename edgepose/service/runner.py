@@ -15,8 +15,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import EdgeposeError, SourceError
 from ..sinks.mqtt import MqttSink
@@ -25,16 +26,43 @@ from .notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
-#: Weight of the newest frame interval in the FPS moving average.
-FPS_ALPHA = 0.1
+#: Seconds of frames over which ``fps`` is measured (frames / elapsed time in this window).
+FPS_WINDOW_S = 5.0
 #: ``$EDGEPOSE_HEALTH_FILE`` (Docker HEALTHCHECK) is touched this often while frames flow,
 #: and no longer once none came for HEALTH_STALL_S seconds (without a systemd watchdog).
 HEALTH_TICK_S = 10.0
 HEALTH_STALL_S = 60.0
 
 
-def ema(prev: float | None, value: float, alpha: float = FPS_ALPHA) -> float:
-    return value if prev is None else prev + alpha * (value - prev)
+def window_fps(times: Sequence[float]) -> float | None:
+    """Frames per second over frame times (seconds, ascending): intervals / elapsed, None under two frames.
+
+    Not a mean of per-frame rates: frames that come in bursts (a prefetch queue, a decoder's read-ahead)
+    make 1/dt huge for most frames, and that mean read 196 fps for a clip processed at 30.
+    """
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+class FpsMeter:
+    """:func:`window_fps` over the last ``window`` seconds of frames."""
+
+    def __init__(self, window: float = FPS_WINDOW_S):
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        while len(self._times) > 2 and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def reset(self) -> None:
+        self._times.clear()
+
+    @property
+    def fps(self) -> float | None:
+        return window_fps(self._times)
 
 
 class Service:
@@ -49,6 +77,8 @@ class Service:
         notifier: SystemdNotifier | None = None,
         max_frames: int | None = None,
         finish: Callable[[], list[ActionEvent]] | None = None,
+        status_line: Callable[[str], None] | None = None,
+        status_line_interval: float = 0.0,
     ):
         self.sink = sink
         self.frames = frames
@@ -62,7 +92,10 @@ class Service:
         self.camera = "starting"
         self.camera_error: str | None = None
         self.frames_done = 0
-        self.fps: float | None = None
+        self._fps = FpsMeter()
+        #: Called with a one-line summary every ``status_line_interval`` seconds (``serve`` prints it to stderr).
+        self.status_line = status_line
+        self.status_line_interval = status_line_interval
         self._frames: Any = None
         self._started = time.monotonic()
         self._progress = time.monotonic()
@@ -96,6 +129,20 @@ class Service:
         camera = {"connected": "ok", "connecting": "starting", "retrying": "unavailable", "failed": "unavailable"}.get(name)
         if camera is not None:
             self._set_camera(camera, getattr(state, "error", None) if camera == "unavailable" else None)
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second over the last ``FPS_WINDOW_S`` seconds (None before two frames)."""
+        return self._fps.fps
+
+    def status_text(self) -> str:
+        """The periodic status line: frames, rate, camera, MQTT and the outbox, in one line."""
+        sink = self.sink
+        fps = self.fps
+        mqtt = "connected" if sink.connected else f"disconnected ({sink.last_error})" if sink.last_error else "connecting"
+        cam = self.camera + (f" ({self.camera_error})" if self.camera_error else "")
+        return (f"status: {self.frames_done} frames, {fps or 0.0:.1f} fps, camera {cam}, people {sink.people}, MQTT {mqtt}, "
+                f"events sent {sink.stats.events_sent} pending {len(sink.outbox)} dropped {sink.events_dropped}")
 
     @property
     def stopping(self) -> bool:
@@ -155,16 +202,13 @@ class Service:
         while not self._stop.is_set():
             try:
                 self._frames = self.frames()
-                last = None
                 for result in self._frames:
                     now = time.monotonic()
                     self._progress = now
                     if self.camera != "ok":
                         self._set_camera("ok", None)
                         delay = self.retry_min
-                    if last is not None and now > last:
-                        self.fps = ema(self.fps, 1.0 / (now - last))
-                    last = now
+                    self._fps.tick(now)
                     self.sink.publish_frame(result)
                     for obs in self.observers:
                         obs.on_frame(result)
@@ -194,7 +238,7 @@ class Service:
             changed = state != self.camera or error != self.camera_error
             self.camera, self.camera_error = state, error
             if state in ("starting", "unavailable"):
-                self.fps = None  # no frames: no rate (status shows 0)
+                self._fps.reset()  # no frames: no rate (status shows 0)
         if changed:
             for obs in self.observers:
                 obs.on_camera(state, error)
@@ -227,8 +271,11 @@ class Service:
         # Containers have no systemd watchdog: a file touched while alive serves their HEALTHCHECK.
         health = Path(os.environ["EDGEPOSE_HEALTH_FILE"]) if os.environ.get("EDGEPOSE_HEALTH_FILE") else None
         limit = wd or HEALTH_STALL_S
-        tick = min(self.status_interval, wd / 2 if wd else self.status_interval, HEALTH_TICK_S if health else self.status_interval)
+        lines = self.status_line is not None and self.status_line_interval > 0
+        tick = min(self.status_interval, wd / 2 if wd else self.status_interval, HEALTH_TICK_S if health else self.status_interval,
+                   self.status_line_interval if lines else self.status_interval)
         next_status = time.monotonic() + self.status_interval
+        next_line = time.monotonic() + self.status_line_interval
         while not self._stop.wait(tick):
             now = time.monotonic()
             # A camera being retried is the source waiting on purpose, not a hang.
@@ -246,3 +293,9 @@ class Service:
                     self.sink.publish_status("online")
                 except Exception:
                     log.exception("status heartbeat")
+            if lines and now >= next_line and self.status_line is not None:
+                next_line = now + self.status_line_interval
+                try:
+                    self.status_line(self.status_text())
+                except Exception:
+                    log.exception("status line")

@@ -600,6 +600,11 @@ class MqttSink:
         return ids
 
     @property
+    def people(self) -> int:
+        """People in the latest frame."""
+        return self._people
+
+    @property
     def events_dropped(self) -> int:
         """Events dropped unsent: oldest first at the outbox cap or on a full disk, or not storable at all."""
         return self.outbox.dropped + self._events_unstored
