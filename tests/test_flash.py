@@ -197,6 +197,7 @@ def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
                   "--bundle", str(pi4_bundle), "--first-boot", "firstrun", "--camera", "imx219")
     assert r.returncode == 0, r.stderr
     assert "first boot via firstrun" in r.stdout
+    assert "warning: no --ssh-key and no user password: nobody can log in as pi" in r.stderr
     assert fat_read(out, "user-data").decode() == STOCK_USER_DATA  # cloud-init files untouched
     assert "firstrun.sh" in fat_root(out) and "ssh" not in fat_root(out)
     assert fat_read(out, "config.txt").decode() == CONFIG_TXT  # a USB-camera profile leaves config.txt alone

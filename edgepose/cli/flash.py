@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
                 first_boot=args.first_boot, camera=args.camera, python=args.python, progress=progress)
     print(f"image {res.out}: first boot via {res.mechanism}, bundle {res.bundle_bytes / 1e6:.1f} MB in the boot partition "
           f"as edgepose/, wrote {', '.join(res.written)} ({res.seconds:.1f} s)")
+    if not custom.ssh_keys and not custom.password_hash:
+        # Not an error (the service needs no login), but a headless card without one cannot be reached.
+        print(f"edgepose flash: warning: no --ssh-key and no user password: nobody can log in as {custom.user}; "
+              "the service still installs and streams.", file=sys.stderr)
     if args.write and disk is not None:
         from ..provision.disks import check_target, read_lsblk
         from ..provision.write import write_image

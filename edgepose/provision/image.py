@@ -192,14 +192,3 @@ class Fat:
         r = self._run("mcopy", "-s", "-o", "-n", "-m", *entries, f"::/{dest}/")
         if r.returncode != 0:
             raise self._fail(f"copy the bundle into {dest}/", r)
-
-    def walk(self, path: str) -> list[str]:
-        """Every file under ``::/path``, relative to it (``mdir -/ -b`` lists recursively)."""
-        r = self._run("mdir", "-/", "-b", f"::/{path}")
-        out = []
-        prefix = f"::/{path}/"
-        for ln in r.stdout.decode("utf-8", "replace").splitlines():
-            ln = ln.strip()
-            if ln.startswith(prefix) and not ln.endswith("/"):
-                out.append(ln[len(prefix) :])
-        return sorted(out)
