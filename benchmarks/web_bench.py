@@ -11,7 +11,7 @@
 2. Fleet scale: one Mosquitto on loopback; N simulated devices (the real
    `MqttSink`: outbox, QoS 1 events, status, poses) replaying a recording of the
    shared clip at F FPS each, in one simulator process; `edgepose view` with a
-   headless Chromium on its page, and `edgepose listen --device + --record`.
+   headless Chromium on its page, and `edgepose listen --device + --jsonl`.
    Reports messages per second, CPU of every process, whether view and listen kept
    up (poses received / published), QoS 1 events lost, and the latency from
    publish to the browser (p50 / p99, measured in the page).
@@ -213,7 +213,7 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
     view = subprocess.Popen([*cli, "view", "--config", str(cfgfile), "--http-port", str(http_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     listen_out = tmp / "all.jsonl"
-    listen = subprocess.Popen([*cli, "listen", "--config", str(cfgfile), "--device", "+", "--record", str(listen_out)],
+    listen = subprocess.Popen([*cli, "listen", "--config", str(cfgfile), "--device", "+", "--jsonl", str(listen_out)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     t_wait = time.monotonic() + 30
     while broker.log_text().count("Sending SUBACK") < 2:
@@ -231,7 +231,7 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
         raise SystemExit("the simulator did not start:\n" + sim.communicate()[1][-3000:])
     drv.execute_script("window.edgeposeStats.latencies.length = 0")
     procs = {"mosquitto": broker.proc.pid, f"simulator ({n_dev} devices)": sim.pid, "edgepose view": view.pid,
-             "edgepose listen --record": listen.pid, "chromium (all processes)": chromium_pid}
+             "edgepose listen --jsonl": listen.pid, "chromium (all processes)": chromium_pid}
     cpu0 = {k: tree_cpu(p) for k, p in procs.items()}
     m0, t0 = machine_busy(), time.monotonic()
     load0 = os.getloadavg()[0]
@@ -270,12 +270,12 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
                                         f"events {published_events / seconds:.1f}; plus status/state)"),
         ("messages out of the broker /s", f"{(view_poses + len(rec_lines) + view_events + rec_events) / seconds:.0f} (2 subscribers)"),
         ("edgepose view kept up (poses received / published)", f"{view_poses}/{published_poses} = {view_poses / max(published_poses, 1):.4f}"),
-        ("listen --record kept up (frames recorded / published)", f"{len(rec_lines)}/{published_poses} = "
+        ("listen --jsonl kept up (frames recorded / published)", f"{len(rec_lines)}/{published_poses} = "
                                                                   f"{len(rec_lines) / max(published_poses, 1):.4f}"),
         ("QoS 1 events published / acked by broker", f"{published_events} / {acked}"),
-        ("QoS 1 events lost: view / listen --record", f"{published_events - view_events} / {published_events - rec_events}"),
-        ("publish -> browser latency p50 / p99", f"{pct(0.5):.0f} / {pct(0.99):.0f} ms ({len(lat)} poses drawn, batched at "
-                                                  f"20 Hz by view)"),
+        ("QoS 1 events lost: view / listen --jsonl", f"{published_events - view_events} / {published_events - rec_events}"),
+        ("publish -> browser latency p50 / p99", f"{pct(0.5):.0f} / {pct(0.99):.0f} ms ({len(lat)} poses reached the page; view "
+                                                  f"sends each device's newest 20 times a second, older ones in a batch are superseded)"),
         ("simulator frames late by > 1 period", str(summary["late"])),
         ("machine CPU busy during the run", f"{machine:.0f} % of {os.cpu_count()} cores ({machine - ours:.0f} % not ours); "
                                             f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}"),
@@ -317,7 +317,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="edgepose-webbench-") as d:
             rows2, cpu_rows = fleet(args.devices, args.fps, args.seconds, Path(d))
         print("\n2. fleet: one Mosquitto on loopback, simulated devices, edgepose view + headless Chromium, "
-              "edgepose listen --record\n")
+              "edgepose listen --jsonl\n")
         print("| figure | value |")
         print("| --- | --- |")
         for k, v in rows2:

@@ -220,6 +220,10 @@ class DeviceWeb:
 
     # -- routes ------------------------------------------------------------------------
     def _stream(self, h: Handler) -> None:
+        ctype = f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
+        if h.command == "HEAD":
+            h.send_bytes(200, b"", ctype)
+            return
         with self._cond:
             if self._viewers >= self.cfg.max_viewers:
                 full = True
@@ -233,7 +237,7 @@ class DeviceWeb:
             return
         try:
             h.send_response(200)
-            h.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+            h.send_header("Content-Type", ctype)
             h.send_header("Cache-Control", "no-store")
             h.send_header("Connection", "close")
             h.end_headers()
