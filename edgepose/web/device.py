@@ -24,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from ..draw import draw_poses
-from ..service.runner import ema
+from ..service.runner import FpsMeter
 from ..types import FrameResult
 from .config import HttpConfig
 from .server import Handler, WebServer, page
@@ -46,7 +46,7 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.info = Info("edgepose", "device, model and version", registry=r)
         self.frames = Counter("edgepose_frames", "frames processed", registry=r)
-        self.fps = Gauge("edgepose_fps", "frames per second (moving average)", registry=r)
+        self.fps = Gauge("edgepose_fps", "frames per second (frames over the last 5 s)", registry=r)
         self.invoke = Histogram("edgepose_invoke_milliseconds", "model invoke time per frame", buckets=MS_BUCKETS, registry=r)
         self.decode = Histogram("edgepose_decode_milliseconds", "pose decoding time per frame", buckets=MS_BUCKETS, registry=r)
         self.total = Histogram("edgepose_frame_milliseconds", "all stages of a frame (pre-process to actions)", buckets=MS_BUCKETS, registry=r)
@@ -103,6 +103,7 @@ class DeviceWeb:
         self.events_seen = 0
         self.camera = "starting"
         self.fps: float | None = None
+        self._fps = FpsMeter()
         self.frames = 0
         self._last_t: float | None = None
         self._latest: tuple[FrameResult, np.ndarray | None] | None = None
@@ -164,8 +165,9 @@ class DeviceWeb:
         if t:
             m.total.observe(sum(t.values()) * 1e3)
         m.people.set(len(result.poses))
-        if self._last_t is not None and now > self._last_t:
-            self.fps = ema(self.fps, 1.0 / (now - self._last_t))
+        self._fps.tick(now)  # frames over elapsed time (a mean of per-frame rates reads high on bursty frames)
+        self.fps = self._fps.fps
+        if self.fps is not None:
             m.fps.set(self.fps)
         self._last_t = now
         for e in result.events:
