@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class ActionsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    enabled: bool = True
-    #: Which rule recognisers run (any of fall, hands_raised, waving, squat, posture).
-    rules: list[str] = Field(default_factory=lambda: ["fall", "hands_raised", "waving", "squat", "posture"])
+    enabled: bool = Field(True, description="recognise actions at all")
+    rules: list[str] = Field(default_factory=lambda: ["fall", "hands_raised", "waving", "squat", "posture"],
+                             description="the rule recognisers that run: any of fall, hands_raised, waving, squat, posture")
     min_part_score: float = Field(0.2, ge=0.0, le=1.0, description="keypoints scoring less count as not seen")
     forget_after_s: float = Field(2.0, gt=0.0, le=3600.0, description="a track unseen this long is forgotten (its open actions end)")
 
@@ -52,7 +52,7 @@ class ActionsConfig(BaseModel):
 
     # Learned classifier (an int8 .tflite exported by `edgepose actions train`).
     model_path: str | None = Field(None, description="action classifier .tflite; none = rules only")
-    model_threads: int = Field(1, ge=1, le=16)
+    model_threads: int = Field(1, ge=1, le=16, description="interpreter threads for the classifier")
     model_min_confidence: float = Field(0.6, ge=0.0, le=1.0, description="softmax probability needed to report a class")
     model_stride: int = Field(2, ge=1, le=100, description="classify every Nth window tick (per track)")
     model_smoothing: int = Field(3, ge=1, le=50, description="a class must win this many classifications in a row to start")
