@@ -262,3 +262,25 @@ def test_token_required_beyond_loopback(monkeypatch, caplog, real_poses, tmp_pat
     assert any("GET /" in r.getMessage() for r in ours)
     logged = "".join(r.getMessage() + str(r.args) for r in ours)
     assert token not in logged and "pa55word" not in logged
+
+
+def test_camera_reconnects_and_healthz(real_poses, monkeypatch):
+    """/healthz: 200 while frames flow or the camera is retried on purpose, 503 once frames stop; reconnects counted."""
+    import edgepose.web.device as device
+
+    web = DeviceWeb(HttpConfig(port=0), DEVICE).start()
+    url = web.url
+    try:
+        assert get(url + "healthz")[0] == 200  # starting: waiting for the camera is not a hang
+        web.on_camera("ok")
+        web.on_frame(frame(0, real_poses))
+        assert get(url + "healthz")[0] == 200
+        for state in ("unavailable", "ok", "unavailable", "ok"):
+            web.on_camera(state, "gone" if state == "unavailable" else None)
+        assert metrics(url)["edgepose_camera_reconnects_total"] == 2
+        monkeypatch.setattr(device, "STALL_S", 0.2)
+        time.sleep(0.3)
+        code, body, _ = get(url + "healthz")
+        assert code == 503 and body == b"stalled\n"
+    finally:
+        web.close()

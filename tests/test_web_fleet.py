@@ -153,3 +153,24 @@ def test_fleet_js_draws_with_the_python_skeleton_and_palette():
     pal = re.findall(r'"(#[0-9a-f]{6})"', re.search(r"const PALETTE = \[(.*?)\];", js, re.S).group(1))
     assert [tuple(e) for e in skel] == list(SKELETON)
     assert pal == [f"#{r:02x}{g:02x}{b:02x}" for b, g, r in PALETTE]
+
+
+def test_view_beyond_loopback_serves_with_the_token_only(monkeypatch):
+    from edgepose.sinks.mqtt_config import MqttConfig
+    from edgepose.web.config import HttpConfig
+    from edgepose.web.fleet import FleetHub
+
+    monkeypatch.setenv("VIEW_TOKEN", "v13w-" + "y" * 24)
+    port = free_port()
+    hub = FleetHub(HttpConfig(host="0.0.0.0", port=port, token_env="VIEW_TOKEN"), MqttConfig(host="127.0.0.1", port=free_port()),
+                   client_id="test-view").start()
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for path in ("", "sse", "api/fleet", "static/fleet.js"):
+            assert get(url + path)[0] == 401, path  # no token: refused
+        code, body, _ = get(url, {"Authorization": "Bearer v13w-" + "y" * 24})
+        assert code == 200 and b"edgepose fleet" in body  # token: served
+        assert get_json(url + "api/fleet", {"Authorization": "Bearer v13w-" + "y" * 24})["connected"] is False
+        assert get(url + "healthz")[0] == 503  # no broker: the probe says so
+    finally:
+        hub.close()
