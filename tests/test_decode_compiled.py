@@ -116,7 +116,8 @@ def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
     assert not out.exists()
 
 
-WARM = "import json\nfrom edgepose.decode import compiled\ndt, how = compiled.warm_up()\nprint(json.dumps([how, str(compiled.cache_dir())]))\n"
+WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.jit import cache_dir\n"
+        "dt, how = compiled.warm_up()\nprint(json.dumps([how, str(cache_dir())]))\n")
 
 
 def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):

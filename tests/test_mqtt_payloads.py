@@ -119,6 +119,108 @@ def test_other_payloads_validate(real_poses):
         validate("events", {**payloads.event_payload(ev, "pi-1", 0, None, 1.0)})  # seq starts at 1
 
 
+# -- compiled writers: the same bytes as the per-value Python encoders ----------------------
+def tricky_poses(seed: int) -> list[Pose]:
+    """Random people plus values where rounding is delicate: binary ties (0.25, 2.5), float32 near-ties
+    (0.35, 0.0005), tiny negatives (-0.04 -> -0.0), NaN/inf, far out of frame (int16 saturation)."""
+    rng = np.random.default_rng(seed)
+    poses = [rand_pose(rng, track_id=i if i % 3 else None) for i in range(6)]
+    special = np.array([0.25, 2.5, 0.35, 0.0005, -0.04, 0.05, 1234.55, -3.45, 1e6, -1e6, np.nan, np.inf, -np.inf, 0.125, 99.95, 8191.9, -0.0])
+    kp = np.resize(special, 34).reshape(17, 2)
+    sc = np.resize(np.array([0.0005, 0.0015, 0.9995, 0.5, 1.0, 0.0, np.nan, 0.1235, 0.0625, 0.3125]), 17)
+    poses.append(Pose(kp, sc, 0.99995, 7))
+    poses.append(Pose(kp[::-1], sc[::-1], float("nan"), None))
+    poses.append(Pose(kp * 0.5, sc, float("inf"), 2**31 - 1))
+    poses.append(Pose(kp * 0.25, sc, 0.00005, 0))
+    return poses
+
+
+def reference_value(x: float, ndigits: int) -> float:
+    """What the per-value encoder writes: %.{n}f of the value, NaN/inf as 0."""
+    x = float(x)
+    return float(f"{x if np.isfinite(x) else 0.0:.{ndigits}f}")
+
+
+@pytest.fixture(params=["compiled", "python"])
+def encoder(request, monkeypatch):
+    """Both encoders: the compiled writers (numba), and the Python ones used where numba does not load."""
+    if request.param == "python":
+        monkeypatch.setattr(payloads, "_COMPILED", False)
+    else:
+        assert payloads._compiled() is not None
+    return request.param
+
+
+@pytest.mark.parametrize("ndigits", [0, 1, 2, 3, 4])
+def test_json_values_are_per_value_formatting(encoder, ndigits):
+    for seed in range(10):
+        poses = tricky_poses(seed)
+        fr = frame(seed, poses[:8], ts=1_700_000_000.123456)  # pose scores within [0, 1]: schema-valid
+        data = json.loads(payloads.poses_json(fr, "pi-1", ndigits))
+        validate("poses", data)
+        fr = frame(seed, poses, ts=1_700_000_000.123456)
+        data = json.loads(payloads.poses_json(fr, "pi-1", ndigits))
+        assert [p.get("id") for p in data["people"]] == [p.track_id for p in poses]
+        for p, q in zip(poses, data["people"]):
+            assert q["score"] == (round(p.score, 4) if np.isfinite(p.score) else 0.0)
+            for i, name in enumerate(KEYPOINT_NAMES):
+                want = [reference_value(p.keypoints[i, 0], ndigits), reference_value(p.keypoints[i, 1], ndigits), reference_value(p.scores[i], 3)]
+                assert q["keypoints"][name] == want, (name, p.keypoints[i], p.scores[i])
+        assert data["ts"] == 1_700_000_000.1235
+
+
+@pytest.mark.parametrize("ndigits", [0, 1, 3])
+def test_compiled_and_python_json_are_the_same_bytes(monkeypatch, real_poses, ndigits):
+    frames = [frame(s, tricky_poses(s)) for s in range(10)] + [frame(11, people(real_poses, 5)), frame(12, [])]
+    # Values the compiled writer hands back to Python: a pose score at a decimal tie, huge coordinates.
+    frames.append(frame(13, [Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1), Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2)]))
+    assert payloads._compiled() is not None
+    fast = [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
+    monkeypatch.setattr(payloads, "_COMPILED", False)
+    assert fast == [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
+
+
+def test_json_agrees_with_the_jsonl_record(real_poses, encoder):
+    fr = frame(3, people(real_poses, 5))
+    data = json.loads(payloads.poses_json(fr, "pi-1"))
+    assert payloads.frame_record(data) == json.loads(json.dumps(fr.to_dict()))
+
+
+def reference_binary_person(p: Pose) -> bytes:
+    """The per-value binary person record (struct, Python rounding): NaN/inf keypoints -> 0, saturation
+    at the integer ranges, a NaN pose score -> 0 and an infinite one saturates."""
+    import struct
+
+    def q(v, scale, lo, hi):
+        v = float(v) * scale
+        return int(min(max(round(v), lo), hi)) if np.isfinite(v) else 0
+
+    s = 0.0 if np.isnan(p.score) else p.score
+    xy = [q(v, 4.0, -32768, 32767) for v in p.keypoints.ravel()]
+    sc = [q(v, 255.0, 0, 255) for v in p.scores]
+    return struct.pack("<iH34h17B", -1 if p.track_id is None else p.track_id, round(min(max(s, 0.0), 1.0) * 65535.0), *xy, *sc)
+
+
+def test_binary_is_per_value_packing_byte_for_byte(encoder):
+    for seed in range(20):
+        poses = tricky_poses(seed)
+        data = payloads.poses_binary(frame(seed, poses))
+        assert data[21:] == b"".join(reference_binary_person(p) for p in poses)
+
+
+def test_payloads_encode_without_numba():
+    import subprocess
+    import sys
+
+    code = ("import sys, json\nsys.modules['numba'] = None\n"
+            "from edgepose.sinks import payloads\nfrom edgepose.types import FrameResult, Pose\nimport numpy as np\n"
+            "payloads.warm_up()\np = Pose(np.full((17, 2), 12.34), np.full(17, 0.5), 0.75, 3)\nfr = FrameResult(1, 2.0, [p], 640, 480)\n"
+            "print(payloads._COMPILED, json.loads(payloads.poses_json(fr, 'd'))['people'][0]['keypoints']['nose'], len(payloads.poses_binary(fr)))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split(maxsplit=1) == ["False", "[12.3, 12.3, 0.5] 112\n"]
+
+
 # -- config -----------------------------------------------------------------
 def test_password_is_redacted_and_env_wins(monkeypatch):
     cfg = MqttConfig(username="u", password="hunter2")

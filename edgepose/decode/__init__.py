@@ -5,7 +5,7 @@ Two implementations of the same algorithm (Coral's ``PosenetDecoderOp``):
 * ``numba`` (:mod:`.compiled`): compiled at first use and cached on disk;
   tens of times faster; the default when numba imports;
 * ``numpy`` (:mod:`.multi`): the reference, and the fallback when numba is
-  missing (a board without its wheels) or turned off.
+  missing (a board without its wheels) or turned off (``NUMBA_DISABLE_JIT=1``).
 
 ``EDGEPOSE_DECODER=auto|numba|numpy`` (environment) or ``decoder=`` of
 :func:`select_decoder` chooses; ``auto`` takes numba when it imports.
@@ -32,7 +32,7 @@ def _numba_decoder() -> tuple[MultiPoseDecoder | None, str]:
     """The compiled decoder, or None and why it cannot be used."""
     try:
         from . import compiled
-    except Exception as e:  # ImportError, or a numba/numpy version mismatch raising at import
+    except Exception as e:  # ImportError (also NUMBA_DISABLE_JIT), or a numba/numpy version mismatch raising at import
         return None, f"{type(e).__name__}: {e}"
     return compiled.decode_multiple_poses, ""
 
@@ -63,8 +63,9 @@ def warm_up(name: str) -> None:
 
     seconds, how = compiled.warm_up()
     if how == "compiled":
-        log.info("numba decoder compiled in %.1f s (cached in %s: later starts load it in well under a second)",
-                 seconds, compiled.cache_dir())
+        from ..jit import cache_dir
+
+        log.info("numba decoder compiled in %.1f s (cached in %s: later starts load it in well under a second)", seconds, cache_dir())
     elif how == "loaded from cache":
         log.info("numba decoder loaded from its cache in %.0f ms", 1e3 * seconds)
 

@@ -6,55 +6,24 @@ soft keypoint NMS, float32 arithmetic where the reference uses it) as one
 compiled call per frame. Interpreter overhead, not arithmetic, is what the
 numpy decoder pays for: a pose is a few hundred bilinear samples.
 
-Importing this module imports numba (a few hundred ms) and sets its on-disk
-cache: ``NUMBA_CACHE_DIR`` if set, else ``<edgepose cache>/numba``
-(``EDGEPOSE_CACHE_DIR``, which the systemd unit points at its
-``CacheDirectory=``, or the user cache dir). The first call of a process
-compiles (seconds) or loads the cache (tens of ms): :func:`warm_up` does it at
-model load so that no frame pays for it.
+Importing this module imports numba (a few hundred ms; see :mod:`edgepose.jit`
+for its cache directory). The first call of a process compiles (seconds, once
+per machine) or loads the cache (tens to hundreds of ms): :func:`warm_up` does
+it at model load so that no frame pays for it.
 """
 from __future__ import annotations
 
-import logging
-import os
-import time
 from functools import lru_cache
-from pathlib import Path
 
-import numba
 import numpy as np
 
+from ..jit import first_call, njit
 from ..types import NUM_KEYPOINTS
 from .heads import Heads
-from .multi import DecodedPoses, _logodds, traversal_tables
-
-log = logging.getLogger(__name__)
+from .multi import REFINE_STEPS, DecodedPoses, _logodds, traversal_tables
 
 
-def cache_dir() -> Path:
-    """Where numba keeps compiled code: ``NUMBA_CACHE_DIR``, else ``<edgepose cache>/numba``."""
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    if env:
-        return Path(env)
-    from ..model.zoo import cache_root
-
-    return cache_root() / "numba"
-
-
-if not numba.config.CACHE_DIR:
-    # numba's default is __pycache__ beside this file, read-only under ProtectSystem=strict
-    # and in system installs; its fallback (the home directory) is hidden by ProtectHome.
-    numba.config.CACHE_DIR = str(cache_dir())
-
-
-def _jit(fn):
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # no writable cache directory: compile at every start instead
-        return numba.njit(nogil=True)(fn)
-
-
-@_jit
+@njit
 def _sample(table, y, x, ch):
     """Bilinear sample of ``table[..., ch]`` at grid point (y, x) inside the grid.
 
@@ -73,7 +42,7 @@ def _sample(table, y, x, ch):
     return np.float32(v)
 
 
-@_jit
+@njit
 def _step(table, y, x, ch_y, ch_x, inv_stride, lim_y, lim_x):
     """(y, x) moved by the offsets sampled there, clamped to the grid (float32, as the reference)."""
     ny = _sample(table, y, x, ch_y) * inv_stride + y
@@ -83,7 +52,7 @@ def _step(table, y, x, ch_y, ch_x, inv_stride, lim_y, lim_x):
     return ny, nx
 
 
-@_jit
+@njit
 def _grow(heat, short, mid, edges, root, ry, rx, inv_stride, refine_steps, pos, logit):
     """Pose from root part ``root`` at (ry, rx): positions into ``pos`` (17, 2), heatmap logits into ``logit``."""
     lim_y, lim_x = np.float32(heat.shape[0] - 1), np.float32(heat.shape[1] - 1)
@@ -101,7 +70,7 @@ def _grow(heat, short, mid, edges, root, ry, rx, inv_stride, refine_steps, pos, 
         logit[p] = _sample(heat, pos[p, 0], pos[p, 1], p)
 
 
-@_jit
+@njit
 def _decode(heat, short, mid, stride, edges, max_poses, threshold_logit, score_threshold, r2, refine_steps):
     h, w, k = heat.shape
     thr = np.float32(threshold_logit)
@@ -232,8 +201,6 @@ def decode_multiple_poses(
     coral_quirk: bool = True,
 ) -> DecodedPoses:
     """:func:`edgepose.decode.multi.decode_multiple_poses`, compiled: same arguments, same result."""
-    from .multi import REFINE_STEPS
-
     stride = int(heads.stride)
     pos, kp, scores = _decode(
         _f32(heads.heatmaps), _f32(heads.offsets), _f32(heads.displacements), stride, _edges(bool(coral_quirk)),
@@ -244,20 +211,9 @@ def decode_multiple_poses(
 
 def warm_up() -> tuple[float, str]:
     """Compile or load the decoder now: ``(seconds, "compiled" | "loaded from cache" | "ready")``."""
-    stats_before = _cache_counts()
-    t = time.perf_counter()
     rng = np.random.default_rng(0)
     h, w = 9, 11
-    heat = rng.normal(-2.0, 3.0, (h, w, NUM_KEYPOINTS)).astype(np.float32)
-    heads = Heads(heat, rng.normal(0, 4, (h, w, 2 * NUM_KEYPOINTS)).astype(np.float32),
+    heads = Heads(rng.normal(-2.0, 3.0, (h, w, NUM_KEYPOINTS)).astype(np.float32),
+                  rng.normal(0, 4, (h, w, 2 * NUM_KEYPOINTS)).astype(np.float32),
                   rng.normal(0, 8, (h, w, 64)).astype(np.float32), 16)
-    decode_multiple_poses(heads, 3, 0.25, 20.0)
-    dt = time.perf_counter() - t
-    hits, misses = (a - b for a, b in zip(_cache_counts(), stats_before))
-    how = "compiled" if misses else "loaded from cache" if hits else "ready"
-    return dt, how
-
-
-def _cache_counts() -> tuple[int, int]:
-    st = _decode.stats
-    return sum(st.cache_hits.values()), sum(st.cache_misses.values())
+    return first_call(_decode, lambda: decode_multiple_poses(heads, 3, 0.25, 20.0))

@@ -6,15 +6,17 @@ consumer bumps it. The JSON Schema of each payload is in
 
 The ``poses`` payload is the JSONL frame record of :meth:`FrameResult.to_dict`
 (same ``people`` objects) plus the device id, so a subscriber can record it as
-is (``edgepose listen --jsonl``). It is the hot path (every frame), so the
-JSON text is produced with one ``%`` format per person instead of building
-dicts for :mod:`json`; the values are the same as :meth:`Pose.to_dict`'s.
+is (``edgepose listen --jsonl``). It is the hot path (every frame), so both
+encodings of all people are written by one compiled call
+(:mod:`edgepose.sinks.payloads_jit`, numba), or where numba does not load by
+one ``%`` format per person (JSON) and a few numpy calls (binary): the same
+bytes either way. The JSON values are :meth:`Pose.to_dict`'s.
 
 Binary ``poses`` (``encoding = "binary"``), little-endian::
 
     header  "<2sBBIdHHB"  magic b"EP", version 1, kind 1 (poses), frame u32,
                           ts f64, width u16, height u16, people u8   (21 bytes)
-    person  "<ihh" + 17x2 int16 + 17 uint8:
+    person  "<iH" + 17x2 int16 + 17 uint8:
             track id i32 (-1 = none), pose score u16 (score * 65535),
             keypoint x, y in 1/4 px (int16, so -8192..8191.75 px),
             keypoint score u8 (score * 255)                           (91 bytes)
@@ -24,6 +26,8 @@ That is 112 bytes for one person (JSON: about 720).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import struct
 from functools import cache, lru_cache
 from pathlib import Path
@@ -32,6 +36,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..types import KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose
+
+log = logging.getLogger(__name__)
 
 PAYLOAD_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
@@ -46,8 +52,6 @@ PERSON_DTYPE = np.dtype(
 )
 XY_SCALE = 4.0  # binary keypoints are in quarter pixels
 _XY_LIMIT = (np.iinfo(np.int16).min, np.iinfo(np.int16).max)
-_PERSON_HEAD = struct.Struct("<iH")
-_PERSON = struct.Struct(f"<iH{2 * NUM_KEYPOINTS}h{NUM_KEYPOINTS}B")
 _SCALE = np.array([XY_SCALE, XY_SCALE, 255.0])
 _LOW = np.array([_XY_LIMIT[0], _XY_LIMIT[0], 0.0])
 _HIGH = np.array([_XY_LIMIT[1], _XY_LIMIT[1], 255.0])
@@ -66,6 +70,43 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+# -- poses: compiled writers ----------------------------------------------------
+_COMPILED: Any = None  # edgepose.sinks.payloads_jit once loaded; False where numba does not load
+
+
+def _compiled() -> Any:
+    global _COMPILED
+    if _COMPILED is None:
+        try:
+            from . import payloads_jit
+
+            _COMPILED = payloads_jit
+        except Exception as e:  # ImportError (also NUMBA_DISABLE_JIT), or a numba/numpy mismatch at import
+            log.info("numba does not load (%s: %s): poses payloads are encoded in Python", type(e).__name__, e)
+            _COMPILED = False
+    return _COMPILED or None
+
+
+def warm_up() -> None:
+    """Compile or load the compiled payload writers now (sink start), so that no frame pays for it."""
+    jit = _compiled()
+    if jit is None:
+        return
+    seconds, how = jit.warm_up()
+    if how == "compiled":
+        log.info("numba payload encoders compiled in %.1f s (cached for later starts)", seconds)
+    elif how == "loaded from cache":
+        log.info("numba payload encoders loaded from their cache in %.0f ms", 1e3 * seconds)
+
+
+def _arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints (n, 17, 2) float32, their scores (n, 17) float32, and (n, 2) float64 pose score and track id (-1: none)."""
+    kp = np.array([p.keypoints for p in poses], np.float32)
+    sc = np.array([p.scores for p in poses], np.float32)
+    meta = np.array([(p.score, -1 if p.track_id is None else p.track_id) for p in poses], np.float64)
+    return kp, sc, meta
+
+
 # -- poses: JSON --------------------------------------------------------------
 @lru_cache(maxsize=8)
 def _keypoints_format(ndigits: int) -> str:
@@ -74,44 +115,49 @@ def _keypoints_format(ndigits: int) -> str:
     return "{" + ",".join(item.replace("%s", name, 1) for name in KEYPOINT_NAMES) + "}"
 
 
-def person_json(pose: Pose, ndigits: int = 1) -> str:
-    """JSON text of one person, the same values as ``json.dumps(pose.to_dict(ndigits))``."""
-    kp = np.empty((NUM_KEYPOINTS, 3), np.float64)
-    kp[:, :2] = pose.keypoints
-    kp[:, 2] = pose.scores
-    if not np.isfinite(kp).all():  # JSON has no NaN; checked first because nan_to_num is slow
-        kp = np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
-    body = _keypoints_format(ndigits) % tuple(kp.ravel().tolist())
-    ident = "" if pose.track_id is None else f',"id":{int(pose.track_id)}'
-    return f'{{"score":{round(float(pose.score), 4)!r}{ident},"keypoints":{body}}}'
-
-
 @lru_cache(maxsize=64)
 def _json_str(s: str) -> str:
     return json.dumps(s)
 
 
-def _people_json(poses: list[Pose], ndigits: int) -> str:
-    """All people at once: one numpy pass for every pose (the per-call overhead is what costs here)."""
-    if not poses:
-        return ""
+def _finite(x: float) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else 0.0
+
+
+def _people_format(poses: list[Pose], ndigits: int) -> str:
+    """The people array's items, one %-format per person (NaN/inf -> 0: JSON has none)."""
     n = len(poses)
     kp = np.empty((n, NUM_KEYPOINTS, 3), np.float64)
-    for i, p in enumerate(poses):
-        kp[i, :, :2] = p.keypoints
-        kp[i, :, 2] = p.scores
-    if not np.isfinite(kp).all():  # JSON has no NaN; checked first because nan_to_num is slow
+    kp[:, :, :2] = [p.keypoints for p in poses]
+    kp[:, :, 2] = [p.scores for p in poses]
+    if not np.isfinite(kp).all():  # checked first because nan_to_num is slow
         kp = np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
     fmt = _keypoints_format(ndigits)
-    vals = kp.reshape(n, -1).tolist()
     out = []
-    for p, v in zip(poses, vals):
+    for p, v in zip(poses, kp.reshape(n, -1).tolist()):
         ident = "" if p.track_id is None else f',"id":{int(p.track_id)}'
-        out.append(f'{{"score":{round(float(p.score), 4)!r}{ident},"keypoints":{fmt % tuple(v)}}}')
+        out.append(f'{{"score":{round(_finite(p.score), 4)!r}{ident},"keypoints":{fmt % tuple(v)}}}')
     return ",".join(out)
 
 
+def _people_json(poses: list[Pose], ndigits: int) -> str:
+    if not poses:
+        return ""
+    jit = _compiled()
+    if jit is not None:
+        text, ok = jit.people_json(*_arrays(poses), ndigits)
+        if ok:  # else a value the compiled writer leaves to Python (a decimal tie of a pose score, |x| > 2**52 / 10**d)
+            return text.tobytes().decode("ascii")
+    return _people_format(poses, ndigits)
+
+
 def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
+    """The ``poses`` payload as compact JSON: :meth:`FrameResult.to_dict`'s values plus the device id.
+
+    Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writer when numba
+    loads, else by one ``%`` format per person: the same bytes either way.
+    """
     people = _people_json(result.poses, ndigits)
     # f-string header: a dict through json.dumps costs as much as one person.
     return (
@@ -138,47 +184,30 @@ def poses_binary(result: FrameResult) -> bytes:
     )
     if n == 0:
         return header
-    try:
-        return header + b"".join([_person_binary_fast(p) for p in result.poses])
-    except (ValueError, OverflowError):  # NaN, or a keypoint outside the int16 range: the careful path
-        return header + _people_binary_clipped(result.poses)
+    jit = _compiled()
+    if jit is not None:
+        return header + jit.people_binary(*_arrays(result.poses)).tobytes()
+    return header + _people_binary(result.poses)
 
 
-_XY_MIN, _XY_MAX = _XY_LIMIT[0] / XY_SCALE, _XY_LIMIT[1] / XY_SCALE
-
-
-def _person_binary_fast(p: Pose) -> bytes:
-    # Plain Python on 51 numbers beats a dozen numpy calls on arrays this small.
-    xy = p.keypoints.ravel().tolist()
-    sc = p.scores.tolist()
-    if min(xy) < _XY_MIN or max(xy) > _XY_MAX or min(sc) < 0.0 or max(sc) > 1.0:
-        raise ValueError("out of range")
-    score = round(min(max(float(p.score), 0.0), 1.0) * 65535.0)
-    return _PERSON.pack(-1 if p.track_id is None else int(p.track_id), score,
-                        *[round(v * XY_SCALE) for v in xy], *[round(v * 255.0) for v in sc])
-
-
-def _people_binary_clipped(poses: list[Pose]) -> bytes:
-    """Vectorised, with NaN -> 0 and saturation at the int16 range (rare: only when the fast path refuses)."""
-    n = len(poses)
-    a = np.empty((n, NUM_KEYPOINTS, 3), np.float64)
-    for i, p in enumerate(poses):
-        a[i, :, :2] = p.keypoints
-        a[i, :, 2] = p.scores
+def _people_binary(poses: list[Pose]) -> bytes:
+    """The person records with numpy, all people at once: quarter pixels and scores rounded half to
+    even, saturated at their integer ranges, NaN/inf keypoints -> 0 (the compiled writer's bytes)."""
+    kp, sc, meta = _arrays(poses)
+    a = np.empty((len(poses), NUM_KEYPOINTS, 3), np.float64)
+    a[:, :, :2] = kp
+    a[:, :, 2] = sc
     a *= _SCALE
-    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    a[~np.isfinite(a)] = 0.0
     np.rint(a, out=a)
-    np.maximum(a, _LOW, out=a)
-    np.minimum(a, _HIGH, out=a)
-    xy = a[:, :, :2].astype("<i2").tobytes()
-    sc = a[:, :, 2].astype(np.uint8).tobytes()
-    parts = []
-    for i, p in enumerate(poses):
-        score = int(round(min(max(float(np.nan_to_num(p.score)), 0.0), 1.0) * 65535.0))
-        parts.append(_PERSON_HEAD.pack(-1 if p.track_id is None else int(p.track_id), score))
-        parts.append(xy[i * 68:(i + 1) * 68])
-        parts.append(sc[i * NUM_KEYPOINTS:(i + 1) * NUM_KEYPOINTS])
-    return b"".join(parts)
+    np.clip(a, _LOW, _HIGH, out=a)
+    score = np.nan_to_num(meta[:, 0], nan=0.0)  # an infinite pose score saturates
+    rec = np.empty(len(poses), PERSON_DTYPE)
+    rec["id"] = meta[:, 1]
+    rec["score"] = np.rint(np.clip(score, 0.0, 1.0) * 65535.0)
+    rec["xy"] = a[:, :, :2]
+    rec["s"] = a[:, :, 2]
+    return rec.tobytes()
 
 
 def decode_poses_binary(data: bytes, device_id: str | None = None, ndigits: int = 2) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""numba for edgepose's compiled hot paths (multi-pose decoder, MQTT payload encoders).
+
+Importing this module imports numba (raising ImportError where it is missing,
+and also when ``NUMBA_DISABLE_JIT=1`` would turn compiled code into slow
+Python: callers then take their numpy path) and points numba's on-disk cache
+at ``NUMBA_CACHE_DIR`` if set, else ``<edgepose cache>/numba``
+(``EDGEPOSE_CACHE_DIR`` or the user cache dir). numba's own default, beside
+the installed sources, is read-only under systemd's ``ProtectSystem=strict``
+and in system installs, and its fallback (the home directory) is hidden by
+``ProtectHome``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numba
+
+if numba.config.DISABLE_JIT:
+    raise ImportError("NUMBA_DISABLE_JIT is set")
+
+
+def cache_dir() -> Path:
+    """Where numba keeps compiled code: ``NUMBA_CACHE_DIR``, else ``<edgepose cache>/numba``."""
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env:
+        return Path(env)
+    from .model.zoo import cache_root
+
+    return cache_root() / "numba"
+
+
+if not numba.config.CACHE_DIR:
+    numba.config.CACHE_DIR = str(cache_dir())
+
+
+def njit(fn: Callable) -> Any:
+    """``numba.njit`` with the on-disk cache (compile once per machine) and without the GIL."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no usable cache directory: compile at every start instead
+        return numba.njit(nogil=True)(fn)
+
+
+def first_call(dispatcher: Any, call: Callable[[], Any]) -> tuple[float, str]:
+    """Run ``call`` (which calls ``dispatcher``); ``(seconds, "compiled" | "loaded from cache" | "ready")``."""
+
+    def counts() -> tuple[int, int]:
+        st = dispatcher.stats
+        return sum(st.cache_hits.values()), sum(st.cache_misses.values())
+
+    before = counts()
+    t = time.perf_counter()
+    call()
+    seconds = time.perf_counter() - t
+    hits, misses = (a - b for a, b in zip(counts(), before))
+    return seconds, "compiled" if misses else "loaded from cache" if hits else "ready"
