@@ -1,6 +1,6 @@
 """MQTT publishing benchmark against a local Mosquitto (started here, loopback only).
 
-    python benchmarks/mqtt_bench.py [--messages 20000] [--frames 150] [--repeat 3]
+    python benchmarks/mqtt_bench.py [--messages 10000] [--frames 150] [--repeat 3]
 
 Prints four tables:
 
@@ -17,13 +17,15 @@ Prints four tables:
 4. CPU share of the publishing path per frame (thread CPU time of
    ``publish_frame``) against a 30 FPS frame budget of 33.3 ms.
 
-Targets (issue 5): edgepose path >= 0.7x bare paho; binary <= 1/3 of JSON bytes;
-publishing <= 2 % of a frame's time at 30 FPS.
+Targets (issues 5 and 12): edgepose path >= 0.7x bare paho; binary <= 1/3 of JSON bytes;
+publishing <= 2 % of a frame's time at 30 FPS. Table 2 also runs the Python encoders
+(the fallback where numba does not load) in the same run.
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import shutil
 import statistics
 import subprocess
@@ -110,7 +112,20 @@ def run_rate(port: int, n: int, publish_one, client: mqtt.Client) -> tuple[float
     return n / t_pub, n / (time.perf_counter() - t0), cpu
 
 
-def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp: Path) -> dict[str, float]:
+def encode_cpu(encode, n: int = 3000) -> float:
+    """Thread CPU microseconds per call of ``encode()`` (best of 3)."""
+    best = 1e9
+    for _ in range(3):
+        c0 = time.thread_time()
+        for _ in range(n):
+            encode()
+        best = min(best, (time.thread_time() - c0) / n * 1e6)
+    return best
+
+
+def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp: Path) -> dict[str, dict[str, float]]:
+    """Per variant (bare paho, edgepose, edgepose with the Python encoders): best publisher-side and
+    delivered rates, least CPU per message, and the encoder's own CPU per message."""
     fr = frame_of(poses)
     cfg = MqttConfig(host="127.0.0.1", port=port, encoding=encoding, outbox_path=str(tmp / f"o-{encoding}-{len(poses)}.sqlite"))
     sink = MqttSink(cfg, DEVICE).start()
@@ -122,14 +137,24 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
     import edgepose.sinks.mqtt as m
 
     limit, m.MAX_QUEUED_POSES = m.MAX_QUEUED_POSES, 10**9
-    best: dict[str, float] = {"bare_pub": 0, "bare_del": 0, "ep_pub": 0, "ep_del": 0, "bare_cpu": 1e9, "ep_cpu": 1e9}
+    compiled = payloads._compiled()
+    variants = {"bare": (lambda i: bare.publish(TOPIC, data, qos=0), bare, compiled),
+                "edgepose": (lambda i: sink.publish_frame(fr), sink._client, compiled),
+                "python": (lambda i: sink.publish_frame(fr), sink._client, False)}
+    best = {v: {"pub": 0.0, "del": 0.0, "cpu": 1e9, "enc": 0.0} for v in variants}
     try:
-        for _ in range(repeat):
-            p, d, c = run_rate(port, n, lambda i: bare.publish(TOPIC, data, qos=0), bare)
-            best["bare_pub"], best["bare_del"], best["bare_cpu"] = max(best["bare_pub"], p), max(best["bare_del"], d), min(best["bare_cpu"], c)
-            p, d, c = run_rate(port, n, lambda i: sink.publish_frame(fr), sink._client)
-            best["ep_pub"], best["ep_del"], best["ep_cpu"] = max(best["ep_pub"], p), max(best["ep_del"], d), min(best["ep_cpu"], c)
+        for _ in range(repeat):  # round-robin: a busy moment on the machine costs every variant alike
+            for name, (publish_one, client, encoders) in variants.items():
+                payloads._COMPILED = encoders  # False: the Python encoders (where numba does not load)
+                p, d, c = run_rate(port, n, publish_one, client)
+                b = best[name]
+                b["pub"], b["del"], b["cpu"] = max(b["pub"], p), max(b["del"], d), min(b["cpu"], c)
+        for name in ("edgepose", "python"):
+            payloads._COMPILED = variants[name][2]
+            assert sink.encode_poses(fr) == data  # both encoders write the same bytes
+            best[name]["enc"] = encode_cpu(lambda: sink.encode_poses(fr))
     finally:
+        payloads._COMPILED = compiled
         m.MAX_QUEUED_POSES = limit
         bare.disconnect()
         bare.loop_stop()
@@ -203,13 +228,16 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--frames", type=int, default=150, help="frames of the latency runs (30 FPS)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
+    t_start = time.perf_counter()
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     tmp = Path(tempfile.mkdtemp(prefix="edgepose-mqtt-bench-"))
     crowd = {1: real_people(1), 5: real_people(5)}
+    payloads.warm_up()
 
     print("\n1. bytes per poses message")
     print(f"{'people':>6} {'JSON':>7} {'binary':>7} {'binary/JSON':>12}")
@@ -218,19 +246,22 @@ def main() -> int:
         print(f"{n:>6} {js:>7} {bn:>7} {bn / js:>12.3f}")
 
     with Mosquitto(tmp / "broker") as broker:
-        print(f"\n2. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat} (messages/s)")
-        print("   delivered: until mosquitto_sub got the last one; calls: until the publish calls returned and the socket drained;")
-        print("   CPU: the publishing thread's CPU time per message (robust on a busy machine); ratio = edgepose / bare paho")
-        print(f"{'people':>6} {'enc':>6} | {'bare paho':>10} {'edgepose':>10} {'ratio':>6} | {'bare paho':>10} {'edgepose':>10} {'ratio':>6} |"
-              f" {'bare':>6} {'edgepose':>8} {'ratio':>6}")
-        print(f"{'':>6} {'':>6} | {'delivered':>10} {'delivered':>10} {'':>6} | {'calls':>10} {'calls':>10} {'':>6} |"
-              f" {'CPU us':>6} {'CPU us':>8} {'':>6}")
+        print(f"\n2. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat}, variants round-robin")
+        print("   bare: paho publishing the ready-made bytes; edgepose: MqttSink.publish_frame (encode + hand to paho + the sink's")
+        print("   bookkeeping); py: the same with the Python encoders (where numba does not load; the encoders before issue 12).")
+        print("   delivered: msgs/s until mosquitto_sub got the last one; calls: until the calls returned and the socket drained;")
+        print("   CPU: the publishing thread's CPU us per message; enc: the encoder's own CPU us. Ratios: edgepose (py) / bare paho.")
+        print(f"{'people':>6} {'enc':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} {'(py)':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} {'(py)':>6} |"
+              f" {'bare':>5} {'edgepose':>8} {'ratio':>5} {'(py)':>6} | {'enc':>5} {'(py)':>6}")
+        print(f"{'':>6} {'':>6} | {'delivered msgs/s':^34} | {'calls msgs/s':^34} | {'CPU us per message':^33} | {'enc us':^12}")
         for n, ps in crowd.items():
             for enc in ("json", "binary"):
                 r = rates(broker.port, ps, enc, args.messages, args.repeat, tmp)
-                print(f"{n:>6} {enc:>6} | {r['bare_del']:>10.0f} {r['ep_del']:>10.0f} {r['ep_del'] / r['bare_del']:>6.2f} |"
-                      f" {r['bare_pub']:>10.0f} {r['ep_pub']:>10.0f} {r['ep_pub'] / r['bare_pub']:>6.2f} |"
-                      f" {r['bare_cpu']:>6.1f} {r['ep_cpu']:>8.1f} {r['bare_cpu'] / r['ep_cpu']:>6.2f}")
+                b, e, py = r["bare"], r["edgepose"], r["python"]
+                print(f"{n:>6} {enc:>6} | {b['del']:>6.0f} {e['del']:>8.0f} {e['del'] / b['del']:>5.2f} ({py['del'] / b['del']:>4.2f}) |"
+                      f" {b['pub']:>6.0f} {e['pub']:>8.0f} {e['pub'] / b['pub']:>5.2f} ({py['pub'] / b['pub']:>4.2f}) |"
+                      f" {b['cpu']:>5.1f} {e['cpu']:>8.1f} {b['cpu'] / e['cpu']:>5.2f} ({b['cpu'] / py['cpu']:>4.2f}) |"
+                      f" {e['enc']:>5.1f} ({py['enc']:>4.1f})")
 
         print(f"\n3. latency, {args.frames} frames at 30 FPS (ms)   and   4. CPU of publish_frame per frame")
         print(f"{'run':<34} {'p50':>7} {'p95':>7} {'max':>7} | {'hop p50':>7} {'hop p95':>7} | {'CPU us':>7} {'of 33ms':>8}")
@@ -271,6 +302,7 @@ def main() -> int:
             print(f"{name:<34} {pct(ms, 50):>7.2f} {pct(ms, 95):>7.2f} {max(ms):>7.2f} | {pct(hop_ms, 50):>7.2f} {pct(hop_ms, 95):>7.2f} |"
                   f" {cpu_us:>7.0f} {cpu_us / 33333:>7.2%}")
     shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end; {time.perf_counter() - t_start:.0f} s in all")
     return 0
 
 

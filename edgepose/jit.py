@@ -36,12 +36,19 @@ if not numba.config.CACHE_DIR:
     numba.config.CACHE_DIR = str(cache_dir())
 
 
-def njit(fn: Callable) -> Any:
-    """``numba.njit`` with the on-disk cache (compile once per machine) and without the GIL."""
+def njit(fn: Callable | None = None, *, signature: str | None = None) -> Any:
+    """``numba.njit`` with the on-disk cache (compile once per machine) and without the GIL.
+
+    With ``signature`` the function is compiled (or loaded) when decorated, and a call with
+    other argument types raises TypeError instead of compiling a new version mid-stream.
+    """
+    if fn is None:
+        return lambda f: njit(f, signature=signature)
+    sig = () if signature is None else (signature,)
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(*sig, cache=True, nogil=True)(fn)
     except RuntimeError:  # no usable cache directory: compile at every start instead
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(*sig, nogil=True)(fn)
 
 
 def first_call(dispatcher: Any, call: Callable[[], Any]) -> tuple[float, str]:

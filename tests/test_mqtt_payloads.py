@@ -174,6 +174,9 @@ def test_compiled_and_python_json_are_the_same_bytes(monkeypatch, real_poses, nd
     frames = [frame(s, tricky_poses(s)) for s in range(10)] + [frame(11, people(real_poses, 5)), frame(12, [])]
     # Values the compiled writer hands back to Python: a pose score at a decimal tie, huge coordinates.
     frames.append(frame(13, [Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1), Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2)]))
+    odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
+    odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, set after construction: the compiled writer declines
+    frames.append(frame(14, [odd]))
     assert payloads._compiled() is not None
     fast = [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
     monkeypatch.setattr(payloads, "_COMPILED", False)
@@ -206,6 +209,9 @@ def test_binary_is_per_value_packing_byte_for_byte(encoder):
         poses = tricky_poses(seed)
         data = payloads.poses_binary(frame(seed, poses))
         assert data[21:] == b"".join(reference_binary_person(p) for p in poses)
+    odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
+    odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, set after construction: the compiled writer declines
+    assert payloads.poses_binary(frame(0, [odd]))[21:] == reference_binary_person(odd)
 
 
 def test_payloads_encode_without_numba():

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import struct
+import time
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -77,34 +78,26 @@ _COMPILED: Any = None  # edgepose.sinks.payloads_jit once loaded; False where nu
 def _compiled() -> Any:
     global _COMPILED
     if _COMPILED is None:
+        t = time.perf_counter()
         try:
             from . import payloads_jit
-
-            _COMPILED = payloads_jit
         except Exception as e:  # ImportError (also NUMBA_DISABLE_JIT), or a numba/numpy mismatch at import
             log.info("numba does not load (%s: %s): poses payloads are encoded in Python", type(e).__name__, e)
             _COMPILED = False
+            return None
+        seconds = time.perf_counter() - t
+        if payloads_jit.load_kind() == "compiled":
+            log.info("numba payload encoders compiled in %.1f s (cached for later starts)", seconds)
+        else:
+            log.info("numba payload encoders loaded in %.0f ms", 1e3 * seconds)
+        _COMPILED = payloads_jit
     return _COMPILED or None
 
 
 def warm_up() -> None:
-    """Compile or load the compiled payload writers now (sink start), so that no frame pays for it."""
-    jit = _compiled()
-    if jit is None:
-        return
-    seconds, how = jit.warm_up()
-    if how == "compiled":
-        log.info("numba payload encoders compiled in %.1f s (cached for later starts)", seconds)
-    elif how == "loaded from cache":
-        log.info("numba payload encoders loaded from their cache in %.0f ms", 1e3 * seconds)
-
-
-def _arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keypoints (n, 17, 2) float32, their scores (n, 17) float32, and (n, 2) float64 pose score and track id (-1: none)."""
-    kp = np.array([p.keypoints for p in poses], np.float32)
-    sc = np.array([p.scores for p in poses], np.float32)
-    meta = np.array([(p.score, -1 if p.track_id is None else p.track_id) for p in poses], np.float64)
-    return kp, sc, meta
+    """Load (the first time on a machine: compile) the compiled payload writers now, e.g. at sink
+    start, so that no frame pays for it. Logs what it cost."""
+    _compiled()
 
 
 # -- poses: JSON --------------------------------------------------------------
@@ -141,15 +134,24 @@ def _people_format(poses: list[Pose], ndigits: int) -> str:
     return ",".join(out)
 
 
-def _people_json(poses: list[Pose], ndigits: int) -> str:
+def _people_json(poses: list[Pose], ndigits: int) -> bytes:
     if not poses:
-        return ""
+        return b""
     jit = _compiled()
     if jit is not None:
-        text, ok = jit.people_json(*_arrays(poses), ndigits)
-        if ok:  # else a value the compiled writer leaves to Python (a decimal tie of a pose score, |x| > 2**52 / 10**d)
-            return text.tobytes().decode("ascii")
-    return _people_format(poses, ndigits)
+        buf = np.empty(len(poses) * jit.JSON_MAX, np.uint8)
+        o = 0
+        try:
+            for p in poses:
+                tid = p.track_id
+                o = jit.person_json(buf, o, p.keypoints, p.scores, p.score, 0 if tid is None else tid, tid is not None, ndigits)
+                if o < 0:  # a value only Python rounds right (a pose score at a decimal tie, |x| >= 2**52 / 10**d)
+                    break
+            else:
+                return buf[:o].tobytes()
+        except TypeError:  # keypoints that are not Pose's float32 arrays (replaced after construction)
+            pass
+    return _people_format(poses, ndigits).encode("ascii")
 
 
 def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
@@ -158,13 +160,12 @@ def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
     Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writer when numba
     loads, else by one ``%`` format per person: the same bytes either way.
     """
-    people = _people_json(result.poses, ndigits)
     # f-string header: a dict through json.dumps costs as much as one person.
-    return (
+    head = (
         f'{{"v":{PAYLOAD_VERSION},"device":{_json_str(device_id)},"frame":{int(result.index)},'
-        f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},'
-        f'"people":[{people}]}}'
-    ).encode("ascii")
+        f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},"people":['
+    )
+    return head.encode("ascii") + _people_json(result.poses, ndigits) + b"]}"
 
 
 # -- poses: binary ------------------------------------------------------------
@@ -186,17 +187,24 @@ def poses_binary(result: FrameResult) -> bytes:
         return header
     jit = _compiled()
     if jit is not None:
-        return header + jit.people_binary(*_arrays(result.poses)).tobytes()
+        buf = np.empty(n * jit.RECORD, np.uint8)
+        o = 0
+        try:
+            for p in result.poses:
+                o = jit.person_binary(buf, o, p.keypoints, p.scores, p.score, -1 if p.track_id is None else p.track_id)
+            return header + buf.tobytes()
+        except TypeError:  # keypoints that are not Pose's float32 arrays (replaced after construction)
+            pass
     return header + _people_binary(result.poses)
 
 
 def _people_binary(poses: list[Pose]) -> bytes:
     """The person records with numpy, all people at once: quarter pixels and scores rounded half to
     even, saturated at their integer ranges, NaN/inf keypoints -> 0 (the compiled writer's bytes)."""
-    kp, sc, meta = _arrays(poses)
     a = np.empty((len(poses), NUM_KEYPOINTS, 3), np.float64)
-    a[:, :, :2] = kp
-    a[:, :, 2] = sc
+    a[:, :, :2] = np.array([p.keypoints for p in poses])
+    a[:, :, 2] = np.array([p.scores for p in poses])
+    meta = np.array([(p.score, -1 if p.track_id is None else p.track_id) for p in poses], np.float64)
     a *= _SCALE
     a[~np.isfinite(a)] = 0.0
     np.rint(a, out=a)
