@@ -70,6 +70,7 @@ class Block:
     line: int
     commands: list[Command]
     pip: list[tuple[int, list[str]]]  # (line, tokens after `pip install`)
+    others: list[tuple[int, list[str]]] = field(default_factory=list)  # (line, tokens) of other programs
 
     @property
     def where(self) -> str:
@@ -142,6 +143,7 @@ def collect(doc: Path, text: str | None = None) -> list[Block]:
         env: dict[str, str] = {}
         cmds: list[Command] = []
         pips: list[tuple[int, list[str]]] = []
+        others: list[tuple[int, list[str]]] = []
         for no, line in _logical_lines(m.group("body"), body_line, console):
             mark = NOT_RUN.search(line) or block_mark
             synopsis = bool(re.search(r"\[--?\w", line.split("#", 1)[0]))
@@ -167,12 +169,13 @@ def collect(doc: Path, text: str | None = None) -> list[Block]:
                     continue
                 argv = _edgepose_argv(cmd)
                 if argv is None:
-                    continue  # another program (apt, curl, edgetpu_compiler...): not ours to check
+                    others.append((no, cmd))  # another program (apt, curl, python script...): see test_scripts_named_exist
+                    continue
                 argv = [a for a in argv if a not in ELISIONS]
                 cmds.append(Command(doc, no, line, argv, env={**env, **local}, run=mark is None,
                                     why=(mark.group("why") or "") if mark else ""))
         if cmds or pips:
-            blocks.append(Block(doc, body_line - 1, cmds, pips))
+            blocks.append(Block(doc, body_line - 1, cmds, pips, others))
     return blocks
 
 
@@ -218,13 +221,13 @@ def test_the_collector_reads_shell_syntax_and_marks():
     blocks = collect(doc, "```sh\nA=1 .venv/bin/edgepose run --source x.jpg && edgepose models list  # hi\n"
                           "edgepose serve --config /etc/d.toml   # [not run in CI: runs until stopped]\n"
                           "export M=/m\nedgepose models \\\n  fetch posenet ...\n"
-                          ".venv/bin/pip install -e \".[convert]\"\n```\n")
+                          ".venv/bin/pip install -e \".[convert]\"\nbash .ci/run\n```\n")
     cmds = blocks[0].commands
     assert [c.argv for c in cmds] == [["run", "--source", "x.jpg"], ["models", "list"], ["serve", "--config", "/etc/d.toml"],
                                       ["models", "fetch", "posenet"]]
     assert cmds[0].env == {"A": "1"} and cmds[3].env == {"M": "/m"}
     assert [c.run for c in cmds] == [True, True, False, True] and cmds[2].why == "runs until stopped"
-    assert blocks[0].pip == [(7, ["-e", ".[convert]"])]
+    assert blocks[0].pip == [(7, ["-e", ".[convert]"])] and blocks[0].others == [(8, ["bash", ".ci/run"])]
     assert parse(["run", "--sauce", "x"]) is not None and parse(["run", "--source", "x"]) is None
 
 
@@ -264,6 +267,20 @@ def test_every_synopsis_names_every_option_with_its_default(cmd):
             default = _help_default(action)
             assert default is not None and float(default) == float(value), \
                 f"{cmd.where}: the synopsis shows {flag} {value}, the parser's default is {default}"
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.others], ids=lambda b: b.where)
+def test_scripts_and_modules_named_in_the_docs_exist(block):
+    """`python benchmarks/x.py`, `bash .ci/run`, `python -m edgepose.sources`: the file or module is there."""
+    import importlib.util
+
+    for line, cmd in block.others:
+        where = f"{block.doc.relative_to(REPO)}:{line}"
+        if re.fullmatch(r"(.*/)?(python3?(\.\d+)?|bash|sh)", cmd[0]) and len(cmd) > 1:
+            if cmd[1] == "-m" and len(cmd) > 2 and cmd[2].startswith("edgepose"):
+                assert importlib.util.find_spec(cmd[2]) is not None, f"{where}: no module {cmd[2]}"
+            elif not cmd[1].startswith("-") and not cmd[1].startswith("../"):
+                assert (REPO / cmd[1]).is_file(), f"{where}: {cmd[1]} is not in the repository"
 
 
 # -- install lines work without PyPI ---------------------------------------------------------------------------
