@@ -7,14 +7,16 @@ as one line naming the field and what is allowed.
 from __future__ import annotations
 
 import difflib
-import sys
+import json
+import re
 import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from .actions.config import ActionsConfig
+from .config_base import ConfigModel
 from .errors import ConfigError
 from .relocalization.config import RelocalizationConfig
 from .sinks.mqtt_config import MqttConfig
@@ -22,24 +24,13 @@ from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
 from .web.config import HttpConfig
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.9/3.10 on older Pi OS images
-    import tomli as tomllib
 
-
-class ModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    #: A ``.tflite`` path or a name from ``edgepose models list``.
-    path: str = "posenet_mobilenet_v1_075_353_481"
-    threads: int = Field(2, ge=1, le=64)
-    #: ``stretch`` resizes to the model input (as Coral's tests do); ``pad`` keeps the aspect ratio.
-    resize: Literal["stretch", "pad"] = "stretch"
-    #: How frames shrink to the input: ``antialias`` (box average, default), ``linear`` (fastest, aliases), ``area``, ``nearest``.
-    resize_filter: Literal["antialias", "linear", "area", "nearest"] = "antialias"
-    #: Force the Edge TPU delegate on or off; ``auto`` follows the model.
-    edgetpu: Literal["auto", "on", "off"] = "auto"
+class ModelConfig(ConfigModel):
+    path: str = Field("posenet_mobilenet_v1_075_353_481", description="A `.tflite` path or a name from `edgepose models list`.")
+    threads: int = Field(2, ge=1, le=64, description="Interpreter threads (the Pi 4 and 5 have 4 cores).")
+    resize: Literal["stretch", "pad"] = Field("stretch", description="`stretch` resizes to the model input (as Coral's tests do); `pad` keeps the aspect ratio.")
+    resize_filter: Literal["antialias", "linear", "area", "nearest"] = Field("antialias", description="How frames shrink to the input: `antialias` (box average, default), `linear` (fastest, aliases), `area`, `nearest`.")
+    edgetpu: Literal["auto", "on", "off"] = Field("auto", description="Force the Edge TPU delegate on or off; `auto` follows the model.")
     edgetpu_device: str | None = Field(
         None, pattern=r"^(usb|pci)?(:\d+)?$", min_length=1,
         description="Which Edge TPU runs the model when several are attached, as pycoral names them: "
@@ -47,34 +38,27 @@ class ModelConfig(BaseModel):
     )
 
 
-class DecodeConfig(BaseModel):
+class DecodeConfig(ConfigModel):
     """Decoder settings; one left out is the model's own (Coral decoder op, edgepose metadata), else
     edgepose's default (10 poses, 0.25, 0.25, 20 px, multi). See edgepose/decoder_settings.py."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    max_poses: int | None = Field(None, ge=1, le=100)
-    #: Minimum pose score (seed article: 0.25) and the root-part threshold of the decoder.
-    min_pose_score: float | None = Field(None, ge=0.0, le=1.0)
-    min_part_score: float | None = Field(None, ge=0.0, le=1.0)
-    #: Radius in model-input pixels within which two poses' parts are the same part.
-    nms_radius: float | None = Field(None, gt=0.0)
-    #: ``multi`` decodes every person; ``single`` the argmax pose (faster, one person).
-    mode: Literal["multi", "single"] | None = None
+    max_poses: int | None = Field(None, ge=1, le=100, description="Most people decoded per frame.")
+    min_pose_score: float | None = Field(None, ge=0.0, le=1.0, description="Minimum pose score (seed article: 0.25) and the root-part threshold of the decoder.")
+    min_part_score: float | None = Field(None, ge=0.0, le=1.0, description="Keypoints scoring less are left out of a pose's parts (and of tracking and drawing).")
+    nms_radius: float | None = Field(None, gt=0.0, description="Radius in model-input pixels within which two poses' parts are the same part.")
+    mode: Literal["multi", "single"] | None = Field(None, description="`multi` decodes every person; `single` the argmax pose (faster, one person).")
 
 
-class EdgeposeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$")
-    model: ModelConfig = ModelConfig()
-    source: SourceConfig = SourceConfig()
-    decode: DecodeConfig = DecodeConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    actions: ActionsConfig = ActionsConfig()
-    mqtt: MqttConfig = MqttConfig()
-    relocalization: RelocalizationConfig = RelocalizationConfig()
-    http: HttpConfig = HttpConfig()
+class EdgeposeConfig(ConfigModel):
+    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this device in MQTT topics, status and recordings (letters, digits, _ . -).")
+    model: ModelConfig = Field(ModelConfig(), description="The keypoint model and how it runs.")
+    source: SourceConfig = Field(SourceConfig(), description="Where frames come from.")
+    decode: DecodeConfig = Field(DecodeConfig(), description="How heatmaps become poses.")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="Person tracking across frames.")
+    actions: ActionsConfig = Field(ActionsConfig(), description="Action recognition on tracked people.")
+    mqtt: MqttConfig = Field(MqttConfig(), description="Publishing poses, events and status over MQTT (edgepose serve).")
+    relocalization: RelocalizationConfig = Field(RelocalizationConfig(), description="The camera-relocalization model run beside the keypoint model.")
+    http: HttpConfig = Field(HttpConfig(), description="The device's web page, MJPEG stream and metrics.")
 
 
 def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
@@ -90,8 +74,41 @@ def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+#: Field names that hold secrets; a bad value under such a name (or a near-miss of one, such as
+#: ``pasword``) is never echoed in an error message.
+SECRET_WORDS = ("password", "passwd", "pass", "pwd", "passphrase", "secret", "token", "psk", "key", "keys", "credential",
+                "credentials", "apikey")
+
+
+def _edits(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment): typos, including swapped letters, count 1."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a config key is, or is a misspelling of, a name that holds a secret (``mqtt_pasword``, ``psk``)."""
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    for w in words + ["".join(words)]:
+        if any(len(s) >= 5 and s in w for s in SECRET_WORDS):  # mqttpassword, apitoken
+            return True
+        if any(_edits(w, s) <= 1 for s in SECRET_WORDS):  # one typo: tokn, pks, kye
+            return True
+        if len(w) > 4 and difflib.get_close_matches(w, SECRET_WORDS, n=1, cutoff=0.8):  # passwrod, secert
+            return True
+    return False
+
+
 def format_validation_error(err: ValidationError, source: str = "config", model: type[BaseModel] | None = None) -> str:
-    """One line per bad field: ``source: field.path: message (got value)``; a misspelt key gets the closest known one."""
+    """One line per bad field: ``source: field.path: message (got value)``; a misspelt key gets the closest known one.
+
+    The value is left out when any part of the field's path looks like a secret (see :func:`looks_secret`).
+    """
     if model is None and err.title == "EdgeposeConfig":
         model = EdgeposeConfig
     lines = []
@@ -103,30 +120,118 @@ def format_validation_error(err: ValidationError, source: str = "config", model:
             msg = (f"unknown field; did you mean {close[0]!r}?" if close
                    else "unknown field; check the spelling against the README's config reference")
         got = e.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        if isinstance(got, dict):
+            got_s = ""
+        elif any(looks_secret(str(p)) for p in e["loc"]):
+            got_s = " (value not shown: it may be a secret)"
+        else:
+            got_s = f" (got {got!r})"
         lines.append(f"{source}: {loc}: {msg}{got_s}")
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> EdgeposeConfig:
-    """Load and validate a TOML config; ``overrides`` are merged on top section by section."""
-    data: dict = {}
-    name = "config"
-    if path is not None:
-        p = Path(path)
-        name = str(p)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p} is not valid TOML: {e}.", "fix the syntax at that line.") from None
-    for key, val in (overrides or {}).items():
-        if isinstance(val, dict):
-            data.setdefault(key, {}).update(val)
-        else:
-            data[key] = val
+def validate(data: Mapping[str, Any], source: str = "config") -> EdgeposeConfig:
+    """``data`` as an :class:`EdgeposeConfig`, or a :class:`ConfigError` with one line per bad field."""
     try:
-        return EdgeposeConfig.model_validate(data)
+        return EdgeposeConfig.model_validate(dict(data))
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, name)) from None
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, board: str | Path | None = None) -> EdgeposeConfig:
+    """The config every command runs with: defaults < board profile < the TOML file at ``path`` < ``overrides``.
+
+    The board profile is ``board`` (a name or a path), else ``$EDGEPOSE_BOARD``, else ``board.toml`` beside
+    ``path`` (see :mod:`edgepose.profiles`); tables merge key by key.
+    """
+    from .profiles import merged_data
+
+    data, name = merged_data(path, board, overrides)
+    return validate(data, name)
+
+
+# -- the README's config reference, generated from the models' JSON Schema --------------------
+
+REFERENCE_START = "<!-- config-reference:start: generated by `python -m edgepose.config reference --write README.md` -->"
+REFERENCE_END = "<!-- config-reference:end -->"
+
+
+def _type_of(prop: dict[str, Any]) -> str:
+    if "enum" in prop:
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in prop["enum"])
+    if "anyOf" in prop:
+        kinds = [_type_of(p) for p in prop["anyOf"] if p.get("type") != "null"]
+        return " \\| ".join(kinds) + (" or unset" if len(kinds) < len(prop["anyOf"]) else "")
+    kind = {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean", "array": "list"}.get(prop.get("type", ""), "value")
+    if prop.get("format") == "password":
+        kind = "secret string"
+    lo = prop.get("minimum", prop.get("exclusiveMinimum"))
+    hi = prop.get("maximum", prop.get("exclusiveMaximum"))
+    if lo is not None or hi is not None:
+        left = "" if lo is None else f"{'>' if 'exclusiveMinimum' in prop else '≥'} {lo}"
+        right = "" if hi is None else f"{'<' if 'exclusiveMaximum' in prop else '≤'} {hi}"
+        kind += " " + ", ".join(x for x in (left, right) if x)
+    return kind
+
+
+def _default_of(prop: dict[str, Any]) -> str:
+    if "default" not in prop:
+        return "required"
+    d = prop["default"]
+    return "unset" if d is None else f"`{json.dumps(d, ensure_ascii=False)}`"
+
+
+def config_reference() -> str:
+    """Markdown tables of every section and key, with types, defaults and descriptions (from the JSON Schema)."""
+    schema = EdgeposeConfig.model_json_schema()
+    defs = schema["$defs"]
+    out: list[str] = []
+
+    def section(title: str, description: str, props: dict[str, Any]) -> None:
+        rows, subs = [], []
+        for key, prop in props.items():
+            ref = prop.get("$ref") or next((p["$ref"] for p in prop.get("allOf", []) if "$ref" in p), None)
+            if ref:
+                subs.append((key, prop, defs[ref.rsplit("/", 1)[-1]]))
+                continue
+            desc = prop.get("description", "").replace("|", "\\|").replace("\n", " ")
+            rows.append(f"| `{key}` | {_type_of(prop)} | {_default_of(prop)} | {desc} |")
+        if rows:
+            out.extend([f"**`{title}`**: {description}" if title else description, "", "| key | type | default | meaning |",
+                        "|---|---|---|---|", *rows, ""])
+        for key, prop, sub in subs:
+            name = f"{title[1:-1]}.{key}" if title else key
+            section(f"[{name}]", prop.get("description", ""), sub["properties"])
+
+    section("", "Top level:", schema["properties"])
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_reference(readme: str | Path) -> bool:
+    """Replace the generated block of ``readme``; True when it changed."""
+    p = Path(readme)
+    text = p.read_text(encoding="utf-8")
+    start, end = text.index(REFERENCE_START) + len(REFERENCE_START), text.index(REFERENCE_END)
+    new = text[:start] + "\n" + config_reference() + text[end:]
+    if new != text:
+        p.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m edgepose.config", description="The config reference, generated from the models.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ref = sub.add_parser("reference", help="print the Markdown reference of every section and key")
+    ref.add_argument("--write", metavar="README", help="replace the generated block of this file instead of printing")
+    args = ap.parse_args(argv)
+    if args.write:
+        print(f"{args.write}: {'updated' if write_reference(args.write) else 'already up to date'}")
+    else:
+        print(config_reference(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,12 +23,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .config import EdgeposeConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,6 +91,7 @@ def find_profile(board: str | Path) -> Path:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is one :class:`ConfigError` (every config read goes here)."""
     p = Path(path)
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
@@ -112,18 +110,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             out[key] = copy.deepcopy(val)
     return out
-
-
-def validate(data: Mapping[str, Any], source: str) -> EdgeposeConfig:
-    # Imported here so `python -m edgepose.profiles detect` (first boot) stays light.
-    from pydantic import ValidationError
-
-    from .config import EdgeposeConfig, format_validation_error
-
-    try:
-        return EdgeposeConfig.model_validate(dict(data))
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
 
 
 def resolve_board(device_path: str | Path | None, board: str | Path | None = None) -> Path | None:
@@ -148,6 +134,8 @@ def merged_data(
     names = []
     profile = resolve_board(device_path, board)
     if profile is not None:
+        from .config import validate
+
         prof = read_toml(profile)
         validate(prof, f"board profile {profile}")  # a broken profile is reported as such
         data = deep_merge(data, prof)
@@ -159,16 +147,6 @@ def merged_data(
         data = deep_merge(data, overrides)
     name = " over ".join(names) if names else "config"
     return data, name
-
-
-def load_device_config(
-    device_path: str | Path | None = None,
-    board: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> EdgeposeConfig:
-    """Defaults < board profile < device config < ``overrides``, validated (see the module doc)."""
-    data, name = merged_data(device_path, board, overrides)
-    return validate(data, name)
 
 
 # -- board detection -----------------------------------------------------------------
@@ -230,11 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "show":
             print(find_profile(args.name).read_text(encoding="utf-8"), end="")
         else:
-            cfg = load_device_config(args.device, args.board)
+            from .config import load_config
+
+            cfg = load_config(args.device, board=args.board)
             dump = cfg.model_dump(mode="json")
-            redacted = getattr(cfg.mqtt, "redacted", None)
-            if callable(redacted):  # never print broker passwords
-                dump["mqtt"] = redacted()
+            dump["mqtt"] = cfg.mqtt.redacted()  # never print broker passwords
             print(json.dumps(dump, indent=2))
     except ConfigError as e:
         print(f"edgepose profiles: error: {e}", file=sys.stderr)

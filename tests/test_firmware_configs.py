@@ -23,7 +23,6 @@ from edgepose.profiles import (
     detect_board,
     find_profile,
     list_profiles,
-    load_device_config,
     profile_description,
     read_toml,
 )
@@ -92,7 +91,7 @@ def test_layering_profile_under_device_config(name):
     """Keys the profile sets survive (device.toml leaves them commented out); device keys win otherwise."""
     profile = read_toml(BOARDS / f"{name}.toml")
     device = read_toml(DEVICE)
-    cfg = load_device_config(DEVICE, board=name).model_dump()
+    cfg = load_config(DEVICE, board=name).model_dump()
     for section, values in profile.items():
         for key, val in values.items():
             assert cfg[section][key] == val, (section, key)
@@ -103,15 +102,15 @@ def test_layering_profile_under_device_config(name):
 
 def test_board_file_beside_device_config_and_env(tmp_path, monkeypatch):
     shutil.copy(DEVICE, tmp_path / "device.toml")
-    assert load_device_config(tmp_path / "device.toml").source.uri == "0"  # no profile: defaults
+    assert load_config(tmp_path / "device.toml").source.uri == "0"  # no profile: defaults
     shutil.copy(BOARDS / "pi-zero-2w.toml", tmp_path / "board.toml")
-    cfg = load_device_config(tmp_path / "device.toml")
+    cfg = load_config(tmp_path / "device.toml")
     assert cfg.model.threads == 3 and cfg.source.fps == 15.0
     monkeypatch.setenv("EDGEPOSE_BOARD", "pi5")  # the environment names another board
-    assert load_device_config(tmp_path / "device.toml").model.path == "posenet-481x641"
+    assert load_config(tmp_path / "device.toml").model.path == "posenet-481x641"
     # device config wins over the profile; overrides win over both
     (tmp_path / "device.toml").write_text('device_id = "x"\n[model]\nthreads = 1\n')
-    cfg = load_device_config(tmp_path / "device.toml", overrides={"source": {"fps": 5.0}})
+    cfg = load_config(tmp_path / "device.toml", overrides={"source": {"fps": 5.0}})
     assert cfg.model.threads == 1 and cfg.model.path == "posenet-481x641" and cfg.source.fps == 5.0
 
 
@@ -122,13 +121,13 @@ def test_profile_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[model]\nthreads = 0\n")
     with pytest.raises(ConfigError) as e:
-        load_device_config(DEVICE, board=bad)
+        load_config(DEVICE, board=bad)
     assert f"board profile {bad}" in str(e.value) and "model.threads" in str(e.value)
     with pytest.raises(ConfigError, match="does not exist"):
-        load_device_config(DEVICE, board=tmp_path / "missing.toml")
+        load_config(DEVICE, board=tmp_path / "missing.toml")
     (tmp_path / "broken.toml").write_text("[model\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_device_config(tmp_path / "broken.toml")
+        load_config(tmp_path / "broken.toml")
 
 
 def test_deep_merge():
@@ -309,7 +308,7 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     assert (etc / "board.toml").read_text() == (BOARDS / "pi5.toml").read_text()
     assert (root / "etc" / "systemd" / "system" / "edgepose.service").read_text() == UNIT.read_text()
     assert {p.name for p in (etc / "boards").iterdir()} == {f"{b}.toml" for b in EXPECTED_BOARDS}
-    cfg = load_device_config(etc / "device.toml")
+    cfg = load_config(etc / "device.toml")
     assert cfg.device_id == "kitchen-cam"  # sanitised to what device_id allows
     assert cfg.model.path == "posenet-481x641" and cfg.source.uri == "picamera2"
     assert (etc / "edgepose.env").exists()

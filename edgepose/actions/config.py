@@ -6,12 +6,12 @@ frame rate.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from ..config_base import ConfigModel
 
 
-class ActionsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
+class ActionsConfig(ConfigModel):
     enabled: bool = Field(True, description="recognise actions at all")
     rules: list[str] = Field(default_factory=lambda: ["fall", "hands_raised", "waving", "squat", "posture"],
                              description="the rule recognisers that run: any of fall, hands_raised, waving, squat, posture")

@@ -202,9 +202,9 @@ def model_info(name_or_path: str, decode_config=None) -> dict:
 def cmd_info(args: argparse.Namespace) -> int:
     decode_config = None
     if args.config:
-        from ..profiles import load_device_config
+        from ..config import load_config
 
-        decode_config = load_device_config(args.config).decode
+        decode_config = load_config(args.config).decode
     info = model_info(args.model, decode_config)
     if args.json:
         print(json.dumps(info, default=str))

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..profiles import load_device_config
+from ..config import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     from ..sources import open_source
 
     # Defaults < board profile < device config < flags (see edgepose.profiles).
-    cfg = load_device_config(args.config, overrides=_overrides(args))
+    cfg = load_config(args.config, overrides=_overrides(args))
     if args.source is None and args.config is None:
         from ..errors import ConfigError
 

@@ -76,12 +76,12 @@ def start_summary(cfg: Any, args: argparse.Namespace, sink: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..profiles import load_device_config
+    from ..config import load_config
     from ..service.runner import Service
     from ..sinks.mqtt import MqttSink
 
     # Defaults < board profile (EDGEPOSE_BOARD or board.toml beside the config) < device config.
-    cfg = load_device_config(args.config)
+    cfg = load_config(args.config)
     dump = cfg.model_dump(mode="json")
     dump["mqtt"] = cfg.mqtt.redacted()
     if args.print_config:

@@ -343,12 +343,12 @@ def _resolve_profile(profile: str | Path) -> tuple[str, Path]:
 
 def checked_config(config: Path, profile_path: Path) -> Any:
     """The device config layered over the profile, validated; a bad field is named with the fix."""
-    from ..profiles import load_device_config
+    from ..config import load_config
 
     if not config.is_file():
         raise ConfigError(f"device config {config} does not exist.", "pass --config with a TOML file, e.g. firmware_configs/device.toml.")
     try:
-        return load_device_config(config, board=profile_path)
+        return load_config(config, board=profile_path)
     except ConfigError as e:
         if e.fix:
             raise

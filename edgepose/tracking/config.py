@@ -1,13 +1,13 @@
 """Tracking settings (section ``[tracking]`` of the device config)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ..config_base import ConfigModel
 
 
-class TrackingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
+class TrackingConfig(ConfigModel):
+    enabled: bool = Field(True, description="Give each person a stable track id across frames.")
     max_age: int = Field(30, ge=0, le=10_000, description="frames a track survives without a match")
     min_similarity: float = Field(0.2, ge=0.0, le=1.0, description="OKS below which a pose never joins a track")
     oks_sigma_scale: float = Field(

@@ -12,8 +12,9 @@ import ipaddress
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from ..config_base import ConfigModel
 from ..errors import ConfigError
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -28,30 +29,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class HttpConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: ``edgepose serve`` starts the web server only when enabled (``edgepose view`` always serves).
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    #: ``camera``: the annotated camera; ``skeleton``: skeletons on a plain background, no camera pixel leaves the process.
-    privacy: Literal["camera", "skeleton"] = "camera"
-    #: Highest MJPEG frame rate (frames/s), whatever the camera delivers.
-    stream_fps: float = Field(10.0, gt=0, le=60)
-    #: JPEG quality of the stream (higher: sharper and bigger).
-    jpeg_quality: int = Field(70, ge=10, le=95)
-    #: Width of the stream in pixels (the camera frame is scaled down to it, never up).
-    stream_width: int = Field(640, ge=64, le=3840)
-    #: Viewers served at once; one more gets 503 (each costs a socket and a thread).
-    max_viewers: int = Field(4, ge=1, le=64)
-    #: Events kept for the page and ``/api/events``.
-    events_kept: int = Field(100, ge=1, le=10000)
-    #: Environment variable holding a bearer token.
-    token_env: str | None = Field(None, pattern=_ENV_NAME)
-    #: Basic-auth user; its password comes from ``password_env``.
-    username: str | None = None
-    password_env: str | None = Field(None, pattern=_ENV_NAME)
+class HttpConfig(ConfigModel):
+    enabled: bool = Field(False, description="`edgepose serve` starts the web server only when enabled (`edgepose view` always serves).")
+    host: str = Field("127.0.0.1", description="Address to listen on; anything but loopback needs credentials.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    privacy: Literal["camera", "skeleton"] = Field("camera", description="`camera`: the annotated camera; `skeleton`: skeletons on a plain background, no camera pixel leaves the process.")
+    stream_fps: float = Field(10.0, gt=0, le=60, description="Highest MJPEG frame rate (frames/s), whatever the camera delivers.")
+    jpeg_quality: int = Field(70, ge=10, le=95, description="JPEG quality of the stream (higher: sharper and bigger).")
+    stream_width: int = Field(640, ge=64, le=3840, description="Width of the stream in pixels (the camera frame is scaled down to it, never up).")
+    max_viewers: int = Field(4, ge=1, le=64, description="Viewers served at once; one more gets 503 (each costs a socket and a thread).")
+    events_kept: int = Field(100, ge=1, le=10000, description="Events kept for the page and `/api/events`.")
+    token_env: str | None = Field(None, pattern=_ENV_NAME, description="Environment variable holding a bearer token.")
+    username: str | None = Field(None, description="Basic-auth user; its password comes from `password_env`.")
+    password_env: str | None = Field(None, pattern=_ENV_NAME, description="Environment variable holding the basic-auth password.")
 
     @model_validator(mode="after")
     def _pairs(self) -> HttpConfig:
