@@ -8,12 +8,17 @@ Prints three tables:
 2. decode alone for 1..10 poses at 481x641 on the most crowded video frame: edgepose's
    decoder beside posenet-python's (ported in benchmarks/baselines, run in this process),
    and how many of Coral's 34 reference keypoints each reproduces;
-3. the video pipeline's overhead: everything except ``invoke`` as a share of ``invoke``
-   (reading and pre-processing the next frame overlap inference).
+3. the video pipeline's overhead: everything except ``invoke`` as a share of ``invoke``, against
+   the invoke time inside the run and against invoke alone (same process), at 1 and 2 threads,
+   bare, with sinks (JSONL, drawing, video) overlapping the next invoke, and fully serial;
+4. Coral's conformance test through ``edgepose run`` with default flags (the model's own decoder
+   settings) and with the former fixed 0.25 / 20 px, with the settings in force and their origin.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -161,41 +166,134 @@ def decode_table(frames: list[np.ndarray], repeat: int) -> list[list[str]]:
     return rows
 
 
-def pipeline_overhead(size: str, threads: int, n: int) -> list[str]:
+def _invoke_alone(model, tensors: list[np.ndarray]) -> float:
+    """Mean seconds per invoke with nothing else running (the overhead's baseline)."""
+    model.invoke(tensors[0])
+    t = time.perf_counter()
+    for x in tensors:
+        model.invoke(x)
+    return (time.perf_counter() - t) / len(tensors)
+
+
+def pipeline_overhead(size: str, threads: int, frames: list[np.ndarray], n: int, mode: str) -> list[str]:
+    """One row: the video through the pipeline as ``edgepose run`` drives it.
+
+    ``mode``: ``pipeline`` (read, pre-process, invoke, decode, track), ``+sinks`` (also the JSONL
+    record and drawing the skeletons in the caller's thread, overlapping the next invoke), ``serial``
+    (the same as ``+sinks`` with every stage one after the other, for comparison). Video encoding is
+    left out: mp4v at 1280x720 alone costs about as much as a 353x481 invoke (table 1, ``write``).
+    """
+    from edgepose.draw import ActionLabels
+    from edgepose.sinks.jsonl import JsonlSink
+
     cfg = EdgeposeConfig.model_validate({"model": {"path": str(model_path(size)), "threads": threads}, "actions": {"enabled": False}})
     pipe = Pipeline(cfg)
-    invoke = []
-    with open_source(str(VIDEO), prefetch=2) as src:
-        t0 = time.perf_counter()
-        count = 0
-        for res in pipe.run(src, max_frames=n):
-            invoke.append(res.timings["invoke"])
-            count += 1
-        wall = time.perf_counter() - t0
-    inv = sum(invoke)
-    return [size.replace("_", "x"), str(threads), str(count), f"{1e3 * wall / count:.1f}", f"{1e3 * inv / count:.1f}", f"{100 * (wall - inv) / inv:.1f} %"]
+    tensors = [pipe.model.preprocess(f)[0] for f in frames[:10]] * 2
+    alone = _invoke_alone(pipe.model, tensors)
+    sinks = mode != "pipeline"
+    stage: dict[str, list[float]] = {}
+    count = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        jsonl = JsonlSink(str(Path(tmp) / "out.jsonl")) if sinks else None
+        labels = ActionLabels()
+        # Files open with the config's prefetch: the pipeline's one read-and-pre-process thread.
+        with open_source(str(VIDEO), prefetch=0 if mode == "serial" else 2) as src:
+            if mode == "serial":
+                def serial():
+                    for i, frame in enumerate(src):
+                        if i >= n:
+                            return
+                        yield pipe.process(frame, keep_image=True)
+                results = serial()
+            else:
+                results = pipe.run(src, keep_image=sinks, max_frames=n)
+            t0 = time.perf_counter()
+            for res in results:
+                t = time.perf_counter()
+                if sinks:
+                    jsonl.write(res)  # type: ignore[union-attr]
+                    t1 = time.perf_counter()
+                    draw_poses(res.image, res.poses, labels=labels.update(res.events, res.timestamp))
+                    res.timings.update(jsonl=t1 - t, draw=time.perf_counter() - t1)
+                for k, v in res.timings.items():
+                    stage.setdefault(k, []).append(v)
+                count += 1
+            wall = time.perf_counter() - t0
+        if jsonl is not None:
+            jsonl.close()
+    alone = 0.5 * (alone + _invoke_alone(pipe.model, tensors))  # before and after: load drifts
+    inv = sum(stage["invoke"]) / count
+    per = wall / count
+    meds = " ".join(f"{k} {1e3 * statistics.median(v):.2f}" for k, v in stage.items() if k != "invoke")
+    return [size.replace("_", "x"), str(threads), mode, str(count), f"{1e3 * per:.1f}", f"{1e3 * inv:.1f}", f"{100 * (per - inv) / inv:.1f} %",
+            f"{1e3 * alone:.1f}", f"{100 * (per - alone) / alone:.1f} %", meds]
+
+
+def decoder_settings_rows() -> list[list[str]]:
+    """Coral's conformance test through ``edgepose run`` (default flags) on each decoder model, and with
+    the CLI's former fixed defaults (0.25, 20 px) that overrode the model's own settings."""
+    import contextlib
+    import io
+    import json
+
+    from edgepose.cli import main as cli
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in SIZES:
+            h, w = (int(v) for v in size.split("_"))
+            png = Path(tmp) / f"couple_{size}.png"
+            # Coral's test resizes with PIL's nearest neighbour (= INTER_NEAREST_EXACT); the CLI's resize is then a no-op.
+            cv2.imwrite(str(png), cv2.resize(cv2.imread(str(COUPLE)), (w, h), interpolation=cv2.INTER_NEAREST_EXACT))
+            ref = coral_reference(size)
+            cells = [size.replace("_", "x")]
+            for flags in ([], ["--min-pose-score", "0.25", "--nms-radius", "20"]):
+                out = Path(tmp) / "out.jsonl"
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    cli(["run", "--model", str(model_path(size, "quant_decoder")), "--source", str(png), "--jsonl", str(out), *flags])
+                people = json.loads(out.read_text().splitlines()[0])["people"]
+                yx = np.array([[p["keypoints"][k][1::-1] for k in KEYPOINT_NAMES] for p in people], np.float32)
+                sc = np.array([[p["keypoints"][k][2] for k in KEYPOINT_NAMES] for p in people], np.float32)
+                cells.append(f"{conformance(yx, sc, ref)}/34")
+                if not flags:
+                    settings = next(ln for ln in err.getvalue().splitlines() if ln.startswith("decoder:"))
+            cells.append(settings.removeprefix("decoder: "))
+            rows.append(cells)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=60, help="video frames per measurement")
+    ap.add_argument("--frames", type=int, default=40, help="video frames per measurement")
     ap.add_argument("--repeat", type=int, default=30, help="repetitions for image and decode timings")
     ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--tables", default="1,2,3,4", help="which tables to print (comma list)")
     args = ap.parse_args()
     sizes = args.sizes.split(",")
+    which = set(args.tables.split(","))
     frames = read_frames(args.frames)
     couple = cv2.imread(str(COUPLE))
-    rows = []
-    for size in sizes:
-        for threads in (1, 2):
-            rows += stage_latency(size, threads, frames, couple, args.repeat)
-    table("1. Per-stage latency, ms median/p90 (draw and write at source resolution)",
-          ["model", "thr", "input", "people", "pre", "invoke", "decode", "draw", "write"], rows)
-    table("2. Decode alone, 481x641, most crowded video frame (ms median; baseline: posenet-python)",
-          ["max poses", "found", "edgepose", "posenet-python", "speed-up"], decode_table(frames, args.repeat))
-    table("3. Video pipeline: everything except invoke as a share of invoke (prefetch on)",
-          ["model", "thr", "frames", "wall ms/frame", "invoke ms/frame", "overhead"],
-          [pipeline_overhead(s, t, args.frames) for s in sizes for t in (1, 2)])
+    if "1" in which:
+        rows = []
+        for size in sizes:
+            for threads in (1, 2):
+                rows += stage_latency(size, threads, frames, couple, args.repeat)
+        table("1. Per-stage latency, ms median/p90 (draw and write at source resolution)",
+              ["model", "thr", "input", "people", "pre", "invoke", "decode", "draw", "write"], rows)
+    if "2" in which:
+        table("2. Decode alone, 481x641, most crowded video frame (ms median; baseline: posenet-python)",
+              ["max poses", "found", "edgepose", "posenet-python", "speed-up"], decode_table(frames, args.repeat))
+    if "3" in which:
+        table("3. Video pipeline (tracking on, actions off): everything but invoke as a share of invoke; "
+              "'alone' = invoke with nothing else running, same process; stage medians in ms",
+              ["model", "thr", "mode", "frames", "wall ms/frame", "invoke in run", "overhead", "invoke alone", "vs alone", "stage medians"],
+              [pipeline_overhead(s, t, frames, args.frames, mode) for s in sizes for t in (1, 2) for mode in ("pipeline", "+sinks", "serial")])
+    if "4" in which:
+        table("4. Coral conformance through 'edgepose run' (default flags; image pre-resized with nearest neighbour as Coral's test does)",
+              ["model", "default flags", "0.25 / 20 px flags", "decoder settings in force (default flags)"], decoder_settings_rows())
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    print(f"\nload average at the end (1/5/15 min): {' '.join(load)} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,48 @@ def test_main_model_must_be_a_keypoint_model():
 
     with pytest.raises(ModelError, match="keypoint model"):
         Pipeline(config(), model=NotPoseNet())
+
+
+def _prefetch_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if "prefetch" in t.name]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_one_prefetch_thread_reads_and_preprocesses(prefetch):
+    """A file opened with or without the source's prefetch: one thread reads and pre-processes ahead."""
+    pipe = Pipeline(config(actions={"enabled": False}))
+    seen = []
+    with open_source(str(VIDEO), prefetch=prefetch) as src:
+        for res in pipe.run(src, max_frames=8):
+            seen.append(len(_prefetch_threads()))
+            assert res.timings["pre"] > 0 and "read" in res.timings
+    assert seen and all(n == 1 for n in seen), seen
+    assert _prefetch_threads() == []  # none left running once the source is closed
+
+
+def test_results_match_the_serial_path():
+    """Overlapping the stages changes nothing in the results: the same poses as one frame at a time."""
+    cfg = config(actions={"enabled": False}, tracking={"enabled": False})
+    pipe = Pipeline(cfg)
+    with open_source(str(VIDEO), prefetch=0) as src:
+        staged = list(pipe.run(src, max_frames=6))
+    with open_source(str(VIDEO), prefetch=0) as src:
+        serial = [pipe.process(f) for f, _ in zip(src, range(6))]
+    assert [r.index for r in staged] == [r.index for r in serial]
+    for a, b in zip(staged, serial):
+        assert len(a.poses) == len(b.poses)
+        for p, q in zip(a.poses, b.poses):
+            assert (p.keypoints == q.keypoints).all() and (p.scores == q.scores).all()
+
+
+def test_stopping_early_leaves_no_inference_thread():
+    import threading
+
+    pipe = Pipeline(config(actions={"enabled": False}))
+    with open_source(str(VIDEO)) as src:
+        it = pipe.run(src)
+        next(it)
+        it.close()
+    assert not [t for t in threading.enumerate() if t.name == "edgepose-infer"]

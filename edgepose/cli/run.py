@@ -102,8 +102,8 @@ def main(args: argparse.Namespace) -> int:
     events_out = sys.stderr if args.jsonl == "-" else sys.stdout
     t_start = time.perf_counter()
     try:
-        # The pipeline reads and pre-processes ahead itself: no second prefetch thread.
-        with open_source(cfg.source, prefetch=0) as src:
+        # Files: the source's prefetch thread also pre-processes for the pipeline (one thread for both).
+        with open_source(cfg.source) as src:
             bar = None
             if show:
                 from tqdm import tqdm

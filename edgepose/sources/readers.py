@@ -12,6 +12,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import SourceError
 from ..types import Frame
@@ -135,18 +137,38 @@ _END = object()
 
 
 class PrefetchReader(_Proxy):
-    """Decode up to ``depth`` frames ahead in a thread; yields every frame, in order."""
+    """Decode up to ``depth`` frames ahead in a thread; yields every frame, in order.
 
-    def __init__(self, source: FrameSource, depth: int = 2, *, join_timeout: float = 2.0):
+    With ``prepare`` (a function of the BGR image, e.g. the model's pre-processing) the
+    same thread also prepares each frame, and :meth:`read_prepared` hands out the result
+    with the time it took: one thread reads and pre-processes ahead for the pipeline.
+    :meth:`set_prepare` attaches it to a reader already running; frames queued before
+    come out unprepared (``None``). ``close_source=False`` leaves the wrapped source open.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        depth: int = 2,
+        *,
+        join_timeout: float = 2.0,
+        prepare: Callable[[Any], Any] | None = None,
+        close_source: bool = True,
+    ):
         super().__init__(source)
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.join_timeout = join_timeout
+        self.prepare = prepare
+        self.close_source = close_source
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._done = False
         self._thread = threading.Thread(target=self._run, name=f"prefetch {source.description}", daemon=True)
         self._thread.start()
+
+    def set_prepare(self, prepare: Callable[[Any], Any] | None) -> None:
+        self.prepare = prepare
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -160,16 +182,30 @@ class PrefetchReader(_Proxy):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                t0 = time.perf_counter()
                 frame = self.source.read()
-                if not self._put(_END if frame is None else frame) or frame is None:
+                if frame is None:
+                    self._put(_END)
+                    return
+                t1 = time.perf_counter()
+                prepare = self.prepare
+                prepared = prepare(frame.image) if prepare is not None else None
+                item = (frame, prepared, {"read": t1 - t0, "pre": time.perf_counter() - t1} if prepare is not None else {"read": t1 - t0})
+                if not self._put(item):
                     return
         except BaseException as e:
             self._put(e)
 
-    def read(self) -> Frame | None:
-        if self._done:
-            return None
-        item = self._queue.get()
+    def read_prepared(self) -> tuple[Frame, Any, dict[str, float]] | None:
+        """The next ``(frame, prepared or None, {"read": s, "pre": s})``, or ``None`` at the end."""
+        while True:
+            if self._done:
+                return None
+            try:
+                item = self._queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                continue  # closed meanwhile (from another thread): _done is set
         if item is _END:
             self._done = True
             return None
@@ -177,6 +213,10 @@ class PrefetchReader(_Proxy):
             self._done = True
             raise item
         return item
+
+    def read(self) -> Frame | None:
+        item = self.read_prepared()
+        return None if item is None else item[0]
 
     def close(self) -> None:
         if self._stop.is_set():
@@ -188,4 +228,7 @@ class PrefetchReader(_Proxy):
                 self._queue.get_nowait()
         except queue.Empty:
             pass
-        self._join_and_close(self._thread, self.join_timeout)
+        if self.close_source:
+            self._join_and_close(self._thread, self.join_timeout)
+        else:
+            self._thread.join(self.join_timeout)
