@@ -152,9 +152,10 @@ def simulate(args: argparse.Namespace) -> None:
     """The simulator process: N devices (MqttSink each) replaying one recording at F FPS, staggered; prints a JSON summary."""
     import heapq
 
-    from edgepose.service.replay import frame_from_record, read_records
+    from edgepose.service.replay import read_records
     from edgepose.sinks.mqtt import MqttSink
     from edgepose.sinks.mqtt_config import MqttConfig
+    from edgepose.types import FrameResult
 
     records = read_records(args.recording)
     tmp = Path(args.workdir)
@@ -183,7 +184,7 @@ def simulate(args: argparse.Namespace) -> None:
             time.sleep(d)
         elif d < -period:
             late += 1
-        fr = frame_from_record(records[n % len(records)])
+        fr = FrameResult.from_dict(records[n % len(records)])
         fr.index, fr.timestamp = n, time.time()  # stamped at publish: the latency the browser measures starts here
         sinks[i].publish_frame(fr)
         heapq.heappush(heap, (t + period, i, n + 1))

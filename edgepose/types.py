@@ -208,6 +208,12 @@ class ActionEvent:
             d["extra"] = self.extra
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActionEvent:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(d["track_id"]), str(d["action"]), str(d["kind"]), float(d["start"]), None if d.get("end") is None else float(d["end"]),
+                   float(d.get("confidence", 1.0)), None if d.get("count") is None else int(d["count"]), dict(d.get("extra") or {}))
+
 
 @dataclass
 class FrameResult:
@@ -238,3 +244,20 @@ class FrameResult:
             d["events"] = [e.to_dict() for e in self.events]
         d.update(self.extra)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FrameResult:
+        """Inverse of :meth:`to_dict` (keys it does not know go to ``extra``, as ``camera_pose`` came from there)."""
+        return cls(
+            index=int(d["frame"]),
+            timestamp=float(d["ts"]),
+            poses=[Pose.from_dict(p) for p in d.get("people", [])],
+            width=int(d["width"]),
+            height=int(d["height"]),
+            events=[ActionEvent.from_dict(e) for e in d.get("events", [])],
+            extra={k: v for k, v in d.items() if k not in _FRAME_KEYS},
+        )
+
+
+#: The keys of a frame record that are FrameResult fields; the rest is ``extra``.
+_FRAME_KEYS = frozenset({"v", "frame", "ts", "width", "height", "people", "events"})

@@ -10,13 +10,13 @@ import jsonschema
 import pytest
 
 from edgepose.cli import build_parser
-from edgepose.service.replay import frame_from_record, read_records
+from edgepose.service.replay import read_records
 from edgepose.sinks import payloads
 from edgepose.sinks.jsonl import JsonlSink
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.sinks.recorder import MqttRecorder
-from edgepose.types import ActionEvent
+from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import frame
 from tests.mosquitto import free_port
 
@@ -77,7 +77,7 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, op
     assert events == [(4, 0), (9, 1), (14, 2), (19, 3)]
     tol = 0.13 if encoding == "binary" else 0.051
     for r, fr in zip(records, sent):
-        back = frame_from_record(r)
+        back = FrameResult.from_dict(r)
         assert len(back.poses) == len(fr.poses)
         for p, q in zip(back.poses, fr.poses):
             assert p.track_id == q.track_id

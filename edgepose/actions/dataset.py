@@ -106,15 +106,15 @@ def read_jsonl_tracks(path: str | Path, min_part_score: float = 0.2) -> dict[int
     from ..sinks.jsonl import read_frame_records
 
     tracks: dict[int, list] = {}
-    for ts, poses in read_frame_records(
+    for fr in read_frame_records(
         path,
         error=DatasetError,
         missing_fix="fix the path (label files name recordings relative to themselves).",
         bad_fix="record with `edgepose run --jsonl` with tracking enabled, or remove the line.",
     ):
-        for pose in poses:
+        for pose in fr.poses:
             if pose.track_id is not None:
-                tracks.setdefault(int(pose.track_id), []).append((ts, np.concatenate([pose.keypoints, pose.scores[:, None]], axis=1)))
+                tracks.setdefault(int(pose.track_id), []).append((fr.timestamp, np.concatenate([pose.keypoints, pose.scores[:, None]], axis=1)))
     out = {}
     for tid, items in tracks.items():
         items.sort(key=lambda it: it[0])

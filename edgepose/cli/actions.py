@@ -216,7 +216,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
                 print(f"{now:8.2f} {e.track_id:5d} {e.action:14s} {e.kind:8s} {e.start:8.2f} {end:>8s} {e.confidence:5.2f} {extra}", flush=True)
 
     now = 0.0
-    for now, poses in read_frame_records(args.input):
+    for fr in read_frame_records(args.input):
+        now, poses = fr.timestamp, fr.poses
         if args.retrack or any(p.track_id is None for p in poses):
             poses = tracker.update(poses, now)
         emit(engine.update(poses, now))

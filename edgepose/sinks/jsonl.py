@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from ..errors import EdgeposeError
-from ..types import FrameResult, Pose
+from ..types import FrameResult
 
 
 class JsonlSink:
@@ -55,16 +55,16 @@ class JsonlSink:
         self.close()
 
 
-def read_frame_records(
+def read_frame_dicts(
     path: str | Path,
     *,
     error: type[EdgeposeError] = EdgeposeError,
     missing_fix: str = "record one with `edgepose run --jsonl FILE`.",
     bad_fix: str = "pass a file written by `edgepose run --jsonl` or `edgepose listen --jsonl`.",
-) -> Iterator[tuple[float, list[Pose]]]:
-    """``(timestamp, poses)`` per frame record of a JSONL recording (``-``: standard input).
+) -> Iterator[dict[str, Any]]:
+    """The frame records of a JSONL recording as dicts (``-``: standard input); the one parser of recordings.
 
-    ``error`` names the file and line of a record that does not parse.
+    ``error`` names the file and line of a record that does not parse or lacks a frame's keys.
     """
     p = Path(path)
     if str(path) == "-":
@@ -74,14 +74,28 @@ def read_frame_records(
             fh = p.open(encoding="utf-8")
         except FileNotFoundError:
             raise error(f"recording {p} does not exist.", missing_fix) from None
+        except OSError as e:
+            raise error(f"cannot read the recording {p}: {e.strerror or e}.", missing_fix) from None
     with fh if fh is not sys.stdin else _nullcontext():
         for ln, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                ts = float(rec["ts"])
-                poses = [Pose.from_dict(d) for d in rec.get("people", [])]
+                missing = [k for k in ("frame", "ts", "width", "height") if k not in rec]
+                if missing:
+                    raise KeyError("/".join(missing))
             except (ValueError, KeyError, TypeError) as e:
                 raise error(f"{p}:{ln} is not an edgepose frame record ({type(e).__name__}: {e}).", bad_fix) from None
-            yield ts, poses
+            yield rec
+
+
+def read_frame_records(path: str | Path, **kw: Any) -> Iterator[FrameResult]:
+    """The frames of a JSONL recording (:meth:`FrameResult.from_dict` of each record); ``kw`` as :func:`read_frame_dicts`."""
+    error = kw.get("error", EdgeposeError)
+    for rec in read_frame_dicts(path, **kw):
+        try:
+            yield FrameResult.from_dict(rec)
+        except (ValueError, KeyError, TypeError) as e:
+            raise error(f"{path}: frame {rec.get('frame')} is not an edgepose frame record ({type(e).__name__}: {e}).",
+                        kw.get("bad_fix", "pass a file written by `edgepose run --jsonl` or `edgepose listen --jsonl`.")) from None
