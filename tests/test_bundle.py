@@ -78,6 +78,7 @@ def test_bundle_holds_every_runtime_wheel_for_aarch64(pi4_bundle):
     with zipfile.ZipFile(edge) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
         assert "edgepose/provision/bundle.py" in z.namelist()
+        assert not [n for n in z.namelist() if n.startswith("edgepose_convert/")]  # the converter stays on the workstation
     requires = {canonicalize_name(Requirement(ln.split(":", 1)[1]).name) for ln in meta.splitlines()
                 if ln.startswith("Requires-Dist:") and "extra ==" not in ln}
     assert requires - {"tomli"} == runtime_names()

@@ -232,9 +232,18 @@ def download_wheels(requirements: list[str], target: Target, *, refresh: bool = 
 
 
 def build_edgepose_wheel(root: Path, dest: Path) -> Path:
-    """``pip wheel --no-deps`` of the checkout, built from a clean copy (no build/ left in the tree)."""
-    skip = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache",
+    """``pip wheel --no-deps`` of the checkout, built from a clean copy (no build/ left in the tree).
+
+    Like Dockerfile.arm64, the copy leaves out ``convert/``: the converter is workstation-only, and
+    setup.py builds the device package without it.
+    """
+    junk = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache",
                                   "tests", "benchmarks", "node_modules", "*.pyc")
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        top = {"convert"} if Path(folder).resolve() == root.resolve() else set()
+        return set(junk(folder, names)) | (top & set(names))
+
     with tempfile.TemporaryDirectory(prefix="edgepose-src-") as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(root, src, ignore=skip, symlinks=True)
@@ -385,8 +394,12 @@ def make_bundle(
     steps = ["edgepose wheel", "aarch64 wheels", "models", "configs", "manifest", "output"]
     bar = tqdm(total=len(steps), desc="bundle", unit="step", disable=not progress, file=sys.stderr, leave=True)
     echo = (lambda s: bar.write(s, file=sys.stderr)) if progress else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
+    except OSError as e:
+        bar.close()
+        raise BundleError(f"cannot write in {out.parent}: {e.strerror}.", "choose an --out in a folder you can write to.") from None
     try:
         def step(i: int) -> None:
             bar.set_postfix_str(steps[i])
@@ -446,6 +459,10 @@ def make_bundle(
         else:
             _replace_dir(stage, out)
         bar.update(1)
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise BundleError(f"writing the bundle failed: {e.strerror or e} ({e.filename or out}).",
+                          "free disk space (a bundle is 100-200 MB) or choose another --out.") from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

@@ -84,8 +84,11 @@ def flash(
         camera = "none"  # a USB/network camera profile leaves config.txt alone
     if image.suffix != ".xz":
         find_boot_partition(image)  # a raw image is checked before it is copied
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    except OSError as e:
+        raise ImageError(f"cannot write in {out.parent}: {e.strerror}.", "choose an --out in a folder you can write to.") from None
     os.close(fd)
     tmp = Path(tmp_name)
     work = tempfile.TemporaryDirectory(prefix="edgepose-flash-")
@@ -151,6 +154,10 @@ def flash(
             steps.update(1)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(f"writing {out} failed: {e.strerror or e} ({e.filename or out}).",
+                         "free disk space beside --out (the copy is as large as the image) or choose another folder.") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
