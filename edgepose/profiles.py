@@ -99,6 +99,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p} does not exist.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p} is not valid TOML: {e}.", "fix the syntax at that line.") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p} is not UTF-8 text (byte {e.start}).", "save the config as UTF-8 (TOML files are UTF-8).") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p} is a directory, not a config file.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the config file {p}: {e.strerror or e}.", "check the path and its permissions.") from None
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -101,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
     show = not args.quiet
     events_out = sys.stderr if args.jsonl == "-" else sys.stdout
     t_start = time.perf_counter()
+    skipped = 0
     try:
         # Files: the source's prefetch thread also pre-processes for the pipeline (one thread for both).
         with open_source(cfg.source) as src:
@@ -130,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
                     bar.update(1)
             if bar is not None:
                 bar.close()
+            skipped = len(getattr(src, "skipped", None) or ())  # bad files of a folder: each warned, then counted here
     finally:
         if jsonl:
             jsonl.close()
@@ -138,6 +140,8 @@ def main(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t_start
     if show:
         _summary(frames, people, max_people, elapsed, stage, args, pipeline)
+    if skipped:
+        print(f"skipped {skipped} file(s) that could not be read (see the warnings above)", file=sys.stderr)
     return 0
 
 

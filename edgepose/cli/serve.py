@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from ..errors import SourceError
+
 log = logging.getLogger("edgepose.serve")
 
 
@@ -30,6 +32,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+class FatalSourceError(SourceError):
+    """A source that retrying will not fix (a file, a recording): the service stops with a non-zero exit."""
+
+    fatal = True
+
+
 def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
                    keep_image: bool = False) -> tuple[Callable[[], Iterable], Callable[[], list] | None]:
     """A function returning a fresh frame iterable (called again after a source error).
@@ -39,7 +47,13 @@ def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
     if args.replay:
         from ..service.replay import replay
 
-        return (lambda: replay(args.replay, fps=args.replay_fps, loop=args.replay_loop)), None
+        def replayed() -> Iterator:
+            try:
+                yield from replay(args.replay, fps=args.replay_fps, loop=args.replay_loop)
+            except SourceError as e:
+                raise FatalSourceError(e.problem, e.fix) from None  # a bad recording stays bad: no retry
+
+        return replayed, None
     from ..pipeline import Pipeline
     from ..sources import open_source
 
@@ -48,10 +62,18 @@ def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
     def frames() -> Iterator:
         service = service_ref[0]
         # retry_first_open: a camera plugged in after boot is picked up; its state goes to the status topic.
-        src = open_source(cfg.source, on_state=service.source_state_changed, retry_first_open=True)
+        try:
+            src = open_source(cfg.source, on_state=service.source_state_changed, retry_first_open=True)
+        except SourceError as e:
+            # Live sources retry inside (retry_first_open); what fails here is a file, or reconnect = false.
+            raise FatalSourceError(e.problem, e.fix) from None
         service.source = src
         try:
             yield from pipeline.run(src, keep_image=keep_image)
+        except SourceError as e:
+            if src.is_live:
+                raise  # the service reports the camera unavailable and opens it again
+            raise FatalSourceError(e.problem, e.fix) from None
         finally:
             src.close()
 
@@ -110,12 +132,16 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _graceful)
     signal.signal(signal.SIGINT, _graceful)
-    if web is None:
-        return service.run()
-    web.model, web.sink, web.status = sink.model, sink, service.status_fields
-    service.observers.append(web)
-    web.start()
+    if web is not None:
+        web.model, web.sink, web.status = sink.model, sink, service.status_fields
+        service.observers.append(web)
+        web.start()
     try:
-        return service.run()
+        code = service.run()
     finally:
-        web.close()
+        if web is not None:
+            web.close()
+    if service.fatal is not None:
+        # The CLI's one-line error (the service itself logs it only at -v).
+        print(f"edgepose serve: error: {service.fatal}", file=sys.stderr)
+    return code

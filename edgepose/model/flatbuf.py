@@ -11,6 +11,7 @@ for custom-op options. Two jobs need this on the device:
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,16 +88,24 @@ def read_metadata(buf: bytes) -> dict[str, Any] | None:
     """edgepose's metadata dict, or ``None`` when the model has none."""
     s = _schema()
     check_tflite(buf)
-    m = s.Model.GetRootAsModel(buf, 0)
-    for i in range(m.MetadataLength()):
-        md = m.Metadata(i)
-        if (md.Name() or b"").decode() == METADATA_NAME:
-            data = m.Buffers(md.Buffer()).DataAsNumpy()
-            try:
-                return json.loads(bytes(data).decode("utf-8"))
-            except (ValueError, UnicodeDecodeError) as e:
-                raise ModelError(f"the model's edgepose metadata is not valid JSON ({e}).", "re-convert the model.") from None
-    return None
+    try:
+        m = s.Model.GetRootAsModel(buf, 0)
+        data = None
+        for i in range(m.MetadataLength()):
+            md = m.Metadata(i)
+            if (md.Name() or b"").decode() == METADATA_NAME:
+                data = bytes(m.Buffers(md.Buffer()).DataAsNumpy())
+                break
+    except (struct.error, IndexError, ValueError, AttributeError, TypeError, UnicodeDecodeError) as e:
+        # A valid header over damaged contents: offsets point outside the file.
+        raise ModelError(f"the model is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).",
+                         "re-download or re-convert it.") from None
+    if data is None:
+        return None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"the model's edgepose metadata is not valid JSON ({e}).", "re-convert the model.") from None
 
 
 def write_metadata(buf: bytes, meta: dict[str, Any]) -> bytes:

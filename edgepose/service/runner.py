@@ -159,6 +159,9 @@ class Service:
         dropped = getattr(self.source, "dropped", None)
         if isinstance(dropped, int):
             d["frames_dropped"] = dropped
+        skipped = getattr(self.source, "skipped", None)
+        if isinstance(skipped, list):
+            d["files_skipped"] = len(skipped)  # unreadable files of a folder source, each logged once
         return d
 
     # -- main loop ---------------------------------------------------------------
@@ -180,7 +183,7 @@ class Service:
             # One line with the fix (the CLI's style), a retained offline status naming it, then a non-zero exit.
             self.fatal = e
             reason = f"error: {e.problem}"
-            log.error("service stopping: %s", e)
+            log.info("service stopping: %s", e)  # the caller reports it (serve: one line, the CLI's way)
         except BaseException as e:
             reason = f"error: {type(e).__name__}"
             raise
@@ -223,8 +226,8 @@ class Service:
                 log.info("input ended after %d frames", self.frames_done)
                 return "input ended"
             except SourceError as e:
-                if self._source_failed:
-                    raise  # out of reopen attempts: retrying here would defeat retry_max_attempts
+                if self._source_failed or getattr(e, "fatal", False):
+                    raise  # out of reopen attempts (retrying here would defeat retry_max_attempts), or a bad file
                 self._set_camera("unavailable", str(e))
                 log.error("camera unavailable: %s Retrying in %gs.", e, delay)
                 self._wait(delay)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob as _glob
 import logging
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -34,11 +35,28 @@ def natural_key(path: Path) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts)
 
 
+def _max_pixels() -> int:
+    try:
+        return int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+    except ValueError:
+        return 1 << 30
+
+
 def read_image(path: Path) -> cv2.typing.MatLike:
     """BGR uint8 (grey and 16-bit files converted; EXIF rotation applied) or :class:`SourceError`."""
     if not path.exists():
         raise SourceError(f"image {path} does not exist.", "check the path (relative paths start from the current folder).")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        # OpenCV raises (instead of returning None) for a header over its pixel limit.
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            raise SourceError(
+                f"{path} is larger than OpenCV reads (its header claims over {_max_pixels() / 1e6:.0f} megapixels).",
+                "shrink the image, or raise the limit with the environment variable OPENCV_IO_MAX_IMAGE_PIXELS.",
+            ) from None
+        raise SourceError(f"{path} could not be read as an image ({str(e).strip().splitlines()[-1][:160]}).",
+                          "open it in an image viewer; re-save it as JPEG or PNG, or remove it.") from None
     if img is None:
         raise SourceError(
             f"{path} could not be read as an image (corrupt, empty or an unsupported format).",
