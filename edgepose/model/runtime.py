@@ -97,6 +97,12 @@ def load_edgetpu_delegate(backend: Backend, device: str | None = None):
     try:
         return backend.load_delegate(lib, options)
     except (ValueError, OSError, RuntimeError) as e:
+        if device:
+            raise RuntimeMissingError(
+                f"the Edge TPU {device!r} (model.edgetpu_device) could not be opened by {lib} ({e}).",
+                "check it is plugged in ('lsusb' shows 1a6e:089a or 18d1:9302; 'ls /dev/apex_*' for PCIe), "
+                "or remove model.edgetpu_device to take any Edge TPU.",
+            ) from None
         raise RuntimeMissingError(
             f"this model is compiled for the Edge TPU but the delegate {lib} could not be loaded ({e}).",
             EDGETPU_INSTALL_HINT,

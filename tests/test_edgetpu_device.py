@@ -1,0 +1,70 @@
+"""The Edge TPU choice (model.edgetpu_device, as pycoral's make_interpreter(device=...)) reaches the delegate.
+
+There is no Edge TPU here: tests/fake_edgetpu/fake_edgetpu.c is a libedgetpu.so.1 with the real library's
+external-delegate entry points and "device" option, whose delegate leaves every op on the CPU. It is built
+with the system C compiler and found the way the real one is (the dynamic loader's search path).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared"
+MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
+IMAGE = SHARED / "images/test_couple.jpg"
+
+
+@pytest.fixture(scope="module")
+def fake_lib(tmp_path_factory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler (gcc) is needed to build the fake Edge TPU library (.ci/run installs it)"
+    out = tmp_path_factory.mktemp("edgetpu")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out / "libedgetpu.so.1"), str(HERE / "fake_edgetpu/fake_edgetpu.c")], check=True)
+    return out
+
+
+def run_with_tpu(fake_lib: Path, tmp_path: Path, device: str | None, attached: str = "usb:0"):
+    cfg = tmp_path / "device.toml"
+    cfg.write_text('[model]\nedgetpu = "on"\n' + (f'edgetpu_device = "{device}"\n' if device else ""))
+    log, out = tmp_path / "etpu.log", tmp_path / "poses.jsonl"
+    env = {**__import__("os").environ, "LD_LIBRARY_PATH": str(fake_lib), "FAKE_EDGETPU_LOG": str(log), "FAKE_EDGETPU_DEVICES": attached}
+    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE),
+                        "--jsonl", str(out), "-q"], capture_output=True, text=True, env=env, timeout=120)
+    return r, (log.read_text().splitlines() if log.exists() else []), out
+
+
+@pytest.mark.parametrize("device", ["usb:0", "pci:1"])
+def test_the_configured_edge_tpu_is_the_one_opened(fake_lib, tmp_path, device):
+    r, log, out = run_with_tpu(fake_lib, tmp_path, device, attached=f"{device},usb:1")
+    assert r.returncode == 0, r.stderr
+    assert log[:2] == [f"option device={device}", "created"]
+    people = [json.loads(line)["people"] for line in out.read_text().splitlines()]
+    assert len(people) == 1 and len(people[0]) >= 2  # the test image's couple, run by the interpreter the delegate was given to
+
+
+def test_no_device_set_takes_any_edge_tpu(fake_lib, tmp_path):
+    r, log, _ = run_with_tpu(fake_lib, tmp_path, None)
+    assert r.returncode == 0, r.stderr
+    assert log[0] == "created" and not any(line.startswith("option") for line in log)
+
+
+def test_an_edge_tpu_that_is_not_attached_is_one_line_naming_it(fake_lib, tmp_path):
+    r, log, _ = run_with_tpu(fake_lib, tmp_path, "pci:0", attached="usb:0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "'pci:0'" in r.stderr and "model.edgetpu_device" in r.stderr and "Failed to open device pci:0" in log and "created" not in log
+
+
+def test_a_malformed_device_name_is_refused_by_the_config(tmp_path):
+    from edgepose.config import load_config
+    from edgepose.errors import ConfigError
+
+    cfg = tmp_path / "device.toml"
+    cfg.write_text('[model]\nedgetpu_device = "usb0"\n')
+    with pytest.raises(ConfigError, match=r"model.edgetpu_device: String should match pattern"):
+        load_config(cfg)
