@@ -447,6 +447,19 @@ def test_tfjs_manifest_cannot_write_outside_the_cache(cache, monkeypatch, tmp_pa
     with pytest.raises(DownloadError, match="unsafe weight path"):
         zoo.fetch("tfjs/mobilenet_v1_075_stride16_float", allow_unverified=True, progress=False)
     assert not list(tmp_path.rglob("escape.bin"))
+    # The refused manifest and its recorded sha256 are not left in the cache.
+    assert not [p for p in (cache / "models").rglob("*") if p.is_file()], list((cache / "models").rglob("*"))
+
+
+@needs_shared
+def test_corrupt_cached_file_is_deleted_even_when_the_new_download_fails(cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", str(MIRROR))
+    p = zoo.fetch(zoo.DEFAULT_MODEL)
+    p.write_bytes(b"truncated")
+    monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", str(tmp_path / "no-such-mirror"))
+    with pytest.raises(DownloadError):
+        zoo.resolve_model(zoo.DEFAULT_MODEL)
+    assert not p.exists() and not p.with_name(p.name + ".sha256").exists()
 
 
 # ----------------------------------------------------------------- CLI

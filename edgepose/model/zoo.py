@@ -551,7 +551,10 @@ def _fetch_file(entry: ModelEntry, f: ModelFile, *, force: bool, progress: bool 
                     f"cached file {dest} changed since it was downloaded (recorded sha256 {expected}, now {actual}).",
                     f"run `edgepose models fetch {entry.name} --force --allow-unverified` to download it again.",
                 )
-            log.warning("cached %s is corrupt (sha256 %s, expected %s); downloading it again", dest, actual, expected)
+            log.warning("cached %s is corrupt (sha256 %s, expected %s); deleting it and downloading it again", dest, actual, expected)
+            # Gone before the download: if that fails too, no corrupt file stays behind for the next run.
+            _unlink(dest)
+            _unlink(_record_path(dest))
     if f.sha256 is None and not allow_unverified:
         raise DownloadError(
             f"{entry.name} has no published sha256, so its download cannot be verified.",
@@ -595,7 +598,13 @@ def fetch(name: str, force: bool = False, *, allow_unverified: bool = False, pro
     primary = _fetch_file(entry, entry.primary, force=force, progress=progress, allow_unverified=allow_unverified)
     rest: Iterable[ModelFile] = entry.files[1:]
     if entry.manifest:
-        rest = list(rest) + _manifest_files(entry, primary)
+        try:
+            rest = list(rest) + _manifest_files(entry, primary)
+        except DownloadError:
+            # A refused manifest (unsafe paths, not a model.json) is not kept, nor its recorded sha256.
+            _unlink(primary)
+            _unlink(_record_path(primary))
+            raise
     for f in rest:
         _fetch_file(entry, f, force=force, progress=progress, allow_unverified=allow_unverified)
     return primary
