@@ -125,16 +125,6 @@ class Pose:
         """Boolean mask of keypoints whose score reaches ``min_score``."""
         return self.scores >= min_score
 
-    def bbox(self, min_score: float = 0.0) -> tuple[float, float, float, float] | None:
-        """``(x0, y0, x1, y1)`` around the keypoints scoring at least ``min_score``."""
-        mask = self.visible(min_score)
-        if not mask.any():
-            return None
-        pts = self.keypoints[mask]
-        x0, y0 = pts.min(axis=0)
-        x1, y1 = pts.max(axis=0)
-        return float(x0), float(y0), float(x1), float(y1)
-
     def to_dict(self, ndigits: int = 1) -> dict[str, Any]:
         """JSON-ready form (the ``person`` object of the JSONL and MQTT schemas)."""
         d: dict[str, Any] = {"score": round(self.score, 4)}

@@ -24,16 +24,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgepose.errors import EdgeposeError
 from edgepose.relocalization.estimator import crop_to_input
 from edgepose.relocalization.geometry import normalize_quaternion
 
+from ..errors import DatasetError
+
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
 SPLITS = ("train", "test")
-
-
-class DatasetError(EdgeposeError):
-    """A relocalization dataset that cannot be read."""
 
 
 @dataclass

@@ -22,12 +22,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from edgepose.relocalization.geometry import normalize_quaternion, rotation_to_quaternion
+
+from ..errors import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -209,8 +211,6 @@ def load_room(image_folder: str | Path, max_side: int = 640, **kw) -> Scene:
     """:func:`make_room` with the photographs of a folder (e.g. ``../shared/images``)."""
     paths = list_photos(image_folder)
     if not paths:
-        from .dataset import DatasetError
-
         raise DatasetError(f"no photographs found under {image_folder}.", "pass a folder with JPEG/PNG photos (e.g. ../shared/images) to texture the room.")
     photos = []
     for p in paths:
@@ -255,11 +255,6 @@ def walk_poses(scene: Scene, n: int, seed: int = 1, yaw_deg: float = YAW_RANGE_D
         roll = 3.0 * np.sin(2 * np.pi * 3 * t + ph[5])
         out.append(CameraPose6(c, rotation_from_euler(yaw, pitch, roll)))
     return out
-
-
-def render_poses(scene: Scene, poses: Sequence[CameraPose6], size: tuple[int, int], hfov_deg: float = 60.0) -> Iterator[np.ndarray]:
-    for p in poses:
-        yield render(scene, p, size, hfov_deg)
 
 
 def pose_arrays(poses: Sequence[CameraPose6]) -> tuple[np.ndarray, np.ndarray]:

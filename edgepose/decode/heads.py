@@ -22,7 +22,3 @@ class Heads:
     offsets: np.ndarray
     displacements: np.ndarray
     stride: int
-
-    @property
-    def grid_shape(self) -> tuple[int, int]:
-        return int(self.heatmaps.shape[0]), int(self.heatmaps.shape[1])

@@ -80,8 +80,3 @@ def mean_quaternion(qs: np.ndarray) -> np.ndarray:
     m = q.T @ q
     vals, vecs = np.linalg.eigh(m)
     return normalize_quaternion(vecs[:, int(np.argmax(vals))])
-
-
-def median_errors(pred_pos: np.ndarray, pred_q: np.ndarray, true_pos: np.ndarray, true_q: np.ndarray) -> tuple[float, float]:
-    """(median position error, median orientation error in degrees): the figures Kendall et al. report."""
-    return float(np.median(position_errors(pred_pos, true_pos))), float(np.median(orientation_errors_deg(pred_q, true_q)))

@@ -29,7 +29,7 @@ import ssl
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import paho.mqtt.client as mqtt
@@ -38,7 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import __version__
-from ..errors import ConfigError, EdgeposeError
+from ..errors import ConfigError
 from ..types import ActionEvent, FrameResult
 from . import homeassistant, payloads
 from .mqtt_config import MqttConfig
@@ -55,10 +55,6 @@ STATE_MIN_INTERVAL = 1.0
 STATUS_EXPIRY_PERIODS = 3
 #: Seconds between two rounds of Home Assistant discovery at most, however often HA announces itself.
 DISCOVERY_MIN_INTERVAL = 10.0
-
-
-class MqttConnectionError(EdgeposeError):
-    """The broker cannot be reached or refused the connection (the sink keeps retrying)."""
 
 
 @dataclass
@@ -688,10 +684,6 @@ class MqttSink:
         actions = tuple(sorted({a for acts in self._ongoing.values() for a in acts})) if self._ongoing else ()
         return (self._people, time.monotonic() < self._fall_until, actions)
 
-    def current_state(self) -> dict[str, Any]:
-        people, fall, actions = self._state_key()
-        return payloads.state_payload(self.device_id, time.time(), people, fall, actions)
-
     def _publish_state(self, force: bool = False) -> None:
         # Called every frame: compare a cheap key, build the payload only when it changed.
         if not self._connected.is_set():
@@ -764,6 +756,3 @@ class MqttSink:
                 pass
         self._client.loop_stop()
         self.outbox.close()
-
-    def stats_dict(self) -> dict[str, int]:
-        return asdict(self.stats)
