@@ -50,11 +50,12 @@ def _digits(buf, o, k):
 
 
 @njit
-def _fixed(buf, o, v, nd):
-    """``"%.{nd}f" % v`` at ``buf[o:]`` (non-finite -> 0, as the Python encoder); needs ``|v| * 10**nd < 2**52``."""
+def _fixed(buf, o, v, nd, scale):
+    """``"%.{nd}f" % v`` at ``buf[o:]`` (non-finite -> 0, as the Python encoder); ``scale = 10.0**nd``
+    (computed once per person: pow is a call); needs ``|v| * scale < 2**52``."""
     if not np.isfinite(v):
         v = 0.0
-    k = np.int64(abs(np.rint(v * 10.0**nd)))
+    k = np.int64(abs(np.rint(v * scale)))
     if np.signbit(v):  # "%.1f" % -0.04 == "-0.0"
         buf[o] = 45
         o += 1
@@ -88,7 +89,8 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     """One person's JSON object at ``buf[o:]`` (after a comma unless ``o == 0``); returns the new end,
     or -1 for a person the Python encoder must write (a pose score at a decimal tie, ``|x| >= 2**52 / 10**nd``)."""
     k = sc.shape[0]
-    limit = 2.0**52 / 10.0**nd
+    scale = 10.0**nd
+    limit = 2.0**52 / scale
     s = score if np.isfinite(score) else 0.0
     if abs(s) >= 1e5:
         return -1
@@ -105,7 +107,7 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
         buf[o] = 44
         o += 1
     o = _copy(buf, o, SCORE, 0, SCORE.size)
-    o = _fixed(buf, o, r / 1e4, 4)
+    o = _fixed(buf, o, r / 1e4, 4, 1e4)
     while buf[o - 1] == 48 and buf[o - 2] != 46:
         o -= 1
     if has_id:
@@ -117,11 +119,11 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     o = _copy(buf, o, KEYPOINTS, 0, KEYPOINTS.size)
     for q in range(k):
         o = _copy(buf, o, NAMES, NAME_ENDS[q], NAME_ENDS[q + 1])
-        o = _fixed(buf, o, np.float64(kp[q, 0]), nd)
+        o = _fixed(buf, o, np.float64(kp[q, 0]), nd, scale)
         buf[o] = 44
-        o = _fixed(buf, o + 1, np.float64(kp[q, 1]), nd)
+        o = _fixed(buf, o + 1, np.float64(kp[q, 1]), nd, scale)
         buf[o] = 44
-        o = _fixed(buf, o + 1, np.float64(sc[q]), 3)
+        o = _fixed(buf, o + 1, np.float64(sc[q]), 3, 1000.0)
         buf[o] = 93
         buf[o + 1] = 44 if q < k - 1 else 125
         o += 2
