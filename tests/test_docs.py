@@ -229,6 +229,9 @@ def test_the_collector_reads_shell_syntax_and_marks():
     assert [c.run for c in cmds] == [True, True, False, True] and cmds[2].why == "runs until stopped"
     assert blocks[0].pip == [(7, ["-e", ".[convert]"])] and blocks[0].others == [(8, ["bash", ".ci/run"])]
     assert parse(["run", "--sauce", "x"]) is not None and parse(["run", "--source", "x"]) is None
+    prose = "Record with `edgepose listen --jsonl FILE`, replay with\n`sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]`; `edgepose <id>/poses` is a topic."
+    assert inline_commands(doc, prose) == [(1, "edgepose listen --jsonl FILE", ["listen"], ["--jsonl"]),
+                                           (2, "sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]", ["serve"], ["--replay", "--replay-fps"])]
 
 
 # -- every command parses, every synopsis is complete ------------------------------------------------------------
@@ -281,6 +284,38 @@ def test_scripts_and_modules_named_in_the_docs_exist(block):
                 assert importlib.util.find_spec(cmd[2]) is not None, f"{where}: no module {cmd[2]}"
             elif not cmd[1].startswith("-") and not cmd[1].startswith("../"):
                 assert (REPO / cmd[1]).is_file(), f"{where}: {cmd[1]} is not in the repository"
+
+
+def inline_commands(doc: Path, text: str | None = None) -> list[tuple[int, str, list[str], list[str]]]:
+    """``(line, span, command words, flags)`` of each inline code span in the prose that names an edgepose command."""
+    text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), doc.read_text(encoding="utf-8") if text is None else text)
+    out = []
+    for m in re.finditer(r"(?<!`)`([^`\n]+)`(?!`)", text):
+        words = m.group(1).split()
+        if words[:1] == ["sudo"]:
+            words = words[1:]
+        if len(words) < 2 or not (words[0] == "edgepose" or words[0].endswith("/edgepose")) or words[1] not in COMMANDS:
+            continue
+        path = [words[1]]
+        for w in words[2:4]:  # a sub-sub-command (`actions train`) comes before any flag
+            if not re.fullmatch(r"[a-z][a-z-]*", w):
+                break
+            path.append(w)
+        flags = re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", m.group(1))
+        out.append((text.count("\n", 0, m.start()) + 1, m.group(1), path, flags))
+    return out
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(REPO)))
+def test_commands_named_in_the_prose_use_real_options(doc):
+    """`edgepose serve --replay FILE` in a sentence: the command exists and has every flag the sentence shows."""
+    parser = build_parser()
+    top = {s for a in parser._actions for s in a.option_strings}
+    for line, span, path, flags in inline_commands(doc):
+        sub = subparser(parser, path)
+        known = {s for a in sub._actions for s in a.option_strings} | top
+        unknown = [f for f in flags if f not in known]
+        assert not unknown, f"{doc.relative_to(REPO)}:{line}: `{span}`: {sub.prog} has no {', '.join(unknown)}"
 
 
 # -- install lines work without PyPI ---------------------------------------------------------------------------
