@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import EdgeposeError
 
@@ -51,6 +51,24 @@ def configure(verbose: int) -> None:
         warnings.filterwarnings("ignore", module=r"(tensorflow|keras|tf_keras|absl|h5py)(\.|$)")
 
 
+_passthrough: list[TextIO] = []
+
+
+def _stderr_passthrough(like: TextIO) -> TextIO:
+    """A stream on a lasting duplicate of fd 2 as it is now (the terminal), reused while fd 2 is the same file.
+
+    It stays open after :func:`native_quiet` ends: a progress bar made inside the block may write to it later.
+    """
+    here = os.fstat(2)
+    for s in _passthrough:
+        there = os.fstat(s.fileno())
+        if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):
+            return s
+    s = open(os.dup(2), "w", buffering=1, encoding=getattr(like, "encoding", None) or "utf-8", errors="backslashreplace")
+    _passthrough.append(s)
+    return s
+
+
 @contextmanager
 def native_quiet(stdout: bool = False) -> Iterator[None]:
     """Drop the :data:`NOISE` lines C++ code writes to fd 2 inside the block; all is kept with -v or on an exception.
@@ -77,8 +95,7 @@ def native_quiet(stdout: bool = False) -> Iterator[None]:
     tmps = {fd: tempfile.TemporaryFile(mode="w+b") for fd in fds}
     # Python's own stderr (progress bars, our messages) keeps reaching the terminal as it happens.
     real_stderr = sys.stderr
-    sys.stderr = open(saved[2], "w", buffering=1, encoding=getattr(real_stderr, "encoding", None) or "utf-8",
-                      errors="backslashreplace", closefd=False)
+    sys.stderr = _stderr_passthrough(real_stderr)
     try:
         for fd in fds:
             os.dup2(tmps[fd].fileno(), fd)
