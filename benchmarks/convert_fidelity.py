@@ -4,8 +4,11 @@
 
 Source: ../shared/models/posenet-python/model-mobilenet_v1_050.pb (MobileNetV1 0.50, stride 16).
 Images: ../shared/images/coco, split deterministically (sorted; even positions calibrate, odd positions
-are held out for evaluation); optionally 60 frames of ../shared/video/openpose_video.avi for calibration.
-Every model is run by the edgepose runtime (load_posenet, no flags); the baseline is the float32 model,
+are held out for evaluation, with ../shared/images/test_couple.jpg); optionally 60 frames of
+../shared/video/openpose_video.avi for calibration. Held-out images are given at full size and go through
+the runtime's own pre-processing, as with `edgepose run`, so the int8 row's "<=5px" is the figure the CLI
+gives (tests/test_convert_fidelity.py checks that). Every model is run by the edgepose runtime
+(load_posenet, no flags); the baseline is the float32 model,
 in the same process. Columns: file size and median invoke latency (x float32), share of confident
 float32 keypoints (score > 0.5) within 2 and 5 px (model-input pixels) after matching poses, mean and
 p95 pixel error, poses per image.
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.input_size)
     src = load_source(SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb")
     cal_paths, eval_paths = split_held_out(list_images(SHARED / "images" / "coco"))
+    eval_paths = [*eval_paths, SHARED / "images" / "test_couple.jpg"]
     coco = load_calibration(cal_paths)
     video = video_frames(SHARED / "video" / "openpose_video.avi", 60)
 
