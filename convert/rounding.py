@@ -44,24 +44,29 @@ def _graph_index(gd) -> tuple[dict, dict[str, list]]:
     return by_name, consumers
 
 
-def find_depthwise(gd) -> list[DepthwiseLayer]:
+def _find_layers(gd, op: str, make, accept=None) -> list:
+    """Nodes ``op`` with constant weights (whose dims ``accept`` takes), each with the bias added right after it, if any."""
     from .equalize import _resolve_const
 
     by_name, consumers = _graph_index(gd)
     out = []
     for n in gd.node:
-        if n.op != "DepthwiseConv2dNative":
+        if n.op != op:
             continue
         w = _resolve_const(n.input[1], by_name)
         if w is None:
             continue
-        dims = [d.size for d in by_name[w].attr["value"].tensor.tensor_shape.dim]
-        if dims[:2] != [3, 3] or dims[3] != 1:
+        if accept is not None and not accept([d.size for d in by_name[w].attr["value"].tensor.tensor_shape.dim]):
             continue
         users = consumers.get(n.name, [])
         bias = _resolve_const(users[0].input[1], by_name) if len(users) == 1 and users[0].op in ("BiasAdd", "Add", "AddV2") else None
-        out.append(DepthwiseLayer(n.name, w, bias, n.input[0] if ":" in n.input[0] else n.input[0] + ":0"))
+        out.append(make(n.name, w, bias, n.input[0] if ":" in n.input[0] else n.input[0] + ":0"))
     return out
+
+
+def find_depthwise(gd) -> list[DepthwiseLayer]:
+    """The 3x3 depthwise convolutions (multiplier 1)."""
+    return _find_layers(gd, "DepthwiseConv2dNative", DepthwiseLayer, lambda dims: dims[:2] == [3, 3] and dims[3] == 1)
 
 
 def best_rounding(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -82,35 +87,42 @@ def best_rounding(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return cands[int(np.argmin(cost))].astype(np.float32)
 
 
-def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per layer: mean (C, 9) and covariance (C, 9, 9) of the 3x3 input patches the filters see."""
+def _patch_sums(gd, input_name: str, layers: Sequence, inputs: Sequence[np.ndarray], adapt, progress: bool, desc: str, patch_sums) -> list:
+    """Per layer, summed over ``inputs``: ``patch_sums(tf, by_name, layer, its input feature)`` = (sum, sum of products, count)."""
+    from tqdm import tqdm
+
     tf = import_tensorflow()
     by_name = {n.name: n for n in gd.node}
     g = tf.Graph()
-    stats = {}
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
         xin = adapt(tf, x) if adapt else x
         feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[layer.input for layer in layers], name="")
-        ops = []
-        for layer, f in zip(layers, feats):
-            node = by_name[layer.node]
-            st = list(node.attr["strides"].list.i)
-            pad = node.attr["padding"].s.decode()
-            p = tf.image.extract_patches(f, [1, 3, 3, 1], st, [1, 1, 1, 1], pad)  # (1, h, w, 9*C) ordered (kh, kw, C)
-            c = f.shape[-1]
-            p = tf.reshape(p, [-1, 9, c])
-            p = tf.transpose(p, [2, 0, 1])  # (C, N, 9)
-            n = tf.cast(tf.shape(p)[1], tf.float32)
-            ops.append((tf.reduce_sum(p, axis=1), tf.einsum("cni,cnj->cij", p, p), n))
-    from tqdm import tqdm
-
+        ops = [patch_sums(tf, by_name, layer, f) for layer, f in zip(layers, feats)]
+    acc = None
     with tf.compat.v1.Session(graph=g) as sess:
-        acc = None
-        for arr in tqdm(inputs, desc="filter statistics", unit="img", leave=False, disable=not progress):
+        for arr in tqdm(inputs, desc=desc, unit="img", leave=False, disable=not progress):
             vals = sess.run(ops, {x: arr})
             acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
-    for layer, (s1, s2, n) in zip(layers, acc or []):
+    return acc or []
+
+
+def _depthwise_patch_sums(tf, by_name, layer: DepthwiseLayer, f):
+    node = by_name[layer.node]
+    st = list(node.attr["strides"].list.i)
+    pad = node.attr["padding"].s.decode()
+    p = tf.image.extract_patches(f, [1, 3, 3, 1], st, [1, 1, 1, 1], pad)  # (1, h, w, 9*C) ordered (kh, kw, C)
+    c = f.shape[-1]
+    p = tf.reshape(p, [-1, 9, c])
+    p = tf.transpose(p, [2, 0, 1])  # (C, N, 9)
+    n = tf.cast(tf.shape(p)[1], tf.float32)
+    return tf.reduce_sum(p, axis=1), tf.einsum("cni,cnj->cij", p, p), n
+
+
+def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: mean (C, 9) and covariance (C, 9, 9) of the 3x3 input patches the filters see."""
+    stats = {}
+    for layer, (s1, s2, n) in zip(layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "filter statistics", _depthwise_patch_sums)):
         mean = s1 / n
         cov = s2 / n - np.einsum("ci,cj->cij", mean, mean)
         stats[layer.node] = (mean.astype(np.float64), cov.astype(np.float64))
@@ -153,49 +165,23 @@ class ConvLayer:
 
 
 def find_convs(gd) -> list[ConvLayer]:
-    from .equalize import _resolve_const
+    return _find_layers(gd, "Conv2D", ConvLayer)
 
-    by_name, consumers = _graph_index(gd)
-    out = []
-    for n in gd.node:
-        if n.op != "Conv2D":
-            continue
-        w = _resolve_const(n.input[1], by_name)
-        if w is None:
-            continue
-        users = consumers.get(n.name, [])
-        bias = _resolve_const(users[0].input[1], by_name) if len(users) == 1 and users[0].op in ("BiasAdd", "Add", "AddV2") else None
-        out.append(ConvLayer(n.name, w, bias, n.input[0] if ":" in n.input[0] else n.input[0] + ":0"))
-    return out
+
+def _conv_patch_sums(tf, by_name, layer: ConvLayer, f):
+    node = by_name[layer.node]
+    dims = [d.size for d in by_name[layer.weights].attr["value"].tensor.tensor_shape.dim]
+    kh, kw = dims[0], dims[1]
+    st = list(node.attr["strides"].list.i)
+    p = f if (kh, kw) == (1, 1) and st == [1, 1, 1, 1] else tf.image.extract_patches(f, [1, kh, kw, 1], st, [1, 1, 1, 1], node.attr["padding"].s.decode())
+    p = tf.reshape(p, [-1, kh * kw * dims[2]])  # (N, K) in (kh, kw, Cin) order, as the weights
+    return tf.reduce_sum(p, axis=0), tf.matmul(p, p, transpose_a=True), tf.cast(tf.shape(p)[0], tf.float32)
 
 
 def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: mean (K,) and covariance (K, K) of the flattened input patches (K = kh*kw*Cin)."""
-    from tqdm import tqdm
-
-    tf = import_tensorflow()
-    by_name = {n.name: n for n in gd.node}
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
-        xin = adapt(tf, x) if adapt else x
-        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[layer.input for layer in layers], name="")
-        ops = []
-        for layer, f in zip(layers, feats):
-            node = by_name[layer.node]
-            dims = [d.size for d in by_name[layer.weights].attr["value"].tensor.tensor_shape.dim]
-            kh, kw = dims[0], dims[1]
-            st = list(node.attr["strides"].list.i)
-            p = f if (kh, kw) == (1, 1) and st == [1, 1, 1, 1] else tf.image.extract_patches(f, [1, kh, kw, 1], st, [1, 1, 1, 1], node.attr["padding"].s.decode())
-            p = tf.reshape(p, [-1, kh * kw * dims[2]])  # (N, K) in (kh, kw, Cin) order, as the weights
-            ops.append((tf.reduce_sum(p, axis=0), tf.matmul(p, p, transpose_a=True), tf.cast(tf.shape(p)[0], tf.float32)))
-    acc = None
-    with tf.compat.v1.Session(graph=g) as sess:
-        for arr in tqdm(inputs, desc="conv statistics", unit="img", leave=False, disable=not progress):
-            vals = sess.run(ops, {x: arr})
-            acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
     stats = {}
-    for layer, (s1, s2, n) in zip(layers, acc or []):
+    for layer, (s1, s2, n) in zip(layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "conv statistics", _conv_patch_sums)):
         mean = s1.astype(np.float64) / n
         stats[layer.node] = (mean, s2.astype(np.float64) / n - np.outer(mean, mean))
     return stats

@@ -18,7 +18,6 @@ bundle first resolves from the cache alone, so a repeated bundle needs no networ
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ConfigError, EdgeposeError
+from ..model.zoo import sha256_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -264,14 +264,6 @@ def build_edgepose_wheel(root: Path, dest: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(folder: Path) -> Path:
