@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import frame
-from tests.mosquitto import free_port
+from tests.mosquitto import Mosquitto, free_port, make_password_file
 
 DEVICE = "shelf-pi"
 
@@ -40,8 +41,9 @@ def check_schema(topic: str, payload: bytes) -> dict:
     return data
 
 
-def listen(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", "listen", *args], capture_output=True, text=True, timeout=60)
+def listen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", "listen", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("encoding,option", [("json", "--jsonl"), ("binary", "--record")])  # --record: the old name still works
@@ -157,3 +159,16 @@ def test_timeout_before_any_connection_is_an_error_too():
     res = listen("--host", "no-such-broker.invalid", "--timeout", "1")
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "no-such-broker.invalid" in res.stderr and "Fix: " in res.stderr
+
+
+def test_refused_login_is_one_line_naming_the_user_and_the_fix(tmp_path):
+    pw = make_password_file(tmp_path / "passwd", {"device1": "s3cret-Pa55"})
+    b = Mosquitto(tmp_path / "broker", password_file=pw).start()
+    try:
+        res = listen("--host", "127.0.0.1", "--port", str(b.port), "--username", "device1", "--password-env", "C2_WRONG_PW",
+                     "--connect-timeout", "2", env={"C2_WRONG_PW": "not-the-password"})
+    finally:
+        b.stop()
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"MQTT broker 127.0.0.1:{b.port} refused the login for user 'device1'" in res.stderr, res.stderr
+    assert "Fix: check mqtt.username and the password" in res.stderr
