@@ -146,3 +146,15 @@ def test_bad_flag_value_is_one_line(tmp_path, capsys):
     rc = main(["run", "--source", str(COUPLE), "--max-poses", "0", "-q"])
     err = capsys.readouterr().err
     assert rc != 0 and "max-poses" in err and "Traceback" not in err
+
+
+def test_serve_path_pipeline_takes_config_then_model():
+    """``serve`` builds its Pipeline from the device config alone: config > model > default, no flags."""
+    from edgepose.config import EdgeposeConfig
+    from edgepose.pipeline import Pipeline
+
+    cfg = EdgeposeConfig.model_validate({"model": {"path": str(coral_model("353_481", "quant_decoder"))}, "decode": {"nms_radius": 15.0}})
+    d = Pipeline(cfg).decoder
+    assert (d.nms_radius, d.sources["nms_radius"]) == (15.0, "device config")
+    assert d.min_pose_score == pytest.approx(0.2) and d.sources["min_pose_score"] == "model: Coral decoder op"
+    assert d.sources["min_part_score"] == "default"
