@@ -192,14 +192,8 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def decode_multiple_poses(
-    heads: Heads,
-    max_poses: int = 10,
-    score_threshold: float = 0.25,
-    nms_radius: float = 20.0,
-    *,
-    coral_quirk: bool = True,
-) -> DecodedPoses:
+def decode_multiple_poses(heads: Heads, max_poses: int = 10, score_threshold: float = 0.25, nms_radius: float = 20.0, *,
+                          coral_quirk: bool = True) -> DecodedPoses:
     """:func:`edgepose.decode.multi.decode_multiple_poses`, compiled: same arguments, same result."""
     stride = int(heads.stride)
     pos, kp, scores = _decode(
