@@ -521,15 +521,14 @@ class MqttSink:
                 self._last_handed = item.id
 
     def _rebuild_inflight(self, client: mqtt.Client) -> None:
-        """On each CONNACK, before paho re-sends its stored messages: forget this sink's events in paho and start
-        the hand-over again from the oldest pending row (rows whose PUBACK already arrived are retired first)."""
+        """On each CONNACK, before paho re-sends its stored messages: forget what paho kept from the lost
+        connection and start the events' hand-over again from the oldest pending row (rows whose PUBACK already
+        arrived are retired first). Status, state and discovery go out fresh from on_connect, so an old
+        heartbeat re-sent by paho can neither follow the new ``online`` nor overwrite the retained state."""
         with self._send_lock:
             self._retire(self._take_acks())
-            events = self.topics["events"]
             with client._out_message_mutex:  # paho keeps unacknowledged messages across reconnects
-                stale = [mid for mid, m in client._out_messages.items() if m.topic == events]
-                for mid in stale:
-                    del client._out_messages[mid]
+                client._out_messages.clear()
             self._inflight.clear()
             with self._acks_lock:
                 self._acked_mids.clear()
