@@ -55,6 +55,8 @@ class Metrics:
         self.reconnects = Counter("edgepose_camera_reconnects", "times the camera came back after being unavailable", registry=r)
         self.viewers = Gauge("edgepose_stream_viewers", "MJPEG viewers connected", registry=r)
         self.encoded = Counter("edgepose_stream_frames_encoded", "JPEG frames encoded for the stream", registry=r)
+        self.encode_ms = Histogram("edgepose_stream_encode_milliseconds", "CPU time to draw and encode one stream frame",
+                                   buckets=MS_BUCKETS, registry=r)
         outbox = Gauge("edgepose_outbox_depth", "events waiting in the durable outbox", registry=r)
         connected = Gauge("edgepose_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
         # Read at scrape time from the MQTT sink (absent: 0).
@@ -207,6 +209,7 @@ class DeviceWeb:
             if latest is None:
                 continue
             next_t = max(next_t + period, time.monotonic())
+            c0 = time.thread_time()
             try:
                 img = render(latest[0], latest[1], self.cfg.stream_width)
                 ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
@@ -214,6 +217,7 @@ class DeviceWeb:
                 log.exception("stream frame")
                 continue
             if ok:
+                self.metrics.encode_ms.observe((time.thread_time() - c0) * 1e3)
                 self.metrics.encoded.inc()
                 with self._cond:
                     self._jpeg = buf.tobytes()
