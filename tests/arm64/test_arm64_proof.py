@@ -17,24 +17,48 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.arm64.prove_arm64 import EDGEPOSE_CLI, SHARED, TOLERANCE_PX, compare, read_poses
+from tests.arm64.prove_arm64 import (
+    EDGEPOSE_CLI,
+    SHARED,
+    TOLERANCE_PX,
+    compare,
+    read_poses,
+)
 
 SCRIPT = Path(__file__).with_name("prove_arm64.py")
 
 
+def pose(rng: np.random.Generator, score: float = 0.9) -> np.ndarray:
+    return np.column_stack([rng.uniform(0, 1000, (17, 2)), np.full(17, score)])
+
+
 def test_compare_pairs_poses_in_any_order():
     rng = np.random.default_rng(0)
-    a, b = rng.uniform(0, 1000, (17, 2)), rng.uniform(0, 1000, (17, 2))
-    shift = np.zeros((17, 2))
-    shift[5] = (3.0, 4.0)  # one keypoint 5 px off
-    c = compare([a, b], [b, a + shift])
-    assert (c["poses_arm64"], c["poses_x86"], c["keypoints"]) == (2, 2, 34)
+    a, b = pose(rng), pose(rng)
+    moved = a.copy()
+    moved[5, :2] += (3.0, 4.0)  # one keypoint 5 px off
+    moved[6, 2] = 0.1  # and one part unsure on the other side
+    c = compare([a, b], [b, moved])
+    assert (c["poses_arm64"], c["poses_x86"], c["keypoints"], c["confident"]) == (2, 2, 34, 33)
     assert c["max_px"] == pytest.approx(5.0)
     assert c["mean_px"] == pytest.approx(5.0 / 34)
+    assert c["max_px_confident"] == pytest.approx(5.0)
+    assert c["max_score_diff"] == pytest.approx(0.8)
+
+
+def test_compare_keeps_unsure_parts_out_of_the_confident_maximum():
+    rng = np.random.default_rng(1)
+    a = pose(rng)
+    b = a.copy()
+    b[0, :2] += 6.0
+    b[0, 2] = 0.05
+    c = compare([a], [b])
+    assert c["max_px"] == pytest.approx(6.0 * 2**0.5)
+    assert c["max_px_confident"] == 0.0
 
 
 def test_compare_fails_on_a_missing_pose_or_no_pose():
-    a = np.zeros((17, 2))
+    a = pose(np.random.default_rng(2))
     assert compare([a], [a, a])["max_px"] == float("inf")
     assert compare([], [])["keypoints"] == 0
 
@@ -47,27 +71,51 @@ def test_read_poses_reads_edgepose_jsonl(tmp_path):
                     "--source", str(SHARED / "images" / "test_couple.jpg"), "--jsonl", str(out), "--quiet"],
                    check=True, env=env)
     poses = read_poses(out)
-    assert len(poses) == 2 and all(p.shape == (17, 2) for p in poses)
+    assert len(poses) == 2 and all(p.shape == (17, 3) for p in poses)
     assert compare(poses, poses[::-1])["max_px"] == 0.0
 
 
-@pytest.mark.arm64
-def test_bundle_installs_offline_and_matches_x86_on_arm64(tmp_path):
+CONTAINER_TOOLS = ("podman", "buildah", "runc")
+
+
+@pytest.fixture(scope="module")
+def proof(tmp_path_factory) -> dict:
+    """One run of the proof (with the container stage when podman, buildah and runc are here)."""
     if os.geteuid() != 0:
         pytest.skip("the arm64 proof needs root (chroot, mount, binfmt_misc)")
     for tool in ("debootstrap", "qemu-aarch64-static"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install debootstrap qemu-user-static)")
-    summary_file = tmp_path / "summary.json"
-    res = subprocess.run([sys.executable, str(SCRIPT), "--summary", str(summary_file)],
-                         capture_output=True, text=True)
+    summary_file = tmp_path_factory.mktemp("arm64") / "summary.json"
+    cmd = [sys.executable, str(SCRIPT), "--summary", str(summary_file)]
+    if all(shutil.which(t) for t in CONTAINER_TOOLS):
+        cmd.append("--container")
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     print(res.stdout)
-    assert res.returncode == 0, res.stderr[-4000:]
-    s = json.loads(summary_file.read_text())
-    assert s["uname -m"] == "aarch64"
-    assert s["python"].startswith("3.11.")  # Raspberry Pi OS Bookworm's Python
-    assert "ai-edge-litert==" in s["arm64 versions"]
-    c = s["comparison"]
+    assert summary_file.exists(), res.stderr[-4000:]
+    return json.loads(summary_file.read_text())
+
+
+@pytest.mark.arm64
+def test_bundle_installs_offline_and_matches_x86_on_arm64(proof):
+    assert proof["uname -m"] == "aarch64"
+    assert proof["python"].startswith("3.11.")  # Raspberry Pi OS Bookworm's Python
+    assert "ai-edge-litert==" in proof["arm64 versions"]
+    assert proof["xnnpack arm64"]  # LiteRT's default CPU path on a Pi, as on x86
+    c = proof["comparison"]
     assert c["poses_arm64"] == c["poses_x86"] == 2  # the couple
     assert c["keypoints"] == 34
+    assert c["max_px"] <= TOLERANCE_PX
+    assert proof["ok"]
+
+
+@pytest.mark.arm64
+def test_dockerfile_builds_and_runs_for_arm64(proof):
+    if "container" not in proof:
+        pytest.skip(f"needs {', '.join(CONTAINER_TOOLS)} (apt-get install podman buildah runc)")
+    o = proof["container"]
+    assert o["ok"], f"failed at {o.get('failed')}: {o.get('error')}"
+    assert o["uname -m"] == "aarch64"
+    c = o["comparison"]
+    assert c["poses_arm64"] == c["poses_x86"] == 2
     assert c["max_px"] <= TOLERANCE_PX
