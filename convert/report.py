@@ -197,6 +197,8 @@ def fidelity_report(
         "eval_images": [Path(p).name for p in eval_paths],
         "baseline": baseline,
         "confident_score": CONFIDENT,
+        # What `edgepose run` does by default, so the figures are the CLI's.
+        "pre_processing": "full-size images through edgepose.preprocess.fit_to_input (stretch, antialias)",
         "threads": threads,
         "machine": cpu_description(),
         "models": rows,
