@@ -316,8 +316,8 @@ def test_home_assistant_birth_flood_is_rate_limited(broker, tmp_path, monkeypatc
     finally:
         sink.close()
     disc.close()
-    retained_config = [t for t, _, retain in disc.messages if not retain]
-    assert len(retained_config) == 6, len(retained_config)  # the connect's round + one for the whole flood
+    config_msgs = [t for t, _, retain in disc.messages if not retain]
+    assert len(config_msgs) == 6, len(config_msgs)  # the connect's round + one for the whole flood
 
 
 def test_password_over_plain_tcp_to_another_host_is_warned_once(tmp_path, caplog):
