@@ -134,3 +134,15 @@ def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp
     # NUMBA_CACHE_DIR (set by the systemd unit too) wins over EDGEPOSE_CACHE_DIR.
     third = run_py(WARM, EDGEPOSE_CACHE_DIR=str(tmp_path / "elsewhere"), NUMBA_CACHE_DIR=str(cache / "numba"))
     assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", str(cache / "numba")]
+
+
+def test_numba_disable_jit_turns_every_compiled_path_off():
+    """NUMBA_DISABLE_JIT=1 would run the kernels as (very slow) Python: edgepose takes its numpy paths instead."""
+    code = (
+        "from edgepose.model.posenet import load_posenet\nfrom edgepose.sinks import payloads\n"
+        f"m = load_posenet({str(coral_model('353_481'))!r})\n"
+        "print(m.decoder_name, payloads._compiled())\n"
+    )
+    r = run_py(code, NUMBA_DISABLE_JIT="1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["numpy", "None"]
