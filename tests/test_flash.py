@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -193,14 +194,18 @@ def test_flash_bookworm_image_uses_firstrun(tmp_path, pi4_bundle, key_file):
 def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
     src = make_pi_image(tmp_path / "trixie.img", cloud_init=True)
     out = tmp_path / "o.img"
+    tar = tmp_path / "bundle.tar"
+    with tarfile.open(tar, "w") as t:  # the layout of `edgepose bundle --out FILE.tar`
+        t.add(pi4_bundle, arcname="edgepose")
     r = flash_cli("--image", str(src), "--out", str(out), "--profile", "generic-arm64", "--config", str(DEVICE),
-                  "--bundle", str(pi4_bundle), "--first-boot", "firstrun", "--camera", "imx219")
+                  "--bundle", str(tar), "--first-boot", "firstrun", "--camera", "imx219")
     assert r.returncode == 0, r.stderr
     assert "first boot via firstrun" in r.stdout
     assert "warning: no --ssh-key and no user password: nobody can log in as pi" in r.stderr
     assert fat_read(out, "user-data").decode() == STOCK_USER_DATA  # cloud-init files untouched
     assert "firstrun.sh" in fat_root(out) and "ssh" not in fat_root(out)
     assert fat_read(out, "config.txt").decode() == CONFIG_TXT  # a USB-camera profile leaves config.txt alone
+    assert fat_read(out, "edgepose/MANIFEST.sha256") == (pi4_bundle / "MANIFEST.sha256").read_bytes()
 
 
 # -- bad input: one line, non-zero exit, input untouched, nothing half-written --------------------------------

@@ -526,7 +526,10 @@ def open_bundle(path: str | Path, workdir: Path) -> Path:
     try:
         with tarfile.open(p) as tar:
             members = _safe_members(tar.getmembers(), p)
-            tar.extractall(workdir, members=members)  # members checked above
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.12 (and 3.11.4+): the safe extraction filter too
+                tar.extractall(workdir, members=members, filter="data")
+            else:  # pragma: no cover - members are checked above
+                tar.extractall(workdir, members=members)
     except tarfile.TarError as e:
         raise BundleError(f"bundle {p} is not a readable tar ({e}).", "make it again with `edgepose bundle --out FILE.tar`.") from None
     folder = workdir / BOOT_DIR
