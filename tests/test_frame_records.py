@@ -44,9 +44,9 @@ def test_a_bad_line_names_file_and_line(tmp_path):
     path = tmp_path / "rec.jsonl"
     good = _frame(0).to_dict()
     path.write_text(json.dumps(good) + "\n" + json.dumps({"frame": 1, "ts": 0.1}) + "\n")
-    with pytest.raises(SourceError, match=r"rec.jsonl:2 is not an edgepose frame record"):
+    with pytest.raises(SourceError, match=r"rec.jsonl:2 is not a frame record \(it lacks width, height\)"):
         read_records(path)
     bad_pose = dict(good, people=[{"score": 1.0, "keypoints": {KEYPOINT_NAMES[0]: [1, 2, 3]}}])
     path.write_text(json.dumps(bad_pose) + "\n")
-    with pytest.raises(Exception, match="is not an edgepose frame record"):
+    with pytest.raises(Exception, match="frame 0 is not a frame record"):
         list(read_frame_records(path))

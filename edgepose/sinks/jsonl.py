@@ -73,7 +73,7 @@ def read_frame_dicts(
         try:
             fh = p.open(encoding="utf-8")
         except FileNotFoundError:
-            raise error(f"recording {p} does not exist.", missing_fix) from None
+            raise error(f"cannot read the recording {p}: it does not exist.", missing_fix) from None
         except OSError as e:
             raise error(f"cannot read the recording {p}: {e.strerror or e}.", missing_fix) from None
     with fh if fh is not sys.stdin else _nullcontext():
@@ -82,11 +82,11 @@ def read_frame_dicts(
                 continue
             try:
                 rec = json.loads(line)
-                missing = [k for k in ("frame", "ts", "width", "height") if k not in rec]
-                if missing:
-                    raise KeyError("/".join(missing))
-            except (ValueError, KeyError, TypeError) as e:
-                raise error(f"{p}:{ln} is not an edgepose frame record ({type(e).__name__}: {e}).", bad_fix) from None
+            except ValueError as e:
+                raise error(f"{p}:{ln} is not a frame record (not JSON: {getattr(e, 'msg', e)}).", bad_fix) from None
+            missing = [k for k in ("frame", "ts", "width", "height") if k not in rec] if isinstance(rec, dict) else ["a JSON object"]
+            if missing:
+                raise error(f"{p}:{ln} is not a frame record (it lacks {', '.join(missing)}).", bad_fix) from None
             yield rec
 
 
@@ -97,5 +97,5 @@ def read_frame_records(path: str | Path, **kw: Any) -> Iterator[FrameResult]:
         try:
             yield FrameResult.from_dict(rec)
         except (ValueError, KeyError, TypeError) as e:
-            raise error(f"{path}: frame {rec.get('frame')} is not an edgepose frame record ({type(e).__name__}: {e}).",
+            raise error(f"{path}: frame {rec.get('frame')} is not a frame record (a bad value: {e}).",
                         kw.get("bad_fix", "pass a file written by `edgepose run --jsonl` or `edgepose listen --jsonl`.")) from None
