@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Proof that the edgepose runtime works on arm64: bundle -> offline first boot -> same keypoints.
 
-Run as root on an x86 Linux host with Debian's qemu-user-static and debootstrap:
+Run as root on an x86 Linux host with Debian's qemu-user-static and debootstrap (and podman,
+buildah, runc for ``--container``); the default test run leaves it out (pytest marker ``arm64``):
 
-    sudo .venv/bin/python tests/arm64/prove_arm64.py
+    sudo .venv/bin/python tests/arm64/prove_arm64.py [--container]
 
 1. builds (or reuses) an arm64 Debian Bookworm root (Python 3.11, as Raspberry Pi OS Bookworm)
    with debootstrap; qemu-aarch64 is registered with binfmt_misc so the root runs under chroot;
