@@ -287,7 +287,8 @@ VERSIONS = ("import importlib.metadata as m; print(' '.join(f'{d}=={m.version(d)
 
 
 def run_args(source: str, jsonl: str) -> list[str]:
-    return ["run", "--model", MODEL, "--source", source, "--jsonl", jsonl, "--quiet"]
+    # -v: edgepose hides LiteRT's native notices, among them the XNNPACK line the proof checks for.
+    return ["-v", "run", "--model", MODEL, "--source", source, "--jsonl", jsonl, "--quiet"]
 
 
 # -- Dockerfile.arm64 with podman -------------------------------------------------------------
