@@ -36,7 +36,7 @@ SIZES = ("353_481", "481_641", "721_1281")
 
 from benchmarks.baselines import posenet_python  # noqa: E402
 from edgepose.config import EdgeposeConfig  # noqa: E402
-from edgepose.decode.multi import decode_multiple_poses  # noqa: E402
+from edgepose.decode import select_decoder  # noqa: E402
 from edgepose.decode.single import decode_single_pose  # noqa: E402
 from edgepose.draw import draw_poses  # noqa: E402
 from edgepose.model.posenet import load_posenet  # noqa: E402
@@ -44,6 +44,9 @@ from edgepose.pipeline import Pipeline  # noqa: E402
 from edgepose.sinks.video import VideoSink  # noqa: E402
 from edgepose.sources import open_source  # noqa: E402
 from edgepose.types import KEYPOINT_NAMES  # noqa: E402
+
+# The decoder 'edgepose run' picks (numba where it loads, else numpy): the user's path.
+DECODER_NAME, decode_multiple_poses = select_decoder()
 
 
 def model_path(size: str, kind: str = "quant") -> Path:
@@ -153,7 +156,7 @@ def decode_table(frames: list[np.ndarray], repeat: int) -> list[list[str]]:
         base = timeit(lambda: posenet_python.decode_multiple_poses(probs, heads.offsets, fwd, bwd, 16, k, 0.25, 20, 0.25), repeat)
         rows.append([str(k), str(found), f"{ours:.3f}", f"{base:.3f}", f"{base / ours:.1f}x"])
     single = timeit(lambda: decode_single_pose(heads), repeat)
-    rows.append(["single", "1", f"{single:.3f}", "-", "-"])
+    rows.append(["single", "1", f"{single:.3f}", "-", "-"])  # argmax decoder, numpy
     # Conformance on Coral's reference (decoder-op model, its own settings).
     dm = load_posenet(model_path("481_641", "quant_decoder"), 2, resize_filter="nearest")
     img = cv2.resize(cv2.imread(str(COUPLE)), (dm.input_width, dm.input_height), interpolation=cv2.INTER_NEAREST_EXACT)
@@ -282,7 +285,7 @@ def main() -> None:
         table("1. Per-stage latency, ms median/p90 (draw and write at source resolution)",
               ["model", "thr", "input", "people", "pre", "invoke", "decode", "draw", "write"], rows)
     if "2" in which:
-        table("2. Decode alone, 481x641, most crowded video frame (ms median; baseline: posenet-python)",
+        table("2. Decode alone, 481x641, most crowded video frame (ms median; edgepose = the decoder run picks: " + DECODER_NAME + "; baseline: posenet-python)",
               ["max poses", "found", "edgepose", "posenet-python", "speed-up"], decode_table(frames, args.repeat))
     if "3" in which:
         table("3. Video pipeline (tracking on, actions off): everything but invoke as a share of invoke; "

@@ -12,7 +12,7 @@ imported lazily (only when a conversion runs). Modules:
 * :mod:`edgepose_convert.edgetpu` - ``edgetpu_compiler`` and the offline Edge TPU compatibility report;
 * :mod:`edgepose_convert.report` - the fidelity report; :mod:`edgepose_convert.model_types` - output roles and metadata per model type.
 
-The sources live in ``convert/`` and install as ``edgepose_convert`` (see setup.py), so nothing
+The sources live in ``convert/`` and install as ``edgepose_convert`` (see pyproject.toml's ``[tool.setuptools]``), so nothing
 else named ``convert`` in site-packages can shadow them. User guide: convert/README.md.
 Command line: ``edgepose convert``.
 """

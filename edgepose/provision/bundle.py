@@ -234,19 +234,15 @@ def download_wheels(requirements: list[str], target: Target, *, refresh: bool = 
 def build_edgepose_wheel(root: Path, dest: Path) -> Path:
     """``pip wheel --no-deps`` of the checkout, built from a clean copy (no build/ left in the tree).
 
-    Like Dockerfile.arm64, the copy leaves out ``convert/``: the converter is workstation-only, and
-    setup.py builds the device package without it.
+    The wheel carries the converter's sources too (``edgepose_convert``, inert without the
+    ``[convert]`` extra's TensorFlow), exactly as Dockerfile.arm64 builds it: one wheel for both sides.
     """
     junk = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache",
                                   "tests", "benchmarks", "node_modules", "*.pyc")
 
-    def skip(folder: str, names: list[str]) -> set[str]:
-        top = {"convert"} if Path(folder).resolve() == root.resolve() else set()
-        return set(junk(folder, names)) | (top & set(names))
-
     with tempfile.TemporaryDirectory(prefix="edgepose-src-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(root, src, ignore=skip, symlinks=True)
+        shutil.copytree(root, src, ignore=junk, symlinks=True)
         r = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
              "--wheel-dir", str(dest), str(src)],
