@@ -31,6 +31,9 @@ class ModelConfig(ConfigModel):
     resize: Literal["stretch", "pad"] = Field("stretch", description="`stretch` resizes to the model input (as Coral's tests do); `pad` keeps the aspect ratio.")
     resize_filter: Literal["antialias", "linear", "area", "nearest"] = Field("antialias", description="How frames shrink to the input: `antialias` (box average, default), `linear` (fastest, aliases), `area`, `nearest`.")
     edgetpu: Literal["auto", "on", "off"] = Field("auto", description="Force the Edge TPU delegate on or off; `auto` follows the model.")
+    decoder: Literal["auto", "numba", "numpy"] | None = Field(
+        None, description="Multi-pose decoder: `numba` (compiled, cached), `numpy` (the reference), `auto` numba when it loads; "
+        "unset follows $EDGEPOSE_DECODER, else auto.")
     edgetpu_device: str | None = Field(
         None, pattern=r"^(usb|pci)?(:\d+)?$", min_length=1,
         description="Which Edge TPU runs the model when several are attached, as pycoral names them: "

@@ -54,7 +54,7 @@ class Pipeline:
 
             m = config.model
             model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu, edgetpu_device=m.edgetpu_device,
-                               resize_filter=m.resize_filter)
+                               resize_filter=m.resize_filter, decoder=m.decoder)
         if not isinstance(model, KeypointModel):
             from .errors import ModelError
 

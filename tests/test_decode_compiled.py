@@ -82,6 +82,19 @@ def test_model_decodes_with_the_chosen_decoder(monkeypatch):
         np.testing.assert_allclose(q.keypoints, p.keypoints, atol=1e-3)
 
 
+def test_device_config_chooses_the_decoder_over_the_environment(monkeypatch):
+    from edgepose.config import load_config
+    from edgepose.pipeline import Pipeline
+
+    monkeypatch.setenv("EDGEPOSE_DECODER", "numba")
+    cfg = load_config(None, {"model": {"path": str(coral_model("353_481")), "decoder": "numpy"}})
+    assert Pipeline(cfg).model.decoder_name == "numpy"
+    monkeypatch.setenv("EDGEPOSE_DECODER", "numpy")
+    assert Pipeline(load_config(None, {"model": {"path": str(coral_model("353_481"))}})).model.decoder_name == "numpy"
+    with pytest.raises(Exception, match="decoder"):
+        load_config(None, {"model": {"decoder": "cuda"}})
+
+
 NO_NUMBA = "import sys\nsys.modules['numba'] = None  # import numba now fails, as on a board without its wheels\n"
 
 

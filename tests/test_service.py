@@ -72,6 +72,9 @@ def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
     cfg = write_config(tmp_path / "device.toml", broker.port)
     code, err = finish(serve("--config", str(cfg), "--max-frames", "60"), timeout=120)
     assert code == 0, err[-3000:]
+    # The start summary names the decoder settings in force and where each came from.
+    (start,) = [ln for ln in err.splitlines() if ln.startswith("edgepose serve: started:")]
+    assert "; decoder: max_poses " in start and "(default)" in start, start
     assert sub.wait_for(lambda s: any(b'"offline"' in p for p in s.on("/status")))
     sub.close()
     got = {}

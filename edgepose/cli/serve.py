@@ -39,8 +39,8 @@ class FatalSourceError(SourceError):
 
 
 def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
-                   keep_image: bool = False) -> tuple[Callable[[], Iterable], Callable[[], list] | None]:
-    """A function returning a fresh frame iterable (called again after a source error).
+                   keep_image: bool = False) -> tuple[Callable[[], Iterable], Any]:
+    """A function returning a fresh frame iterable (called again after a source error), and the pipeline (None for a replay).
 
     ``keep_image``: results carry the camera image (for the web page's stream).
     """
@@ -77,7 +77,7 @@ def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
         finally:
             src.close()
 
-    return frames, pipeline.finish
+    return frames, pipeline
 
 
 def _print_line(text: str) -> None:
@@ -85,8 +85,8 @@ def _print_line(text: str) -> None:
     print(f"edgepose serve: {text}", file=sys.stderr, flush=True)
 
 
-def start_summary(cfg: Any, args: argparse.Namespace, sink: Any) -> str:
-    """One line: model, source, broker and topics."""
+def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any = None) -> str:
+    """One line: model, source, broker and topics, and the decoder settings in force with where each came from."""
     m = cfg.mqtt
     model = f"replay of {Path(args.replay).name}" if args.replay else Path(cfg.model.path).name
     from ..sources.base import redact_url
@@ -94,7 +94,8 @@ def start_summary(cfg: Any, args: argparse.Namespace, sink: Any) -> str:
     source = args.replay if args.replay else redact_url(str(cfg.source.uri))  # no stream password in the journal
     broker = f"{m.host}:{m.port} (MQTT {m.protocol}{', TLS' if m.tls.enabled else ''}{f', user {m.username}' if m.username else ''})"
     return (f"started: model {model}, source {source}, broker {broker}, topics {m.prefix(cfg.device_id)}/"
-            f"{{poses,events,status,state}}, outbox {sink.outbox.path}")
+            f"{{poses,events,status,state}}, outbox {sink.outbox.path}"
+            + (f"; decoder: {pipeline.decoder.describe()}" if pipeline is not None else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,12 +119,12 @@ def run(args: argparse.Namespace) -> int:
 
         web = DeviceWeb(cfg.http, cfg.device_id)  # binding and credentials checked before the model loads
     service_ref: list = []
-    frames, finish = frames_factory(args, cfg, service_ref, keep_image=web is not None and web.keep_image)
+    frames, pipeline = frames_factory(args, cfg, service_ref, keep_image=web is not None and web.keep_image)
     sink = MqttSink(cfg.mqtt, cfg.device_id, model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}")
     service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
                       retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames,
-                      finish=finish, status_line=_print_line, status_line_interval=args.status_every)
-    _print_line(start_summary(cfg, args, sink))
+                      finish=None if pipeline is None else pipeline.finish, status_line=_print_line, status_line_interval=args.status_every)
+    _print_line(start_summary(cfg, args, sink, pipeline))
     service_ref.append(service)
 
     def _graceful(signum: int, _frame: Any) -> None:
