@@ -175,6 +175,22 @@ def test_privacy_mode_never_stores_an_image(real_poses):
         web.server.server_close()
 
 
+def test_ongoing_action_stays_on_the_stream_until_it_ends(real_poses):
+    """Events arrive on one frame; the stream (at most stream_fps of the frames) shows the action until its end."""
+    from edgepose.types import ActionEvent
+
+    web = DeviceWeb(HttpConfig(port=0), DEVICE)
+    try:
+        web.on_frame(frame(0, real_poses, [ActionEvent(1, "waving", "start", 0.0)]))
+        for i in range(1, 30):
+            web.on_frame(frame(i, real_poses))
+            assert web._latest is not None and web._latest[2] == {1: ["waving"]}, i
+        web.on_frame(frame(30, real_poses, [ActionEvent(1, "waving", "end", 1.0)]))
+        assert web._latest is not None and web._latest[2] == {}
+    finally:
+        web.server.server_close()
+
+
 def _feed(web: DeviceWeb, poses, stop_ev: threading.Event) -> None:
     i = 0
     while not stop_ev.is_set():

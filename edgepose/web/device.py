@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
-from ..draw import draw_poses
+from ..draw import ActionLabels, draw_poses
 from ..service.runner import FpsMeter
 from ..types import FrameResult
 from .config import HttpConfig
@@ -72,8 +72,9 @@ def stream_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     return max(2, int(round(width * s / 2)) * 2), max(2, int(round(height * s / 2)) * 2)
 
 
-def render(result: FrameResult, image: np.ndarray | None, max_width: int) -> np.ndarray:
-    """The annotated stream frame: ``image`` (or a plain background) scaled to the stream size, with skeletons."""
+def render(result: FrameResult, image: np.ndarray | None, max_width: int, labels: dict[int, list[str]] | None = None) -> np.ndarray:
+    """The annotated stream frame: ``image`` (or a plain background) scaled to the stream size, with skeletons
+    and each track's ongoing actions (``labels``, from :class:`~edgepose.draw.ActionLabels`)."""
     w, h = stream_size(result.width, result.height, max_width)
     canvas: np.ndarray
     if image is None:
@@ -83,7 +84,7 @@ def render(result: FrameResult, image: np.ndarray | None, max_width: int) -> np.
         canvas = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     sx, sy = w / max(result.width, 1), h / max(result.height, 1)
     poses = [p.scaled(sx, sy) for p in result.poses]
-    return draw_poses(canvas, poses, events=result.events)
+    return draw_poses(canvas, poses, labels=labels) if labels is not None else draw_poses(canvas, poses, events=result.events)
 
 
 class DeviceWeb:
@@ -108,7 +109,9 @@ class DeviceWeb:
         self._fps = FpsMeter()
         self.frames = 0
         self._last_t: float | None = None
-        self._latest: tuple[FrameResult, np.ndarray | None] | None = None
+        self._latest: tuple[FrameResult, np.ndarray | None, dict[int, list[str]]] | None = None
+        # Fed every frame (not only the encoded ones), so an action shows until it ends, as in `run --output`.
+        self._labels = ActionLabels()
         self._latest_seq = 0
         self._timings: dict[str, float] = {}
         self._people = 0
@@ -180,7 +183,7 @@ class DeviceWeb:
         self._timings = t
         self._people = len(result.poses)
         # Privacy: the image is dropped here, before anything can encode it.
-        self._latest = (result, None if self.privacy else result.image)
+        self._latest = (result, None if self.privacy else result.image, self._labels.update(result.events, result.timestamp))
         self._latest_seq += 1
         if self._viewers:
             with self._cond:
@@ -211,7 +214,7 @@ class DeviceWeb:
             next_t = max(next_t + period, time.monotonic())
             c0 = time.thread_time()
             try:
-                img = render(latest[0], latest[1], self.cfg.stream_width)
+                img = render(latest[0], latest[1], self.cfg.stream_width, latest[2])
                 ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
             except Exception:  # a bad frame must not end the stream
                 log.exception("stream frame")
