@@ -44,6 +44,7 @@ DECODER_MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_481_641_
 CORAL_CPP_MS = 0.063
 
 from benchmarks.baselines import posenet_python  # noqa: E402
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.decode import compiled, multi  # noqa: E402
 from edgepose.model.posenet import load_posenet  # noqa: E402
 from edgepose.types import KEYPOINT_NAMES  # noqa: E402
@@ -151,15 +152,6 @@ def first_call() -> list[list[str]]:
             r = json.loads(out.strip().splitlines()[-1])
             rows.append([label, f"{1e3 * r['import']:.0f}", f"{1e3 * r['first']:.0f}", r["how"]])
     return rows
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
 def main() -> int:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 W, H = 481, 353
 
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.preprocess import resize  # noqa: E402
 
 Resize = Callable[[np.ndarray, int, int], np.ndarray]
@@ -111,15 +112,6 @@ def psnr_vs_area(fn: Resize, images: list[np.ndarray]) -> float:
         mse = float(((fn(im, W, H).astype(np.float32) - ref) ** 2).mean())
         vals.append(10 * np.log10(255.0**2 / max(mse, 1e-6)))
     return float(np.mean(vals))
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
 def fidelity_rows(eval_images: list[np.ndarray], video: list[np.ndarray]) -> list[list[str]]:

@@ -35,6 +35,7 @@ COUPLE = SHARED / "images" / "test_couple.jpg"
 SIZES = ("353_481", "481_641", "721_1281")
 
 from benchmarks.baselines import posenet_python  # noqa: E402
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.config import EdgeposeConfig  # noqa: E402
 from edgepose.decode import select_decoder  # noqa: E402
 from edgepose.decode.single import decode_single_pose  # noqa: E402
@@ -56,15 +57,6 @@ def model_path(size: str, kind: str = "quant") -> Path:
 def ms(values: list[float]) -> tuple[float, float]:
     a = np.asarray(values) * 1e3
     return float(np.median(a)), float(np.percentile(a, 90))
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
 def read_frames(n: int) -> list[np.ndarray]:

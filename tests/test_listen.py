@@ -20,18 +20,9 @@ from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import frame
 from tests.mosquitto import Mosquitto, free_port, make_password_file
+from tests.procs import finish
 
 DEVICE = "shelf-pi"
-
-
-def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"edgepose listen did not stop:\n{err[-3000:]}") from None
-    return proc.returncode, err
 
 
 def check_schema(topic: str, payload: bytes) -> dict:

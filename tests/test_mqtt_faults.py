@@ -25,6 +25,7 @@ import pytest
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import TEST_MODEL, frame
 from tests.mosquitto import Subscriber
+from tests.procs import finish
 
 DEVICE = "fault-pi"
 #: Lines that must never appear in the service's log: a jammed or crashing sender.
@@ -51,19 +52,6 @@ def write_recording(path: Path, poses: list, n: int = 200) -> Path:
 def serve(*args: str, verbose: bool = False) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgepose.cli", *(["-v"] if verbose else []), "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 30, signal_first: bool = True) -> tuple[int, str]:
-    """SIGTERM (unless ``signal_first`` is False: wait for it to end by itself), then its exit code and stderr."""
-    if signal_first and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"edgepose serve did not stop:\n{err[-3000:]}") from None
-    return proc.returncode, err
 
 
 @contextlib.contextmanager
@@ -115,7 +103,7 @@ def test_twenty_broker_restarts_under_cpu_load(persistent_broker, tmp_path, real
                 restarts += 1
             time.sleep(2.0)  # a last stretch of normal traffic after the final restart
         finally:
-            code, err = stop(proc, timeout=60)
+            code, err = finish(proc, 60, terminate=True)
     left, produced = outbox_counts(tmp_path / "outbox.sqlite")
     got_all = sub.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced + 1)), timeout=30)
     sub.close()
@@ -281,7 +269,7 @@ def test_retained_online_does_not_outlive_a_device_killed_during_an_outage(persi
     late.close()
     assert not any(d["state"] == "online" for d in _statuses(late)), _statuses(late)
     # The next start sends what the killed one stored, in order, and nothing is stuck.
-    code, err = stop(serve("--config", str(cfg), "--replay", str(rec), "--max-frames", "5"), timeout=60, signal_first=False)
+    code, err = finish(serve("--config", str(cfg), "--replay", str(rec), "--max-frames", "5"), 60)
     assert code == 0, err[-2000:]
     left2, produced2 = outbox_counts(tmp_path / "outbox.sqlite")
     assert events.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced2 + 1)), timeout=20)
@@ -345,7 +333,7 @@ def test_client_id_takeover_jams_nothing(persistent_broker, tmp_path, real_poses
         proc = serve("--config", str(write_config(tmp_path / "device.toml", b.port)), "--replay", str(rec), "--replay-loop",
                      "--replay-fps", "100")
         _takeovers(proc, sub, b.port)
-    code, err = stop(proc, timeout=60)
+    code, err = finish(proc, 60, terminate=True)
     left, produced = outbox_counts(tmp_path / "outbox.sqlite")
     assert sub.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced + 1)), timeout=20)
     sub.close()
@@ -397,13 +385,13 @@ def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real
             assert sub.wait_for(lambda s: any(d.get("events_pending", 1) < 50 for d in s.json_on("/status")), timeout=60), \
                 [(d.get("events_pending"), d.get("events_dropped")) for d in sub.json_on("/status")][-5:]
             status = [d for d in sub.json_on("/status") if d["state"] == "online"][-1]
-            code, err = stop(proc, timeout=60)
+            code, err = finish(proc, 60, terminate=True)
             time.sleep(0.3)
             first_seqs = set(event_seqs(sub))
             assert code == 0, err[-3000:]
             left, produced = outbox_counts(small_disk / "outbox.sqlite")
             # The next start on the same disk sends only its own events.
-            code2, err2 = stop(serve("--config", str(cfg), "--replay", str(rec), "--max-frames", "3"), timeout=60, signal_first=False)
+            code2, err2 = finish(serve("--config", str(cfg), "--replay", str(rec), "--max-frames", "3"), 60)
             assert code2 == 0, err2[-3000:]
             assert sub.wait_for(lambda s: len(set(event_seqs(s))) >= len(first_seqs) + 3, timeout=20)
             time.sleep(0.5)

@@ -21,6 +21,7 @@ from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
 from tests.mosquitto import Mosquitto, Subscriber, free_port
+from tests.procs import finish
 
 DEVICE = "shelf-pi"
 VIDEO = SHARED / "video" / "openpose_video.avi"
@@ -47,16 +48,6 @@ def write_recording(path: Path, poses, n: int = 30, every: int = 3) -> Path:
 def serve(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "serve", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"edgepose serve did not stop:\n{err[-3000:]}") from None
-    return proc.returncode, err
 
 
 def check_schema(topic: str, payload: bytes) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from edgepose.web.device import PRIVACY_BACKGROUND, DeviceWeb
 from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
 from tests.conftest_web import element_image, get, get_json, new_browser, wait_until
 from tests.mosquitto import free_port
+from tests.procs import finish
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 DEVICE = "door-pi"
@@ -41,17 +41,6 @@ def write_config(path: Path, mqtt_port: int, http_port: int, **http) -> Path:
 def serve(cfg: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-
-
-def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err
 
 
 def vivid_fraction(img: np.ndarray, tol: int = 30) -> float:
@@ -135,7 +124,7 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
         assert metrics(url)["edgepose_stream_frames_encoded_total"] == n
         assert get(url + "healthz")[0] == 200
     finally:
-        err = stop(proc)
+        err = finish(proc, terminate=True)[1]
     assert proc.returncode == 0, err[-3000:]
 
 
@@ -159,7 +148,7 @@ def test_privacy_mode_shows_skeletons_and_no_camera_pixels(broker, tmp_path, bro
 
         wait_until(lambda: browser.find_element(By.ID, "privacy-note").is_displayed(), 10, "the privacy note")
     finally:
-        err = stop(proc)
+        err = finish(proc, terminate=True)[1]
     assert proc.returncode == 0, err[-3000:]
 
 

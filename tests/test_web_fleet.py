@@ -14,6 +14,7 @@ from edgepose.web.fleet import compact_people, subscription
 from tests.conftest_mqtt import SHARED, TEST_MODEL
 from tests.conftest_web import get, get_json, wait_until
 from tests.mosquitto import free_port
+from tests.procs import finish
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 KEEPALIVE = 5
@@ -42,16 +43,6 @@ def device_config(path: Path, device: str, port: int) -> Path:
 
 def cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgepose.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> str:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.communicate(timeout=30)[1]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()[1]
 
 
 def tiles(drv) -> dict[str, str]:
@@ -109,8 +100,8 @@ def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, t
         assert all("online" in tiles(browser)[n].split() for n in ("hall", "porch"))
         assert browser.find_element(By.ID, "summary").text == "3 devices, 2 online"
     finally:
-        errs = {n: finish(p) for n, p in devices.items()}
-        view_err = finish(view)
+        errs = {n: finish(p, terminate=True)[1] for n, p in devices.items()}
+        view_err = finish(view, terminate=True)[1]
     assert view.returncode == 0, view_err[-2000:]
     for n in ("hall", "porch"):
         assert devices[n].returncode == 0, errs[n][-2000:]
