@@ -29,20 +29,6 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
-def is_image_set(source: FrameSource) -> bool:
-    """Whether ``source`` (or the source a reader wraps) is a list of image files."""
-    from .sources.images import ImageSequenceSource
-
-    for _ in range(4):
-        if isinstance(source, ImageSequenceSource):
-            return True
-        inner = source.__dict__.get("source")
-        if not isinstance(inner, FrameSource):
-            return False
-        source = inner
-    return False
-
-
 class Pipeline:
     """Runs one model over frames with the settings of one :class:`EdgeposeConfig`."""
 
@@ -156,7 +142,7 @@ class Pipeline:
         live = source.is_live
         # Photos of a folder are unrelated unless the config says they are a sequence: no track
         # IDs, smoothing or actions carried from one to the next.
-        sequence = self.config.tracking.image_sequence or not is_image_set(source)
+        sequence = self.config.tracking.image_sequence or not source.is_image_set
         stages: Generator[FrameResult, None, None] = (
             (self._finish(f, tensor, tr, t_pre, keep_image, sequence) for f, tensor, tr, t_pre in self._inline(source)) if live
             else self._decoded(source, keep_image, sequence)

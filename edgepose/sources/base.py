@@ -25,6 +25,8 @@ class FrameSource(ABC):
     frame_count: int | None = None
     #: Cameras and streams: timestamps are wall-clock time and frames can be dropped.
     is_live: bool = False
+    #: Photos (a folder, a glob, one image): unrelated frames, not a sequence, unless the config says so.
+    is_image_set: bool = False
     #: Whether ``close()`` may be called while another thread is blocked in ``read()``.
     close_from_other_thread: bool = False
 

@@ -75,6 +75,7 @@ class ImageSequenceSource(FrameSource):
     """
 
     is_live = False
+    is_image_set = True
 
     def __init__(self, paths: Sequence[Path], description: str, config: SourceConfig | None = None, *, strict: bool = False):
         cfg = config or SourceConfig()

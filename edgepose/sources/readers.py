@@ -31,6 +31,7 @@ class _Proxy(FrameSource):
         self.fps = source.fps
         self.frame_count = source.frame_count
         self.is_live = source.is_live
+        self.is_image_set = source.is_image_set
         self.close_from_other_thread = True
 
     def __getattr__(self, name: str):
