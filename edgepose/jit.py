@@ -36,19 +36,23 @@ if not numba.config.CACHE_DIR:
     numba.config.CACHE_DIR = str(cache_dir())
 
 
-def njit(fn: Callable | None = None, *, signature: str | None = None) -> Any:
-    """``numba.njit`` with the on-disk cache (compile once per machine) and without the GIL.
+def njit(fn: Callable | None = None, *, signature: str | None = None, nogil: bool = True, inline: str = "never") -> Any:
+    """``numba.njit`` with the on-disk cache (compile once per machine), by default without the GIL.
 
     With ``signature`` the function is compiled (or loaded) when decorated, and a call with
     other argument types raises TypeError instead of compiling a new version mid-stream.
+    ``nogil=False`` for calls of a microsecond or so: releasing the GIL hands it to any waiting
+    thread (paho's network loop, the frame reader), and taking it back costs more than the call.
+    ``inline="always"`` for small helpers: inlined where called, so that literal arguments become
+    constants there.
     """
     if fn is None:
-        return lambda f: njit(f, signature=signature)
+        return lambda f: njit(f, signature=signature, nogil=nogil, inline=inline)
     sig = () if signature is None else (signature,)
     try:
-        return numba.njit(*sig, cache=True, nogil=True)(fn)
+        return numba.njit(*sig, cache=True, nogil=nogil, inline=inline)(fn)
     except RuntimeError:  # no usable cache directory: compile at every start instead
-        return numba.njit(*sig, nogil=True)(fn)
+        return numba.njit(*sig, nogil=nogil, inline=inline)(fn)
 
 
 def first_call(dispatcher: Any, call: Callable[[], Any]) -> tuple[float, str]:

@@ -183,6 +183,23 @@ def test_compiled_and_python_json_are_the_same_bytes(monkeypatch, real_poses, nd
     assert fast == [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
 
 
+def test_compiled_header_is_pythons_for_every_timestamp(monkeypatch):
+    """The compiled writer's header (frame, ``repr(round(ts, 4))``, size) against Python's, on epoch and
+    media times, decimal ties and near-ties, negative and signed-zero times, and values it hands back."""
+    rng = np.random.default_rng(5)
+    stamps = [0.0, -0.0, -0.00001, 0.00005, 0.00015, 1.00005, 2.5, 0.1235, 1e-9, -3.25, 6.99e9, 7.1e9, 1e20, float("nan"), float("inf")]
+    stamps += [1_700_000_000 + k / 1e4 + d for k in range(0, 10000, 997) for d in (0.0, 0.00005, -0.00005, 0.000049, 0.000051)]
+    stamps += list(rng.uniform(0, 2e9, 300)) + list(rng.uniform(-100, 100, 300)) + list(np.round(rng.uniform(0, 1e5, 300), 5))
+    frames = [FrameResult(index=int(i * 7919), timestamp=float(ts), poses=[], width=1920, height=int(i % 4000)) for i, ts in enumerate(stamps)]
+    frames.append(FrameResult(index=-1, timestamp=1.0, poses=[], width=-5, height=3))
+    assert payloads._compiled() is not None
+    fast = [payloads.poses_json(f, 'pi-"1"') for f in frames]
+    monkeypatch.setattr(payloads, "_COMPILED", False)
+    slow = [payloads.poses_json(f, 'pi-"1"') for f in frames]
+    assert fast == slow
+    assert json.loads(fast[0])["device"] == 'pi-"1"'
+
+
 def test_json_agrees_with_the_jsonl_record(real_poses, encoder):
     fr = frame(3, people(real_poses, 5))
     data = json.loads(payloads.poses_json(fr, "pi-1"))

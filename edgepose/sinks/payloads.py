@@ -134,38 +134,52 @@ def _people_format(poses: list[Pose], ndigits: int) -> str:
     return ",".join(out)
 
 
-def _people_json(poses: list[Pose], ndigits: int) -> bytes:
-    if not poses:
-        return b""
+@lru_cache(maxsize=64)
+def _json_prefix(device_id: str) -> np.ndarray:
+    """The ``poses`` payload's bytes before the frame index, for the compiled writer."""
+    return np.frombuffer(f'{{"v":{PAYLOAD_VERSION},"device":{_json_str(device_id)},"frame":'.encode(), np.uint8).copy()
+
+
+def _poses_json_compiled(result: FrameResult, device_id: str, ndigits: int) -> bytes | None:
+    """The whole payload written by the compiled writers into one buffer; None where Python must write it
+    (a value only Python rounds right, or keypoints that are not :class:`Pose`'s float32 arrays)."""
     jit = _compiled()
-    if jit is not None:
-        buf = np.empty(len(poses) * jit.JSON_MAX, np.uint8)
-        o = 0
-        try:
-            for p in poses:
-                tid = p.track_id
-                o = jit.person_json(buf, o, p.keypoints, p.scores, p.score, 0 if tid is None else tid, tid is not None, ndigits)
-                if o < 0:  # a value only Python rounds right (a pose score at a decimal tie, |x| >= 2**52 / 10**d)
-                    break
-            else:
-                return buf[:o].tobytes()
-        except TypeError:  # keypoints that are not Pose's float32 arrays (replaced after construction)
-            pass
-    return _people_format(poses, ndigits).encode("ascii")
+    if jit is None:
+        return None
+    prefix = _json_prefix(device_id)
+    buf = np.empty(prefix.size + 96 + len(result.poses) * jit.JSON_MAX, np.uint8)
+    try:
+        o = jit.head_json(buf, prefix, result.index, result.timestamp, result.width, result.height)
+        if o < 0:
+            return None
+        for p in result.poses:
+            tid = p.track_id
+            o = jit.person_json(buf, o, p.keypoints, p.scores, p.score, 0 if tid is None else tid, tid is not None, ndigits)
+            if o < 0:  # a pose score at a decimal tie, |x| >= 2**52 / 10**d
+                return None
+    except (TypeError, OverflowError):  # arrays replaced after construction; an index beyond int64
+        return None
+    buf[o] = 93  # ]
+    buf[o + 1] = 125  # }
+    return buf[: o + 2].tobytes()
 
 
 def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
     """The ``poses`` payload as compact JSON: :meth:`FrameResult.to_dict`'s values plus the device id.
 
-    Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writer when numba
+    Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writers when numba
     loads, else by one ``%`` format per person: the same bytes either way.
     """
+    data = _poses_json_compiled(result, device_id, ndigits)
+    if data is not None:
+        return data
     # f-string header: a dict through json.dumps costs as much as one person.
     head = (
         f'{{"v":{PAYLOAD_VERSION},"device":{_json_str(device_id)},"frame":{int(result.index)},'
         f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},"people":['
     )
-    return head.encode("ascii") + _people_json(result.poses, ndigits) + b"]}"
+    people = _people_format(result.poses, ndigits) if result.poses else ""
+    return f"{head}{people}]}}".encode("ascii")
 
 
 # -- poses: binary ------------------------------------------------------------

@@ -28,6 +28,10 @@ NAME_ENDS = np.cumsum([0] + [len(p) for p in _PREFIXES]).astype(np.int64)
 SCORE = np.frombuffer(b'{"score":', np.uint8).copy()
 ID = np.frombuffer(b',"id":', np.uint8).copy()
 KEYPOINTS = np.frombuffer(b',"keypoints":{', np.uint8).copy()
+TS = np.frombuffer(b',"ts":', np.uint8).copy()
+WIDTH = np.frombuffer(b',"width":', np.uint8).copy()
+HEIGHT = np.frombuffer(b',"height":', np.uint8).copy()
+PEOPLE = np.frombuffer(b',"people":[', np.uint8).copy()
 POW10 = np.array([10**i for i in range(19)], np.int64)
 #: Bytes of one binary person record ("<iH" + 34 int16 + 17 uint8).
 RECORD = 4 + 2 + 4 * NUM_KEYPOINTS + NUM_KEYPOINTS
@@ -35,58 +39,91 @@ RECORD = 4 + 2 + 4 * NUM_KEYPOINTS + NUM_KEYPOINTS
 
 #: Upper bound of one person's JSON (17 keypoints of 3 numbers, up to 24 digits each).
 JSON_MAX = NUM_KEYPOINTS * (24 + 3 * 30) + 96
+#: "00" .. "99": two digits per division.
+PAIRS = np.frombuffer(b"".join(b"%02d" % i for i in range(100)), np.uint8).copy()
+
+# Every buffer index goes through _u: numba checks a signed index for wrap-around (a[-1]) on
+# each access, which cost the writers more than the formatting itself. Do no arithmetic on _u's result
+# (uint64 mixed with int64 is float64 in numba).
+_u = np.uint64
 
 
-@njit
+@njit(inline="always")
 def _digits(buf, o, k):
     """Decimal digits of the int ``k >= 0`` at ``buf[o:]``; returns the new end."""
-    n = 1
-    while n < 19 and k >= POW10[n]:
+    if k < 10:
+        buf[_u(o)] = 48 + k
+        return o + 1
+    n = 2
+    while n < 19 and k >= POW10[_u(n)]:
         n += 1
-    for p in range(o + n - 1, o - 1, -1):
-        buf[p] = 48 + k % 10
-        k //= 10
+    p = o + n
+    while k >= 100:
+        r = 2 * (k % 100)
+        k //= 100
+        p -= 2
+        buf[_u(p)] = PAIRS[_u(r)]
+        buf[_u(p + 1)] = PAIRS[_u(r + 1)]
+    if k >= 10:
+        buf[_u(p - 2)] = PAIRS[_u(2 * k)]
+        buf[_u(p - 1)] = PAIRS[_u(2 * k + 1)]
+    else:
+        buf[_u(p - 1)] = 48 + k
     return o + n
 
 
-@njit
-def _fixed(buf, o, v, nd, scale):
-    """``"%.{nd}f" % v`` at ``buf[o:]`` (non-finite -> 0, as the Python encoder); ``scale = 10.0**nd``
-    (computed once per person: pow is a call); needs ``|v| * scale < 2**52``."""
+@njit(inline="always")
+def _fixed(buf, o, v, nd, scale, div):
+    """``"%.{nd}f" % v`` at ``buf[o:]`` (non-finite -> 0, as the Python encoder); ``scale = 10.0**nd``,
+    ``div = 10**nd`` (constants where the caller passes literals: division by a constant is a multiply);
+    needs ``|v| * scale < 2**52``."""
     if not np.isfinite(v):
         v = 0.0
     k = np.int64(abs(np.rint(v * scale)))
     if np.signbit(v):  # "%.1f" % -0.04 == "-0.0"
-        buf[o] = 45
+        buf[_u(o)] = 45
         o += 1
-    # The digits of k (at least nd + 1), written backwards from the end, the point before the last nd.
-    n = 1
-    while n < 19 and k >= POW10[n]:
-        n += 1
-    n = max(n, nd + 1)
-    end = o + n + (1 if nd > 0 else 0)
-    p = end - 1
-    for w in range(n):
-        if nd > 0 and w == nd:
-            buf[p] = 46
-            p -= 1
-        buf[p] = 48 + k % 10
-        k //= 10
-        p -= 1
+    if nd == 0:
+        return _digits(buf, o, k)
+    whole = k // div
+    frac = k - whole * div
+    o = _digits(buf, o, whole)
+    buf[_u(o)] = 46
+    end = o + 1 + nd
+    for p in range(end - 1, o, -1):
+        buf[_u(p)] = 48 + frac % 10
+        frac //= 10
     return end
 
 
-@njit
+@njit(inline="always")
 def _copy(buf, o, src, a, b):
     for i in range(a, b):
-        buf[o] = src[i]
+        buf[_u(o)] = src[_u(i)]
         o += 1
     return o
 
 
-@njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64, boolean, intp)")
+@njit(inline="always")
+def _keypoints_json(buf, o, kp, sc, nd, scale, div):
+    k = sc.shape[0]
+    for q in range(k):
+        o = _copy(buf, o, NAMES, NAME_ENDS[_u(q)], NAME_ENDS[_u(q + 1)])
+        o = _fixed(buf, o, np.float64(kp[_u(q), 0]), nd, scale, div)
+        buf[_u(o)] = 44
+        o = _fixed(buf, o + 1, np.float64(kp[_u(q), 1]), nd, scale, div)
+        buf[_u(o)] = 44
+        o = _fixed(buf, o + 1, np.float64(sc[_u(q)]), 3, 1000.0, 1000)
+        buf[_u(o)] = 93
+        buf[_u(o + 1)] = 44 if q < k - 1 else 125
+        o += 2
+    return o
+
+
+@njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64, boolean, intp)", nogil=False)
 def person_json(buf, o, kp, sc, score, ident, has_id, nd):
-    """One person's JSON object at ``buf[o:]`` (after a comma unless ``o == 0``); returns the new end,
+    """One person's JSON object at ``buf[o:]`` (after a comma unless it opens the array: ``o == 0`` or
+    ``buf[o - 1]`` is ``[``); returns the new end,
     or -1 for a person the Python encoder must write (a pose score at a decimal tie, ``|x| >= 2**52 / 10**nd``)."""
     k = sc.shape[0]
     scale = 10.0**nd
@@ -95,7 +132,7 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     if abs(s) >= 1e5:
         return -1
     for q in range(k):
-        if abs(np.float64(kp[q, 0])) >= limit or abs(np.float64(kp[q, 1])) >= limit:
+        if abs(np.float64(kp[_u(q), 0])) >= limit or abs(np.float64(kp[_u(q), 1])) >= limit:
             return -1
     # repr(round(score, 4)): the four-decimal form without trailing zeros (keeping one). Below 1e5 the
     # product is within 2e-7 of the exact value, so only a near-tie can round differently from round().
@@ -103,66 +140,103 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     r = np.rint(y)
     if abs(abs(y - r) - 0.5) < 1e-6:
         return -1
-    if o:
-        buf[o] = 44
+    if o and buf[_u(o - 1)] != 91:
+        buf[_u(o)] = 44
         o += 1
     o = _copy(buf, o, SCORE, 0, SCORE.size)
-    o = _fixed(buf, o, r / 1e4, 4, 1e4)
-    while buf[o - 1] == 48 and buf[o - 2] != 46:
+    o = _fixed(buf, o, r / 1e4, 4, 1e4, 10000)
+    while buf[_u(o - 1)] == 48 and buf[_u(o - 2)] != 46:
         o -= 1
     if has_id:
         o = _copy(buf, o, ID, 0, ID.size)
         if ident < 0:
-            buf[o] = 45
+            buf[_u(o)] = 45
             o += 1
         o = _digits(buf, o, abs(ident))
     o = _copy(buf, o, KEYPOINTS, 0, KEYPOINTS.size)
-    for q in range(k):
-        o = _copy(buf, o, NAMES, NAME_ENDS[q], NAME_ENDS[q + 1])
-        o = _fixed(buf, o, np.float64(kp[q, 0]), nd, scale)
-        buf[o] = 44
-        o = _fixed(buf, o + 1, np.float64(kp[q, 1]), nd, scale)
-        buf[o] = 44
-        o = _fixed(buf, o + 1, np.float64(sc[q]), 3, 1000.0)
-        buf[o] = 93
-        buf[o + 1] = 44 if q < k - 1 else 125
-        o += 2
-    buf[o] = 125
+    # The usual digit counts as literals, so that their divisions compile to multiplies.
+    if nd == 1:
+        o = _keypoints_json(buf, o, kp, sc, 1, 10.0, 10)
+    elif nd == 2:
+        o = _keypoints_json(buf, o, kp, sc, 2, 100.0, 100)
+    else:
+        o = _keypoints_json(buf, o, kp, sc, nd, scale, POW10[_u(nd)])
+    buf[_u(o)] = 125
     return o + 1
 
 
-@njit
+@njit(signature="intp(uint8[::1], uint8[::1], int64, float64, int64, int64)", nogil=False)
+def head_json(buf, prefix, frame, ts, width, height):
+    """The ``poses`` payload up to its people array at ``buf[0:]``: ``prefix`` (``{"v":..,"device":..,"frame":``),
+    then the frame index, ``ts`` as ``repr(round(ts, 4))``, width and height; returns the end, or -1 where
+    Python must write it (a ``ts`` near a decimal tie or out of the exact range, a negative frame or size)."""
+    if not np.isfinite(ts) or abs(ts) >= 7e9 or frame < 0 or width < 0 or height < 0:
+        return -1
+    # Below 7e9 s (the year 2191 as epoch time) ts * 1e4 < 2**46 is within 2**-8 of the exact product,
+    # so only near a tie can rint round otherwise than Python's correctly rounded round(ts, 4); and the
+    # four-decimal value has at most 14 significant digits, which is what repr writes (no shorter
+    # decimal of <= 15 digits maps to the same double).
+    y = ts * 1e4
+    r = np.rint(y)
+    if abs(abs(y - r) - 0.5) < 0.01:
+        return -1
+    o = _copy(buf, 0, prefix, 0, prefix.size)
+    o = _digits(buf, o, frame)
+    o = _copy(buf, o, TS, 0, TS.size)
+    k = np.int64(abs(r))
+    if np.signbit(r):  # repr(round(-0.00001, 4)) == "-0.0"
+        buf[_u(o)] = 45
+        o += 1
+    o = _digits(buf, o, k // 10000)
+    buf[_u(o)] = 46
+    frac = k % 10000
+    n = 4
+    while n > 1 and frac % 10 == 0:  # repr's shortest form: trailing zeros dropped, one digit kept
+        frac //= 10
+        n -= 1
+    for p in range(o + n, o, -1):
+        buf[_u(p)] = 48 + frac % 10
+        frac //= 10
+    o += n + 1
+    o = _copy(buf, o, WIDTH, 0, WIDTH.size)
+    o = _digits(buf, o, width)
+    o = _copy(buf, o, HEIGHT, 0, HEIGHT.size)
+    o = _digits(buf, o, height)
+    return _copy(buf, o, PEOPLE, 0, PEOPLE.size)
+
+
+@njit(inline="always")
 def _clip_round(v, lo, hi):
     if not np.isfinite(v):
         return 0
     return np.int64(min(max(np.rint(v), lo), hi))
 
 
-@njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64)")
+@njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64)", nogil=False)
 def person_binary(buf, o, kp, sc, score, ident):
     """One binary person record (see :mod:`edgepose.sinks.payloads`) at ``buf[o:]``; returns the new end."""
     k = sc.shape[0]
     ident &= 0xFFFFFFFF
     for b in range(4):
-        buf[o + b] = (ident >> (8 * b)) & 0xFF
+        buf[_u(o + b)] = (ident >> (8 * b)) & 0xFF
     s = 0.0 if np.isnan(score) else min(max(score, 0.0), 1.0)  # an infinite score saturates
-    u = _clip_round(s * 65535.0, 0.0, 65535.0)
-    buf[o + 4] = u & 0xFF
-    buf[o + 5] = u >> 8
+    v = _clip_round(s * 65535.0, 0.0, 65535.0)
+    buf[_u(o + 4)] = v & 0xFF
+    buf[_u(o + 5)] = v >> 8
     o += 6
     for q in range(k):
         for c in range(2):
-            w = _clip_round(np.float64(kp[q, c]) * 4.0, -32768.0, 32767.0) & 0xFFFF
-            buf[o] = w & 0xFF
-            buf[o + 1] = w >> 8
+            w = _clip_round(np.float64(kp[_u(q), c]) * 4.0, -32768.0, 32767.0) & 0xFFFF
+            buf[_u(o)] = w & 0xFF
+            buf[_u(o + 1)] = w >> 8
             o += 2
     for q in range(k):
-        buf[o] = _clip_round(np.float64(sc[q]) * 255.0, 0.0, 255.0)
+        buf[_u(o)] = _clip_round(np.float64(sc[_u(q)]) * 255.0, 0.0, 255.0)
         o += 1
     return o
 
 
 def load_kind() -> str:
     """``"compiled"`` if importing this module compiled the writers (once per machine), else ``"loaded from cache"``."""
-    misses = sum(sum(d.stats.cache_misses.values()) for d in (person_json, person_binary))
+    misses = sum(sum(d.stats.cache_misses.values()) for d in (person_json, person_binary, head_json))
     return "compiled" if misses else "loaded from cache"
