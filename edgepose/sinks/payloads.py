@@ -7,8 +7,8 @@ consumer bumps it. The JSON Schema of each payload is in
 The ``poses`` payload is the JSONL frame record of :meth:`FrameResult.to_dict`
 (same ``people`` objects) plus the device id, so a subscriber can record it as
 is (``edgepose listen --jsonl``). It is the hot path (every frame), so both
-encodings of all people are written by one compiled call
-(:mod:`edgepose.sinks.payloads_jit`, numba), or where numba does not load by
+encodings are written into one buffer by compiled calls, one for the JSON header and
+one per person (:mod:`edgepose.sinks.payloads_jit`, numba), or where numba does not load by
 one ``%`` format per person (JSON) and a few numpy calls (binary): the same
 bytes either way. The JSON values are :meth:`Pose.to_dict`'s.
 
