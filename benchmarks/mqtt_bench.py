@@ -156,12 +156,15 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
                 b = best[name]
                 b["pub"], b["del"], b["cpu"] = max(b["pub"], p), max(b["del"], d), min(b["cpu"], c)
         # CPU per message, the variants interleaved call by call: each call then meets the same state of
-        # paho's network thread (woken by every publish) and of the caches. Back to back, and paced at
+        # paho's network thread (woken by every publish) and of the caches, in rotating order. Back to back, and paced at
         # 200 messages/s (a Coral-speed frame loop, where each publish finds the caches cold).
         for key, calls, period in (("cpu_rr", n, 0.0), ("cpu_paced", max(100, n // 25), 0.005)):
             spent: dict[str, list[int]] = {v: [] for v in variants}
+            order = list(variants.items())
             for i in range(calls):
-                for name, (publish_one, _client, encoders) in variants.items():
+                # Rotated each round: the variant called right after another meets paho's network thread
+                # in whatever state that one left it.
+                for name, (publish_one, _client, encoders) in order[i % len(order):] + order[:i % len(order)]:
                     payloads._COMPILED = encoders
                     c0 = time.thread_time_ns()
                     publish_one(i)
@@ -273,7 +276,7 @@ def main() -> int:
         results = {(n, enc): rates(broker.port, ps, enc, args.messages, args.repeat, tmp) for n, ps in crowd.items() for enc in ("json", "binary")}
         print(f"\n2. publishing thread's CPU per message (median), {args.messages} QoS-0 messages per variant back to back and")
         print(f"   {max(100, args.messages // 25)} paced at 200/s (5 ms apart, as a Coral-speed frame loop: caches cold at each call); the")
-        print("   variants interleaved call by call. bare: paho publishing the ready-made bytes; enc+pub: MqttSink.encode_poses +")
+        print("   variants interleaved call by call, in rotating order. bare: paho publishing the ready-made bytes; enc+pub: MqttSink.encode_poses +")
         print("   paho's publish (the publish path); edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping);")
         print("   py: publish_frame with the Python encoders (where numba does not load). enc: the encoder alone, tight loop.")
         print("   ratio = bare paho's CPU / the variant's = the variant's sustainable rate / bare paho's (target >= 0.7)")
