@@ -245,9 +245,9 @@ class FrameResult:
             width=int(d["width"]),
             height=int(d["height"]),
             events=[ActionEvent.from_dict(e) for e in d.get("events", [])],
-            extra={k: v for k, v in d.items() if k not in _FRAME_KEYS},
+            extra={k: v for k, v in d.items() if k not in FRAME_KEYS},
         )
 
 
 #: The keys of a frame record that are FrameResult fields; the rest is ``extra``.
-_FRAME_KEYS = frozenset({"v", "frame", "ts", "width", "height", "people", "events"})
+FRAME_KEYS = frozenset({"v", "frame", "ts", "width", "height", "people", "events"})

@@ -40,6 +40,38 @@ def test_the_sink_and_both_readers_agree(tmp_path):
     assert [r.to_dict() for r in replayed] == [f.to_dict() for f in frames]
 
 
+@pytest.mark.parametrize("encoder", ["compiled", "python"])
+def test_each_line_holds_to_dicts_values(tmp_path, monkeypatch, encoder):
+    """The sink writes with the MQTT payload's writers (compiled, or Python where numba does not load):
+    every line parses to exactly FrameResult.to_dict(), events, camera pose and untracked people included,
+    and is strict JSON: a NaN keypoint is written 0 (to_dict keeps NaN, which json.dumps writes as NaN)."""
+    from edgepose.sinks import payloads
+
+    if encoder == "python":
+        monkeypatch.setattr(payloads, "_COMPILED", False)
+    frames = [_frame(i) for i in range(3)]
+    odd = Pose(np.full((17, 2), np.nan, np.float32), np.linspace(0, 1, 17), 0.12345, None)
+    frames.append(FrameResult(3, -0.00001, [odd, frames[0].poses[0]], 1920, 1080))
+    frames.append(FrameResult(4, 1_700_000_000.00005, [], 1920, 1080, extra={"frame": 99}))  # extra overriding a key
+    path = tmp_path / "rec.jsonl"
+    with JsonlSink(path) as sink:
+        for fr in frames:
+            sink.write(fr)
+    def no_nan(x):
+        if isinstance(x, float):
+            return 0.0 if x != x else x
+        if isinstance(x, list):
+            return [no_nan(v) for v in x]
+        return {k: no_nan(v) for k, v in x.items()} if isinstance(x, dict) else x
+
+    def strict(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    lines = path.read_text().splitlines()
+    assert [json.loads(ln, parse_constant=strict) for ln in lines] == [no_nan(json.loads(json.dumps(fr.to_dict()))) for fr in frames]
+    assert list(json.loads(lines[1])) == ["v", "frame", "ts", "width", "height", "people", "events", "camera_pose"]
+
+
 def test_a_bad_line_names_file_and_line(tmp_path):
     path = tmp_path / "rec.jsonl"
     good = _frame(0).to_dict()

@@ -1,4 +1,4 @@
-"""Keypoints as JSON Lines: one :meth:`FrameResult.to_dict` record per frame.
+"""Keypoints as JSON Lines: one record per frame (:meth:`FrameResult.to_dict`'s values).
 
 The record is documented in the README and by ``edgepose/schemas/frame.schema.json``;
 ``edgepose listen`` writes the same format and ``edgepose actions train`` reads it.
@@ -13,6 +13,7 @@ from typing import IO, Any, Iterator
 
 from ..errors import EdgeposeError
 from ..types import FrameResult
+from . import payloads
 
 
 class JsonlSink:
@@ -35,11 +36,15 @@ class JsonlSink:
         self.count = 0
 
     def write(self, result: FrameResult) -> None:
-        self.write_record(result.to_dict())
+        # The MQTT payload's compiled writers: a frame's record without Python formatting each value.
+        self._write_line(payloads.frame_json(result).decode("ascii"))
 
     def write_record(self, record: dict[str, Any], *, flush: bool = False) -> None:
         """One frame record (``frame.schema.json``) that is already a dict, e.g. received over MQTT."""
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._write_line(json.dumps(record, separators=(",", ":")), flush)
+
+    def _write_line(self, line: str, flush: bool = False) -> None:
+        self._fh.write(line + "\n")
         self.count += 1
         if flush or not self._own:
             self._fh.flush()  # a pipe reader sees every frame as it happens

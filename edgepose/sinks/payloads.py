@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..types import KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose
+from ..types import FRAME_KEYS, KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +135,19 @@ def _people_format(poses: list[Pose], ndigits: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _json_prefix(device_id: str) -> np.ndarray:
-    """The ``poses`` payload's bytes before the frame index, for the compiled writer."""
-    return np.frombuffer(f'{{"v":{PAYLOAD_VERSION},"device":{_json_str(device_id)},"frame":'.encode(), np.uint8).copy()
+def _head_prefix(device_id: str | None) -> str:
+    """The bytes before the frame index: the ``poses`` payload's, or without a device the JSONL record's."""
+    device = "" if device_id is None else f'"device":{_json_str(device_id)},'
+    return f'{{"v":{PAYLOAD_VERSION},{device}"frame":'
 
 
-def _poses_json_compiled(result: FrameResult, device_id: str, ndigits: int) -> bytes | None:
+@lru_cache(maxsize=64)
+def _json_prefix(device_id: str | None) -> np.ndarray:
+    """:func:`_head_prefix` as the compiled writer takes it."""
+    return np.frombuffer(_head_prefix(device_id).encode(), np.uint8).copy()
+
+
+def _poses_json_compiled(result: FrameResult, device_id: str | None, ndigits: int) -> bytes | None:
     """The whole payload written by the compiled writers into one buffer; None where Python must write it
     (a value only Python rounds right, or keypoints that are not :class:`Pose`'s float32 arrays)."""
     jit = _compiled()
@@ -164,8 +171,9 @@ def _poses_json_compiled(result: FrameResult, device_id: str, ndigits: int) -> b
     return buf[: o + 2].tobytes()
 
 
-def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
-    """The ``poses`` payload as compact JSON: :meth:`FrameResult.to_dict`'s values plus the device id.
+def poses_json(result: FrameResult, device_id: str | None, ndigits: int = 1) -> bytes:
+    """The ``poses`` payload as compact JSON: :meth:`FrameResult.to_dict`'s values plus the device id
+    (none with ``device_id=None``: the JSONL record's start, see :func:`frame_json`).
 
     Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writers when numba
     loads, else by one ``%`` format per person: the same bytes either way.
@@ -175,11 +183,26 @@ def poses_json(result: FrameResult, device_id: str, ndigits: int = 1) -> bytes:
         return data
     # f-string header: a dict through json.dumps costs as much as one person.
     head = (
-        f'{{"v":{PAYLOAD_VERSION},"device":{_json_str(device_id)},"frame":{int(result.index)},'
+        f'{_head_prefix(device_id)}{int(result.index)},'
         f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},"people":['
     )
     people = _people_format(result.poses, ndigits) if result.poses else ""
     return f"{head}{people}]}}".encode("ascii")
+
+
+def frame_json(result: FrameResult, ndigits: int = 1) -> bytes:
+    """The JSON Lines record of one frame (``frame.schema.json``, :meth:`FrameResult.to_dict`'s values)
+    as compact JSON, its people written by the ``poses`` payload's writers (the payload without the
+    device), then its events and ``extra`` (e.g. ``camera_pose``)."""
+    rest: dict[str, Any] = {}
+    if result.events:
+        rest["events"] = [e.to_dict() for e in result.events]
+    if result.extra:
+        if not FRAME_KEYS.isdisjoint(result.extra):  # extra overriding a record key: to_dict's order decides
+            return dumps(result.to_dict())
+        rest.update(result.extra)
+    data = poses_json(result, None, ndigits)
+    return data[:-1] + b"," + dumps(rest)[1:] if rest else data
 
 
 # -- poses: binary ------------------------------------------------------------
