@@ -192,6 +192,7 @@ def test_compiled_header_is_pythons_for_every_timestamp(monkeypatch):
     stamps += list(rng.uniform(0, 2e9, 300)) + list(rng.uniform(-100, 100, 300)) + list(np.round(rng.uniform(0, 1e5, 300), 5))
     frames = [FrameResult(index=int(i * 7919), timestamp=float(ts), poses=[], width=1920, height=int(i % 4000)) for i, ts in enumerate(stamps)]
     frames.append(FrameResult(index=-1, timestamp=1.0, poses=[], width=-5, height=3))
+    frames.append(FrameResult(index=2**63 - 1, timestamp=-6.9e9, poses=[], width=2**63 - 1, height=10**18))  # the longest header
     assert payloads._compiled() is not None
     fast = [payloads.poses_json(f, 'pi-"1"') for f in frames]
     monkeypatch.setattr(payloads, "_COMPILED", False)

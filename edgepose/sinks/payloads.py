@@ -154,7 +154,7 @@ def _poses_json_compiled(result: FrameResult, device_id: str | None, ndigits: in
     if jit is None:
         return None
     prefix = _json_prefix(device_id)
-    buf = np.empty(prefix.size + 96 + len(result.poses) * jit.JSON_MAX, np.uint8)
+    buf = np.empty(prefix.size + jit.HEAD_MAX + len(result.poses) * jit.JSON_MAX + jit.SLACK, np.uint8)
     try:
         o = jit.head_json(buf, prefix, result.index, result.timestamp, result.width, result.height)
         if o < 0:

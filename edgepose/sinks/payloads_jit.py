@@ -23,8 +23,11 @@ from ..types import KEYPOINT_NAMES, NUM_KEYPOINTS
 
 _PREFIXES = [f'"{name}":['.encode() for name in KEYPOINT_NAMES]
 # Global arrays are compile-time constants for numba (no argument to unbox per call).
-NAMES = np.frombuffer(b"".join(_PREFIXES), np.uint8).copy()
-NAME_ENDS = np.cumsum([0] + [len(p) for p in _PREFIXES]).astype(np.int64)
+#: Each keypoint's '"name":[' padded to NAME_WIDTH bytes: copied whole (a fixed-length loop, no
+#: branch on the length), the end then moves by the true length NAME_LENGTHS.
+NAME_WIDTH = 24
+NAMES = np.array([np.frombuffer(p.ljust(NAME_WIDTH, b" "), np.uint8) for p in _PREFIXES])
+NAME_LENGTHS = np.array([len(p) for p in _PREFIXES], np.int64)
 SCORE = np.frombuffer(b'{"score":', np.uint8).copy()
 ID = np.frombuffer(b',"id":', np.uint8).copy()
 KEYPOINTS = np.frombuffer(b',"keypoints":{', np.uint8).copy()
@@ -39,8 +42,19 @@ RECORD = 4 + 2 + 4 * NUM_KEYPOINTS + NUM_KEYPOINTS
 
 #: Upper bound of one person's JSON (17 keypoints of 3 numbers, up to 24 digits each).
 JSON_MAX = NUM_KEYPOINTS * (24 + 3 * 30) + 96
+#: Upper bound of the header after its prefix (frame, width, height up to 19 digits, ts 16 characters,
+#: the key names) and the closing "]}".
+HEAD_MAX = 160
 #: "00" .. "99": two digits per division.
 PAIRS = np.frombuffer(b"".join(b"%02d" % i for i in range(100)), np.uint8).copy()
+#: 0 .. 9999 as 4 bytes, digits first (then spaces), and their lengths: most whole parts in one
+#: step without a branch per digit count, which mispredicts on real coordinates.
+DIGITS4 = np.array([np.frombuffer(str(i).encode().ljust(4), np.uint8) for i in range(10000)])
+DIGITS4_LEN = np.array([len(str(i)) for i in range(10000)], np.uint8)
+#: 000 .. 999: the three decimals of a keypoint score.
+DIGITS3 = np.array([np.frombuffer(b"%03d" % i, np.uint8) for i in range(1000)])
+#: Slack past the written end that the writers may scribble on (fixed-length copies), beyond the payload's bound.
+SLACK = 32
 
 # Every buffer index goes through _u: numba checks a signed index for wrap-around (a[-1]) on
 # each access, which cost the writers more than the formatting itself. Do no arithmetic on _u's result
@@ -50,10 +64,11 @@ _u = np.uint64
 
 @njit(inline="always")
 def _digits(buf, o, k):
-    """Decimal digits of the int ``k >= 0`` at ``buf[o:]``; returns the new end."""
-    if k < 10:
-        buf[_u(o)] = 48 + k
-        return o + 1
+    """Decimal digits of the int ``k >= 0`` at ``buf[o:]``; returns the new end (may write up to 4 bytes)."""
+    if k < 10000:
+        for j in range(4):
+            buf[_u(o + j)] = DIGITS4[_u(k), j]
+        return o + np.int64(DIGITS4_LEN[_u(k)])
     n = 2
     while n < 19 and k >= POW10[_u(n)]:
         n += 1
@@ -90,6 +105,10 @@ def _fixed(buf, o, v, nd, scale, div):
     o = _digits(buf, o, whole)
     buf[_u(o)] = 46
     end = o + 1 + nd
+    if nd == 3:  # a literal for scores: the branch folds away
+        for j in range(3):
+            buf[_u(o + 1 + j)] = DIGITS3[_u(frac), j]
+        return end
     for p in range(end - 1, o, -1):
         buf[_u(p)] = 48 + frac % 10
         frac //= 10
@@ -108,7 +127,9 @@ def _copy(buf, o, src, a, b):
 def _keypoints_json(buf, o, kp, sc, nd, scale, div):
     k = sc.shape[0]
     for q in range(k):
-        o = _copy(buf, o, NAMES, NAME_ENDS[_u(q)], NAME_ENDS[_u(q + 1)])
+        for j in range(NAME_WIDTH):
+            buf[_u(o + j)] = NAMES[_u(q), j]
+        o += NAME_LENGTHS[_u(q)]
         o = _fixed(buf, o, np.float64(kp[_u(q), 0]), nd, scale, div)
         buf[_u(o)] = 44
         o = _fixed(buf, o + 1, np.float64(kp[_u(q), 1]), nd, scale, div)
