@@ -10,6 +10,7 @@ Prints four tables:
    bytes (the limit) beside edgepose's path (``MqttSink.encode_poses`` + paho's publish, and
    ``MqttSink.publish_frame``), the variants interleaved call by call, back to back and paced
    at 200 messages/s; ratio = bare / edgepose (= edgepose's sustainable rate / bare paho's);
+   2a. the same without a network thread (publish() writes the socket itself): no thread interplay;
    2b. the sustained publish rate (wall clock), measured until a C subscriber
    (``mosquitto_sub -C N``) received the last message, and publisher-side only;
 3. latency from frame capture to message received by a subscriber (in another
@@ -176,6 +177,28 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
                         wait_drained(client)
             for name in variants:
                 best[name][key] = statistics.median(spent[name]) / 1e3
+        # The same without a network thread: paho's publish() then writes to the socket itself, in the
+        # calling thread, and no other thread competes for the GIL or the caches.
+        iso = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="isolated", protocol=MQTTProtocolVersion.MQTTv5)
+        iso.connect("127.0.0.1", port)
+        iso_variants = {"bare": (lambda: iso.publish(TOPIC, data, qos=0), compiled),
+                        "encode+publish": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), compiled),
+                        "python": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), False)}
+        spent = {v: [] for v in iso_variants}
+        order = list(iso_variants.items())
+        for i in range(n):
+            for name, (publish_one, encoders) in order[i % len(order):] + order[:i % len(order)]:
+                payloads._COMPILED = encoders
+                c0 = time.thread_time_ns()
+                publish_one()
+                spent[name].append(time.thread_time_ns() - c0)
+            if i % 200 == 199:
+                while iso.want_write():
+                    iso.loop_write()
+        iso.disconnect()
+        for name, v in spent.items():
+            best[name]["cpu_iso"] = statistics.median(v) / 1e3
+            best[name]["cpu_iso_mean"] = statistics.fmean(v) / 1e3
         for name in ("edgepose", "python"):
             payloads._COMPILED = variants[name][2]
             assert sink.encode_poses(fr) == data  # both encoders write the same bytes
@@ -287,6 +310,13 @@ def main() -> int:
                 b, ep, e, py = r["bare"][key], r["encode+publish"][key], r["edgepose"][key], r["python"][key]
                 print(f"{n:>6} {enc:>6} {pace:>5} | {b:>6.1f} {ep:>7.1f} {e:>8.1f} {py:>6.1f} | {b / ep:>7.2f} {b / e:>8.2f} {b / py:>5.2f} |"
                       f" {r['edgepose']['enc']:>5.1f} {r['python']['enc']:>5.1f}")
+        print("\n2a. the same with no network thread (paho's publish() writes to the socket in the calling thread, nothing else")
+        print("   competes for the GIL or the caches): the publish path's own cost, free of table 2's thread interplay; median (mean)")
+        print(f"{'people':>6} {'enc':>6} | {'bare':>11} {'enc+pub':>11} {'py':>11} | {'enc+pub':>7} {'py':>5}")
+        for (n, enc), r in results.items():
+            b, ep, py = r["bare"], r["encode+publish"], r["python"]
+            print(f"{n:>6} {enc:>6} | {b['cpu_iso']:>5.1f} ({b['cpu_iso_mean']:>4.1f}) {ep['cpu_iso']:>5.1f} ({ep['cpu_iso_mean']:>4.1f})"
+                  f" {py['cpu_iso']:>5.1f} ({py['cpu_iso_mean']:>4.1f}) | {b['cpu_iso'] / ep['cpu_iso']:>7.2f} {b['cpu_iso'] / py['cpu_iso']:>5.2f}")
         print(f"\n2b. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat} runs, variants round-robin (msgs/s; wall clock:")
         print("   on a busy machine the broker and mosquitto_sub compete for the cores, so these swing more than table 2)")
         print("   delivered: until mosquitto_sub got the last one; calls: until the calls returned and the socket drained")
