@@ -62,7 +62,7 @@ SLACK = 32
 _u = np.uint64
 
 
-@njit(inline="always")
+@njit
 def _digits(buf, o, k):
     """Decimal digits of the int ``k >= 0`` at ``buf[o:]``; returns the new end (may write up to 4 bytes)."""
     if k < 10000:
@@ -87,7 +87,7 @@ def _digits(buf, o, k):
     return o + n
 
 
-@njit(inline="always")
+@njit(inline="always")  # the one helper inlined by numba (literal nd/div fold there); more cost 10 s of compiling
 def _fixed(buf, o, v, nd, scale, div):
     """``"%.{nd}f" % v`` at ``buf[o:]`` (non-finite -> 0, as the Python encoder); ``scale = 10.0**nd``,
     ``div = 10**nd`` (constants where the caller passes literals: division by a constant is a multiply);
@@ -115,7 +115,7 @@ def _fixed(buf, o, v, nd, scale, div):
     return end
 
 
-@njit(inline="always")
+@njit
 def _copy(buf, o, src, a, b):
     for i in range(a, b):
         buf[_u(o)] = src[_u(i)]
@@ -123,7 +123,7 @@ def _copy(buf, o, src, a, b):
     return o
 
 
-@njit(inline="always")
+@njit
 def _keypoints_json(buf, o, kp, sc, nd, scale, div):
     k = sc.shape[0]
     for q in range(k):
@@ -226,7 +226,7 @@ def head_json(buf, prefix, frame, ts, width, height):
     return _copy(buf, o, PEOPLE, 0, PEOPLE.size)
 
 
-@njit(inline="always")
+@njit
 def _clip_round(v, lo, hi):
     if not np.isfinite(v):
         return 0
