@@ -177,6 +177,7 @@ def test_compiled_and_python_json_are_the_same_bytes(monkeypatch, real_poses, nd
     odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
     odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, set after construction: the compiled writer declines
     frames.append(frame(14, [odd]))
+    frames.append(frame(15, [Pose(np.ones((17, 2)), np.full(17, 1e30), 0.5, -(2**63)), Pose(np.ones((17, 2)), np.ones(17), 0.5, -(2**63) + 1)]))
     assert payloads._compiled() is not None
     fast = [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
     monkeypatch.setattr(payloads, "_COMPILED", False)
@@ -230,6 +231,17 @@ def test_binary_is_per_value_packing_byte_for_byte(encoder):
     odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
     odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, set after construction: the compiled writer declines
     assert payloads.poses_binary(frame(0, [odd]))[21:] == reference_binary_person(odd)
+
+
+@pytest.mark.parametrize("encoding", ["json", "binary"])
+def test_arrays_of_another_shape_are_refused_not_written_past_the_buffer(encoder, encoding):
+    """Pose's arrays replaced after construction by 20-keypoint ones: the compiled writers check no bounds,
+    so they decline and the Python encoders say what is wrong."""
+    for attr in ("scores", "keypoints"):
+        p = Pose(np.ones((17, 2)), np.ones(17), 0.5, 1)
+        setattr(p, attr, np.ones((20, 2) if attr == "keypoints" else 20, np.float32))
+        with pytest.raises(ValueError):
+            payloads.poses_json(frame(1, [p]), "pi-1") if encoding == "json" else payloads.poses_binary(frame(1, [p]))
 
 
 def test_payloads_encode_without_numba():

@@ -162,7 +162,7 @@ def _poses_json_compiled(result: FrameResult, device_id: str | None, ndigits: in
         for p in result.poses:
             tid = p.track_id
             o = jit.person_json(buf, o, p.keypoints, p.scores, p.score, 0 if tid is None else tid, tid is not None, ndigits)
-            if o < 0:  # a pose score at a decimal tie, |x| >= 2**52 / 10**d
+            if o < 0:  # a pose score at a decimal tie, |x| >= 2**52 / 10**d, arrays of another shape
                 return None
     except (TypeError, OverflowError):  # arrays replaced after construction; an index beyond int64
         return None
@@ -229,7 +229,10 @@ def poses_binary(result: FrameResult) -> bytes:
         try:
             for p in result.poses:
                 o = jit.person_binary(buf, o, p.keypoints, p.scores, p.score, -1 if p.track_id is None else p.track_id)
-            return header + buf.tobytes()
+                if o < 0:  # arrays not of 17 keypoints: numpy says what is wrong
+                    break
+            else:
+                return header + buf.tobytes()
         except TypeError:  # keypoints that are not Pose's float32 arrays (replaced after construction)
             pass
     return header + _people_binary(result.poses)

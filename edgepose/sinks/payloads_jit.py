@@ -145,15 +145,19 @@ def _keypoints_json(buf, o, kp, sc, nd, scale, div):
 def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     """One person's JSON object at ``buf[o:]`` (after a comma unless it opens the array: ``o == 0`` or
     ``buf[o - 1]`` is ``[``); returns the new end,
-    or -1 for a person the Python encoder must write (a pose score at a decimal tie, ``|x| >= 2**52 / 10**nd``)."""
+    or -1 for a person the Python encoder must write (a pose score at a decimal tie, ``|x| >= 2**52 / 10**nd``,
+    arrays not of 17 keypoints, the id -2**63). Nothing here checks bounds: these checks keep every write
+    inside the caller's ``JSON_MAX`` per person and every table index in range."""
     k = sc.shape[0]
+    if k != NUM_KEYPOINTS or kp.shape[0] != NUM_KEYPOINTS or kp.shape[1] != 2 or (has_id and ident == -(2**63)):
+        return -1
     scale = 10.0**nd
     limit = 2.0**52 / scale
     s = score if np.isfinite(score) else 0.0
     if abs(s) >= 1e5:
         return -1
     for q in range(k):
-        if abs(np.float64(kp[_u(q), 0])) >= limit or abs(np.float64(kp[_u(q), 1])) >= limit:
+        if abs(np.float64(kp[_u(q), 0])) >= limit or abs(np.float64(kp[_u(q), 1])) >= limit or abs(np.float64(sc[_u(q)])) >= 1e12:
             return -1
     # repr(round(score, 4)): the four-decimal form without trailing zeros (keeping one). Below 1e5 the
     # product is within 2e-7 of the exact value, so only a near-tie can round differently from round().
@@ -235,8 +239,11 @@ def _clip_round(v, lo, hi):
 
 @njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64)", nogil=False)
 def person_binary(buf, o, kp, sc, score, ident):
-    """One binary person record (see :mod:`edgepose.sinks.payloads`) at ``buf[o:]``; returns the new end."""
+    """One binary person record (see :mod:`edgepose.sinks.payloads`) at ``buf[o:]``; returns the new end, or -1
+    for arrays not of 17 keypoints (the record's size: nothing here checks bounds)."""
     k = sc.shape[0]
+    if k != NUM_KEYPOINTS or kp.shape[0] != NUM_KEYPOINTS or kp.shape[1] != 2:
+        return -1
     ident &= 0xFFFFFFFF
     for b in range(4):
         buf[_u(o + b)] = (ident >> (8 * b)) & 0xFF
