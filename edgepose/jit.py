@@ -7,7 +7,8 @@ at ``NUMBA_CACHE_DIR`` if set, else ``<edgepose cache>/numba``
 (``EDGEPOSE_CACHE_DIR`` or the user cache dir). numba's own default, beside
 the installed sources, is read-only under systemd's ``ProtectSystem=strict``
 and in system installs, and its fallback (the home directory) is hidden by
-``ProtectHome``.
+``ProtectHome``. ``python -m edgepose.jit`` compiles every compiled path into that cache
+(first boot runs it as the service's user).
 """
 from __future__ import annotations
 
@@ -68,3 +69,26 @@ def first_call(dispatcher: Any, call: Callable[[], Any]) -> tuple[float, str]:
     seconds = time.perf_counter() - t
     hits, misses = (a - b for a, b in zip(counts(), before))
     return seconds, "compiled" if misses else "loaded from cache" if hits else "ready"
+
+
+def warm_up_all() -> list[tuple[str, float, str]]:
+    """Compile (or load) every compiled path into :func:`cache_dir`: ``[(what, seconds, how), ...]``.
+
+    First boot runs it (``python -m edgepose.jit``) as the service's user with the service's cache
+    directory: on a slow board the first compile takes minutes, longer than the unit may take to start.
+    """
+    from .decode import compiled
+
+    done = []
+    seconds, how = compiled.warm_up()
+    done.append(("multi-pose decoder", seconds, how))
+    t = time.perf_counter()
+    from .sinks import payloads_jit  # compiles (or loads) its explicit signatures on import
+
+    done.append(("MQTT/JSONL payload writers", time.perf_counter() - t, payloads_jit.load_kind()))
+    return done
+
+
+if __name__ == "__main__":
+    for what, seconds, how in warm_up_all():
+        print(f"{what}: {how} in {seconds:.1f} s ({cache_dir()})")

@@ -130,23 +130,27 @@ def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
 
 
 WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.jit import cache_dir\n"
-        "dt, how = compiled.warm_up()\nprint(json.dumps([how, str(cache_dir())]))\n")
+        "dt, how = compiled.warm_up()\nfrom edgepose.sinks import payloads_jit\n"
+        "print(json.dumps([how, payloads_jit.load_kind(), str(cache_dir())]))\n")
 
 
 def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):
     """Under systemd's ProtectSystem=strict the install is read-only: the cache must follow EDGEPOSE_CACHE_DIR
-    (the unit's CacheDirectory) or NUMBA_CACHE_DIR, and a second start must load it instead of compiling."""
+    (the unit's CacheDirectory) or NUMBA_CACHE_DIR. First boot compiles everything with `python -m edgepose.jit`;
+    a start after that must load it instead of compiling."""
     cache = tmp_path / "cache"
-    first = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
+    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
+    first = subprocess.run([sys.executable, "-m", "edgepose.jit"], capture_output=True, text=True, timeout=600, cwd=REPO,
+                           env={**e, "EDGEPOSE_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr[-2000:]
-    how, where = json.loads(first.stdout.splitlines()[-1])
-    assert how == "compiled" and where == str(cache / "numba")
+    assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == ["multi-pose decoder: compiled", "MQTT/JSONL payload writers: compiled"]
+    assert all(ln.endswith(f"({cache / 'numba'})") for ln in first.stdout.splitlines())
     assert any(p.suffix == ".nbi" for p in (cache / "numba").rglob("*"))  # numba's cache index
     second = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
-    assert json.loads(second.stdout.splitlines()[-1])[0] == "loaded from cache"
+    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", str(cache / "numba")]
     # NUMBA_CACHE_DIR (set by the systemd unit too) wins over EDGEPOSE_CACHE_DIR.
     third = run_py(WARM, EDGEPOSE_CACHE_DIR=str(tmp_path / "elsewhere"), NUMBA_CACHE_DIR=str(cache / "numba"))
-    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", str(cache / "numba")]
+    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", str(cache / "numba")]
 
 
 def test_numba_disable_jit_turns_every_compiled_path_off():

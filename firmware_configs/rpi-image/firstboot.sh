@@ -184,6 +184,15 @@ if grep -q '^edgetpu *= *"on"' "$ROOT$ETC/board.toml"; then
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std
 fi
 
+# Compile the numba code (decoder, payload writers) into the service's cache now, as its user: on a
+# slow board the first compile takes minutes, longer than the unit's TimeoutStartSec allows a start.
+run install -d -m 0750 "$ROOT/var/cache/edgepose/numba"
+run chown -R edgepose:edgepose "$ROOT/var/cache/edgepose"
+log "compiling the numba code into /var/cache/edgepose/numba (minutes on a slow board, once)"
+if ! run runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba EDGEPOSE_CACHE_DIR=/var/cache/edgepose "$PY" -m edgepose.jit; then
+    log "warning: compiling failed; the service compiles on its first start or uses the numpy decoder."
+fi
+
 # 5. validate, install the unit, start ---------------------------------------------------
 "$PY" -m edgepose.profiles merged "$ROOT$ETC/device.toml" > /dev/null \
     || die "the config in $ETC does not validate (see above); fix it and run this script again."
