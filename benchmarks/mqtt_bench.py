@@ -47,6 +47,7 @@ VIDEO = SHARED / "video" / "openpose_video.avi"
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.sinks import payloads  # noqa: E402
 from edgepose.sinks.mqtt import MqttSink  # noqa: E402
 from edgepose.sinks.mqtt_config import MqttConfig  # noqa: E402
@@ -125,6 +126,25 @@ def encode_cpu(encode, n: int = 3000) -> float:
     return best
 
 
+def interleaved(variants: dict[str, tuple], calls: int, drain, period: float = 0.0) -> dict[str, list[int]]:
+    """Thread CPU ns of each call of each variant ``name: (publish_one, encoders)``, called one after another
+    in an order rotated each round (the variant called right after another meets paho's network thread
+    and the caches as that one left them); ``drain()`` every 200 rounds, ``period`` s between calls."""
+    spent: dict[str, list[int]] = {v: [] for v in variants}
+    order = list(variants.items())
+    for i in range(calls):
+        for name, (publish_one, encoders) in order[i % len(order):] + order[:i % len(order)]:
+            payloads._COMPILED = encoders  # False: the Python encoders (where numba does not load)
+            c0 = time.thread_time_ns()
+            publish_one()
+            spent[name].append(time.thread_time_ns() - c0)
+            if period:
+                time.sleep(period)
+        if i % 200 == 199:
+            drain()
+    return spent
+
+
 def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp: Path) -> dict[str, dict[str, float]]:
     """Per variant (bare paho, edgepose, edgepose with the Python encoders): best publisher-side and
     delivered rates, CPU per message (interleaved blocks), and the encoder's own CPU per message."""
@@ -156,45 +176,26 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
                 p, d, c = run_rate(port, n, publish_one, client)
                 b = best[name]
                 b["pub"], b["del"], b["cpu"] = max(b["pub"], p), max(b["del"], d), min(b["cpu"], c)
-        # CPU per message, the variants interleaved call by call: each call then meets the same state of
-        # paho's network thread (woken by every publish) and of the caches, in rotating order. Back to back, and paced at
-        # 200 messages/s (a Coral-speed frame loop, where each publish finds the caches cold).
+        # CPU per message, the variants interleaved call by call (paho's network thread is woken by every
+        # publish). Back to back, and paced at 200 messages/s (a Coral-speed frame loop: caches cold at each call).
+        clients = {client for _, client, _ in variants.values()}
+        threaded = {name: (lambda f=f: f(0), encoders) for name, (f, _, encoders) in variants.items()}
         for key, calls, period in (("cpu_rr", n, 0.0), ("cpu_paced", max(100, n // 25), 0.005)):
-            spent: dict[str, list[int]] = {v: [] for v in variants}
-            order = list(variants.items())
-            for i in range(calls):
-                # Rotated each round: the variant called right after another meets paho's network thread
-                # in whatever state that one left it.
-                for name, (publish_one, _client, encoders) in order[i % len(order):] + order[:i % len(order)]:
-                    payloads._COMPILED = encoders
-                    c0 = time.thread_time_ns()
-                    publish_one(i)
-                    spent[name].append(time.thread_time_ns() - c0)
-                    if period:
-                        time.sleep(period)
-                if i % 200 == 199:
-                    for _, client, _ in variants.values():
-                        wait_drained(client)
-            for name in variants:
-                best[name][key] = statistics.median(spent[name]) / 1e3
+            spent = interleaved(threaded, calls, lambda: [wait_drained(c) for c in clients], period)
+            for name, v in spent.items():
+                best[name][key] = statistics.median(v) / 1e3
         # The same without a network thread: paho's publish() then writes to the socket itself, in the
         # calling thread, and no other thread competes for the GIL or the caches.
         iso = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="isolated", protocol=MQTTProtocolVersion.MQTTv5)
         iso.connect("127.0.0.1", port)
-        iso_variants = {"bare": (lambda: iso.publish(TOPIC, data, qos=0), compiled),
-                        "encode+publish": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), compiled),
-                        "python": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), False)}
-        spent = {v: [] for v in iso_variants}
-        order = list(iso_variants.items())
-        for i in range(n):
-            for name, (publish_one, encoders) in order[i % len(order):] + order[:i % len(order)]:
-                payloads._COMPILED = encoders
-                c0 = time.thread_time_ns()
-                publish_one()
-                spent[name].append(time.thread_time_ns() - c0)
-            if i % 200 == 199:
-                while iso.want_write():
-                    iso.loop_write()
+
+        def flush() -> None:
+            while iso.want_write():
+                iso.loop_write()
+
+        spent = interleaved({"bare": (lambda: iso.publish(TOPIC, data, qos=0), compiled),
+                             "encode+publish": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), compiled),
+                             "python": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), False)}, n, flush)
         iso.disconnect()
         for name, v in spent.items():
             best[name]["cpu_iso"] = statistics.median(v) / 1e3
@@ -297,26 +298,28 @@ def main() -> int:
 
     with Mosquitto(tmp / "broker") as broker:
         results = {(n, enc): rates(broker.port, ps, enc, args.messages, args.repeat, tmp) for n, ps in crowd.items() for enc in ("json", "binary")}
-        print(f"\n2. publishing thread's CPU per message (median), {args.messages} QoS-0 messages per variant back to back and")
-        print(f"   {max(100, args.messages // 25)} paced at 200/s (5 ms apart, as a Coral-speed frame loop: caches cold at each call); the")
-        print("   variants interleaved call by call, in rotating order. bare: paho publishing the ready-made bytes; enc+pub: MqttSink.encode_poses +")
-        print("   paho's publish (the publish path); edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping);")
-        print("   py: publish_frame with the Python encoders (where numba does not load). enc: the encoder alone, tight loop.")
-        print("   ratio = bare paho's CPU / the variant's = the variant's sustainable rate / bare paho's (target >= 0.7)")
-        print(f"{'people':>6} {'enc':>6} {'pace':>5} | {'bare':>6} {'enc+pub':>7} {'edgepose':>8} {'py':>6} | {'enc+pub':>7} {'edgepose':>8} {'py':>5} | {'enc':>5} {'py':>5}")
-        print(f"{'':>6} {'':>6} {'':>5} | {'CPU us per message':^30} | {'ratio to bare paho':^23} | {'enc us':^11}")
+        rows = []
         for (n, enc), r in results.items():
             for key, pace in (("cpu_rr", "none"), ("cpu_paced", "5 ms")):
                 b, ep, e, py = r["bare"][key], r["encode+publish"][key], r["edgepose"][key], r["python"][key]
-                print(f"{n:>6} {enc:>6} {pace:>5} | {b:>6.1f} {ep:>7.1f} {e:>8.1f} {py:>6.1f} | {b / ep:>7.2f} {b / e:>8.2f} {b / py:>5.2f} |"
-                      f" {r['edgepose']['enc']:>5.1f} {r['python']['enc']:>5.1f}")
-        print("\n2a. the same with no network thread (paho's publish() writes to the socket in the calling thread, nothing else")
-        print("   competes for the GIL or the caches): the publish path's own cost, free of table 2's thread interplay; median (mean)")
-        print(f"{'people':>6} {'enc':>6} | {'bare':>11} {'enc+pub':>11} {'py':>11} | {'enc+pub':>7} {'py':>5}")
+                rows.append([str(n), enc, pace, f"{b:.1f}", f"{ep:.1f}", f"{e:.1f}", f"{py:.1f}", f"{b / ep:.2f}", f"{b / e:.2f}", f"{b / py:.2f}",
+                             f"{r['edgepose']['enc']:.1f}", f"{r['python']['enc']:.1f}"])
+        table(f"2. publishing thread's CPU per message (median us), {args.messages} QoS-0 messages per variant back to back and "
+              f"{max(100, args.messages // 25)} paced at 200/s (5 ms apart, as a Coral-speed frame loop: caches cold at each call); the\n"
+              "   variants interleaved call by call, in rotating order. bare: paho publishing the ready-made bytes; enc+pub: "
+              "MqttSink.encode_poses + paho's publish (the publish path);\n"
+              "   edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping); py: publish_frame with the Python encoders "
+              "(where numba does not load); enc: the encoder alone, tight loop.\n"
+              "   ratio = bare paho's CPU / the variant's = the variant's sustainable rate / bare paho's (target >= 0.7)",
+              ["people", "enc", "pace", "bare", "enc+pub", "edgepose", "py", "ratio enc+pub", "ratio edgepose", "ratio py", "enc us", "py enc us"], rows)
+        rows = []
         for (n, enc), r in results.items():
             b, ep, py = r["bare"], r["encode+publish"], r["python"]
-            print(f"{n:>6} {enc:>6} | {b['cpu_iso']:>5.1f} ({b['cpu_iso_mean']:>4.1f}) {ep['cpu_iso']:>5.1f} ({ep['cpu_iso_mean']:>4.1f})"
-                  f" {py['cpu_iso']:>5.1f} ({py['cpu_iso_mean']:>4.1f}) | {b['cpu_iso'] / ep['cpu_iso']:>7.2f} {b['cpu_iso'] / py['cpu_iso']:>5.2f}")
+            rows.append([str(n), enc] + [f"{v['cpu_iso']:.1f} ({v['cpu_iso_mean']:.1f})" for v in (b, ep, py)]
+                        + [f"{b['cpu_iso'] / ep['cpu_iso']:.2f}", f"{b['cpu_iso'] / py['cpu_iso']:.2f}"])
+        table("2a. the same with no network thread (paho's publish() writes to the socket in the calling thread, nothing else competes\n"
+              "   for the GIL or the caches): the publish path's own cost, free of table 2's thread interplay; us, median (mean)",
+              ["people", "enc", "bare", "enc+pub", "py", "ratio enc+pub", "ratio py"], rows)
         print(f"\n2b. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat} runs, variants round-robin (msgs/s; wall clock:")
         print("   on a busy machine the broker and mosquitto_sub compete for the cores, so these swing more than table 2)")
         print("   delivered: until mosquitto_sub got the last one; calls: until the calls returned and the socket drained")
