@@ -221,6 +221,8 @@ class MqttSink:
         self.stats = SinkStats()
         self.last_error: str | None = None
         self.topics = {name: config.topic(device_id, name) for name in ("poses", "events", "status", "camera_pose", "state")}
+        # Settings resolved once and one buffer reused: publish_frame runs on one thread (the frame loop).
+        self._encode_poses = payloads.PosesEncoder(config.encoding, device_id, config.coord_digits)
 
         self._connected = threading.Event()
         self._status_missed = False
@@ -549,9 +551,8 @@ class MqttSink:
         self._update_state(result)
 
     def encode_poses(self, result: FrameResult) -> bytes:
-        if self.cfg.encoding == "binary":
-            return payloads.poses_binary(result)
-        return payloads.poses_json(result, self.device_id, self.cfg.coord_digits)
+        """The ``poses`` payload of ``result`` in the configured encoding (call from the publishing thread)."""
+        return self._encode_poses(result)
 
     def publish_poses(self, result: FrameResult) -> bool:
         """Publish the ``poses`` message of one frame; False when decimated or dropped (both counted)."""
@@ -566,7 +567,7 @@ class MqttSink:
         if not self._connected.is_set() or len(getattr(self._client, "_out_packet", ())) > MAX_QUEUED_POSES:
             self.stats.poses_dropped += 1
             return False
-        data = self.encode_poses(result)
+        data = self._encode_poses(result)
         info = self._client.publish(self.topics["poses"], data, qos=self.cfg.poses_qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self.stats.poses_dropped += 1

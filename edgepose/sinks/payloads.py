@@ -29,10 +29,11 @@ import json
 import logging
 import math
 import struct
+import sys
 import time
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -147,28 +148,44 @@ def _json_prefix(device_id: str | None) -> np.ndarray:
     return np.frombuffer(_head_prefix(device_id).encode(), np.uint8).copy()
 
 
-def _poses_json_compiled(result: FrameResult, device_id: str | None, ndigits: int) -> bytes | None:
-    """The whole payload written by the compiled writers into one buffer; None where Python must write it
-    (a value only Python rounds right, or keypoints that are not :class:`Pose`'s float32 arrays)."""
-    jit = _compiled()
-    if jit is None:
+def _new_buffer(size: int) -> np.ndarray:
+    return np.empty(size, np.uint8)
+
+
+def _poses_json_compiled(result: FrameResult, prefix: np.ndarray, ndigits: int, buffer: Callable[[int], np.ndarray]) -> bytes | None:
+    """The whole payload written by the compiled writers into one buffer (``buffer(size)``);
+    None where Python must write it (a value only Python rounds right, or keypoints that are not
+    :class:`Pose`'s float32 arrays)."""
+    jit = _COMPILED if _COMPILED is not None else _compiled()
+    if not jit:
         return None
-    prefix = _json_prefix(device_id)
-    buf = np.empty(prefix.size + jit.HEAD_MAX + len(result.poses) * jit.JSON_MAX + jit.SLACK, np.uint8)
+    poses = result.poses
+    buf = buffer(prefix.size + jit.HEAD_MAX + len(poses) * jit.JSON_MAX + jit.SLACK)
     try:
         o = jit.head_json(buf, prefix, result.index, result.timestamp, result.width, result.height)
         if o < 0:
             return None
-        for p in result.poses:
+        person, no_id = jit.person_json, jit.NO_ID
+        for p in poses:
             tid = p.track_id
-            o = jit.person_json(buf, o, p.keypoints, p.scores, p.score, 0 if tid is None else tid, tid is not None, ndigits)
+            if tid == no_id:  # the sentinel for none: the Python encoder writes it
+                return None
+            o = person(buf, o, p.keypoints, p.scores, p.score, no_id if tid is None else tid, ndigits)
             if o < 0:  # a pose score at a decimal tie, |x| >= 2**52 / 10**d, arrays of another shape
                 return None
     except (TypeError, OverflowError):  # arrays replaced after construction; an index beyond int64
         return None
-    buf[o] = 93  # ]
-    buf[o + 1] = 125  # }
-    return buf[: o + 2].tobytes()
+    return buf[: o + 2].tobytes()  # the writers leave the closing "]}" after what they wrote
+
+
+def _poses_json_python(result: FrameResult, device_id: str | None, ndigits: int) -> bytes:
+    # f-string header: a dict through json.dumps costs as much as one person.
+    head = (
+        f'{_head_prefix(device_id)}{int(result.index)},'
+        f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},"people":['
+    )
+    people = _people_format(result.poses, ndigits) if result.poses else ""
+    return f"{head}{people}]}}".encode("ascii")
 
 
 def poses_json(result: FrameResult, device_id: str | None, ndigits: int = 1) -> bytes:
@@ -178,16 +195,32 @@ def poses_json(result: FrameResult, device_id: str | None, ndigits: int = 1) -> 
     Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writers when numba
     loads, else by one ``%`` format per person: the same bytes either way.
     """
-    data = _poses_json_compiled(result, device_id, ndigits)
-    if data is not None:
-        return data
-    # f-string header: a dict through json.dumps costs as much as one person.
-    head = (
-        f'{_head_prefix(device_id)}{int(result.index)},'
-        f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},"people":['
-    )
-    people = _people_format(result.poses, ndigits) if result.poses else ""
-    return f"{head}{people}]}}".encode("ascii")
+    data = _poses_json_compiled(result, _json_prefix(device_id), ndigits, _new_buffer)
+    return _poses_json_python(result, device_id, ndigits) if data is None else data
+
+
+class PosesEncoder:
+    """The ``poses`` payload of one sink's frames (:func:`poses_json` or :func:`poses_binary`: the same
+    bytes), with its settings resolved once and one buffer reused from frame to frame. For one thread
+    (the sink's publishing one): a second thread encoding at the same time would share the buffer."""
+
+    def __init__(self, encoding: str = "json", device_id: str | None = None, ndigits: int = 1) -> None:
+        if encoding not in ("json", "binary"):
+            raise ValueError(f"unknown poses encoding {encoding!r}: use 'json' or 'binary'")
+        self.encoding, self.device_id, self.ndigits = encoding, device_id, int(ndigits)
+        self._prefix = _json_prefix(device_id)
+        self._buf = np.empty(0, np.uint8)  # grown to the largest frame's bound, then reused
+
+    def __call__(self, result: FrameResult) -> bytes:
+        if self.encoding == "binary":
+            return _poses_binary(result, self._buffer)
+        data = _poses_json_compiled(result, self._prefix, self.ndigits, self._buffer)
+        return _poses_json_python(result, self.device_id, self.ndigits) if data is None else data
+
+    def _buffer(self, size: int) -> np.ndarray:
+        if self._buf.size < size:  # a larger crowd than before: kept for the next one
+            self._buf = np.empty(size, np.uint8)
+        return self._buf
 
 
 def frame_json(result: FrameResult, ndigits: int = 1) -> bytes:
@@ -206,10 +239,36 @@ def frame_json(result: FrameResult, ndigits: int = 1) -> bytes:
 
 
 # -- poses: binary ------------------------------------------------------------
+_LITTLE_ENDIAN = sys.byteorder == "little"  # the compiled header writes ts in the machine's order
+
+
 def poses_binary(result: FrameResult) -> bytes:
-    n = len(result.poses)
+    return _poses_binary(result, _new_buffer)
+
+
+def _poses_binary(result: FrameResult, buffer: Callable[[int], np.ndarray]) -> bytes:
+    """The binary payload, header and people written into ``buffer(size)`` by the compiled writers
+    where numba loads, else packed by ``struct`` and numpy: the same bytes."""
+    poses = result.poses
+    n = len(poses)
     if n > 255:
         raise ValueError(f"binary poses payload holds at most 255 people, got {n}")
+    jit = _COMPILED if _COMPILED is not None else _compiled()
+    if jit and _LITTLE_ENDIAN:
+        buf = buffer(_HEADER.size + n * jit.RECORD)
+        try:
+            o = jit.head_binary(buf, result.index, result.timestamp, result.width, result.height, n)
+            if o > 0:
+                person = jit.person_binary
+                for p in poses:
+                    tid = p.track_id
+                    o = person(buf, o, p.keypoints, p.scores, p.score, -1 if tid is None else tid)
+                    if o < 0:  # arrays not of 17 keypoints: numpy says what is wrong
+                        break
+                else:
+                    return buf[:o].tobytes()
+        except (TypeError, OverflowError):  # arrays replaced after construction; an index beyond int64
+            pass
     header = _HEADER.pack(
         BINARY_MAGIC,
         PAYLOAD_VERSION,
@@ -220,22 +279,7 @@ def poses_binary(result: FrameResult) -> bytes:
         min(int(result.height), 0xFFFF),
         n,
     )
-    if n == 0:
-        return header
-    jit = _compiled()
-    if jit is not None:
-        buf = np.empty(n * jit.RECORD, np.uint8)
-        o = 0
-        try:
-            for p in result.poses:
-                o = jit.person_binary(buf, o, p.keypoints, p.scores, p.score, -1 if p.track_id is None else p.track_id)
-                if o < 0:  # arrays not of 17 keypoints: numpy says what is wrong
-                    break
-            else:
-                return header + buf.tobytes()
-        except TypeError:  # keypoints that are not Pose's float32 arrays (replaced after construction)
-            pass
-    return header + _people_binary(result.poses)
+    return header + _people_binary(poses) if n else header
 
 
 def _people_binary(poses: list[Pose]) -> bytes:

@@ -53,6 +53,10 @@ DIGITS4 = np.array([np.frombuffer(str(i).encode().ljust(4), np.uint8) for i in r
 DIGITS4_LEN = np.array([len(str(i)) for i in range(10000)], np.uint8)
 #: 000 .. 999: the three decimals of a keypoint score.
 DIGITS3 = np.array([np.frombuffer(b"%03d" % i, np.uint8) for i in range(1000)])
+#: "0.000" .. "1.000": a keypoint score in [0, 1] as ``%.3f`` writes it, in one 5-byte copy.
+SCORE5 = np.array([np.frombuffer(b"%.3f" % (i / 1000), np.uint8) for i in range(1001)])
+#: The track id that stands for none (refused as an id: see person_json).
+NO_ID = -(2**63)
 #: Slack past the written end that the writers may scribble on (fixed-length copies), beyond the payload's bound.
 SLACK = 32
 
@@ -90,8 +94,8 @@ def _digits(buf, o, k):
 @njit(inline="always")  # the one helper inlined by numba (literal nd/div fold there); more cost 10 s of compiling
 def _fixed(buf, o, v, nd, scale, div):
     """``"%.{nd}f" % v`` at ``buf[o:]`` (non-finite -> 0, as the Python encoder); ``scale = 10.0**nd``,
-    ``div = 10**nd`` (constants where the caller passes literals: division by a constant is a multiply);
-    needs ``|v| * scale < 2**52``."""
+    ``div = 10**nd`` (constants where the caller passes literals: division by a constant is a multiply,
+    and the branches on ``nd`` fold away); needs ``|v| * scale < 2**52``."""
     if not np.isfinite(v):
         v = 0.0
     k = np.int64(abs(np.rint(v * scale)))
@@ -102,13 +106,25 @@ def _fixed(buf, o, v, nd, scale, div):
         return _digits(buf, o, k)
     whole = k // div
     frac = k - whole * div
-    o = _digits(buf, o, whole)
+    if whole < 10000:  # _digits' table step written out here: most whole parts, no call
+        for j in range(4):
+            buf[_u(o + j)] = DIGITS4[_u(whole), j]
+        o += np.int64(DIGITS4_LEN[_u(whole)])
+    else:
+        o = _digits(buf, o, whole)
     buf[_u(o)] = 46
-    end = o + 1 + nd
-    if nd == 3:  # a literal for scores: the branch folds away
+    if nd == 1:
+        buf[_u(o + 1)] = 48 + frac
+        return o + 2
+    if nd == 2:
+        buf[_u(o + 1)] = PAIRS[_u(2 * frac)]
+        buf[_u(o + 2)] = PAIRS[_u(2 * frac + 1)]
+        return o + 3
+    if nd == 3:
         for j in range(3):
             buf[_u(o + 1 + j)] = DIGITS3[_u(frac), j]
-        return end
+        return o + 4
+    end = o + 1 + nd
     for p in range(end - 1, o, -1):
         buf[_u(p)] = 48 + frac % 10
         frac //= 10
@@ -124,41 +140,50 @@ def _copy(buf, o, src, a, b):
 
 
 @njit
-def _keypoints_json(buf, o, kp, sc, nd, scale, div):
+def _keypoints_json(buf, o, kp, sc, nd, scale, div, limit):
+    """The keypoints object's members; -1 (written up to there) at a value beyond ``limit`` (1e12 for
+    scores), checked before it is written, so that no value can write past ``JSON_MAX``."""
     k = sc.shape[0]
     for q in range(k):
+        x = np.float64(kp[_u(q), 0])
+        y = np.float64(kp[_u(q), 1])
+        s = np.float64(sc[_u(q)])
+        if abs(x) >= limit or abs(y) >= limit or abs(s) >= 1e12:
+            return -1
         for j in range(NAME_WIDTH):
             buf[_u(o + j)] = NAMES[_u(q), j]
         o += NAME_LENGTHS[_u(q)]
-        o = _fixed(buf, o, np.float64(kp[_u(q), 0]), nd, scale, div)
+        o = _fixed(buf, o, x, nd, scale, div)
         buf[_u(o)] = 44
-        o = _fixed(buf, o + 1, np.float64(kp[_u(q), 1]), nd, scale, div)
+        o = _fixed(buf, o + 1, y, nd, scale, div)
         buf[_u(o)] = 44
-        o = _fixed(buf, o + 1, np.float64(sc[_u(q)]), 3, 1000.0, 1000)
+        if s <= 1.0 and not np.signbit(s):  # the usual score: one table copy
+            t = np.int64(np.rint(s * 1000.0))
+            for j in range(5):
+                buf[_u(o + 1 + j)] = SCORE5[_u(t), j]
+            o += 6
+        else:
+            o = _fixed(buf, o + 1, s, 3, 1000.0, 1000)
         buf[_u(o)] = 93
         buf[_u(o + 1)] = 44 if q < k - 1 else 125
         o += 2
     return o
 
 
-@njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64, boolean, intp)", nogil=False)
-def person_json(buf, o, kp, sc, score, ident, has_id, nd):
+@njit(signature="intp(uint8[::1], intp, float32[:, ::1], float32[::1], float64, int64, intp)", nogil=False)
+def person_json(buf, o, kp, sc, score, ident, nd):
     """One person's JSON object at ``buf[o:]`` (after a comma unless it opens the array: ``o == 0`` or
-    ``buf[o - 1]`` is ``[``); returns the new end,
+    ``buf[o - 1]`` is ``[``), without an id for ``ident == NO_ID``, then the payload's closing ``]}``;
+    returns the new end (before that ``]}``),
     or -1 for a person the Python encoder must write (a pose score at a decimal tie, ``|x| >= 2**52 / 10**nd``,
-    arrays not of 17 keypoints, the id -2**63). Nothing here checks bounds: these checks keep every write
-    inside the caller's ``JSON_MAX`` per person and every table index in range."""
-    k = sc.shape[0]
-    if k != NUM_KEYPOINTS or kp.shape[0] != NUM_KEYPOINTS or kp.shape[1] != 2 or (has_id and ident == -(2**63)):
+    arrays not of 17 keypoints). Nothing here checks bounds: these checks keep every write
+    inside the caller's ``JSON_MAX`` per person and every table index in range. (An argument fewer
+    is a few per cent of the call: the dispatcher's handing over is most of its cost.)"""
+    if sc.shape[0] != NUM_KEYPOINTS or kp.shape[0] != NUM_KEYPOINTS or kp.shape[1] != 2:
         return -1
-    scale = 10.0**nd
-    limit = 2.0**52 / scale
     s = score if np.isfinite(score) else 0.0
     if abs(s) >= 1e5:
         return -1
-    for q in range(k):
-        if abs(np.float64(kp[_u(q), 0])) >= limit or abs(np.float64(kp[_u(q), 1])) >= limit or abs(np.float64(sc[_u(q)])) >= 1e12:
-            return -1
     # repr(round(score, 4)): the four-decimal form without trailing zeros (keeping one). Below 1e5 the
     # product is within 2e-7 of the exact value, so only a near-tie can round differently from round().
     y = s * 1e4
@@ -172,7 +197,7 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     o = _fixed(buf, o, r / 1e4, 4, 1e4, 10000)
     while buf[_u(o - 1)] == 48 and buf[_u(o - 2)] != 46:
         o -= 1
-    if has_id:
+    if ident != NO_ID:
         o = _copy(buf, o, ID, 0, ID.size)
         if ident < 0:
             buf[_u(o)] = 45
@@ -181,19 +206,25 @@ def person_json(buf, o, kp, sc, score, ident, has_id, nd):
     o = _copy(buf, o, KEYPOINTS, 0, KEYPOINTS.size)
     # The usual digit counts as literals, so that their divisions compile to multiplies.
     if nd == 1:
-        o = _keypoints_json(buf, o, kp, sc, 1, 10.0, 10)
+        o = _keypoints_json(buf, o, kp, sc, 1, 10.0, 10, 2.0**52 / 10.0)
     elif nd == 2:
-        o = _keypoints_json(buf, o, kp, sc, 2, 100.0, 100)
+        o = _keypoints_json(buf, o, kp, sc, 2, 100.0, 100, 2.0**52 / 100.0)
     else:
-        o = _keypoints_json(buf, o, kp, sc, nd, scale, POW10[_u(nd)])
+        scale = 10.0**nd
+        o = _keypoints_json(buf, o, kp, sc, nd, scale, POW10[_u(nd)], 2.0**52 / scale)
+    if o < 0:
+        return -1
     buf[_u(o)] = 125
+    buf[_u(o + 1)] = 93  # the closing "]}" after each person (the next one writes over it), so the
+    buf[_u(o + 2)] = 125  # caller takes buf[:end + 2] as it is
     return o + 1
 
 
 @njit(signature="intp(uint8[::1], uint8[::1], int64, float64, int64, int64)", nogil=False)
 def head_json(buf, prefix, frame, ts, width, height):
     """The ``poses`` payload up to its people array at ``buf[0:]``: ``prefix`` (``{"v":..,"device":..,"frame":``),
-    then the frame index, ``ts`` as ``repr(round(ts, 4))``, width and height; returns the end, or -1 where
+    then the frame index, ``ts`` as ``repr(round(ts, 4))``, width and height, then the payload's closing
+    ``]}`` (people written after overwrite it); returns the end before that ``]}``, or -1 where
     Python must write it (a ``ts`` near a decimal tie or out of the exact range, a negative frame or size)."""
     if not np.isfinite(ts) or abs(ts) >= 7e9 or frame < 0 or width < 0 or height < 0:
         return -1
@@ -227,7 +258,10 @@ def head_json(buf, prefix, frame, ts, width, height):
     o = _digits(buf, o, width)
     o = _copy(buf, o, HEIGHT, 0, HEIGHT.size)
     o = _digits(buf, o, height)
-    return _copy(buf, o, PEOPLE, 0, PEOPLE.size)
+    o = _copy(buf, o, PEOPLE, 0, PEOPLE.size)
+    buf[_u(o)] = 93  # "]}": an empty people array, which the people written after overwrite
+    buf[_u(o + 1)] = 125
+    return o
 
 
 @njit
@@ -264,7 +298,32 @@ def person_binary(buf, o, kp, sc, score, ident):
     return o
 
 
+@njit(signature="intp(uint8[::1], int64, float64, int64, int64, int64)", nogil=False)
+def head_binary(buf, frame, ts, width, height, n):
+    """The binary payload's 21-byte header (see :mod:`edgepose.sinks.payloads`) at ``buf[0:]``; returns 21,
+    or -1 for what ``struct`` refuses (a negative size, more than 255 people): Python then says what is
+    wrong. ``ts`` goes in the machine's byte order: the caller uses this on little-endian machines only."""
+    if width < 0 or height < 0 or n < 0 or n > 255:
+        return -1
+    buf[0] = 69  # "EP", version 1, kind 1 (poses)
+    buf[1] = 80
+    buf[2] = 1
+    buf[3] = 1
+    f = frame & 0xFFFFFFFF
+    for b in range(4):
+        buf[_u(4 + b)] = (f >> (8 * b)) & 0xFF
+    buf[8:16].view(np.float64)[0] = ts
+    w = min(width, 0xFFFF)
+    h = min(height, 0xFFFF)
+    buf[16] = w & 0xFF
+    buf[17] = w >> 8
+    buf[18] = h & 0xFF
+    buf[19] = h >> 8
+    buf[20] = n
+    return 21
+
+
 def load_kind() -> str:
     """``"compiled"`` if importing this module compiled the writers (once per machine), else ``"loaded from cache"``."""
-    misses = sum(sum(d.stats.cache_misses.values()) for d in (person_json, person_binary, head_json))
+    misses = sum(sum(d.stats.cache_misses.values()) for d in (person_json, person_binary, head_json, head_binary))
     return "compiled" if misses else "loaded from cache"
