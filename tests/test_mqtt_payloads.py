@@ -233,6 +233,38 @@ def test_binary_is_per_value_packing_byte_for_byte(encoder):
     assert payloads.poses_binary(frame(0, [odd]))[21:] == reference_binary_person(odd)
 
 
+def test_compiled_binary_header_is_structs(monkeypatch):
+    """The compiled binary header against struct's: frame indices beyond 32 bits and negative (wrapped),
+    sizes beyond 16 bits (saturated), odd timestamps; and a negative size refused as struct refuses it."""
+    import struct
+
+    frames = [FrameResult(index=i, timestamp=ts, poses=[], width=w, height=h)
+              for i in (0, 7, 2**32 + 5, -1, 2**63 - 1) for ts in (0.0, -0.0, 1_700_000_000.123456, float("nan"), -float("inf"))
+              for w, h in ((641, 481), (0, 65535), (70000, 2**40))]
+    assert payloads._compiled() is not None
+    fast = [payloads.poses_binary(f) for f in frames]
+    monkeypatch.setattr(payloads, "_COMPILED", False)
+    assert fast == [payloads.poses_binary(f) for f in frames]
+    monkeypatch.undo()
+    for w, h in ((-1, 480), (640, -2)):
+        with pytest.raises(struct.error):
+            payloads.poses_binary(FrameResult(index=1, timestamp=1.0, poses=[], width=w, height=h))
+
+
+@pytest.mark.parametrize("encoding", ["json", "binary"])
+def test_sink_encoder_reusing_its_buffer_writes_each_frame_afresh(encoder, encoding, real_poses):
+    """MqttSink's PosesEncoder keeps one buffer from frame to frame (grown for a larger crowd): a frame
+    after a larger one holds none of its bytes, and every frame is what the stateless functions write."""
+    enc = payloads.PosesEncoder(encoding, "pi-1", 2)
+    crowds = [people(real_poses, 5), [], tricky_poses(1), people(real_poses, 1), people(real_poses, 40), tricky_poses(2)[:2]]
+    for i, poses in enumerate(crowds):
+        fr = frame(i, poses)
+        expected = payloads.poses_json(fr, "pi-1", 2) if encoding == "json" else payloads.poses_binary(fr)
+        assert enc(fr) == expected
+    with pytest.raises(ValueError, match="xml"):
+        payloads.PosesEncoder("xml")
+
+
 @pytest.mark.parametrize("encoding", ["json", "binary"])
 def test_arrays_of_another_shape_are_refused_not_written_past_the_buffer(encoder, encoding):
     """Pose's arrays replaced after construction by 20-keypoint ones: the compiled writers check no bounds,
