@@ -8,7 +8,8 @@ Accuracy on two kinds of input:
 - the shared street video (``../shared/video/openpose_video.avi``, PoseNet 353x481 poses), every frame (50 fps)
   and every 3rd frame (~17 fps, a Pi's rate): breaks of the unambiguous-continuity reference
   (``edgepose.tracking.metrics``) and distinct IDs among poses scoring >= 0.5.
-Cost: mean microseconds per frame over all inputs, on one core, with the ratio to edgepose's tracker.
+Cost: mean microseconds per frame over all inputs, on one core, and the speed-up over the reference
+(numpy) tracker, run in the same process. The compiled (numba) tracker must give the reference's IDs.
 
 norfair is optional (``pip install norfair``; it declares numpy < 2, so install it with ``--no-deps`` next to
 numpy 2); rows for it are skipped when it is not importable.
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgepose import geometry as g  # noqa: E402
-from edgepose.tracking import Tracker, TrackingConfig  # noqa: E402
+from edgepose.tracking import TrackingConfig, make_tracker  # noqa: E402
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth  # noqa: E402
 from edgepose.tracking.synthetic import crowd_scene  # noqa: E402
 from edgepose.types import Pose  # noqa: E402
@@ -44,9 +45,9 @@ VIDEO = SHARED / "video/openpose_video.avi"
 Factory = Callable[[float], Callable[[list[Pose], float], None]]
 
 
-def edgepose_factory(**kw) -> Factory:
+def edgepose_factory(engine: str, **kw) -> Factory:
     def make(fps: float):
-        tr = Tracker(TrackingConfig(max_age=max(1, int(round(fps))), **kw))
+        tr = make_tracker(TrackingConfig(max_age=max(1, int(round(fps))), **kw), engine)
         return lambda poses, ts: tr.update(poses, ts)
 
     return make
@@ -123,8 +124,9 @@ def main() -> int:
     ap.add_argument("--frames", type=int, help="use only the first N video frames")
     args = ap.parse_args()
     trackers: dict[str, Factory | None] = {
-        "edgepose OKS+Hungarian": edgepose_factory(),
-        "edgepose, no motion": edgepose_factory(predict_motion=False),
+        "edgepose, numpy (reference)": edgepose_factory("numpy"),
+        "edgepose, numba (default)": edgepose_factory("numba"),
+        "edgepose numba, no motion": edgepose_factory("numba", predict_motion=False),
         "norfair + OKS": norfair_factory("oks"),
         "norfair + keypoint voting": norfair_factory("voting"),
     }
@@ -159,14 +161,14 @@ def main() -> int:
     base = rows[0][1][3]
     print()
     print(f"{'tracker':28s} {'synth switches':>14s} {'IDs/person':>10s} {'video breaks 50fps':>19s} {'IDs':>4s} "
-          f"{'breaks 17fps':>13s} {'IDs':>4s} {'us/frame':>9s} {'x edgepose':>10s}")
+          f"{'breaks 17fps':>13s} {'IDs':>4s} {'us/frame':>9s} {'speed-up':>9s}")
     for name, r in rows:
         if r is None:
             print(f"{name:28s} (not installed)")
             continue
         sw, ipp, v, us = r
         (b1, p1, i1), (b3, p3, i3) = v
-        print(f"{name:28s} {sw:14d} {ipp:10.2f} {f'{b1}/{p1}':>19s} {i1:4d} {f'{b3}/{p3}':>13s} {i3:4d} {us:9.0f} {us / base:10.2f}")
+        print(f"{name:28s} {sw:14d} {ipp:10.2f} {f'{b1}/{p1}':>19s} {i1:4d} {f'{b3}/{p3}':>13s} {i3:4d} {us:9.0f} {base / us:8.1f}x")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""numba for edgepose's compiled hot paths (multi-pose decoder, MQTT payload encoders).
+"""numba for edgepose's compiled hot paths (multi-pose decoder, tracker, MQTT payload encoders).
 
 Importing this module imports numba (raising ImportError where it is missing,
 and also when ``NUMBA_DISABLE_JIT=1`` would turn compiled code into slow
@@ -86,6 +86,10 @@ def warm_up_all() -> list[tuple[str, float, str]]:
     from .sinks import payloads_jit  # compiles (or loads) its explicit signatures on import
 
     done.append(("MQTT/JSONL payload writers", time.perf_counter() - t, payloads_jit.load_kind()))
+    from .tracking import compiled as tracking
+
+    seconds, how = tracking.warm_up()
+    done.append(("tracker", seconds, how))
     return done
 
 

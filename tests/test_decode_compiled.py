@@ -130,8 +130,8 @@ def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
 
 
 WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.jit import cache_dir\n"
-        "dt, how = compiled.warm_up()\nfrom edgepose.sinks import payloads_jit\n"
-        "print(json.dumps([how, payloads_jit.load_kind(), str(cache_dir())]))\n")
+        "dt, how = compiled.warm_up()\nfrom edgepose.sinks import payloads_jit\nfrom edgepose.tracking import compiled as tracking\n"
+        "print(json.dumps([how, payloads_jit.load_kind(), tracking.warm_up()[1], str(cache_dir())]))\n")
 
 
 def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):
@@ -143,23 +143,24 @@ def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp
     first = subprocess.run([sys.executable, "-m", "edgepose.jit"], capture_output=True, text=True, timeout=600, cwd=REPO,
                            env={**e, "EDGEPOSE_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr[-2000:]
-    assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == ["multi-pose decoder: compiled", "MQTT/JSONL payload writers: compiled"]
+    assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == ["multi-pose decoder: compiled", "MQTT/JSONL payload writers: compiled",
+                                                                               "tracker: compiled"]
     assert all(ln.endswith(f"({cache / 'numba'})") for ln in first.stdout.splitlines())
     assert any(p.suffix == ".nbi" for p in (cache / "numba").rglob("*"))  # numba's cache index
     second = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
-    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", str(cache / "numba")]
+    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", "loaded from cache", str(cache / "numba")]
     # NUMBA_CACHE_DIR (set by the systemd unit too) wins over EDGEPOSE_CACHE_DIR.
     third = run_py(WARM, EDGEPOSE_CACHE_DIR=str(tmp_path / "elsewhere"), NUMBA_CACHE_DIR=str(cache / "numba"))
-    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", str(cache / "numba")]
+    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", "loaded from cache", str(cache / "numba")]
 
 
 def test_numba_disable_jit_turns_every_compiled_path_off():
     """NUMBA_DISABLE_JIT=1 would run the kernels as (very slow) Python: edgepose takes its numpy paths instead."""
     code = (
-        "from edgepose.model.posenet import load_posenet\nfrom edgepose.sinks import payloads\n"
+        "from edgepose.model.posenet import load_posenet\nfrom edgepose.sinks import payloads\nfrom edgepose.tracking import make_tracker\n"
         f"m = load_posenet({str(coral_model('353_481'))!r})\n"
-        "print(m.decoder_name, payloads._compiled())\n"
+        "print(m.decoder_name, payloads._compiled(), type(make_tracker()).__name__)\n"
     )
     r = run_py(code, NUMBA_DISABLE_JIT="1")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["numpy", "None"]
+    assert r.stdout.split() == ["numpy", "None", "Tracker"]
