@@ -80,8 +80,9 @@ def warm_up_all() -> list[tuple[str, float, str]]:
     from .decode import compiled
 
     done = []
-    seconds, how = compiled.warm_up()
-    done.append(("multi-pose decoder", seconds, how))
+    for dtype in compiled.COMMON_DTYPES:  # float models and uint8 ones (Coral, Edge TPU)
+        seconds, how = compiled.warm_up(dtype)
+        done.append((f"multi-pose decoder ({dtype} heads)", seconds, how))
     t = time.perf_counter()
     from .sinks import payloads_jit  # compiles (or loads) its explicit signatures on import
 

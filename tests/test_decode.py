@@ -132,7 +132,8 @@ def grow_from(decoder: str, heads: Heads, root_yx: np.ndarray, root: int, coral_
     if decoder == "numpy":
         return multi._Grower(heads, coral_quirk).grow(root_yx[None], np.array([root]))[0][0]
     pos, logit = np.empty((NUM_KEYPOINTS, 2), np.float32), np.empty(NUM_KEYPOINTS, np.float32)
-    compiled._grow(heads.heatmaps, heads.offsets, heads.displacements, compiled._edges(coral_quirk), root,
+    heat, short, mid, q = compiled._tables(heads)
+    compiled._grow(heat, short, mid, q, compiled._edges(coral_quirk), root,
                    np.float32(root_yx[0]), np.float32(root_yx[1]), np.float32(1 / heads.stride), multi.REFINE_STEPS, pos, logit)
     return pos
 

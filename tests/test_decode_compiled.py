@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgepose.decode import compiled, multi, select_decoder
+from edgepose.decode import Heads, QuantizedHeads, compiled, multi, select_decoder
 from edgepose.errors import ModelError
 from edgepose.model.posenet import load_posenet
 
@@ -55,6 +55,29 @@ def test_decoders_agree_pose_for_pose_on_the_shared_video(video_heads, max_poses
         counts.append(len(a))
     # Not vacuous: crowded frames, and max_poses reached.
     assert max(counts) >= min(max_poses, 8) and sum(counts) >= len(video_heads)
+
+
+def test_quantized_heads_decode_to_the_bits_of_their_float_heads(video_heads):
+    """A quantized model's heads go to the compiled decoder as the model output them (dequantized only where
+    read): the poses are bit for bit those of the float heads numpy dequantizes, for every threshold."""
+    assert all(isinstance(h, QuantizedHeads) and h.raw[0].dtype == np.uint8 for h in video_heads)
+    for h in video_heads[::4]:
+        f = Heads(h.heatmaps, h.offsets, h.displacements, h.stride)  # numpy's dequantization (lazily, once)
+        for score in (0.05, 0.25, 0.5, 0.9):
+            a = compiled.decode_multiple_poses(f, 10, score, 20.0)
+            b = compiled.decode_multiple_poses(h, 10, score, 20.0)
+            for x, y in ((a.keypoints_yx, b.keypoints_yx), (a.keypoint_scores, b.keypoint_scores), (a.pose_scores, b.pose_scores)):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_raw_threshold_is_the_first_stored_value_that_reaches_the_logit():
+    for dtype, scale, zero in (("|u1", 0.39, 131), ("|i1", 0.05, -3), ("<i2", 0.001, 0)):
+        info = np.iinfo(np.dtype(dtype))
+        v = np.arange(info.min, info.max + 1)
+        real = (v.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+        for thr in (-1.0986123, 0.0, 2.1972246, float(real[7]), float(real[-1]) + 1.0):
+            t = compiled._raw_threshold(dtype, np.float32(scale), np.float32(zero), np.float32(thr))
+            np.testing.assert_array_equal(v >= t, real >= np.float32(thr))
 
 
 def test_decoder_is_chosen_by_argument_and_environment(monkeypatch):
@@ -130,8 +153,9 @@ def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
 
 
 WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.jit import cache_dir\n"
-        "dt, how = compiled.warm_up()\nfrom edgepose.sinks import payloads_jit\nfrom edgepose.tracking import compiled as tracking\n"
-        "print(json.dumps([how, payloads_jit.load_kind(), tracking.warm_up()[1], str(cache_dir())]))\n")
+        "how = [compiled.warm_up(d)[1] for d in compiled.COMMON_DTYPES]\nfrom edgepose.sinks import payloads_jit\n"
+        "from edgepose.tracking import compiled as tracking\n"
+        "print(json.dumps([*how, payloads_jit.load_kind(), tracking.warm_up()[1], str(cache_dir())]))\n")
 
 
 def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):
@@ -143,15 +167,16 @@ def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp
     first = subprocess.run([sys.executable, "-m", "edgepose.jit"], capture_output=True, text=True, timeout=600, cwd=REPO,
                            env={**e, "EDGEPOSE_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr[-2000:]
-    assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == ["multi-pose decoder: compiled", "MQTT/JSONL payload writers: compiled",
-                                                                               "tracker: compiled"]
+    assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == [
+        "multi-pose decoder (float32 heads): compiled", "multi-pose decoder (uint8 heads): compiled", "MQTT/JSONL payload writers: compiled",
+        "tracker: compiled"]
     assert all(ln.endswith(f"({cache / 'numba'})") for ln in first.stdout.splitlines())
     assert any(p.suffix == ".nbi" for p in (cache / "numba").rglob("*"))  # numba's cache index
     second = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
-    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", "loaded from cache", str(cache / "numba")]
+    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache"] * 4 + [str(cache / "numba")]
     # NUMBA_CACHE_DIR (set by the systemd unit too) wins over EDGEPOSE_CACHE_DIR.
     third = run_py(WARM, EDGEPOSE_CACHE_DIR=str(tmp_path / "elsewhere"), NUMBA_CACHE_DIR=str(cache / "numba"))
-    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache", "loaded from cache", "loaded from cache", str(cache / "numba")]
+    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache"] * 4 + [str(cache / "numba")]
 
 
 def test_numba_disable_jit_turns_every_compiled_path_off():

@@ -17,7 +17,7 @@ import os
 from typing import Callable
 
 from ..errors import ModelError
-from .heads import Heads
+from .heads import Heads, QuantizedHeads
 from .multi import DecodedPoses
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,14 @@ def select_decoder(decoder: str | None = None) -> tuple[str, MultiPoseDecoder]:
     return "numpy", decode_multiple_poses
 
 
-def warm_up(name: str) -> None:
-    """Compile or load the ``numba`` decoder now (model load), so that no frame pays for it; logs what it cost."""
+def warm_up(name: str, dtype: str = "float32") -> None:
+    """Compile or load the ``numba`` decoder for heads of ``dtype`` now (model load), so that no frame pays
+    for it; logs what it cost."""
     if name != "numba":
         return
     from . import compiled
 
-    seconds, how = compiled.warm_up()
+    seconds, how = compiled.warm_up(dtype)
     if how == "compiled":
         from ..jit import cache_dir
 
@@ -70,4 +71,4 @@ def warm_up(name: str) -> None:
         log.info("numba decoder loaded from its cache in %.0f ms", 1e3 * seconds)
 
 
-__all__ = ["DECODERS", "DECODER_ENV", "DecodedPoses", "Heads", "select_decoder", "warm_up"]
+__all__ = ["DECODERS", "DECODER_ENV", "DecodedPoses", "Heads", "QuantizedHeads", "select_decoder", "warm_up"]

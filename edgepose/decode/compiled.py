@@ -19,13 +19,20 @@ import numpy as np
 
 from ..jit import first_call, njit
 from ..types import NUM_KEYPOINTS
-from .heads import Heads
+from .heads import Heads, QuantizedHeads
 from .multi import REFINE_STEPS, DecodedPoses, _logodds, traversal_tables
 
 
 @njit
-def _sample(table, y, x, ch):
-    """Bilinear sample of ``table[..., ch]`` at grid point (y, x) inside the grid.
+def _at(table, q, y, x, ch):
+    """``table[y, x, ch]`` as a real value: ``(v - zero) * scale`` in float32 with ``q = (scale, zero)``, the bits
+    of the numpy dequantization; float tables come with ``(1, 0)``, for which this is ``v`` itself."""
+    return (np.float32(table[y, x, ch]) - q[1]) * q[0]
+
+
+@njit
+def _sample(table, q, y, x, ch):
+    """Bilinear sample of ``table[..., ch]`` (real values, see :func:`_at`) at grid point (y, x) inside the grid.
 
     As scipy's ``map_coordinates(order=1, mode="nearest")``: weights in float64,
     the far neighbour clamped on the last row/column, the result rounded to float32.
@@ -35,25 +42,25 @@ def _sample(table, y, x, ch):
     y0, x0 = int(np.floor(fy)), int(np.floor(fx))
     ty, tx = fy - y0, fx - x0
     y1, x1 = min(y0 + 1, h), min(x0 + 1, w)
-    v = (table[y0, x0, ch] * (1.0 - ty)) * (1.0 - tx)
-    v += (table[y0, x1, ch] * (1.0 - ty)) * tx
-    v += (table[y1, x0, ch] * ty) * (1.0 - tx)
-    v += (table[y1, x1, ch] * ty) * tx
+    v = (_at(table, q, y0, x0, ch) * (1.0 - ty)) * (1.0 - tx)
+    v += (_at(table, q, y0, x1, ch) * (1.0 - ty)) * tx
+    v += (_at(table, q, y1, x0, ch) * ty) * (1.0 - tx)
+    v += (_at(table, q, y1, x1, ch) * ty) * tx
     return np.float32(v)
 
 
 @njit
-def _step(table, y, x, ch_y, ch_x, inv_stride, lim_y, lim_x):
+def _step(table, q, y, x, ch_y, ch_x, inv_stride, lim_y, lim_x):
     """(y, x) moved by the offsets sampled there, clamped to the grid (float32, as the reference)."""
-    ny = _sample(table, y, x, ch_y) * inv_stride + y
-    nx = _sample(table, y, x, ch_x) * inv_stride + x
+    ny = _sample(table, q, y, x, ch_y) * inv_stride + y
+    nx = _sample(table, q, y, x, ch_x) * inv_stride + x
     ny = min(max(ny, np.float32(0.0)), lim_y)
     nx = min(max(nx, np.float32(0.0)), lim_x)
     return ny, nx
 
 
 @njit
-def _grow(heat, short, mid, edges, root, ry, rx, inv_stride, refine_steps, pos, logit):
+def _grow(heat, short, mid, q, edges, root, ry, rx, inv_stride, refine_steps, pos, logit):
     """Pose from root part ``root`` at (ry, rx): positions into ``pos`` (17, 2), heatmap logits into ``logit``."""
     lim_y, lim_x = np.float32(heat.shape[0] - 1), np.float32(heat.shape[1] - 1)
     k = heat.shape[2]
@@ -62,18 +69,21 @@ def _grow(heat, short, mid, edges, root, ry, rx, inv_stride, refine_steps, pos, 
     # every parent is placed before its children.
     for e in range(edges.shape[1]):
         parent, child = edges[root, e, 0], edges[root, e, 1]
-        y, x = _step(mid, pos[parent, 0], pos[parent, 1], edges[root, e, 2], edges[root, e, 3], inv_stride, lim_y, lim_x)
+        y, x = _step(mid, q[2], pos[parent, 0], pos[parent, 1], edges[root, e, 2], edges[root, e, 3], inv_stride, lim_y, lim_x)
         for _ in range(refine_steps):
-            y, x = _step(short, y, x, child, child + k, inv_stride, lim_y, lim_x)
+            y, x = _step(short, q[1], y, x, child, child + k, inv_stride, lim_y, lim_x)
         pos[child, 0], pos[child, 1] = y, x
     for p in range(k):
-        logit[p] = _sample(heat, pos[p, 0], pos[p, 1], p)
+        logit[p] = _sample(heat, q[0], pos[p, 0], pos[p, 1], p)
 
 
 @njit
-def _decode(heat, short, mid, stride, edges, max_poses, threshold_logit, score_threshold, r2, refine_steps):
+def _decode(heat, short, mid, quant, stride, edges, max_poses, raw_threshold, score_threshold, r2, refine_steps):
+    """The poses of one frame; ``heat``, ``short``, ``mid`` as the model output them (float, or integers that
+    ``quant``'s ``(scale, zero)`` per head dequantize: see :func:`_at`); ``raw_threshold``: the stored heatmap
+    value from which the real value reaches the score threshold's logit (:func:`_raw_threshold`)."""
     h, w, k = heat.shape
-    thr = np.float32(threshold_logit)
+    hq, sq = quant[0], quant[1]
     min_score = np.float32(score_threshold)
     r2f = np.float32(r2)
     inv_stride = np.float32(1.0 / stride)
@@ -88,13 +98,16 @@ def _decode(heat, short, mid, stride, edges, max_poses, threshold_logit, score_t
     for y in range(h):
         for x in range(w):
             for p in range(k):
-                s = heat[y, x, p]
-                if s < thr:
+                # Compared as stored: dequantizing is strictly increasing (integers one scale step apart
+                # never round together in float32), so the stored order is the real order.
+                v = heat[y, x, p]
+                if v < raw_threshold:
                     continue
+                s = _at(heat, hq, y, x, p)
                 peak = True
                 for yy in range(max(y - 1, 0), min(y + 2, h)):
                     for xx in range(max(x - 1, 0), min(x + 2, w)):
-                        if heat[yy, xx, p] > s:
+                        if heat[yy, xx, p] > v:
                             peak = False
                             break
                     if not peak:
@@ -117,8 +130,8 @@ def _decode(heat, short, mid, stride, edges, max_poses, threshold_logit, score_t
         if count >= max_poses:
             break
         y, x, p = cy[i], cx[i], cp[i]
-        ry = np.float32(np.float64(y) + np.float64(short[y, x, p] / fstride))
-        rx = np.float32(np.float64(x) + np.float64(short[y, x, p + k] / fstride))
+        ry = np.float32(np.float64(y) + np.float64(_at(short, sq, y, x, p) / fstride))
+        rx = np.float32(np.float64(x) + np.float64(_at(short, sq, y, x, p + k) / fstride))
         ry = min(max(ry, np.float32(0.0)), lim_y)
         rx = min(max(rx, np.float32(0.0)), lim_x)
         suppressed = False
@@ -129,7 +142,7 @@ def _decode(heat, short, mid, stride, edges, max_poses, threshold_logit, score_t
                 break
         if suppressed:
             continue
-        _grow(heat, short, mid, edges, p, ry, rx, inv_stride, refine_steps, pos, logit)
+        _grow(heat, short, mid, quant, edges, p, ry, rx, inv_stride, refine_steps, pos, logit)
         total = np.float32(0.0)
         for q in range(k):
             kp[q] = np.float32(1.0) / (np.float32(1.0) + np.exp(-logit[q]))
@@ -192,22 +205,61 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+_REAL = (np.float32(1.0), np.float32(0.0))  # (scale, zero) of a float head: its values as they are
+
+
+def _tables(heads: Heads) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """The three heads as ``_decode`` reads them: a quantized model's integer arrays with their
+    ``(scale, zero)`` (float32, so that dequantizing gives numpy's bits), else float32 arrays."""
+    if isinstance(heads, QuantizedHeads):
+        return heads.raw[0], heads.raw[1], heads.raw[2], heads.quant
+    return _f32(heads.heatmaps), _f32(heads.offsets), _f32(heads.displacements), (_REAL, _REAL, _REAL)
+
+
+@lru_cache(maxsize=16)
+def _raw_threshold(dtype: str, scale: np.float32, zero: np.float32, thr: np.float32) -> float:
+    """The least stored heatmap value whose real value (:func:`_at`) reaches ``thr``, so that the scan compares
+    stored values: ``thr`` itself for a float head; past the largest value when none does."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return float(thr)
+    info = np.iinfo(dt)
+    v = np.arange(info.min, info.max + 1)
+    reach = np.flatnonzero((v.astype(np.float32) - zero) * scale >= thr)
+    return float(v[reach[0]]) if reach.size else float(info.max) + 1.0
+
+
 def decode_multiple_poses(heads: Heads, max_poses: int = 10, score_threshold: float = 0.25, nms_radius: float = 20.0, *,
                           coral_quirk: bool = True) -> DecodedPoses:
-    """:func:`edgepose.decode.multi.decode_multiple_poses`, compiled: same arguments, same result."""
+    """:func:`edgepose.decode.multi.decode_multiple_poses`, compiled: same arguments, same result. A
+    :class:`QuantizedHeads` is read as the model output it: only the values read are dequantized."""
     stride = int(heads.stride)
+    heat, short, mid, q = _tables(heads)
     pos, kp, scores = _decode(
-        _f32(heads.heatmaps), _f32(heads.offsets), _f32(heads.displacements), stride, _edges(bool(coral_quirk)),
-        int(max_poses), _logodds(score_threshold), float(score_threshold), float((nms_radius / stride) ** 2), REFINE_STEPS,
+        heat, short, mid, q, stride, _edges(bool(coral_quirk)), int(max_poses),
+        _raw_threshold(heat.dtype.str, q[0][0], q[0][1], np.float32(_logodds(score_threshold))), float(score_threshold),
+        float((nms_radius / stride) ** 2), REFINE_STEPS,
     )
     return DecodedPoses(pos, kp, scores)
 
 
-def warm_up() -> tuple[float, str]:
-    """Compile or load the decoder now: ``(seconds, "compiled" | "loaded from cache" | "ready")``."""
+#: The head dtypes compiled at first boot (``python -m edgepose.jit``): float models and uint8 ones
+#: (Coral's, every Edge TPU model). Another (int8) compiles when such a model loads.
+COMMON_DTYPES = ("float32", "uint8")
+
+
+def warm_up(dtype: str = "float32") -> tuple[float, str]:
+    """Compile or load the decoder for heads of ``dtype`` (float32, or a quantized model's uint8/int8) now:
+    ``(seconds, "compiled" | "loaded from cache" | "ready")``."""
     rng = np.random.default_rng(0)
     h, w = 9, 11
-    heads = Heads(rng.normal(-2.0, 3.0, (h, w, NUM_KEYPOINTS)).astype(np.float32),
-                  rng.normal(0, 4, (h, w, 2 * NUM_KEYPOINTS)).astype(np.float32),
-                  rng.normal(0, 8, (h, w, 64)).astype(np.float32), 16)
+    real = (rng.normal(-2.0, 3.0, (h, w, NUM_KEYPOINTS)), rng.normal(0, 4, (h, w, 2 * NUM_KEYPOINTS)), rng.normal(0, 8, (h, w, 64)))
+    heads: Heads
+    if np.dtype(dtype) == np.float32:
+        heads = Heads(real[0].astype(np.float32), real[1].astype(np.float32), real[2].astype(np.float32), 16)
+    else:
+        info = np.iinfo(np.dtype(dtype))
+        quant = ((0.1, (info.min + info.max + 1) // 2),) * 3
+        a, b, c = (np.clip(np.rint(a / 0.1) + quant[0][1], info.min, info.max).astype(dtype) for a in real)
+        heads = QuantizedHeads((a, b, c), quant, 16)
     return first_call(_decode, lambda: decode_multiple_poses(heads, 3, 0.25, 20.0))

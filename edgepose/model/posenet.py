@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..decode import select_decoder, warm_up
-from ..decode.heads import Heads
+from ..decode.heads import Heads, QuantizedHeads
 from ..decode.single import decode_single_pose
 from ..errors import ModelError
 from ..preprocess import FILTERS, Transform, fit_to_input
@@ -73,9 +73,8 @@ class PoseNetModel(TFLiteModel):
         decoder: str | None = None,
     ):
         # The multi-pose decoder: numba when it loads (EDGEPOSE_DECODER / decoder= choose), compiled or
-        # loaded from its cache here so that the first frame does not pay for it.
+        # loaded from its cache below (for the heads' dtype) so that the first frame does not pay for it.
         self.decoder_name, self._decode_multiple_poses = select_decoder(decoder)
-        warm_up(self.decoder_name)
         self.resize = resize
         if resize_filter not in FILTERS:
             raise ModelError(f"unknown resize filter {resize_filter!r}.", f"use one of {', '.join(FILTERS)}.")
@@ -84,6 +83,7 @@ class PoseNetModel(TFLiteModel):
         super().__init__(model, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device)
         self._setup_input()
         self._setup_outputs(self.model_t)
+        warm_up(self.decoder_name, self._raw_heads or "float32")
 
     def _prepare(self, buf: bytes) -> bytes:
         cut, self.decoder_op = flatbuf.cut_decoder_op(buf, self.name)
@@ -138,6 +138,12 @@ class PoseNetModel(TFLiteModel):
             act = "sigmoid" if _producer_op(model_t, tensor_idx) == "LOGISTIC" else "logits"
         self.heatmap_activation = act
         self._heat_idx = specs["heatmaps"].index
+        # Heads handed over as the model output them (QuantizedHeads: the compiled decoder dequantizes only
+        # what it reads) when all three are integers of one dtype and need no other conversion.
+        roles = [specs[r] for r in ("heatmaps", "short_offsets", "mid_offsets") if r in specs]
+        self._raw_heads: str | None = None
+        if act == "logits" and len(roles) == 3 and all(r.quantized and r.scale > 0 and r.dtype == roles[0].dtype for r in roles):
+            self._raw_heads = str(roles[0].dtype)
 
     def _guess_roles(self, details: list[TensorSpec]) -> dict[str, TensorSpec]:
         specs: dict[str, TensorSpec] = {}
@@ -190,6 +196,11 @@ class PoseNetModel(TFLiteModel):
     def heads(self) -> Heads:
         """The last invocation's outputs, dequantized into :class:`Heads`."""
         o = self.outputs
+        if self._raw_heads:
+            specs = (o["heatmaps"], o["short_offsets"], o["mid_offsets"])
+            # get_tensor copies: the arrays stay valid while the next frame is invoked (the pipeline overlaps them).
+            heat, short, mid = (self.interpreter.get_tensor(s.index)[0] for s in specs)
+            return QuantizedHeads((heat, short, mid), tuple((s.scale, s.zero_point) for s in specs), self.output_stride)
         heat = self.output(o["heatmaps"])
         if self.heatmap_activation == "sigmoid":
             p = np.clip(heat, 1e-6, 1 - 1e-6)
