@@ -16,6 +16,7 @@ from edgepose.errors import ModelError
 from edgepose.model.posenet import load_posenet
 
 from .conftest import REPO, SHARED, coral_model
+from .procs import NO_NUMBA, run_py
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 COUPLE = SHARED / "images" / "test_couple.jpg"
@@ -116,15 +117,6 @@ def test_device_config_chooses_the_decoder_over_the_environment(monkeypatch):
     assert Pipeline(load_config(None, {"model": {"path": str(coral_model("353_481"))}})).model.decoder_name == "numpy"
     with pytest.raises(Exception, match="decoder"):
         load_config(None, {"model": {"decoder": "cuda"}})
-
-
-NO_NUMBA = "import sys\nsys.modules['numba'] = None  # import numba now fails, as on a board without its wheels\n"
-
-
-def run_py(code: str, **env: str) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
-    e.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO, env=e)
 
 
 def test_without_numba_the_numpy_decoder_runs():

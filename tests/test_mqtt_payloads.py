@@ -13,6 +13,7 @@ from edgepose.sinks import payloads
 from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
 from tests.conftest_mqtt import frame, people, rand_pose
+from tests.procs import NO_NUMBA, run_py
 
 
 def validate(name: str, obj: dict) -> None:
@@ -277,14 +278,11 @@ def test_arrays_of_another_shape_are_refused_not_written_past_the_buffer(encoder
 
 
 def test_payloads_encode_without_numba():
-    import subprocess
-    import sys
-
-    code = ("import sys, json\nsys.modules['numba'] = None\n"
+    code = NO_NUMBA + ("import json\n"
             "from edgepose.sinks import payloads\nfrom edgepose.types import FrameResult, Pose\nimport numpy as np\n"
             "payloads.warm_up()\np = Pose(np.full((17, 2), 12.34), np.full(17, 0.5), 0.75, 3)\nfr = FrameResult(1, 2.0, [p], 640, 480)\n"
             "print(payloads._COMPILED, json.loads(payloads.poses_json(fr, 'd'))['people'][0]['keypoints']['nose'], len(payloads.poses_binary(fr)))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    r = run_py(code, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split(maxsplit=1) == ["False", "[12.3, 12.3, 0.5] 112\n"]
 

@@ -11,6 +11,7 @@ from edgepose.tracking import OneEuroFilter, Tracker, TrackingConfig, make_track
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth
 from edgepose.tracking.synthetic import crowd_scene
 from edgepose.types import Pose
+from tests.procs import NO_NUMBA, run_py
 
 
 @pytest.fixture(params=["numpy", "numba"])
@@ -219,14 +220,10 @@ def test_tracker_engine_is_chosen_and_a_bad_choice_is_named(monkeypatch):
 
 
 def test_without_numba_the_reference_tracks_and_asking_for_numba_says_how_to_fix_it():
-    import subprocess
-    import sys
-
-    code = ("import sys\nsys.modules['numba'] = None\n"
-            "from edgepose.tracking import make_tracker, Tracker\nfrom edgepose.errors import ConfigError\n"
+    code = NO_NUMBA + ("from edgepose.tracking import make_tracker, Tracker\nfrom edgepose.errors import ConfigError\n"
             "print(type(make_tracker()) is Tracker)\n"
             "try:\n    make_tracker(engine='numba')\nexcept ConfigError as e:\n    print(e)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    r = run_py(code, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     first, rest = r.stdout.split("\n", 1)
     assert first == "True"

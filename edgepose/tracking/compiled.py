@@ -33,8 +33,8 @@ _F32 = np.float32
 
 
 @njit
-def _bbox_area(kp, vis):
-    """:func:`edgepose.geometry.bbox_area` of one track (float32 box, as the reference)."""
+def _extent(kp, vis):
+    """How many parts are visible and their box ``(n, x0, y0, x1, y1)`` (float32)."""
     cnt = 0
     x0 = y0 = np.float32(np.inf)
     x1 = y1 = np.float32(-np.inf)
@@ -43,6 +43,13 @@ def _bbox_area(kp, vis):
             cnt += 1
             x0, x1 = min(x0, kp[j, 0]), max(x1, kp[j, 0])
             y0, y1 = min(y0, kp[j, 1]), max(y1, kp[j, 1])
+    return cnt, x0, y0, x1, y1
+
+
+@njit
+def _bbox_area(kp, vis):
+    """:func:`edgepose.geometry.bbox_area` of one track (float32 box, as the reference)."""
+    cnt, x0, y0, x1, y1 = _extent(kp, vis)
     if cnt < 2:
         return 0.0
     return np.float64((x1 - x0) * (y1 - y0))
@@ -71,14 +78,7 @@ def _torso_size(kp, vis):
     d_sh = np.float32(0.0)
     if vis[_LS] and vis[_RS]:
         d_sh = np.float32(1.5) * np.float32(math.hypot(kp[_LS, 0] - kp[_RS, 0], kp[_LS, 1] - kp[_RS, 1]))
-    cnt = 0
-    x0 = y0 = np.float32(np.inf)
-    x1 = y1 = np.float32(-np.inf)
-    for j in range(kp.shape[0]):
-        if vis[j]:
-            cnt += 1
-            x0, x1 = min(x0, kp[j, 0]), max(x1, kp[j, 0])
-            y0, y1 = min(y0, kp[j, 1]), max(y1, kp[j, 1])
+    cnt, x0, y0, x1, y1 = _extent(kp, vis)
     ext = np.float32(0.0)
     if cnt >= 2:
         ext = np.float32(math.hypot(x1 - x0, y1 - y0)) / np.float32(3.4)
