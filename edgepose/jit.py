@@ -56,13 +56,28 @@ def njit(fn: Callable | None = None, *, signature: str | None = None, nogil: boo
         return numba.njit(*sig, nogil=nogil, inline=inline)(fn)
 
 
-def first_call(dispatcher: Any, call: Callable[[], Any]) -> tuple[float, str]:
+#: How long one compiled path may take to compile before systemd must hear from a starting service again:
+#: a generous bound for the slowest board (a Pi Zero 2 W compiles the decoder in minutes).
+COMPILE_ALLOWANCE_S = 600
+
+
+def expect_compile(what: str) -> None:
+    """Before loading ``what`` from the cache or compiling it: a service still starting under systemd asks
+    for :data:`COMPILE_ALLOWANCE_S` more (a cold cache, after a new version, compiles for minutes on a slow
+    board; first boot compiles everything, but only for the version it installed)."""
+    from .service.notify import extend_startup
+
+    extend_startup(COMPILE_ALLOWANCE_S, f"loading or compiling the {what} (minutes on a slow board when not cached)")
+
+
+def first_call(dispatcher: Any, call: Callable[[], Any], what: str = "compiled code") -> tuple[float, str]:
     """Run ``call`` (which calls ``dispatcher``); ``(seconds, "compiled" | "loaded from cache" | "ready")``."""
 
     def counts() -> tuple[int, int]:
         st = dispatcher.stats
         return sum(st.cache_hits.values()), sum(st.cache_misses.values())
 
+    expect_compile(what)
     before = counts()
     t = time.perf_counter()
     call()

@@ -262,4 +262,4 @@ def warm_up(dtype: str = "float32") -> tuple[float, str]:
         quant = ((0.1, (info.min + info.max + 1) // 2),) * 3
         a, b, c = (np.clip(np.rint(a / 0.1) + quant[0][1], info.min, info.max).astype(dtype) for a in real)
         heads = QuantizedHeads((a, b, c), quant, 16)
-    return first_call(_decode, lambda: decode_multiple_poses(heads, 3, 0.25, 20.0))
+    return first_call(_decode, lambda: decode_multiple_poses(heads, 3, 0.25, 20.0), f"multi-pose decoder ({dtype} heads)")

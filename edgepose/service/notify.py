@@ -13,6 +13,9 @@ from typing import Mapping
 
 log = logging.getLogger(__name__)
 
+#: Set once this process has told systemd it is ready: start-up is over (see :func:`extend_startup`).
+_started = False
+
 
 class SystemdNotifier:
     def __init__(self, environ: Mapping[str, str] | None = None):
@@ -49,6 +52,8 @@ class SystemdNotifier:
             return False
 
     def ready(self, status: str | None = None) -> bool:
+        global _started
+        _started = True
         return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
     def status(self, text: str) -> bool:
@@ -64,3 +69,18 @@ class SystemdNotifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def extend_startup(seconds: float, status: str) -> bool:
+    """While starting under systemd (``Type=notify``, before ``READY=1``): ask for ``seconds`` more
+    (``EXTEND_TIMEOUT_USEC``) and say why. For work that is quick on a warm cache and takes minutes on a
+    slow board on a cold one (numba compiling after a new version or a wiped cache): without it,
+    ``TimeoutStartSec`` kills the start, and the restart compiles again. A no-op after ``READY=1``, where
+    it would only lengthen the watchdog, and outside systemd."""
+    if _started:
+        return False
+    n = SystemdNotifier()
+    try:
+        return n.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}")
+    finally:
+        n.close()

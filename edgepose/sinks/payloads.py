@@ -81,6 +81,9 @@ def _compiled() -> Any:
     if _COMPILED is None:
         t = time.perf_counter()
         try:
+            from ..jit import expect_compile
+
+            expect_compile("MQTT/JSONL payload writers")
             from . import payloads_jit
         except Exception as e:  # ImportError (also NUMBA_DISABLE_JIT), or a numba/numpy mismatch at import
             log.info("numba does not load (%s: %s): poses payloads are encoded in Python", type(e).__name__, e)

@@ -307,5 +307,4 @@ def warm_up() -> tuple[float, str]:
         for k in range(2):
             tr.update([figure_pose(standing(400.0, x=100.0 + k, size=60.0), 0.9)], k / 30)
 
-    seconds, how = first_call(_similarity, run)
-    return seconds, how
+    return first_call(_similarity, run, "tracker")

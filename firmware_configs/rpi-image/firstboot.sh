@@ -184,8 +184,8 @@ if grep -q '^edgetpu *= *"on"' "$ROOT$ETC/board.toml"; then
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std
 fi
 
-# Compile the numba code (decoder, payload writers) into the service's cache now, as its user: on a
-# slow board the first compile takes minutes, longer than the unit's TimeoutStartSec allows a start.
+# Compile the numba code (decoder, tracker, payload writers) into the service's cache now, as its user: on a
+# slow board the first compile takes minutes; the service would compile at its start (asking systemd for more time).
 run install -d -m 0750 "$ROOT/var/cache/edgepose/numba"
 run chown -R edgepose:edgepose "$ROOT/var/cache/edgepose"
 log "compiling the numba code into /var/cache/edgepose/numba (minutes on a slow board, once)"
