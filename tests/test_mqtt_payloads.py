@@ -203,6 +203,28 @@ def test_compiled_header_is_pythons_for_every_timestamp(monkeypatch):
     assert json.loads(fast[0])["device"] == 'pi-"1"'
 
 
+def test_compiled_header_rounds_every_epoch_and_media_time_itself_ties_included():
+    """From 8 s up the compiled header rounds ts exactly (integer arithmetic on the binary value), so no
+    frame falls back to Python for its time (an epoch time near a decimal tie used to, one frame in 50):
+    exact binary ties (x + k/32) round half to even, near-ties either way, as Python's round(ts, 4)."""
+    from edgepose.sinks import payloads_jit as jit
+
+    rng = np.random.default_rng(7)
+    whole = np.concatenate([rng.integers(8, 7_000_000_000, 400), [8, 9, 1_700_000_000, 6_999_999_999]]).astype(np.float64)
+    stamps = [float(w) + k / 32 for w in whole[:40] for k in range(32)]  # exact ties at odd multiples of 1/32 / 10**4
+    ties = whole[:, None] + (rng.integers(0, 10_000, (len(whole), 8)) + 0.5) / 1e4
+    stamps += [float(np.nextafter(t, d)) for t in ties.ravel() for d in (-np.inf, np.inf)] + ties.ravel().tolist()
+    stamps += rng.uniform(8, 7e9, 2000).tolist() + rng.uniform(8, 1e5, 2000).tolist()
+    buf = np.empty(256, np.uint8)
+    prefix = payloads._json_prefix(None)
+    for ts in stamps:
+        for sign in (1.0, -1.0):
+            o = jit.head_json(buf, prefix, 3, sign * ts, 640, 480)
+            assert o > 0, ts
+            want = f'{{"v":1,"frame":3,"ts":{round(sign * ts, 4)!r},"width":640,"height":480,"people":['
+            assert bytes(buf[:o]).decode() == want
+
+
 def test_json_agrees_with_the_jsonl_record(real_poses, encoder):
     fr = frame(3, people(real_poses, 5))
     data = json.loads(payloads.poses_json(fr, "pi-1"))

@@ -16,6 +16,8 @@ way unless it sits within 1e-6 of a decimal tie, where the caller's Python
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..jit import njit
@@ -220,27 +222,49 @@ def person_json(buf, o, kp, sc, score, ident, nd):
     return o + 1
 
 
+@njit
+def _round4(a):
+    """``round(a, 4) * 10**4`` as Python rounds it (the exact binary value, correctly rounded, ties to even)
+    for ``0 <= a < 7e9``; -1 where this cannot tell (below 8, within 1e-6 of a tie: never in practice)."""
+    if a >= 8.0:
+        # Exactly, in integers: the fraction is a multiple of a's ulp 2**-q (q <= 49 from 8 up), so
+        # fraction * 10**4 = n * 10**4 / 2**q with n * 10**4 < 2**63.
+        whole = math.floor(a)
+        _, ex = math.frexp(a)
+        q = 53 - ex
+        num = np.int64(math.ldexp(a - whole, q)) * 10000
+        k = num >> q
+        rem = num - (k << q)
+        half = np.int64(1) << (q - 1)
+        if rem > half or (rem == half and k & 1):
+            k += 1
+        return np.int64(whole) * 10000 + k
+    # Below 8 the product is within 2**-37 of the exact one: rint rounds it as Python does but at a near-tie.
+    y = a * 1e4
+    r = np.rint(y)
+    if abs(abs(y - r) - 0.5) < 1e-6:
+        return -1
+    return np.int64(r)
+
+
 @njit(signature="intp(uint8[::1], uint8[::1], int64, float64, int64, int64)", nogil=False)
 def head_json(buf, prefix, frame, ts, width, height):
     """The ``poses`` payload up to its people array at ``buf[0:]``: ``prefix`` (``{"v":..,"device":..,"frame":``),
     then the frame index, ``ts`` as ``repr(round(ts, 4))``, width and height, then the payload's closing
     ``]}`` (people written after overwrite it); returns the end before that ``]}``, or -1 where
-    Python must write it (a ``ts`` near a decimal tie or out of the exact range, a negative frame or size)."""
+    Python must write it (a ``ts`` beyond the exact range, or below 8 s within 1e-6 of a decimal tie; a
+    negative frame or size)."""
     if not np.isfinite(ts) or abs(ts) >= 7e9 or frame < 0 or width < 0 or height < 0:
         return -1
-    # Below 7e9 s (the year 2191 as epoch time) ts * 1e4 < 2**46 is within 2**-8 of the exact product,
-    # so only near a tie can rint round otherwise than Python's correctly rounded round(ts, 4); and the
-    # four-decimal value has at most 14 significant digits, which is what repr writes (no shorter
-    # decimal of <= 15 digits maps to the same double).
-    y = ts * 1e4
-    r = np.rint(y)
-    if abs(abs(y - r) - 0.5) < 0.01:
+    # Below 7e9 s (the year 2191 as epoch time) the four-decimal value has at most 14 significant digits,
+    # which is what repr writes (no shorter decimal of <= 15 digits maps to the same double).
+    k = _round4(abs(ts))
+    if k < 0:
         return -1
     o = _copy(buf, 0, prefix, 0, prefix.size)
     o = _digits(buf, o, frame)
     o = _copy(buf, o, TS, 0, TS.size)
-    k = np.int64(abs(r))
-    if np.signbit(r):  # repr(round(-0.00001, 4)) == "-0.0"
+    if np.signbit(ts):  # round(-x, 4) == -round(x, 4): repr(round(-0.00001, 4)) == "-0.0"
         buf[_u(o)] = 45
         o += 1
     o = _digits(buf, o, k // 10000)
