@@ -87,6 +87,15 @@ def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, t
             "return [...document.querySelectorAll('#events li')].map(li => [li.dataset.device, li.textContent])")
         wait_until(lambda: {dev for dev, _ in log_lines()} == set(names), 60, "events of all three devices in the log")
         assert all(f"{dev}  #" in text for dev, text in log_lines())
+        # The `state` summary on each tile: what its people are doing now (and FALL), as the device says it.
+        def now_matches() -> bool:
+            states = {d["device"]: d.get("state") or {} for d in get_json(url + "api/fleet")["devices"]}
+            shown = browser.execute_script(
+                "const o = {}; for (const t of document.querySelectorAll('.tile')) o[t.dataset.device] = t.querySelector('.now').textContent; return o;")
+            want = {n: " · ".join((["FALL"] if st.get("fall") else []) + ([", ".join(st["actions"])] if st.get("actions") else []))
+                    for n, st in states.items()}
+            return shown == want and any(want.values())
+        wait_until(now_matches, 30, "each tile showing its device's current actions")
 
         # SIGKILL: no goodbye; the broker publishes the Last Will and the tile turns offline within the keepalive.
         t0 = time.monotonic()

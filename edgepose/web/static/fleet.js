@@ -25,7 +25,7 @@
     const after = names[names.indexOf(dev) + 1];
     $("tiles").insertBefore(node, after ? tiles.get(after).node : null);
     t = { node, canvas: node.querySelector("canvas"), badge: node.querySelector(".state"), meta: node.querySelector(".meta"),
-      poses: null, status: null, dirty: false, online: null };
+      now: node.querySelector(".now"), poses: null, status: null, state: null, dirty: false, online: null };
     tiles.set(dev, t);
     summary();
     return t;
@@ -47,6 +47,18 @@
     t.badge.className = "badge state " + (online ? "ok" : "bad");
     meta(t);
     summary();
+  }
+
+  // The device's `state` summary (retained, sent when it changes): a fall, and what people are doing now.
+  function setState(dev, st) {
+    const t = tile(dev);
+    t.state = st;
+    const fall = !!(st && st.fall);
+    t.node.classList.toggle("fall", fall);
+    const parts = [];
+    if (fall) parts.push("FALL");
+    if (st && st.actions && st.actions.length) parts.push(st.actions.join(", "));
+    t.now.textContent = parts.join(" · ");
   }
 
   function meta(t) {
@@ -131,6 +143,7 @@
       for (const d of snap.devices) {
         if (d.status) setStatus(d.device, !!d.online, d.status); else tile(d.device);
         if (d.poses) onPoses(d.poses);
+        if (d.state) setState(d.device, d.state);
       }
       for (const e of snap.events) addEvent(e);
       $("conn").textContent = snap.connected ? "broker " + snap.broker : "broker " + snap.broker + " unreachable";
@@ -139,6 +152,7 @@
     es.addEventListener("poses", (m) => { for (const p of JSON.parse(m.data)) onPoses(p); });
     es.addEventListener("status", (m) => { const d = JSON.parse(m.data); setStatus(d.device, d.online, d.status); });
     es.addEventListener("event", (m) => addEvent(JSON.parse(m.data)));
+    es.addEventListener("state", (m) => { const d = JSON.parse(m.data); setState(d.device, d.state); });
     es.onerror = () => { $("conn").textContent = "view server unreachable (retrying)"; $("conn").className = "badge bad"; };
   }
 
