@@ -132,3 +132,13 @@ def pi4_bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "pi4"
     make_bundle("pi4", DEVICE, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def pi4_bundle_313(tmp_path_factory) -> Path:
+    """The bundle for Raspberry Pi OS Trixie (Python 3.13): its own wheels (cp313, numpy 2)."""
+    from edgepose.provision.bundle import make_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "pi4-313"
+    make_bundle("pi4", DEVICE, out, python="3.13", progress=False)
+    return out

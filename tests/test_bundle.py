@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from edgepose.profiles import read_toml
@@ -87,20 +88,33 @@ def test_bundle_holds_every_runtime_wheel_for_aarch64(pi4_bundle):
     assert "tensorflow" not in requires and not [w for w in wheels if w.name.startswith("tensorflow")]
 
 
-def test_bundle_wheels_resolve_offline(pi4_bundle, tmp_path):
-    """What first boot runs (pip --no-index --find-links wheels/ edgepose.whl), resolved for aarch64 without an index."""
-    (edge,) = (pi4_bundle / "dist").glob("edgepose-*.whl")
-    t = TARGETS["3.11"]
+@pytest.mark.parametrize("python,fixture", [("3.11", "pi4_bundle"), ("3.13", "pi4_bundle_313")], ids=["bookworm-3.11", "trixie-3.13"])
+def test_bundle_wheels_resolve_offline(python, fixture, request, tmp_path):
+    """What first boot runs (pip --no-index --find-links wheels/ edgepose.whl), resolved for aarch64 without an index,
+    for both Raspberry Pi OS releases: Bookworm (3.11) and Trixie (3.13, the current image)."""
+    bundle = request.getfixturevalue(fixture)
+    assert json.loads((bundle / "bundle.json").read_text())["python"] == python
+    (edge,) = (bundle / "dist").glob("edgepose-*.whl")
+    t = TARGETS[python]
+    # pip checks a wheel's Requires-Python against the interpreter running it, whatever --python-version says
+    # (pip 23); for another Python than this one the report's metadata is checked below instead.
+    other = python != f"{sys.version_info.major}.{sys.version_info.minor}"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-index", "--find-links",
-         str(pi4_bundle / "wheels"), "--only-binary=:all:", "--implementation", "cp", "--python-version", t.python,
-         *[a for p in t.platforms for a in ("--platform", p)], "--target", str(tmp_path / "t"), "--report",
-         str(tmp_path / "report.json"), str(edge)],
+         str(bundle / "wheels"), "--only-binary=:all:", "--implementation", "cp", "--python-version", t.python,
+         *[a for p in t.platforms for a in ("--platform", p)], *(["--ignore-requires-python"] if other else []),
+         "--target", str(tmp_path / "t"), "--report", str(tmp_path / "report.json"), str(edge)],
         check=False, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    installed = {canonicalize_name(i["metadata"]["name"]) for i in json.loads((tmp_path / "report.json").read_text())["install"]}
-    assert {"edgepose"} | runtime_names() <= installed
+    report = json.loads((tmp_path / "report.json").read_text())["install"]
+    installed = {canonicalize_name(i["metadata"]["name"]) for i in report}
+    assert {"edgepose"} | runtime_names(python) <= installed
+    wrong = [i["metadata"]["name"] for i in report
+             if not SpecifierSet(i["metadata"].get("requires_python") or "").contains(f"{python}.0")]
+    assert not wrong, f"wheels that refuse Python {python}: {wrong}"
+    wheels = [w.name for w in (bundle / "wheels").glob("*.whl")]
+    assert not [w for w in wheels if "-cp3" in w and f"-cp{python.replace('.', '')}-" not in w and "abi3" not in w], wheels
 
 
 def test_bundle_files_and_manifest(pi4_bundle, tmp_path):
