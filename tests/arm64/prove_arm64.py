@@ -6,9 +6,10 @@ buildah, runc for ``--container``); the default test run leaves it out (pytest m
 
     sudo .venv/bin/python tests/arm64/prove_arm64.py [--container]
 
-1. builds (or reuses) an arm64 Debian Bookworm root (Python 3.11, as Raspberry Pi OS Bookworm)
+1. builds (or reuses) an arm64 Debian root of the release ``--suite`` names: Bookworm (Python 3.11, as
+   Raspberry Pi OS Bookworm; the default) or Trixie (Python 3.13, as the current Raspberry Pi OS)
    with debootstrap; qemu-aarch64 is registered with binfmt_misc so the root runs under chroot;
-2. makes the offline payload with ``edgepose bundle --profile pi4 ... --python 3.11``;
+2. makes the offline payload with ``edgepose bundle --profile pi4 ... --python 3.11`` (or 3.13);
 3. copies the cached root, puts the bundle where a flashed card has it (/boot/firmware/edgepose)
    and runs the bundle's own ``firstboot.sh`` inside the chroot, in a network namespace without
    network: edgepose and every dependency must come from the bundle (``pip --no-index``);
@@ -46,8 +47,9 @@ SHARED = REPO.parent / "shared"
 MODEL = "posenet_mobilenet_v1_075_481_641_quant_decoder"
 IMAGE = "images/test_couple.jpg"
 TOLERANCE_PX = 4.0
-SUITE = "bookworm"
-# python3 3.11 = Raspberry Pi OS Bookworm's; ca-certificates so a site's own index would work.
+#: Debian release -> its python3, the one the bundle is made for (Raspberry Pi OS follows Debian's).
+SUITES = {"bookworm": "3.11", "trixie": "3.13"}
+# ca-certificates so a site's own index would work.
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
@@ -124,13 +126,13 @@ def ensure_binfmt() -> None:
 
 # -- the arm64 root ----------------------------------------------------------------------------
 
-def build_root(root: Path, mirror: str) -> float | None:
-    """debootstrap an arm64 Bookworm root into ``root`` unless a finished one is there.
+def build_root(root: Path, mirror: str, suite: str) -> float | None:
+    """debootstrap an arm64 root of Debian ``suite`` into ``root`` unless a finished one is there.
 
     Returns the build time in seconds, or None when the cached root was reused.
     """
     stamp = root / ".edgepose-arm64-root"
-    wanted = f"{SUITE} arm64 minbase {','.join(PACKAGES)}"
+    wanted = f"{suite} arm64 minbase {','.join(PACKAGES)}"
     if stamp.exists() and stamp.read_text().strip() == wanted:
         return None
     if root.exists():
@@ -139,10 +141,10 @@ def build_root(root: Path, mirror: str) -> float | None:
     tmp = root.with_name(root.name + ".partial")
     remove_tree(tmp)
     root.parent.mkdir(parents=True, exist_ok=True)
-    log(f"debootstrap {SUITE} arm64 into {tmp} from {mirror} (about 10 minutes under qemu)")
+    log(f"debootstrap {suite} arm64 into {tmp} from {mirror} (about 10 minutes under qemu)")
     t0 = time.perf_counter()
     sh(["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-        SUITE, str(tmp), mirror])
+        suite, str(tmp), mirror])
     stamp_tmp = tmp / stamp.name
     stamp_tmp.write_text(wanted + "\n")
     tmp.rename(root)  # only a finished root ever carries the cache's name
@@ -234,9 +236,9 @@ def in_root(root: Path, cmd: Sequence[str], env: dict[str, str] | None = None,
 
 # -- bundle ------------------------------------------------------------------------------------
 
-def make_bundle(out: Path) -> None:
+def make_bundle(out: Path, python: str) -> None:
     sh([*EDGEPOSE_CLI, "bundle", "--profile", "pi4",
-        "--config", "firmware_configs/device.toml", "--python", "3.11", "--out", str(out)],
+        "--config", "firmware_configs/device.toml", "--python", python, "--out", str(out)],
        cwd=REPO)
 
 
@@ -415,17 +417,19 @@ def prove(args: argparse.Namespace) -> dict:
         raise ProofError(f"{SHARED / IMAGE} is missing: ../shared must sit beside the repository")
     times: dict[str, float | None] = {}
     ensure_binfmt()
-    times["root build"] = build_root(args.root, args.mirror)
+    if args.container and args.suite != "bookworm":
+        raise ProofError("--container builds Dockerfile.arm64, whose base is Bookworm's python:3.11: use it with --suite bookworm")
+    times["root build"] = build_root(args.root, args.mirror, args.suite)
 
     work = Path(tempfile.mkdtemp(prefix="edgepose-arm64-", dir=args.work_dir))
-    summary: dict = {"root": str(args.root), "work": str(work)}
+    summary: dict = {"suite": args.suite, "root": str(args.root), "work": str(work)}
     try:
         bundle = work / "bundle"
         t0 = time.perf_counter()
         if args.bundle:
             shutil.copytree(args.bundle, bundle, symlinks=True)
         else:
-            make_bundle(bundle)
+            make_bundle(bundle, SUITES[args.suite])
         times["bundle (x86)"] = time.perf_counter() - t0
 
         # A throwaway copy: the cached root stays a stock image for the next run.
@@ -512,6 +516,7 @@ def table(summary: dict) -> str:
     for stage, t in summary["times_s"].items():
         rows.append((stage, "cached" if t is None else f"{t:.1f} s"))
     rows += [("", ""), ("check", "result"),
+             ("Debian release of the root", summary["suite"]),
              ("uname -m in the root", summary["uname -m"]),
              ("python in the root", summary["python"]),
              ("arm64 venv", summary["arm64 versions"]),
@@ -540,8 +545,10 @@ def table(summary: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", type=Path, default=Path.home() / ".cache" / "edgepose" / "arm64-root",
-                   help="cached arm64 root; built with debootstrap when absent (default: %(default)s)")
+    p.add_argument("--suite", choices=sorted(SUITES), default="bookworm",
+                   help="Debian release of the root and Python of the bundle: bookworm (3.11, default) or trixie (3.13)")
+    p.add_argument("--root", type=Path,
+                   help="cached arm64 root; built with debootstrap when absent (default: ~/.cache/edgepose/arm64-root, -trixie for Trixie)")
     p.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror for debootstrap")
     p.add_argument("--bundle", type=Path, help="use this bundle folder instead of running `edgepose bundle`")
     p.add_argument("--work-dir", type=Path, help="where the throwaway work folder goes (default: $TMPDIR)")
@@ -550,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--container", action="store_true",
                    help="also build Dockerfile.arm64 with podman on the same root and run its `edgepose run`")
     args = p.parse_args(argv)
+    if args.root is None:
+        args.root = Path.home() / ".cache" / "edgepose" / ("arm64-root" if args.suite == "bookworm" else f"arm64-root-{args.suite}")
     # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the mounts are always undone.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -20,6 +20,7 @@ import pytest
 from tests.arm64.prove_arm64 import (
     EDGEPOSE_CLI,
     SHARED,
+    SUITES,
     TOLERANCE_PX,
     compare,
     read_poses,
@@ -78,17 +79,18 @@ def test_read_poses_reads_edgepose_jsonl(tmp_path):
 CONTAINER_TOOLS = ("podman", "buildah", "runc")
 
 
-@pytest.fixture(scope="module")
-def proof(tmp_path_factory) -> dict:
-    """One run of the proof (with the container stage when podman, buildah and runc are here)."""
+@pytest.fixture(scope="module", params=sorted(SUITES))
+def proof(request, tmp_path_factory) -> dict:
+    """One run of the proof per Raspberry Pi OS base (Bookworm with the container stage when podman,
+    buildah and runc are here; Trixie)."""
     if os.geteuid() != 0:
         pytest.skip("the arm64 proof needs root (chroot, mount, binfmt_misc)")
     for tool in ("debootstrap", "qemu-aarch64-static"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install debootstrap qemu-user-static)")
     summary_file = tmp_path_factory.mktemp("arm64") / "summary.json"
-    cmd = [sys.executable, str(SCRIPT), "--summary", str(summary_file)]
-    if all(shutil.which(t) for t in CONTAINER_TOOLS):
+    cmd = [sys.executable, str(SCRIPT), "--suite", request.param, "--summary", str(summary_file)]
+    if request.param == "bookworm" and all(shutil.which(t) for t in CONTAINER_TOOLS):
         cmd.append("--container")
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     print(res.stdout)
@@ -99,7 +101,7 @@ def proof(tmp_path_factory) -> dict:
 @pytest.mark.arm64
 def test_bundle_installs_offline_and_matches_x86_on_arm64(proof):
     assert proof["uname -m"] == "aarch64"
-    assert proof["python"].startswith("3.11.")  # Raspberry Pi OS Bookworm's Python
+    assert proof["python"].startswith(SUITES[proof["suite"]] + ".")  # that Raspberry Pi OS's Python
     assert "ai-edge-litert==" in proof["arm64 versions"]
     assert proof["xnnpack arm64"]  # LiteRT's default CPU path on a Pi, as on x86
     c = proof["comparison"]
@@ -111,6 +113,8 @@ def test_bundle_installs_offline_and_matches_x86_on_arm64(proof):
 
 @pytest.mark.arm64
 def test_dockerfile_builds_and_runs_for_arm64(proof):
+    if proof["suite"] != "bookworm":
+        pytest.skip("the container stage runs with the Bookworm proof (Dockerfile.arm64's base is python:3.11 on Bookworm)")
     if "container" not in proof:
         pytest.skip(f"needs {', '.join(CONTAINER_TOOLS)} (apt-get install podman buildah runc)")
     o = proof["container"]
