@@ -140,10 +140,12 @@ class PoseNetModel(TFLiteModel):
         self._heat_idx = specs["heatmaps"].index
         # Heads handed over as the model output them (QuantizedHeads: the compiled decoder dequantizes only
         # what it reads) when all three are integers of one dtype and need no other conversion.
-        roles = [specs[r] for r in ("heatmaps", "short_offsets", "mid_offsets") if r in specs]
+        roles = tuple(specs[r] for r in ("heatmaps", "short_offsets", "mid_offsets") if r in specs)
         self._raw_heads: str | None = None
         if act == "logits" and len(roles) == 3 and all(r.quantized and r.scale > 0 and r.dtype == roles[0].dtype for r in roles):
             self._raw_heads = str(roles[0].dtype)
+            self._raw_specs = roles
+            self._raw_quant = tuple((s.scale, s.zero_point) for s in roles)
 
     def _guess_roles(self, details: list[TensorSpec]) -> dict[str, TensorSpec]:
         specs: dict[str, TensorSpec] = {}
@@ -197,10 +199,9 @@ class PoseNetModel(TFLiteModel):
         """The last invocation's outputs, dequantized into :class:`Heads`."""
         o = self.outputs
         if self._raw_heads:
-            specs = (o["heatmaps"], o["short_offsets"], o["mid_offsets"])
             # get_tensor copies: the arrays stay valid while the next frame is invoked (the pipeline overlaps them).
-            heat, short, mid = (self.interpreter.get_tensor(s.index)[0] for s in specs)
-            return QuantizedHeads((heat, short, mid), tuple((s.scale, s.zero_point) for s in specs), self.output_stride)
+            heat, short, mid = (self.interpreter.get_tensor(s.index)[0] for s in self._raw_specs)
+            return QuantizedHeads((heat, short, mid), self._raw_quant, self.output_stride)
         heat = self.output(o["heatmaps"])
         if self.heatmap_activation == "sigmoid":
             p = np.clip(heat, 1e-6, 1 - 1e-6)

@@ -159,8 +159,8 @@ def _poses_json_compiled(result: FrameResult, prefix: np.ndarray, ndigits: int, 
     """The whole payload written by the compiled writers into one buffer (``buffer(size)``);
     None where Python must write it (a value only Python rounds right, or keypoints that are not
     :class:`Pose`'s float32 arrays)."""
-    jit = _COMPILED if _COMPILED is not None else _compiled()
-    if not jit:
+    jit = _compiled()
+    if jit is None:
         return None
     poses = result.poses
     buf = buffer(prefix.size + jit.HEAD_MAX + len(poses) * jit.JSON_MAX + jit.SLACK)
@@ -256,8 +256,8 @@ def _poses_binary(result: FrameResult, buffer: Callable[[int], np.ndarray]) -> b
     n = len(poses)
     if n > 255:
         raise ValueError(f"binary poses payload holds at most 255 people, got {n}")
-    jit = _COMPILED if _COMPILED is not None else _compiled()
-    if jit and _LITTLE_ENDIAN:
+    jit = _compiled()
+    if jit is not None and _LITTLE_ENDIAN:
         buf = buffer(_HEADER.size + n * jit.RECORD)
         try:
             o = jit.head_binary(buf, result.index, result.timestamp, result.width, result.height, n)

@@ -108,12 +108,7 @@ def _fixed(buf, o, v, nd, scale, div):
         return _digits(buf, o, k)
     whole = k // div
     frac = k - whole * div
-    if whole < 10000:  # _digits' table step written out here: most whole parts, no call
-        for j in range(4):
-            buf[_u(o + j)] = DIGITS4[_u(whole), j]
-        o += np.int64(DIGITS4_LEN[_u(whole)])
-    else:
-        o = _digits(buf, o, whole)
+    o = _digits(buf, o, whole)
     buf[_u(o)] = 46
     if nd == 1:
         buf[_u(o + 1)] = 48 + frac
