@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema
 import numpy as np
@@ -176,7 +177,7 @@ def test_compiled_and_python_json_are_the_same_bytes(monkeypatch, real_poses, nd
     # Values the compiled writer hands back to Python: a pose score at a decimal tie, huge coordinates.
     frames.append(frame(13, [Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1), Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2)]))
     odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
-    odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, set after construction: the compiled writer declines
+    odd._kp = np.arange(34.0).reshape(17, 2) / 3  # float64 past Pose's conversion: the compiled writer declines
     frames.append(frame(14, [odd]))
     frames.append(frame(15, [Pose(np.ones((17, 2)), np.full(17, 1e30), 0.5, -(2**63)), Pose(np.ones((17, 2)), np.ones(17), 0.5, -(2**63) + 1)]))
     assert payloads._compiled() is not None
@@ -252,7 +253,7 @@ def test_binary_is_per_value_packing_byte_for_byte(encoder):
         data = payloads.poses_binary(frame(seed, poses))
         assert data[21:] == b"".join(reference_binary_person(p) for p in poses)
     odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
-    odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, set after construction: the compiled writer declines
+    odd._kp = np.arange(34.0).reshape(17, 2) / 3  # float64 past Pose's conversion: the compiled writer declines
     assert payloads.poses_binary(frame(0, [odd]))[21:] == reference_binary_person(odd)
 
 
@@ -290,11 +291,17 @@ def test_sink_encoder_reusing_its_buffer_writes_each_frame_afresh(encoder, encod
 
 @pytest.mark.parametrize("encoding", ["json", "binary"])
 def test_arrays_of_another_shape_are_refused_not_written_past_the_buffer(encoder, encoding):
-    """Pose's arrays replaced after construction by 20-keypoint ones: the compiled writers check no bounds,
-    so they decline and the Python encoders say what is wrong."""
+    """Pose refuses arrays of another shape, at construction and when assigned; arrays slipped past it
+    (its private slots) reach the compiled writers, which check no bounds: they decline, and the Python
+    encoders say what is wrong."""
     for attr in ("scores", "keypoints"):
         p = Pose(np.ones((17, 2)), np.ones(17), 0.5, 1)
-        setattr(p, attr, np.ones((20, 2) if attr == "keypoints" else 20, np.float32))
+        bad = np.ones((20, 2) if attr == "keypoints" else 20, np.float32)
+        with pytest.raises(ValueError, match=re.escape(f"got an array of shape {bad.shape}")):
+            setattr(p, attr, bad)
+        with pytest.raises(ValueError, match="got an array of shape"):
+            Pose(bad if attr == "keypoints" else np.ones((17, 2)), bad if attr == "scores" else np.ones(17), 0.5)
+        setattr(p, "_kp" if attr == "keypoints" else "_sc", bad)
         with pytest.raises(ValueError):
             payloads.poses_json(frame(1, [p]), "pi-1") if encoding == "json" else payloads.poses_binary(frame(1, [p]))
 

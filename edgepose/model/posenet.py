@@ -21,7 +21,7 @@ from ..decode.heads import Heads, QuantizedHeads
 from ..decode.single import decode_single_pose
 from ..errors import ModelError
 from ..preprocess import FILTERS, Transform, fit_to_input
-from ..types import NUM_KEYPOINTS, Pose
+from ..types import NUM_KEYPOINTS, Pose, PoseBlock
 from . import flatbuf
 from .base import TensorSpec, TFLiteModel
 
@@ -235,10 +235,10 @@ class PoseNetModel(TFLiteModel):
             mode = s.mode if mode is None else mode
         if mode == "single":
             yx, kp, score = decode_single_pose(heads)
-            return [Pose(transform.to_source(yx), kp, score)] if score >= min_pose_score else []
+            return PoseBlock.poses(transform.to_source(yx), kp, np.array([score])) if score >= min_pose_score else []
         dec = self._decode_multiple_poses(heads, max_poses, min_pose_score, nms_radius)
-        xy = transform.to_source(dec.keypoints_yx)
-        return [Pose(xy[i], dec.keypoint_scores[i], float(dec.pose_scores[i])) for i in range(len(dec))]
+        # One block for the frame's people: their arrays are its rows (see PoseBlock).
+        return PoseBlock.poses(transform.to_source(dec.keypoints_yx), dec.keypoint_scores, dec.pose_scores)
 
     def estimate(
         self,
