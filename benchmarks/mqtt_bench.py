@@ -51,7 +51,7 @@ from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.sinks import payloads  # noqa: E402
 from edgepose.sinks.mqtt import MqttSink  # noqa: E402
 from edgepose.sinks.mqtt_config import MqttConfig  # noqa: E402
-from edgepose.types import FrameResult, Pose  # noqa: E402
+from edgepose.types import FrameResult, Pose, PoseBlock  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
 
 DEVICE = "bench"
@@ -59,15 +59,18 @@ TOPIC = f"edgepose/{DEVICE}/poses"
 
 
 def real_people(n: int) -> list[Pose]:
+    """As the pipeline hands them to the sinks: the rows of one PoseBlock (the decoder's), ids set by the tracker."""
     import cv2
+    import numpy as np
 
     from edgepose.model.posenet import load_posenet
 
     found = load_posenet(MODEL).estimate(cv2.imread(str(IMAGE)), max_poses=5)
-    out = []
-    for i in range(n):
-        b = found[i % len(found)]
-        out.append(Pose(b.keypoints + 40.0 * (i // len(found)), b.scores, b.score, track_id=i + 1))
+    rows = [found[i % len(found)] for i in range(n)]
+    out = PoseBlock.poses(np.array([b.keypoints + 40.0 * (i // len(found)) for i, b in enumerate(rows)]),
+                          np.array([b.scores for b in rows]), np.array([b.score for b in rows]))
+    for i, p in enumerate(out):
+        p.track_id = i + 1
     return out
 
 

@@ -12,7 +12,7 @@ from edgepose.config import load_config
 from edgepose.errors import ConfigError
 from edgepose.sinks import payloads
 from edgepose.sinks.mqtt_config import MqttConfig
-from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
+from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose, PoseBlock
 from tests.conftest_mqtt import frame, people, rand_pose
 from tests.procs import NO_NUMBA, run_py
 
@@ -273,6 +273,46 @@ def test_compiled_binary_header_is_structs(monkeypatch):
     for w, h in ((-1, 480), (640, -2)):
         with pytest.raises(struct.error):
             payloads.poses_binary(FrameResult(index=1, timestamp=1.0, poses=[], width=w, height=h))
+
+
+def as_block(poses: list[Pose]) -> list[Pose]:
+    """The same people as one PoseBlock's rows (as the decoder hands them over), ids set through the rows."""
+    out = PoseBlock.poses(np.array([p.keypoints for p in poses]).reshape(-1, 17, 2), np.array([p.scores for p in poses]).reshape(-1, 17),
+                          np.array([p.score for p in poses]))
+    for q, p in zip(out, poses):
+        q.track_id = p.track_id
+    return out
+
+
+@pytest.mark.parametrize("ndigits", [0, 1, 3])
+def test_a_blocks_frame_is_written_in_one_call_with_the_same_bytes(monkeypatch, real_poses, ndigits):
+    """A frame whose people are one block's rows goes to the compiled writers in one call (the per-person
+    writers are replaced by ones that fail here), with the bytes of the Python encoders: delicate values,
+    crowds of 1 to 10, ids of every kind; frames the block no longer describes go person by person."""
+    from edgepose.sinks import payloads_jit as jit
+
+    crowds = [as_block(tricky_poses(s)[a:b]) for s in range(4) for a, b in ((0, 1), (0, 6), (6, 10), (3, 10), (8, 9))]
+    crowds += [as_block(people(real_poses, 5)), as_block(people(real_poses, 1))]
+    assert all(PoseBlock.of(c) is not None for c in crowds)
+    edited = as_block(people(real_poses, 3))
+    edited[1].keypoints = edited[1].keypoints * 2  # taken out of the block: person by person
+    huge = as_block(people(real_poses, 2))
+    huge[0].track_id = 2**70  # JSON only: the binary format's ids are 32 bits
+    frames = [frame(i, c) for i, c in enumerate(crowds + [edited])]
+
+    def refuse(*args):
+        raise AssertionError("a block's frame went person by person")
+
+    with monkeypatch.context() as m:
+        for name in ("person_json", "head_json", "person_binary", "head_binary"):
+            m.setattr(jit, name, refuse)
+        fast = [(payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f)) for f in frames[: len(crowds)]]
+    fast += [(payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f)) for f in frames[len(crowds):]]
+    monkeypatch.setattr(payloads, "_COMPILED", False)
+    assert fast == [(payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f)) for f in frames]
+    python_huge = payloads.poses_json(frame(0, huge), "pi-1", ndigits)
+    monkeypatch.undo()
+    assert payloads.poses_json(frame(0, huge), "pi-1", ndigits) == python_huge and json.loads(python_huge)["people"][0]["id"] == 2**70
 
 
 @pytest.mark.parametrize("encoding", ["json", "binary"])

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..types import FRAME_KEYS, KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose
+from ..types import FRAME_KEYS, KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose, PoseBlock
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,12 @@ def _poses_json_compiled(result: FrameResult, prefix: np.ndarray, ndigits: int, 
         return None
     poses = result.poses
     buf = buffer(prefix.size + jit.HEAD_MAX + len(poses) * jit.JSON_MAX + jit.SLACK)
+    block = PoseBlock.of(poses)
     try:
+        if block is not None:  # the decoder's poses, as they came: one call for the frame
+            o = jit.frame_json(buf, prefix, result.index, result.timestamp, result.width, result.height,
+                               block.keypoints, block.scores, block.score, block.ids, ndigits)
+            return None if o < 0 else buf[: o + 2].tobytes()
         o = jit.head_json(buf, prefix, result.index, result.timestamp, result.width, result.height)
         if o < 0:
             return None
@@ -259,7 +264,13 @@ def _poses_binary(result: FrameResult, buffer: Callable[[int], np.ndarray]) -> b
     jit = _compiled()
     if jit is not None and _LITTLE_ENDIAN:
         buf = buffer(_HEADER.size + n * jit.RECORD)
+        block = PoseBlock.of(poses)
         try:
+            if block is not None:  # as in the JSON encoder
+                o = jit.frame_binary(buf, result.index, result.timestamp, result.width, result.height,
+                                     block.keypoints, block.scores, block.score, block.ids)
+                if o > 0:
+                    return buf[:o].tobytes()
             o = jit.head_binary(buf, result.index, result.timestamp, result.width, result.height, n)
             if o > 0:
                 person = jit.person_binary

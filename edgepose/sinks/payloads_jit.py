@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..jit import njit
-from ..types import KEYPOINT_NAMES, NUM_KEYPOINTS
+from ..types import KEYPOINT_NAMES, NO_TRACK_ID, NUM_KEYPOINTS
 
 _PREFIXES = [f'"{name}":['.encode() for name in KEYPOINT_NAMES]
 # Global arrays are compile-time constants for numba (no argument to unbox per call).
@@ -57,8 +57,8 @@ DIGITS4_LEN = np.array([len(str(i)) for i in range(10000)], np.uint8)
 DIGITS3 = np.array([np.frombuffer(b"%03d" % i, np.uint8) for i in range(1000)])
 #: "0.000" .. "1.000": a keypoint score in [0, 1] as ``%.3f`` writes it, in one 5-byte copy.
 SCORE5 = np.array([np.frombuffer(b"%.3f" % (i / 1000), np.uint8) for i in range(1001)])
-#: The track id that stands for none (refused as an id: see person_json).
-NO_ID = -(2**63)
+#: The track id that stands for none (refused as an id: see person_json), as a PoseBlock stores it.
+NO_ID = NO_TRACK_ID
 #: Slack past the written end that the writers may scribble on (fixed-length copies), beyond the payload's bound.
 SLACK = 32
 
@@ -283,6 +283,26 @@ def head_json(buf, prefix, frame, ts, width, height):
     return o
 
 
+# A frame whose people are one PoseBlock's rows is written in one call: a call from Python costs about
+# as much as writing a person (the dispatcher unboxes each argument), the first of a frame more (its
+# code and data cold after paho's publish), and Python's per-person attribute reads go too.
+@njit(signature="intp(uint8[::1], uint8[::1], int64, float64, int64, int64, float32[:, :, ::1], float32[:, ::1], float64[::1], int64[::1], intp)",
+      nogil=False)
+def frame_json(buf, prefix, frame, ts, width, height, kp, sc, score, ids, nd):
+    """The whole ``poses`` payload of a frame whose people are these arrays' rows (a PoseBlock's:
+    ``ids`` NO_ID for none): :func:`head_json`, then :func:`person_json` of each row; returns the end
+    before the closing ``]}``, or -1 where either declines or the arrays disagree on the number of people."""
+    n = score.shape[0]
+    if kp.shape[0] != n or sc.shape[0] != n or ids.shape[0] != n:
+        return -1
+    o = head_json(buf, prefix, frame, ts, width, height)
+    for i in range(n):
+        if o < 0:
+            break
+        o = person_json(buf, o, kp[i], sc[i], score[i], ids[i], nd)
+    return o
+
+
 @njit
 def _clip_round(v, lo, hi):
     if not np.isfinite(v):
@@ -342,7 +362,26 @@ def head_binary(buf, frame, ts, width, height, n):
     return 21
 
 
+@njit(signature="intp(uint8[::1], int64, float64, int64, int64, float32[:, :, ::1], float32[:, ::1], float64[::1], int64[::1])", nogil=False)
+def frame_binary(buf, frame, ts, width, height, kp, sc, score, ids):
+    """The whole binary payload of a frame whose people are these arrays' rows (as :func:`frame_json`);
+    returns its length, or -1 where the header declines or the arrays disagree on the number of people."""
+    n = score.shape[0]
+    if kp.shape[0] != n or sc.shape[0] != n or ids.shape[0] != n:
+        return -1
+    o = head_binary(buf, frame, ts, width, height, n)
+    for i in range(n):
+        if o < 0:
+            break
+        ident = ids[i]
+        o = person_binary(buf, o, kp[i], sc[i], score[i], -1 if ident == NO_ID else ident)
+    return o
+
+
+WRITERS = (person_json, person_binary, head_json, head_binary, frame_json, frame_binary)
+
+
 def load_kind() -> str:
     """``"compiled"`` if importing this module compiled the writers (once per machine), else ``"loaded from cache"``."""
-    misses = sum(sum(d.stats.cache_misses.values()) for d in (person_json, person_binary, head_json, head_binary))
+    misses = sum(sum(d.stats.cache_misses.values()) for d in WRITERS)
     return "compiled" if misses else "loaded from cache"
