@@ -35,7 +35,7 @@ from edgepose import geometry as g  # noqa: E402
 from edgepose.tracking import TrackingConfig, make_tracker  # noqa: E402
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth  # noqa: E402
 from edgepose.tracking.synthetic import crowd_scene  # noqa: E402
-from edgepose.types import Pose  # noqa: E402
+from edgepose.types import Pose, PoseBlock  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
@@ -108,7 +108,9 @@ def video_poses(max_frames: int | None) -> list[list[Pose]]:
 
 
 def copy_frames(frames: list[list[Pose]]) -> list[list[Pose]]:
-    return [[Pose(p.keypoints.copy(), p.scores.copy(), p.score) for p in f] for f in frames]
+    """Fresh poses as the pipeline hands them to the tracker: each frame's one PoseBlock, the decoder's."""
+    return [PoseBlock.poses(np.array([p.keypoints for p in f]).reshape(-1, 17, 2), np.array([p.scores for p in f]).reshape(-1, 17),
+                            np.array([p.score for p in f])) for f in frames]
 
 
 def run(make: Factory, frames: list[list[Pose]], ts: list[float], fps: float) -> float:

@@ -171,8 +171,12 @@ class Pose:
     @track_id.setter
     def track_id(self, value: int | None) -> None:
         self._id = value
-        if self._block is not None:
-            self._block.store_id(self._row, value)
+        b = self._block
+        if b is not None:
+            if type(value) is int and -_ID_MAX < value < _ID_MAX:  # the tracker's ids: the one store per pose and frame
+                b.ids[self._row] = value
+            else:
+                b.store_id(self._row, value)
 
     def _detach(self) -> None:
         """Leave the block: the encoders' one-call path no longer describes this frame."""

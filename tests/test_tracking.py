@@ -10,7 +10,7 @@ from edgepose.errors import ConfigError
 from edgepose.tracking import OneEuroFilter, Tracker, TrackingConfig, make_tracker
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth
 from edgepose.tracking.synthetic import crowd_scene
-from edgepose.types import Pose
+from edgepose.types import Pose, PoseBlock
 from tests.procs import NO_NUMBA, run_py
 
 
@@ -124,8 +124,11 @@ def test_smoothing_reduces_jitter_and_keeps_raw(make):
     base = person(400)
     raw_err, sm_err = [], []
     for k in range(90):
-        p = Pose(base.keypoints + rng.normal(0, 3.0, base.keypoints.shape), base.scores, 0.9)
+        kp = (base.keypoints + rng.normal(0, 3.0, base.keypoints.shape)).astype(np.float32)
+        given = kp.copy()
+        p = Pose(kp, base.scores, 0.9)
         tr.update([p], k / 30)
+        assert np.array_equal(kp, given)  # the caller's array (Pose does not copy float32) is not smoothed in place
         assert np.array_equal(p.extra["raw_keypoints"].shape, (17, 2))
         if k > 10:
             raw_err.append(np.abs(p.extra["raw_keypoints"] - base.keypoints).mean())
@@ -163,19 +166,25 @@ def test_tracking_config_validation():
 
 
 # -- the compiled tracker against the reference --------------------------------------------------
-def copies(frames):
+def copies(frames, blocks: bool = False):
+    """Fresh poses of each frame: each its own (a caller's), or with ``blocks`` one PoseBlock per frame (the decoder's)."""
+    if blocks:
+        return [PoseBlock.poses(np.array([p.keypoints for p in f]).reshape(-1, 17, 2), np.array([p.scores for p in f]).reshape(-1, 17),
+                                np.array([p.score for p in f])) for f in frames]
     return [[Pose(p.keypoints.copy(), p.scores.copy(), p.score) for p in f] for f in frames]
 
 
 def run_both(cfg, ts, frames):
-    """Both trackers on the same frames: per frame, every pose's track id and which poses were reported; and the trackers."""
+    """Both trackers on the same frames (the reference on poses of their own, the compiled one on the decoder's
+    blocks, as in the pipeline): per frame, every pose's track id, which poses were reported and their
+    keypoints, and whether the reported ones are still their frame's block; and the trackers."""
     runs = []
     for engine in ("numpy", "numba"):
-        tr, fr, log = make_tracker(cfg, engine), copies(frames), []
+        tr, fr, log = make_tracker(cfg, engine), copies(frames, blocks=engine == "numba"), []
         for t, poses in zip(ts, fr):
             out = tr.update(poses, t)
             log.append(([p.track_id for p in poses], [next(i for i, q in enumerate(poses) if q is p) for p in out],
-                        [p.keypoints.copy() for p in poses]))
+                        [p.keypoints.copy() for p in poses], PoseBlock.of(out) is not None))
         runs.append((tr, log))
     return runs
 
@@ -195,7 +204,11 @@ def test_compiled_tracker_gives_the_reference_ids(kw, fps):
         (ref, a), (fast, b) = run_both(cfg, ts, frames)
         assert type(ref) is Tracker and type(fast) is not Tracker
         assert [x[:2] for x in a] == [x[:2] for x in b]
-        for (_, _, ka), (_, _, kb) in zip(a, b):
+        # What the pipeline publishes stays the decoder's block (encoded in one call), smoothed or not,
+        # unless min_hits holds poses back; every frame with people here.
+        assert [x[3] for x in b] == [len(x[1]) == len(x[0]) and len(x[0]) > 0 for x in b]
+        assert any(x[3] for x in b) and (cfg.min_hits > 1) == (not all(x[3] for x in b if x[0]))
+        for (_, _, ka, _), (_, _, kb, _) in zip(a, b):
             for x, y in zip(ka, kb):
                 np.testing.assert_allclose(x, y, rtol=0, atol=1e-3)
         assert [t.id for t in ref.tracks] == [t.id for t in fast.tracks]

@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .. import geometry as g
 from ..jit import first_call, njit
-from ..types import NUM_KEYPOINTS, Pose
+from ..types import NUM_KEYPOINTS, Pose, PoseBlock
 from .config import TrackingConfig
 from .smoothing import OneEuroFilter
 from .tracker import Track, Tracker
@@ -240,6 +240,9 @@ class CompiledTracker(Tracker):
     def _poses(self, poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
         if not poses:
             return np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.bool_)
+        block = PoseBlock.of(poses)
+        if block is not None:  # the decoder's arrays as they are (the kernels only read them)
+            return block.keypoints, block.scores >= self.config.min_part_score
         dk = np.ascontiguousarray(np.array([p.keypoints for p in poses], np.float32))
         dvis = np.array([p.scores for p in poses]) >= self.config.min_part_score
         return dk, dvis
@@ -290,12 +293,17 @@ class CompiledTracker(Tracker):
         live = set(self._ids[: self._n].tolist())
         for gone in [i for i in self._smoothers if i not in live]:
             del self._smoothers[gone]
+        in_block = PoseBlock.of(poses) is not None
         for c, (pose, tid) in enumerate(zip(poses, ids.tolist())):
             f = self._smoothers.get(tid)
             if f is None:
                 f = self._smoothers[tid] = OneEuroFilter(cfg.smoothing_min_cutoff, cfg.smoothing_beta, cfg.smoothing_d_cutoff)
             pose.extra["raw_keypoints"] = pose.keypoints.copy()
-            pose.keypoints = f(pose.keypoints, ts, dvis[c], float(torsos[c]))
+            smoothed = f(pose.keypoints, ts, dvis[c], float(torsos[c]))
+            if in_block:  # into the frame's block, which stays whole for the encoders
+                pose.keypoints[:] = smoothed
+            else:  # a new array: the caller's, which Pose did not copy, stays as it was
+                pose.keypoints = smoothed
 
 
 def warm_up() -> tuple[float, str]:
