@@ -303,13 +303,18 @@ def test_a_blocks_frame_is_written_in_one_call_with_the_same_bytes(monkeypatch, 
     def refuse(*args):
         raise AssertionError("a block's frame went person by person")
 
+    sink_json, sink_binary = payloads.PosesEncoder("json", "pi-1", ndigits), payloads.PosesEncoder("binary")
+
+    def encode(f):  # the functions, and the sinks' encoders (their own one-call path)
+        return payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f), sink_json(f), sink_binary(f)
+
     with monkeypatch.context() as m:
         for name in ("person_json", "head_json", "person_binary", "head_binary"):
             m.setattr(jit, name, refuse)
-        fast = [(payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f)) for f in frames[: len(crowds)]]
-    fast += [(payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f)) for f in frames[len(crowds):]]
+        fast = [encode(f) for f in frames[: len(crowds)]]
+    fast += [encode(f) for f in frames[len(crowds):]]
     monkeypatch.setattr(payloads, "_COMPILED", False)
-    assert fast == [(payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f)) for f in frames]
+    assert fast == [encode(f) for f in frames]
     python_huge = payloads.poses_json(frame(0, huge), "pi-1", ndigits)
     monkeypatch.undo()
     assert payloads.poses_json(frame(0, huge), "pi-1", ndigits) == python_huge and json.loads(python_huge)["people"][0]["id"] == 2**70
@@ -321,6 +326,8 @@ def test_sink_encoder_reusing_its_buffer_writes_each_frame_afresh(encoder, encod
     after a larger one holds none of its bytes, and every frame is what the stateless functions write."""
     enc = payloads.PosesEncoder(encoding, "pi-1", 2)
     crowds = [people(real_poses, 5), [], tricky_poses(1), people(real_poses, 1), people(real_poses, 40), tricky_poses(2)[:2]]
+    # The decoder's blocks too (the encoder's own one-call path), growing past what its buffer held.
+    crowds += [as_block(people(real_poses, 2)), as_block(people(real_poses, 60)), as_block(tricky_poses(3)), [], as_block(people(real_poses, 1))]
     for i, poses in enumerate(crowds):
         fr = frame(i, poses)
         expected = payloads.poses_json(fr, "pi-1", 2) if encoding == "json" else payloads.poses_binary(fr)
