@@ -234,7 +234,7 @@ class PoseBlock:
     track id the int64 array cannot hold).
     """
 
-    __slots__ = ("keypoints", "scores", "score", "ids", "members", "valid")
+    __slots__ = ("keypoints", "scores", "score", "ids", "members", "valid", "_rows")
 
     def __init__(self, keypoints: np.ndarray, scores: np.ndarray, score: np.ndarray) -> None:
         self.keypoints = np.ascontiguousarray(keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 2)
@@ -250,6 +250,7 @@ class PoseBlock:
             p._kp, p._sc, p._score, p._id, p._block, p._row, p.extra = kp, sc, s, None, self, i, {}
             members.append(p)
         self.members = tuple(members)
+        self._rows = members  # for of(): a list compares with the list a frame holds without a copy
 
     @classmethod
     def poses(cls, keypoints: np.ndarray, scores: np.ndarray, score: np.ndarray) -> list[Pose]:
@@ -259,12 +260,14 @@ class PoseBlock:
     @staticmethod
     def of(poses: Sequence[Pose]) -> PoseBlock | None:
         """The block whose rows are exactly ``poses``, in order, and still hold their data; else None."""
-        if not poses:
+        try:
+            b = poses[0]._block
+        except (IndexError, AttributeError, TypeError):  # no people, or not Poses
             return None
-        b = getattr(poses[0], "_block", None)
-        if b is None or not b.valid or b.members != tuple(poses):  # identity: Pose defines no __eq__
-            return None
-        return b
+        # Element by element, identity first (Pose defines no __eq__): no per-person Python.
+        if b is not None and b.valid and (b._rows == poses if type(poses) is list else b.members == tuple(poses)):
+            return b
+        return None
 
     def store_id(self, row: int, value: Any) -> None:
         """Row ``row``'s track id, as the int64 array holds it (None -> :data:`NO_TRACK_ID`)."""
