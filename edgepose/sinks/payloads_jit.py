@@ -100,15 +100,18 @@ def _fixed(buf, o, v, nd, scale, div):
     and the branches on ``nd`` fold away); needs ``|v| * scale < 2**52``."""
     if not np.isfinite(v):
         v = 0.0
-    k = np.int64(abs(np.rint(v * scale)))
+    # Unsigned: a division by a constant is then a multiply and a shift, with no floor correction for
+    # negatives (a quarter of a coordinate's time).
+    k = np.uint64(abs(np.rint(v * scale)))
     if np.signbit(v):  # "%.1f" % -0.04 == "-0.0"
         buf[_u(o)] = 45
         o += 1
     if nd == 0:
-        return _digits(buf, o, k)
-    whole = k // div
-    frac = k - whole * div
-    o = _digits(buf, o, whole)
+        return _digits(buf, o, np.int64(k))
+    d = np.uint64(div)
+    whole = k // d
+    frac = np.int64(k - whole * d)
+    o = _digits(buf, o, np.int64(whole))
     buf[_u(o)] = 46
     if nd == 1:
         buf[_u(o + 1)] = 48 + frac
