@@ -67,6 +67,35 @@ def test_every_message_matches_its_schema(broker, tmp_path, real_poses, protocol
     assert kinds["state"][-1]["people"] == len(real_poses)
 
 
+def test_poses_go_without_a_publish_callback_events_with_one_until_their_puback(broker, tmp_path, real_poses):
+    """paho builds a reason code and properties and calls on_publish for every QoS-0 pose in its network thread,
+    which halved the sink's publish rate: the sink sets the callback only while events await their PUBACK."""
+    sub = Subscriber(broker.port, f"edgepose/{DEVICE}/#")
+    sink = make_sink(broker.port, tmp_path).start()
+    assert sink.wait_connected(10), sink.last_error
+    client = sink._client
+    for i in range(3):
+        sink.publish_frame(frame(i, real_poses))
+    assert client.on_publish is None
+    handed = []
+    real_publish = client.publish
+
+    def spy(topic, payload=None, qos=0, retain=False, properties=None):  # what paho's network thread would see
+        if topic.endswith("/events"):
+            handed.append(client.on_publish)
+        return real_publish(topic, payload, qos, retain, properties)
+
+    client.publish = spy
+    sink.publish_frame(frame(3, real_poses, [ActionEvent(1, "wave", "start", 0.1)]))
+    assert _wait(lambda: sink.stats.events_sent == 1, 10)
+    assert handed and all(cb is not None for cb in handed)  # set before the event was handed over
+    assert _wait(lambda: client.on_publish is None, 5)  # its PUBACK retired it: poses go without again
+    sink.publish_frame(frame(4, real_poses))
+    assert sink.close()
+    assert sub.wait_for(lambda s: len(s.on("/poses")) == 5 and len(s.on("/events")) == 1)
+    sub.close()
+
+
 def test_poses_rate_decimates(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/poses")
     sink = make_sink(broker.port, tmp_path, poses_rate=10.0).start()

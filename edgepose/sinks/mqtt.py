@@ -272,7 +272,9 @@ class MqttSink:
         client.on_connect_fail = self._on_connect_fail
         client.on_socket_open = self._on_socket_open
         client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
+        # on_publish is set only while events await their PUBACK (_pump_once): paho calls it for every
+        # QoS-0 pose too, after building a reason code and properties for it in the network thread, which
+        # halved the sink's publish rate against a client without it.
         client.on_message = self._on_message
         return client
 
@@ -510,11 +512,16 @@ class MqttSink:
     def _pump_once(self) -> None:
         with self._send_lock:
             self._retire(self._take_acks())
+            client = self._client
+            if not self._inflight and client.on_publish is not None:
+                client.on_publish = None  # no PUBACK awaited: poses go without a callback each
             room = self.cfg.outbox_window - len(self._inflight)
             if room <= 0 or not self._connected.is_set():
                 return
             for item in self.outbox.pending(after_id=self._last_handed, limit=room):
-                info = self._client.publish(item.topic, item.payload, qos=item.qos)
+                if client.on_publish is None:  # before the publish: its PUBACK can come before publish() returns
+                    client.on_publish = self._on_publish
+                info = client.publish(item.topic, item.payload, qos=item.qos)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     # QUEUE_SIZE: not queued; NO_CONN: the socket just went, and the next connect purges and
                     # re-hands it. Either way the row is still pending: try again later, in order.
