@@ -286,6 +286,13 @@ def head_json(buf, prefix, frame, ts, width, height):
     return o
 
 
+@njit
+def _rows(kp, sc, score, ids):
+    """The number of people in a block's arrays, or -1 where they disagree (nothing after checks bounds)."""
+    n = score.shape[0]
+    return n if kp.shape[0] == n and sc.shape[0] == n and ids.shape[0] == n else -1
+
+
 # A frame whose people are one PoseBlock's rows is written in one call: a call from Python costs about
 # as much as writing a person (the dispatcher unboxes each argument), the first of a frame more (its
 # code and data cold after paho's publish), and Python's per-person attribute reads go too.
@@ -295,8 +302,8 @@ def frame_json(buf, prefix, frame, ts, width, height, kp, sc, score, ids, nd):
     """The whole ``poses`` payload of a frame whose people are these arrays' rows (a PoseBlock's:
     ``ids`` NO_ID for none): :func:`head_json`, then :func:`person_json` of each row; returns the end
     before the closing ``]}``, or -1 where either declines or the arrays disagree on the number of people."""
-    n = score.shape[0]
-    if kp.shape[0] != n or sc.shape[0] != n or ids.shape[0] != n:
+    n = _rows(kp, sc, score, ids)
+    if n < 0:
         return -1
     o = head_json(buf, prefix, frame, ts, width, height)
     for i in range(n):
@@ -369,8 +376,8 @@ def head_binary(buf, frame, ts, width, height, n):
 def frame_binary(buf, frame, ts, width, height, kp, sc, score, ids):
     """The whole binary payload of a frame whose people are these arrays' rows (as :func:`frame_json`);
     returns its length, or -1 where the header declines or the arrays disagree on the number of people."""
-    n = score.shape[0]
-    if kp.shape[0] != n or sc.shape[0] != n or ids.shape[0] != n:
+    n = _rows(kp, sc, score, ids)
+    if n < 0:
         return -1
     o = head_binary(buf, frame, ts, width, height, n)
     for i in range(n):
