@@ -219,6 +219,7 @@ class PosesEncoder:
         self._json = encoding == "json"
         self._prefix = _json_prefix(device_id)
         self._buf = np.empty(0, np.uint8)  # grown to the largest frame's bound, then reused
+        self._view = self._buf.data  # the bytes are taken through it: numpy's slicing code is colder
         self._people = -1  # the most people self._buf holds in either encoding
 
     def __call__(self, result: FrameResult) -> bytes:
@@ -237,12 +238,12 @@ class PosesEncoder:
                     o = jit.frame_json(buf, self._prefix, result.index, result.timestamp, result.width, result.height,
                                        block.keypoints, block.scores, block.score, block.ids, self.ndigits)
                     if o >= 0:
-                        return buf[: o + 2].tobytes()
+                        return self._view[: o + 2].tobytes()
                 elif _LITTLE_ENDIAN:
                     o = jit.frame_binary(buf, result.index, result.timestamp, result.width, result.height,
                                          block.keypoints, block.scores, block.score, block.ids)
                     if o > 0:
-                        return buf[:o].tobytes()
+                        return self._view[:o].tobytes()
             except (TypeError, OverflowError):  # the block's arrays replaced; an index beyond int64
                 pass
         if not self._json:
@@ -253,6 +254,7 @@ class PosesEncoder:
     def _buffer(self, size: int) -> np.ndarray:
         if self._buf.size < size:  # a larger crowd than before: kept for the next one
             self._buf = np.empty(size, np.uint8)
+            self._view = self._buf.data
         return self._buf
 
 
