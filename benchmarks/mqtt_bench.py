@@ -61,17 +61,12 @@ TOPIC = f"edgepose/{DEVICE}/poses"
 def real_people(n: int) -> list[Pose]:
     """As the pipeline hands them to the sinks: the rows of one PoseBlock (the decoder's), ids set by the tracker."""
     import cv2
-    import numpy as np
 
     from edgepose.model.posenet import load_posenet
 
     found = load_posenet(MODEL).estimate(cv2.imread(str(IMAGE)), max_poses=5)
     rows = [found[i % len(found)] for i in range(n)]
-    out = PoseBlock.poses(np.array([b.keypoints + 40.0 * (i // len(found)) for i, b in enumerate(rows)]),
-                          np.array([b.scores for b in rows]), np.array([b.score for b in rows]))
-    for i, p in enumerate(out):
-        p.track_id = i + 1
-    return out
+    return PoseBlock.pack([Pose(b.keypoints + 40.0 * (i // len(found)), b.scores, b.score, i + 1) for i, b in enumerate(rows)])
 
 
 def frame_of(poses: list[Pose], i: int = 0) -> FrameResult:

@@ -109,8 +109,7 @@ def video_poses(max_frames: int | None) -> list[list[Pose]]:
 
 def copy_frames(frames: list[list[Pose]]) -> list[list[Pose]]:
     """Fresh poses as the pipeline hands them to the tracker: each frame's one PoseBlock, the decoder's."""
-    return [PoseBlock.poses(np.array([p.keypoints for p in f]).reshape(-1, 17, 2), np.array([p.scores for p in f]).reshape(-1, 17),
-                            np.array([p.score for p in f])) for f in frames]
+    return [PoseBlock.pack(f) for f in frames]
 
 
 def run(make: Factory, frames: list[list[Pose]], ts: list[float], fps: float) -> float:

@@ -234,7 +234,7 @@ class PoseBlock:
     track id the int64 array cannot hold).
     """
 
-    __slots__ = ("keypoints", "scores", "score", "ids", "members", "valid", "_rows")
+    __slots__ = ("keypoints", "scores", "score", "ids", "valid", "_rows")
 
     def __init__(self, keypoints: np.ndarray, scores: np.ndarray, score: np.ndarray) -> None:
         self.keypoints = np.ascontiguousarray(keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 2)
@@ -244,18 +244,30 @@ class PoseBlock:
         self.ids = np.full(n, NO_TRACK_ID, np.int64)
         self.valid = True
         new = Pose.__new__
-        members = []
+        rows: list[Pose] = []  # a list: of() compares it with the list a frame holds, without a copy
         for i, (kp, sc, s) in enumerate(zip(self.keypoints, self.scores, self.score.tolist())):
             p = new(Pose)  # the rows as they are: no per-pose conversion
             p._kp, p._sc, p._score, p._id, p._block, p._row, p.extra = kp, sc, s, None, self, i, {}
-            members.append(p)
-        self.members = tuple(members)
-        self._rows = members  # for of(): a list compares with the list a frame holds without a copy
+            rows.append(p)
+        self._rows = rows
+
+    @property
+    def members(self) -> tuple[Pose, ...]:
+        return tuple(self._rows)
 
     @classmethod
     def poses(cls, keypoints: np.ndarray, scores: np.ndarray, score: np.ndarray) -> list[Pose]:
         """The poses of a new block over these arrays (``(n, 17, 2)``, ``(n, 17)``, ``(n,)``)."""
-        return list(cls(keypoints, scores, score).members)
+        return list(cls(keypoints, scores, score)._rows)
+
+    @classmethod
+    def pack(cls, poses: Sequence[Pose]) -> list[Pose]:
+        """Copies of ``poses`` (arrays, scores, track ids) as one new block's rows, as a decoder hands them over."""
+        out = cls.poses(np.array([p.keypoints for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS, 2),
+                        np.array([p.scores for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS), np.array([p.score for p in poses]))
+        for q, p in zip(out, poses):
+            q.track_id = p.track_id
+        return out
 
     @staticmethod
     def of(poses: Sequence[Pose]) -> PoseBlock | None:
@@ -265,7 +277,7 @@ class PoseBlock:
         except (IndexError, AttributeError, TypeError):  # no people, or not Poses
             return None
         # Element by element, identity first (Pose defines no __eq__): no per-person Python.
-        if b is not None and b.valid and (b._rows == poses if type(poses) is list else b.members == tuple(poses)):
+        if b is not None and b.valid and b._rows == (poses if type(poses) is list else list(poses)):
             return b
         return None
 

@@ -169,8 +169,7 @@ def test_tracking_config_validation():
 def copies(frames, blocks: bool = False):
     """Fresh poses of each frame: each its own (a caller's), or with ``blocks`` one PoseBlock per frame (the decoder's)."""
     if blocks:
-        return [PoseBlock.poses(np.array([p.keypoints for p in f]).reshape(-1, 17, 2), np.array([p.scores for p in f]).reshape(-1, 17),
-                                np.array([p.score for p in f])) for f in frames]
+        return [PoseBlock.pack(f) for f in frames]
     return [[Pose(p.keypoints.copy(), p.scores.copy(), p.score) for p in f] for f in frames]
 
 

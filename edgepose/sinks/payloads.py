@@ -228,7 +228,7 @@ class PosesEncoder:
         if block is not None and jit:
             # The pipeline's frames (one PoseBlock each): one compiled call and as little Python around it
             # as can be, because at a few microseconds a frame every call and attribute read shows.
-            n = len(block.members)
+            n = len(block.ids)
             if n > self._people:
                 self._buffer(self._prefix.size + jit.HEAD_MAX + n * jit.JSON_MAX + jit.SLACK)
                 self._people = n
@@ -239,6 +239,7 @@ class PosesEncoder:
                                        block.keypoints, block.scores, block.score, block.ids, self.ndigits)
                     if o >= 0:
                         return self._view[: o + 2].tobytes()
+                    return _poses_json_python(result, self.device_id, self.ndigits)  # a value only Python writes right
                 elif _LITTLE_ENDIAN:
                     o = jit.frame_binary(buf, result.index, result.timestamp, result.width, result.height,
                                          block.keypoints, block.scores, block.score, block.ids)

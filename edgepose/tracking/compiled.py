@@ -237,10 +237,10 @@ class CompiledTracker(Tracker):
         self._n = 0
         self._smoothers = {}
 
-    def _poses(self, poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
+    def _poses(self, poses: list[Pose], block: PoseBlock | None) -> tuple[np.ndarray, np.ndarray]:
+        """The poses' keypoints and visibility as arrays; ``block``: ``PoseBlock.of(poses)``."""
         if not poses:
             return np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.bool_)
-        block = PoseBlock.of(poses)
         if block is not None:  # the decoder's arrays as they are (the kernels only read them)
             return block.keypoints, block.scores >= self.config.min_part_score
         dk = np.ascontiguousarray(np.array([p.keypoints for p in poses], np.float32))
@@ -253,7 +253,7 @@ class CompiledTracker(Tracker):
                            cfg.predict_motion, self._var, float(cfg.gate_torso), float(cfg.gate_speed))
 
     def similarity(self, poses: list[Pose], ts: float) -> np.ndarray:
-        return self._sim(*self._poses(poses), float(ts))
+        return self._sim(*self._poses(poses, PoseBlock.of(poses)), float(ts))
 
     def update(self, poses: list[Pose], timestamp: float) -> list[Pose]:
         cfg = self.config
@@ -261,7 +261,8 @@ class CompiledTracker(Tracker):
         if self._last_ts is not None and ts < self._last_ts:
             self.reset()  # time went backwards: a looping file or a new source
         self._last_ts = ts
-        dk, dvis = self._poses(poses)
+        block = PoseBlock.of(poses)
+        dk, dvis = self._poses(poses, block)
         npose = len(poses)
         track_of_pose = np.full(npose, -1, np.int64)
         if self._n and npose:
@@ -278,7 +279,7 @@ class CompiledTracker(Tracker):
         self._n, self._next_id = _update(*self._state(), self._n, dk, dvis, ts, track_of_pose, cfg.max_age, self._next_id,
                                          out_ids, out_hits, torsos)
         if cfg.smoothing:
-            self._smooth(poses, dvis, torsos, ts, out_ids)
+            self._smooth(poses, dvis, torsos, ts, out_ids, block is not None)
         out: list[Pose] = []
         for pose, tid, hits in zip(poses, out_ids.tolist(), out_hits.tolist()):
             if hits >= cfg.min_hits:
@@ -288,12 +289,11 @@ class CompiledTracker(Tracker):
                 pose.track_id = None
         return out
 
-    def _smooth(self, poses: list[Pose], dvis: np.ndarray, torsos: np.ndarray, ts: float, ids: np.ndarray) -> None:
+    def _smooth(self, poses: list[Pose], dvis: np.ndarray, torsos: np.ndarray, ts: float, ids: np.ndarray, in_block: bool) -> None:
         cfg = self.config
         live = set(self._ids[: self._n].tolist())
         for gone in [i for i in self._smoothers if i not in live]:
             del self._smoothers[gone]
-        in_block = PoseBlock.of(poses) is not None
         for c, (pose, tid) in enumerate(zip(poses, ids.tolist())):
             f = self._smoothers.get(tid)
             if f is None:
