@@ -120,10 +120,14 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     ud_bytes = fat_read(out, "user-data")
     ud = yaml.safe_load(ud_bytes)
     assert ud["hostname"] == "kitchen-cam" and ud["timezone"] == "Europe/London"  # the image's own keys are kept
-    (user,) = ud["users"]
+    # Imager 2.x's singular `user:` (extends the distro's default user, keeps its groups); sshd enabled by runcmd
+    user = ud["user"]
+    assert "users" not in ud
     assert user["name"] == "pi" and user["ssh_authorized_keys"] == [KEY] and user["lock_passwd"] is True
+    assert user["sudo"] == "ALL=(ALL) NOPASSWD:ALL"  # key-only: no password to give sudo
     assert ud["runcmd"][0] == ["sh", "-c", "echo stock runcmd ran > /var/tmp/stock"]
-    assert ud["runcmd"][1] == fb.FIRSTBOOT_CMD and "packages" not in ud
+    assert ud["runcmd"][1:] == [fb.SSH_ENABLE_CMD, fb.FIRSTBOOT_CMD] and "packages" not in ud
+    assert ud["manage_resolv_conf"] is False
     (tmp_path / "ud.yaml").write_bytes(ud_bytes)
     schema = subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "ud.yaml")],
                             capture_output=True, text=True, timeout=120, check=False)
@@ -133,7 +137,10 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     wlan = net["wifis"]["wlan0"]
     expected_psk = hashlib.pbkdf2_hmac("sha1", PASSPHRASE.encode(), SSID.encode(), 4096, 32).hex()
     assert wlan["access-points"] == {SSID: {"password": expected_psk}} and wlan["regulatory-domain"] == "DE"
-    assert yaml.safe_load(fat_read(out, "meta-data"))["instance-id"] == "rpios-image"
+    assert "renderer" not in net and "renderer" not in net["wifis"]  # the OS's netplan default decides, as with Imager
+    # a new instance id per flash, also on the kernel command line (Imager 2.x: ds=nocloud;i=<id>)
+    instance = yaml.safe_load(fat_read(out, "meta-data"))["instance-id"]
+    assert instance != "rpios-image" and re.fullmatch(r"edgepose-\d{8}T\d{6}Z-[0-9a-f]{6}", instance)
     assert fat_read(out, "ssh") == b""
 
     # config.txt: the camera lines and nothing else
@@ -141,7 +148,7 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     old = CONFIG_TXT.splitlines()
     assert [ln for ln in new if ln not in old] == ["camera_auto_detect=0", "dtoverlay=imx708"]
     assert [ln for ln in old if ln not in new] == ["camera_auto_detect=1"]
-    assert fat_read(out, "cmdline.txt").decode() == CMDLINE_TXT  # cloud-init images keep cmdline.txt
+    assert fat_read(out, "cmdline.txt").decode() == CMDLINE_TXT.strip() + f" ds=nocloud;i={instance}\n"
 
     # the passphrase is nowhere: not in the image, not in the output
     blob = out.read_bytes()
@@ -316,8 +323,9 @@ def test_user_data_replaces_a_user_of_the_same_name():
     existing = b"#cloud-config\nusers:\n- name: pi\n  passwd: old\n- name: other\nruncmd:\n- " + json.dumps(fb.FIRSTBOOT_CMD).encode() + b"\n"
     c = fb.Customisation(hostname="a1", ssh_keys=[KEY])
     ud = yaml.safe_load(fb.user_data(existing, c))
-    assert [u["name"] for u in ud["users"]] == ["other", "pi"] and "passwd" not in ud["users"][1]
-    assert ud["runcmd"] == [fb.FIRSTBOOT_CMD]  # not added twice
+    assert [u["name"] for u in ud["users"]] == ["other"]  # the image's own entry of that name would override ours
+    assert ud["user"]["name"] == "pi" and "passwd" not in ud["user"]
+    assert ud["runcmd"] == [fb.FIRSTBOOT_CMD, fb.SSH_ENABLE_CMD]  # firstboot not added twice
     assert ud["ssh_pwauth"] is False
 
 
@@ -328,8 +336,9 @@ def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
     r = subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "ud")], capture_output=True, text=True,
                        timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
-    (user,) = yaml.safe_load(ud)["users"]
+    user = yaml.safe_load(ud)["user"]
     assert user["passwd"].startswith("$6$") and user["lock_passwd"] is False and b"pw-for-test" not in ud
+    assert user["sudo"] is None  # with a password, sudo asks for it (Imager's `sudo: null`)
 
 
 def test_flash_write_to_a_card(tmp_path, pi4_bundle):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets as _random
 import shlex
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ FIRSTBOOT_CMD = [
 PI_GROUPS = "users,adm,dialout,audio,netdev,video,plugdev,cdrom,games,input,gpio,spi,i2c,render,sudo"
 CAMERAS = ("auto", "imx219", "imx477", "imx708", "none")
 CMDLINE_RUN = " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+SSH_ENABLE_CMD = ["systemctl", "enable", "--now", "ssh"]
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -44,6 +46,8 @@ class Customisation:
     wifi_ssid: str | None = None
     wifi_psk: str | None = None  # 64 hex
     wifi_country: str | None = None
+    #: The service's secrets (``NAME=value``; the config names them by ``*_env``), for /etc/edgepose/edgepose.env.
+    device_env: dict[str, str] = field(default_factory=dict)
 
 
 def check_hostname(name: str) -> str:
@@ -102,15 +106,32 @@ def _dump(data: dict[str, Any], header: str = "") -> bytes:
     return (header + _yaml().safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)).encode("utf-8")
 
 
+def new_instance_id() -> str:
+    """A cloud-init instance id unique to this flash: a new one makes cloud-init run first boot again."""
+    return f"edgepose-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{_random.token_hex(3)}"
+
+
 def user_data(existing: bytes | None, c: Customisation) -> bytes:
-    """The image's user-data (if any) with our host name, user, SSH keys and the firstboot ``runcmd``."""
+    """The image's user-data (if any) with our host name, user, SSH keys and the firstboot ``runcmd``.
+
+    The user is the singular ``user:`` block, as Raspberry Pi Imager 2.x writes it: it renames and
+    extends the distro's default user, keeping that user's groups (video for the camera, sudo, ...).
+    """
     ud = _load(existing, "user-data")
     if c.hostname:
         ud["hostname"] = c.hostname
         ud["manage_etc_hosts"] = True
+    runcmd = list(ud.get("runcmd") or [])
     if c.ssh_keys or c.password_hash:
-        users = [u for u in ud.get("users", []) if not (isinstance(u, dict) and u.get("name") == c.user)]
-        me: dict[str, Any] = {"name": c.user, "groups": PI_GROUPS, "shell": "/bin/bash", "sudo": "ALL=(ALL) NOPASSWD:ALL"}
+        users = ud.get("users")
+        if isinstance(users, list):
+            # A second entry of the same name in `users:` would be created after ours and override it.
+            kept = [u for u in users if not (isinstance(u, dict) and u.get("name") == c.user) and u != c.user]
+            if kept:
+                ud["users"] = kept
+            else:
+                del ud["users"]
+        me: dict[str, Any] = {"name": c.user, "shell": "/bin/bash"}
         if c.password_hash:
             me["lock_passwd"] = False
             me["passwd"] = c.password_hash
@@ -118,32 +139,43 @@ def user_data(existing: bytes | None, c: Customisation) -> bytes:
             me["lock_passwd"] = True
         if c.ssh_keys:
             me["ssh_authorized_keys"] = list(c.ssh_keys)
-        users.append(me)
-        ud["users"] = users
+        # Key-only login has no password to give sudo, so it gets sudo without one; with a password, sudo
+        # asks for it (Imager's `sudo: null`: no rule of cloud-init's, the default user's sudo group stays).
+        me["sudo"] = None if c.password_hash else "ALL=(ALL) NOPASSWD:ALL"
+        ud["user"] = me
         ud["ssh_pwauth"] = bool(c.password_hash) and not c.ssh_keys
-    runcmd = list(ud.get("runcmd") or [])
+        if c.ssh_keys and SSH_ENABLE_CMD not in runcmd:
+            runcmd.append(SSH_ENABLE_CMD)  # cloud-init writes the keys but never enables sshd; Pi OS ships it disabled
+    ud.setdefault("manage_resolv_conf", False)  # NetworkManager/networkd own DNS, as Imager leaves it
     if FIRSTBOOT_CMD not in runcmd:
         runcmd.append(FIRSTBOOT_CMD)
     ud["runcmd"] = runcmd
     ud.setdefault("final_message", "edgepose provisioning finished after $UPTIME s; check: systemctl status edgepose")
-    return _dump(ud, "#cloud-config\n# edgepose flash merged its keys into this file (hostname, users, runcmd).\n")
+    return _dump(ud, "#cloud-config\n# edgepose flash merged its keys into this file (hostname, user, runcmd).\n")
 
 
 def network_config(existing: bytes | None, c: Customisation) -> bytes | None:
-    """netplan v2 with our Wi-Fi (the PSK, never the passphrase) merged into the image's; None: leave it."""
+    """netplan v2 with our Wi-Fi (the PSK, never the passphrase) merged into the image's; None: leave it.
+
+    As Imager 2.x writes it: wired eth0 by DHCP beside the Wi-Fi (a network-config replaces the
+    distro's default, which would otherwise drop Ethernet), and no ``renderer``: the OS's netplan
+    default decides (NetworkManager on Raspberry Pi OS).
+    """
     if not c.wifi_ssid:
         return None
     nc = _load(existing, "network-config")
     old = nc.get("network")
     net: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
     net["version"] = 2
-    wifis = dict(net.get("wifis") or {})
-    wifis.setdefault("renderer", "NetworkManager")  # as Imager writes it: Pi OS runs NetworkManager
+    ethernets = dict(net.get("ethernets") or {})
+    ethernets.setdefault("eth0", {"dhcp4": True, "dhcp6": True, "optional": True})
+    net["ethernets"] = ethernets
+    wifis = {k: v for k, v in dict(net.get("wifis") or {}).items() if k != "renderer"}
     wifis["wlan0"] = {
         "dhcp4": True,
-        "optional": True,
         "regulatory-domain": c.wifi_country or "GB",
         "access-points": {c.wifi_ssid: {"password": c.wifi_psk}},
+        "optional": True,
     }
     net["wifis"] = wifis
     nc = {k: v for k, v in nc.items() if k != "network"}
@@ -151,12 +183,26 @@ def network_config(existing: bytes | None, c: Customisation) -> bytes | None:
     return _dump(nc, "# edgepose flash: Wi-Fi stored as the WPA PSK (64 hex), never the passphrase.\n")
 
 
-def meta_data(existing: bytes | None, c: Customisation) -> bytes:
+def meta_data(existing: bytes | None, c: Customisation, instance_id: str) -> bytes:
+    """meta-data with this flash's instance id (always new: a re-flashed card runs first boot again)."""
     md = _load(existing, "meta-data")
-    md.setdefault("instance-id", f"edgepose-{_random.token_hex(4)}")
+    md["instance-id"] = instance_id
     if c.hostname:
         md["local-hostname"] = c.hostname
     return _dump(md)
+
+
+def cmdline_nocloud(existing: bytes | None, instance_id: str) -> bytes:
+    """cmdline.txt with ``ds=nocloud;i=<instance id>`` (Imager 2.x): cloud-init validates its cache against it.
+
+    Without it the NoCloud cache is thrown away on every boot (/run is a tmpfs) and the seed is
+    searched for again. A previous flash's ``ds=`` word is replaced, so the line holds one.
+    """
+    if existing is None:
+        raise ConfigError("the image has no cmdline.txt.", "use a Raspberry Pi OS image.")
+    line = existing.decode("utf-8").strip().splitlines()[0] if existing.strip() else ""
+    words = [w for w in line.split(" ") if w and not w.startswith("ds=nocloud")]
+    return (" ".join(words + [f"ds=nocloud;i={instance_id}"]) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- Imager's firstrun.sh (Bookworm)

@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from . import firstboot as fb
@@ -34,6 +35,12 @@ class FlashResult:
 
 def _tree_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def env_names(cfg: Any) -> list[str]:
+    """The environment variables the config takes secrets from (``*_env`` fields of [mqtt] and [http])."""
+    names = [cfg.mqtt.password_env, cfg.http.token_env, cfg.http.password_env]
+    return [n for n in names if n]
 
 
 def has_cloud_init(fat: Fat) -> bool:
@@ -80,6 +87,11 @@ def flash(
         raise ConfigError(f"unknown first-boot mechanism {first_boot!r}.", f"use one of {', '.join(FIRST_BOOT)}.")
     profile_path = find_profile(profile)
     cfg = checked_config(Path(config), profile_path)
+    missing = sorted(set(env_names(cfg)) - set(custom.device_env))
+    if missing:
+        # Not fatal: the site may add them on the device; but the service stops at its start without them.
+        print(f"edgepose flash: warning: the config reads {', '.join(missing)} from the environment and --secrets does not "
+              "set them; the service will not start until /etc/edgepose/edgepose.env has them.", file=sys.stderr)
     if cfg.source.uri != "picamera2":
         camera = "none"  # a USB/network camera profile leaves config.txt alone
     if image.suffix != ".xz":
@@ -133,10 +145,17 @@ def flash(
             if mechanism == "cloud-init":
                 files["user-data"] = fb.user_data(fat.read("user-data"), custom)
                 files["network-config"] = fb.network_config(fat.read("network-config"), custom)
-                files["meta-data"] = fb.meta_data(fat.read("meta-data"), custom)
+                instance = fb.new_instance_id()
+                files["meta-data"] = fb.meta_data(fat.read("meta-data"), custom, instance)
+                files["cmdline.txt"] = fb.cmdline_nocloud(fat.read("cmdline.txt"), instance)
             else:
                 files["firstrun.sh"] = fb.firstrun_sh(fat.read("firstrun.sh"), custom)
                 files["cmdline.txt"] = fb.cmdline_txt(fat.read("cmdline.txt"))
+            if custom.device_env:
+                # Outside the bundle (not in its manifest, never in a shared .tar); first boot moves it to /etc and deletes it.
+                from .secrets import DEVICE_ENV_FILE, env_file_text
+
+                files[DEVICE_ENV_FILE] = env_file_text(custom.device_env).encode("utf-8")
             if custom.ssh_keys:
                 files["ssh"] = b""  # Raspberry Pi OS's sshswitch enables the SSH server when this file exists
             steps.update(1)
