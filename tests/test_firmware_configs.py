@@ -1,6 +1,7 @@
 """Device and provisioning files: board profiles, device.toml, systemd units, cloud-init, first boot, Dockerfile."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -302,7 +303,7 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     # the bundled wheel, offline: never "edgepose" by name from an index
     pip = [c for c in cmds if re.match(r"\+ \S+/opt/edgepose/venv/bin/pip install ", c)]
     assert len(pip) == 1 and "--no-index --find-links " in pip[0] and pip[0].endswith("/dist/edgepose-0.1.0-py3-none-any.whl"), pip
-    assert cmds[-1] == "+ systemctl enable --now edgepose.service"
+    assert cmds[-2:] == ["+ systemctl enable edgepose.service", "+ systemctl restart edgepose.service"]
     assert any(c.startswith("+ useradd --system") and c.endswith(" edgepose") for c in cmds)
     etc = root / "etc" / "edgepose"
     assert (etc / "board.toml").read_text() == (BOARDS / "pi5.toml").read_text()
@@ -316,6 +317,63 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     # a second boot does nothing
     r2 = run_firstboot(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
     assert r2.returncode == 0 and r2.stdout == "" and "already provisioned" in r2.stderr
+
+
+def write_manifest(conf: Path) -> None:
+    """A MANIFEST.sha256 over the bundle folder, as edgepose bundle writes it (firstboot.sh checks it)."""
+    lines = [f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(conf)}" for f in sorted(conf.rglob("*"))
+             if f.is_file() and f.name != "MANIFEST.sha256"]
+    (conf / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
+
+
+def test_firstboot_again_after_a_reflash_keeps_state_and_local_edits(tmp_path):
+    """A card flashed again (another bundle) provisions again; the state and a device.toml edited on the device stay."""
+    conf = boot_folder(tmp_path)
+    write_manifest(conf)
+    pi4 = "Raspberry Pi 4 Model B Rev 1.5"
+    assert run_firstboot(tmp_path, pi4, conf=conf).returncode == 0
+    root = tmp_path / "root"
+    etc, state = root / "etc" / "edgepose", root / "var" / "lib" / "edgepose"
+    (state / "outbox.sqlite").write_bytes(b"events not yet delivered")
+    assert "already provisioned with this bundle" in run_firstboot(tmp_path, pi4, conf=conf).stderr
+
+    # flashed again with another config; the device's copy was never edited: the card's replaces it
+    (conf / "device.toml").write_text((conf / "device.toml").read_text().replace("poses_rate = 5.0", "poses_rate = 2.0"))
+    write_manifest(conf)
+    r = run_firstboot(tmp_path, pi4, conf=conf)
+    assert r.returncode == 0, r.stderr
+    assert "provisioning again, keeping /var/lib/edgepose" in r.stderr and "replaced /etc/edgepose/device.toml" in r.stderr
+    assert load_config(etc / "device.toml").mqtt.poses_rate == 2.0
+    pip = [c for c in r.stdout.splitlines() if "/opt/edgepose/venv/bin/pip install" in c]
+    assert len(pip) == 2 and "--no-deps --force-reinstall" in pip[1]  # same version number, new build: really installed
+    assert (state / "outbox.sqlite").read_bytes() == b"events not yet delivered"
+
+    # edited on the device, then another flash: the edit stays, the card's config goes beside it
+    edited = (etc / "device.toml").read_text() + "\n# tuned on site\n"
+    (etc / "device.toml").write_text(edited)
+    (conf / "device.toml").write_text((conf / "device.toml").read_text().replace("poses_rate = 2.0", "poses_rate = 3.0"))
+    write_manifest(conf)
+    r = run_firstboot(tmp_path, pi4, conf=conf)
+    assert r.returncode == 0, r.stderr
+    assert (etc / "device.toml").read_text() == edited and "poses_rate = 3.0" in (etc / "device.toml.new").read_text()
+    assert "changed on the device" in r.stderr
+
+
+def test_firstboot_moves_the_cards_secrets_into_the_service_environment(tmp_path):
+    from edgepose.provision.secrets import env_file_text
+
+    conf = boot_folder(tmp_path)
+    etc = tmp_path / "root" / "etc" / "edgepose"
+    etc.mkdir(parents=True)
+    (etc / "edgepose.env").write_text("KEEP=1\nEDGEPOSE_MQTT_PASSWORD=old\n")
+    card = tmp_path / "boot" / "edgepose-secrets.env"
+    card.write_text(env_file_text({"EDGEPOSE_MQTT_PASSWORD": 'new "$pw`\\', "EDGEPOSE_HTTP_TOKEN": "t0k"}))
+    r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf)
+    assert r.returncode == 0, r.stderr
+    assert not card.exists()  # off the boot partition, which every local user can read
+    lines = (etc / "edgepose.env").read_text().splitlines()
+    assert lines == ["KEEP=1", 'EDGEPOSE_MQTT_PASSWORD="new \\"\\$pw\\`\\\\"', 'EDGEPOSE_HTTP_TOKEN="t0k"']
+    assert oct((etc / "edgepose.env").stat().st_mode & 0o777) == "0o640"
 
 
 def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):

@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--wifi-ssid", help="Wi-Fi network name")
     p.add_argument("--wifi-country", help="Wi-Fi regulatory country, two letters (needed with --wifi-ssid)")
     p.add_argument("--wifi-password-file", metavar="FILE", help="file whose first line is the Wi-Fi passphrase")
+    p.add_argument("--secrets", metavar="FILE",
+                   help="NAME=value lines for the service's environment (the config's *_env secrets: broker password, page token); "
+                        "first boot moves them to /etc/edgepose/edgepose.env")
     p.add_argument("--bundle", help="a folder or .tar from `edgepose bundle` (default: made now)")
     p.add_argument("--python", choices=sorted(TARGETS),
                    help="device Python when the bundle is made now (default: 3.13 for images with cloud-init, "
@@ -84,6 +87,8 @@ def _custom(args: argparse.Namespace) -> Any:
         del phrase
     elif args.wifi_country or args.wifi_password_file:
         raise ConfigError("Wi-Fi settings given without --wifi-ssid.", "add --wifi-ssid NAME.")
+    if args.secrets:
+        c.device_env = secrets.read_env_file(args.secrets)
     return c
 
 

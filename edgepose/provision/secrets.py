@@ -75,3 +75,52 @@ def sha512_crypt(password: str) -> str:
     if r.returncode != 0 or not out.startswith("$6$"):
         raise ConfigError("openssl could not hash the user password.", "check `openssl passwd -6` works on this machine.")
     return out
+
+
+# --------------------------------------------------------------------------- the service's environment
+
+ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+#: On the boot partition until first boot moves it into /etc/edgepose/edgepose.env (0640 root:edgepose).
+DEVICE_ENV_FILE = "edgepose-secrets.env"
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments, blank lines, optional matching quotes) for the service's environment.
+
+    The values are the secrets the config names by ``*_env`` (broker password, page token); they
+    reach the card as a file, never as flags. A value may hold any character but NUL and line breaks.
+    """
+    import re
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read the secrets file {path}: {e.strerror}.", "pass an existing NAME=value file to --secrets.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"the secrets file {path} is not UTF-8 (byte {e.start}).", "save it as UTF-8 text.") from None
+    env: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = re.fullmatch(rf"(?:export\s+)?({ENV_NAME_RE})=(.*)", s)
+        if m is None:
+            raise ConfigError(f"line {n} of the secrets file {path} is not NAME=value.",
+                              "write one variable a line, e.g. EDGEPOSE_MQTT_PASSWORD=... (names: letters, digits, _).")
+        name, value = m.group(1), m.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if "\0" in value or "\r" in value:
+            raise ConfigError(f"{name} on line {n} of {path} holds a NUL or carriage return.", "remove it from the value.")
+        env[name] = value
+    return env
+
+
+def env_file_text(env: dict[str, str]) -> str:
+    """systemd ``EnvironmentFile`` lines: double-quoted, with the four characters systemd unescapes there escaped."""
+    def q(v: str) -> str:
+        return '"' + "".join("\\" + c if c in '"\\`$' else c for c in v) + '"'
+
+    return "".join(f"{k}={q(v)}\n" for k, v in env.items())

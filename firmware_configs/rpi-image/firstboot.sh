@@ -14,7 +14,8 @@
 #   4. writes /etc/edgepose/{device.toml,board.toml,boards/,edgepose.env} (never overwriting device.toml)
 #      and the bundled models into /var/cache/edgepose/models/,
 #   5. validates the merged config, installs and enables edgepose.service,
-#   6. marks the device provisioned (/var/lib/edgepose/.provisioned) so later boots skip all this.
+#   6. marks the device provisioned with this bundle (/var/lib/edgepose/.provisioned) so later boots skip all
+#      this; a card flashed again with another bundle provisions again and keeps /var/lib/edgepose.
 #
 # Settings (environment, or install.env next to device.toml on the boot partition):
 #   EDGEPOSE_BOARD       profile name (default: detected, python -m edgepose.profiles detect)
@@ -59,9 +60,23 @@ run() {
 
 [ -f "$CONF_SRC/device.toml" ] || die "no device.toml in $CONF_SRC (copy firmware_configs/ to the boot partition as edgepose/)."
 [ -d "$CONF_SRC/boards" ] || die "no boards/ folder in $CONF_SRC."
+# Which bundle this is: a card flashed again (a new config or version) provisions again, keeping
+# the device's state (/var/lib/edgepose: event outbox) and a device.toml edited on the device.
+bundle_id="none"
+if [ -f "$CONF_SRC/MANIFEST.sha256" ]; then
+    bundle_id="$(sha256sum < "$CONF_SRC/MANIFEST.sha256" | cut -c1-16)"
+fi
+reprovision=0
+installed_conf=""
 if [ -e "$ROOT$MARKER" ]; then
-    log "already provisioned ($MARKER); nothing to do."
-    exit 0
+    previous_bundle="$(sed -n 's/^bundle //p' "$ROOT$MARKER")"
+    installed_conf="$(sed -n 's/^device.toml //p' "$ROOT$MARKER")"
+    if [ "$previous_bundle" = "$bundle_id" ]; then
+        log "already provisioned with this bundle ($MARKER); nothing to do."
+        exit 0
+    fi
+    reprovision=1
+    log "a new bundle ($bundle_id; the device has ${previous_bundle:-an older one}): provisioning again, keeping $STATE"
 fi
 if [ "$DRY_RUN" != 1 ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
     die "run as root (sudo $0)."
@@ -140,7 +155,13 @@ else
     die "no edgepose wheel in $CONF_SRC/dist and no EDGEPOSE_PIP_INDEX_URL + EDGEPOSE_PIP_SPEC: put a bundle there with 'edgepose flash' (or 'edgepose bundle')."
 fi
 log "pip install $spec"
+t_pip=$SECONDS
 run "$ROOT$VENV/bin/pip" install "${pip_args[@]}" "$spec"
+if [ "$reprovision" = 1 ] && [ "$spec" = "$wheel" ]; then
+    # The same version number from a new build: pip would call it installed and keep the old files.
+    run "$ROOT$VENV/bin/pip" install "${pip_args[@]}" --no-deps --force-reinstall "$spec"
+fi
+log "installed in $((SECONDS - t_pip)) s"
 
 # 4. config -------------------------------------------------------------------------
 board="${EDGEPOSE_BOARD:-}"
@@ -153,14 +174,26 @@ log "board profile: $board"
 install -d -m 0755 "$ROOT$ETC" "$ROOT$ETC/boards" "$ROOT/etc/systemd/system" "$ROOT$STATE"
 install -m 0644 "$CONF_SRC"/boards/*.toml "$ROOT$ETC/boards/"
 install -m 0644 "$CONF_SRC/boards/$board.toml" "$ROOT$ETC/board.toml"
-if [ -e "$ROOT$ETC/device.toml" ]; then
-    log "keeping the existing $ETC/device.toml"
+# The bundle's device.toml with this device's id, as it would be installed.
+device_id="${EDGEPOSE_DEVICE_ID:-$(hostname)}"
+device_id="$(printf '%s' "$device_id" | tr -c 'A-Za-z0-9_.-' '-')"
+new_conf="$(mktemp)"
+sed "s/^device_id = .*/device_id = \"$device_id\"/" "$CONF_SRC/device.toml" > "$new_conf"
+if [ ! -e "$ROOT$ETC/device.toml" ]; then
+    install -m 0640 "$new_conf" "$ROOT$ETC/device.toml"
+elif [ -n "$installed_conf" ] && [ "$(sha256sum < "$ROOT$ETC/device.toml" | cut -c1-64)" = "$installed_conf" ]; then
+    # Unchanged since the last provisioning: the card's new config replaces it.
+    install -m 0640 "$new_conf" "$ROOT$ETC/device.toml"
+    log "replaced $ETC/device.toml with the card's"
+elif cmp -s "$new_conf" "$ROOT$ETC/device.toml"; then
+    :
 else
-    install -m 0640 "$CONF_SRC/device.toml" "$ROOT$ETC/device.toml"
-    device_id="${EDGEPOSE_DEVICE_ID:-$(hostname)}"
-    device_id="$(printf '%s' "$device_id" | tr -c 'A-Za-z0-9_.-' '-')"
-    sed -i "s/^device_id = .*/device_id = \"$device_id\"/" "$ROOT$ETC/device.toml"
+    # Edited on the device: keep it (as dpkg keeps a changed conffile), the card's goes beside it.
+    install -m 0640 "$new_conf" "$ROOT$ETC/device.toml.new"
+    log "keeping $ETC/device.toml (changed on the device); the card's config is $ETC/device.toml.new"
 fi
+rm -f "$new_conf"
+conf_sha="$(sha256sum < "$ROOT$ETC/device.toml" | cut -c1-64)"
 if [ -d "$CONF_SRC/models" ]; then
     # Where the service's registry cache is (EDGEPOSE_CACHE_DIR of the unit): sha256-checked on use.
     install -d -m 0755 "$ROOT/var/cache/edgepose"
@@ -170,6 +203,17 @@ fi
 if [ ! -e "$ROOT$ETC/edgepose.env" ]; then
     # Secrets (EDGEPOSE_MQTT_PASSWORD=...) go here, not into device.toml.
     install -m 0640 /dev/null "$ROOT$ETC/edgepose.env"
+fi
+# `edgepose flash --secrets`: the card's values replace same-named lines, then leave the boot partition
+# (readable by every local user there).
+SECRETS="$(dirname "$CONF_SRC")/edgepose-secrets.env"
+if [ -f "$SECRETS" ]; then
+    merged="$(mktemp)"
+    awk -F= 'NR == FNR { card[$1] = 1; next } !($1 in card)' "$SECRETS" "$ROOT$ETC/edgepose.env" > "$merged"
+    cat "$SECRETS" >> "$merged"
+    install -m 0640 "$merged" "$ROOT$ETC/edgepose.env"
+    rm -f "$merged" "$SECRETS"
+    log "installed $(grep -c = "$ROOT$ETC/edgepose.env") secret(s) into $ETC/edgepose.env"
 fi
 run chown -R root:edgepose "$ROOT$ETC"
 
@@ -189,17 +233,21 @@ fi
 run install -d -m 0750 "$ROOT/var/cache/edgepose/numba"
 run chown -R edgepose:edgepose "$ROOT/var/cache/edgepose"
 log "compiling the numba code into /var/cache/edgepose/numba (minutes on a slow board, once)"
+t_jit=$SECONDS
 if ! run runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba EDGEPOSE_CACHE_DIR=/var/cache/edgepose "$PY" -m edgepose.jit; then
     log "warning: compiling failed; the service compiles on its first start or uses the numpy decoder."
 fi
+log "compiled in $((SECONDS - t_jit)) s"
 
 # 5. validate, install the unit, start ---------------------------------------------------
 "$PY" -m edgepose.profiles merged "$ROOT$ETC/device.toml" > /dev/null \
     || die "the config in $ETC does not validate (see above); fix it and run this script again."
 install -m 0644 "$CONF_SRC/systemd/edgepose.service" "$ROOT$UNIT"
 run systemctl daemon-reload
-run systemctl enable --now edgepose.service
+run systemctl enable edgepose.service
+# restart, not start: after a re-flash the service may already run the old install.
+run systemctl restart edgepose.service
 
 # 6. done ---------------------------------------------------------------------------
-date -u +%Y-%m-%dT%H:%M:%SZ > "$ROOT$MARKER"
-log "provisioned: board $board, config $ETC/device.toml, service edgepose.service enabled."
+printf '%s\nbundle %s\ndevice.toml %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$bundle_id" "$conf_sha" > "$ROOT$MARKER"
+log "provisioned: board $board, config $ETC/device.toml, service edgepose.service enabled (bundle $bundle_id, ${SECONDS} s)."
