@@ -153,7 +153,7 @@ class WebServer(ThreadingHTTPServer):
     def start(self) -> WebServer:
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="edgepose-http", daemon=True)
         self._thread.start()
-        log.warning("%s web page on %s%s", self.what, self.url, " (credentials required)" if self.auth.required else "")
+        log.info("%s web page on %s%s", self.what, self.url, " (credentials required)" if self.auth.required else "")
         return self
 
     def stop(self) -> None:
