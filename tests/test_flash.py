@@ -341,6 +341,37 @@ def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
     assert user["sudo"] is None  # with a password, sudo asks for it (Imager's `sudo: null`)
 
 
+def test_flashing_a_flashed_image_again_makes_a_new_first_boot(tmp_path, pi4_bundle, key_file):
+    """A card flashed twice: a new instance id each time, one ds= word, one firstboot runcmd, the secrets replaced."""
+    src = make_pi_image(tmp_path / "raspios.img", cloud_init=True)
+    secrets_file = tmp_path / "secrets.env"
+    ids, lines = [], []
+    for n, (inp, token) in enumerate(((src, "first"), (tmp_path / "out1.img", "second")), 1):
+        secrets_file.write_text(f"# the page's token\nEDGEPOSE_HTTP_TOKEN='{token}'\n")
+        r = flash_cli("--image", str(inp), "--out", str(tmp_path / f"out{n}.img"), "--profile", "pi4", "--config", str(DEVICE),
+                      "--ssh-key", str(key_file), "--bundle", str(pi4_bundle), "--secrets", str(secrets_file))
+        assert r.returncode == 0, r.stderr
+        out = tmp_path / f"out{n}.img"
+        ids.append(yaml.safe_load(fat_read(out, "meta-data"))["instance-id"])
+        lines.append(fat_read(out, "cmdline.txt").decode())
+        ud = yaml.safe_load(fat_read(out, "user-data"))
+        assert ud["runcmd"].count(fb.FIRSTBOOT_CMD) == 1 and ud["runcmd"].count(fb.SSH_ENABLE_CMD) == 1
+        assert fat_read(out, "edgepose-secrets.env") == f'EDGEPOSE_HTTP_TOKEN="{token}"\n'.encode()
+    assert ids[0] != ids[1]
+    for line, instance in zip(lines, ids):
+        assert line.count("ds=nocloud") == 1 and line.rstrip("\n").endswith(f" ds=nocloud;i={instance}")
+    assert lines[1].replace(ids[1], ids[0]) == lines[0]  # nothing else on the line changed
+
+
+def test_secrets_file_errors_name_the_line(tmp_path, pi4_bundle):
+    bad = tmp_path / "bad.env"
+    for text, words in (("EDGEPOSE TOKEN=1\n", "line 1"), ("A=1\nnot a pair\n", "line 2"), (b"T=\xff\n", "not UTF-8")):
+        bad.write_bytes(text if isinstance(text, bytes) else text.encode())
+        r = flash_cli("--image", str(tmp_path / "none.img"), "--out", str(tmp_path / "o.img"), "--profile", "pi4",
+                      "--config", str(DEVICE), "--secrets", str(bad), "--bundle", str(pi4_bundle))
+        assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_flash_write_to_a_card(tmp_path, pi4_bundle):
     """--write end to end: the recorded lsblk names a 'card' that is a file here; written, read back, verified."""
     src = make_pi_image(tmp_path / "in.img", cloud_init=True)

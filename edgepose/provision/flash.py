@@ -126,6 +126,8 @@ def flash(
                       f"{python or guess}; make it with `edgepose bundle --python {python or guess}` if first boot fails.",
                       file=sys.stderr)
         need = _tree_bytes(folder)
+        # An image flashed before holds a bundle that this one replaces (the copy's, never the input's).
+        fat.remove_tree(BOOT_DIR)
         free = fat.free_bytes()
         if need > free:
             raise ImageError(

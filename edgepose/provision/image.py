@@ -179,12 +179,15 @@ class Fat:
         m = re.search(r"([\d ]+) bytes free", d)
         return int(m.group(1).replace(" ", "")) if m else 0
 
+    def remove_tree(self, path: str) -> None:
+        if self.exists(path):
+            r = self._run("mdeltree", f"::/{path}")
+            if r.returncode != 0:
+                raise self._fail(f"remove the old {path}/", r)
+
     def put_tree(self, folder: Path, dest: str) -> None:
         """Copy ``folder`` as ``::/dest`` (replacing a previous one)."""
-        if self.exists(dest):
-            r = self._run("mdeltree", f"::/{dest}")
-            if r.returncode != 0:
-                raise self._fail(f"remove the old {dest}/", r)
+        self.remove_tree(dest)
         r = self._run("mmd", f"::/{dest}")
         if r.returncode != 0:
             raise self._fail(f"create {dest}/", r)
