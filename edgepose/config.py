@@ -39,6 +39,15 @@ class ModelConfig(ConfigModel):
         description="Which Edge TPU runs the model when several are attached, as pycoral names them: "
         "'usb', 'usb:0', 'pci', 'pci:0' or ':0' (the N-th of any kind); unset takes the first one found.",
     )
+    delegate: str | None = Field(
+        None, min_length=1,
+        description="An external TFLite delegate library (a path or a name the dynamic loader finds, e.g. `/usr/lib/libvx_delegate.so`), "
+        "loaded with the runtime's `load_delegate`: a SoC vendor's NPU. Unset: the CPU (or the Edge TPU, per `edgetpu`).",
+    )
+    delegate_options: dict[str, str | int | float | bool] = Field(
+        {}, description="Options given to `delegate` (keys and values as its documentation names them; sent as text).")
+    delegate_fallback: Literal["cpu", "fail"] = Field(
+        "fail", description="When `delegate` cannot be loaded or refuses the model: `fail` stops with the reason, `cpu` warns and runs on the CPU.")
 
 
 class DecodeConfig(ConfigModel):

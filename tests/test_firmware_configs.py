@@ -38,7 +38,7 @@ DEVICE = FW / "device.toml"
 UNIT = FW / "systemd" / "edgepose.service"
 FIRSTBOOT = FW / "rpi-image" / "firstboot.sh"
 DOCKERFILE = REPO / "Dockerfile.arm64"
-EXPECTED_BOARDS = {"pi5", "pi4", "pi-zero-2w", "coral-dev-board", "pi4-coral-usb", "generic-arm64"}
+EXPECTED_BOARDS = {"pi5", "pi4", "pi-zero-2w", "coral-dev-board", "pi4-coral-usb", "generic-arm64", "rk3588", "amlogic-a311d"}
 ALL_TOML = sorted(FW.rglob("*.toml"))
 
 
