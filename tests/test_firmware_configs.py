@@ -399,7 +399,10 @@ def test_dockerfile_static():
     assert any(p[-1] == "/usr/local/lib/edgepose/healthcheck.py" for p in copies)
     # installs edgepose from pyproject (a wheel of the project), runtime deps only: no TensorFlow, no extras
     runs = " ".join(a for k, a in ins if k == "RUN")
-    assert "pip wheel" in runs and "--no-deps" in runs and re.search(r"pip install /tmp/wheels/edgepose-\*\.whl", runs)
+    assert "pip wheel" in runs and "--no-deps" in runs and re.search(r"pip install --no-deps /tmp/wheels/edgepose-\*\.whl", runs)
+    # the dependencies come from the same hash lock as edgepose bundle's, not from PyPI unpinned
+    assert "pip install --require-hashes --only-binary=:all: -r /tmp/requirements-device.lock" in runs
+    assert any(p[0] == "firmware_configs/requirements-device.lock" for p in copies)
     text = DOCKERFILE.read_text().lower()
     assert "tensorflow" not in text.replace("no tensorflow", "")
     assert not re.search(r"edgepose\S*\[", runs)  # no extras such as [convert]
