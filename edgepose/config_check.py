@@ -21,7 +21,7 @@ from .config import EdgeposeConfig, format_validation_error
 from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.json"
-SCHEMA_ID = "https://edgepose.invalid/schemas/config.schema.json"
+SCHEMA_ID = "urn:edgepose:schema:config:v1"  # as the MQTT payload schemas name themselves
 
 _KEY = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _HEADER = re.compile(rf"^\s*\[\[?\s*({_KEY}(?:\s*\.\s*{_KEY})*)\s*\]\]?\s*(?:#.*)?$")
