@@ -143,10 +143,11 @@ def load_delegate(backend: Backend, spec: DelegateSpec):
 
 
 def _delegate_failed(spec: DelegateSpec, problem: str, fix: str) -> None:
+    """Warn and return (the caller goes on without the delegate) when ``spec`` may fall back to the CPU, else raise."""
     if spec.fallback == "cpu":
         log.warning("%s Running on the CPU instead (model.delegate_fallback = \"cpu\").", problem)
         return None
-    raise RuntimeMissingError(problem, fix + (" Or set model.delegate_fallback = \"cpu\"." if spec.setting == "model.delegate" else ""))
+    raise RuntimeMissingError(problem, fix + (" Or set model.delegate_fallback = \"cpu\"." if spec.setting == "model.delegate" else "")) from None
 
 
 def configured_delegate(model_config: Any) -> DelegateSpec | None:
@@ -180,12 +181,10 @@ def make_interpreter_with(model: bytes, num_threads: int = 1, delegate: Delegate
         if "custom op" in str(e).lower():
             raise ModelError(f"{name} uses a custom op this runtime does not have ({msg}).", "convert the model with builtin ops only.") from None
         if loaded is not None and delegate is not None:
-            problem = f"{delegate.describe()} ({delegate.setting}) could not run {name} ({msg})."
-            if delegate.fallback == "cpu":
-                log.warning("%s Running on the CPU instead (model.delegate_fallback = \"cpu\").", problem)
-                return _allocate(backend, model, num_threads, None), False
-            raise RuntimeMissingError(problem, "use a model built for this accelerator (its vendor's converter), "
-                                      "or set model.delegate_fallback = \"cpu\" to run it on the CPU.") from None
+            # The delegate loaded but rejected this graph (its Prepare failed).
+            _delegate_failed(delegate, f"{delegate.describe()} ({delegate.setting}) could not run {name} ({msg}).",
+                             "use a model built for this accelerator (its vendor's converter).")
+            return _allocate(backend, model, num_threads, None), False
         raise ModelError(f"{name} could not be loaded by {backend.name} ({msg}).", "re-download or re-convert the model.") from None
 
 
