@@ -93,7 +93,7 @@ class DelegateSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     fallback: str = "fail"
     setting: str = "model.delegate"
-    hint: str = "check the path in model.delegate (the board vendor's SDK ships the library), or remove it to run on the CPU."
+    hint: str = "check the path in model.delegate (the board vendor's SDK or image ships the library)."
     #: What failed, for messages: "the delegate /usr/lib/libvx_delegate.so".
     what: str = ""
 
@@ -147,7 +147,8 @@ def _delegate_failed(spec: DelegateSpec, problem: str, fix: str) -> None:
     if spec.fallback == "cpu":
         log.warning("%s Running on the CPU instead (model.delegate_fallback = \"cpu\").", problem)
         return None
-    raise RuntimeMissingError(problem, fix + (" Or set model.delegate_fallback = \"cpu\"." if spec.setting == "model.delegate" else "")) from None
+    raise RuntimeMissingError(problem, fix + (" To run on the CPU meanwhile, set model.delegate_fallback = \"cpu\" or remove model.delegate."
+                                             if spec.setting == "model.delegate" else "")) from None
 
 
 def configured_delegate(model_config: Any) -> DelegateSpec | None:
