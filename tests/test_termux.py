@@ -2,8 +2,9 @@
 no ai-edge-litert, the termux board profile and the numpy decoder, publishing over MQTT; its poses are checked
 against the same run with ai-edge-litert and the compiled decoder (this test process's environment).
 
-The venv (tests/termux_env.py) is built once and cached (~/.cache/edgepose/test-venvs); edgepose goes into
-it as the guide installs it on a phone: the wheel, --no-deps (firmware_configs/termux.md).
+The venv (tests/termux_env.py) is built once and cached (~/.cache/edgepose/test-venvs) and left as it is;
+edgepose is this checkout's wheel installed --no-deps as on a phone (firmware_configs/termux.md), into a
+folder of this test run on the venv's path (PYTHONPATH), so runs from other checkouts cannot mix.
 """
 from __future__ import annotations
 
@@ -32,13 +33,20 @@ FRAMES = 24
 pytestmark = pytest.mark.integration
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEPOSE_", "PYTHON", "VIRTUAL_ENV"))}
+    return {**base, "EDGEPOSE_MODEL_MIRROR": str(SHARED / "models"), **extra}
+
+
 @pytest.fixture(scope="module")
-def termux_python(tmp_path_factory) -> Path:
+def termux(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The Termux venv's python, and the environment that puts this checkout's wheel (--no-deps, a folder of its own) on its path."""
     py = cached_venv("termux-like", TERMUX_REQUIREMENTS)
     wheel = build_edgepose_wheel(REPO, tmp_path_factory.mktemp("wheel"))
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--force-reinstall", str(wheel)],
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)
-    return py
+    return py, clean_env(PYTHONPATH=str(site))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,7 @@ def frames_dir(tmp_path_factory) -> Path:
     return out
 
 
-def serve_poses(python: Path, broker, tmp_path: Path, source: Path, model: str = "") -> tuple[list[dict], str]:
+def serve_poses(python: Path, env: dict[str, str], broker, tmp_path: Path, source: Path, model: str = "") -> tuple[list[dict], str]:
     """``edgepose serve`` of FRAMES video frames with ``python``'s edgepose; the poses a subscriber received, and stderr.
 
     As the guide sets a phone up: the termux profile as board.toml beside device.toml, the site settings in device.toml.
@@ -67,10 +75,9 @@ def serve_poses(python: Path, broker, tmp_path: Path, source: Path, model: str =
     cfg.write_text("\n".join(['device_id = "phone"', "[model]", model, "[source]", f'uri = "{source}"', "[tracking]", "enabled = false", "[mqtt]",
                               'host = "127.0.0.1"', f"port = {broker.port}", f'outbox_path = "{tmp_path / "outbox.sqlite"}"']) + "\n")
     sub = Subscriber(broker.port, "edgepose/phone/poses")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEPOSE_", "PYTHON", "VIRTUAL_ENV"))}
     proc = subprocess.Popen([str(python), "-m", "edgepose", "-v", "serve", "--config", str(cfg), "--max-frames", str(FRAMES)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**base, "EDGEPOSE_MODEL_MIRROR": str(SHARED / "models")})
+                            env=env)
     code, err = finish(proc, timeout=600)
     assert code == 0, err[-3000:]
     assert sub.wait_for(lambda s: len(s.on("/poses")) >= FRAMES)
@@ -84,19 +91,22 @@ def keypoints(people: list[dict]) -> np.ndarray:
     return np.array([[k[:3] for k in p["keypoints"].values()] for p in people], dtype=float).reshape(len(people), -1, 3)
 
 
-def test_termux_venv_has_what_a_phone_has(termux_python):
-    code = ("import importlib.util as u, numpy, tflite_runtime; "
-            "print(numpy.__version__, tflite_runtime.__version__, u.find_spec('numba') is None, u.find_spec('ai_edge_litert') is None)")
-    out = subprocess.run([str(termux_python), "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0].startswith("1.") and out[1].startswith("2.14") and out[2:] == ["True", "True"]
+def test_termux_venv_has_what_a_phone_has(termux):
+    python, env = termux
+    code = ("import importlib.util as u, numpy, tflite_runtime, edgepose; "
+            "print(numpy.__version__, tflite_runtime.__version__, u.find_spec('numba') is None, u.find_spec('ai_edge_litert') is None, "
+            "edgepose.__file__)")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, env=env, cwd="/").stdout.split()
+    assert out[0].startswith("1.") and out[1].startswith("2.14") and out[2:4] == ["True", "True"]
+    assert out[4].startswith(env["PYTHONPATH"])  # the wheel, not the checkout
 
 
-def test_the_pipeline_under_termux_conditions_gives_the_litert_poses(termux_python, broker, tmp_path, frames_dir):
-    phone, err = serve_poses(termux_python, broker, tmp_path / "phone", frames_dir)
+def test_the_pipeline_under_termux_conditions_gives_the_litert_poses(termux, broker, tmp_path, frames_dir):
+    phone, err = serve_poses(*termux, broker, tmp_path / "phone", frames_dir)
     # The profile's model on the fallback runtime, with the profile's numpy decoder.
     assert "tflite-runtime" in err and "numpy decoder" in err, err[-3000:]
     # The reference: the same profile and video with ai-edge-litert and the compiled decoder.
-    here, err_here = serve_poses(Path(sys.executable), broker, tmp_path / "here", frames_dir, model='decoder = "auto"')
+    here, err_here = serve_poses(Path(sys.executable), clean_env(), broker, tmp_path / "here", frames_dir, model='decoder = "auto"')
     assert "ai-edge-litert" in err_here and "numba decoder" in err_here, err_here[-3000:]
     assert [p["frame"] for p in phone] == [p["frame"] for p in here] == list(range(FRAMES))
     dist, dscore, unmatched, total = pose_agreement(phone, here)
@@ -124,7 +134,7 @@ np.save(sys.argv[3], np.array(out))
 """
 
 
-def test_tflite_runtime_computes_the_model_as_ai_edge_literts_builtin_kernels_do(termux_python, tmp_path):
+def test_tflite_runtime_computes_the_model_as_ai_edge_literts_builtin_kernels_do(termux, tmp_path):
     """The raw outputs, same input tensors: tflite-runtime 2.14 (its default kernels, as on a phone) against
     ai-edge-litert without its default delegate (XNNPACK), within one quantum."""
     import cv2
@@ -140,7 +150,7 @@ def test_tflite_runtime_computes_the_model_as_ai_edge_literts_builtin_kernels_do
         assert ok
         tensors.append(model.preprocess(img)[0][0])
     np.save(tmp_path / "in.npy", np.array(tensors))
-    subprocess.run([str(termux_python), "-c", HEADS, str(TEST_MODEL), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+    subprocess.run([str(termux[0]), "-c", HEADS, str(TEST_MODEL), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
                    check=True, capture_output=True, timeout=300)
     phone = np.load(tmp_path / "out.npy").astype(int)
     ref = litert.Interpreter(model_path=str(TEST_MODEL), num_threads=2,
