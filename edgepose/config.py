@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .actions.config import ActionsConfig
 from .config_base import ConfigModel
@@ -39,6 +39,24 @@ class ModelConfig(ConfigModel):
         description="Which Edge TPU runs the model when several are attached, as pycoral names them: "
         "'usb', 'usb:0', 'pci', 'pci:0' or ':0' (the N-th of any kind); unset takes the first one found.",
     )
+    delegate: str | None = Field(
+        None, min_length=1,
+        description="An external TFLite delegate library (a path or a name the dynamic loader finds, e.g. `/usr/lib/libvx_delegate.so`), "
+        "loaded with the runtime's `load_delegate`: a SoC vendor's NPU. Unset: the CPU (or the Edge TPU, per `edgetpu`).",
+    )
+    delegate_options: dict[str, str | int | float | bool] = Field(
+        {}, description="Options given to `delegate` (keys and values as its documentation names them; sent as text).")
+    delegate_fallback: Literal["cpu", "fail"] = Field(
+        "fail", description="When `delegate` cannot be loaded or refuses the model: `fail` stops with the reason, `cpu` warns and runs on the CPU.")
+
+    @field_validator("delegate_options", mode="before")
+    @classmethod
+    def _scalar_options(cls, v: Any) -> Any:
+        # One message per bad option, instead of one per member of the value union.
+        for key, val in (v.items() if isinstance(v, dict) else ()):
+            if not isinstance(val, (str, int, float, bool)):
+                raise ValueError(f"option {key!r} is a {type(val).__name__}; delegate options are strings, numbers or true/false")
+        return v
 
 
 class DecodeConfig(ConfigModel):

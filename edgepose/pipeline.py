@@ -37,9 +37,11 @@ class Pipeline:
         self.config = config = config or EdgeposeConfig()
         if model is None:
             from .model.registry import open_model
+            from .model.runtime import configured_delegate
 
             m = config.model
             model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu, edgetpu_device=m.edgetpu_device,
+                               delegate=configured_delegate(m),
                                resize_filter=m.resize_filter, decoder=m.decoder)
         if not isinstance(model, KeypointModel):
             from .errors import ModelError

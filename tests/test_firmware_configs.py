@@ -39,7 +39,7 @@ DEVICE = FW / "device.toml"
 UNIT = FW / "systemd" / "edgepose.service"
 FIRSTBOOT = FW / "rpi-image" / "firstboot.sh"
 DOCKERFILE = REPO / "Dockerfile.arm64"
-EXPECTED_BOARDS = {"pi5", "pi4", "pi-zero-2w", "coral-dev-board", "pi4-coral-usb", "generic-arm64"}
+EXPECTED_BOARDS = {"pi5", "pi4", "pi-zero-2w", "coral-dev-board", "pi4-coral-usb", "generic-arm64", "rk3588", "amlogic-a311d", "termux"}
 ALL_TOML = sorted(FW.rglob("*.toml"))
 
 
@@ -76,7 +76,7 @@ def test_board_profile_contents(name):
     assert (entry.kind == "edgetpu") == (edgetpu == "on")
     assert 1 <= data["model"]["threads"] <= 4
     kind, _ = resolve(data["source"]["uri"])
-    assert kind in ("picamera2", "camera")
+    assert kind in ("picamera2", "camera") or (name == "termux" and kind == "stream")  # a phone's IP-camera app
     assert data["source"]["width"] * 3 == data["source"]["height"] * 4  # 4:3 like the models' inputs
 
 
@@ -457,7 +457,10 @@ def test_dockerfile_static():
     assert any(p[-1] == "/usr/local/lib/edgepose/healthcheck.py" for p in copies)
     # installs edgepose from pyproject (a wheel of the project), runtime deps only: no TensorFlow, no extras
     runs = " ".join(a for k, a in ins if k == "RUN")
-    assert "pip wheel" in runs and "--no-deps" in runs and re.search(r"pip install /tmp/wheels/edgepose-\*\.whl", runs)
+    assert "pip wheel" in runs and "--no-deps" in runs and re.search(r"pip install --no-deps /tmp/wheels/edgepose-\*\.whl", runs)
+    # the dependencies come from the same hash lock as edgepose bundle's, not from PyPI unpinned
+    assert "pip install --require-hashes --only-binary=:all: -r /tmp/requirements-device.lock" in runs
+    assert any(p[0] == "firmware_configs/requirements-device.lock" for p in copies)
     text = DOCKERFILE.read_text().lower()
     assert "tensorflow" not in text.replace("no tensorflow", "")
     assert not re.search(r"edgepose\S*\[", runs)  # no extras such as [convert]

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a PoseNet over images, video, a camera or a stream", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", help="a .tflite path or a name from 'edgepose models list' (default: the config's, else the registry default)")
-    p.add_argument("--source", "-s", help="image, folder of images, video file, camera index (0), picamera2, or rtsp:// URL")
+    p.add_argument("--source", "-s", help="image, folder of images, video file, camera index (0), picamera2, or an rtsp:// or http:// (MJPEG) URL")
     p.add_argument("--config", "-c", help="device config (TOML); flags override it")
     p.add_argument("--output", "-o", help="annotated output: a video (.mp4/.avi), an image (.jpg/.png) or a folder")
     p.add_argument("--jsonl", help="write keypoints as JSON Lines to this file ('-' for stdout)")

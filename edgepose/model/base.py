@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from . import flatbuf
-from .runtime import get_backend, make_interpreter
+from .runtime import DelegateSpec, edgetpu_delegate, get_backend, make_interpreter_with
 
 #: The metadata key naming a model's kind; models without edgepose metadata are PoseNets.
 MODEL_TYPE_KEY = "model_type"
@@ -100,6 +100,8 @@ class TFLiteModel:
 
     ``edgetpu``: ``auto`` uses the Edge TPU when the model is compiled for it, ``on``/``off`` force it.
     ``edgetpu_device``: which Edge TPU (``usb``, ``usb:0``, ``pci:0``, ``:0``; pycoral's names), ``None`` for any.
+    ``delegate``: any other external delegate (a SoC's NPU, see :func:`edgepose.model.runtime.configured_delegate`);
+    the Edge TPU is one such delegate, so a model takes one or the other.
     """
 
     #: The metadata ``model_type`` this class opens (the registry's key).
@@ -109,7 +111,7 @@ class TFLiteModel:
     missing_fix: ClassVar[str] = "check the path, or use a name from 'edgepose models list'."
 
     def __init__(self, model: str | Path | bytes, threads: int = 1, *, edgetpu: str = "auto", edgetpu_device: str | None = None,
-                 name: str | None = None):
+                 name: str | None = None, delegate: DelegateSpec | None = None):
         buf, default_name = read_model_bytes(model, self.what, self.missing_fix)
         self.name = name or default_name
         self.metadata: dict[str, Any] | None = flatbuf.read_metadata(buf) if len(buf) >= 8 else None
@@ -121,10 +123,18 @@ class TFLiteModel:
         use_tpu = needs_tpu if edgetpu == "auto" else edgetpu == "on"
         if needs_tpu and not use_tpu:
             raise ModelError(f"{self.name} is compiled for the Edge TPU, but the Edge TPU was turned off.", "use the CPU build of the model or set edgetpu = \"auto\".")
+        if use_tpu and delegate is not None:
+            raise ModelError(f"{self.name} is set to run on the Edge TPU and on the delegate {delegate.library}; a model runs on one.",
+                             "remove model.delegate for Edge TPU models, or set model.edgetpu = \"off\" with a CPU build of the model.")
         self.edgetpu = use_tpu
         self.edgetpu_device = edgetpu_device if use_tpu else None
-        self.interpreter = make_interpreter(buf, threads, edgetpu=use_tpu, edgetpu_device=edgetpu_device, name=self.name)
+        spec = edgetpu_delegate(edgetpu_device) if use_tpu else delegate
+        self.interpreter, used = make_interpreter_with(buf, threads, spec, name=self.name)
+        #: The delegate the interpreter runs with (None: the CPU, including after a configured fallback).
+        self.delegate = spec if used else None
         self.runtime = get_backend().name
+        if self.delegate is not None and not use_tpu:
+            self.runtime += f" (delegate {Path(self.delegate.library).name})"
         self.inputs = [TensorSpec.from_detail(d) for d in self.interpreter.get_input_details()]
         self.output_specs = [TensorSpec.from_detail(d) for d in self.interpreter.get_output_details()]
 

@@ -1,6 +1,6 @@
 """Reading and rewriting ``.tflite`` flatbuffers without TensorFlow.
 
-The schema bindings ship with ai-edge-litert (``schema_py_generated``); the
+The schema bindings are edgepose's copy of ai-edge-litert's (``tflite_schema``); the
 ``flatbuffers`` package provides the builder and the flexbuffer reader used
 for custom-op options. Two jobs need this on the device:
 
@@ -27,17 +27,10 @@ EDGETPU_OP = "edgetpu-custom-op"
 
 
 def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as s
-    except ImportError:  # pragma: no cover - tflite-runtime / tensorflow installs
-        try:
-            from tensorflow.lite.python import schema_py_generated as s
-        except ImportError:
-            raise ModelError(
-                "reading .tflite structure needs the schema bindings of ai-edge-litert.",
-                "pip install ai-edge-litert (tflite-runtime alone does not ship them).",
-            ) from None
-    return s
+    # edgepose's own copy: tflite-runtime (Termux, older boards) ships no schema bindings.
+    from . import tflite_schema
+
+    return tflite_schema
 
 
 def check_tflite(buf: bytes, name: str = "model") -> None:

@@ -24,6 +24,7 @@ from ..preprocess import FILTERS, Transform, fit_to_input
 from ..types import NUM_KEYPOINTS, Pose, PoseBlock
 from . import flatbuf
 from .base import TensorSpec, TFLiteModel
+from .runtime import DelegateSpec
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class PoseNetModel(TFLiteModel):
         edgetpu_device: str | None = None,
         resize_filter: str = "antialias",
         decoder: str | None = None,
+        delegate: DelegateSpec | None = None,
     ):
         # The multi-pose decoder: numba when it loads (EDGEPOSE_DECODER / decoder= choose), compiled or
         # loaded from its cache below (for the heads' dtype) so that the first frame does not pay for it.
@@ -80,7 +82,7 @@ class PoseNetModel(TFLiteModel):
             raise ModelError(f"unknown resize filter {resize_filter!r}.", f"use one of {', '.join(FILTERS)}.")
         #: How frames are shrunk to the input (edgepose.preprocess): ``antialias`` by default.
         self.resize_filter = resize_filter
-        super().__init__(model, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device)
+        super().__init__(model, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device, delegate=delegate)
         self._setup_input()
         self._setup_outputs(self.model_t)
         warm_up(self.decoder_name, self._raw_heads or "float32")

@@ -10,10 +10,11 @@ holds the same files under ``edgepose/``)::
     systemd/edgepose.service  rpi-image/firstboot.sh ...
     MANIFEST.sha256                               ``sha256sum -c`` format, every other file
 
-The runtime dependencies are read from ``pyproject.toml`` at bundle time (never a
-second hand-kept list), their markers evaluated for the target (Linux aarch64,
-CPython 3.11 or 3.13), and resolved by ``pip download --only-binary=:all:`` for
-that platform. Wheels are cached (``<edgepose cache>/wheels/<target>``) and a
+The runtime dependencies are the pins of ``firmware_configs/requirements-device.lock``
+for the target (Linux aarch64, CPython 3.11 or 3.13), generated from ``pyproject.toml``
+and checked against it at bundle time (edgepose/provision/lock.py), downloaded by
+``pip download --only-binary=:all:`` for that platform and refused unless their sha256
+is the lock's. Wheels are cached (``<edgepose cache>/wheels/<target>``) and a
 bundle first resolves from the cache alone, so a repeated bundle needs no network.
 """
 from __future__ import annotations
@@ -231,6 +232,20 @@ def download_wheels(requirements: list[str], target: Target, *, refresh: bool = 
     return wheels
 
 
+def _locked(root: Path, target: Target) -> list[str]:
+    """The pins of firmware_configs/requirements-device.lock for ``target``, after checking this Python can build the wheel."""
+    from .lock import check_build_requirements, locked_requirements
+
+    check_build_requirements(root / "pyproject.toml")
+    return locked_requirements(root, target)
+
+
+def _check_locked(wheels: list[Path], root: Path, target: Target) -> None:
+    from .lock import check_locked_wheels
+
+    check_locked_wheels(wheels, root, target)
+
+
 def build_edgepose_wheel(root: Path, dest: Path) -> Path:
     """``pip wheel --no-deps`` of the checkout, built from a clean copy (no build/ left in the tree).
 
@@ -395,10 +410,11 @@ def make_bundle(
                 bar.update(1)
 
         step(0)
+        reqs = _locked(root, target)
         wheel = build_edgepose_wheel(root, stage / "dist")
         step(1)
-        reqs = runtime_requirements(root / "pyproject.toml", target)
         wheels = download_wheels(reqs, target, refresh=refresh, echo=echo)
+        _check_locked(wheels, root, target)
         for w in wheels:
             _copy(w, stage / "wheels" / w.name)
         step(2)

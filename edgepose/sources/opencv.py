@@ -273,7 +273,7 @@ class StreamSource(_CaptureSource):
             raise SourceError(
                 f"{self.description} could not be opened (unreachable, refused, wrong path or credentials).",
                 "check the URL plays in 'ffplay' or VLC from this device, the network and the credentials; "
-                "for RTSP over Wi-Fi keep rtsp_transport = 'tcp'.",
+                "for RTSP over Wi-Fi keep rtsp_transport = 'tcp'; a phone's IP-camera app serves MJPEG at e.g. http://PHONE:8080/video.",
             )
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         reported = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

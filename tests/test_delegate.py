@@ -1,0 +1,108 @@
+"""[model] delegate: any external TFLite delegate, loaded through the runtime's load_delegate.
+
+There is no vendor NPU here: tests/fake_delegate/fake_delegate.c is built as a delegate library with the
+plug-in entry points the real ones export (tflite_plugin_create_delegate / tflite_plugin_destroy_delegate),
+the way tests/test_edgetpu_device.py builds its libedgetpu stand-in. Its delegate claims no op, so poses
+through it must equal the CPU run; on demand it fails as real ones do (at creation, or in Prepare).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared"
+MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
+IMAGE = SHARED / "images/test_couple.jpg"
+
+
+@pytest.fixture(scope="module")
+def fake_lib(tmp_path_factory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler (gcc) is needed to build the fake delegate library (.ci/run installs it)"
+    out = tmp_path_factory.mktemp("delegate") / "libfake_npu_delegate.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(HERE / "fake_delegate/fake_delegate.c")], check=True)
+    return out
+
+
+def run(tmp_path: Path, model_toml: str, refuse: str = "") -> tuple[subprocess.CompletedProcess, list[str], list]:
+    cfg = tmp_path / "device.toml"
+    cfg.write_text("[model]\n" + model_toml)
+    log, out = tmp_path / "delegate.log", tmp_path / "poses.jsonl"
+    out.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_REFUSE": refuse}
+    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE),
+                        "--jsonl", str(out), "-q"], capture_output=True, text=True, env=env, timeout=120)
+    people = [json.loads(line)["people"] for line in out.read_text().splitlines()] if out.exists() else []
+    return r, (log.read_text().splitlines() if log.exists() else []), people
+
+
+def keypoints(people: list) -> list:
+    return [[person.get("keypoints"), person.get("score")] for frame in people for person in frame]
+
+
+@pytest.fixture(scope="module")
+def cpu_people(tmp_path_factory) -> list:
+    r, _, people = run(tmp_path_factory.mktemp("cpu"), "")
+    assert r.returncode == 0, r.stderr
+    return people
+
+
+def test_the_delegate_gets_its_options_and_runs_the_model(fake_lib, tmp_path, cpu_people):
+    r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\ndelegate_options = {{ cache_dir = "/tmp/vx", priority = 2, fp16 = true }}\n')
+    assert r.returncode == 0, r.stderr
+    # Options reach the plug-in as text, in the order written; then Prepare is called on the graph.
+    assert log[:5] == ["option cache_dir=/tmp/vx", "option priority=2", "option fp16=true", "created", "prepare"]
+    assert len(people) == 1 and len(people[0]) >= 2
+    assert keypoints(people) == keypoints(cpu_people)  # the fake claims no op: the same poses as the CPU
+
+
+def test_a_delegate_that_fails_to_start_is_one_line_naming_it_and_the_fix(fake_lib, tmp_path):
+    r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\n', refuse="create")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "create refused" in log and not people
+    assert str(fake_lib) in r.stderr and "model.delegate" in r.stderr and 'delegate_fallback = "cpu"' in r.stderr
+
+
+def test_a_missing_delegate_library_is_one_line(tmp_path):
+    r, _, _ = run(tmp_path, 'delegate = "/usr/lib/libvx_delegate.so"\n')
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "/usr/lib/libvx_delegate.so (model.delegate) could not be opened" in r.stderr
+
+
+@pytest.mark.parametrize("refuse", ["create", "prepare"])
+def test_fallback_cpu_runs_the_model_on_the_cpu_with_a_warning(fake_lib, tmp_path, cpu_people, refuse):
+    r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\ndelegate_fallback = "cpu"\n', refuse=refuse)
+    assert r.returncode == 0, r.stderr
+    assert f"{refuse} refused" in log
+    assert "Running on the CPU instead" in r.stderr
+    assert keypoints(people) == keypoints(cpu_people)
+
+
+def test_a_delegate_that_rejects_the_graph_fails_without_fallback(fake_lib, tmp_path):
+    r, log, _ = run(tmp_path, f'delegate = "{fake_lib}"\n', refuse="prepare")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "prepare refused" in log and "could not run" in r.stderr and "delegate_fallback" in r.stderr
+
+
+def test_edge_tpu_and_another_delegate_are_refused_together(fake_lib, tmp_path):
+    r, _, _ = run(tmp_path, f'edgetpu = "on"\ndelegate = "{fake_lib}"\n')
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "a model runs on one" in r.stderr
+
+
+def test_delegate_options_take_scalars_only(tmp_path):
+    from edgepose.config import load_config
+    from edgepose.errors import ConfigError
+
+    cfg = tmp_path / "device.toml"
+    cfg.write_text('[model]\ndelegate = "libx.so"\ndelegate_options = { list = [1, 2] }\n')
+    with pytest.raises(ConfigError, match=r"model.delegate_options: Value error, option 'list' is a list; delegate options are strings, numbers or true/false"):
+        load_config(cfg)
