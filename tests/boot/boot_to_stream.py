@@ -122,10 +122,11 @@ def http_get(port: int, path: str, token: str | None) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def host_poses() -> list[list[list[float]]]:
-    """The host's ``edgepose run`` of the same picture with the pi4 profile's model (the reference)."""
+def host_poses(config: Path) -> list[list[list[float]]]:
+    """The host's ``edgepose run`` of the same picture, same profile and config (the reference)."""
     with_board = {**os.environ, "EDGEPOSE_BOARD": "pi4", "EDGEPOSE_MODEL_MIRROR": str(SHARED / "models")}
-    r = subprocess.run([*EDGEPOSE_CLI, "run", "--source", str(PICTURE), "--jsonl", "-", "--quiet", "--no-track"],
+    r = subprocess.run([*EDGEPOSE_CLI, "run", "--config", str(config), "--source", str(PICTURE), "--max-frames", "1", "--jsonl", "-", "--quiet",
+                        "--no-track"],
                        capture_output=True, text=True, env=with_board, check=False, cwd=REPO)
     if r.returncode != 0:
         raise GuestError(f"host edgepose run failed: {r.stderr}")
@@ -213,7 +214,7 @@ def prove(style: str, *, reflash: bool, timeout: float, keep: bool) -> dict:
     summary: dict = {"style": style, "flash seconds": flash(base, card, work, device_id, "edgepose", token)}
     first = one_boot(card, work / "boot1", device_id, "edgepose", token, timeout, expect_install=True)
     summary["first boot"] = first
-    reference = host_poses()
+    reference = host_poses(work / "device.toml")
     summary["max px vs host"] = max_distance(first["keypoints"], reference)
     if summary["max px vs host"] > TOLERANCE_PX:
         raise GuestError(f"the guest's keypoints are {summary['max px vs host']:.2f} px from the host's (tolerance {TOLERANCE_PX})")
