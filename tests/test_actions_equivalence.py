@@ -20,6 +20,7 @@ from edgepose.actions.features import batch_features
 from edgepose.actions.reference import ReferenceActionEngine
 from edgepose.actions.reference import batch_features as reference_features
 from edgepose.actions.synthetic import crowd, lying, sequence, sitting, squatting, standing
+from edgepose.geometry import body_centre, body_measures, torso_size
 from edgepose.types import Pose, PoseBlock
 
 from .conftest import SHARED, coral_model
@@ -195,7 +196,13 @@ def test_features_are_the_reference_features_bit_for_bit(seqs):
     vis = vis.copy()
     vis[::5, :, 11:] = False  # legs missed in some windows
     vis[::17] = False  # and a few windows with nobody seen
-    assert np.array_equal(batch_features(kp, vis), reference_features(kp, vis))
+    ref = reference_features(kp, vis)
+    assert np.array_equal(batch_features(kp, vis), ref)
+    # The engine hands over the frames' torso sizes and centres it measured for the rules: the same features.
+    _, _, sizes, centres = body_measures(kp, vis)
+    assert np.array_equal(batch_features(kp, vis, sizes, centres), ref)
+    assert np.array_equal(sizes, torso_size(kp, vis), equal_nan=True) and np.isnan(sizes).any()
+    assert np.array_equal(centres, body_centre(kp, vis), equal_nan=True)
 
 
 def test_trained_model_same_events(seqs, tmp_path):

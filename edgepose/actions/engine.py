@@ -29,8 +29,8 @@ class _ModelState:
     """Sliding-window state of the classifier for one track."""
 
     ts: deque[float] = field(default_factory=deque)
-    kps: deque[np.ndarray] = field(default_factory=deque)
-    vis: deque[np.ndarray] = field(default_factory=deque)
+    # Per frame: keypoints, visibility, torso size, body centre (the last two measured for the rules anyway).
+    frames: deque[tuple[np.ndarray, np.ndarray, np.float32, np.ndarray]] = field(default_factory=deque)
     next_tick: float | None = None
     ticks: int = 0
     streak_class: str | None = None
@@ -73,9 +73,10 @@ class ActionEngine:
                 kp = np.array([p.keypoints for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS, 2)
                 scores = np.array([p.scores for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS)
             vis = scores >= cfg.min_part_score
-            per_pose = self._rules(t, poses, kp, scores, vis)
+            body = g.body_measures(kp, vis)  # neck, hips, torso size, centre: for the rules and the windows
+            per_pose = self._rules(t, poses, kp, scores, vis, body)
             if self.classifier is not None:
-                for evs, more in zip(per_pose, self._classify(t, poses, kp, vis)):
+                for evs, more in zip(per_pose, self._classify(t, poses, kp, vis, body)):
                     evs.extend(more)
             for evs in per_pose:
                 events.extend(evs)
@@ -88,7 +89,7 @@ class ActionEngine:
 
     # ------------------------------------------------------------------ internals
 
-    def _rules(self, t: float, poses: list[Pose], kp: np.ndarray, scores: np.ndarray, vis: np.ndarray) -> list[list[ActionEvent]]:
+    def _rules(self, t: float, poses: list[Pose], kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, body) -> list[list[ActionEvent]]:
         """Each pose's rule events (the rules of a track first see its scale, then its observation)."""
         cfg = self.config
         tracks = []
@@ -104,9 +105,8 @@ class ActionEngine:
             for rules in tracks:
                 rules.last_t = t
             return [[] for _ in poses]
-        sizes = np.asarray(g.torso_size(kp, vis), np.float32).reshape(-1).tolist()
-        scales = [rules.scale(t, size) for rules, size in zip(tracks, sizes)]
-        return [rules.observed(o) for rules, o in zip(tracks, measure(t, kp, scores, vis, scales, cfg))]
+        scales = [rules.scale(t, size) for rules, size in zip(tracks, body[2].tolist())]
+        return [rules.observed(o) for rules, o in zip(tracks, measure(t, kp, scores, vis, scales, cfg, body))]
 
     def _forget(self, t: float) -> list[ActionEvent]:
         events: list[ActionEvent] = []
@@ -127,42 +127,43 @@ class ActionEngine:
         st.active, st.active_conf = None, []
         return ev
 
-    def _classify(self, t: float, poses: list[Pose], kp: np.ndarray, vis: np.ndarray) -> list[list[ActionEvent]]:
+    def _classify(self, t: float, poses: list[Pose], kp: np.ndarray, vis: np.ndarray, body) -> list[list[ActionEvent]]:
         """Each pose's model events: the windows due now are gathered first, then classified in one batch."""
         clf = self.classifier
         assert clf is not None and self._offsets is not None
+        # One copy of the frame (the decoder may reuse its arrays); the histories keep views of its rows.
+        kp = kp.copy()
+        sizes, centres = body[2], body[3]
         due: list[tuple[int, int, _ModelState]] = []
-        windows_kp: list[np.ndarray] = []
-        windows_vis: list[np.ndarray] = []
+        windows: list[list] = []
         for i, pose in enumerate(poses):
             tid = pose.track_id
             assert tid is not None
             st = self.models.get(tid)
             if st is None:
                 st = self.models[tid] = _ModelState()
-            window = self._window(st, t, kp[i], vis[i])
-            if window is not None:
+            rows = self._window(st, t, (kp[i], vis[i], sizes[i], centres[i]))
+            if rows is not None:
                 due.append((i, tid, st))
-                windows_kp.append(window[0])
-                windows_vis.append(window[1])
+                windows.append(rows)
         out: list[list[ActionEvent]] = [[] for _ in poses]
         if due:
-            probs = clf.predict_windows(np.stack(windows_kp), np.stack(windows_vis))
+            w_kp, w_vis, w_size, w_centre = (np.array([[f[k] for f in rows] for rows in windows]) for k in range(4))
+            probs = clf.predict_windows(w_kp, w_vis, w_size, w_centre)
             for (i, tid, st), p in zip(due, probs):
                 out[i] = self._decide(tid, st, t, p)
         return out
 
-    def _window(self, st: _ModelState, t: float, kp: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Add this frame to the track's history; the window to classify now, if one is due."""
+    def _window(self, st: _ModelState, t: float, frame: tuple) -> list | None:
+        """Add this frame to the track's history; the window's frames to classify now, if one is due."""
         clf, cfg = self.classifier, self.config
         assert clf is not None and self._offsets is not None
         span = (clf.window - 1) / clf.fps
         st.ts.append(t)
-        st.kps.append(kp.copy())
-        st.vis.append(vis.copy())
+        st.frames.append(frame)
         # Keep a little more than one window of history.
         while len(st.ts) > 2 and st.ts[1] < t - span - 1.0 / clf.fps:
-            st.ts.popleft(), st.kps.popleft(), st.vis.popleft()
+            st.ts.popleft(), st.frames.popleft()
         if st.next_tick is None:
             st.next_tick = st.ts[0] + span
         if t < st.next_tick:
@@ -176,8 +177,7 @@ class ActionEngine:
         idx = np.searchsorted(np.fromiter(st.ts, float, len(st.ts)), ticks + 1e-6, side="right") - 1
         if idx[0] < 0:
             return None
-        rows = idx.tolist()
-        return np.stack([st.kps[j] for j in rows]), np.stack([st.vis[j] for j in rows])
+        return [st.frames[j] for j in idx.tolist()]
 
     def _decide(self, tid: int, st: _ModelState, t: float, probs: np.ndarray) -> list[ActionEvent]:
         """Turn one classification of a track into start/end events (a class must win ``model_smoothing`` in a row)."""

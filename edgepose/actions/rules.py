@@ -64,8 +64,11 @@ def _mean2(a: np.ndarray, b: np.ndarray, va: np.ndarray, vb: np.ndarray) -> np.n
     return np.where(va & vb, (a + b) / np.float32(2.0), np.where(va, a, np.where(vb, b, np.float32(np.nan))))
 
 
-def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scales: list[float], cfg: ActionsConfig) -> list[Observation]:
+def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scales: list[float], cfg: ActionsConfig,
+            body: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Observation]:
     """The :class:`Observation` of each of a frame's people: ``kp (N, 17, 2)`` float32, ``scores``/``vis (N, 17)``, ``scales`` theirs.
+
+    ``body``: :func:`edgepose.geometry.body_measures` of ``kp, vis`` if the caller has it already.
 
     Every quantity is computed for all rows at once with the float32 operations the per-person code used
     (``edgepose.actions.reference``), so each value, and so each event, is the same; only the arithmetic on
@@ -74,8 +77,8 @@ def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scale
     n = len(kp)
     y = kp[..., 1]
     sc32 = np.asarray(scales, np.float32)  # float32 array / Python float divided in float32: the same here
-    neck, hip = g.neck(kp, vis), g.hip_centre(kp, vis)
-    centre_y = g.body_centre(kp, vis)[:, 1].tolist()
+    neck, hip, _, centre = body if body is not None else g.body_measures(kp, vis)
+    centre_y = centre[:, 1].tolist()
     v = neck - hip
     v_norm = np.hypot(v[:, 0], v[:, 1]).tolist()
     v_up = (-v[:, 1]).tolist()
