@@ -55,6 +55,11 @@ class Observation:
     arms: tuple[tuple[bool, bool, float], ...] = ((False, False, math.nan), (False, False, math.nan))
 
 
+_LEFT_KNEE_ANKLE, _RIGHT_KNEE_ANKLE = [g.L_KNEE, g.L_ANKLE], [g.R_KNEE, g.R_ANKLE]
+_HIPS, _KNEES, _ANKLES = [g.L_HIP, g.R_HIP], [g.L_KNEE, g.R_KNEE], [g.L_ANKLE, g.R_ANKLE]
+_WRISTS, _ELBOWS, _SHOULDERS = [g.L_WRIST, g.R_WRIST], [g.L_ELBOW, g.R_ELBOW], [g.L_SHOULDER, g.R_SHOULDER]
+
+
 def _acos_deg(num: float, den: float) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, num / den))))
 
@@ -74,62 +79,57 @@ def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scale
     (``edgepose.actions.reference``), so each value, and so each event, is the same; only the arithmetic on
     Python floats (angles, divisions by the scale that the old code did in float64) stays per person.
     """
-    n = len(kp)
     y = kp[..., 1]
     sc32 = np.asarray(scales, np.float32)  # float32 array / Python float divided in float32: the same here
     neck, hip, _, centre = body if body is not None else g.body_measures(kp, vis)
-    centre_y = centre[:, 1].tolist()
     v = neck - hip
-    v_norm = np.hypot(v[:, 0], v[:, 1]).tolist()
-    v_up = (-v[:, 1]).tolist()
-    torso_ok = (~np.isnan(neck[:, 0]) & ~np.isnan(hip[:, 0])).tolist()
-    nvis = vis.sum(axis=1).tolist()
+    # Left and right (or knee and ankle) side by side: one operation for both columns.
+    kn_an = _mean2(y[:, _LEFT_KNEE_ANKLE], y[:, _RIGHT_KNEE_ANKLE], vis[:, _LEFT_KNEE_ANKLE], vis[:, _RIGHT_KNEE_ANKLE])
+    kn_an_seen = vis[:, _LEFT_KNEE_ANKLE] | vis[:, _RIGHT_KNEE_ANKLE]
+    thigh, shank = kp[:, _HIPS] - kp[:, _KNEES], kp[:, _ANKLES] - kp[:, _KNEES]
+    dot = thigh[..., 0] * shank[..., 0] + thigh[..., 1] * shank[..., 1]  # float32, as np.dot of the two vectors
+    legs_seen = vis[:, _HIPS] & vis[:, _KNEES] & vis[:, _ANKLES]
+    raised = vis[:, _WRISTS] & vis[:, _SHOULDERS] & ((kp[:, _SHOULDERS, 1] - kp[:, _WRISTS, 1]) / sc32[:, None] >= cfg.hands_raised_min_height)
+    arms_seen = vis[:, _WRISTS] & vis[:, _ELBOWS] & vis[:, _SHOULDERS]
+    arms_up = (y[:, _WRISTS] < y[:, _ELBOWS]) & (y[:, _WRISTS] <= y[:, _SHOULDERS])
     height = (np.where(vis, y, -np.inf).max(axis=1) - np.where(vis, y, np.inf).min(axis=1)) / sc32
-    flat = (height <= cfg.lying_max_height).tolist()
-    hip_y = hip[:, 1].tolist()
-    hip_ok = (~np.isnan(hip[:, 0])).tolist()
-    knee_y = _mean2(y[:, g.L_KNEE], y[:, g.R_KNEE], vis[:, g.L_KNEE], vis[:, g.R_KNEE]).tolist()
-    knees = (vis[:, g.L_KNEE] | vis[:, g.R_KNEE]).tolist()
-    ankle_y = _mean2(y[:, g.L_ANKLE], y[:, g.R_ANKLE], vis[:, g.L_ANKLE], vis[:, g.R_ANKLE]).tolist()
-    ankles = (vis[:, g.L_ANKLE] | vis[:, g.R_ANKLE]).tolist()
-    legs = []
-    for h, k, a in ((g.L_HIP, g.L_KNEE, g.L_ANKLE), (g.R_HIP, g.R_KNEE, g.R_ANKLE)):
-        v1, v2 = kp[:, h] - kp[:, k], kp[:, a] - kp[:, k]
-        dot = v1[:, 0] * v2[:, 0] + v1[:, 1] * v2[:, 1]  # float32, as np.dot of the two vectors
-        legs.append(((vis[:, h] & vis[:, k] & vis[:, a]).tolist(), np.hypot(v1[:, 0], v1[:, 1]).tolist(),
-                     np.hypot(v2[:, 0], v2[:, 1]).tolist(), dot.tolist()))
-    raised = [(vis[:, w] & vis[:, s] & ((kp[:, s, 1] - kp[:, w, 1]) / sc32 >= cfg.hands_raised_min_height)).tolist()
-              for w, s in ((g.L_WRIST, g.L_SHOULDER), (g.R_WRIST, g.R_SHOULDER))]
-    arms = []
-    for w, e, s in ((g.L_WRIST, g.L_ELBOW, g.L_SHOULDER), (g.R_WRIST, g.R_ELBOW, g.R_SHOULDER)):
-        arms.append(((vis[:, w] & vis[:, e] & vis[:, s]).tolist(), ((y[:, w] < y[:, e]) & (y[:, w] <= y[:, s])).tolist(),
-                     (kp[:, w, 0] - kp[:, s, 0]).tolist()))
+    # Two conversions to Python values (float32 values, exactly) instead of one per quantity.
+    floats = np.column_stack([centre[:, 1], np.hypot(v[:, 0], v[:, 1]), -v[:, 1], hip[:, 1], kn_an, dot,
+                              np.hypot(thigh[..., 0], thigh[..., 1]), np.hypot(shank[..., 0], shank[..., 1]),
+                              kp[:, _WRISTS, 0] - kp[:, _SHOULDERS, 0]]).tolist()
+    flags = np.column_stack([~np.isnan(neck[:, 0]) & ~np.isnan(hip[:, 0]), ~np.isnan(hip[:, 0]), height <= cfg.lying_max_height,
+                             kn_an_seen, legs_seen, raised, arms_seen, arms_up]).tolist()
+    nvis = vis.sum(axis=1).tolist()
     out = []
-    for i in range(n):
-        scale = scales[i]
-        tilt = math.nan
-        if torso_ok[i] and v_norm[i] >= 1e-6:
-            tilt = _acos_deg(v_up[i], v_norm[i])
+    for i, (f, b, scale) in enumerate(zip(floats, flags, scales)):
+        cy, v_norm, v_up, hip_y, knee_y, ankle_y, dot_l, dot_r, th_l, th_r, sh_l, sh_r, dx_l, dx_r = f
+        torso_ok, hip_ok, flat, knees, ankles, seen_l, seen_r, up_hand_l, up_hand_r, arm_l, arm_r, up_l, up_r = b
+        tilt = _acos_deg(v_up, v_norm) if torso_ok and v_norm >= 1e-6 else math.nan
+        finite = math.isfinite(scale)
         # frame_posture, in its order of tests
         posture = None
-        if math.isfinite(scale) and nvis[i] >= 5:
-            if math.isfinite(tilt) and tilt >= cfg.lying_min_tilt_deg and flat[i]:
+        if finite and nvis[i] >= 5:
+            if math.isfinite(tilt) and tilt >= cfg.lying_min_tilt_deg and flat:
                 posture = "lying"
-            elif math.isfinite(tilt) and tilt <= 35.0 and hip_ok[i] and knees[i]:
-                if (knee_y[i] - hip_y[i]) / scale <= cfg.sitting_max_thigh_drop:
+            elif math.isfinite(tilt) and tilt <= 35.0 and hip_ok and knees:
+                if (knee_y - hip_y) / scale <= cfg.sitting_max_thigh_drop:
                     posture = "sitting"
-                elif ankles[i] and (ankle_y[i] - hip_y[i]) / scale >= cfg.standing_min_leg_drop:
+                elif ankles and (ankle_y - hip_y) / scale >= cfg.standing_min_leg_drop:
                     posture = "standing"
         angles = []
-        for seen, n1, n2, dot in legs:
-            if seen[i] and n1[i] > 1e-6 and n2[i] > 1e-6:
-                angles.append(_acos_deg(dot[i], n1[i] * n2[i]))
+        if seen_l and th_l > 1e-6 and sh_l > 1e-6:
+            angles.append(_acos_deg(dot_l, th_l * sh_l))
+        if seen_r and th_r > 1e-6 and sh_r > 1e-6:
+            angles.append(_acos_deg(dot_r, th_r * sh_r))
         knee_angle = (angles[0] if len(angles) == 1 else (angles[0] + angles[1]) / 2) if angles else math.nan
-        finite = math.isfinite(scale)
-        hands = tuple(name for name, r in zip(("left", "right"), raised) if r[i]) if finite else ()
-        arm = tuple((seen[i], up[i], dx[i] / scale) for seen, up, dx in arms) if finite else Observation.arms
-        out.append(Observation(t, kp[i], vis[i], scores[i], scale, centre_y[i], posture, tilt, knee_angle,
-                               ankle_y[i] - hip_y[i] if hip_ok[i] and ankles[i] else math.nan, hands, arm))
+        arms: tuple[tuple[bool, bool, float], ...]
+        if finite:
+            hands = ("left", "right") if up_hand_l and up_hand_r else ("left",) if up_hand_l else ("right",) if up_hand_r else ()
+            arms = ((arm_l, up_l, dx_l / scale), (arm_r, up_r, dx_r / scale))
+        else:
+            hands, arms = (), Observation.arms
+        out.append(Observation(t, kp[i], vis[i], scores[i], scale, cy, posture, tilt, knee_angle,
+                               ankle_y - hip_y if hip_ok and ankles else math.nan, hands, arms))
     return out
 
 
