@@ -219,3 +219,18 @@ def test_trained_model_same_events(seqs, tmp_path):
     ref, new = both(frames, ActionsConfig(model_min_confidence=0.3, model_smoothing=1), classifier=clf)
     assert any(e["extra"].get("source") == "model" for e in ref)
     assert new == ref
+
+
+def test_a_fall_rule_with_no_recent_position_skips_the_frame():
+    """The reference's min() over an empty window raised; the batched rule has nothing to measure and goes on."""
+    s = standing(FLOOR)
+    frames = []
+    for k, (t, p) in enumerate(sequence([(0, s), (3.0, s)], fps=10.0)):
+        p.track_id = 1
+        if k == 20:
+            p.scores[:] = 0.05  # nothing seen this frame: no position for the fall rule
+        frames.append((t, [p]))
+    cfg = ActionsConfig(fall_max_drop_s=0.05)  # shorter than the 0.1 s between frames
+    with pytest.raises(ValueError):
+        events_of(ReferenceActionEngine(cfg), frames)
+    assert [(e["action"], e["kind"]) for e in events_of(ActionEngine(cfg), frames)] == [("standing", "start"), ("standing", "end")]
