@@ -64,6 +64,24 @@ class ActionClassifier(TFLiteModel):
         e = np.exp(logits - logits.max())
         return e / e.sum()
 
+    def predict_windows(self, keypoints: np.ndarray, visible: np.ndarray, sizes: np.ndarray | None = None,
+                        centres: np.ndarray | None = None) -> np.ndarray:
+        """``(N, C)`` probabilities, each exactly what :meth:`predict` gives for that window alone.
+
+        ``sizes``/``centres``: the frames' torso sizes and body centres, if known (see ``batch_features``).
+
+        The features of all windows are built in one call (that is where a window's time goes: about
+        200 us of numpy calls against 5 us for an invoke here); each window is then invoked on its own
+        and its softmax taken as :meth:`predict` does, so no batch size or reduction order can shift a bit.
+        """
+        x = self.standardise(batch_features(keypoints, visible, sizes, centres))
+        out = np.empty((len(x), len(self.classes)), np.float32)
+        for j in range(len(x)):
+            logits = self._run(x[j:j + 1])
+            e = np.exp(logits - logits.max())
+            out[j] = e / e.sum()
+        return out
+
     def predict_batch(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
         """``(N, C)`` probabilities (one interpreter call per window: the model has batch 1)."""
         x = self.standardise(batch_features(keypoints, visible))

@@ -43,7 +43,11 @@ def _fill_time(a: np.ndarray) -> np.ndarray:
 
 def window_scale(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """Median torso size over each window's frames where it is defined: ``(N,)``, ``nan`` if none."""
-    sizes = np.asarray(g.torso_size(keypoints, visible), np.float32).reshape(len(keypoints), -1)  # (N, T)
+    return median_scale(np.asarray(g.torso_size(keypoints, visible), np.float32).reshape(len(keypoints), -1))
+
+
+def median_scale(sizes: np.ndarray) -> np.ndarray:
+    """:func:`window_scale` from the frames' torso sizes ``(N, T)`` float32 (nan where unknown)."""
     ok = np.isfinite(sizes)
     srt = np.sort(np.where(ok, sizes, np.inf), axis=1)  # nan-free median (np.nanmedian is slow on small arrays)
     cnt = ok.sum(axis=1)
@@ -52,17 +56,22 @@ def window_scale(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, (lo + hi) * 0.5, np.nan).astype(np.float32)
 
 
-def batch_features(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """``(N, T, FEATURES_PER_FRAME)`` float32 features of ``(N, T, 17, 2)`` windows (see module doc)."""
+def batch_features(keypoints: np.ndarray, visible: np.ndarray, sizes: np.ndarray | None = None, centres: np.ndarray | None = None) -> np.ndarray:
+    """``(N, T, FEATURES_PER_FRAME)`` float32 features of ``(N, T, 17, 2)`` windows (see module doc).
+
+    ``sizes (N, T)`` and ``centres (N, T, 2)``: the frames' :func:`~edgepose.geometry.torso_size` and
+    :func:`~edgepose.geometry.body_centre` (float32) when the caller has them already (the device
+    measured each frame once for the rules); the same values either way.
+    """
     kp = np.asarray(keypoints, np.float32)
     vis = np.asarray(visible, bool)
     n, t = kp.shape[:2]
     if n == 0:
         return np.zeros((0, t, FEATURES_PER_FRAME), np.float32)
-    scale = window_scale(kp, vis)  # (N,)
+    scale = window_scale(kp, vis) if sizes is None else median_scale(np.asarray(sizes, np.float32))  # (N,)
     bad = ~np.isfinite(scale)
     scale = np.where(bad, 1.0, scale)[:, None, None]
-    centres = _fill_time(g.body_centre(kp, vis))  # (N, T, 2)
+    centres = _fill_time(g.body_centre(kp, vis) if centres is None else np.asarray(centres, np.float32))  # (N, T, 2)
     pos = (kp - centres[:, :, None, :]) / scale[..., None]
     pos = np.where(vis[..., None], pos, np.nan)
     pos = _fill_time(pos)  # each joint's gaps along time

@@ -15,6 +15,7 @@ machines turn the observations into :class:`~edgepose.types.ActionEvent`:
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class Rule(Protocol):
 
 @dataclass
 class Observation:
-    """One frame of one person, measured for the rules."""
+    """One frame of one person, measured for the rules (by :func:`measure`, for a frame's people at once)."""
 
     t: float
     kp: np.ndarray
@@ -46,43 +47,107 @@ class Observation:
     scale: float  # torso size, px (nan if unknown)
     centre_y: float  # body centre, px
     posture: str | None  # this frame's posture, before debouncing
+    tilt: float = math.nan  # torso from vertical, degrees
+    knee_angle: float = math.nan  # mean over the legs seen, degrees
+    leg_drop: float = math.nan  # ankles below hips, px
+    hands: tuple[str, ...] = ()  # wrists at least hands_raised_min_height above their shoulder
+    #: per arm (left, right): (wrist, elbow and shoulder seen, forearm up at shoulder height, wrist x from the shoulder / scale)
+    arms: tuple[tuple[bool, bool, float], ...] = ((False, False, math.nan), (False, False, math.nan))
 
 
-def frame_posture(kp: np.ndarray, vis: np.ndarray, scale: float, cfg: ActionsConfig) -> str | None:
-    """``standing`` / ``sitting`` / ``lying`` for one frame, ``None`` if the visible parts do not say."""
-    if not math.isfinite(scale) or int(vis.sum()) < 5:
-        return None
-    tilt = g.torso_tilt_deg(kp, vis)
-    height = (kp[vis, 1].max() - kp[vis, 1].min()) / scale
-    if math.isfinite(tilt) and tilt >= cfg.lying_min_tilt_deg and height <= cfg.lying_max_height:
-        return "lying"
-    if not math.isfinite(tilt) or tilt > 35.0:
-        return None  # bent over or unclear: no posture claim
-    hip = g.hip_centre(kp, vis)
-    knees = [kp[i, 1] for i in (g.L_KNEE, g.R_KNEE) if vis[i]]
-    ankles = [kp[i, 1] for i in (g.L_ANKLE, g.R_ANKLE) if vis[i]]
-    if np.isnan(hip[0]) or not knees:
-        return None
-    thigh_drop = (float(np.mean(knees)) - float(hip[1])) / scale
-    if thigh_drop <= cfg.sitting_max_thigh_drop:
-        return "sitting"
-    if ankles and (float(np.mean(ankles)) - float(hip[1])) / scale >= cfg.standing_min_leg_drop:
-        return "standing"
-    return None
+_LEFT_KNEE_ANKLE, _RIGHT_KNEE_ANKLE = [g.L_KNEE, g.L_ANKLE], [g.R_KNEE, g.R_ANKLE]
+_HIPS, _KNEES, _ANKLES = [g.L_HIP, g.R_HIP], [g.L_KNEE, g.R_KNEE], [g.L_ANKLE, g.R_ANKLE]
+_WRISTS, _ELBOWS, _SHOULDERS = [g.L_WRIST, g.R_WRIST], [g.L_ELBOW, g.R_ELBOW], [g.L_SHOULDER, g.R_SHOULDER]
+
+
+def _acos_deg(num: float, den: float) -> float:
+    return math.degrees(math.acos(max(-1.0, min(1.0, num / den))))
+
+
+def _mean2(a: np.ndarray, b: np.ndarray, va: np.ndarray, vb: np.ndarray) -> np.ndarray:
+    """Per row, ``np.mean`` of whichever of two float32 values is seen (float32, as np.mean of a list of them); nan if neither."""
+    return np.where(va & vb, (a + b) / np.float32(2.0), np.where(va, a, np.where(vb, b, np.float32(np.nan))))
+
+
+def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scales: list[float], cfg: ActionsConfig,
+            body: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Observation]:
+    """The :class:`Observation` of each of a frame's people: ``kp (N, 17, 2)`` float32, ``scores``/``vis (N, 17)``, ``scales`` theirs.
+
+    ``body``: :func:`edgepose.geometry.body_measures` of ``kp, vis`` if the caller has it already.
+
+    Every quantity is computed for all rows at once with the float32 operations the per-person code used
+    (``edgepose.actions.reference``), so each value, and so each event, is the same; only the arithmetic on
+    Python floats (angles, divisions by the scale that the old code did in float64) stays per person.
+    """
+    y = kp[..., 1]
+    sc32 = np.asarray(scales, np.float32)  # float32 array / Python float divided in float32: the same here
+    neck, hip, _, centre = body if body is not None else g.body_measures(kp, vis)
+    v = neck - hip
+    # Left and right (or knee and ankle) side by side: one operation for both columns.
+    kn_an = _mean2(y[:, _LEFT_KNEE_ANKLE], y[:, _RIGHT_KNEE_ANKLE], vis[:, _LEFT_KNEE_ANKLE], vis[:, _RIGHT_KNEE_ANKLE])
+    kn_an_seen = vis[:, _LEFT_KNEE_ANKLE] | vis[:, _RIGHT_KNEE_ANKLE]
+    thigh, shank = kp[:, _HIPS] - kp[:, _KNEES], kp[:, _ANKLES] - kp[:, _KNEES]
+    dot = thigh[..., 0] * shank[..., 0] + thigh[..., 1] * shank[..., 1]  # float32, as np.dot of the two vectors
+    legs_seen = vis[:, _HIPS] & vis[:, _KNEES] & vis[:, _ANKLES]
+    raised = vis[:, _WRISTS] & vis[:, _SHOULDERS] & ((kp[:, _SHOULDERS, 1] - kp[:, _WRISTS, 1]) / sc32[:, None] >= cfg.hands_raised_min_height)
+    arms_seen = vis[:, _WRISTS] & vis[:, _ELBOWS] & vis[:, _SHOULDERS]
+    arms_up = (y[:, _WRISTS] < y[:, _ELBOWS]) & (y[:, _WRISTS] <= y[:, _SHOULDERS])
+    height = (np.where(vis, y, -np.inf).max(axis=1) - np.where(vis, y, np.inf).min(axis=1)) / sc32
+    # Two conversions to Python values (float32 values, exactly) instead of one per quantity.
+    floats = np.column_stack([centre[:, 1], np.hypot(v[:, 0], v[:, 1]), -v[:, 1], hip[:, 1], kn_an, dot,
+                              np.hypot(thigh[..., 0], thigh[..., 1]), np.hypot(shank[..., 0], shank[..., 1]),
+                              kp[:, _WRISTS, 0] - kp[:, _SHOULDERS, 0]]).tolist()
+    flags = np.column_stack([~np.isnan(neck[:, 0]) & ~np.isnan(hip[:, 0]), ~np.isnan(hip[:, 0]), height <= cfg.lying_max_height,
+                             kn_an_seen, legs_seen, raised, arms_seen, arms_up]).tolist()
+    nvis = vis.sum(axis=1).tolist()
+    out = []
+    for i, (f, b, scale) in enumerate(zip(floats, flags, scales)):
+        cy, v_norm, v_up, hip_y, knee_y, ankle_y, dot_l, dot_r, th_l, th_r, sh_l, sh_r, dx_l, dx_r = f
+        torso_ok, hip_ok, flat, knees, ankles, seen_l, seen_r, up_hand_l, up_hand_r, arm_l, arm_r, up_l, up_r = b
+        tilt = _acos_deg(v_up, v_norm) if torso_ok and v_norm >= 1e-6 else math.nan
+        finite = math.isfinite(scale)
+        # frame_posture, in its order of tests
+        posture = None
+        if finite and nvis[i] >= 5:
+            if math.isfinite(tilt) and tilt >= cfg.lying_min_tilt_deg and flat:
+                posture = "lying"
+            elif math.isfinite(tilt) and tilt <= 35.0 and hip_ok and knees:
+                if (knee_y - hip_y) / scale <= cfg.sitting_max_thigh_drop:
+                    posture = "sitting"
+                elif ankles and (ankle_y - hip_y) / scale >= cfg.standing_min_leg_drop:
+                    posture = "standing"
+        angles = []
+        if seen_l and th_l > 1e-6 and sh_l > 1e-6:
+            angles.append(_acos_deg(dot_l, th_l * sh_l))
+        if seen_r and th_r > 1e-6 and sh_r > 1e-6:
+            angles.append(_acos_deg(dot_r, th_r * sh_r))
+        knee_angle = (angles[0] if len(angles) == 1 else (angles[0] + angles[1]) / 2) if angles else math.nan
+        arms: tuple[tuple[bool, bool, float], ...]
+        if finite:
+            hands = ("left", "right") if up_hand_l and up_hand_r else ("left",) if up_hand_l else ("right",) if up_hand_r else ()
+            arms = ((arm_l, up_l, dx_l / scale), (arm_r, up_r, dx_r / scale))
+        else:
+            hands, arms = (), Observation.arms
+        out.append(Observation(t, kp[i], vis[i], scores[i], scale, cy, posture, tilt, knee_angle,
+                               ankle_y - hip_y if hip_ok and ankles else math.nan, hands, arms))
+    return out
 
 
 def observe(t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig, scale: float | None = None) -> Observation:
     """Measure one frame; ``scale`` overrides the frame's own torso size (e.g. a running median)."""
+    kp = np.asarray(kp, np.float32)
     vis = scores >= cfg.min_part_score
     if scale is None:
         scale = float(g.torso_size(kp, vis))
-    c = g.body_centre(kp, vis)
-    return Observation(t, kp, vis, scores, float(scale), float(c[1]), frame_posture(kp, vis, float(scale), cfg))
+    return measure(t, kp[None], np.asarray(scores, np.float32)[None], vis[None], [float(scale)], cfg)[0]
 
 
 def _conf(obs: Observation, parts: list[int]) -> float:
     """Confidence of a rule = mean score of the parts it looked at."""
     return float(np.mean(obs.scores[parts])) if parts else 0.0
+
+
+_POSTURE_PARTS = [g.L_HIP, g.R_HIP, g.L_KNEE, g.R_KNEE, g.L_SHOULDER, g.R_SHOULDER]
 
 
 class PostureRule:
@@ -99,8 +164,10 @@ class PostureRule:
             return []  # unclear frames neither confirm nor break a posture
         if o.posture != self._cand:
             self._cand, self._cand_since, self._conf = o.posture, o.t, []
-        self._conf.append(_conf(o, [g.L_HIP, g.R_HIP, g.L_KNEE, g.R_KNEE, g.L_SHOULDER, g.R_SHOULDER]))
-        if self._cand == self.state or o.t - self._cand_since < self.cfg.posture_min_s:
+        if self._cand == self.state:
+            return []  # held: its confidences are not needed again (the list grew for as long as a posture lasted)
+        self._conf.append(_conf(o, _POSTURE_PARTS))
+        if o.t - self._cand_since < self.cfg.posture_min_s:
             return []
         ev = self.close(tid, self._cand_since)
         self.state, self.since = self._cand, self._cand_since
@@ -119,6 +186,11 @@ class FallRule:
     def __init__(self, cfg: ActionsConfig):
         self.cfg = cfg
         self.hist: deque[tuple[float, float, float]] = deque()  # (t, centre_y, scale)
+        # Sliding extremes of hist (max scale over it, min centre_y over the last fall_max_drop_s), kept as
+        # monotonic queues: the old per-frame scans of 4.5 s of history were the rules' largest cost.
+        self._smax: deque[tuple[float, float]] = deque()
+        self._ymin: deque[tuple[float, float]] = deque()
+        self._ordered = True  # time never went back; else the scans, which do not assume it
         self.drop: tuple[float, float, float] | None = None  # (drop start, drop end, drop in torso sizes)
         self.lying_since: float | None = None
         self.fallen = False
@@ -130,20 +202,36 @@ class FallRule:
         elif o.posture is not None:
             self.lying_since = None
             self.fallen = False  # up again: a later fall counts anew
+        if self.hist and o.t < self.hist[-1][0]:
+            self._ordered = False
         if math.isfinite(o.centre_y) and math.isfinite(o.scale):
             self.hist.append((o.t, o.centre_y, o.scale))
+            while self._smax and self._smax[-1][1] <= o.scale:
+                self._smax.pop()
+            self._smax.append((o.t, o.scale))
+            while self._ymin and self._ymin[-1][1] >= o.centre_y:
+                self._ymin.pop()
+            self._ymin.append((o.t, o.centre_y))
         keep = max(cfg.fall_max_drop_s, 2.0) + cfg.fall_settle_s + cfg.fall_persist_s
         while self.hist and self.hist[0][0] < o.t - keep:
             self.hist.popleft()
-        if len(self.hist) >= 2 and not self.fallen:
+        while self._smax and self._smax[0][0] < o.t - keep:
+            self._smax.popleft()
+        since = o.t - cfg.fall_max_drop_s
+        while self._ymin and self._ymin[0][0] < since:
+            self._ymin.popleft()
+        # No position within fall_max_drop_s (a track unseen that long): no drop to measure.
+        if len(self.hist) >= 2 and not self.fallen and (self._ymin or not self._ordered):
             # Scale from before the drop (the torso foreshortens while falling): the largest recent size.
-            ref = max(s for _, _, s in self.hist)
-            recent = [(t, y) for t, y, _ in self.hist if t >= o.t - cfg.fall_max_drop_s]
-            y_top = min(y for _, y in recent)
-            # The drop starts when the body last left the top (noise must not date it earlier).
-            t_top = max(t for t, y in recent if y <= y_top + 0.1 * ref)
+            if self._ordered:
+                ref, y_top = self._smax[0][1], self._ymin[0][1]
+            else:
+                ref = max(s for _, _, s in self.hist)
+                y_top = min((y for t, y, _ in self.hist if t >= since), default=math.nan)
             drop = (self.hist[-1][1] - y_top) / ref
             if drop >= cfg.fall_min_drop and (self.drop is None or drop > self.drop[2]):
+                # The drop starts when the body last left the top (noise must not date it earlier).
+                t_top = max(t for t, y, _ in self.hist if t >= since and y <= y_top + 0.1 * ref)
                 self.drop = (t_top, o.t, drop)
         if self.drop is None or self.fallen:
             return []
@@ -168,21 +256,12 @@ class HandsRaisedRule:
         self._flip_since: float | None = None
         self._hands: list[str] = []
 
-    def raised(self, o: Observation) -> list[str]:
-        if not math.isfinite(o.scale):
-            return []
-        out = []
-        for name, w, s in (("left", g.L_WRIST, g.L_SHOULDER), ("right", g.R_WRIST, g.R_SHOULDER)):
-            if o.vis[w] and o.vis[s] and (o.kp[s, 1] - o.kp[w, 1]) / o.scale >= self.cfg.hands_raised_min_height:
-                out.append(name)
-        return out
-
     def update(self, tid: int, o: Observation) -> list[ActionEvent]:
-        hands = self.raised(o)
+        hands = list(o.hands)
         now = len(hands) >= self.cfg.hands_raised_min_hands
         if now == self.active:
             self._flip_since = None
-            if now:
+            if now and not set(hands) <= set(self._hands):
                 self._hands = sorted(set(self._hands) | set(hands))
             return []
         if self._flip_since is None:
@@ -256,12 +335,11 @@ class WavingRule:
         if not math.isfinite(o.scale):
             return []
         waving = None
-        for name, w, e, s in (("left", g.L_WRIST, g.L_ELBOW, g.L_SHOULDER), ("right", g.R_WRIST, g.R_ELBOW, g.R_SHOULDER)):
-            if not (o.vis[w] and o.vis[e] and o.vis[s]):
+        for name, (seen, up, x) in zip(("left", "right"), o.arms):
+            if not seen:
                 continue
             # A wave is a forearm pointing up: wrist above the elbow and at least at shoulder height.
-            if o.kp[w, 1] < o.kp[e, 1] and o.kp[w, 1] <= o.kp[s, 1]:
-                x = float(o.kp[w, 0] - o.kp[s, 0]) / o.scale
+            if up:
                 prev = self.last_x.get(name)
                 self.last_x[name] = (o.t, x)
                 # A wrist "moving" faster than a hand can is PoseNet jumping to another hand: skip it.
@@ -299,36 +377,16 @@ class SquatRule:
         self._legs: deque[tuple[float, float]] = deque()  # (t, ankles below hips, px)
         self._min_leg = math.inf
 
-    @staticmethod
-    def knee_angle(o: Observation) -> float:
-        angles = [
-            g.angle_deg(o.kp[h], o.kp[k], o.kp[a])
-            for h, k, a in ((g.L_HIP, g.L_KNEE, g.L_ANKLE), (g.R_HIP, g.R_KNEE, g.R_ANKLE))
-            if o.vis[h] and o.vis[k] and o.vis[a]
-        ]
-        angles = [x for x in angles if math.isfinite(x)]
-        return float(np.mean(angles)) if angles else float("nan")
-
-    @staticmethod
-    def leg_drop(o: Observation) -> float:
-        """Ankles below hips in pixels (compared only with the same person's last 3 s: a ratio, scale-free)."""
-        hip = g.hip_centre(o.kp, o.vis)
-        ankles = [o.kp[i, 1] for i in (g.L_ANKLE, g.R_ANKLE) if o.vis[i]]
-        if np.isnan(hip[0]) or not ankles:
-            return math.nan
-        return float(np.mean(ankles)) - float(hip[1])
-
     def update(self, tid: int, o: Observation) -> list[ActionEvent]:
         if o.posture == "lying":
             self.down_since = None
             return []
-        leg = self.leg_drop(o)
+        leg = o.leg_drop
         if math.isfinite(leg):
             self._legs.append((o.t, leg))
         while self._legs and self._legs[0][0] < o.t - 3.0:
             self._legs.popleft()
-        ang = self.knee_angle(o)
-        tilt = g.torso_tilt_deg(o.kp, o.vis)
+        ang, tilt = o.knee_angle, o.tilt
         if not math.isfinite(ang) or not (math.isfinite(tilt) and tilt <= self.cfg.squat_max_tilt_deg):
             return []  # a squat keeps the torso fairly upright; lying down or bending over is not one
         if self.down_since is None:
@@ -360,26 +418,41 @@ class TrackRules:
         self.cfg = cfg
         self.last_t = -math.inf
         self._sizes: deque[tuple[float, float]] = deque()
+        self._sorted: list[float] = []  # the sizes of _sizes, sorted: the median without sorting every frame
         self.rules: dict[str, Rule] = {}
         makers: dict[str, Callable[[ActionsConfig], Rule]] = {"posture": PostureRule, "fall": FallRule, "hands_raised": HandsRaisedRule, "waving": WavingRule, "squat": SquatRule}
         for name in cfg.rules:
             self.rules[name] = makers[name](cfg)
 
-    def update(self, t: float, kp: np.ndarray, scores: np.ndarray) -> list[ActionEvent]:
+    def scale(self, t: float, size: float) -> float:
+        """Add this frame's torso size (px, nan if unknown); the scale the rules use now."""
         self.last_t = t
         # The torso size of one frame jumps when PoseNet misplaces a hip or a shoulder; rules use the
         # median of the last second, which still follows a person walking towards the camera.
-        size = float(g.torso_size(kp, scores >= self.cfg.min_part_score))
+        srt = self._sorted
         if math.isfinite(size):
             self._sizes.append((t, size))
+            bisect.insort(srt, size)
         while self._sizes and self._sizes[0][0] < t - 1.0:
-            self._sizes.popleft()
-        scale = float(np.median([s for _, s in self._sizes])) if self._sizes else float("nan")
-        o = observe(t, kp, scores, self.cfg, scale)
+            del srt[bisect.bisect_left(srt, self._sizes.popleft()[1])]
+        n = len(srt)
+        if not n:
+            return float("nan")
+        # np.median's arithmetic: the middle value, or the mean of the two middle ones.
+        return srt[n // 2] if n % 2 else (srt[n // 2 - 1] + srt[n // 2]) / 2
+
+    def observed(self, o: Observation) -> list[ActionEvent]:
+        """Run the rules on this frame's observation (measured with :meth:`scale`'s value)."""
         events: list[ActionEvent] = []
         for rule in self.rules.values():
             events.extend(rule.update(self.track_id, o))
         return events
+
+    def update(self, t: float, kp: np.ndarray, scores: np.ndarray) -> list[ActionEvent]:
+        """One frame of this person alone (the engine measures a frame's people together instead)."""
+        kp = np.asarray(kp, np.float32)
+        scale = self.scale(t, float(g.torso_size(kp, scores >= self.cfg.min_part_score)))
+        return self.observed(observe(t, kp, scores, self.cfg, scale))
 
     def close(self) -> list[ActionEvent]:
         """End every open start/end action (the track disappeared)."""

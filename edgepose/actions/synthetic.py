@@ -129,3 +129,40 @@ def squatting(f: Figure, floor_y: float, depth: float = 1.0) -> Figure:
     hf, kf = 80.0 * depth, 140.0 * depth
     drop = 0.95 * (math.cos(math.radians(hf)) + math.cos(math.radians(hf - kf)))
     return f.with_(hip_flex=hf, knee_flex=kf, y=floor_y - drop * f.size, roll=0.0, tilt=25.0 * depth)
+
+
+def crowd(seqs: list, people: int, seconds: float = 20.0, fps: float = 30.0, src_fps: float = 10.0,
+          seed: int = 0) -> list[tuple[float, list[Pose]]]:
+    """``(t, poses)`` frames of ``people`` tracked people (IDs 1..people) replaying recorded clips side by side.
+
+    ``seqs`` are :class:`edgepose.actions.dataset.Sequence` clips (e.g. actions-9class); person ``k`` plays
+    the longest clip of the ``k``-th label (labels in turn), looped, resampled from ``src_fps`` to ``fps`` by
+    linear interpolation, shifted and scaled to its own place, with 1 px of jitter and detector-like scores
+    (0.4-0.95 for seen parts, under 0.15 for missed ones). Each frame's poses are one
+    :class:`~edgepose.types.PoseBlock`, as the decoder hands them over.
+    """
+    from ..types import PoseBlock
+
+    labels = sorted({s.label for s in seqs})
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * fps))
+    t = np.arange(n) / fps
+    tracks = []
+    for k in range(people):
+        s = max((q for q in seqs if q.label == labels[k % len(labels)]), key=lambda q: len(q.keypoints))
+        u = (t * src_fps) % (len(s.keypoints) - 1)
+        i0 = np.floor(u).astype(int)
+        w = (u - i0)[:, None, None]
+        kp = (1 - w) * s.keypoints[i0] + w * s.keypoints[i0 + 1]
+        vis = s.visible[i0] & s.visible[i0 + 1]
+        kp = kp * (0.6 + 0.1 * (k % 4)) + [(k - people / 2) * 120 + 640, 80 + 10 * (k % 3)]
+        kp = kp + rng.normal(0, 1.0, kp.shape)
+        sc = np.where(vis, rng.uniform(0.4, 0.95, vis.shape), rng.uniform(0.0, 0.15, vis.shape))
+        tracks.append((kp.astype(np.float32), sc.astype(np.float32)))
+    frames = []
+    for f in range(n):
+        poses = PoseBlock.poses(np.stack([kp[f] for kp, _ in tracks]), np.stack([sc[f] for _, sc in tracks]), np.full(people, 0.8))
+        for k, p in enumerate(poses):
+            p.track_id = k + 1
+        frames.append((float(t[f]), poses))
+    return frames
