@@ -18,7 +18,7 @@ median over 2,000 windows.
 The ``actions`` stage per frame as a user gets it (no TensorFlow needed). 1: ``edgepose serve``'s own
 objects (config defaults + ``[actions] enabled = true``, the service's pipeline from ``frames_factory``,
 ``Service`` publishing to a Mosquitto started here on loopback) on the full-size seed clip; each frame's
-tracked people go through the batched engine and the per-person reference (``edgepose.actions.reference``)
+tracked people go through the batched engine and the per-person reference (``tests/actions_reference.py``)
 in alternating order, so both see the same poses under the same load; then a second pass with the
 pipeline untouched reports what serve itself times as ``actions`` (beside ``invoke``). 2: crowds of 1, 4
 and 8 tracked people replaying actions-9class clips (``edgepose.actions.synthetic.crowd``, 30 fps):
@@ -228,11 +228,11 @@ class FrameLog:
 
 def serve_pass(model: str | None, paired: bool, broker_port: int, tmp: Path):
     """One run of the seed clip through serve's own objects; the frame log and the Paired stage (or None)."""
-    from edgepose.actions.reference import ReferenceActionEngine
     from edgepose.cli.serve import frames_factory
     from edgepose.config import load_config
     from edgepose.service.runner import Service
     from edgepose.sinks.mqtt import MqttSink
+    from tests.actions_reference import ReferenceActionEngine
 
     actions = {"enabled": True, **({"model_path": model} if model else {})}
     cfg = load_config(None, {"source": {"uri": str(VIDEO)}, "actions": actions, "device_id": "actions-bench",
@@ -270,9 +270,9 @@ class Timed:
 def crowd_run(impl: str, frames, cfg, clf):
     """One run of an engine over the crowd: per-frame seconds; thread CPU seconds, seconds in feature building and in invokes."""
     from edgepose.actions import classifier as clf_mod
-    from edgepose.actions import reference
     from edgepose.actions.engine import ActionEngine
     from edgepose.types import PoseBlock
+    from tests import actions_reference as reference
 
     mod = clf_mod if impl == "batched" else reference
     feats = Timed(mod.batch_features)

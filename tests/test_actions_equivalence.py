@@ -1,6 +1,6 @@
 """The batched ActionEngine reports exactly the events of the per-person reference it replaced.
 
-Every expected list here is recorded in the test by running ``edgepose.actions.reference`` (the engine,
+Every expected list here is recorded in the test by running ``tests/actions_reference.py`` (the engine,
 rules and features as they were) on the same input: the seed clip decoded by the real model, crowds
 replaying actions-9class clips, and synthetic scenes with the awkward cases (several people at once,
 a repeated track ID, poses outside a block, untracked poses, people who leave, time going back).
@@ -17,11 +17,11 @@ from edgepose.actions import ActionEngine, ActionsConfig
 from edgepose.actions import dataset as ds
 from edgepose.actions.classifier import ActionClassifier
 from edgepose.actions.features import batch_features
-from edgepose.actions.reference import ReferenceActionEngine
-from edgepose.actions.reference import batch_features as reference_features
 from edgepose.actions.synthetic import crowd, lying, sequence, sitting, squatting, standing
 from edgepose.geometry import body_centre, body_measures, torso_size
 from edgepose.types import Pose, PoseBlock
+from tests.actions_reference import ReferenceActionEngine
+from tests.actions_reference import batch_features as reference_features
 
 from .conftest import SHARED, coral_model
 

@@ -5,7 +5,7 @@ A frame's people are measured together: one set of numpy operations over the
 when the poses still are one), then each track's small state machines run on
 plain floats, and every window due for the classifier in this frame has its
 features built in one call. The events are exactly those of the per-person
-implementation this replaced (``edgepose.actions.reference``, kept for the
+implementation this replaced (``tests/actions_reference.py``, kept for the
 tests and the benchmark), in the same order.
 """
 from __future__ import annotations

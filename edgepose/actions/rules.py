@@ -76,7 +76,7 @@ def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scale
     ``body``: :func:`edgepose.geometry.body_measures` of ``kp, vis`` if the caller has it already.
 
     Every quantity is computed for all rows at once with the float32 operations the per-person code used
-    (``edgepose.actions.reference``), so each value, and so each event, is the same; only the arithmetic on
+    (``tests/actions_reference.py``), so each value, and so each event, is the same; only the arithmetic on
     Python floats (angles, divisions by the scale that the old code did in float64) stays per person.
     """
     y = kp[..., 1]

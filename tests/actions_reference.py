@@ -17,9 +17,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .. import geometry as g
-from ..types import NUM_KEYPOINTS, ActionEvent, Pose
-from .config import ActionsConfig
+from edgepose import geometry as g
+from edgepose.actions.config import ActionsConfig
+from edgepose.types import NUM_KEYPOINTS, ActionEvent, Pose
 
 log = logging.getLogger(__name__)
 
