@@ -4,7 +4,9 @@ Recordings are frame records (``FrameResult.to_dict()``, ``frame.schema.json``),
 the format ``edgepose actions train`` and ``edgepose serve --replay`` read.
 Events (published separately, QoS 1) are attached to the frame record they
 happened in, or the next recorded one when ``poses`` are decimated; events
-delivered twice (at-least-once) are dropped by their ``seq``.
+delivered twice (at-least-once) are dropped by their ``seq``. Every message is
+checked first (:mod:`edgepose.sinks.inbound`): a malformed one is dropped with
+one line per problem and counted at the end, and recording goes on.
 """
 from __future__ import annotations
 
@@ -52,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
+    from ..sinks.inbound import BadMessage, Rejects, parse
     from ..sinks.jsonl import JsonlSink
     from ..sinks.mqtt import connect_kwargs, explain_connect_failure, explain_refusal, new_client
-    from ..sinks.payloads import decode_poses
     from ..sinks.recorder import MqttRecorder
 
     cfg = load_config(args.config)
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(unit=" frames", desc=f"recording {args.jsonl}", disable=None) if recorder else None
     poses_seen = 0
     closed = False
+    rejects = Rejects("edgepose listen")
 
     def report(problem: str, fix: str) -> None:
         failure[:] = [(problem, fix)]
@@ -94,15 +97,26 @@ def run(args: argparse.Namespace) -> int:
     def on_connect_fail(c: Any, userdata: Any) -> None:
         report(*explain_connect_failure(sys.exc_info()[1], mcfg.host, mcfg.port, mcfg.tls.enabled))
 
+    def reject(topic: str, reason: str) -> None:
+        line = rejects.note(topic, reason)
+        if line is not None:
+            log.warning("%s", line)
+
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
+        # paho's network thread: whatever a message holds, it must not end here (recording would stop silently).
+        try:
+            handle(msg)
+        except BadMessage as e:
+            reject(msg.topic, str(e))
+        except Exception as e:  # a case the checks did not foresee: still one line, and the next message is read
+            log.debug("message on %s", msg.topic, exc_info=True)
+            reject(msg.topic, f"{type(e).__name__}: {str(e)[:100]}")
+
+    def handle(msg: Any) -> None:
         nonlocal poses_seen
         kind = msg.topic.rsplit("/", 1)[-1]
         dev = msg.topic[: -len(kind) - 1].rsplit("/", 1)[-1] if "+" in prefix else device
-        try:
-            data = decode_poses(msg.payload, dev) if kind == "poses" else (json.loads(msg.payload) if msg.payload else None)
-        except ValueError as e:
-            log.warning("undecodable message on %s: %s", msg.topic, e)
-            return
+        data = parse(kind, msg.payload, dev)
         with lock:
             if closed or (done.is_set() and kind == "poses"):
                 return
@@ -159,4 +173,6 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeposeError(f"{problem.rstrip('.')}; not connected after {waited:.1f} s.", fix)
     if recorder is not None:
         print(f"edgepose listen: recorded {recorder.written} frame(s) to {args.jsonl}", file=sys.stderr)
+    if rejects.total:
+        print(f"edgepose listen: dropped {rejects.total} malformed message(s); the first: {rejects.first}", file=sys.stderr)
     return 0
