@@ -261,3 +261,162 @@ def test_idle_connections_are_bounded_in_threads_and_memory_and_time_out(device)
         for s in socks:
             s.close()
     assert device.proc.poll() is None
+
+
+# -- the fleet page (edgepose view) fed by a hostile publisher ---------------------------------------------------------
+#: Device ids (topic levels) and strings the page renders: each must show as text, never run.
+#: (No "/" in them: a topic level cannot hold one.)
+XSS = ['<img src=x onerror="window.__pwned=1">', "<script>window.__pwned=1", '"><svg onload=window.__pwned=1>',
+       "javascript:window.__pwned=1", "{{7*7}}${window.__pwned=1}", "&lt;b&gt;", "\u202eevil", "é😀"]
+
+
+def strict_json(body: bytes) -> Any:
+    """What a browser's JSON.parse accepts: no NaN or Infinity."""
+    import json
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} in JSON")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+def publisher(port: int) -> Any:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hostile-{time.monotonic_ns()}")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def send(c: Any, topic: str, payload: bytes | str, retain: bool = False) -> None:
+    c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+
+@pytest.mark.integration
+def test_fleet_page_survives_a_hostile_publisher(broker, tmp_path, browser):
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    from edgepose.sinks.payloads import dumps, event_payload, status_payload
+    from edgepose.types import ActionEvent
+    from tests.test_listen_hostile import HOSTILE
+    from tests.test_web_fleet import device_config
+
+    pub = publisher(broker.port)
+    # A retained NaN (the known bug: /api/fleet became invalid JSON and the page stopped rendering every device).
+    send(pub, "edgepose/nan-pi/status", b'{"v":1,"state":"online","ts":1.0,"fps":NaN}', retain=True)
+    send(pub, "edgepose/hall/status", dumps(status_payload("hall", "online", time.time(), heartbeat=3600.0, model="m")), retain=True)
+    # A forged online for another device, sent on hall's topic.
+    send(pub, "edgepose/hall/status", dumps(status_payload("kitchen", "online", time.time(), heartbeat=3600.0)), retain=False)
+    for s in XSS:
+        send(pub, f"edgepose/{s}/status", json.dumps({"v": 1, "state": "offline", "ts": 1.0, "reason": s, "model": s}), retain=True)
+        send(pub, f"edgepose/{s}/state", json.dumps({"v": 1, "ts": 1.0, "people": 1, "fall": True, "actions": [s]}), retain=True)
+    http_port = free_port()
+    view = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "view", "--config",
+                             str(device_config(tmp_path / "view.toml", "viewer", broker.port)), "--http-port", str(http_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{http_port}/"
+    try:
+        wait_until(lambda: get(url + "healthz")[0] == 200, 30, "edgepose view to serve")
+        fleet = lambda: strict_json(get(url + "api/fleet")[1])  # noqa: E731
+        wait_until(lambda: {"hall", *XSS} <= {d["device"] for d in fleet()["devices"]}, 30, "the retained devices")
+        for kind, payload, _ in HOSTILE:
+            send(pub, f"edgepose/hall/{kind}", payload)
+        # One real event whose payload tries to rename its device in the log.
+        ev = json.loads(dumps(event_payload(ActionEvent(1, "wave", "start", 1.0), "hall", 41, 3, time.time())))
+        ev["event"]["device"] = "kitchen"
+        send(pub, "edgepose/hall/events", json.dumps(ev))
+        wait_until(lambda: any(e["seq"] == 41 for e in fleet()["events"]), 20, "the real event")
+        snap = fleet()
+        devices = {d["device"]: d for d in snap["devices"]}
+        assert "kitchen" not in devices and "nan-pi" not in devices  # the forged and the NaN status were dropped
+        assert devices["hall"]["online"] and devices["hall"]["status"]["model"] == "m"
+        assert [(e["device"], e["action"]) for e in snap["events"]] == [("hall", "wave")]
+
+        browser.get(url)
+        wait_until(lambda: browser.execute_script("return document.querySelectorAll('.tile').length") == len(devices), 30, "every tile")
+        assert browser.execute_script("return window.__pwned") is None
+        assert browser.execute_script("return document.querySelectorAll('.tile img, .tile svg, .tile script, #events img').length") == 0
+        names = browser.execute_script("return [...document.querySelectorAll('.tile .name')].map(n => n.textContent)")
+        assert set(names) == set(devices)  # each id shown as the literal text it is
+        for s in XSS:
+            tile = browser.execute_script("return [...document.querySelectorAll('.tile')].find(t => t.dataset.device === arguments[0])"
+                                          "?.innerText", s)
+            assert tile is not None and s in tile and "FALL" in tile, (s, tile)
+        log = browser.find_element(By.ID, "events").text
+        assert "hall" in log and "kitchen" not in log
+
+        # Clearing the retained messages clears the page too; it keeps rendering.
+        send(pub, "edgepose/nan-pi/status", b"", retain=True)
+        send(pub, f"edgepose/{XSS[0]}/status", b"", retain=True)
+        wait_until(lambda: "status" not in {d["device"]: d for d in fleet()["devices"]}[XSS[0]], 20, "the cleared status")
+        send(pub, "edgepose/porch/status", dumps(status_payload("porch", "online", time.time(), heartbeat=3600.0)), retain=True)
+        wait_until(lambda: "porch" in browser.execute_script("return [...document.querySelectorAll('.tile')].map(t => t.dataset.device)"),
+                   20, "a new device on the page after all that")
+        assert browser.execute_script("return window.__pwned") is None
+    finally:
+        for s in (*XSS, "hall", "porch"):
+            for kind in ("status", "state"):
+                pub.publish(f"edgepose/{s}/{kind}", b"", qos=1, retain=True)
+        pub.disconnect()
+        pub.loop_stop()
+        code, err = finish(view, terminate=True)
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    dropped = [ln for ln in err.splitlines() if "dropped a message on" in ln]
+    assert dropped and len(dropped) < len(HOSTILE) and all(len(ln) < 600 for ln in dropped)
+    assert "\x1b" not in err
+
+
+def test_fleet_hub_bounds_devices_expires_them_and_marks_unrefreshed_online_stale(monkeypatch, caplog):
+    import json
+    import tracemalloc
+
+    import numpy as np
+
+    from edgepose.sinks.mqtt_config import MqttConfig
+    from edgepose.sinks.payloads import dumps, poses_json, status_payload
+    from edgepose.web import fleet
+    from edgepose.web.config import HttpConfig
+    from tests.conftest_mqtt import frame, rand_pose
+
+    hub = fleet.FleetHub(HttpConfig(port=0), MqttConfig(host="127.0.0.1", port=free_port()), client_id="t")
+    rng = np.random.default_rng(1)
+    poses = poses_json(frame(1, [rand_pose(rng, i) for i in range(1, 4)]), None)
+
+    def flood(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            dev = f"ghost-{i}"
+            hub.handle(f"edgepose/{dev}/status", dumps(status_payload(dev, "online", 1.0, heartbeat=1.0)))
+            hub.handle(f"edgepose/{dev}/poses", poses)
+
+    try:
+        tracemalloc.start()
+        flood(0, fleet.MAX_DEVICES)
+        hub.sweep()
+        base, _ = tracemalloc.get_traced_memory()  # a full hub
+        for k in range(3):  # thousands more ids, swept as the hub's thread does
+            flood((k + 1) * fleet.MAX_DEVICES, fleet.MAX_DEVICES)
+            hub.sweep()
+        grown = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        assert len(hub.devices) == fleet.MAX_DEVICES and len(hub._heard) == fleet.MAX_DEVICES and len(hub._seen) <= fleet.MAX_DEVICES
+        assert "ghost-0" not in hub.devices and f"ghost-{4 * fleet.MAX_DEVICES - 1}" in hub.devices  # the least recently heard went
+        print(f"\nfleet hub: {fleet.MAX_DEVICES} devices {base / 1e6:.1f} MB traced; after {3 * fleet.MAX_DEVICES} more ids {grown / 1e6:+.2f} MB")
+        assert grown < 0.1 * base, (base, grown)  # memory flat once full
+        assert sum("forgetting the least recently heard" in r.message for r in caplog.records) == 1
+        # An online nobody refreshes turns stale (a vanished device, or a forged retained online)...
+        now = time.monotonic()
+        hub.sweep(now + fleet.MIN_STALE_S + 1)
+        snap = strict_json(json.dumps(hub.snapshot()).encode())
+        assert not any(d["online"] for d in snap["devices"]) and all(d["status"]["reason"] == "stale: no heartbeat" for d in snap["devices"])
+        # ...a heartbeat makes it online again...
+        hub.handle("edgepose/ghost-3999/status", dumps(status_payload("ghost-3999", "online", 2.0, heartbeat=1.0)))
+        assert hub.devices["ghost-3999"]["online"] and "stale" not in hub.devices["ghost-3999"]
+        # ...and devices not heard for DEVICE_TTL_S are forgotten.
+        hub.sweep(now + fleet.DEVICE_TTL_S + 10)
+        assert hub.devices == {} and hub._heard == {} and hub._seen == {}
+    finally:
+        hub.server.server_close()

@@ -104,24 +104,26 @@ def run(args: argparse.Namespace) -> int:
 
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
         # paho's network thread: whatever a message holds, it must not end here (recording would stop silently).
+        topic = "?"
         try:
-            handle(msg)
+            topic = msg.topic  # paho decodes it as UTF-8, which can fail
+            handle(topic, msg)
         except BadMessage as e:
-            reject(msg.topic, str(e))
+            reject(topic, str(e))
         except Exception as e:  # a case the checks did not foresee: still one line, and the next message is read
-            log.debug("message on %s", msg.topic, exc_info=True)
-            reject(msg.topic, f"{type(e).__name__}: {str(e)[:100]}")
+            log.debug("message on %s", topic, exc_info=True)
+            reject(topic, f"{type(e).__name__}: {str(e)[:100]}")
 
-    def handle(msg: Any) -> None:
+    def handle(topic: str, msg: Any) -> None:
         nonlocal poses_seen
-        kind = msg.topic.rsplit("/", 1)[-1]
-        dev = msg.topic[: -len(kind) - 1].rsplit("/", 1)[-1] if "+" in prefix else device
+        kind = topic.rsplit("/", 1)[-1]
+        dev = topic[: -len(kind) - 1].rsplit("/", 1)[-1] if "+" in prefix else device
         data = parse(kind, msg.payload, dev)
         with lock:
             if closed or (done.is_set() and kind == "poses"):
                 return
             if recorder is None:
-                print(msg.topic, json.dumps(data, separators=(",", ":")), flush=True)
+                print(topic, json.dumps(data, separators=(",", ":")), flush=True)
             elif kind == "events" and data:
                 recorder.add_event(data)
             elif kind == "poses" and isinstance(data, dict):

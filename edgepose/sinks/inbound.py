@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ _STATUS_STR = ("reason", "version", "model", "camera_error")
 _STATUS_NUM = ("heartbeat", "uptime", "fps")
 _STATUS_INT = ("frames", "frames_dropped", "files_skipped", "poses_sent", "poses_dropped", "poses_decimated", "events_sent",
                "events_pending", "events_dropped", "people")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class BadMessage(ValueError):
@@ -272,7 +275,8 @@ class Rejects:
     def note(self, topic: str, reason: str) -> str | None:
         """The line to log for this rejected message, or None when that problem was said recently."""
         self.total += 1
-        line = (f"{self.what}: dropped a message on {topic[:120]}: {reason}. Fix: find the client publishing it; "
+        topic = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", topic[:120])  # the publisher's text must not drive a terminal
+        line = (f"{self.what}: dropped a message on {topic}: {reason}. Fix: find the client publishing it; "
                 "a broker ACL that lets only each device write its own topics keeps others out.")
         self.first = self.first or line
         key = topic.rsplit("/", 1)[-1] + ":" + reason.split(" ", 1)[0]
