@@ -55,6 +55,9 @@ STATE_MIN_INTERVAL = 1.0
 STATUS_EXPIRY_PERIODS = 3
 #: Seconds between two rounds of Home Assistant discovery at most, however often HA announces itself.
 DISCOVERY_MIN_INTERVAL = 10.0
+#: Largest MQTT packet taken from a broker: announced in CONNECT under MQTT 5 (MaximumPacketSize), enforced
+#: by :class:`BoundedClient` under both versions (subscribers check payloads at 1 MiB, edgepose.sinks.inbound).
+MAX_INCOMING_PACKET = 2 << 20
 
 
 @dataclass
@@ -153,10 +156,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class BoundedClient(mqtt.Client):
+    """paho's client, refusing a packet a broker announces beyond :data:`MAX_INCOMING_PACKET`.
+
+    paho reads whatever remaining length a broker announces (up to 256 MB) into memory; a broken or hostile
+    broker could so fill a Pi's RAM. Here the connection is dropped instead, with one line (at most one a
+    minute), and paho reconnects with its back-off; events wait in the outbox meanwhile.
+    """
+
+    _too_large_said = 0.0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        packet = self._in_packet
+        if packet["have_remaining"] and packet["remaining_length"] > MAX_INCOMING_PACKET:
+            now = time.monotonic()
+            if now - self._too_large_said > 60.0:
+                self._too_large_said = now
+                log.warning("MQTT: broker %s:%d announced a packet of %d bytes, over the %d this client takes; dropping the "
+                            "connection and reconnecting with back-off. Fix: check that %s:%d is the MQTT broker you mean "
+                            "(and its message_size_limit).", self._host, self._port, packet["remaining_length"], MAX_INCOMING_PACKET,
+                            self._host, self._port)
+            raise OSError(f"packet of {packet['remaining_length']} bytes announced, over {MAX_INCOMING_PACKET}")
+        return super()._sock_recv(bufsize)
+
+
 def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
     """A paho client with the protocol, transport, credentials and TLS of ``cfg`` (not connected)."""
     v5 = cfg.protocol == "5"
-    client = mqtt.Client(
+    client = BoundedClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -190,7 +217,11 @@ def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
 
 def connect_kwargs(cfg: MqttConfig) -> dict[str, Any]:
     # clean_start exists only in MQTT 5; the outbox, not the broker session, keeps our state.
-    return {"clean_start": True} if cfg.protocol == "5" else {}
+    if cfg.protocol != "5":
+        return {}
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = MAX_INCOMING_PACKET  # a broker drops bigger messages for us rather than send them
+    return {"clean_start": True, "properties": props}
 
 
 
