@@ -222,3 +222,35 @@ def test_listen_against_a_misbehaving_broker_says_so_and_stays_bounded(tmp_path,
         assert code != 0 and err.strip().splitlines()[-1].startswith("edgepose listen: error: MQTT broker 127.0.0.1:"), err[-2000:]
         assert "Fix: " in err.strip().splitlines()[-1]
     assert len(err.strip().splitlines()) <= 6, err[-3000:]
+
+
+@pytest.mark.integration
+def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_path, mosquitto, real_poses):
+    """Two services with one device_id kick each other off the broker (one client id). Each says so in one line and
+    retries only every backoff_max: they swap at most that often, not every backoff_min (was: every 2 s, forever)."""
+    from tests.test_mqtt_faults import DEVICE as TWIN
+    from tests.test_mqtt_faults import write_config, write_recording
+
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=50)
+    status = Subscriber(mosquitto.port, f"edgepose/{TWIN}/status")
+    procs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cfg = write_config(tmp_path / name / "device.toml", mosquitto.port, backoff_min=0.2, backoff_max=4.0)
+        procs.append(subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(cfg), "--replay", str(rec),
+                                       "--replay-loop", "--replay-fps", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    try:
+        connects = lambda: mosquitto.log_text().count(f"as edgepose-{TWIN}")  # noqa: E731
+        wait_until(lambda: connects() >= 2 * 3 + 1, 60, "the twins to kick each other off a few times")
+        t0, n0 = time.monotonic(), connects()
+        wait_until(lambda: time.monotonic() - t0 > 16, 20, "16 s of twins")
+        swaps = connects() - n0
+    finally:
+        errs = [finish(p, terminate=True)[1] for p in procs]
+        status.close()
+    print(f"\ntwo serves with one device_id: {swaps} connections in 16 s after both said so")
+    assert swaps <= 2 * (16 / 4.0) + 2, swaps  # at most one reconnect per backoff_max each (at backoff_min 0.2: ~80)
+    for err in errs:
+        said = [ln for ln in err.splitlines() if "another client most likely uses its client id" in ln]
+        assert len(said) == 1 and f"device_id = '{TWIN}'" in said[0] and "Fix: give each device its own device_id" in said[0], err[-2000:]
+        assert "Traceback" not in err
