@@ -79,6 +79,7 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("events", edit_event(extra=json.loads("[" * 50 + "]" * 50)), "extra not an object"),
     ("events", edit_event(extra={"a": json.loads("[" * 50 + "]" * 50)}), "deep extra"),
     ("events", edit(GOOD_EVENT, event="x"), "event a string"),
+    ("events", edit_event(extra={"blob": "x" * 500_000}), "half-MB extra"),
     ("events", edit(GOOD_EVENT, v=2), "future version"),
     ("events", j(GOOD_EVENT).replace(b"squat", b"squ\xffat"), "invalid UTF-8"),
     ("events", b"\xff\xfe\x00garbage", "binary garbage"),
@@ -222,3 +223,23 @@ def test_listen_keeps_recording_through_hostile_messages(broker, tmp_path, real_
     assert m and len(delivered) <= int(m[1]) <= len(HOSTILE) + 20, err[-2000:]
     warnings = [ln for ln in err.splitlines() if "dropped a message on" in ln]
     assert 0 < len(warnings) < len(HOSTILE) and all(len(w) < 600 for w in warnings)  # one line per problem, not per message
+
+
+def test_the_recorder_stays_bounded_under_bogus_frames_and_seqs(tmp_path):
+    """Well-formed events no check can refuse: far-future frames and millions of seqs. Memory stays capped."""
+    from edgepose.sinks import recorder as rec_mod
+    from edgepose.sinks.jsonl import JsonlSink
+
+    r = rec_mod.MqttRecorder(JsonlSink(tmp_path / "r.jsonl", append=True))
+    ev = json.loads(j(GOOD_EVENT))
+    for seq in range(1, rec_mod.MAX_EARLY + 501):
+        r.add_event({**ev, "seq": seq, "frame": 10**12 + seq})
+    assert len(r.early) == rec_mod.MAX_EARLY and r.dropped_early == 500
+    r.add_poses(parse("poses", j(GOOD_POSES), DEVICE))
+    for seq in range(1, 2 * rec_mod.SEQS_KEPT):
+        r.add_event({**ev, "seq": 10**6 + seq, "frame": 0})  # attached to the held frame: seen grows, and is capped
+    assert len(r.seen) <= rec_mod.SEQS_KEPT
+    assert len(r.buffer[0]["_events"]) == rec_mod.MAX_EVENTS_PER_FRAME  # ...and so are the events on one frame
+    r.close()
+    (rec,) = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rec["events"]) == rec_mod.MAX_EVENTS_PER_FRAME

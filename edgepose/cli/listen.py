@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sinks.inbound import BadMessage, Rejects, parse
     from ..sinks.jsonl import JsonlSink
     from ..sinks.mqtt import connect_kwargs, explain_connect_failure, explain_refusal, new_client
-    from ..sinks.recorder import MqttRecorder
+    from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
 
     cfg = load_config(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("username", args.username),
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeposeError(f"{problem.rstrip('.')}; not connected after {waited:.1f} s.", fix)
     if recorder is not None:
         print(f"edgepose listen: recorded {recorder.written} frame(s) to {args.jsonl}", file=sys.stderr)
+    if recorder is not None and recorder.dropped_early:
+        print(f"edgepose listen: dropped {recorder.dropped_early} event(s): over {MAX_EARLY} waiting for frames that never came, "
+              f"or over {MAX_EVENTS_PER_FRAME} on one frame (their frame numbers do not match the poses).", file=sys.stderr)
     if rejects.total:
         print(f"edgepose listen: dropped {rejects.total} malformed message(s); the first: {rejects.first}", file=sys.stderr)
     return 0

@@ -30,6 +30,8 @@ MAX_STR = 200
 #: Actions in one state message; nesting of an event's free-form ``extra``.
 MAX_ITEMS = 64
 MAX_DEPTH = 8
+#: Bytes of an event's free-form ``extra`` (as JSON).
+MAX_EXTRA = 4096
 PAYLOAD_VERSION = 1
 KINDS = ("poses", "events", "status", "state")
 EVENT_KINDS = ("start", "end", "instant", "count")
@@ -191,6 +193,9 @@ def events(d: dict[str, Any], device: str) -> dict[str, Any]:
         extra = _obj(e["extra"], "`extra`")
         if not _depth_ok(extra, MAX_DEPTH):
             raise BadMessage(f"`extra` nests deeper than {MAX_DEPTH} levels or holds over 10000 values")
+        # Kept in logs and queued per browser: its size is capped like the strings beside it.
+        if len(json.dumps(extra)) > MAX_EXTRA:
+            raise BadMessage(f"`extra` is over {MAX_EXTRA} bytes of JSON")
         ev["extra"] = extra
     out["event"] = ev
     return out
