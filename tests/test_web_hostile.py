@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from edgepose.web.server import IDLE_TIMEOUT_S, SPARE_CONNECTIONS, Auth
+from edgepose.web.server import IDLE_TIMEOUT_S, REQUEST_DEADLINE_S, SPARE_CONNECTIONS, Auth
 from tests.conftest_web import get, wait_until
 from tests.mosquitto import Mosquitto, free_port
 from tests.procs import finish
@@ -194,6 +194,28 @@ def test_credentials_are_compared_in_constant_time(monkeypatch):
         assert len(calls) == 3 and all(isinstance(a, bytes) for a, _ in calls), calls
     calls.clear()
     assert auth.check("Bearer tok") and not auth.check("Bearer tox") and len(calls) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("head,drip", [(b"", b"G"), (request(b"/api/status").split(b"Connection")[0], b"X-Slow: a\r\n")],
+                         ids=["request-line", "headers"])
+def test_a_client_trickling_its_request_is_cut_off(device, head, drip):
+    """Slowloris: a byte or a header every 2 s passes every socket timeout; the request deadline still ends it."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", device.port), timeout=5) as s:
+        s.sendall(head)
+        closed = False
+        while time.monotonic() - t0 < REQUEST_DEADLINE_S + 15 and not closed:
+            try:
+                s.sendall(drip)
+                s.settimeout(2.0)
+                closed = s.recv(4096) == b""
+            except TimeoutError:
+                continue
+            except OSError:  # reset, or a broken pipe on the next drip
+                closed = True
+    took = time.monotonic() - t0
+    assert closed and took < REQUEST_DEADLINE_S + 5, took
 
 
 def open_stream(port: int) -> socket.socket:

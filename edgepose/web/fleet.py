@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 POSES_HZ = 20.0
 CLIENT_BACKLOG = 2000
+#: ...or this many bytes queued for it, whichever comes first (a batch of many devices' poses is large).
+CLIENT_BACKLOG_BYTES = 16 << 20
 SSE_KEEPALIVE_S = 15.0
 EVENTS_KEPT = 200
 #: Event sequence numbers remembered per device to drop re-deliveries (these come within seconds).
@@ -98,6 +100,7 @@ def compact_people(people: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class _Client:
     def __init__(self) -> None:
         self.queue: collections.deque[bytes] = collections.deque()
+        self.queued_bytes = 0
         self.cond = threading.Condition()
         self.overflow = False
 
@@ -322,10 +325,11 @@ class FleetHub:
         chunk = self._sse_bytes(event, data)
         for cl in list(self._clients):
             with cl.cond:
-                if len(cl.queue) >= CLIENT_BACKLOG:
+                if len(cl.queue) >= CLIENT_BACKLOG or cl.queued_bytes + len(chunk) > CLIENT_BACKLOG_BYTES:
                     cl.overflow = True
                 else:
                     cl.queue.append(chunk)
+                    cl.queued_bytes += len(chunk)
                 cl.cond.notify_all()
 
     def _flush_loop(self) -> None:
@@ -363,10 +367,11 @@ class FleetHub:
                     if not cl.queue and not cl.overflow:
                         cl.cond.wait(SSE_KEEPALIVE_S)
                     if cl.overflow:
-                        log.warning("a browser fell %d messages behind; it reconnects with a fresh snapshot", CLIENT_BACKLOG)
+                        log.warning("a browser fell %d messages or %d MB behind; it reconnects with a fresh snapshot", CLIENT_BACKLOG, CLIENT_BACKLOG_BYTES >> 20)
                         return
                     chunks = list(cl.queue)
                     cl.queue.clear()
+                    cl.queued_bytes = 0
                 h.wfile.write(b"".join(chunks) if chunks else b": keepalive\n\n")
                 h.wfile.flush()
         finally:

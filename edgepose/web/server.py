@@ -6,7 +6,8 @@ request but ``/healthz`` passes :meth:`Auth.check` when credentials are set.
 Request lines are logged at debug level only, and headers never.
 
 Bounded against careless or hostile clients: a connection idle (or not
-reading) for :data:`IDLE_TIMEOUT_S` is closed, at most ``max_viewers`` +
+reading) for :data:`IDLE_TIMEOUT_S` is closed, so is one whose request takes
+over :data:`REQUEST_DEADLINE_S` to arrive (a byte every few seconds), at most ``max_viewers`` +
 :data:`SPARE_CONNECTIONS` are served at once (one more gets a canned 503 and
 no thread), the request line and headers of one request are capped
 (414 / 431), and only the files shipped in ``static/`` are served, by exact
@@ -22,6 +23,8 @@ import http.client
 import json
 import logging
 import re
+import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +42,9 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 PUBLIC = frozenset({"/healthz"})
 #: Seconds a connection may sit idle, or a viewer not read, before it is closed and its thread freed.
 IDLE_TIMEOUT_S = 10.0
+#: Seconds from the start of a request (idle keep-alive wait included) to the end of its headers: a client that
+#: trickles a byte every few seconds (slowloris) passes every socket timeout, so a reaper thread cuts it here.
+REQUEST_DEADLINE_S = 20.0
 #: Connections served at once beside the ``max_viewers`` streams: page loads, API polls, scrapes, SSE.
 SPARE_CONNECTIONS = 16
 #: Longest request line (the stdlib allows 64 KiB; no URL of these pages needs more than a few hundred bytes).
@@ -130,6 +136,13 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.rfile = _CappedReader(self.rfile)  # type: ignore[assignment]
 
+    def handle_one_request(self) -> None:
+        self.server.watch(self)  # the request line and headers must arrive within REQUEST_DEADLINE_S
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.unwatch(self)
+
     def parse_request(self) -> bool:
         if len(self.raw_requestline) > MAX_REQUEST_LINE:
             self.requestline, self.request_version, self.command = "", "", ""
@@ -146,6 +159,7 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", format % args))
 
     def do_GET(self) -> None:  # the stdlib's name
+        self.server.unwatch(self)  # the request has arrived; a route (a stream) may run as long as it likes
         path = self.path.split("?", 1)[0]
         if path not in PUBLIC and not self.server.auth.check(self.headers.get("Authorization")):
             body = b"authorization required\n"
@@ -210,6 +224,8 @@ class WebServer(ThreadingHTTPServer):
         self._active = 0
         self._active_lock = threading.Lock()
         self._refused_logged = 0.0
+        self._watched: dict[Handler, float] = {}
+        self._reaper_stop = threading.Event()
         try:
             super().__init__((cfg.host, cfg.port), Handler)
         except OSError as e:
@@ -238,6 +254,37 @@ class WebServer(ThreadingHTTPServer):
                         "(idle ones close after %g s). Fix: find the client holding them open, or raise http.max_viewers for real viewers.",
                         self.what, self.max_connections, SPARE_CONNECTIONS, IDLE_TIMEOUT_S)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The stdlib prints a traceback to stderr; a client that left (or was cut off) is not worth one.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("%s: %s", client_address, exc)
+            return
+        log.warning("%s request from %s failed: %s: %s", self.what, client_address[0], type(exc).__name__, exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def watch(self, h: Handler) -> None:
+        with self._active_lock:
+            self._watched[h] = time.monotonic()
+
+    def unwatch(self, h: Handler) -> None:
+        with self._active_lock:
+            self._watched.pop(h, None)
+
+    def _reap(self) -> None:
+        while not self._reaper_stop.wait(1.0):
+            now = time.monotonic()
+            with self._active_lock:
+                late = [h for h, t in self._watched.items() if now - t > REQUEST_DEADLINE_S]
+                for h in late:
+                    del self._watched[h]
+            for h in late:
+                log.debug("%s: request not complete after %g s, closing", h.address_string(), REQUEST_DEADLINE_S)
+                try:
+                    h.connection.shutdown(socket.SHUT_RDWR)  # the handler's blocked read returns, its thread ends
+                except OSError:
+                    pass
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
@@ -259,10 +306,12 @@ class WebServer(ThreadingHTTPServer):
     def start(self) -> WebServer:
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="edgepose-http", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._reap, name="edgepose-http-reaper", daemon=True).start()
         log.warning("%s web page on %s%s", self.what, self.url, " (credentials required)" if self.auth.required else "")
         return self
 
     def stop(self) -> None:
+        self._reaper_stop.set()
         self.shutdown()
         self.server_close()
         if self._thread is not None:
