@@ -53,11 +53,27 @@ def read_packet(s: socket.socket) -> bytes:
     return head + body
 
 
+def varint(n: int) -> bytes:
+    out = b""
+    while True:
+        b, n = n % 128, n // 128
+        out += bytes([b | (128 if n else 0)])
+        if not n:
+            return out
+
+
+def publish(topic: bytes, payload: bytes, v5: bool) -> bytes:
+    """A QoS-0 PUBLISH packet (MQTT 5: with an empty property list)."""
+    body = len(topic).to_bytes(2, "big") + topic + (b"\x00" if v5 else b"") + payload
+    return b"\x30" + varint(len(body)) + body
+
+
 class FakeBroker:
     """Accepts MQTT clients and misbehaves as ``mode`` says, for the first ``bad_connections`` (then pipes to ``upstream``)."""
 
     def __init__(self, mode: str, bad_connections: int = 1 << 30, upstream: int | None = None):
         self.mode, self.bad, self.upstream = mode, bad_connections, upstream
+        self.payloads: list[bytes] = []
         self.port = free_port()
         self.connections = 0
         self.sent = 0  # bytes of the huge packet the client took
@@ -92,6 +108,10 @@ class FakeBroker:
                 c.sendall(connack + b"\xff" * 64 + os.urandom(4096))
             elif self.mode == "bad-length":  # a remaining length of five bytes (MQTT allows four)
                 c.sendall(connack + b"\x30\xff\xff\xff\xff\x7f")
+            elif self.mode == "bad-topic":  # a PUBLISH on a topic that is not UTF-8 (Mosquitto would refuse it), then good ones
+                c.sendall(connack + publish(b"edgepose/x/\xff\xfe", b"{}", v5))
+                for payload in self.payloads:
+                    c.sendall(publish(b"edgepose/x/poses", payload, v5))
             elif self.mode == "huge":
                 c.sendall(connack + HUGE + b"\x00\x05hello")
                 chunk = b"\0" * 65536
@@ -254,3 +274,25 @@ def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_pat
         said = [ln for ln in err.splitlines() if "another client most likely uses its client id" in ln]
         assert len(said) == 1 and f"device_id = '{TWIN}'" in said[0] and "Fix: give each device its own device_id" in said[0], err[-2000:]
         assert "Traceback" not in err
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_listen_survives_a_topic_that_is_not_utf8(tmp_path, protocol):
+    """paho raises when the callback reads such a topic: listen names it in one line and records on."""
+    from tests.test_listen_hostile import GOOD_POSES
+
+    fake = FakeBroker("bad-topic")
+    fake.payloads = [json.dumps({**GOOD_POSES, "device": "x", "frame": i}).encode() for i in range(3)]
+    cfg = tmp_path / "l.toml"
+    cfg.write_text(f'[mqtt]\nprotocol = "{protocol}"\n')
+    out = tmp_path / "r.jsonl"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edgepose.cli", "listen", "--config", str(cfg), "--host", "127.0.0.1",
+                               "--port", str(fake.port), "--device", "x", "--jsonl", str(out), "--frames", "3", "--timeout", "30"],
+                              capture_output=True, text=True, timeout=90)
+    finally:
+        fake.close()
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert [json.loads(line)["frame"] for line in out.read_text().splitlines()] == [0, 1, 2]
+    assert "edgepose listen: dropped 1 malformed message(s)" in proc.stderr and "edgepose/x/\\xff\\xfe: its topic is not UTF-8" in proc.stderr, proc.stderr

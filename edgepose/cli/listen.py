@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
-    from ..sinks.inbound import BadMessage, Rejects, parse
+    from ..sinks.inbound import BadMessage, Rejects, parse, raw_topic
     from ..sinks.jsonl import JsonlSink
     from ..sinks.mqtt import connect_kwargs, explain_connect_failure, explain_refusal, new_client
     from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
@@ -104,9 +104,12 @@ def run(args: argparse.Namespace) -> int:
 
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
         # paho's network thread: whatever a message holds, it must not end here (recording would stop silently).
-        topic = "?"
         try:
-            topic = msg.topic  # paho decodes it as UTF-8, which can fail
+            topic = msg.topic  # paho decodes it as UTF-8 here
+        except UnicodeDecodeError:
+            reject(raw_topic(msg), "its topic is not UTF-8")
+            return
+        try:
             handle(topic, msg)
         except BadMessage as e:
             reject(topic, str(e))

@@ -267,6 +267,11 @@ def parse(kind: str, payload: bytes, device: str) -> dict[str, Any] | None:
     return check(_obj(data, "the payload"), device)
 
 
+def raw_topic(msg: Any) -> str:
+    """The topic of a paho message whose topic is not UTF-8 (``msg.topic`` raises then), its bytes escaped."""
+    return repr(bytes(getattr(msg, "_topic", b"")))[2:-1]
+
+
 class Rejects:
     """Counts bad messages and says so in one line per problem (then at most once a minute), not one per message."""
 

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from ..sinks.inbound import BadMessage, Rejects, parse
+from ..sinks.inbound import BadMessage, Rejects, parse, raw_topic
 from ..types import KEYPOINT_NAMES
 from .config import HttpConfig
 from .server import Handler, WebServer, page
@@ -193,9 +193,12 @@ class FleetHub:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         # paho's network thread: one bad message must not stop it.
-        topic = "?"
         try:
-            topic = msg.topic  # paho decodes it as UTF-8, which can fail
+            topic = msg.topic  # paho decodes it as UTF-8 here
+        except UnicodeDecodeError:
+            self._reject(raw_topic(msg), "its topic is not UTF-8")
+            return
+        try:
             self.handle(topic, bytes(msg.payload))
         except BadMessage as e:
             self._reject(topic, str(e))
