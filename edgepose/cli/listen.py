@@ -4,7 +4,9 @@ Recordings are frame records (``FrameResult.to_dict()``, ``frame.schema.json``),
 the format ``edgepose actions train`` and ``edgepose serve --replay`` read.
 Events (published separately, QoS 1) are attached to the frame record they
 happened in, or the next recorded one when ``poses`` are decimated; events
-delivered twice (at-least-once) are dropped by their ``seq``.
+delivered twice (at-least-once) are dropped by their ``seq``. Every message is
+checked first (:mod:`edgepose.sinks.inbound`): a malformed one is dropped with
+one line per problem and counted at the end, and recording goes on.
 """
 from __future__ import annotations
 
@@ -52,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
+    from ..sinks.inbound import BadMessage, Rejects, parse, raw_topic
     from ..sinks.jsonl import JsonlSink
     from ..sinks.mqtt import connect_kwargs, explain_connect_failure, explain_refusal, new_client
-    from ..sinks.payloads import decode_poses
-    from ..sinks.recorder import MqttRecorder
+    from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
 
     cfg = load_config(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("username", args.username),
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(unit=" frames", desc=f"recording {args.jsonl}", disable=None) if recorder else None
     poses_seen = 0
     closed = False
+    rejects = Rejects("edgepose listen")
 
     def report(problem: str, fix: str) -> None:
         failure[:] = [(problem, fix)]
@@ -94,20 +97,36 @@ def run(args: argparse.Namespace) -> int:
     def on_connect_fail(c: Any, userdata: Any) -> None:
         report(*explain_connect_failure(sys.exc_info()[1], mcfg.host, mcfg.port, mcfg.tls.enabled))
 
+    def reject(topic: str, reason: str) -> None:
+        line = rejects.note(topic, reason)
+        if line is not None:
+            log.warning("%s", line)
+
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
-        nonlocal poses_seen
-        kind = msg.topic.rsplit("/", 1)[-1]
-        dev = msg.topic[: -len(kind) - 1].rsplit("/", 1)[-1] if "+" in prefix else device
+        # paho's network thread: whatever a message holds, it must not end here (recording would stop silently).
         try:
-            data = decode_poses(msg.payload, dev) if kind == "poses" else (json.loads(msg.payload) if msg.payload else None)
-        except ValueError as e:
-            log.warning("undecodable message on %s: %s", msg.topic, e)
+            topic = msg.topic  # paho decodes it as UTF-8 here
+        except UnicodeDecodeError:
+            reject(raw_topic(msg), "its topic is not UTF-8")
             return
+        try:
+            handle(topic, msg)
+        except BadMessage as e:
+            reject(topic, str(e))
+        except Exception as e:  # a case the checks did not foresee: still one line, and the next message is read
+            log.debug("message on %s", topic, exc_info=True)
+            reject(topic, f"{type(e).__name__}: {str(e)[:100]}")
+
+    def handle(topic: str, msg: Any) -> None:
+        nonlocal poses_seen
+        kind = topic.rsplit("/", 1)[-1]
+        dev = topic[: -len(kind) - 1].rsplit("/", 1)[-1] if "+" in prefix else device
+        data = parse(kind, msg.payload, dev)
         with lock:
             if closed or (done.is_set() and kind == "poses"):
                 return
             if recorder is None:
-                print(msg.topic, json.dumps(data, separators=(",", ":")), flush=True)
+                print(topic, json.dumps(data, separators=(",", ":")), flush=True)
             elif kind == "events" and data:
                 recorder.add_event(data)
             elif kind == "poses" and isinstance(data, dict):
@@ -159,4 +178,9 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeposeError(f"{problem.rstrip('.')}; not connected after {waited:.1f} s.", fix)
     if recorder is not None:
         print(f"edgepose listen: recorded {recorder.written} frame(s) to {args.jsonl}", file=sys.stderr)
+    if recorder is not None and recorder.dropped_early:
+        print(f"edgepose listen: dropped {recorder.dropped_early} event(s): over {MAX_EARLY} waiting for frames that never came, "
+              f"or over {MAX_EVENTS_PER_FRAME} on one frame (their frame numbers do not match the poses).", file=sys.stderr)
+    if rejects.total:
+        print(f"edgepose listen: dropped {rejects.total} malformed message(s); the first: {rejects.first}", file=sys.stderr)
     return 0

@@ -55,6 +55,13 @@ STATE_MIN_INTERVAL = 1.0
 STATUS_EXPIRY_PERIODS = 3
 #: Seconds between two rounds of Home Assistant discovery at most, however often HA announces itself.
 DISCOVERY_MIN_INTERVAL = 10.0
+#: Largest MQTT packet taken from a broker: announced in CONNECT under MQTT 5 (MaximumPacketSize), enforced
+#: by :class:`BoundedClient` under both versions (subscribers check payloads at 1 MiB, edgepose.sinks.inbound).
+MAX_INCOMING_PACKET = 2 << 20
+#: Connections lost this soon (s) after their CONNACK, this many times in a row, mean another client with the
+#: same client id (a second `serve` with this device_id): both then reconnect only every backoff_max seconds.
+FLAP_HOLD_S = 5.0
+FLAP_COUNT = 3
 
 
 @dataclass
@@ -153,10 +160,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class BoundedClient(mqtt.Client):
+    """paho's client, refusing a packet a broker announces beyond :data:`MAX_INCOMING_PACKET`.
+
+    paho reads whatever remaining length a broker announces (up to 256 MB) into memory; a broken or hostile
+    broker could so fill a Pi's RAM. Here the connection is dropped instead, with one line (at most one a
+    minute), and paho reconnects with its back-off; events wait in the outbox meanwhile.
+    """
+
+    _too_large_said = 0.0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        packet = self._in_packet
+        if packet["have_remaining"] and packet["remaining_length"] > MAX_INCOMING_PACKET:
+            now = time.monotonic()
+            if now - self._too_large_said > 60.0:
+                self._too_large_said = now
+                log.warning("MQTT: broker %s:%d announced a packet of %d bytes, over the %d this client takes; dropping the "
+                            "connection and reconnecting with back-off. Fix: check that %s:%d is the MQTT broker you mean "
+                            "(and its message_size_limit).", self._host, self._port, packet["remaining_length"], MAX_INCOMING_PACKET,
+                            self._host, self._port)
+            raise OSError(f"packet of {packet['remaining_length']} bytes announced, over {MAX_INCOMING_PACKET}")
+        return super()._sock_recv(bufsize)
+
+
 def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
     """A paho client with the protocol, transport, credentials and TLS of ``cfg`` (not connected)."""
     v5 = cfg.protocol == "5"
-    client = mqtt.Client(
+    client = BoundedClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -190,7 +221,11 @@ def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
 
 def connect_kwargs(cfg: MqttConfig) -> dict[str, Any]:
     # clean_start exists only in MQTT 5; the outbox, not the broker session, keeps our state.
-    return {"clean_start": True} if cfg.protocol == "5" else {}
+    if cfg.protocol != "5":
+        return {}
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = MAX_INCOMING_PACKET  # a broker drops bigger messages for us rather than send them
+    return {"clean_start": True, "properties": props}
 
 
 
@@ -231,6 +266,9 @@ class MqttSink:
         self._attempt = 0  # TCP connections made; the CONNACK watchdog and the diagnosis name the one they belong to
         self._attempt_reported = True
         self._connack_timer: threading.Timer | None = None
+        self._connected_at = 0.0
+        self._short_in_row = 0
+        self._flap_said = False
         self._discovery_lock = threading.Lock()
         self._discovery_timer: threading.Timer | None = None
         self._discovery_last = 0.0
@@ -352,6 +390,7 @@ class MqttSink:
             return
         self._failures_in_row = 0
         self.stats.connects += 1
+        self._connected_at = time.monotonic()
         if self.last_error:
             log.warning("MQTT: connected to %s:%d (recovered from: %s)", self.cfg.host, self.cfg.port, self.last_error)
         else:
@@ -416,6 +455,22 @@ class MqttSink:
         if not self._connected.is_set():
             self._report_failure(*explain_no_connack(self.cfg.host, self.cfg.port, closed=True, tls_port=tls_port))
 
+    def _note_flap(self, client: mqtt.Client) -> None:
+        """A connection lost within FLAP_HOLD_S of its CONNACK FLAP_COUNT times in a row: two clients with one client id
+        kick each other off. Said once; from then on this one retries only every backoff_max (the twins swap at most
+        that often instead of every backoff_min)."""
+        held = time.monotonic() - self._connected_at
+        self._short_in_row = self._short_in_row + 1 if held < FLAP_HOLD_S else 0
+        if self._short_in_row < FLAP_COUNT or self._flap_said:
+            return
+        self._flap_said = True
+        client.reconnect_delay_set(min_delay=self.cfg.backoff_max, max_delay=self.cfg.backoff_max)  # type: ignore[arg-type]
+        log.error("MQTT: %s:%d dropped this device's connection %d times within %g s of connecting: another client most "
+                  "likely uses its client id %r (a second edgepose serve with device_id = %r?). Retrying only every %g s "
+                  "(mqtt.backoff_max) from now on; events wait in the outbox. Fix: give each device its own device_id "
+                  "(or mqtt.client_id), and stop the duplicate.", self.cfg.host, self.cfg.port, FLAP_COUNT, FLAP_HOLD_S,
+                  self.cfg.resolved_client_id(self.device_id), self.device_id, self.cfg.backoff_max)
+
     @_guard
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was = self._connected.is_set()
@@ -423,6 +478,7 @@ class MqttSink:
         if self._closing:
             return
         if was:
+            self._note_flap(client)
             self.stats.disconnects += 1
             hint = ""
             if "taken over" in str(reason).lower():

@@ -5,10 +5,18 @@ writes (``frame.schema.json``), through the same writer (:class:`~edgepose.sinks
 """
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from .jsonl import JsonlSink
 from .payloads import frame_record
+
+#: Events held for frames not received yet (a real one is a frame or two early; a bogus frame number is not).
+MAX_EARLY = 10_000
+#: Events on one frame record (a real frame has one per track and action at most).
+MAX_EVENTS_PER_FRAME = 1000
+#: (device, seq) pairs remembered to drop re-deliveries (which come within seconds).
+SEQS_KEPT = 100_000
 
 
 class MqttRecorder:
@@ -27,24 +35,36 @@ class MqttRecorder:
         self.buffer: list[dict[str, Any]] = []  # frame records not yet written, frames increasing
         self.early: list[dict[str, Any]] = []  # events for frames not received yet
         self.seen: set[tuple[str, int]] = set()
+        self._seen_order: collections.deque[tuple[str, int]] = collections.deque()
+        #: Events dropped: early ones beyond MAX_EARLY (oldest first), and beyond MAX_EVENTS_PER_FRAME on one frame.
+        self.dropped_early = 0
 
     @property
     def written(self) -> int:
         return self.sink.count
 
-    @staticmethod
-    def _attach(rec: dict[str, Any], event: dict[str, Any]) -> None:
-        rec.setdefault("_events", []).append(event)
+    def _attach(self, rec: dict[str, Any], event: dict[str, Any]) -> None:
+        events = rec.setdefault("_events", [])
+        if len(events) >= MAX_EVENTS_PER_FRAME:
+            self.dropped_early += 1
+            return
+        events.append(event)
 
     def add_event(self, payload: dict[str, Any]) -> None:
         key = (payload.get("device", ""), int(payload["seq"]))
         if key in self.seen:
             return
         self.seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > SEQS_KEPT:
+            self.seen.discard(self._seen_order.popleft())
         f = payload.get("frame")
         target = next((r for r in self.buffer if f is None or r["frame"] >= f), None)
         if target is None:
             self.early.append(payload)
+            if len(self.early) > MAX_EARLY:
+                self.early.pop(0)
+                self.dropped_early += 1
         else:
             self._attach(target, payload)  # its frame, the next recorded one, or (too late) the oldest held
 

@@ -153,6 +153,11 @@
     es.addEventListener("status", (m) => { const d = JSON.parse(m.data); setStatus(d.device, d.online, d.status); });
     es.addEventListener("event", (m) => addEvent(JSON.parse(m.data)));
     es.addEventListener("state", (m) => { const d = JSON.parse(m.data); setState(d.device, d.state); });
+    // A device the hub forgot (not heard for a day, or pushed out by too many others): its tile goes too.
+    es.addEventListener("gone", (m) => {
+      const d = JSON.parse(m.data), t = tiles.get(d.device);
+      if (t) { t.node.remove(); tiles.delete(d.device); summary(); }
+    });
     es.onerror = () => { $("conn").textContent = "view server unreachable (retrying)"; $("conn").className = "badge bad"; };
   }
 
