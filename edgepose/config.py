@@ -63,6 +63,15 @@ class EdgeposeConfig(ConfigModel):
     relocalization: RelocalizationConfig = Field(RelocalizationConfig(), description="The camera-relocalization model run beside the keypoint model.")
     http: HttpConfig = Field(HttpConfig(), description="The device's web page, MJPEG stream and metrics.")
 
+    def redacted(self) -> dict[str, Any]:
+        """A dump safe to print or log: no broker password, no password inside the source URL."""
+        from .sources.base import redact_url
+
+        dump = self.model_dump(mode="json")
+        dump["mqtt"] = self.mqtt.redacted()
+        dump["source"]["uri"] = redact_url(str(dump["source"]["uri"]))
+        return dump
+
 
 def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
     """The field names (and aliases) of the section at ``path`` below ``model``; [] when it cannot be followed."""
@@ -128,7 +137,9 @@ def format_validation_error(err: ValidationError, source: str = "config", model:
         elif any(looks_secret(str(p)) for p in e["loc"]):
             got_s = " (value not shown: it may be a secret)"
         else:
-            got_s = f" (got {got!r})"
+            from .sources.base import redact_url
+
+            got_s = f" (got {redact_url(repr(got))})"  # a URL's password is never echoed either
         lines.append(f"{source}: {loc}: {msg}{got_s}")
     return "\n".join(lines)
 

@@ -105,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Defaults < board profile (EDGEPOSE_BOARD or board.toml beside the config) < device config.
     cfg = load_config(args.config)
-    dump = cfg.model_dump(mode="json")
-    dump["mqtt"] = cfg.mqtt.redacted()
+    dump = cfg.redacted()  # no broker password, no stream password (rtsp://user:***@host)
     if args.print_config:
         print(json.dumps(dump, indent=2))
         return 0
