@@ -48,12 +48,12 @@ class DecodeConfig(ConfigModel):
     max_poses: int | None = Field(None, ge=1, le=100, description="Most people decoded per frame.")
     min_pose_score: float | None = Field(None, ge=0.0, le=1.0, description="Minimum pose score (seed article: 0.25) and the root-part threshold of the decoder.")
     min_part_score: float | None = Field(None, ge=0.0, le=1.0, description="Keypoints scoring less are left out of a pose's parts (and of tracking and drawing).")
-    nms_radius: float | None = Field(None, gt=0.0, description="Radius in model-input pixels within which two poses' parts are the same part.")
+    nms_radius: float | None = Field(None, gt=0.0, le=1000.0, description="Radius in model-input pixels within which two poses' parts are the same part.")
     mode: Literal["multi", "single"] | None = Field(None, description="`multi` decodes every person; `single` the argmax pose (faster, one person).")
 
 
 class EdgeposeConfig(ConfigModel):
-    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this device in MQTT topics, status and recordings (letters, digits, _ . -).")
+    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="Name of this device in MQTT topics, status and recordings (letters, digits, _ . -).")
     model: ModelConfig = Field(ModelConfig(), description="The keypoint model and how it runs.")
     source: SourceConfig = Field(SourceConfig(), description="Where frames come from.")
     decode: DecodeConfig = Field(DecodeConfig(), description="How heatmaps become poses.")
