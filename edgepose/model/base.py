@@ -112,8 +112,8 @@ class TFLiteModel:
                  name: str | None = None):
         buf, default_name = read_model_bytes(model, self.what, self.missing_fix)
         self.name = name or default_name
-        self.metadata: dict[str, Any] | None = flatbuf.read_metadata(buf) if len(buf) >= 8 else None
-        flatbuf.check_tflite(buf, self.name)
+        flatbuf.check_tflite(buf, self.name)  # first: an empty file, a JPEG or a .gz is named as such
+        self.metadata: dict[str, Any] | None = flatbuf.read_metadata(buf, self.name)
         self._check_metadata(self.metadata)
         buf = self._prepare(buf)
         self.model_t = flatbuf.load_model_t(buf, self.name)

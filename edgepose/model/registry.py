@@ -54,7 +54,7 @@ def loader_for(kind: str, name: str = "model") -> Loader:
 def model_type_of(path: str | Path) -> str:
     data = Path(path).read_bytes()
     flatbuf.check_tflite(data, str(path))
-    return model_type(flatbuf.read_metadata(data))
+    return model_type(flatbuf.read_metadata(data, str(path)))
 
 
 def open_model(path_or_name: str | Path, **kw: Any) -> Any:

@@ -124,15 +124,20 @@ def make_interpreter(
     """
     backend = backend or get_backend()
     delegates = [load_edgetpu_delegate(backend, edgetpu_device)] if edgetpu else None
-    try:
-        with native_quiet():  # TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate" (shown with -v)
+    failure: ValueError | RuntimeError | None = None
+    with native_quiet():  # TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate" (shown with -v)
+        try:
             interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)
             interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "edgetpu-custom-op" in str(e):
+        except (ValueError, RuntimeError) as err:
+            # Caught inside the block, so its start-up noise stays hidden: the one line below says it all.
+            failure = err
+    if failure is not None:
+        text = str(failure).strip()
+        msg = text.splitlines()[0][:200] if text else type(failure).__name__
+        if "edgetpu-custom-op" in text:
             raise RuntimeMissingError(f"{name} needs the Edge TPU ({msg}).", EDGETPU_INSTALL_HINT) from None
-        if "custom op" in str(e).lower():
+        if "custom op" in text.lower():
             raise ModelError(f"{name} uses a custom op this runtime does not have ({msg}).", "convert the model with builtin ops only.") from None
         raise ModelError(f"{name} could not be loaded by {backend.name} ({msg}).", "re-download or re-convert the model.") from None
     return interp
