@@ -279,7 +279,8 @@ def test_real_ssid_round_trips_through_network_config(ssid):
 
 def _password_file(tmp: Path, password: str) -> Path:
     p = tmp / "pw.txt"
-    p.write_bytes(password.encode() + b"\r\n")  # a Windows-edited file: the CR is not part of the password
+    # A Notepad-saved file: neither the byte-order mark nor the CR is part of the password.
+    p.write_bytes(b"\xef\xbb\xbf" + password.encode() + b"\r\n")
     return p
 
 
@@ -296,7 +297,7 @@ def _verify_crypt(crypt: str, password: str) -> None:
 ])
 def test_cloud_init_flash_stores_hostile_values_exactly(tmp_path, image, pi4_bundle, ssid, hostname, user, password):
     keys = [key_line(c) for c in KEY_COMMENTS]
-    (tmp_path / "key.pub").write_text("# comment line\n" + "\n".join(keys) + "\n")
+    (tmp_path / "key.pub").write_bytes(("\ufeff# comment line\r\n" + "\r\n".join(keys) + "\r\n").encode())  # BOM, CRLF
     out = tmp_path / "o.img"
     r = flash_cli("--image", str(image), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE), "--bundle", str(pi4_bundle),
                   f"--hostname={hostname}", f"--user={user}", "--ssh-key", str(tmp_path / "key.pub"),

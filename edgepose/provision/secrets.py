@@ -57,7 +57,8 @@ def read_text_file(file: str | Path, what: str, flag: str, limit: int = SECRET_F
     if len(data) > limit:
         raise ConfigError(f"the {what} file {file} is larger than {limit // 1024} KiB.", f"pass the right file to {flag}.")
     try:
-        return data.decode("utf-8")
+        # utf-8-sig: Notepad's byte-order mark is not part of the password (it would be hashed in, silently).
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ConfigError(f"the {what} file {file} is not UTF-8 text (byte {e.start}).",
                           f"save it as UTF-8 and pass it to {flag}.") from None
