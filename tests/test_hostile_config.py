@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import typing
 
 import pytest
@@ -191,3 +194,35 @@ def test_serve_numeric_flags_are_bounded(flag, value):
     r = serve(flag, value, "--print-config")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and f"argument {flag}" in lines[-1] and "outside" in lines[-1], r.stderr
+
+
+MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "coral", "posenet_mobilenet_v1_075_353_481_quant.tflite")
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@pytest.mark.skipif(not os.path.isfile(MODEL) or not os.path.isdir("/proc/self"), reason="needs the Coral model and /proc")
+def test_the_smallest_retry_interval_is_no_busy_loop_and_no_log_flood(tmp_path):
+    """At the floors (0.01 s retries, a refused stream and broker) serve neither spins nor floods the journal."""
+    p = tmp_path / "device.toml"
+    p.write_text(f'device_id = "cam-1"\n[source]\nuri = "rtsp://127.0.0.1:9/x"\nretry_initial_s = 0.01\nretry_max_s = 0.01\n'
+                 f'timeout_s = 0.1\n[model]\npath = "{os.path.abspath(MODEL)}"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
+                 f'backoff_min = 0.1\nbackoff_max = 0.1\nstatus_interval = 1\noutbox_path = "{tmp_path / "o.sqlite"}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "EDGEPOSE_BOARD"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(p)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(8)  # model loaded, the reconnect loop running
+        t0, c0 = time.monotonic(), _cpu_ticks(proc.pid)
+        time.sleep(5)
+        share = (_cpu_ticks(proc.pid) - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    attempts = [int(n) for n in re.findall(r"retrying in 0\.01 s \(attempt (\d+)\)", err)]
+    assert attempts and max(attempts) >= 64, err[-2000:]  # the loop really ran at its floor
+    assert len(attempts) <= 3 + max(attempts).bit_length(), attempts  # 1, 2, 3, then powers of two only
+    assert share < 0.5, f"serve used {share:.0%} of a core while retrying"
