@@ -14,6 +14,7 @@ import bz2
 import gzip
 import json
 import lzma
+import os
 import random
 import subprocess
 import sys
@@ -187,3 +188,24 @@ def test_real_commands_say_one_line(damaged, name, command):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])  # not -11, not -9
     assert len(lines) == 1 and "Fix:" in lines[0] and words in lines[0], r.stderr  # no native noise before it
     assert lines[0].startswith("edgepose run: error:" if command == "run" else "edgepose models: error:")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "sparse-3GiB", "directory"])
+@pytest.mark.parametrize("command", ["run", "info"])
+def test_files_that_must_not_be_read_whole(tmp_path, kind, command):
+    """Reading /dev/zero or a FIFO never ends, a 3 GiB file would fill a Pi's memory: refused before any read."""
+    if kind == "dev-zero":
+        path, words = Path("/dev/zero"), "not a regular file"
+    elif kind == "fifo":
+        path, words = tmp_path / "model.tflite", "not a regular file"
+        os.mkfifo(path)  # nobody writes: a read would block forever
+    elif kind == "sparse-3GiB":
+        path, words = tmp_path / "disk.tflite", "3.0 GiB"
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)  # sparse: no disk space used
+    else:
+        path, words = tmp_path, "is a directory"
+    args = ["run", "--model", str(path), "--source", str(IMAGE)] if command == "run" else ["models", "info", str(path)]
+    r = subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=60, check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Fix:" in lines[0], r.stderr
