@@ -66,12 +66,12 @@ class DecodeConfig(ConfigModel):
     max_poses: int | None = Field(None, ge=1, le=100, description="Most people decoded per frame.")
     min_pose_score: float | None = Field(None, ge=0.0, le=1.0, description="Minimum pose score (seed article: 0.25) and the root-part threshold of the decoder.")
     min_part_score: float | None = Field(None, ge=0.0, le=1.0, description="Keypoints scoring less are left out of a pose's parts (and of tracking and drawing).")
-    nms_radius: float | None = Field(None, gt=0.0, description="Radius in model-input pixels within which two poses' parts are the same part.")
+    nms_radius: float | None = Field(None, gt=0.0, le=1000.0, description="Radius in model-input pixels within which two poses' parts are the same part.")
     mode: Literal["multi", "single"] | None = Field(None, description="`multi` decodes every person; `single` the argmax pose (faster, one person).")
 
 
 class EdgeposeConfig(ConfigModel):
-    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this device in MQTT topics, status and recordings (letters, digits, _ . -).")
+    device_id: str = Field("edgepose", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="Name of this device in MQTT topics, status and recordings (letters, digits, _ . -).")
     model: ModelConfig = Field(ModelConfig(), description="The keypoint model and how it runs.")
     source: SourceConfig = Field(SourceConfig(), description="Where frames come from.")
     decode: DecodeConfig = Field(DecodeConfig(), description="How heatmaps become poses.")
@@ -80,6 +80,15 @@ class EdgeposeConfig(ConfigModel):
     mqtt: MqttConfig = Field(MqttConfig(), description="Publishing poses, events and status over MQTT (edgepose serve).")
     relocalization: RelocalizationConfig = Field(RelocalizationConfig(), description="The camera-relocalization model run beside the keypoint model.")
     http: HttpConfig = Field(HttpConfig(), description="The device's web page, MJPEG stream and metrics.")
+
+    def redacted(self) -> dict[str, Any]:
+        """A dump safe to print or log: no broker password, no password inside the source URL."""
+        from .sources.base import redact_url
+
+        dump = self.model_dump(mode="json")
+        dump["mqtt"] = self.mqtt.redacted()
+        dump["source"]["uri"] = redact_url(str(dump["source"]["uri"]))
+        return dump
 
 
 def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
@@ -146,7 +155,9 @@ def format_validation_error(err: ValidationError, source: str = "config", model:
         elif any(looks_secret(str(p)) for p in e["loc"]):
             got_s = " (value not shown: it may be a secret)"
         else:
-            got_s = f" (got {got!r})"
+            from .sources.base import redact_url
+
+            got_s = f" (got {redact_url(repr(got))})"  # a URL's password is never echoed either
         lines.append(f"{source}: {loc}: {msg}{got_s}")
     return "\n".join(lines)
 

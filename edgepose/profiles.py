@@ -217,9 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             from .config import load_config
 
             cfg = load_config(args.device, board=args.board)
-            dump = cfg.model_dump(mode="json")
-            dump["mqtt"] = cfg.mqtt.redacted()  # never print broker passwords
-            print(json.dumps(dump, indent=2))
+            print(json.dumps(cfg.redacted(), indent=2))  # never print broker or stream passwords
     except ConfigError as e:
         print(f"edgepose profiles: error: {e}", file=sys.stderr)
         return e.exit_code

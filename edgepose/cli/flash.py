@@ -57,17 +57,14 @@ def _custom(args: argparse.Namespace) -> Any:
     from ..provision import secrets
 
     c = fb.Customisation(user=fb.check_user(args.user))
-    if args.hostname:
+    if args.hostname is not None:  # --hostname '' is a mistake, not "use the default"
         c.hostname = fb.check_hostname(args.hostname)
     else:
         device_id = str(read_toml(args.config).get("device_id", "")) if Path(args.config).is_file() else ""
-        if fb.HOSTNAME_RE.match(device_id):
+        if fb.HOSTNAME_RE.fullmatch(device_id):  # fullmatch: not 'cam\n'
             c.hostname = device_id
-    if args.ssh_key:
-        try:
-            text = Path(args.ssh_key).expanduser().read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read the SSH key {args.ssh_key}: {e.strerror}.", "pass your public key file (.pub).") from None
+    if args.ssh_key is not None:
+        text = secrets.read_text_file(args.ssh_key, "SSH public key", "--ssh-key")
         c.ssh_keys = fb.check_ssh_key(text, args.ssh_key)
     password = secrets.read_secret(secrets.USER_PASSWORD_ENV, args.user_password_file, None, "user password", "--user-password-file")
     if password:
@@ -77,7 +74,7 @@ def _custom(args: argparse.Namespace) -> Any:
         if not args.wifi_country:
             raise ConfigError("--wifi-ssid needs --wifi-country (the Wi-Fi regulatory domain).", "add e.g. --wifi-country GB.")
         c.wifi_country = fb.check_country(args.wifi_country)
-        phrase = secrets.read_secret(secrets.WIFI_ENV, args.wifi_password_file, f"Wi-Fi passphrase for {args.wifi_ssid}: ",
+        phrase = secrets.read_secret(secrets.WIFI_ENV, args.wifi_password_file, f"Wi-Fi passphrase for {fb.show(args.wifi_ssid)}: ",
                                      "Wi-Fi passphrase", "--wifi-password-file")
         if phrase is None:
             raise ConfigError("no Wi-Fi passphrase given.",
@@ -89,7 +86,7 @@ def _custom(args: argparse.Namespace) -> Any:
         raise ConfigError("Wi-Fi settings given without --wifi-ssid.", "add --wifi-ssid NAME.")
     if args.secrets:
         c.device_env = secrets.read_env_file(args.secrets)
-    return c
+    return c.check()
 
 
 def run(args: argparse.Namespace) -> int:

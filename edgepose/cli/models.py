@@ -162,7 +162,7 @@ def _static_info(path, reason: str) -> dict:
         "decoder_op": None
         if op is None
         else {"max_detections": op.max_detections, "score_threshold": round(op.score_threshold, 4), "nms_radius": op.nms_radius, "stride": op.stride},
-        "metadata": flatbuf.read_metadata(buf),
+        "metadata": flatbuf.read_metadata(buf, path.name),
         "runtime": f"not loaded: {reason}",
     }
 

@@ -23,13 +23,26 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", "-c", help="device config (TOML); default: built-in defaults")
     p.add_argument("--replay", metavar="JSONL", help="publish a recording (frame records) instead of running the camera and model")
-    p.add_argument("--replay-fps", type=float, default=None, help="frames per second of --replay (default: as fast as they are consumed)")
+    p.add_argument("--replay-fps", type=_bounded(0.01, 1000.0), default=None, help="frames per second of --replay (default: as fast as they are consumed)")
     p.add_argument("--replay-loop", action="store_true", help="repeat --replay forever")
     p.add_argument("--max-frames", type=int, default=None, help="stop (gracefully) after this many frames")
     p.add_argument("--print-config", action="store_true", help="print the validated config (secrets redacted) and exit")
-    p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--status-every", type=_bounded(1.0, 86400.0, zero=True), default=30.0, metavar="SECONDS",
                    help="print a status line (frames, fps, camera, MQTT, outbox) to stderr this often; 0: never (default: 30)")
     p.set_defaults(func=run)
+
+
+def _bounded(lo: float, hi: float, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite float in [lo, hi] (or 0 when ``zero``); nan, inf and 1e-9 are refused in one line."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (lo <= v <= hi or (zero and v == 0)):
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}" + (" (or 0)" if zero else ""))
+        return v
+    return parse
 
 
 class FatalSourceError(SourceError):
@@ -105,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Defaults < board profile (EDGEPOSE_BOARD or board.toml beside the config) < device config.
     cfg = load_config(args.config)
-    dump = cfg.model_dump(mode="json")
-    dump["mqtt"] = cfg.mqtt.redacted()
+    dump = cfg.redacted()  # no broker password, no stream password (rtsp://user:***@host)
     if args.print_config:
         print(json.dumps(dump, indent=2))
         return 0

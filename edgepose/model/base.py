@@ -33,6 +33,10 @@ def model_type(meta: dict[str, Any] | None) -> str:
     return str(meta.get(MODEL_TYPE_KEY) or meta.get(_LEGACY_TYPE_KEY) or DEFAULT_MODEL_TYPE)
 
 
+#: The flatbuffer format's own limit (32-bit offsets): a bigger file is not a .tflite, and is not read into memory.
+MAX_MODEL_BYTES = 2**31 - 1
+
+
 def read_model_bytes(model: str | Path | bytes, what: str = "model", fix: str = "check the path, or use a name from 'edgepose models list'.") -> tuple[bytes, str]:
     """``(bytes, display name)`` of a model path or buffer; a missing or unreadable file is a :class:`ModelError`."""
     if isinstance(model, (bytes, bytearray)):
@@ -42,7 +46,13 @@ def read_model_bytes(model: str | Path | bytes, what: str = "model", fix: str = 
         raise ModelError(f"{what} file {p} does not exist.", fix)
     if p.is_dir():
         raise ModelError(f"{p} is a directory, not a .tflite model.", "pass the .tflite file inside it.")
+    if not p.is_file():  # /dev/zero, a FIFO, a tty: reading would never end
+        raise ModelError(f"{p} is not a regular file, not a .tflite model.", "pass the .tflite file itself.")
     try:
+        size = p.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise ModelError(f"{p.name} is {size / 2**30:.1f} GiB; a .tflite flatbuffer is below 2 GiB.",
+                             "pass the .tflite model, not a disk image or an archive.")
         return p.read_bytes(), p.name
     except OSError as e:
         raise ModelError(f"cannot read {what} {p}: {e.strerror}.", "check the file's permissions.") from None
@@ -114,8 +124,8 @@ class TFLiteModel:
                  name: str | None = None, delegate: DelegateSpec | None = None):
         buf, default_name = read_model_bytes(model, self.what, self.missing_fix)
         self.name = name or default_name
-        self.metadata: dict[str, Any] | None = flatbuf.read_metadata(buf) if len(buf) >= 8 else None
-        flatbuf.check_tflite(buf, self.name)
+        flatbuf.check_tflite(buf, self.name)  # first: an empty file, a JPEG or a .gz is named as such
+        self.metadata: dict[str, Any] | None = flatbuf.read_metadata(buf, self.name)
         self._check_metadata(self.metadata)
         buf = self._prepare(buf)
         self.model_t = flatbuf.load_model_t(buf, self.name)

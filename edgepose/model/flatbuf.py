@@ -33,24 +33,123 @@ def _schema():
     return tflite_schema
 
 
+#: What a file that is not a .tflite usually is, by its first bytes: (magic, what it is, the fix).
+_NOT_TFLITE = [
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip FILE.tflite.gz) and pass the .tflite."),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz FILE.tflite.xz) and pass the .tflite."),
+    (b"PK\x03\x04", "a zip archive", "unzip it and pass the .tflite inside."),
+    (b"\xff\xd8\xff", "a JPEG image", "pass the model with --model and the image with --source."),
+    (b"\x89PNG", "a PNG image", "pass the model with --model and the image with --source."),
+]
+TFLITE_FIX = ("pass a .tflite file, e.g. one from 'edgepose models fetch' or 'edgepose convert'; "
+              "re-download it if it was truncated.")
+
+
 def check_tflite(buf: bytes, name: str = "model") -> None:
-    """Raise a :class:`ModelError` unless ``buf`` looks like a TFLite flatbuffer."""
-    if len(buf) < 8 or buf[4:8] != TFLITE_IDENTIFIER:
-        raise ModelError(
-            f"{name} is not a TFLite model (no 'TFL3' identifier; {len(buf)} bytes).",
-            "pass a .tflite file, e.g. one from 'edgepose models fetch' or 'edgepose convert'; "
-            "re-download it if it was truncated.",
-        )
+    """Raise a :class:`ModelError` unless ``buf`` looks like a TFLite flatbuffer (saying what it is instead when known)."""
+    if len(buf) >= 8 and buf[4:8] == TFLITE_IDENTIFIER:
+        return
+    if not buf:
+        raise ModelError(f"{name} is empty (0 bytes), not a TFLite model.", "re-download or re-convert it; " + TFLITE_FIX)
+    for magic, what, fix in _NOT_TFLITE:
+        if buf.startswith(magic):
+            raise ModelError(f"{name} is {what}, not a TFLite model.", fix)
+    head = buf[:4096]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        what = "an HTML page (a failed download?)" if "<html" in text.lower() or "<!doctype" in text.lower() else "a text file"
+        raise ModelError(f"{name} is {what}, not a TFLite model ({len(buf)} bytes).", TFLITE_FIX)
+    if buf[:1] == b"\x0a" and any(w in head for w in (b"Placeholder", b"Const", b"Conv2D")):  # GraphDef: field 1, node
+        raise ModelError(f"{name} looks like a TensorFlow GraphDef (.pb), not a TFLite model.",
+                         f"convert it first: edgepose convert {name} --out model.tflite.")
+    raise ModelError(f"{name} is not a TFLite model (no 'TFL3' identifier; {len(buf)} bytes).", TFLITE_FIX)
 
 
-def load_model_t(buf: bytes, name: str = "model"):
-    """Unpack a flatbuffer into the mutable object API (``ModelT``)."""
+#: Byte size of one element per TensorType name (types packed below a byte or of variable size are not sized).
+_TYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2, "COMPLEX64": 8,
+               "INT8": 1, "FLOAT64": 8, "COMPLEX128": 16, "UINT64": 8, "UINT32": 4, "UINT16": 2, "BFLOAT16": 2,
+               "FLOAT8_E4M3FN": 1, "FLOAT8_E5M2": 1}
+#: The largest tensor and the most tensor memory a model for this project may ask the interpreter for. PoseNet at
+#: 721x1281 needs about 40 MB in all; a flipped bit in a shape asks for gigabytes and the kernel kills the process.
+MAX_TENSOR_BYTES = 512 << 20
+MAX_TOTAL_TENSOR_BYTES = 2 << 30
+
+
+def check_structure(model_t, name: str = "model") -> None:
+    """Refuse what the interpreter would crash or run out of memory on: indices out of range, impossible shapes.
+
+    The TFLite runtime verifies the flatbuffer's own layout (offsets inside the file) when it builds the model, and
+    :func:`load_model_t` fails on offsets Python cannot follow; neither checks what the tables mean. A flipped bit
+    in a tensor shape, a tensor, buffer or opcode index then reaches allocate_tensors (a multi-GB allocation: killed
+    by the kernel) or invoke. This checks those meanings on the unpacked model, in one pass, in pure Python.
+    """
+    s = _schema()
+    type_names = {v: k for k, v in vars(s.TensorType).items() if k.isupper()}
+
+    def bad(what: str) -> ModelError:
+        return ModelError(f"{name} is a corrupt TFLite file ({what}).", "re-download or re-convert it.")
+
+    buffers = model_t.buffers or []
+    codes = model_t.operatorCodes or []
+    if not model_t.subgraphs:
+        raise bad("no subgraph")
+    total = 0
+    for g, sg in enumerate(model_t.subgraphs):
+        tensors = sg.tensors or []
+        n = len(tensors)
+        for t_i, t in enumerate(tensors):
+            shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+            if any(d < 0 for d in shape):
+                raise bad(f"tensor {t_i} has the shape {shape}")
+            if t.type not in type_names:
+                raise bad(f"tensor {t_i} has the unknown type {t.type}")
+            if not 0 <= int(t.buffer) < max(len(buffers), 1):
+                raise bad(f"tensor {t_i} refers to buffer {t.buffer} of {len(buffers)}")
+            size = _TYPE_BYTES.get(type_names[t.type])
+            if size is None:
+                continue
+            count = 1
+            for d in shape:
+                count *= d
+            nbytes = count * size
+            if nbytes > MAX_TENSOR_BYTES:
+                raise bad(f"tensor {t_i} of shape {shape} would need {nbytes / 2**20:.0f} MiB")
+            data = buffers[t.buffer].data if buffers else None
+            if data is not None and len(data):
+                if len(data) != nbytes:
+                    raise bad(f"tensor {t_i} of shape {shape} has {len(data)} bytes of data, not {nbytes}")
+            else:
+                total += nbytes
+        if total > MAX_TOTAL_TENSOR_BYTES:
+            raise bad(f"its tensors would need {total / 2**30:.1f} GiB")
+        for role, idx in (("input", sg.inputs), ("output", sg.outputs)):
+            for i in (idx if idx is not None else []):
+                if not 0 <= int(i) < n:
+                    raise bad(f"subgraph {g} {role} {int(i)} is not one of its {n} tensors")
+        for o_i, op in enumerate(sg.operators or []):
+            if not 0 <= int(op.opcodeIndex) < len(codes):
+                raise bad(f"operator {o_i} has opcode {op.opcodeIndex} of {len(codes)}")
+            for role, idx in (("input", op.inputs), ("output", op.outputs), ("intermediate", op.intermediates)):
+                for i in (idx if idx is not None else []):
+                    if not -1 <= int(i) < n:  # -1: an optional input left out
+                        raise bad(f"operator {o_i} {role} {int(i)} is not one of the {n} tensors")
+
+
+def load_model_t(buf: bytes, name: str = "model", check: bool = True):
+    """Unpack a flatbuffer into the mutable object API (``ModelT``), checked by :func:`check_structure` unless told not."""
     check_tflite(buf, name)
     s = _schema()
     try:
-        return s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+        model_t = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     except Exception as e:  # corrupt offsets raise IndexError/struct.error deep inside
-        raise ModelError(f"{name} is a corrupt TFLite file ({type(e).__name__}: {e}).", "re-download or re-convert it.") from None
+        raise ModelError(f"{name} is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).",
+                         "re-download or re-convert it.") from None
+    if check:
+        check_structure(model_t, name)  # every caller indexes subgraphs[0], tensors and opcodes with these values
+    return model_t
 
 
 def pack_model_t(model_t) -> bytes:
@@ -62,7 +161,7 @@ def pack_model_t(model_t) -> bytes:
 def op_code_name(model_t, opcode_index: int) -> str:
     oc = model_t.operatorCodes[opcode_index]
     if oc.customCode:
-        return oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode)
+        return oc.customCode.decode("utf-8", "replace") if isinstance(oc.customCode, bytes) else str(oc.customCode)
     code = max(oc.builtinCode or 0, oc.deprecatedBuiltinCode or 0)
     s = _schema()
     for k, v in vars(s.BuiltinOperator).items():
@@ -77,10 +176,10 @@ def custom_op_names(model_t) -> list[str]:
 
 # --------------------------------------------------------------------------- metadata
 
-def read_metadata(buf: bytes) -> dict[str, Any] | None:
+def read_metadata(buf: bytes, name: str = "the model") -> dict[str, Any] | None:
     """edgepose's metadata dict, or ``None`` when the model has none."""
     s = _schema()
-    check_tflite(buf)
+    check_tflite(buf, name)
     try:
         m = s.Model.GetRootAsModel(buf, 0)
         data = None
@@ -91,14 +190,14 @@ def read_metadata(buf: bytes) -> dict[str, Any] | None:
                 break
     except (struct.error, IndexError, ValueError, AttributeError, TypeError, UnicodeDecodeError) as e:
         # A valid header over damaged contents: offsets point outside the file.
-        raise ModelError(f"the model is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).",
+        raise ModelError(f"{name} is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).",
                          "re-download or re-convert it.") from None
     if data is None:
         return None
     try:
         return json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise ModelError(f"the model's edgepose metadata is not valid JSON ({e}).", "re-convert the model.") from None
+        raise ModelError(f"{name}'s edgepose metadata is not valid JSON ({e}).", "re-convert the model.") from None
 
 
 def write_metadata(buf: bytes, meta: dict[str, Any]) -> bytes:
@@ -165,4 +264,4 @@ def cut_decoder_op(buf: bytes, name: str = "model") -> tuple[bytes, DecoderOpInf
 
 def _tensor_name(t) -> str:
     n = t.name
-    return n.decode() if isinstance(n, bytes) else str(n)
+    return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)

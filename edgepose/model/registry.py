@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..errors import ModelError
 from . import flatbuf
-from .base import model_type
+from .base import model_type, read_model_bytes
 
 ENTRY_POINT_GROUP = "edgepose.model_types"
 Loader = Callable[..., Any]
@@ -52,9 +52,9 @@ def loader_for(kind: str, name: str = "model") -> Loader:
 
 
 def model_type_of(path: str | Path) -> str:
-    data = Path(path).read_bytes()
-    flatbuf.check_tflite(data, str(path))
-    return model_type(flatbuf.read_metadata(data))
+    data, name = read_model_bytes(path)  # a regular file of a sane size only: /dev/zero must not be read
+    flatbuf.check_tflite(data, name)
+    return model_type(flatbuf.read_metadata(data, name))
 
 
 def open_model(path_or_name: str | Path, **kw: Any) -> Any:

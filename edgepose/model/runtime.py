@@ -176,10 +176,11 @@ def make_interpreter_with(model: bytes, num_threads: int = 1, delegate: Delegate
     try:
         return _allocate(backend, model, num_threads, [loaded] if loaded is not None else None), loaded is not None
     except (ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "edgetpu-custom-op" in str(e):
+        text = str(e).strip()
+        msg = text.splitlines()[0][:200] if text else type(e).__name__
+        if "edgetpu-custom-op" in text:
             raise RuntimeMissingError(f"{name} needs the Edge TPU ({msg}).", EDGETPU_INSTALL_HINT) from None
-        if "custom op" in str(e).lower():
+        if "custom op" in text.lower():
             raise ModelError(f"{name} uses a custom op this runtime does not have ({msg}).", "convert the model with builtin ops only.") from None
         if loaded is not None and delegate is not None:
             # The delegate loaded but rejected this graph (its Prepare failed).
@@ -190,7 +191,14 @@ def make_interpreter_with(model: bytes, num_threads: int = 1, delegate: Delegate
 
 
 def _allocate(backend: Backend, model: bytes, num_threads: int, delegates: list | None):
+    failure: ValueError | RuntimeError | None = None
     with native_quiet():  # TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate" (shown with -v)
-        interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)
-        interp.allocate_tensors()
+        try:
+            interp = backend.Interpreter(model_content=model, num_threads=num_threads, experimental_delegates=delegates)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            # Caught inside the block, so its start-up noise stays hidden: the caller's one line says it all.
+            failure = err
+    if failure is not None:
+        raise failure
     return interp

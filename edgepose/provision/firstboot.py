@@ -14,6 +14,7 @@ import re
 import secrets as _random
 import shlex
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,10 @@ HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 @dataclass
 class Customisation:
-    """What the card should know about its site. Secrets are hashes only (see secrets.py)."""
+    """What the card should know about its site. Secrets are hashes only (see secrets.py).
+
+    :meth:`check` runs every validator again, so a library caller gets the CLI's refusals too.
+    """
 
     hostname: str | None = None
     user: str = "pi"
@@ -49,30 +53,93 @@ class Customisation:
     #: The service's secrets (``NAME=value``; the config names them by ``*_env``), for /etc/edgepose/edgepose.env.
     device_env: dict[str, str] = field(default_factory=dict)
 
+    def check(self) -> Customisation:
+        """Raise a :class:`ConfigError` for any value that cannot go into the generated files as it is."""
+        if self.hostname is not None:
+            check_hostname(self.hostname)
+        check_user(self.user)
+        if self.ssh_keys:
+            check_ssh_key("\n".join(self.ssh_keys), "the SSH key list")
+        if self.password_hash is not None and not CRYPT_RE.fullmatch(self.password_hash):
+            raise ConfigError("the user password hash is not a SHA-512 crypt string ($6$salt$hash).",
+                              "pass the password itself (edgepose flash hashes it).")
+        if self.wifi_ssid is not None:
+            check_ssid_text(self.wifi_ssid)
+            if self.wifi_psk is None or not PSK_RE.fullmatch(self.wifi_psk):
+                raise ConfigError("the Wi-Fi PSK is not 64 hex digits.", "pass the passphrase (edgepose flash derives the PSK).")
+        if self.wifi_country is not None:
+            check_country(self.wifi_country)
+        return self
+
+
+#: ``openssl passwd -6``: ``$6$`` [``rounds=N$``] salt ``$`` hash, all from crypt's ./0-9A-Za-z alphabet.
+CRYPT_RE = re.compile(r"\$6\$(rounds=[0-9]+\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}")
+PSK_RE = re.compile(r"[0-9a-f]{64}")
+#: An SSID written as ``ssid="..."`` in wpa_supplicant.conf; anything else is written as hex.
+PLAIN_SSID_RE = re.compile(r"[A-Za-z0-9 _.+-]+")
+
+
+def show(value: str, limit: int = 40) -> str:
+    """``value`` for a one-line message: repr (newlines and control characters escaped), cut to ``limit`` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def _controls(text: str) -> list[str]:
+    """Control characters and Unicode line/paragraph separators in ``text`` (YAML and shells treat them as breaks)."""
+    return [ch for ch in text if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in "\x85\ufeff"]
+
 
 def check_hostname(name: str) -> str:
-    if not HOSTNAME_RE.match(name):
-        raise ConfigError(f"host name {name!r} is not valid.", "use letters, digits and '-', at most 63 characters, e.g. kitchen-cam.")
+    # fullmatch: '$' would also match before a trailing newline ('kitchen-cam\n').
+    if not HOSTNAME_RE.fullmatch(name):
+        raise ConfigError(f"host name {show(name)} is not valid.",
+                          "use ASCII letters, digits and '-', at most 63 characters, e.g. kitchen-cam.")
     return name
 
 
 def check_user(name: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", name) or name == "root":
-        raise ConfigError(f"user name {name!r} is not valid.", "use a lower-case name such as pi (not root).")
+        raise ConfigError(f"user name {show(name)} is not valid.",
+                          "use a lower-case ASCII name of at most 32 characters such as pi (not root).")
     return name
 
 
 def check_country(cc: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{2}", cc):
-        raise ConfigError(f"Wi-Fi country {cc!r} is not a two-letter ISO 3166 code.", "pass e.g. --wifi-country GB.")
+        raise ConfigError(f"Wi-Fi country {show(cc)} is not a two-letter ISO 3166 code.", "pass e.g. --wifi-country GB.")
     return cc.upper()
 
 
+def check_ssid_text(ssid: str) -> bytes:
+    """The SSID's UTF-8 bytes: 1 to 32 of them, no control characters (they cannot be typed on a phone either)."""
+    try:
+        raw = ssid.encode("utf-8")
+    except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as surrogates
+        raise ConfigError("the Wi-Fi SSID is not valid UTF-8.", "pass the network's name as UTF-8 text with --wifi-ssid.") from None
+    if not 1 <= len(raw) <= 32:
+        raise ConfigError(
+            f"the Wi-Fi SSID is {len(raw)} bytes long; an SSID has 1 to 32 bytes (UTF-8).",
+            "pass the network's exact name with --wifi-ssid.",
+        )
+    if _controls(ssid):
+        raise ConfigError(f"the Wi-Fi SSID {show(ssid)} contains a control character or line break.",
+                          "pass the network's name as shown by your phone, on one line, with --wifi-ssid.")
+    return raw
+
+
+#: An authorized_keys line: key type, base64 blob, optional comment (no options such as command=).
+SSH_KEY_RE = re.compile(
+    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?"
+)
+
+
 def check_ssh_key(text: str, source: str) -> list[str]:
-    keys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    pattern = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?$")
-    if not keys or not all(pattern.match(k) for k in keys):
-        raise ConfigError(f"{source} is not an SSH public key file.", "pass the .pub file, e.g. --ssh-key ~/.ssh/id_ed25519.pub.")
+    # Lines end at '\n' only: splitlines() would also cut at U+2028 or \x1c and hide a second key in a comment.
+    keys = [ln.strip() for ln in text.split("\n") if ln.strip() and not ln.lstrip().startswith("#")]
+    if not keys or not all(SSH_KEY_RE.fullmatch(k) and not _controls(k) for k in keys):
+        raise ConfigError(f"{source} is not an SSH public key file (one key per line, no control characters).",
+                          "pass the .pub file, e.g. --ssh-key ~/.ssh/id_ed25519.pub.")
     return keys
 
 
@@ -212,8 +279,29 @@ def _q(s: str) -> str:
     return shlex.quote(s)
 
 
+def wpa_ssid(ssid: str) -> str:
+    """The ``ssid=`` value of wpa_supplicant.conf: ``"name"`` when plain ASCII, else the UTF-8 bytes as hex (unquoted)."""
+    raw = check_ssid_text(ssid)
+    return f'"{ssid}"' if PLAIN_SSID_RE.fullmatch(ssid) else raw.hex()
+
+
+def wpa_supplicant_lines(c: Customisation) -> list[str]:
+    """wpa_supplicant.conf for the Wi-Fi of ``c`` (the PSK, never the passphrase)."""
+    return [
+        f"country={check_country(c.wifi_country or 'GB')}",
+        "ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev",
+        "ap_scan=1",
+        "update_config=1",
+        "network={",
+        f"\tssid={wpa_ssid(c.wifi_ssid or '')}",
+        f"\tpsk={c.wifi_psk}",
+        "}",
+    ]
+
+
 def firstrun_block(c: Customisation) -> str:
     """Imager 1.x's customisation steps (host name, SSH key, user, Wi-Fi) plus enabling our first-boot unit."""
+    c.check()  # every value is checked here too: each one below is shell-quoted or from a checked alphabet
     lines = ["# --- edgepose flash ---"]
     if c.hostname:
         h = _q(c.hostname)
@@ -261,16 +349,8 @@ def firstrun_block(c: Customisation) -> str:
             "if [ -f /usr/lib/raspberrypi-sys-mods/imager_custom ]; then",
             f"   /usr/lib/raspberrypi-sys-mods/imager_custom set_wlan {ssid} {c.wifi_psk} {cc}",
             "else",
-            "cat >/etc/wpa_supplicant/wpa_supplicant.conf <<'WPAEOF'",
-            f"country={c.wifi_country or 'GB'}",
-            "ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev",
-            "ap_scan=1",
-            "update_config=1",
-            "network={",
-            f'\tssid="{c.wifi_ssid}"',
-            f"\tpsk={c.wifi_psk}",
-            "}",
-            "WPAEOF",
+            # One printf with each line shell-quoted: no heredoc whose delimiter a value could end.
+            "   printf '%s\\n' " + " ".join(_q(ln) for ln in wpa_supplicant_lines(c)) + " >/etc/wpa_supplicant/wpa_supplicant.conf",
             "   chmod 600 /etc/wpa_supplicant/wpa_supplicant.conf",
             "   rfkill unblock wifi",
             "   for filename in /var/lib/systemd/rfkill/*:wlan ; do echo 0 > \"$filename\"; done",

@@ -85,6 +85,7 @@ def flash(
         raise ImageError("--out is the input image.", "write the customised copy to a new file; the input is never modified.")
     if first_boot not in FIRST_BOOT:
         raise ConfigError(f"unknown first-boot mechanism {first_boot!r}.", f"use one of {', '.join(FIRST_BOOT)}.")
+    custom.check()  # a library caller's values are refused as the CLI's are, before any work
     profile_path = find_profile(profile)
     cfg = checked_config(Path(config), profile_path)
     missing = sorted(set(env_names(cfg)) - set(custom.device_env))

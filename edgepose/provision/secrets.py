@@ -17,19 +17,18 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from .firstboot import check_ssid_text as check_ssid_text
+
+#: A secret file larger than this is not a password file (and /dev/zero must not fill the memory).
+SECRET_FILE_MAX = 64 * 1024
 
 WIFI_ENV = "EDGEPOSE_WIFI_PASSWORD"
 USER_PASSWORD_ENV = "EDGEPOSE_USER_PASSWORD"
 
 
 def check_ssid(ssid: str) -> bytes:
-    raw = ssid.encode("utf-8")
-    if not 1 <= len(raw) <= 32:
-        raise ConfigError(
-            f"the Wi-Fi SSID is {len(raw)} bytes long; an SSID has 1 to 32 bytes (UTF-8).",
-            "pass the network's exact name with --wifi-ssid.",
-        )
-    return raw
+    """The SSID's UTF-8 bytes (1 to 32, no control characters); see :func:`firstboot.check_ssid_text`."""
+    return check_ssid_text(ssid)
 
 
 def check_passphrase(passphrase: str) -> None:
@@ -48,20 +47,52 @@ def wpa_psk(ssid: str, passphrase: str) -> str:
     return hashlib.pbkdf2_hmac("sha1", passphrase.encode("ascii"), salt, 4096, 32).hex()
 
 
+def read_text_file(file: str | Path, what: str, flag: str, limit: int = SECRET_FILE_MAX) -> str:
+    """A small UTF-8 text file (a secret or a public key); one-line :class:`ConfigError` otherwise."""
+    try:
+        with open(Path(file).expanduser(), "rb") as f:
+            data = f.read(limit + 1)  # bounded: --ssh-key /dev/zero must not hang or fill the memory
+    except OSError as e:
+        raise ConfigError(f"cannot read the {what} file {file}: {e.strerror}.", f"pass an existing file to {flag}.") from None
+    if len(data) > limit:
+        raise ConfigError(f"the {what} file {file} is larger than {limit // 1024} KiB.", f"pass the right file to {flag}.")
+    try:
+        # utf-8-sig: Notepad's byte-order mark is not part of the password (it would be hashed in, silently).
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"the {what} file {file} is not UTF-8 text (byte {e.start}).",
+                          f"save it as UTF-8 and pass it to {flag}.") from None
+
+
+def check_secret_text(value: str, what: str, where: str) -> str:
+    """A password as given: not empty, valid UTF-8, no control characters (a newline would cut it short on stdin)."""
+    if value == "":
+        raise ConfigError(f"the {what} from {where} is empty.", f"put the {what} in {where}, or leave it out.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # os.environ carries bytes that are not UTF-8 as surrogates
+        raise ConfigError(f"the {what} from {where} is not valid UTF-8.", f"set {where} to UTF-8 text.") from None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        # Never shown: it is a secret.
+        raise ConfigError(f"the {what} from {where} contains a control character (newline, tab, ...).",
+                          f"set {where} to the {what} alone, on one line.")
+    return value
+
+
 def read_secret(env: str, file: str | Path | None, prompt: str | None, what: str, flag: str) -> str | None:
-    """From the environment, a file (first line) or a prompt on the terminal; ``None`` when none applies."""
+    """From a file (first line), the environment or a prompt on the terminal; ``None`` when none applies.
+
+    A value that is given is checked (:func:`check_secret_text`): empty, non-UTF-8 or multi-line secrets are refused.
+    """
     if file is not None:
-        try:
-            text = Path(file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read the {what} file {file}: {e.strerror}.", f"pass an existing file to {flag}.") from None
-        lines = text.splitlines()
-        return lines[0] if lines else ""
+        # The first line, split at '\n' only: splitlines() would also cut at \x0b, \x1c or U+2028 inside a password.
+        first = read_text_file(file, what, flag).split("\n", 1)[0].removesuffix("\r")
+        return check_secret_text(first, what, f"{flag} {file}")
     value = os.environ.get(env)
     if value is not None:
-        return value
+        return check_secret_text(value, what, f"${env}")
     if prompt is not None and sys.stdin.isatty():
-        return getpass.getpass(prompt)
+        return check_secret_text(getpass.getpass(prompt), what, "the prompt")
     return None
 
 

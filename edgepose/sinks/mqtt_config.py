@@ -41,12 +41,12 @@ class HomeAssistantConfig(ConfigModel):
 
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery messages for this device.")
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery topic prefix.")
-    fall_hold: float = Field(30.0, gt=0, description="Seconds the fall binary sensor stays `on` after a fall with no `end` event.")
+    fall_hold: float = Field(30.0, gt=0, le=86400, description="Seconds the fall binary sensor stays `on` after a fall with no `end` event.")
 
 
 class MqttConfig(ConfigModel):
     enabled: bool = Field(False, description="Publish over MQTT (edgepose serve).")
-    host: str = Field("localhost", description="Broker host name or address.")
+    host: str = Field("localhost", min_length=1, max_length=253, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
     transport: Literal["tcp", "websockets"] = Field("tcp", description="tcp, or websockets for brokers behind a web server.")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version: `5` or `3.1.1`.")
@@ -62,23 +62,23 @@ class MqttConfig(ConfigModel):
     poses_qos: Literal[0, 1] = Field(0, description="QoS of the poses topic (0: a lost frame is replaced by the next).")
     events_qos: Literal[1, 2] = Field(1, description="QoS of the events topic (events are kept in the outbox until acknowledged).")
     status_qos: Literal[0, 1, 2] = Field(1, description="QoS of the retained status topic.")
-    poses_rate: float = Field(0.0, ge=0.0, description="Highest rate (messages/s) of the `poses` topic; 0 publishes every frame.")
+    poses_rate: float = Field(0.0, ge=0.0, le=1000.0, description="Highest rate (messages/s) of the `poses` topic; 0 publishes every frame.")
     encoding: Literal["json", "binary"] = Field("json", description="`json` (default) or `binary` (compact, see edgepose/service/README.md) for `poses`; other topics are always JSON.")
     coord_digits: int = Field(1, ge=0, le=4, description="Decimal places of keypoint coordinates in JSON payloads.")
     homeassistant: HomeAssistantConfig = Field(HomeAssistantConfig(), description="Home Assistant MQTT discovery.")
 
     outbox_path: str | None = Field(None, description="SQLite file of the event outbox; default: `<state dir>/edgepose/outbox-<device_id>.sqlite`.")
     outbox_max_events: int = Field(
-        10_000, ge=10,
+        10_000, ge=10, le=10_000_000,
         description="Events the outbox keeps at most (about 330 bytes of disk each). Beyond it, or when the disk is full, "
         "the oldest pending events are dropped first, counted in status (events_dropped) and in the log, never silently.",
     )
     outbox_window: int = Field(20, ge=1, le=1000, description="Events handed to the MQTT client at once (the rest wait in the outbox).")
-    drain_timeout: float = Field(5.0, ge=0.0, description="Seconds a graceful stop waits for the outbox to drain before announcing offline.")
+    drain_timeout: float = Field(5.0, ge=0.0, le=3600.0, description="Seconds a graceful stop waits for the outbox to drain before announcing offline.")
 
-    backoff_min: float = Field(1.0, gt=0, description="Reconnect back-off (seconds): doubles from min to max, reset after a successful connection.")
-    backoff_max: float = Field(60.0, gt=0, description="Longest reconnect back-off (seconds).")
-    status_interval: float = Field(30.0, gt=0, description="Seconds between `status` heartbeats.")
+    backoff_min: float = Field(1.0, ge=0.1, le=3600.0, description="Reconnect back-off (seconds): doubles from min to max, reset after a successful connection.")
+    backoff_max: float = Field(60.0, ge=0.1, le=86400.0, description="Longest reconnect back-off (seconds).")
+    status_interval: float = Field(30.0, ge=1.0, le=86400.0, description="Seconds between `status` heartbeats.")
 
     @field_validator("protocol", mode="before")
     @classmethod

@@ -130,7 +130,7 @@ def open_source(
 
     if not cfg.reconnect:
         return opener()
-    name = redact_url(str(target)) if kind == "stream" else str(target)
+    name = redact_url(str(target))  # any kind: a video "file" may be an http:// URL with a password too
     return RetryingSource(
         opener,
         description=f"{kind} {name}",

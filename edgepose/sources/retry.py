@@ -95,7 +95,11 @@ class RetryingSource(FrameSource):
     def _set_state(self, state: SourceState) -> None:
         self.state = state
         if state.state == "retrying":
-            log.warning("%s; retrying in %.2f s (attempt %d)", state.error, state.retry_in or 0, state.attempt)
+            # Attempts 1-3, then 4, 8, 16, ... at WARNING: a camera gone for a day at retry_max_s = 0.05 s would
+            # otherwise write 20 warnings a second to the journal. The rest are DEBUG (shown with -vv).
+            n = state.attempt
+            level = logging.WARNING if n <= 3 or n & (n - 1) == 0 else logging.DEBUG
+            log.log(level, "%s; retrying in %.2f s (attempt %d)", state.error, state.retry_in or 0, n)
         else:
             log.info("%s: %s", self.description, state.state)
         if self.on_state is not None:

@@ -34,7 +34,7 @@ class HttpConfig(ConfigModel):
     host: str = Field("127.0.0.1", description="Address to listen on; anything but loopback needs credentials.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
     privacy: Literal["camera", "skeleton"] = Field("camera", description="`camera`: the annotated camera; `skeleton`: skeletons on a plain background, no camera pixel leaves the process.")
-    stream_fps: float = Field(10.0, gt=0, le=60, description="Highest MJPEG frame rate (frames/s), whatever the camera delivers.")
+    stream_fps: float = Field(10.0, ge=0.1, le=60, description="Highest MJPEG frame rate (frames/s), whatever the camera delivers.")
     jpeg_quality: int = Field(70, ge=10, le=95, description="JPEG quality of the stream (higher: sharper and bigger).")
     stream_width: int = Field(640, ge=64, le=3840, description="Width of the stream in pixels (the camera frame is scaled down to it, never up).")
     max_viewers: int = Field(4, ge=1, le=64, description="Viewers served at once; one more gets 503 (each costs a socket and a thread).")
