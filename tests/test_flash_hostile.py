@@ -305,19 +305,21 @@ def test_cloud_init_flash_stores_hostile_values_exactly(tmp_path, image, pi4_bun
                   env={"EDGEPOSE_WIFI_PASSWORD": PASSPHRASE})
     assert r.returncode == 0, r.stderr.decode()
     ud = yaml.safe_load(fat_read(out, "user-data"))
-    assert set(ud) == {"package_update", "timezone", "runcmd", "hostname", "manage_etc_hosts", "users", "ssh_pwauth", "final_message"}
+    assert set(ud) == {"package_update", "timezone", "runcmd", "hostname", "manage_etc_hosts", "user", "ssh_pwauth", "final_message",
+                       "manage_resolv_conf"}
     assert ud["hostname"] == hostname
-    (me,) = ud["users"]
-    assert set(me) == {"name", "groups", "shell", "sudo", "lock_passwd", "passwd", "ssh_authorized_keys"}
+    me = ud["user"]
+    assert set(me) == {"name", "shell", "sudo", "lock_passwd", "passwd", "ssh_authorized_keys"}
     assert me["name"] == user and me["ssh_authorized_keys"] == keys and me["lock_passwd"] is False
     _verify_crypt(me["passwd"], password)
-    assert ud["runcmd"][-1] == fb.FIRSTBOOT_CMD
+    assert ud["runcmd"][-2:] == [fb.SSH_ENABLE_CMD, fb.FIRSTBOOT_CMD]
     net = yaml.safe_load(fat_read(out, "network-config"))
     assert set(net) == {"network"} and set(net["network"]) == {"version", "ethernets", "wifis"}
     wlan = net["network"]["wifis"]["wlan0"]
     assert wlan["access-points"] == {ssid: {"password": wpa_psk(ssid, PASSPHRASE)}} and wlan["regulatory-domain"] == "NZ"
     md = yaml.safe_load(fat_read(out, "meta-data"))
-    assert md == {"instance-id": "rpios-image", "local-hostname": hostname}
+    assert set(md) == {"instance-id", "local-hostname"} and md["local-hostname"] == hostname
+    assert md["instance-id"].startswith("edgepose-")
     blob = out.read_bytes()
     assert password.encode() not in blob and PASSPHRASE.encode() not in blob
 
