@@ -237,8 +237,9 @@ def customise_root(root: Path, style: Style, disk_id: str) -> None:
         _write(root, "usr/lib/raspberrypi-sys-mods/imager_custom", IMAGER_CUSTOM, 0o755)
         passwd = (root / "etc/passwd").read_text()
         if "\npi:" not in "\n" + passwd:
+            have = {ln.split(":", 1)[0] for ln in (root / "etc/group").read_text().splitlines()}
             run(["chroot", str(root), "useradd", "--uid", "1000", "--create-home", "--shell", "/bin/bash",
-                 "--groups", ",".join(PI_GROUPS), "pi"])
+                 "--groups", ",".join(g for g in PI_GROUPS if g in have), "pi"])
             run(["chroot", str(root), "passwd", "--lock", "pi"])
 
 
