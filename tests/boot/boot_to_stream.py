@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.boot import images  # noqa: E402
-from tests.boot.guest import GUEST_BROKER, GUEST_HTTP, Guest, GuestError  # noqa: E402
+from tests.boot.guest import GUEST_BROKER, GUEST_HTTP, Guest, GuestError, rootfs  # noqa: E402
 from tests.mosquitto import Mosquitto, Subscriber, free_port  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -201,7 +201,39 @@ def one_boot(card: Path, work: Path, device_id: str, prefix: str, token: str, ti
         figures["marks"] = dict(guest.marks)
         figures["boots"] = guest.boots
         figures["cmdline"] = guest.cmdline
+        figures["device"] = check_card(card, device_id)
         return figures
+
+
+def check_card(card: Path, device_id: str) -> dict:
+    """What the booted card holds afterwards, read from its partitions (the guest is off)."""
+    import hashlib
+
+    from edgepose.provision.image import Fat, find_boot_partition
+
+    found: dict = {"hostname": rootfs(card, "cat /etc/hostname").strip()}
+    if found["hostname"] != device_id:
+        raise GuestError(f"the device's host name is {found['hostname']!r}, flash set {device_id!r}")
+    env = rootfs(card, "cat /etc/edgepose/edgepose.env")
+    if "EDGEPOSE_HTTP_TOKEN=" not in env:
+        raise GuestError("/etc/edgepose/edgepose.env lacks the token flash --secrets carried")
+    if Fat(card, find_boot_partition(card)).exists("edgepose-secrets.env"):
+        raise GuestError("the secrets file is still on the boot partition after first boot")
+    found["marker"] = rootfs(card, "cat /var/lib/edgepose/.provisioned").split()
+    # The outbox at its default place (XDG_STATE_HOME=/var/lib/edgepose in the unit).
+    stat = rootfs(card, f"stat /var/lib/edgepose/edgepose/outbox-{device_id}.sqlite")
+    if "Inode:" not in stat:
+        raise GuestError(f"no event outbox on the card: {stat.strip()[:200]}")
+    found["outbox inode"] = stat.split("Inode:")[1].split()[0]
+    imager = rootfs(card, "cat /var/log/imager_custom.log")
+    if imager.strip():  # bookworm: firstrun.sh called imager_custom as Imager's script does
+        psk = hashlib.pbkdf2_hmac("sha1", WIFI[1].encode(), WIFI[0].encode(), 4096, 32).hex()
+        want = [f"imager_custom set_hostname {device_id}", f"imager_custom set_wlan {WIFI[0]} {psk} GB"]
+        missing = [w for w in want if w not in imager]
+        if missing or "imager_custom enable_ssh -k ssh-ed25519 " not in imager:
+            raise GuestError(f"imager_custom was not called as expected; its log:\n{imager}")
+        found["imager_custom"] = imager.strip().splitlines()
+    return found
 
 
 def prove(style: str, *, reflash: bool, timeout: float, keep: bool) -> dict:
@@ -228,6 +260,8 @@ def prove(style: str, *, reflash: bool, timeout: float, keep: bool) -> dict:
         text = (work / "boot2" / "guest" / "console.log").read_text(errors="replace")
         if "provisioning again, keeping /var/lib/edgepose" not in text:
             raise GuestError("the re-flashed card's first boot did not say it provisioned again keeping the state")
+        if second["device"]["outbox inode"] != first["device"]["outbox inode"]:
+            raise GuestError("the event outbox was made anew on the re-flashed card; it should have been kept")
         summary["state kept"] = True
     if not keep:
         for img in work.glob("*.img"):

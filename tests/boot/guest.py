@@ -32,7 +32,8 @@ MILESTONES = {
     "kernel": re.compile(r"Booting Linux on physical CPU"),
     "systemd": re.compile(r"systemd\[1\]: systemd \d+|Welcome to .*Debian"),
     "cloud-init start": re.compile(r"Cloud-init v\. .* running 'init-local'|Cloud-init v\. .* running 'init'"),
-    "cloud-init done": re.compile(r"Cloud-init v\. .* finished at"),
+    # flash's final_message replaces cloud-init's own "finished at" line.
+    "cloud-init done": re.compile(r"Cloud-init v\. .* finished at|edgepose provisioning finished after"),
     "firstrun reboot": re.compile(r"reboot: Restarting system"),
     "install start": re.compile(r"edgepose-firstboot: bundle verified"),
     "compile start": re.compile(r"edgepose-firstboot: compiling"),
@@ -190,6 +191,19 @@ class Guest:
             self._proc.wait()
         if self._thread:
             self._thread.join(timeout=10)
+
+
+def rootfs(image: Path, command: str) -> str:
+    """A debugfs command on the card's ext4 root file system (partition 2), read in place: no mount, no loop."""
+    from edgepose.provision.image import partitions
+
+    _, parts = partitions(image)
+    root = next(p for p in parts if p.number == 2)
+    debugfs = shutil.which("debugfs") or "/usr/sbin/debugfs"
+    r = subprocess.run([debugfs, "-R", command, f"{image}?offset={root.start}"], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise GuestError(f"debugfs {command!r} failed: {r.stderr.strip()}")
+    return r.stdout
 
 
 def log(msg: str) -> None:
