@@ -14,9 +14,9 @@ NO_NUMBA = "import sys\nsys.modules['numba'] = None  # import numba now fails, a
 
 
 def run_py(code: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    """``python -c code`` in the repository, with the tests' environment less the compiled paths' choices
+    """``python -c code`` in the repository, with the tests' environment less the decoder's choice
     and numba's cache directory (so that ``env`` alone decides them), plus ``env``."""
-    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER", "EDGEPOSE_TRACKER")}
+    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
     e.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=e, check=False)
 

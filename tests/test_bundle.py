@@ -177,7 +177,7 @@ def test_firstboot_installs_the_bundle_offline(pi4_bundle, tmp_path):
     assert apt == ["+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-picamera2"]
     # the numba code compiled into the service's cache as its user, before the unit starts
     steps = r.stdout.splitlines()
-    warm = [i for i, c in enumerate(steps) if c.endswith("-m edgepose.jit")]
+    warm = [i for i, c in enumerate(steps) if c.endswith("-m edgepose compile")]
     assert len(warm) == 1 and steps[warm[0]].startswith("+ runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba ")
     assert warm[0] < steps.index("+ systemctl enable --now edgepose.service")
     root = tmp_path / "root"

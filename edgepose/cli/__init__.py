@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "bundle": ".bundle",
     "view": ".view",
     "flash": ".flash",
+    "compile": ".compile",
 }
 
 

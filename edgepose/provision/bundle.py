@@ -152,9 +152,9 @@ def runtime_requirements(pyproject: Path, target: Target) -> list[str]:
 
 
 def wheel_cache(target: Target) -> Path:
-    from ..model.zoo import cache_root
+    from ..paths import wheels_dir
 
-    return cache_root() / "wheels" / target.tag
+    return wheels_dir(target.tag)
 
 
 _PIP_FILE = re.compile(r"^\s*(?:Saved|File was already downloaded)\s+(.+\.whl)\s*$")

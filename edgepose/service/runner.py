@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import EdgeposeError, SourceError
 from ..sinks.mqtt import MqttSink
+from ..systemd import SystemdNotifier
 from ..types import ActionEvent, FrameResult
-from .notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 

@@ -189,7 +189,7 @@ fi
 run install -d -m 0750 "$ROOT/var/cache/edgepose/numba"
 run chown -R edgepose:edgepose "$ROOT/var/cache/edgepose"
 log "compiling the numba code into /var/cache/edgepose/numba (minutes on a slow board, once)"
-if ! run runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba EDGEPOSE_CACHE_DIR=/var/cache/edgepose "$PY" -m edgepose.jit; then
+if ! run runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba EDGEPOSE_CACHE_DIR=/var/cache/edgepose "$PY" -m edgepose compile; then
     log "warning: compiling failed; the service compiles on its first start or uses the numpy decoder."
 fi
 
