@@ -3,7 +3,7 @@
     python benchmarks/tracking_bench.py [--frames N]
 
 Accuracy on two kinds of input:
-- synthetic crowds with known identities (``edgepose.tracking.synthetic``), 30 and 10 fps: ID switches and
+- synthetic crowds with known identities (``tests/crowds.py``), 30 and 10 fps: ID switches and
   distinct IDs per person (1.0 is perfect);
 - the shared street video (``../shared/video/openpose_video.avi``, PoseNet 353x481 poses), every frame (50 fps)
   and every 3rd frame (~17 fps, a Pi's rate): breaks of the unambiguous-continuity reference
@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 from edgepose import geometry as g  # noqa: E402
 from edgepose.tracking import Tracker, TrackingConfig  # noqa: E402
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth  # noqa: E402
-from edgepose.tracking.synthetic import crowd_scene  # noqa: E402
 from edgepose.types import Pose  # noqa: E402
+from tests.crowds import crowd_scene  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from edgepose.cli.profiles import main as profiles_main
 from edgepose.config import EdgeposeConfig, load_config
 from edgepose.errors import ConfigError
 from edgepose.model import zoo
@@ -25,9 +26,6 @@ from edgepose.profiles import (
     list_profiles,
     profile_description,
     read_toml,
-)
-from edgepose.profiles import (
-    main as profiles_main,
 )
 from edgepose.sources import resolve
 
@@ -477,7 +475,7 @@ def test_device_side_imports_with_runtime_dependencies_only():
 def test_container_command_runs_with_runtime_dependencies_only():
     """What the container's ENTRYPOINT + CMD start, with the image's config and a board profile."""
     r = run_runtime_only(
-        "import os, sys\nos.environ['EDGEPOSE_BOARD'] = 'generic-arm64'\nfrom edgepose.profiles import main\n"
+        "import os, sys\nos.environ['EDGEPOSE_BOARD'] = 'generic-arm64'\nfrom edgepose.cli.profiles import main\n"
         f"sys.exit(main(['merged', {str(DEVICE)!r}]))\n"
     )
     assert r.returncode == 0, r.stderr[-2000:]

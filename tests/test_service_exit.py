@@ -66,7 +66,7 @@ def test_fps_is_frames_over_elapsed_time_for_bursty_frames(broker, tmp_path, rea
     rates read about 6x too high."""
     import time
 
-    from edgepose.service.runner import window_fps
+    from edgepose.fps import window_fps
 
     assert window_fps([0.0, 0.001, 0.002, 0.2]) == 15.0 and window_fps([1.0]) is None
     svc: Service

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from edgepose.actions.synthetic import figure_pose, standing
 from edgepose.tracking import OneEuroFilter, Tracker, TrackingConfig
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth
-from edgepose.tracking.synthetic import crowd_scene
 from edgepose.types import Pose
+from tests.crowds import crowd_scene
 
 
 def person(x: float, y: float = 300.0, size: float = 60.0, score: float = 0.9) -> Pose:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "view": ".view",
     "flash": ".flash",
     "compile": ".compile",
+    "profiles": ".profiles",
 }
 
 

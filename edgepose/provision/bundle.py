@@ -350,7 +350,7 @@ def checked_config(config: Path, profile_path: Path) -> Any:
         if e.fix:
             raise
         raise ConfigError(e.problem.replace("\n", "; "),
-                          f"correct that field in {config} (check with: python -m edgepose.profiles merged {config} "
+                          f"correct that field in {config} (check with: edgepose profiles merged {config} "
                           f"--board {profile_path.stem}).") from None
 
 
