@@ -119,6 +119,7 @@ def test_device_config_chooses_the_decoder_over_the_environment(monkeypatch):
         load_config(None, {"model": {"decoder": "cuda"}})
 
 
+@pytest.mark.integration
 def test_without_numba_the_numpy_decoder_runs():
     code = NO_NUMBA + (
         "import cv2\nfrom edgepose.model.posenet import load_posenet\n"
@@ -130,6 +131,7 @@ def test_without_numba_the_numpy_decoder_runs():
     assert r.stdout.split() == ["numpy", "2"]
 
 
+@pytest.mark.integration
 def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
     out = tmp_path / "out.jsonl"
     code = NO_NUMBA + (
@@ -149,6 +151,7 @@ WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.paths 
         "print(json.dumps([*how, str(numba_cache_dir())]))\n")
 
 
+@pytest.mark.integration
 def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):
     """Under systemd's ProtectSystem=strict the install is read-only: the cache must follow EDGEPOSE_CACHE_DIR
     (the unit's CacheDirectory) or NUMBA_CACHE_DIR. First boot compiles the decoder with `edgepose compile`;
@@ -169,6 +172,7 @@ def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp
     assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache"] * 2 + [str(cache / "numba")]
 
 
+@pytest.mark.integration
 def test_numba_disable_jit_turns_the_compiled_decoder_off():
     """NUMBA_DISABLE_JIT=1 would run the kernel as (very slow) Python: edgepose takes its numpy decoder instead."""
     code = (

@@ -213,6 +213,7 @@ def test_service_unit_keys():
     assert '"--config"' in serve
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 @pytest.mark.parametrize("unit", [UNIT, FW / "rpi-image" / "edgepose-firstboot.service"], ids=lambda p: p.name)
 def test_units_pass_systemd_analyze_verify(tmp_path, unit):
@@ -282,6 +283,7 @@ def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), conf: Path | 
     return subprocess.run(["bash", str(conf / "rpi-image" / "firstboot.sh")], capture_output=True, text=True, env=e, timeout=120)
 
 
+@pytest.mark.integration
 def test_firstboot_syntax():
     r = subprocess.run(["bash", "-n", str(FIRSTBOOT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -290,6 +292,7 @@ def test_firstboot_syntax():
         assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.integration
 def test_firstboot_dry_run_on_pi5(tmp_path):
     r = run_firstboot(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", EDGEPOSE_DEVICE_ID="kitchen cam")
     assert r.returncode == 0, r.stderr
@@ -316,6 +319,7 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     assert r2.returncode == 0 and r2.stdout == "" and "already provisioned" in r2.stderr
 
 
+@pytest.mark.integration
 def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):
     conf = boot_folder(tmp_path, wheel=False)
     r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf)
@@ -327,6 +331,7 @@ def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):
     assert re.search(r"pip install .*--index-url https://pypi.example.org/simple .*edgepose==0.1.0$", r.stdout, re.M)
 
 
+@pytest.mark.integration
 def test_firstboot_coral_usb_and_existing_config(tmp_path):
     etc = tmp_path / "root" / "etc" / "edgepose"
     etc.mkdir(parents=True)
@@ -339,6 +344,7 @@ def test_firstboot_coral_usb_and_existing_config(tmp_path):
     assert "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std" in r.stdout.splitlines()
 
 
+@pytest.mark.integration
 def test_firstboot_generic_board_and_bad_config(tmp_path):
     etc = tmp_path / "root" / "etc" / "edgepose"
     etc.mkdir(parents=True)
@@ -418,6 +424,7 @@ def test_dockerignore_lets_copied_files_through():
             assert any(src.rstrip("/") == a or src.startswith(a + "/") for a in allowed), src
 
 
+@pytest.mark.integration
 def test_healthcheck_script(tmp_path):
     script = FW / "docker" / "healthcheck.py"
     health = tmp_path / "health"
@@ -464,6 +471,7 @@ def run_runtime_only(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
+@pytest.mark.integration
 def test_device_side_imports_with_runtime_dependencies_only():
     """The image installs pyproject's runtime dependencies only: the device modules must import without the rest."""
     mods = ["edgepose.config", "edgepose.profiles", "edgepose.sources", "edgepose.draw", "edgepose.sinks.video",
@@ -472,6 +480,7 @@ def test_device_side_imports_with_runtime_dependencies_only():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_container_command_runs_with_runtime_dependencies_only():
     """What the container's ENTRYPOINT + CMD start, with the image's config and a board profile."""
     r = run_runtime_only(
@@ -484,6 +493,7 @@ def test_container_command_runs_with_runtime_dependencies_only():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_docker_build_stage_makes_a_runtime_wheel(tmp_path):
     """The Dockerfile's build stage, replayed: a wheel from exactly what it COPYs, without TensorFlow."""
     ins = dockerfile_instructions(DOCKERFILE)

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgepose.errors import ModelError
 from edgepose.service.runner import Service
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
 from tests.conftest_mqtt import frame
 from tests.mosquitto import Subscriber
+
+pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 
 DEVICE = "exit-pi"
 
