@@ -271,7 +271,7 @@ def crowd_run(impl: str, frames, cfg, clf):
     """One run of an engine over the crowd: per-frame seconds; thread CPU seconds, seconds in feature building and in invokes."""
     from edgepose.actions import classifier as clf_mod
     from edgepose.actions.engine import ActionEngine
-    from edgepose.types import PoseBlock
+    from edgepose.types import Pose
     from tests import actions_reference as reference
 
     mod = clf_mod if impl == "batched" else reference
@@ -285,7 +285,7 @@ def crowd_run(impl: str, frames, cfg, clf):
     per, cpu = [], 0.0
     try:
         for t, poses in frames:
-            poses = PoseBlock.pack(poses)  # a fresh block each frame, as the decoder's (not timed)
+            poses = [Pose(p.keypoints.copy(), p.scores.copy(), p.score, track_id=p.track_id) for p in poses]  # fresh, not timed
             t0, c0 = time.perf_counter(), time.thread_time()
             eng.update(poses, t)
             cpu += time.thread_time() - c0

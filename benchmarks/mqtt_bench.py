@@ -20,8 +20,7 @@ Prints four tables:
    ``publish_frame``) against a 30 FPS frame budget of 33.3 ms.
 
 Targets (issues 5 and 12): edgepose path >= 0.7x bare paho; binary <= 1/3 of JSON bytes;
-publishing <= 2 % of a frame's time at 30 FPS. Table 2 also runs the Python encoders
-(the fallback where numba does not load) in the same run.
+publishing <= 2 % of a frame's time at 30 FPS (issue 19: within 1 %).
 """
 from __future__ import annotations
 
@@ -36,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -51,7 +51,7 @@ from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.sinks import payloads  # noqa: E402
 from edgepose.sinks.mqtt import MqttSink  # noqa: E402
 from edgepose.sinks.mqtt_config import MqttConfig  # noqa: E402
-from edgepose.types import FrameResult, Pose, PoseBlock  # noqa: E402
+from edgepose.types import FrameResult, Pose  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
 
 DEVICE = "bench"
@@ -59,14 +59,14 @@ TOPIC = f"edgepose/{DEVICE}/poses"
 
 
 def real_people(n: int) -> list[Pose]:
-    """As the pipeline hands them to the sinks: the rows of one PoseBlock (the decoder's), ids set by the tracker."""
+    """As the pipeline hands them to the sinks: the decoder's poses, ids set by the tracker."""
     import cv2
 
     from edgepose.model.posenet import load_posenet
 
     found = load_posenet(MODEL).estimate(cv2.imread(str(IMAGE)), max_poses=5)
     rows = [found[i % len(found)] for i in range(n)]
-    return PoseBlock.pack([Pose(b.keypoints + 40.0 * (i // len(found)), b.scores, b.score, i + 1) for i, b in enumerate(rows)])
+    return [Pose(b.keypoints + 40.0 * (i // len(found)), b.scores, b.score, i + 1) for i, b in enumerate(rows)]
 
 
 def frame_of(poses: list[Pose], i: int = 0) -> FrameResult:
@@ -124,15 +124,14 @@ def encode_cpu(encode, n: int = 3000) -> float:
     return best
 
 
-def interleaved(variants: dict[str, tuple], calls: int, drain, period: float = 0.0) -> dict[str, list[int]]:
-    """Thread CPU ns of each call of each variant ``name: (publish_one, encoders)``, called one after another
+def interleaved(variants: dict[str, Callable[[], object]], calls: int, drain, period: float = 0.0) -> dict[str, list[int]]:
+    """Thread CPU ns of each call of each variant ``name: publish_one``, called one after another
     in an order rotated each round (the variant called right after another meets paho's network thread
     and the caches as that one left them); ``drain()`` every 200 rounds, ``period`` s between calls."""
     spent: dict[str, list[int]] = {v: [] for v in variants}
     order = list(variants.items())
     for i in range(calls):
-        for name, (publish_one, encoders) in order[i % len(order):] + order[:i % len(order)]:
-            payloads._COMPILED = encoders  # False: the Python encoders (where numba does not load)
+        for name, publish_one in order[i % len(order):] + order[:i % len(order)]:
             c0 = time.thread_time_ns()
             publish_one()
             spent[name].append(time.thread_time_ns() - c0)
@@ -144,7 +143,7 @@ def interleaved(variants: dict[str, tuple], calls: int, drain, period: float = 0
 
 
 def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp: Path) -> dict[str, dict[str, float]]:
-    """Per variant (bare paho, edgepose, edgepose with the Python encoders): best publisher-side and
+    """Per variant (bare paho, edgepose): best publisher-side and
     delivered rates, CPU per message (interleaved blocks), and the encoder's own CPU per message."""
     fr = frame_of(poses)
     cfg = MqttConfig(host="127.0.0.1", port=port, encoding=encoding, outbox_path=str(tmp / f"o-{encoding}-{len(poses)}.sqlite"))
@@ -157,27 +156,24 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
     import edgepose.sinks.mqtt as m
 
     limit, m.MAX_QUEUED_POSES = m.MAX_QUEUED_POSES, 10**9
-    compiled = payloads._compiled()
     topic = sink.topics["poses"]
-    variants = {"bare": (lambda i: bare.publish(TOPIC, data, qos=0), bare, compiled),
-                "edgepose": (lambda i: sink.publish_frame(fr), sink._client, compiled),
-                "python": (lambda i: sink.publish_frame(fr), sink._client, False),
+    variants = {"bare": (lambda i: bare.publish(TOPIC, data, qos=0), bare),
+                "edgepose": (lambda i: sink.publish_frame(fr), sink._client),
                 # encode + hand to paho, without the sink's per-frame bookkeeping (decimation, queue guard, state)
-                "encode+publish": (lambda i: sink._client.publish(topic, sink.encode_poses(fr), qos=0), sink._client, compiled)}
+                "encode+publish": (lambda i: sink._client.publish(topic, sink.encode_poses(fr), qos=0), sink._client)}
     best = {v: {"pub": 0.0, "del": 0.0, "cpu": 1e9, "enc": 0.0} for v in variants}
     try:
         for _ in range(repeat):  # round-robin: a busy moment on the machine costs every variant alike
-            for name, (publish_one, client, encoders) in variants.items():
+            for name, (publish_one, client) in variants.items():
                 if name == "encode+publish":
                     continue  # its rate is edgepose's; table 2 shows its CPU
-                payloads._COMPILED = encoders  # False: the Python encoders (where numba does not load)
                 p, d, c = run_rate(port, n, publish_one, client)
                 b = best[name]
                 b["pub"], b["del"], b["cpu"] = max(b["pub"], p), max(b["del"], d), min(b["cpu"], c)
         # CPU per message, the variants interleaved call by call (paho's network thread is woken by every
         # publish). Back to back, and paced at 200 messages/s (a Coral-speed frame loop: caches cold at each call).
-        clients = {client for _, client, _ in variants.values()}
-        threaded = {name: (lambda f=f: f(0), encoders) for name, (f, _, encoders) in variants.items()}
+        clients = {client for _, client in variants.values()}
+        threaded = {name: (lambda f=f: f(0)) for name, (f, _) in variants.items()}
         for key, calls, period in (("cpu_rr", n, 0.0), ("cpu_paced", max(100, n // 25), 0.005)):
             spent = interleaved(threaded, calls, lambda: [wait_drained(c) for c in clients], period)
             for name, v in spent.items():
@@ -191,19 +187,14 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
             while iso.want_write():
                 iso.loop_write()
 
-        spent = interleaved({"bare": (lambda: iso.publish(TOPIC, data, qos=0), compiled),
-                             "encode+publish": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), compiled),
-                             "python": (lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0), False)}, n, flush)
+        spent = interleaved({"bare": lambda: iso.publish(TOPIC, data, qos=0),
+                             "encode+publish": lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0)}, n, flush)
         iso.disconnect()
         for name, v in spent.items():
             best[name]["cpu_iso"] = statistics.median(v) / 1e3
             best[name]["cpu_iso_mean"] = statistics.fmean(v) / 1e3
-        for name in ("edgepose", "python"):
-            payloads._COMPILED = variants[name][2]
-            assert sink.encode_poses(fr) == data  # both encoders write the same bytes
-            best[name]["enc"] = encode_cpu(lambda: sink.encode_poses(fr))
+        best["edgepose"]["enc"] = encode_cpu(lambda: sink.encode_poses(fr))
     finally:
-        payloads._COMPILED = compiled
         m.MAX_QUEUED_POSES = limit
         bare.disconnect()
         bare.loop_stop()
@@ -286,7 +277,6 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     tmp = Path(tempfile.mkdtemp(prefix="edgepose-mqtt-bench-"))
     crowd = {1: real_people(1), 5: real_people(5)}
-    payloads.warm_up()
 
     print("\n1. bytes per poses message")
     print(f"{'people':>6} {'JSON':>7} {'binary':>7} {'binary/JSON':>12}")
@@ -299,34 +289,31 @@ def main() -> int:
         rows = []
         for (n, enc), r in results.items():
             for key, pace in (("cpu_rr", "none"), ("cpu_paced", "5 ms")):
-                b, ep, e, py = r["bare"][key], r["encode+publish"][key], r["edgepose"][key], r["python"][key]
-                rows.append([str(n), enc, pace, f"{b:.1f}", f"{ep:.1f}", f"{e:.1f}", f"{py:.1f}", f"{b / ep:.2f}", f"{b / e:.2f}", f"{b / py:.2f}",
-                             f"{r['edgepose']['enc']:.1f}", f"{r['python']['enc']:.1f}"])
+                b, ep, e = r["bare"][key], r["encode+publish"][key], r["edgepose"][key]
+                rows.append([str(n), enc, pace, f"{b:.1f}", f"{ep:.1f}", f"{e:.1f}", f"{b / ep:.2f}", f"{b / e:.2f}", f"{r['edgepose']['enc']:.1f}"])
         table(f"2. publishing thread's CPU per message (median us), {args.messages} QoS-0 messages per variant back to back and "
               f"{max(100, args.messages // 25)} paced at 200/s (5 ms apart, as a Coral-speed frame loop: caches cold at each call); the\n"
               "   variants interleaved call by call, in rotating order. bare: paho publishing the ready-made bytes; enc+pub: "
               "MqttSink.encode_poses + paho's publish (the publish path);\n"
-              "   edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping); py: publish_frame with the Python encoders "
-              "(where numba does not load); enc: the encoder alone, tight loop.\n"
+              "   edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping); enc: the encoder alone, tight loop.\n"
               "   ratio = bare paho's CPU / the variant's = the variant's sustainable rate / bare paho's (target >= 0.7)",
-              ["people", "enc", "pace", "bare", "enc+pub", "edgepose", "py", "ratio enc+pub", "ratio edgepose", "ratio py", "enc us", "py enc us"], rows)
+              ["people", "enc", "pace", "bare", "enc+pub", "edgepose", "ratio enc+pub", "ratio edgepose", "enc us"], rows)
         rows = []
         for (n, enc), r in results.items():
-            b, ep, py = r["bare"], r["encode+publish"], r["python"]
-            rows.append([str(n), enc] + [f"{v['cpu_iso']:.1f} ({v['cpu_iso_mean']:.1f})" for v in (b, ep, py)]
-                        + [f"{b['cpu_iso'] / ep['cpu_iso']:.2f}", f"{b['cpu_iso'] / py['cpu_iso']:.2f}"])
+            b, ep = r["bare"], r["encode+publish"]
+            rows.append([str(n), enc] + [f"{v['cpu_iso']:.1f} ({v['cpu_iso_mean']:.1f})" for v in (b, ep)] + [f"{b['cpu_iso'] / ep['cpu_iso']:.2f}"])
         table("2a. the same with no network thread (paho's publish() writes to the socket in the calling thread, nothing else competes\n"
               "   for the GIL or the caches): the publish path's own cost, free of table 2's thread interplay; us, median (mean)",
-              ["people", "enc", "bare", "enc+pub", "py", "ratio enc+pub", "ratio py"], rows)
+              ["people", "enc", "bare", "enc+pub", "ratio enc+pub"], rows)
         print(f"\n2b. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat} runs, variants round-robin (msgs/s; wall clock:")
         print("   on a busy machine the broker and mosquitto_sub compete for the cores, so these swing more than table 2)")
         print("   delivered: until mosquitto_sub got the last one; calls: until the calls returned and the socket drained")
-        print(f"{'people':>6} {'enc':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} {'(py)':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} {'(py)':>6}")
-        print(f"{'':>6} {'':>6} | {'delivered':^34} | {'calls':^34}")
+        print(f"{'people':>6} {'enc':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} | {'bare':>6} {'edgepose':>8} {'ratio':>5}")
+        print(f"{'':>6} {'':>6} | {'delivered':^27} | {'calls':^27}")
         for (n, enc), r in results.items():
-            b, e, py = r["bare"], r["edgepose"], r["python"]
-            print(f"{n:>6} {enc:>6} | {b['del']:>6.0f} {e['del']:>8.0f} {e['del'] / b['del']:>5.2f} ({py['del'] / b['del']:>4.2f}) |"
-                  f" {b['pub']:>6.0f} {e['pub']:>8.0f} {e['pub'] / b['pub']:>5.2f} ({py['pub'] / b['pub']:>4.2f})")
+            b, e = r["bare"], r["edgepose"]
+            print(f"{n:>6} {enc:>6} | {b['del']:>6.0f} {e['del']:>8.0f} {e['del'] / b['del']:>5.2f} |"
+                  f" {b['pub']:>6.0f} {e['pub']:>8.0f} {e['pub'] / b['pub']:>5.2f}")
 
         print(f"\n3. latency, {args.frames} frames at 30 FPS (ms)   and   4. CPU of publish_frame per frame")
         print(f"{'run':<34} {'p50':>7} {'p95':>7} {'max':>7} | {'hop p50':>7} {'hop p95':>7} | {'CPU us':>7} {'of 33ms':>8}")

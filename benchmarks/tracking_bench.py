@@ -3,13 +3,13 @@
     python benchmarks/tracking_bench.py [--frames N]
 
 Accuracy on two kinds of input:
-- synthetic crowds with known identities (``edgepose.tracking.synthetic``), 30 and 10 fps: ID switches and
+- synthetic crowds with known identities (``tests/crowds.py``), 30 and 10 fps: ID switches and
   distinct IDs per person (1.0 is perfect);
 - the shared street video (``../shared/video/openpose_video.avi``, PoseNet 353x481 poses), every frame (50 fps)
   and every 3rd frame (~17 fps, a Pi's rate): breaks of the unambiguous-continuity reference
   (``edgepose.tracking.metrics``) and distinct IDs among poses scoring >= 0.5.
-Cost: mean microseconds per frame over all inputs, on one core, and the speed-up over the reference
-(numpy) tracker, run in the same process. The compiled (numba) tracker must give the reference's IDs.
+Cost: mean microseconds per frame over all inputs, on one core, and the speed-up over edgepose's
+tracker, run in the same process.
 
 norfair is optional (``pip install norfair``; it declares numpy < 2, so install it with ``--no-deps`` next to
 numpy 2); rows for it are skipped when it is not importable.
@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgepose import geometry as g  # noqa: E402
-from edgepose.tracking import TrackingConfig, make_tracker  # noqa: E402
+from edgepose.tracking import Tracker, TrackingConfig  # noqa: E402
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth  # noqa: E402
-from edgepose.tracking.synthetic import crowd_scene  # noqa: E402
-from edgepose.types import Pose, PoseBlock  # noqa: E402
+from edgepose.types import Pose  # noqa: E402
+from tests.crowds import crowd_scene  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
@@ -45,9 +45,9 @@ VIDEO = SHARED / "video/openpose_video.avi"
 Factory = Callable[[float], Callable[[list[Pose], float], None]]
 
 
-def edgepose_factory(engine: str, **kw) -> Factory:
+def edgepose_factory(**kw) -> Factory:
     def make(fps: float):
-        tr = make_tracker(TrackingConfig(max_age=max(1, int(round(fps))), **kw), engine)
+        tr = Tracker(TrackingConfig(max_age=max(1, int(round(fps))), **kw))
         return lambda poses, ts: tr.update(poses, ts)
 
     return make
@@ -108,8 +108,8 @@ def video_poses(max_frames: int | None) -> list[list[Pose]]:
 
 
 def copy_frames(frames: list[list[Pose]]) -> list[list[Pose]]:
-    """Fresh poses as the pipeline hands them to the tracker: each frame's one PoseBlock, the decoder's."""
-    return [PoseBlock.pack(f) for f in frames]
+    """Fresh poses for each tracker (it sets their ids and may smooth their keypoints)."""
+    return [[Pose(p.keypoints.copy(), p.scores.copy(), p.score) for p in f] for f in frames]
 
 
 def run(make: Factory, frames: list[list[Pose]], ts: list[float], fps: float) -> float:
@@ -125,9 +125,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, help="use only the first N video frames")
     args = ap.parse_args()
     trackers: dict[str, Factory | None] = {
-        "edgepose, numpy (reference)": edgepose_factory("numpy"),
-        "edgepose, numba (default)": edgepose_factory("numba"),
-        "edgepose numba, no motion": edgepose_factory("numba", predict_motion=False),
+        "edgepose": edgepose_factory(),
+        "edgepose, no motion": edgepose_factory(predict_motion=False),
         "norfair + OKS": norfair_factory("oks"),
         "norfair + keypoint voting": norfair_factory("voting"),
     }

@@ -178,7 +178,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     """
     from .profiles import merged_data
 
-    data, name = merged_data(path, board, overrides)
+    data, name = merged_data(path, board, overrides, check=validate)
     return validate(data, name)
 
 

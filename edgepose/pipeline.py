@@ -57,9 +57,9 @@ class Pipeline:
         log.info("decoder: %s", self.decoder.describe())
         self.tracker = None
         if config.tracking.enabled:
-            from .tracking import make_tracker
+            from .tracking import Tracker
 
-            self.tracker = make_tracker(config.tracking)
+            self.tracker = Tracker(config.tracking)
         self.actions = None
         if config.actions.enabled:
             from .actions import ActionEngine

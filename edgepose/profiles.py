@@ -10,20 +10,19 @@ built in layers, later ones winning key by key:
 3. the device config (``/etc/edgepose/device.toml``): site settings,
 4. command-line overrides.
 
-``python -m edgepose.profiles detect`` names the profile for the board it runs
-on (from ``/proc/device-tree/model`` and the USB ids of a Coral accelerator);
-``list``, ``show NAME`` and ``merged DEVICE.toml`` help check a set-up.
+``edgepose profiles detect`` (or ``python -m edgepose.profiles detect``) names
+the profile for the board it runs on (from ``/proc/device-tree/model`` and the
+USB ids of a Coral accelerator); ``list``, ``show NAME`` and ``merged
+DEVICE.toml`` help check a set-up.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import difflib
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .errors import ConfigError
 
@@ -77,7 +76,7 @@ def find_profile(board: str | Path) -> Path:
     if p.suffix == ".toml" or os.sep in str(board):
         if p.is_file():
             return p
-        raise ConfigError(f"board profile {p} does not exist.", "pass a profile name (python -m edgepose.profiles list) or an existing file.")
+        raise ConfigError(f"board profile {p} does not exist.", "pass a profile name (edgepose profiles list) or an existing file.")
     profiles = list_profiles()
     if str(board) in profiles:
         return profiles[str(board)]
@@ -134,16 +133,17 @@ def merged_data(
     device_path: str | Path | None = None,
     board: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    check: Callable[[dict[str, Any], str], object] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """The layered config as plain data, and a name for error messages."""
+    """The layered config as plain data, and a name for error messages. ``check(profile, name)`` sees the
+    board profile alone first (``edgepose.config.validate``: a broken profile is reported as such)."""
     data: dict[str, Any] = {}
     names = []
     profile = resolve_board(device_path, board)
     if profile is not None:
-        from .config import validate
-
         prof = read_toml(profile)
-        validate(prof, f"board profile {profile}")  # a broken profile is reported as such
+        if check is not None:
+            check(prof, f"board profile {profile}")
         data = deep_merge(data, prof)
         names.append(f"board profile {profile}")
     if device_path is not None:
@@ -192,37 +192,8 @@ def read_usb_ids(root: str | Path = "/sys/bus/usb/devices") -> list[str]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgepose.profiles", description="Board profiles for edgepose devices.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("detect", help="print the profile name for this board")
-    d.add_argument("--model-file", default=os.environ.get("EDGEPOSE_DT_MODEL", "/proc/device-tree/model"))
-    d.add_argument("--usb-root", default=os.environ.get("EDGEPOSE_USB_ROOT", "/sys/bus/usb/devices"))
-    sub.add_parser("list", help="list known profiles")
-    s = sub.add_parser("show", help="print a profile file")
-    s.add_argument("name")
-    m = sub.add_parser("merged", help="print the validated, layered config as JSON")
-    m.add_argument("device", nargs="?", help="device config (TOML)")
-    m.add_argument("--board", help="profile name or file (default: $EDGEPOSE_BOARD or board.toml beside the device config)")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "detect":
-            print(detect_board(read_device_model(args.model_file), read_usb_ids(args.usb_root)))
-        elif args.cmd == "list":
-            for name, path in sorted(list_profiles().items()):
-                print(f"{name:16s} {profile_description(path)}  ({path})")
-        elif args.cmd == "show":
-            print(find_profile(args.name).read_text(encoding="utf-8"), end="")
-        else:
-            from .config import load_config
-
-            cfg = load_config(args.device, board=args.board)
-            print(json.dumps(cfg.redacted(), indent=2))  # never print broker or stream passwords
-    except ConfigError as e:
-        print(f"edgepose profiles: error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m edgepose.profiles` (first boot, the container) is `edgepose profiles`.
+    from .cli.profiles import main
+
+    sys.exit(main(prog="python -m edgepose.profiles"))

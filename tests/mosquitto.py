@@ -1,4 +1,4 @@
-"""Real Mosquitto brokers for tests: free loopback ports, generated config, TLS certificates and password files.
+"""Real Mosquitto brokers for tests: generated config, TLS certificates and password files.
 
 Used by the MQTT and service tests (fixtures in ``tests/conftest_mqtt.py``).
 Certificates come from the ``openssl`` command line (Debian's ``openssl``);
@@ -21,14 +21,10 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from .procs import free_port, wait_for
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -148,10 +144,7 @@ class Mosquitto:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
-        # Wait until the port is free again so that a restart can bind it.
-        deadline = time.monotonic() + 5
-        while port_open(self.port) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: not port_open(self.port), 5)  # free again, so that a restart can bind it
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

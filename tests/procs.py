@@ -1,12 +1,16 @@
-"""Processes a test starts: ``python -c`` snippets (with or without numba), and ending the edgepose
-processes a test started (serve, listen, view)."""
+"""The tests' helpers for processes and waiting: ``python -c`` snippets (with or without numba), ``edgepose
+serve`` launched as a process and ended, device configs written for it, free ports, and waits that poll."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 #: Prefix of a snippet run as on a board without numba's wheels: ``import numba`` fails.
@@ -14,9 +18,9 @@ NO_NUMBA = "import sys\nsys.modules['numba'] = None  # import numba now fails, a
 
 
 def run_py(code: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    """``python -c code`` in the repository, with the tests' environment less the compiled paths' choices
+    """``python -c code`` in the repository, with the tests' environment less the decoder's choice
     and numba's cache directory (so that ``env`` alone decides them), plus ``env``."""
-    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER", "EDGEPOSE_TRACKER")}
+    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
     e.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=e, check=False)
 
@@ -35,3 +39,36 @@ def finish(proc: subprocess.Popen, timeout: float = 30, *, terminate: bool = Fal
         _, err = proc.communicate()
         raise AssertionError(f"{' '.join(str(a) for a in proc.args[2:6])} did not stop:\n{err[-3000:]}") from None
     return proc.returncode, err
+
+
+def serve(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, verbose: bool = False) -> subprocess.Popen:
+    """``edgepose [-v] serve ARGS`` as a process (pipes for its output; end it with :func:`finish`)."""
+    return subprocess.Popen([sys.executable, "-m", "edgepose.cli", *(["-v"] if verbose else []), "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def write_device_config(path: Path, device_id: str, sections: Mapping[str, Mapping[str, Any]]) -> Path:
+    """A device config (TOML): ``device_id`` and one table per section (values are strings, numbers, booleans or lists)."""
+    lines = [f"device_id = {json.dumps(device_id)}"]
+    for name, table in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``pred`` until it is true (True) or ``timeout`` seconds passed (False, after a last try)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return bool(pred())

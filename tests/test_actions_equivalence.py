@@ -19,7 +19,7 @@ from edgepose.actions.classifier import ActionClassifier
 from edgepose.actions.features import batch_features
 from edgepose.actions.synthetic import crowd, lying, sequence, sitting, squatting, standing
 from edgepose.geometry import body_centre, body_measures, torso_size
-from edgepose.types import Pose, PoseBlock
+from edgepose.types import Pose
 from tests.actions_reference import ReferenceActionEngine
 from tests.actions_reference import batch_features as reference_features
 
@@ -41,18 +41,18 @@ def raw(e):
             "confidence": e.confidence, "count": e.count, "extra": e.extra}
 
 
-def events_of(engine, frames, as_block=True):
+def events_of(engine, frames):
     out = []
     for t, poses in frames:
-        poses = PoseBlock.pack(poses) if as_block and poses else copies(poses)
+        poses = copies(poses)  # each engine gets its own poses: neither may see the other's writes
         out += [raw(e) for e in engine.update(poses, t)]
     return out + [raw(e) for e in engine.close()]
 
 
-def both(frames, cfg=None, classifier=None, as_block=True):
+def both(frames, cfg=None, classifier=None):
     cfg = cfg or ActionsConfig()
-    ref = events_of(ReferenceActionEngine(cfg, classifier=classifier), frames, as_block)
-    new = events_of(ActionEngine(cfg, classifier=classifier), frames, as_block)
+    ref = events_of(ReferenceActionEngine(cfg, classifier=classifier), frames)
+    new = events_of(ActionEngine(cfg, classifier=classifier), frames)
     return ref, new
 
 
@@ -109,7 +109,7 @@ def test_seed_clip_same_events_as_the_reference(clip_frames):
     ref, new = both(frames)
     assert ref, "the seed clip gives rule events (else this compares nothing)"
     assert new == ref
-    # The pipeline itself (the engine fed the tracker's PoseBlock rows) reports them too.
+    # The pipeline itself (the engine fed the tracker's poses) reports them too.
     assert pipeline_events == ref
 
 
@@ -126,8 +126,6 @@ def test_dataset_crowd_same_events(seqs, people):
     ref, new = both(frames)
     assert {e["action"] for e in ref} >= ({"sitting"} if people == 1 else {"standing", "sitting", "squat", "waving"})
     assert new == ref
-    # Poses handed over one by one (not rows of one block) take the other path to the same events.
-    assert both(frames, as_block=False)[1] == ref
 
 
 def test_dataset_crowd_with_a_classifier_same_events(seqs):
@@ -181,7 +179,7 @@ def test_awkward_inputs_same_events():
         odd.append((t, poses))
     # Time goes back once (a looping file): the rules' history no longer runs in order.
     odd += [(t - 2.0 + odd[-1][0] / 2, poses) for t, poses in odd[:90]]
-    ref, new = both(odd, as_block=False)
+    ref, new = both(odd)
     assert len(ref) > 10
     assert new == ref
     # Rules switched off and on again, and a config at its edges.

@@ -72,6 +72,7 @@ def test_trained_int8_model_runs_on_the_device_runtime(trained_model, tmp_path, 
     assert rc == 0 and (tmp_path / "confusion.png").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_device_side_classifier_does_not_import_tensorflow(trained_model):
     code = (

@@ -59,6 +59,7 @@ def test_runtime_requirements_follow_pyproject_markers(tmp_path):
     assert "tomli" not in runtime_names() and len(runtime_names()) == len(real) - 1
 
 
+@pytest.mark.integration
 def test_bundle_holds_every_runtime_wheel_for_aarch64(pi4_bundle):
     wheels = sorted((pi4_bundle / "wheels").glob("*.whl"))
     names = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in wheels}
@@ -88,6 +89,7 @@ def test_bundle_holds_every_runtime_wheel_for_aarch64(pi4_bundle):
     assert "tensorflow" not in requires and not [w for w in wheels if w.name.startswith("tensorflow")]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("python,fixture", [("3.11", "pi4_bundle"), ("3.13", "pi4_bundle_313")], ids=["bookworm-3.11", "trixie-3.13"])
 def test_bundle_wheels_resolve_offline(python, fixture, request, tmp_path):
     """What first boot runs (pip --no-index --find-links wheels/ edgepose.whl), resolved for aarch64 without an index,
@@ -117,6 +119,7 @@ def test_bundle_wheels_resolve_offline(python, fixture, request, tmp_path):
     assert not [w for w in wheels if "-cp3" in w and f"-cp{python.replace('.', '')}-" not in w and "abi3" not in w], wheels
 
 
+@pytest.mark.integration
 def test_bundle_files_and_manifest(pi4_bundle, tmp_path):
     info = json.loads((pi4_bundle / "bundle.json").read_text())
     assert info["profile"] == "pi4" and info["python"] == "3.11"
@@ -146,6 +149,7 @@ def test_bundle_files_and_manifest(pi4_bundle, tmp_path):
         verify_manifest(copy)
 
 
+@pytest.mark.integration
 def test_bundle_as_tar_from_the_warm_cache(pi4_bundle, tmp_path):
     out = tmp_path / "b.tar"
     r = cli("bundle", "--profile", "pi4", "--config", str(DEVICE), "--out", str(out), "--no-progress")
@@ -159,6 +163,7 @@ def test_bundle_as_tar_from_the_warm_cache(pi4_bundle, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
+@pytest.mark.integration
 def test_firstboot_installs_the_bundle_offline(pi4_bundle, tmp_path):
     """firstboot.sh (dry run) on the real bundle: manifest checked, pip --no-index from wheels/, models in the cache."""
     boot = tmp_path / "boot" / "edgepose"
@@ -177,7 +182,7 @@ def test_firstboot_installs_the_bundle_offline(pi4_bundle, tmp_path):
     assert apt == ["+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-picamera2"]
     # the numba code compiled into the service's cache as its user, before the unit starts
     steps = r.stdout.splitlines()
-    warm = [i for i, c in enumerate(steps) if c.endswith("-m edgepose.jit")]
+    warm = [i for i, c in enumerate(steps) if c.endswith("-m edgepose compile")]
     assert len(warm) == 1 and steps[warm[0]].startswith("+ runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba ")
     assert warm[0] < steps.index("+ systemctl enable --now edgepose.service")
     root = tmp_path / "root"
@@ -193,6 +198,7 @@ def test_firstboot_installs_the_bundle_offline(pi4_bundle, tmp_path):
     assert r.returncode == 1 and "do not match MANIFEST.sha256" in r.stderr and "pip install" not in r.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -45,6 +45,7 @@ def test_readme_config_reference_is_generated_from_the_models():
                 assert f"| `{name}` |" in block, f"{path}.{name}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("toml, secret", [
     ('[mqtt]\nusername = "u"\npasword = "hunter2-typo"\n', "hunter2-typo"),  # a near-miss of a secret's name
     ('[mqtt]\nusername = "u"\npassword = 424242\n', "424242"),  # a bad value of a secret
@@ -81,6 +82,7 @@ def test_secret_names_and_their_typos_are_recognised_and_ordinary_keys_are_not()
     assert not [n for n in ordinary if looks_secret(n)]
 
 
+@pytest.mark.integration
 def test_one_loader_layers_the_board_profile_for_every_command(tmp_path):
     """``listen`` and ``actions`` read config through the same loader as ``run``: board.toml beside the file applies."""
     (tmp_path / "board.toml").write_text('[mqtt]\nport = 1999\n[model]\nthreads = 3\n')

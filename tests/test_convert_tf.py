@@ -302,6 +302,7 @@ def _write_plain_tfjs(gd, folder: Path) -> Path:
     return mj
 
 
+@pytest.mark.integration
 def test_saved_model_renamed_and_reordered_outputs(tmp_path, couple):
     """The TF2 route renames outputs (StatefulPartitionedCall:N) and orders them its own way."""
     import tensorflow as tf

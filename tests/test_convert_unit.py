@@ -313,6 +313,7 @@ def _run_py(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
 
 
+@pytest.mark.integration
 def test_cli_registers_without_importing_tensorflow():
     p = _run_py(
         "import sys, argparse\n"
@@ -327,6 +328,7 @@ def test_cli_registers_without_importing_tensorflow():
     assert p.stdout.strip() == "False"
 
 
+@pytest.mark.integration
 def test_cli_without_tensorflow_says_how_to_install():
     p = _run_py(
         "import sys\n"

@@ -119,6 +119,7 @@ def test_device_config_chooses_the_decoder_over_the_environment(monkeypatch):
         load_config(None, {"model": {"decoder": "cuda"}})
 
 
+@pytest.mark.integration
 def test_without_numba_the_numpy_decoder_runs():
     code = NO_NUMBA + (
         "import cv2\nfrom edgepose.model.posenet import load_posenet\n"
@@ -130,6 +131,7 @@ def test_without_numba_the_numpy_decoder_runs():
     assert r.stdout.split() == ["numpy", "2"]
 
 
+@pytest.mark.integration
 def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
     out = tmp_path / "out.jsonl"
     code = NO_NUMBA + (
@@ -144,40 +146,40 @@ def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
     assert not out.exists()
 
 
-WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.jit import cache_dir\n"
-        "how = [compiled.warm_up(d)[1] for d in compiled.COMMON_DTYPES]\nfrom edgepose.sinks import payloads_jit\n"
-        "from edgepose.tracking import compiled as tracking\n"
-        "print(json.dumps([*how, payloads_jit.load_kind(), tracking.warm_up()[1], str(cache_dir())]))\n")
+WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.paths import numba_cache_dir\n"
+        "how = [compiled.warm_up(d)[1] for d in compiled.COMMON_DTYPES]\n"
+        "print(json.dumps([*how, str(numba_cache_dir())]))\n")
 
 
+@pytest.mark.integration
 def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp_path):
     """Under systemd's ProtectSystem=strict the install is read-only: the cache must follow EDGEPOSE_CACHE_DIR
-    (the unit's CacheDirectory) or NUMBA_CACHE_DIR. First boot compiles everything with `python -m edgepose.jit`;
+    (the unit's CacheDirectory) or NUMBA_CACHE_DIR. First boot compiles the decoder with `edgepose compile`;
     a start after that must load it instead of compiling."""
     cache = tmp_path / "cache"
     e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
-    first = subprocess.run([sys.executable, "-m", "edgepose.jit"], capture_output=True, text=True, timeout=600, cwd=REPO,
+    first = subprocess.run([sys.executable, "-m", "edgepose", "compile"], capture_output=True, text=True, timeout=600, cwd=REPO,
                            env={**e, "EDGEPOSE_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr[-2000:]
     assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == [
-        "multi-pose decoder (float32 heads): compiled", "multi-pose decoder (uint8 heads): compiled", "MQTT/JSONL payload writers: compiled",
-        "tracker: compiled"]
+        "multi-pose decoder (float32 heads): compiled", "multi-pose decoder (uint8 heads): compiled"]
     assert all(ln.endswith(f"({cache / 'numba'})") for ln in first.stdout.splitlines())
     assert any(p.suffix == ".nbi" for p in (cache / "numba").rglob("*"))  # numba's cache index
     second = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))
-    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache"] * 4 + [str(cache / "numba")]
+    assert json.loads(second.stdout.splitlines()[-1]) == ["loaded from cache"] * 2 + [str(cache / "numba")]
     # NUMBA_CACHE_DIR (set by the systemd unit too) wins over EDGEPOSE_CACHE_DIR.
     third = run_py(WARM, EDGEPOSE_CACHE_DIR=str(tmp_path / "elsewhere"), NUMBA_CACHE_DIR=str(cache / "numba"))
-    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache"] * 4 + [str(cache / "numba")]
+    assert json.loads(third.stdout.splitlines()[-1]) == ["loaded from cache"] * 2 + [str(cache / "numba")]
 
 
-def test_numba_disable_jit_turns_every_compiled_path_off():
-    """NUMBA_DISABLE_JIT=1 would run the kernels as (very slow) Python: edgepose takes its numpy paths instead."""
+@pytest.mark.integration
+def test_numba_disable_jit_turns_the_compiled_decoder_off():
+    """NUMBA_DISABLE_JIT=1 would run the kernel as (very slow) Python: edgepose takes its numpy decoder instead."""
     code = (
-        "from edgepose.model.posenet import load_posenet\nfrom edgepose.sinks import payloads\nfrom edgepose.tracking import make_tracker\n"
+        "from edgepose.model.posenet import load_posenet\n"
         f"m = load_posenet({str(coral_model('353_481'))!r})\n"
-        "print(m.decoder_name, payloads._compiled(), type(make_tracker()).__name__)\n"
+        "print(m.decoder_name)\n"
     )
     r = run_py(code, NUMBA_DISABLE_JIT="1")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["numpy", "None", "Tracker"]
+    assert r.stdout.split() == ["numpy"]

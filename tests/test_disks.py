@@ -118,6 +118,7 @@ def test_write_image_verifies_by_reading_back(tmp_path):
         write_image(image, str(tmp_path / "nodir" / "card"), progress=False)
 
 
+@pytest.mark.integration
 def test_flash_write_refuses_before_any_work(tmp_path):
     """The CLI checks the disk first: a refused disk leaves no --out and no temp file."""
     out = tmp_path / "out.img"

@@ -338,6 +338,7 @@ def test_pip_lines_install_from_the_checkout_or_a_wheel(block):
                 assert not unknown, f"{block.doc.relative_to(REPO)}:{line}: extras {sorted(unknown)} are not in pyproject.toml"
 
 
+@pytest.mark.integration
 def test_no_text_in_the_repository_tells_users_to_pip_install_edgepose_from_an_index():
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     pattern = re.compile(r"pip3? install (?:-U |--upgrade )?['\"]?edgepose(?:\[[\w,]+\])?['\"]?(?=[\s`'\".,)]|$)(?! @)", re.M)
@@ -387,6 +388,7 @@ def scratch(tmp_path: Path) -> Path:
     return work
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.where)
 def test_every_runnable_command_in_the_docs_runs(block, scratch):

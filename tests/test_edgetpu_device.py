@@ -39,6 +39,7 @@ def run_with_tpu(fake_lib: Path, tmp_path: Path, device: str | None, attached: s
     return r, (log.read_text().splitlines() if log.exists() else []), out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("device", ["usb:0", "pci:1"])
 def test_the_configured_edge_tpu_is_the_one_opened(fake_lib, tmp_path, device):
     r, log, out = run_with_tpu(fake_lib, tmp_path, device, attached=f"{device},usb:1")
@@ -48,12 +49,14 @@ def test_the_configured_edge_tpu_is_the_one_opened(fake_lib, tmp_path, device):
     assert len(people) == 1 and len(people[0]) >= 2  # the test image's couple, run by the interpreter the delegate was given to
 
 
+@pytest.mark.integration
 def test_no_device_set_takes_any_edge_tpu(fake_lib, tmp_path):
     r, log, _ = run_with_tpu(fake_lib, tmp_path, None)
     assert r.returncode == 0, r.stderr
     assert log[0] == "created" and not any(line.startswith("option") for line in log)
 
 
+@pytest.mark.integration
 def test_an_edge_tpu_that_is_not_attached_is_one_line_naming_it(fake_lib, tmp_path):
     r, log, _ = run_with_tpu(fake_lib, tmp_path, "pci:0", attached="usb:0")
     assert r.returncode == 2 and "Traceback" not in r.stderr

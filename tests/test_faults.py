@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest_mqtt import SHARED, TEST_IMAGE, TEST_MODEL
 
+pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
+
 FAULTS = Path(__file__).resolve().parent / "faults"
 GOOD_IMAGE = TEST_IMAGE
 #: Lines every ``serve`` prints at the default level whatever happens (the start summary, the status line).

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edgepose.cli.profiles import main as profiles_main
 from edgepose.config import EdgeposeConfig, load_config
 from edgepose.errors import ConfigError
 from edgepose.model import zoo
@@ -26,9 +27,6 @@ from edgepose.profiles import (
     list_profiles,
     profile_description,
     read_toml,
-)
-from edgepose.profiles import (
-    main as profiles_main,
 )
 from edgepose.sources import resolve
 
@@ -216,6 +214,7 @@ def test_service_unit_keys():
     assert '"--config"' in serve
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 @pytest.mark.parametrize("unit", [UNIT, FW / "rpi-image" / "edgepose-firstboot.service"], ids=lambda p: p.name)
 def test_units_pass_systemd_analyze_verify(tmp_path, unit):
@@ -285,6 +284,7 @@ def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), conf: Path | 
     return subprocess.run(["bash", str(conf / "rpi-image" / "firstboot.sh")], capture_output=True, text=True, env=e, timeout=120)
 
 
+@pytest.mark.integration
 def test_firstboot_syntax():
     r = subprocess.run(["bash", "-n", str(FIRSTBOOT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -293,6 +293,7 @@ def test_firstboot_syntax():
         assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.integration
 def test_firstboot_dry_run_on_pi5(tmp_path):
     r = run_firstboot(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", EDGEPOSE_DEVICE_ID="kitchen cam")
     assert r.returncode == 0, r.stderr
@@ -326,6 +327,7 @@ def write_manifest(conf: Path) -> None:
     (conf / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.integration
 def test_firstboot_again_after_a_reflash_keeps_state_and_local_edits(tmp_path):
     """A card flashed again (another bundle) provisions again; the state and a device.toml edited on the device stay."""
     conf = boot_folder(tmp_path)
@@ -359,6 +361,7 @@ def test_firstboot_again_after_a_reflash_keeps_state_and_local_edits(tmp_path):
     assert "changed on the device" in r.stderr
 
 
+@pytest.mark.integration
 def test_firstboot_moves_the_cards_secrets_into_the_service_environment(tmp_path):
     from edgepose.provision.secrets import env_file_text
 
@@ -376,6 +379,7 @@ def test_firstboot_moves_the_cards_secrets_into_the_service_environment(tmp_path
     assert oct((etc / "edgepose.env").stat().st_mode & 0o777) == "0o640"
 
 
+@pytest.mark.integration
 def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):
     conf = boot_folder(tmp_path, wheel=False)
     r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf)
@@ -387,6 +391,7 @@ def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):
     assert re.search(r"pip install .*--index-url https://pypi.example.org/simple .*edgepose==0.1.0$", r.stdout, re.M)
 
 
+@pytest.mark.integration
 def test_firstboot_coral_usb_and_existing_config(tmp_path):
     etc = tmp_path / "root" / "etc" / "edgepose"
     etc.mkdir(parents=True)
@@ -399,6 +404,7 @@ def test_firstboot_coral_usb_and_existing_config(tmp_path):
     assert "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std" in r.stdout.splitlines()
 
 
+@pytest.mark.integration
 def test_firstboot_generic_board_and_bad_config(tmp_path):
     etc = tmp_path / "root" / "etc" / "edgepose"
     etc.mkdir(parents=True)
@@ -481,6 +487,7 @@ def test_dockerignore_lets_copied_files_through():
             assert any(src.rstrip("/") == a or src.startswith(a + "/") for a in allowed), src
 
 
+@pytest.mark.integration
 def test_healthcheck_script(tmp_path):
     script = FW / "docker" / "healthcheck.py"
     health = tmp_path / "health"
@@ -527,6 +534,7 @@ def run_runtime_only(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
+@pytest.mark.integration
 def test_device_side_imports_with_runtime_dependencies_only():
     """The image installs pyproject's runtime dependencies only: the device modules must import without the rest."""
     mods = ["edgepose.config", "edgepose.profiles", "edgepose.sources", "edgepose.draw", "edgepose.sinks.video",
@@ -535,10 +543,11 @@ def test_device_side_imports_with_runtime_dependencies_only():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_container_command_runs_with_runtime_dependencies_only():
     """What the container's ENTRYPOINT + CMD start, with the image's config and a board profile."""
     r = run_runtime_only(
-        "import os, sys\nos.environ['EDGEPOSE_BOARD'] = 'generic-arm64'\nfrom edgepose.profiles import main\n"
+        "import os, sys\nos.environ['EDGEPOSE_BOARD'] = 'generic-arm64'\nfrom edgepose.cli.profiles import main\n"
         f"sys.exit(main(['merged', {str(DEVICE)!r}]))\n"
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -547,6 +556,7 @@ def test_container_command_runs_with_runtime_dependencies_only():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_docker_build_stage_makes_a_runtime_wheel(tmp_path):
     """The Dockerfile's build stage, replayed: a wheel from exactly what it COPYs, without TensorFlow."""
     ins = dockerfile_instructions(DOCKERFILE)

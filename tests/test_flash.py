@@ -78,6 +78,7 @@ def key_file(tmp_path) -> Path:
 
 # -- the full path: a cloud-init image (.xz) ----------------------------------------------------------
 
+@pytest.mark.integration
 def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     raw = make_pi_image(tmp_path / "raspios.img", cloud_init=True)
     src = tmp_path / "raspios.img.xz"
@@ -160,6 +161,7 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
 
 # -- Bookworm: Imager's firstrun.sh + cmdline.txt, bundle made on the fly ----------------------------------
 
+@pytest.mark.integration
 def test_flash_bookworm_image_uses_firstrun(tmp_path, pi4_bundle, key_file):
     src = make_pi_image(tmp_path / "bookworm.img", cloud_init=False)
     before = sha(src)
@@ -198,6 +200,7 @@ def test_flash_bookworm_image_uses_firstrun(tmp_path, pi4_bundle, key_file):
     assert fat_read(out, "config.txt").decode() == CONFIG_TXT  # camera auto-detect already on: unchanged
 
 
+@pytest.mark.integration
 def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
     src = make_pi_image(tmp_path / "trixie.img", cloud_init=True)
     out = tmp_path / "o.img"
@@ -217,6 +220,7 @@ def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
 
 # -- bad input: one line, non-zero exit, input untouched, nothing half-written --------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -270,6 +274,7 @@ def test_bad_input(tmp_path, pi4_bundle, case, message):
     assert list(outdir.iterdir()) == []  # no --out, no temp file
 
 
+@pytest.mark.integration
 def test_bundle_too_big_for_the_boot_partition(tmp_path, pi4_bundle):
     """A 40 MiB FAT32 partition cannot hold the ~100 MB bundle: refused before writing, nothing left."""
     img = tmp_path / "small.img"
@@ -329,6 +334,7 @@ def test_user_data_replaces_a_user_of_the_same_name():
     assert ud["ssh_pwauth"] is False
 
 
+@pytest.mark.integration
 def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
     c = fb.Customisation(hostname="cam-2", user="alice", ssh_keys=[KEY], password_hash=sha512_crypt("pw-for-test"))
     ud = fb.user_data(STOCK_USER_DATA.encode(), c)
@@ -372,6 +378,7 @@ def test_secrets_file_errors_name_the_line(tmp_path, pi4_bundle):
         assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.integration
 def test_flash_write_to_a_card(tmp_path, pi4_bundle):
     """--write end to end: the recorded lsblk names a 'card' that is a file here; written, read back, verified."""
     src = make_pi_image(tmp_path / "in.img", cloud_init=True)

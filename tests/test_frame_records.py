@@ -40,15 +40,9 @@ def test_the_sink_and_both_readers_agree(tmp_path):
     assert [r.to_dict() for r in replayed] == [f.to_dict() for f in frames]
 
 
-@pytest.mark.parametrize("encoder", ["compiled", "python"])
-def test_each_line_holds_to_dicts_values(tmp_path, monkeypatch, encoder):
-    """The sink writes with the MQTT payload's writers (compiled, or Python where numba does not load):
-    every line parses to exactly FrameResult.to_dict(), events, camera pose and untracked people included,
+def test_each_line_holds_to_dicts_values(tmp_path):
+    """The sink writes with the MQTT payload's writers: every line parses to exactly FrameResult.to_dict(), events, camera pose and untracked people included,
     and is strict JSON: a NaN keypoint is written 0 (to_dict keeps NaN, which json.dumps writes as NaN)."""
-    from edgepose.sinks import payloads
-
-    if encoder == "python":
-        monkeypatch.setattr(payloads, "_COMPILED", False)
     frames = [_frame(i) for i in range(3)]
     odd = Pose(np.full((17, 2), np.nan, np.float32), np.linspace(0, 1, 17), 0.12345, None)
     frames.append(FrameResult(3, -0.00001, [odd, frames[0].poses[0]], 1920, 1080))

@@ -19,8 +19,8 @@ from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import frame
-from tests.mosquitto import Mosquitto, free_port, make_password_file
-from tests.procs import finish
+from tests.mosquitto import Mosquitto, make_password_file
+from tests.procs import finish, free_port, wait_for
 
 DEVICE = "shelf-pi"
 
@@ -37,16 +37,15 @@ def listen(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("encoding,option", [("json", "--jsonl"), ("binary", "--record")])  # --record: the old name still works
 def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, option):
     out = tmp_path / "rec.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
                              "--device", DEVICE, option, str(out), "--frames", "20", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while f"Sending SUBACK to edgepose-listen-{DEVICE}" not in broker.log_text():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    subscribed = wait_for(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30)
+    assert subscribed and proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -77,14 +76,13 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, op
             assert abs(p.keypoints - q.keypoints).max() <= tol
 
 
+@pytest.mark.integration
 def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
     proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
                              "--device", "+", "--frames", "2", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while "Sending SUBACK to edgepose-listen" not in broker.log_text():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    subscribed = wait_for(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30)
+    assert subscribed and proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary")
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -130,6 +128,7 @@ def test_help_names_one_recording_option():
     assert "--jsonl FILE" in text and "--record" not in text
 
 
+@pytest.mark.integration
 def test_no_broker_is_one_line_error_and_non_zero_exit(tmp_path):
     port = free_port()  # nothing listens there
     out = tmp_path / "rec.jsonl"
@@ -145,6 +144,7 @@ def test_no_broker_is_one_line_error_and_non_zero_exit(tmp_path):
     assert "Traceback" not in res.stderr and not out.exists()  # no empty recording left behind
 
 
+@pytest.mark.integration
 def test_timeout_before_any_connection_is_an_error_too():
     # --timeout shorter than --connect-timeout: still never connected, still an error.
     res = listen("--host", "no-such-broker.invalid", "--timeout", "1")
@@ -152,6 +152,7 @@ def test_timeout_before_any_connection_is_an_error_too():
     assert "no-such-broker.invalid" in res.stderr and "Fix: " in res.stderr
 
 
+@pytest.mark.integration
 def test_refused_login_is_one_line_naming_the_user_and_the_fix(tmp_path):
     pw = make_password_file(tmp_path / "passwd", {"device1": "s3cret-Pa55"})
     b = Mosquitto(tmp_path / "broker", password_file=pw).start()

@@ -34,6 +34,7 @@ def test_metadata_names_the_model_type_in_one_key():
     assert model_type({"type": "action_classifier"}) == "action_classifier"  # action files written before the key was unified
 
 
+@pytest.mark.integration
 def test_registry_finds_kinds_through_entry_points_without_importing_them():
     code = (
         "import sys, json\n"

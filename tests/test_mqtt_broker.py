@@ -15,7 +15,8 @@ from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.sinks.outbox import Outbox
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import BROKER_PASSWORD, BROKER_USER, frame
-from tests.mosquitto import Mosquitto, Subscriber, free_port, make_certs, make_password_file
+from tests.mosquitto import Mosquitto, Subscriber, make_certs, make_password_file
+from tests.procs import free_port, wait_for
 
 DEVICE = "shelf-pi"
 
@@ -39,6 +40,7 @@ def seqs(sub: Subscriber) -> list[int]:
     return [d["seq"] for d in sub.json_on("/events")]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("protocol,encoding", [("5", "json"), ("3.1.1", "binary")])
 def test_every_message_matches_its_schema(broker, tmp_path, real_poses, protocol, encoding):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/#")
@@ -67,6 +69,7 @@ def test_every_message_matches_its_schema(broker, tmp_path, real_poses, protocol
     assert kinds["state"][-1]["people"] == len(real_poses)
 
 
+@pytest.mark.integration
 def test_poses_go_without_a_publish_callback_events_with_one_until_their_puback(broker, tmp_path, real_poses):
     """paho builds a reason code and properties and calls on_publish for every QoS-0 pose in its network thread,
     which halved the sink's publish rate: the sink sets the callback only while events await their PUBACK."""
@@ -87,15 +90,16 @@ def test_poses_go_without_a_publish_callback_events_with_one_until_their_puback(
 
     client.publish = spy
     sink.publish_frame(frame(3, real_poses, [ActionEvent(1, "wave", "start", 0.1)]))
-    assert _wait(lambda: sink.stats.events_sent == 1, 10)
+    assert wait_for(lambda: sink.stats.events_sent == 1, 10)
     assert handed and all(cb is not None for cb in handed)  # set before the event was handed over
-    assert _wait(lambda: client.on_publish is None, 5)  # its PUBACK retired it: poses go without again
+    assert wait_for(lambda: client.on_publish is None, 5)  # its PUBACK retired it: poses go without again
     sink.publish_frame(frame(4, real_poses))
     assert sink.close()
     assert sub.wait_for(lambda s: len(s.on("/poses")) == 5 and len(s.on("/events")) == 1)
     sub.close()
 
 
+@pytest.mark.integration
 def test_poses_rate_decimates(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/poses")
     sink = make_sink(broker.port, tmp_path, poses_rate=10.0).start()
@@ -116,6 +120,7 @@ def test_poses_rate_decimates(broker, tmp_path, real_poses):
     assert sink.stats.poses_decimated == 33 - len(frames)
 
 
+@pytest.mark.integration
 def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, real_poses):
     """QoS 1 events: none lost, none duplicated, in order, across a SIGKILLed broker."""
     b = persistent_broker
@@ -130,7 +135,7 @@ def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, rea
     assert sink.drain(5)
 
     b.kill()
-    assert _wait(lambda: not sink.connected, 5)
+    assert wait_for(lambda: not sink.connected, 5)
     for i in range(20, 50):
         sink.publish_frame(frame(i, real_poses, [ActionEvent(1, "step", "instant", i / 30)]))
     # While the broker is down: every event is in the outbox exactly once; poses are dropped and counted.
@@ -140,7 +145,7 @@ def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, rea
 
     b.start()
     assert sub.wait_for(lambda s: len(s.on("/events")) >= 50, timeout=20), (seqs(sub), sink.last_error)
-    assert _wait(lambda: len(sink.outbox) == 0, 5)
+    assert wait_for(lambda: len(sink.outbox) == 0, 5)
     sink.close()
     time.sleep(0.3)  # a duplicate would arrive right behind
     sub.close()
@@ -154,14 +159,14 @@ def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, rea
     assert len(received) == 50 and not any("(d1," in ln for ln in received), len(received)
 
 
+@pytest.mark.integration
 def test_events_survive_a_service_restart(tmp_path, real_poses):
     """Events stored while the broker is unreachable and the process dies are sent, in order, by the next process."""
     port = free_port()
     sink = make_sink(port, tmp_path).start()
     for i in range(10):
         sink.publish_frame(frame(i, real_poses, [ActionEvent(i, "wave", "start", float(i))]))
-    time.sleep(0.3)
-    assert "refused the connection" in (sink.last_error or ""), sink.last_error
+    assert wait_for(lambda: "refused the connection" in (sink.last_error or ""), 10), sink.last_error
     assert sink.stats.poses_dropped == 10
     sink.abort()  # crash: no drain, no goodbye
 
@@ -180,6 +185,7 @@ def test_events_survive_a_service_restart(tmp_path, real_poses):
     assert len(Outbox(tmp_path / "outbox.sqlite")) == 0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_tls_client_certificate_and_password(tls_broker, certs, tmp_path, real_poses, monkeypatch, caplog, protocol):
     caplog.set_level(logging.DEBUG)
@@ -199,17 +205,19 @@ def test_tls_client_certificate_and_password(tls_broker, certs, tmp_path, real_p
     assert BROKER_PASSWORD not in caplog.text
 
 
+@pytest.mark.integration
 def test_tls_with_the_wrong_ca_is_a_clear_error(tls_broker, tmp_path, certs, caplog):
     other = make_certs(tmp_path / "other-ca")
     sink = make_sink(tls_broker.port, tmp_path, username=BROKER_USER, password=BROKER_PASSWORD,
                      tls={"enabled": True, "ca_file": str(other.ca_cert), "cert_file": str(certs.client_cert), "key_file": str(certs.client_key)})
     sink.start()
-    assert _wait(lambda: sink.last_error is not None, 10)
+    assert wait_for(lambda: sink.last_error is not None, 10)
     sink.abort()
     assert "TLS certificate not accepted" in sink.last_error and "mqtt.tls.ca_file" in sink.last_error
     assert BROKER_PASSWORD not in caplog.text
 
 
+@pytest.mark.integration
 def test_wrong_password_is_a_clear_error_with_back_off(tmp_path, caplog):
     pw = make_password_file(tmp_path / "passwd", {BROKER_USER: BROKER_PASSWORD})
     with Mosquitto(tmp_path / "b", password_file=pw) as b:
@@ -231,6 +239,7 @@ def test_wrong_password_is_a_clear_error_with_back_off(tmp_path, caplog):
     assert "wrong-password" not in caplog.text
 
 
+@pytest.mark.integration
 def test_home_assistant_discovery(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, ["homeassistant/#", f"edgepose/{DEVICE}/state", f"edgepose/{DEVICE}/status"])
     sink = make_sink(broker.port, tmp_path, homeassistant={"enabled": True}).start()
@@ -296,15 +305,6 @@ def test_home_assistant_templates_render_the_state():
 def last(sub: Subscriber, suffix: str) -> bytes:
     msgs = sub.on(suffix)
     return msgs[-1] if msgs else b""
-
-
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_bad_tls_files_and_missing_password_env_fail_at_start(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ import pytest
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import TEST_MODEL, frame
 from tests.mosquitto import Subscriber
-from tests.procs import finish
+from tests.procs import finish, serve, wait_for, write_device_config
 
 DEVICE = "fault-pi"
 #: Lines that must never appear in the service's log: a jammed or crashing sender.
@@ -35,10 +35,7 @@ SENDER_ERRORS = ("outbox pump error", "Traceback", "error in _on_", "Message pub
 def write_config(path: Path, port: int, **mqtt: object) -> Path:
     mqtt = {"host": "127.0.0.1", "port": port, "outbox_path": str(path.parent / "outbox.sqlite"), "backoff_min": 0.1,
             "backoff_max": 0.5, "status_interval": 1.0, **mqtt}
-    lines = [f'device_id = "{DEVICE}"', "[model]", f'path = "{TEST_MODEL}"', "[mqtt]"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in mqtt.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_device_config(path, DEVICE, {"model": {"path": TEST_MODEL}, "mqtt": mqtt})
 
 
 def write_recording(path: Path, poses: list, n: int = 200) -> Path:
@@ -47,11 +44,6 @@ def write_recording(path: Path, poses: list, n: int = 200) -> Path:
         for i in range(n):
             f.write(json.dumps(frame(i, poses, [ActionEvent(1, "step", "instant", i / 30)]).to_dict()) + "\n")
     return path
-
-
-def serve(*args: str, verbose: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgepose.cli", *(["-v"] if verbose else []), "serve", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @contextlib.contextmanager
@@ -82,6 +74,7 @@ def event_seqs(sub: Subscriber) -> list[int]:
     return [d["seq"] for d in sub.json_on("/events")]
 
 
+@pytest.mark.integration
 def test_twenty_broker_restarts_under_cpu_load(persistent_broker, tmp_path, real_poses):
     """Defect 1: 20 broker restarts (SIGTERM, persistence on) while serve sends one event per frame at 100 fps,
     with two busy processes on the cores: no seq gap at a persistent QoS 1 subscriber, nothing stuck, no sender error."""
@@ -167,6 +160,7 @@ def _make_sink(port: int, tmp_path: Path, **kw: object):
     return MqttSink(cfg, DEVICE)
 
 
+@pytest.mark.integration  # fake brokers on real ports, 12 s each
 @pytest.mark.parametrize("listener,cause", [
     ("tls", "that port speaks TLS"),
     ("close", "closed it without a CONNACK"),
@@ -185,8 +179,7 @@ def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp
         try:
             sink.publish_events([ActionEvent(1, "step", "instant", 0.0)])
             t0 = time.monotonic()
-            while time.monotonic() - t0 < 10 and not any(cause in r.getMessage() for r in caplog.records):
-                time.sleep(0.05)
+            wait_for(lambda: any(cause in r.getMessage() for r in caplog.records), 10, 0.05)
             took = time.monotonic() - t0
             time.sleep(max(0.0, 12.0 - took))  # watch the back-off for a while
         finally:
@@ -200,19 +193,11 @@ def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp
     assert len(sink.outbox) == 1  # the event waits for a real broker
 
 
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
-
-
 def _statuses(sub: Subscriber) -> list[dict]:
     return sub.json_on("/status")
 
 
+@pytest.mark.integration
 def test_online_once_per_reconnect_and_the_will_names_the_lost_connection(persistent_broker, tmp_path):
     """Defect 3: each reconnect sends ``online`` once (it was twice after a missed heartbeat), and the Last Will's
     ts is when the lost connection was made (it was the process start)."""
@@ -223,7 +208,7 @@ def test_online_once_per_reconnect_and_the_will_names_the_lost_connection(persis
         assert sink.wait_connected(10)
         time.sleep(1.5)
         b.stop()
-        assert _wait(lambda: not sink.connected, 5)
+        assert wait_for(lambda: not sink.connected, 5)
         sink.publish_status("online")  # a heartbeat while disconnected
         b.start()
         assert sink.wait_connected(10)
@@ -240,6 +225,7 @@ def test_online_once_per_reconnect_and_the_will_names_the_lost_connection(persis
     assert will["reason"] == "connection lost" and will["ts"] >= t_reconnect - 1.0, (will, t_reconnect)
 
 
+@pytest.mark.integration
 def test_retained_online_does_not_outlive_a_device_killed_during_an_outage(persistent_broker, tmp_path, real_poses):
     """Defect 3 and the SIGKILL scenario: the service dies while the broker is down (no Last Will can be sent).
     MQTT 5: the broker's retained ``online`` expires after 3 heartbeats; no event is lost; the next start sends them."""
@@ -279,6 +265,7 @@ def test_retained_online_does_not_outlive_a_device_killed_during_an_outage(persi
     assert left2 == 0
 
 
+@pytest.mark.integration
 def test_home_assistant_birth_flood_is_rate_limited(broker, tmp_path, monkeypatch):
     """Defect 7: 2,000 ``online`` births on homeassistant/status cost one extra discovery round, not 6,000 publishes."""
     import paho.mqtt.client as mqtt
@@ -314,14 +301,14 @@ def test_password_over_plain_tcp_to_another_host_is_warned_once(tmp_path, caplog
         caplog.clear()
         sink = _make_sink(1883, tmp_path, username="dev", password="hunter22-secret")
         sink.cfg = sink.cfg.model_copy(update={"host": host})
-        sink.start()
-        time.sleep(0.2)
+        sink.start()  # warns before it connects
         sink.abort()
         warned = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
         assert len(warned) == expect, warned
         assert all("hunter22" not in w for w in warned)
 
 
+@pytest.mark.integration
 def test_client_id_takeover_jams_nothing(persistent_broker, tmp_path, real_poses):
     """A second client takes over the device's client id 5 times while events flow at 100 fps: every event
     arrives (no seq gap), nothing stays in the outbox, no sender error. (Mosquitto 2.0.11 closes the socket
@@ -363,11 +350,13 @@ def _takeovers(proc: subprocess.Popen, sub: Subscriber, port: int) -> None:
         raise
 
 
+@pytest.mark.integration
 def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real_poses):
     """Defect 2: the outbox on a full 600 KiB file system. Broker down: the service keeps running (it exited after
     64 events) and drops the oldest events, counted and logged. Broker up: poses and status flow, the stored events
     are acknowledged (it needed disk space for that), a graceful stop leaves nothing, a restart re-sends nothing."""
-    from tests.mosquitto import Mosquitto, free_port
+    from tests.mosquitto import Mosquitto
+    from tests.procs import free_port
 
     port = free_port()
     rec = write_recording(tmp_path / "rec.jsonl", real_poses)
@@ -375,7 +364,7 @@ def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real
     proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "200")
     try:
         # Until the small disk is full (about 1,500 events), plus a while longer.
-        assert _wait(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
+        assert wait_for(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
                      90), "the outbox never filled the disk"
         time.sleep(2.0)
         assert proc.poll() is None, "serve stopped on a full disk"

@@ -12,9 +12,8 @@ from edgepose.config import load_config
 from edgepose.errors import ConfigError
 from edgepose.sinks import payloads
 from edgepose.sinks.mqtt_config import MqttConfig
-from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose, PoseBlock
+from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
 from tests.conftest_mqtt import frame, people, rand_pose
-from tests.procs import NO_NUMBA, run_py
 
 
 def validate(name: str, obj: dict) -> None:
@@ -121,7 +120,7 @@ def test_other_payloads_validate(real_poses):
         validate("events", {**payloads.event_payload(ev, "pi-1", 0, None, 1.0)})  # seq starts at 1
 
 
-# -- compiled writers: the same bytes as the per-value Python encoders ----------------------
+# -- poses payload bytes ---------------------------------------------------------------------
 def tricky_poses(seed: int) -> list[Pose]:
     """Random people plus values where rounding is delicate: binary ties (0.25, 2.5), float32 near-ties
     (0.35, 0.0005), tiny negatives (-0.04 -> -0.0), NaN/inf, far out of frame (int16 saturation)."""
@@ -143,18 +142,39 @@ def reference_value(x: float, ndigits: int) -> float:
     return float(f"{x if np.isfinite(x) else 0.0:.{ndigits}f}")
 
 
-@pytest.fixture(params=["compiled", "python"])
-def encoder(request, monkeypatch):
-    """Both encoders: the compiled writers (numba), and the Python ones used where numba does not load."""
-    if request.param == "python":
-        monkeypatch.setattr(payloads, "_COMPILED", False)
-    else:
-        assert payloads._compiled() is not None
-    return request.param
+def golden_frames() -> list[FrameResult]:
+    """Frames whose payloads pin the encoders' bytes: delicate values, epoch and media times at decimal
+    ties and near-ties, NaN/inf, indices and sizes beyond their binary fields, extreme ids and scores."""
+    rng = np.random.default_rng(5)
+    stamps = [0.0, -0.0, -0.00001, 0.00005, 0.00015, 1.00005, 2.5, 0.1235, 1e-9, -3.25, 6.99e9, 7.1e9, 1e20, float("nan"), float("inf")]
+    stamps += [1_700_000_000 + k / 1e4 + d for k in range(0, 10000, 997) for d in (0.0, 0.00005, -0.00005, 0.000049, 0.000051)]
+    stamps += list(rng.uniform(0, 2e9, 100)) + list(rng.uniform(-100, 100, 100))
+    out = [FrameResult(index=int(i * 7919), timestamp=float(ts), poses=tricky_poses(i % 7)[: i % 11], width=1920, height=int(i % 4000))
+           for i, ts in enumerate(stamps)]
+    out.append(FrameResult(index=2**32 + 5, timestamp=-6.9e9, poses=tricky_poses(9), width=70000, height=2**40))
+    odd = [Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1), Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2),
+           Pose(np.ones((17, 2)), np.full(17, 1e30), 0.5, -(2**31)), Pose(np.ones((17, 2)), np.ones(17), 0.5, 2**31 - 1)]
+    out.append(FrameResult(index=14, timestamp=1.5, poses=odd, width=640, height=480))
+    return out
+
+
+def test_payload_bytes_are_those_of_the_former_compiled_and_python_encoders():
+    """sha256 of these frames' payloads (JSON at 0-4 digits, binary, JSONL records) as written before the
+    numba payload writers were removed, by them and by the Python encoders alike (commit 580fa96): a
+    subscriber or a recording sees the same bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in golden_frames():
+        for nd in range(5):
+            h.update(payloads.poses_json(f, 'pi-"1"', nd))
+        h.update(payloads.poses_binary(f))
+        h.update(payloads.frame_json(f, 2))
+    assert h.hexdigest() == "17f1908fd0410680f3643753dbe17ecef63d6e9832cf34f7f8420d358bfbd228"
 
 
 @pytest.mark.parametrize("ndigits", [0, 1, 2, 3, 4])
-def test_json_values_are_per_value_formatting(encoder, ndigits):
+def test_json_values_are_per_value_formatting(ndigits):
     for seed in range(10):
         poses = tricky_poses(seed)
         fr = frame(seed, poses[:8], ts=1_700_000_000.123456)  # pose scores within [0, 1]: schema-valid
@@ -171,62 +191,7 @@ def test_json_values_are_per_value_formatting(encoder, ndigits):
         assert data["ts"] == 1_700_000_000.1235
 
 
-@pytest.mark.parametrize("ndigits", [0, 1, 3])
-def test_compiled_and_python_json_are_the_same_bytes(monkeypatch, real_poses, ndigits):
-    frames = [frame(s, tricky_poses(s)) for s in range(10)] + [frame(11, people(real_poses, 5)), frame(12, [])]
-    # Values the compiled writer hands back to Python: a pose score at a decimal tie, huge coordinates.
-    frames.append(frame(13, [Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1), Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2)]))
-    odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
-    odd._kp = np.arange(34.0).reshape(17, 2) / 3  # float64 past Pose's conversion: the compiled writer declines
-    frames.append(frame(14, [odd]))
-    frames.append(frame(15, [Pose(np.ones((17, 2)), np.full(17, 1e30), 0.5, -(2**63)), Pose(np.ones((17, 2)), np.ones(17), 0.5, -(2**63) + 1)]))
-    assert payloads._compiled() is not None
-    fast = [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
-    monkeypatch.setattr(payloads, "_COMPILED", False)
-    assert fast == [payloads.poses_json(f, "pi-1", ndigits) for f in frames]
-
-
-def test_compiled_header_is_pythons_for_every_timestamp(monkeypatch):
-    """The compiled writer's header (frame, ``repr(round(ts, 4))``, size) against Python's, on epoch and
-    media times, decimal ties and near-ties, negative and signed-zero times, and values it hands back."""
-    rng = np.random.default_rng(5)
-    stamps = [0.0, -0.0, -0.00001, 0.00005, 0.00015, 1.00005, 2.5, 0.1235, 1e-9, -3.25, 6.99e9, 7.1e9, 1e20, float("nan"), float("inf")]
-    stamps += [1_700_000_000 + k / 1e4 + d for k in range(0, 10000, 997) for d in (0.0, 0.00005, -0.00005, 0.000049, 0.000051)]
-    stamps += list(rng.uniform(0, 2e9, 300)) + list(rng.uniform(-100, 100, 300)) + list(np.round(rng.uniform(0, 1e5, 300), 5))
-    frames = [FrameResult(index=int(i * 7919), timestamp=float(ts), poses=[], width=1920, height=int(i % 4000)) for i, ts in enumerate(stamps)]
-    frames.append(FrameResult(index=-1, timestamp=1.0, poses=[], width=-5, height=3))
-    frames.append(FrameResult(index=2**63 - 1, timestamp=-6.9e9, poses=[], width=2**63 - 1, height=10**18))  # the longest header
-    assert payloads._compiled() is not None
-    fast = [payloads.poses_json(f, 'pi-"1"') for f in frames]
-    monkeypatch.setattr(payloads, "_COMPILED", False)
-    slow = [payloads.poses_json(f, 'pi-"1"') for f in frames]
-    assert fast == slow
-    assert json.loads(fast[0])["device"] == 'pi-"1"'
-
-
-def test_compiled_header_rounds_every_epoch_and_media_time_itself_ties_included():
-    """From 8 s up the compiled header rounds ts exactly (integer arithmetic on the binary value), so no
-    frame falls back to Python for its time (an epoch time near a decimal tie used to, one frame in 50):
-    exact binary ties (x + k/32) round half to even, near-ties either way, as Python's round(ts, 4)."""
-    from edgepose.sinks import payloads_jit as jit
-
-    rng = np.random.default_rng(7)
-    whole = np.concatenate([rng.integers(8, 7_000_000_000, 400), [8, 9, 1_700_000_000, 6_999_999_999]]).astype(np.float64)
-    stamps = [float(w) + k / 32 for w in whole[:40] for k in range(32)]  # exact ties at odd multiples of 1/32 / 10**4
-    ties = whole[:, None] + (rng.integers(0, 10_000, (len(whole), 8)) + 0.5) / 1e4
-    stamps += [float(np.nextafter(t, d)) for t in ties.ravel() for d in (-np.inf, np.inf)] + ties.ravel().tolist()
-    stamps += rng.uniform(8, 7e9, 2000).tolist() + rng.uniform(8, 1e5, 2000).tolist()
-    buf = np.empty(256, np.uint8)
-    prefix = payloads._json_prefix(None)
-    for ts in stamps:
-        for sign in (1.0, -1.0):
-            o = jit.head_json(buf, prefix, 3, sign * ts, 640, 480)
-            assert o > 0, ts
-            want = f'{{"v":1,"frame":3,"ts":{round(sign * ts, 4)!r},"width":640,"height":480,"people":['
-            assert bytes(buf[:o]).decode() == want
-
-
-def test_json_agrees_with_the_jsonl_record(real_poses, encoder):
+def test_json_agrees_with_the_jsonl_record(real_poses):
     fr = frame(3, people(real_poses, 5))
     data = json.loads(payloads.poses_json(fr, "pi-1"))
     assert payloads.frame_record(data) == json.loads(json.dumps(fr.to_dict()))
@@ -247,114 +212,46 @@ def reference_binary_person(p: Pose) -> bytes:
     return struct.pack("<iH34h17B", -1 if p.track_id is None else p.track_id, round(min(max(s, 0.0), 1.0) * 65535.0), *xy, *sc)
 
 
-def test_binary_is_per_value_packing_byte_for_byte(encoder):
+def test_binary_is_per_value_packing_byte_for_byte():
     for seed in range(20):
         poses = tricky_poses(seed)
         data = payloads.poses_binary(frame(seed, poses))
         assert data[21:] == b"".join(reference_binary_person(p) for p in poses)
     odd = Pose(np.ones((17, 2)), np.ones(17), 0.5, 3)
-    odd._kp = np.arange(34.0).reshape(17, 2) / 3  # float64 past Pose's conversion: the compiled writer declines
+    odd.keypoints = np.arange(34.0).reshape(17, 2) / 3  # float64, assigned after construction
     assert payloads.poses_binary(frame(0, [odd]))[21:] == reference_binary_person(odd)
 
 
-def test_compiled_binary_header_is_structs(monkeypatch):
-    """The compiled binary header against struct's: frame indices beyond 32 bits and negative (wrapped),
-    sizes beyond 16 bits (saturated), odd timestamps; and a negative size refused as struct refuses it."""
+def test_binary_refuses_a_negative_size():
     import struct
 
-    frames = [FrameResult(index=i, timestamp=ts, poses=[], width=w, height=h)
-              for i in (0, 7, 2**32 + 5, -1, 2**63 - 1) for ts in (0.0, -0.0, 1_700_000_000.123456, float("nan"), -float("inf"))
-              for w, h in ((641, 481), (0, 65535), (70000, 2**40))]
-    assert payloads._compiled() is not None
-    fast = [payloads.poses_binary(f) for f in frames]
-    monkeypatch.setattr(payloads, "_COMPILED", False)
-    assert fast == [payloads.poses_binary(f) for f in frames]
-    monkeypatch.undo()
     for w, h in ((-1, 480), (640, -2)):
         with pytest.raises(struct.error):
             payloads.poses_binary(FrameResult(index=1, timestamp=1.0, poses=[], width=w, height=h))
 
 
-as_block = PoseBlock.pack  # the same people as one block's rows, as the decoder hands them over
-
-
-@pytest.mark.parametrize("ndigits", [0, 1, 3])
-def test_a_blocks_frame_is_written_in_one_call_with_the_same_bytes(monkeypatch, real_poses, ndigits):
-    """A frame whose people are one block's rows goes to the compiled writers in one call (the per-person
-    writers are replaced by ones that fail here), with the bytes of the Python encoders: delicate values,
-    crowds of 1 to 10, ids of every kind; frames the block no longer describes go person by person."""
-    from edgepose.sinks import payloads_jit as jit
-
-    crowds = [as_block(tricky_poses(s)[a:b]) for s in range(4) for a, b in ((0, 1), (0, 6), (6, 10), (3, 10), (8, 9))]
-    crowds += [as_block(people(real_poses, 5)), as_block(people(real_poses, 1))]
-    assert all(PoseBlock.of(c) is not None for c in crowds)
-    edited = as_block(people(real_poses, 3))
-    edited[1].keypoints = edited[1].keypoints * 2  # taken out of the block: person by person
-    huge = as_block(people(real_poses, 2))
-    huge[0].track_id = 2**70  # JSON only: the binary format's ids are 32 bits
-    frames = [frame(i, c) for i, c in enumerate(crowds + [edited])]
-
-    def refuse(*args):
-        raise AssertionError("a block's frame went person by person")
-
-    sink_json, sink_binary = payloads.PosesEncoder("json", "pi-1", ndigits), payloads.PosesEncoder("binary")
-
-    def encode(f):  # the functions, and the sinks' encoders (their own one-call path)
-        return payloads.poses_json(f, "pi-1", ndigits), payloads.poses_binary(f), sink_json(f), sink_binary(f)
-
-    with monkeypatch.context() as m:
-        for name in ("person_json", "head_json", "person_binary", "head_binary"):
-            m.setattr(jit, name, refuse)
-        fast = [encode(f) for f in frames[: len(crowds)]]
-    fast += [encode(f) for f in frames[len(crowds):]]
-    monkeypatch.setattr(payloads, "_COMPILED", False)
-    assert fast == [encode(f) for f in frames]
-    python_huge = payloads.poses_json(frame(0, huge), "pi-1", ndigits)
-    monkeypatch.undo()
-    assert payloads.poses_json(frame(0, huge), "pi-1", ndigits) == python_huge and json.loads(python_huge)["people"][0]["id"] == 2**70
-
-
 @pytest.mark.parametrize("encoding", ["json", "binary"])
-def test_sink_encoder_reusing_its_buffer_writes_each_frame_afresh(encoder, encoding, real_poses):
-    """MqttSink's PosesEncoder keeps one buffer from frame to frame (grown for a larger crowd): a frame
-    after a larger one holds none of its bytes, and every frame is what the stateless functions write."""
+def test_sink_encoder_writes_what_the_functions_write(encoding, real_poses):
     enc = payloads.PosesEncoder(encoding, "pi-1", 2)
-    crowds = [people(real_poses, 5), [], tricky_poses(1), people(real_poses, 1), people(real_poses, 40), tricky_poses(2)[:2]]
-    # The decoder's blocks too (the encoder's own one-call path), growing past what its buffer held.
-    crowds += [as_block(people(real_poses, 2)), as_block(people(real_poses, 60)), as_block(tricky_poses(3)), [], as_block(people(real_poses, 1))]
-    for i, poses in enumerate(crowds):
+    for i, poses in enumerate([people(real_poses, 5), [], tricky_poses(1), people(real_poses, 40), tricky_poses(2)[:2]]):
         fr = frame(i, poses)
-        expected = payloads.poses_json(fr, "pi-1", 2) if encoding == "json" else payloads.poses_binary(fr)
-        assert enc(fr) == expected
+        assert enc(fr) == (payloads.poses_json(fr, "pi-1", 2) if encoding == "json" else payloads.poses_binary(fr))
     with pytest.raises(ValueError, match="xml"):
         payloads.PosesEncoder("xml")
 
 
 @pytest.mark.parametrize("encoding", ["json", "binary"])
-def test_arrays_of_another_shape_are_refused_not_written_past_the_buffer(encoder, encoding):
-    """Pose refuses arrays of another shape, at construction and when assigned; arrays slipped past it
-    (its private slots) reach the compiled writers, which check no bounds: they decline, and the Python
-    encoders say what is wrong."""
+def test_arrays_of_another_shape_are_refused(encoding):
+    """Pose refuses arrays of another shape at construction; arrays assigned later that are not 17
+    keypoints make the encoders raise instead of writing a wrong payload."""
     for attr in ("scores", "keypoints"):
-        p = Pose(np.ones((17, 2)), np.ones(17), 0.5, 1)
         bad = np.ones((20, 2) if attr == "keypoints" else 20, np.float32)
         with pytest.raises(ValueError, match=re.escape(f"got an array of shape {bad.shape}")):
-            setattr(p, attr, bad)
-        with pytest.raises(ValueError, match="got an array of shape"):
             Pose(bad if attr == "keypoints" else np.ones((17, 2)), bad if attr == "scores" else np.ones(17), 0.5)
-        setattr(p, "_kp" if attr == "keypoints" else "_sc", bad)
+        p = Pose(np.ones((17, 2)), np.ones(17), 0.5, 1)
+        setattr(p, attr, bad)
         with pytest.raises(ValueError):
             payloads.poses_json(frame(1, [p]), "pi-1") if encoding == "json" else payloads.poses_binary(frame(1, [p]))
-
-
-def test_payloads_encode_without_numba():
-    code = NO_NUMBA + ("import json\n"
-            "from edgepose.sinks import payloads\nfrom edgepose.types import FrameResult, Pose\nimport numpy as np\n"
-            "payloads.warm_up()\np = Pose(np.full((17, 2), 12.34), np.full(17, 0.5), 0.75, 3)\nfr = FrameResult(1, 2.0, [p], 640, 480)\n"
-            "print(payloads._COMPILED, json.loads(payloads.poses_json(fr, 'd'))['people'][0]['keypoints']['nose'], len(payloads.poses_binary(fr)))\n")
-    r = run_py(code, timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split(maxsplit=1) == ["False", "[12.3, 12.3, 0.5] 112\n"]
 
 
 # -- config -----------------------------------------------------------------

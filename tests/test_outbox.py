@@ -92,6 +92,7 @@ def test_files_stay_bounded(tmp_path):
     assert (tmp_path / "o.sqlite").stat().st_size < 200_000
 
 
+@pytest.mark.integration
 def test_full_disk_never_raises_and_acknowledges(small_disk):
     """On a full 600 KiB file system: storing drops the oldest (counted), acknowledging still works and lasts."""
     path = small_disk / "o.sqlite"

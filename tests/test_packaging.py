@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_converter_is_edgepose_convert_and_nothing_is_called_convert(tmp_path):
     # Run outside the checkout, so only what is installed (editable or wheel) can be found.
     code = ("import importlib.util as u, json\n"
@@ -36,6 +39,7 @@ def test_every_package_folder_is_listed_in_pyproject():
     assert not (REPO / "setup.py").exists()  # the top level stays as designed: packaging lives in pyproject.toml
 
 
+@pytest.mark.integration
 def test_wheel_holds_every_package_and_the_static_files(tmp_path):
     import zipfile
 

@@ -156,6 +156,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_device_runtime_without_tensorflow(tiny):
     rep = tiny["report"]

@@ -71,6 +71,7 @@ def test_tracking_ids_in_jsonl(tmp_path):
     assert ids, "tracked people carry an id"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "args, expect",
     [
@@ -87,6 +88,7 @@ def test_bad_input_is_one_line_error(args, expect):
     assert len(err) == 1 and expect in err[0], r.stderr
 
 
+@pytest.mark.integration
 def test_file_that_is_not_a_model(tmp_path):
     bad = tmp_path / "model.tflite"
     bad.write_text("this is not a flatbuffer")
@@ -95,6 +97,7 @@ def test_file_that_is_not_a_model(tmp_path):
     assert "not a TFLite model" in r.stderr and "Fix:" in r.stderr
 
 
+@pytest.mark.integration
 def test_model_without_posenet_outputs(tmp_path):
     """A valid TFLite model whose outputs are not PoseNet's heads is refused by name."""
     buf = coral_model("353_481").read_bytes()
@@ -108,6 +111,7 @@ def test_model_without_posenet_outputs(tmp_path):
     assert "does not have PoseNet's outputs" in r.stderr
 
 
+@pytest.mark.integration
 def test_edgetpu_model_without_runtime_names_what_to_install():
     r = run_cli("run", "--model", str(coral_model("481_641", "quant_decoder_edgetpu")), "--source", str(COUPLE), "-q")
     assert r.returncode == 2 and "Traceback" not in r.stderr

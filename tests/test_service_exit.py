@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgepose.errors import ModelError
 from edgepose.service.runner import Service
 from edgepose.sinks.mqtt import MqttSink
 from edgepose.sinks.mqtt_config import MqttConfig
 from tests.conftest_mqtt import frame
 from tests.mosquitto import Subscriber
+
+pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 
 DEVICE = "exit-pi"
 
@@ -66,7 +70,7 @@ def test_fps_is_frames_over_elapsed_time_for_bursty_frames(broker, tmp_path, rea
     rates read about 6x too high."""
     import time
 
-    from edgepose.service.runner import window_fps
+    from edgepose.fps import window_fps
 
     assert window_fps([0.0, 0.001, 0.002, 0.2]) == 15.0 and window_fps([1.0]) is None
     svc: Service

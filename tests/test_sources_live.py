@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import socket
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from edgepose.errors import SourceError
 from edgepose.sources import LatestFrameReader, Picamera2Source, RetryingSource, StreamSource, backoff_delays, open_source
+from tests.procs import free_port
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEO = SHARED / "video" / "openpose_video.avi"
@@ -35,12 +35,6 @@ def serve(directory: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_Quiet, directory=str(directory)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import SHARED
 
+pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
+
 FROZEN = SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 SKELETONS = SHARED / "datasets" / "actions-9class" / "skeletons_info.txt"

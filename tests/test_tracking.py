@@ -6,26 +6,18 @@ import pytest
 from pydantic import ValidationError
 
 from edgepose.actions.synthetic import figure_pose, standing
-from edgepose.errors import ConfigError
-from edgepose.tracking import OneEuroFilter, Tracker, TrackingConfig, make_tracker
+from edgepose.tracking import OneEuroFilter, Tracker, TrackingConfig
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth
-from edgepose.tracking.synthetic import crowd_scene
-from edgepose.types import Pose, PoseBlock
-from tests.procs import NO_NUMBA, run_py
-
-
-@pytest.fixture(params=["numpy", "numba"])
-def make(request):
-    """Both trackers: the reference (numpy) and the compiled one (numba, the default); each test runs on both."""
-    return lambda config=None: make_tracker(config, request.param)
+from edgepose.types import Pose
+from tests.crowds import crowd_scene
 
 
 def person(x: float, y: float = 300.0, size: float = 60.0, score: float = 0.9) -> Pose:
     return figure_pose(standing(y + 1.9 * size, x=x, size=size), score)
 
 
-def test_two_people_crossing_keep_their_ids(make):
-    tr = make(TrackingConfig())
+def test_two_people_crossing_keep_their_ids():
+    tr = Tracker(TrackingConfig())
     ids = []
     for k in range(60):
         t = k / 30
@@ -38,8 +30,8 @@ def test_two_people_crossing_keep_their_ids(make):
     assert len(set(ids)) == 1 and ids[0][0] != ids[0][1]
 
 
-def test_missed_frames_within_max_age_keep_the_id_and_ids_are_never_reused(make):
-    tr = make(TrackingConfig(max_age=5))
+def test_missed_frames_within_max_age_keep_the_id_and_ids_are_never_reused():
+    tr = Tracker(TrackingConfig(max_age=5))
     seen = []
     for k in range(40):
         visible = not (10 <= k < 14) and not (20 <= k < 30)  # a 4-frame gap, then a 10-frame gap
@@ -55,8 +47,8 @@ def test_missed_frames_within_max_age_keep_the_id_and_ids_are_never_reused(make)
     assert max(after_long) > max(before)
 
 
-def test_ids_are_not_reused_after_reset(make):
-    tr = make()
+def test_ids_are_not_reused_after_reset():
+    tr = Tracker()
     tr.update([person(100)], 0.0)
     first = tr.tracks[0].id
     tr.update([person(100)], 5.0)
@@ -64,8 +56,8 @@ def test_ids_are_not_reused_after_reset(make):
     assert tr.tracks[0].id > first
 
 
-def test_min_hits_hides_one_frame_ghosts(make):
-    tr = make(TrackingConfig(min_hits=3))
+def test_min_hits_hides_one_frame_ghosts():
+    tr = Tracker(TrackingConfig(min_hits=3))
     outs = []
     for k in range(6):
         poses = [person(200 + k)] + ([person(900)] if k == 2 else [])
@@ -74,8 +66,8 @@ def test_min_hits_hides_one_frame_ghosts(make):
     assert all(o[0].track_id == outs[2][0].track_id for o in outs[2:])
 
 
-def test_far_away_pose_does_not_join_a_track(make):
-    tr = make(TrackingConfig())
+def test_far_away_pose_does_not_join_a_track():
+    tr = Tracker(TrackingConfig())
     a = person(100)
     tr.update([a], 0.0)
     b = person(1000)
@@ -83,12 +75,12 @@ def test_far_away_pose_does_not_join_a_track(make):
     assert b.track_id != a.track_id
 
 
-def test_crowd_scene_identity(make):
+def test_crowd_scene_identity():
     """Six people walking back and forth with misses, occlusion gaps and ghosts: few switches."""
     total_sw, ids_pp = 0, []
     for seed in (1, 2):
         ts, frames, truth = crowd_scene(people=6, seconds=20, fps=15, seed=seed)
-        tr = make(TrackingConfig(max_age=15))
+        tr = Tracker(TrackingConfig(max_age=15))
         tids = []
         for t, poses in zip(ts, frames):
             tr.update(poses, t)
@@ -102,11 +94,11 @@ def test_crowd_scene_identity(make):
     assert np.mean(ids_pp) <= 2.0
 
 
-def test_continuity_reference_finds_breaks(make):
+def test_continuity_reference_finds_breaks():
     ts, frames, _ = crowd_scene(people=4, seconds=5, fps=15, seed=3, ghost_rate=0.0)
     pairs = continuity_pairs(frames)
     assert len(pairs) > 100
-    tr = make()
+    tr = Tracker()
     for t, poses in zip(ts, frames):
         tr.update(poses, t)
     good = continuity_breaks(frames, pairs)
@@ -117,10 +109,10 @@ def test_continuity_reference_finds_breaks(make):
     assert continuity_breaks(frames, pairs) > good
 
 
-def test_smoothing_reduces_jitter_and_keeps_raw(make):
+def test_smoothing_reduces_jitter_and_keeps_raw():
     rng = np.random.default_rng(0)
     cfg = TrackingConfig(smoothing=True)
-    tr = make(cfg)
+    tr = Tracker(cfg)
     base = person(400)
     raw_err, sm_err = [], []
     for k in range(90):
@@ -163,80 +155,3 @@ def test_tracking_config_validation():
         TrackingConfig(smoothing_min_cutoff=0)
     with pytest.raises(ValidationError):
         TrackingConfig(bogus=True)
-
-
-# -- the compiled tracker against the reference --------------------------------------------------
-def copies(frames, blocks: bool = False):
-    """Fresh poses of each frame: each its own (a caller's), or with ``blocks`` one PoseBlock per frame (the decoder's)."""
-    if blocks:
-        return [PoseBlock.pack(f) for f in frames]
-    return [[Pose(p.keypoints.copy(), p.scores.copy(), p.score) for p in f] for f in frames]
-
-
-def run_both(cfg, ts, frames):
-    """Both trackers on the same frames (the reference on poses of their own, the compiled one on the decoder's
-    blocks, as in the pipeline): per frame, every pose's track id, which poses were reported and their
-    keypoints, and whether the reported ones are still their frame's block; and the trackers."""
-    runs = []
-    for engine in ("numpy", "numba"):
-        tr, fr, log = make_tracker(cfg, engine), copies(frames, blocks=engine == "numba"), []
-        for t, poses in zip(ts, fr):
-            out = tr.update(poses, t)
-            log.append(([p.track_id for p in poses], [next(i for i, q in enumerate(poses) if q is p) for p in out],
-                        [p.keypoints.copy() for p in poses], PoseBlock.of(out) is not None))
-        runs.append((tr, log))
-    return runs
-
-
-@pytest.mark.parametrize("kw", [{}, {"min_hits": 3}, {"predict_motion": False}, {"gate_torso": 0.0}, {"smoothing": True},
-                                {"max_age": 2, "min_similarity": 0.5}])
-@pytest.mark.parametrize("fps", [30.0, 10.0])
-def test_compiled_tracker_gives_the_reference_ids(kw, fps):
-    """Same IDs for every pose of every frame, the same poses reported, the same (smoothed) keypoints and the
-    same track state, on crowds with misses, occlusion gaps and ghosts; and after time goes backwards."""
-    kw = dict(kw)
-    cfg = TrackingConfig(max_age=kw.pop("max_age", int(fps)), **kw)
-    for seed in (1, 2):
-        ts, frames, _ = crowd_scene(people=6, seconds=12, fps=fps, seed=seed)
-        ts = ts + [t + 0.5 for t in ts[: len(ts) // 3]]  # a loop back in time: both start afresh, IDs go on
-        frames = frames + frames[: len(frames) // 3]
-        (ref, a), (fast, b) = run_both(cfg, ts, frames)
-        assert type(ref) is Tracker and type(fast) is not Tracker
-        assert [x[:2] for x in a] == [x[:2] for x in b]
-        # What the pipeline publishes stays the decoder's block (encoded in one call), smoothed or not,
-        # unless min_hits holds poses back; every frame with people here.
-        assert [x[3] for x in b] == [len(x[1]) == len(x[0]) and len(x[0]) > 0 for x in b]
-        assert any(x[3] for x in b) and (cfg.min_hits > 1) == (not all(x[3] for x in b if x[0]))
-        for (_, _, ka, _), (_, _, kb, _) in zip(a, b):
-            for x, y in zip(ka, kb):
-                np.testing.assert_allclose(x, y, rtol=0, atol=1e-3)
-        assert [t.id for t in ref.tracks] == [t.id for t in fast.tracks]
-        assert [(t.hits, t.missed) for t in ref.tracks] == [(t.hits, t.missed) for t in fast.tracks]
-        for x, y in zip(ref.tracks, fast.tracks):
-            np.testing.assert_allclose(x.keypoints, y.keypoints, atol=1e-3)
-            np.testing.assert_array_equal(x.visible, y.visible)
-            np.testing.assert_allclose(x.torso, y.torso, rtol=1e-5)
-        sim_ref = ref.similarity(frames[5], ts[-1] + 0.03)
-        np.testing.assert_allclose(fast.similarity(copies(frames[5:6])[0], ts[-1] + 0.03), sim_ref, atol=1e-5)
-
-
-def test_tracker_engine_is_chosen_and_a_bad_choice_is_named(monkeypatch):
-    monkeypatch.setenv("EDGEPOSE_TRACKER", "numpy")
-    assert type(make_tracker()) is Tracker
-    monkeypatch.setenv("EDGEPOSE_TRACKER", "numba")
-    assert type(make_tracker()).__name__ == "CompiledTracker"
-    monkeypatch.delenv("EDGEPOSE_TRACKER")
-    assert type(make_tracker()).__name__ == "CompiledTracker"  # auto: numba when it loads
-    with pytest.raises(ConfigError, match="auto, numba, numpy"):
-        make_tracker(engine="fast")
-
-
-def test_without_numba_the_reference_tracks_and_asking_for_numba_says_how_to_fix_it():
-    code = NO_NUMBA + ("from edgepose.tracking import make_tracker, Tracker\nfrom edgepose.errors import ConfigError\n"
-            "print(type(make_tracker()) is Tracker)\n"
-            "try:\n    make_tracker(engine='numba')\nexcept ConfigError as e:\n    print(e)\n")
-    r = run_py(code, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    first, rest = r.stdout.split("\n", 1)
-    assert first == "True"
-    assert "numba does not load" in rest and "EDGEPOSE_TRACKER=numpy" in rest

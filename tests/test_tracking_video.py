@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.tracking import TrackingConfig, make_tracker
+from edgepose.tracking import Tracker, TrackingConfig
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -45,12 +45,11 @@ def video_frames():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["numpy", "numba"])
 @pytest.mark.parametrize("stride", [1, 3])
-def test_ids_are_stable_through_the_shared_video(video_frames, stride, engine):
+def test_ids_are_stable_through_the_shared_video(video_frames, stride):
     fps, all_frames = video_frames
     frames = [[p.scaled(1, 1) for p in f] for f in all_frames[::stride]]  # fresh copies per run
-    tr = make_tracker(TrackingConfig(max_age=max(1, round(fps / stride))), engine)
+    tr = Tracker(TrackingConfig(max_age=max(1, round(fps / stride))))
     for k, poses in enumerate(frames):
         tr.update(poses, k * stride / fps)
     pairs = continuity_pairs(frames)
@@ -63,15 +62,3 @@ def test_ids_are_stable_through_the_shared_video(video_frames, stride, engine):
     longest = max(Counter(p.track_id for f in frames for p in f).values())
     assert longest >= 0.95 * len(frames)  # the woman in the middle is one track from start to end
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stride", [1, 3])
-def test_compiled_tracker_gives_the_reference_ids_on_the_shared_video(video_frames, stride):
-    fps, all_frames = video_frames
-    ids = []
-    for engine in ("numpy", "numba"):
-        frames = [[p.scaled(1, 1) for p in f] for f in all_frames[::stride]]
-        tr = make_tracker(TrackingConfig(max_age=max(1, round(fps / stride))), engine)
-        ids.append([[p.track_id for p in tr.update(poses, k * stride / fps)] for k, poses in enumerate(frames)])
-    assert ids[0] == ids[1]
-    assert sum(map(len, ids[0])) > 3 * len(ids[0])

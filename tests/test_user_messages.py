@@ -30,6 +30,7 @@ def decodable_frames(path: Path) -> int:
     return n
 
 
+@pytest.mark.integration
 def test_truncated_video_says_it_ended_early_and_keeps_what_it_read(tmp_path):
     data = VIDEO.read_bytes()
     cut = tmp_path / "cut.avi"
@@ -48,6 +49,7 @@ def test_truncated_video_says_it_ended_early_and_keeps_what_it_read(tmp_path):
     assert full.returncode == 0 and "ended early" not in full.stderr, full.stderr
 
 
+@pytest.mark.integration
 def test_a_misspelt_config_key_proposes_the_closest_known_key(tmp_path):
     cfg = tmp_path / "device.toml"
     cfg.write_text('[decode]\nnms_radus = 10\n[mqtt.tls]\nca_fil = "ca.pem"\n[actions]\nwave_min_amplitud = 0.3\nzzz = 1\n')
@@ -62,6 +64,7 @@ def test_a_misspelt_config_key_proposes_the_closest_known_key(tmp_path):
     assert res.returncode == 2 and "did you mean 'nms_radius'?" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.tf
 def test_model_shapes_in_messages_are_plain_numbers(tmp_path):
     """A non-PoseNet .tflite given to `run` is named with its input shape, not [np.int32(1), …]."""
@@ -79,6 +82,7 @@ def test_model_shapes_in_messages_are_plain_numbers(tmp_path):
     assert "np." not in res.stderr and res.stderr.count("\n") == 1, res.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("*.py")))
 def test_every_benchmark_prints_help_without_running(script):
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import subprocess
 import sys
@@ -20,8 +19,7 @@ from edgepose.web.config import HttpConfig
 from edgepose.web.device import PRIVACY_BACKGROUND, DeviceWeb
 from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
 from tests.conftest_web import element_image, get, get_json, new_browser, wait_until
-from tests.mosquitto import free_port
-from tests.procs import finish
+from tests.procs import finish, free_port, serve, write_device_config
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 DEVICE = "door-pi"
@@ -30,17 +28,10 @@ VIVID = np.array([PALETTE[i] for i in (0, 1, 2, 3, 4, 6, 9)], np.int16)
 
 
 def write_config(path: Path, mqtt_port: int, http_port: int, **http) -> Path:
-    lines = [f'device_id = "{DEVICE}"', "[model]", f'path = "{TEST_MODEL}"', "[source]", f'uri = "{VIDEO}"', "loop = true",
-             "[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}", f'outbox_path = "{path.parent / "outbox.sqlite"}"',
-             "status_interval = 1.0", "[http]", "enabled = true", f"port = {http_port}"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in http.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def serve(cfg: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return write_device_config(path, DEVICE, {
+        "model": {"path": TEST_MODEL}, "source": {"uri": VIDEO, "loop": True},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "outbox_path": path.parent / "outbox.sqlite", "status_interval": 1.0},
+        "http": {"enabled": True, "port": http_port, **http}})
 
 
 def vivid_fraction(img: np.ndarray, tol: int = 30) -> float:
@@ -72,12 +63,13 @@ def open_page(drv, url: str):
     return img
 
 
+@pytest.mark.integration
 def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
     from selenium.webdriver.common.by import By
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = serve(write_config(tmp_path / "device.toml", broker.port, port))
+    proc = serve("--config", str(write_config(tmp_path / "device.toml", broker.port, port)))
     try:
         st = wait_until(lambda: (s := get_json(url + "api/status"))["frames"] >= 5 and s, 90, "frames on /api/status")
         assert st["device"] == DEVICE and st["model"] == TEST_MODEL.stem and st["camera"] == "ok"
@@ -128,10 +120,11 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
     assert proc.returncode == 0, err[-3000:]
 
 
+@pytest.mark.integration
 def test_privacy_mode_shows_skeletons_and_no_camera_pixels(broker, tmp_path, browser):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = serve(write_config(tmp_path / "device.toml", broker.port, port, privacy="skeleton"))
+    proc = serve("--config", str(write_config(tmp_path / "device.toml", broker.port, port, privacy="skeleton")))
     try:
         wait_until(lambda: get_json(url + "api/status")["frames"] >= 5, 90, "frames")
         img = open_page(browser, url)
@@ -197,6 +190,7 @@ def test_binding_default_is_loopback():
         web.server.server_close()
 
 
+@pytest.mark.integration
 def test_other_address_without_credentials_is_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("EP_TOKEN", raising=False)
     with pytest.raises(ConfigError, match="serves beyond this machine"):
@@ -212,6 +206,7 @@ def test_other_address_without_credentials_is_refused(tmp_path, monkeypatch):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_token_required_beyond_loopback(monkeypatch, caplog, real_poses, tmp_path):
     token = "t0k3n-" + "x" * 30
     monkeypatch.setenv("EP_TOKEN", token)

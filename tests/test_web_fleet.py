@@ -13,8 +13,7 @@ import pytest
 from edgepose.web.fleet import compact_people, subscription
 from tests.conftest_mqtt import SHARED, TEST_MODEL
 from tests.conftest_web import get, get_json, wait_until
-from tests.mosquitto import free_port
-from tests.procs import finish
+from tests.procs import finish, free_port
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 KEEPALIVE = 5
@@ -60,6 +59,7 @@ def painted(drv, device: str) -> float:
         return n / (d.length / 4);""", device)
 
 
+@pytest.mark.integration
 def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, tmp_path, recording, browser):
     from selenium.webdriver.common.by import By
 
@@ -116,6 +116,7 @@ def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, t
         assert devices[n].returncode == 0, errs[n][-2000:]
 
 
+@pytest.mark.integration
 def test_view_refuses_other_address_without_credentials(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgepose.cli", "view", "--broker", "127.0.0.1:1", "--http-host", "0.0.0.0",
                            "--http-port", str(free_port())], capture_output=True, text=True, timeout=60, check=False)

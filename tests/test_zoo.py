@@ -245,6 +245,7 @@ def test_concurrent_fetches_never_expose_a_partial_file(cache, monkeypatch, serv
     assert leftovers(cache) == []
 
 
+@pytest.mark.integration
 @needs_shared
 def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, serve):
     import subprocess

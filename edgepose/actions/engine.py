@@ -1,8 +1,7 @@
 """Per-track action recognition for the runtime pipeline: rules and, optionally, the learned classifier.
 
 A frame's people are measured together: one set of numpy operations over the
-``(N, 17, 2)`` keypoints of everyone (the decoder's :class:`~edgepose.types.PoseBlock`
-when the poses still are one), then each track's small state machines run on
+``(N, 17, 2)`` keypoints of everyone, then each track's small state machines run on
 plain floats, and every window due for the classifier in this frame has its
 features built in one call. The events are exactly those of the per-person
 implementation this replaced (``tests/actions_reference.py``, kept for the
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import geometry as g
-from ..types import NUM_KEYPOINTS, ActionEvent, Pose, PoseBlock
+from ..types import NUM_KEYPOINTS, ActionEvent, Pose
 from .config import ActionsConfig
 from .rules import TrackRules, measure
 
@@ -66,12 +65,8 @@ class ActionEngine:
             return events
         poses = [p for p in tracked_poses if p.track_id is not None]
         if poses:
-            block = PoseBlock.of(tracked_poses) if len(poses) == len(tracked_poses) else None
-            if block is not None:
-                kp, scores = block.keypoints, block.scores
-            else:
-                kp = np.array([p.keypoints for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS, 2)
-                scores = np.array([p.scores for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS)
+            kp = np.array([p.keypoints for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS, 2)
+            scores = np.array([p.scores for p in poses], np.float32).reshape(-1, NUM_KEYPOINTS)
             vis = scores >= cfg.min_part_score
             body = g.body_measures(kp, vis)  # neck, hips, torso size, centre: for the rules and the windows
             per_pose = self._rules(t, poses, kp, scores, vis, body)

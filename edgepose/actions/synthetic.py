@@ -138,10 +138,9 @@ def crowd(seqs: list, people: int, seconds: float = 20.0, fps: float = 30.0, src
     ``seqs`` are :class:`edgepose.actions.dataset.Sequence` clips (e.g. actions-9class); person ``k`` plays
     the longest clip of the ``k``-th label (labels in turn), looped, resampled from ``src_fps`` to ``fps`` by
     linear interpolation, shifted and scaled to its own place, with 1 px of jitter and detector-like scores
-    (0.4-0.95 for seen parts, under 0.15 for missed ones). Each frame's poses are one
-    :class:`~edgepose.types.PoseBlock`, as the decoder hands them over.
+    (0.4-0.95 for seen parts, under 0.15 for missed ones).
     """
-    from ..types import PoseBlock
+    from ..types import Pose
 
     labels = sorted({s.label for s in seqs})
     rng = np.random.default_rng(seed)
@@ -161,8 +160,6 @@ def crowd(seqs: list, people: int, seconds: float = 20.0, fps: float = 30.0, src
         tracks.append((kp.astype(np.float32), sc.astype(np.float32)))
     frames = []
     for f in range(n):
-        poses = PoseBlock.poses(np.stack([kp[f] for kp, _ in tracks]), np.stack([sc[f] for _, sc in tracks]), np.full(people, 0.8))
-        for k, p in enumerate(poses):
-            p.track_id = k + 1
+        poses = [Pose(kp[f], sc[f], 0.8, track_id=k + 1) for k, (kp, sc) in enumerate(tracks)]
         frames.append((float(t[f]), poses))
     return frames

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "view": ".view",
     "flash": ".flash",
     "config": ".config",
+    "compile": ".compile",
+    "profiles": ".profiles",
 }
 
 

@@ -194,12 +194,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from ..actions import ActionEngine
     from ..config import load_config
     from ..sinks.jsonl import read_frame_records
-    from ..tracking import make_tracker
+    from ..tracking import Tracker
 
     cfg = load_config(args.config)
     acfg = cfg.actions.model_copy(update={"enabled": True, **({"model_path": args.model} if args.model else {})})
     engine = ActionEngine(acfg)
-    tracker = make_tracker(cfg.tracking)
+    tracker = Tracker(cfg.tracking)
     n_events = 0
     if not args.json:
         print(f"{'time':>8s} {'track':>5s} {'action':14s} {'kind':8s} {'start':>8s} {'end':>8s} {'conf':>5s} extra")

@@ -16,7 +16,7 @@ def register(sub: Any) -> None:
         "(resolved from pyproject.toml, cached), add the profile's model, the device config, the board profile, the "
         "unit and firstboot.sh, and a sha256 manifest. First boot installs from it with pip --no-index.",
     )
-    p.add_argument("--profile", required=True, help="board profile name or file (python -m edgepose.profiles list)")
+    p.add_argument("--profile", required=True, help="board profile name or file (edgepose profiles list)")
     p.add_argument("--config", required=True, help="device config (TOML), e.g. firmware_configs/device.toml")
     p.add_argument("--python", default=DEFAULT_PYTHON, choices=sorted(TARGETS),
                    help=f"the device's Python: 3.11 = Raspberry Pi OS Bookworm, 3.13 = Trixie (default {DEFAULT_PYTHON})")

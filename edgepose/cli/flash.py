@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--image", required=True, help="Raspberry Pi OS image, .img or .img.xz")
     p.add_argument("--out", required=True, help="the customised image to write (made atomically)")
-    p.add_argument("--profile", required=True, help="board profile (python -m edgepose.profiles list)")
+    p.add_argument("--profile", required=True, help="board profile (edgepose profiles list)")
     p.add_argument("--config", required=True, help="device config (TOML)")
     p.add_argument("--hostname", help="host name (default: the config's device_id when it is a valid host name)")
     p.add_argument("--user", default="pi", help="login user to create (default pi)")

@@ -64,9 +64,9 @@ def warm_up(name: str, dtype: str = "float32") -> None:
 
     seconds, how = compiled.warm_up(dtype)
     if how == "compiled":
-        from ..jit import cache_dir
+        from ..paths import numba_cache_dir
 
-        log.info("numba decoder compiled in %.1f s (cached in %s: later starts load it in well under a second)", seconds, cache_dir())
+        log.info("numba decoder compiled in %.1f s (cached in %s: later starts load it in well under a second)", seconds, numba_cache_dir())
     elif how == "loaded from cache":
         log.info("numba decoder loaded from its cache in %.0f ms", 1e3 * seconds)
 

@@ -243,7 +243,7 @@ def decode_multiple_poses(heads: Heads, max_poses: int = 10, score_threshold: fl
     return DecodedPoses(pos, kp, scores)
 
 
-#: The head dtypes compiled at first boot (``python -m edgepose.jit``): float models and uint8 ones
+#: The head dtypes compiled at first boot (``edgepose compile``): float models and uint8 ones
 #: (Coral's, every Edge TPU model). Another (int8) compiles when such a model loads.
 COMMON_DTYPES = ("float32", "uint8")
 

@@ -21,7 +21,7 @@ from ..decode.heads import Heads, QuantizedHeads
 from ..decode.single import decode_single_pose
 from ..errors import ModelError
 from ..preprocess import FILTERS, Transform, fit_to_input
-from ..types import NUM_KEYPOINTS, Pose, PoseBlock
+from ..types import NUM_KEYPOINTS, Pose, poses_of
 from . import flatbuf
 from .base import TensorSpec, TFLiteModel
 from .runtime import DelegateSpec
@@ -237,10 +237,9 @@ class PoseNetModel(TFLiteModel):
             mode = s.mode if mode is None else mode
         if mode == "single":
             yx, kp, score = decode_single_pose(heads)
-            return PoseBlock.poses(transform.to_source(yx), kp, np.array([score])) if score >= min_pose_score else []
+            return poses_of(transform.to_source(yx), kp, np.array([score])) if score >= min_pose_score else []
         dec = self._decode_multiple_poses(heads, max_poses, min_pose_score, nms_radius)
-        # One block for the frame's people: their arrays are its rows (see PoseBlock).
-        return PoseBlock.poses(transform.to_source(dec.keypoints_yx), dec.keypoint_scores, dec.pose_scores)
+        return poses_of(transform.to_source(dec.keypoints_yx), dec.keypoint_scores, dec.pose_scores)
 
     def estimate(
         self,

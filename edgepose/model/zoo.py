@@ -42,13 +42,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Iterable
 
 from ..errors import DownloadError, ModelError
+from ..paths import CACHE_ENV, models_dir
 
 log = logging.getLogger(__name__)
 
 #: What ``model.path`` defaults to: the raw uint8 Coral model at 353x481 (CPU, no custom op).
 DEFAULT_MODEL = "posenet_mobilenet_v1_075_353_481"
 
-CACHE_ENV = "EDGEPOSE_CACHE_DIR"
 MIRROR_ENV = "EDGEPOSE_MODEL_MIRROR"
 TIMEOUT_ENV = "EDGEPOSE_DOWNLOAD_TIMEOUT"
 
@@ -234,20 +234,6 @@ def _unknown(name: str) -> ModelError:
 
 
 # --------------------------------------------------------------------------- cache
-
-
-def cache_root() -> Path:
-    """``EDGEPOSE_CACHE_DIR`` or the platform's user cache dir for edgepose."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("edgepose"))
-
-
-def models_dir() -> Path:
-    return cache_root() / "models"
 
 
 def _record_path(p: Path) -> Path:

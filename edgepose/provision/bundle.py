@@ -153,9 +153,9 @@ def runtime_requirements(pyproject: Path, target: Target) -> list[str]:
 
 
 def wheel_cache(target: Target) -> Path:
-    from ..model.zoo import cache_root
+    from ..paths import wheels_dir
 
-    return cache_root() / "wheels" / target.tag
+    return wheels_dir(target.tag)
 
 
 _PIP_FILE = re.compile(r"^\s*(?:Saved|File was already downloaded)\s+(.+\.whl)\s*$")
@@ -365,7 +365,7 @@ def checked_config(config: Path, profile_path: Path) -> Any:
         if e.fix:
             raise
         raise ConfigError(e.problem.replace("\n", "; "),
-                          f"correct that field in {config} (check with: python -m edgepose.profiles merged {config} "
+                          f"correct that field in {config} (check with: edgepose profiles merged {config} "
                           f"--board {profile_path.stem}).") from None
 
 

@@ -36,7 +36,7 @@ class JsonlSink:
         self.count = 0
 
     def write(self, result: FrameResult) -> None:
-        # The MQTT payload's compiled writers: a frame's record without Python formatting each value.
+        # The MQTT payload's writer: one % format per person, not json.dumps of to_dict.
         self._write_line(payloads.frame_json(result).decode("ascii"))
 
     def write_record(self, record: dict[str, Any], *, flush: bool = False) -> None:

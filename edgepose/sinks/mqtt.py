@@ -342,7 +342,6 @@ class MqttSink:
                  ", TLS" if cfg.tls.enabled else "", f", user {cfg.username}" if cfg.username else "", cfg.prefix(self.device_id))
         self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, **connect_kwargs(cfg))
         self._client.loop_start()
-        payloads.warm_up()  # compile or load the poses encoders while connecting, not on the first frame
         self._pump = threading.Thread(target=self._pump_loop, name="edgepose-outbox", daemon=True)
         self._pump.start()
         return self

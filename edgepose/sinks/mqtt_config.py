@@ -121,9 +121,9 @@ class MqttConfig(ConfigModel):
     def resolved_outbox_path(self, device_id: str) -> Path:
         if self.outbox_path:
             return Path(self.outbox_path).expanduser()
-        from platformdirs import user_state_dir
+        from ..paths import state_dir
 
-        return Path(user_state_dir("edgepose")) / f"outbox-{device_id}.sqlite"
+        return state_dir() / f"outbox-{device_id}.sqlite"
 
     def redacted(self) -> dict[str, Any]:
         """A dump safe to log or print: the password is replaced, ``password_env`` names only the variable."""

@@ -6,11 +6,9 @@ consumer bumps it. The JSON Schema of each payload is in
 
 The ``poses`` payload is the JSONL frame record of :meth:`FrameResult.to_dict`
 (same ``people`` objects) plus the device id, so a subscriber can record it as
-is (``edgepose listen --jsonl``). It is the hot path (every frame), so both
-encodings are written into one buffer by compiled calls, one for the JSON header and
-one per person (:mod:`edgepose.sinks.payloads_jit`, numba), or where numba does not load by
-one ``%`` format per person (JSON) and a few numpy calls (binary): the same
-bytes either way. The JSON values are :meth:`Pose.to_dict`'s.
+is (``edgepose listen --jsonl``). It is the hot path (every frame): one ``%``
+format per person (JSON) and a few numpy calls (binary). The JSON values are
+:meth:`Pose.to_dict`'s.
 
 Binary ``poses`` (``encoding = "binary"``), little-endian::
 
@@ -26,20 +24,15 @@ That is 112 bytes for one person (JSON: about 720).
 from __future__ import annotations
 
 import json
-import logging
 import math
 import struct
-import sys
-import time
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
-from ..types import FRAME_KEYS, KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose, PoseBlock
-
-log = logging.getLogger(__name__)
+from ..types import FRAME_KEYS, KEYPOINT_NAMES, NUM_KEYPOINTS, ActionEvent, FrameResult, Pose
 
 PAYLOAD_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
@@ -70,38 +63,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
-
-
-# -- poses: compiled writers ----------------------------------------------------
-_COMPILED: Any = None  # edgepose.sinks.payloads_jit once loaded; False where numba does not load
-
-
-def _compiled() -> Any:
-    global _COMPILED
-    if _COMPILED is None:
-        t = time.perf_counter()
-        try:
-            from ..jit import expect_compile
-
-            expect_compile("MQTT/JSONL payload writers")
-            from . import payloads_jit
-        except Exception as e:  # ImportError (also NUMBA_DISABLE_JIT), or a numba/numpy mismatch at import
-            log.info("numba does not load (%s: %s): poses payloads are encoded in Python", type(e).__name__, e)
-            _COMPILED = False
-            return None
-        seconds = time.perf_counter() - t
-        if payloads_jit.load_kind() == "compiled":
-            log.info("numba payload encoders compiled in %.1f s (cached for later starts)", seconds)
-        else:
-            log.info("numba payload encoders loaded in %.0f ms", 1e3 * seconds)
-        _COMPILED = payloads_jit
-    return _COMPILED or None
-
-
-def warm_up() -> None:
-    """Load (the first time on a machine: compile) the compiled payload writers now, e.g. at sink
-    start, so that no frame pays for it. Logs what it cost."""
-    _compiled()
 
 
 # -- poses: JSON --------------------------------------------------------------
@@ -145,48 +106,10 @@ def _head_prefix(device_id: str | None) -> str:
     return f'{{"v":{PAYLOAD_VERSION},{device}"frame":'
 
 
-@lru_cache(maxsize=64)
-def _json_prefix(device_id: str | None) -> np.ndarray:
-    """:func:`_head_prefix` as the compiled writer takes it."""
-    return np.frombuffer(_head_prefix(device_id).encode(), np.uint8).copy()
-
-
-def _new_buffer(size: int) -> np.ndarray:
-    return np.empty(size, np.uint8)
-
-
-def _poses_json_compiled(result: FrameResult, prefix: np.ndarray, ndigits: int, buffer: Callable[[int], np.ndarray]) -> bytes | None:
-    """The whole payload written by the compiled writers into one buffer (``buffer(size)``);
-    None where Python must write it (a value only Python rounds right, or keypoints that are not
-    :class:`Pose`'s float32 arrays)."""
-    jit = _compiled()
-    if jit is None:
-        return None
-    poses = result.poses
-    buf = buffer(prefix.size + jit.HEAD_MAX + len(poses) * jit.JSON_MAX + jit.SLACK)
-    block = PoseBlock.of(poses)
-    try:
-        if block is not None:  # the decoder's poses, as they came: one call for the frame
-            o = jit.frame_json(buf, prefix, result.index, result.timestamp, result.width, result.height,
-                               block.keypoints, block.scores, block.score, block.ids, ndigits)
-            return None if o < 0 else buf[: o + 2].tobytes()
-        o = jit.head_json(buf, prefix, result.index, result.timestamp, result.width, result.height)
-        if o < 0:
-            return None
-        person, no_id = jit.person_json, jit.NO_ID
-        for p in poses:
-            tid = p.track_id
-            if tid == no_id:  # the sentinel for none: the Python encoder writes it
-                return None
-            o = person(buf, o, p.keypoints, p.scores, p.score, no_id if tid is None else tid, ndigits)
-            if o < 0:  # a pose score at a decimal tie, |x| >= 2**52 / 10**d, arrays of another shape
-                return None
-    except (TypeError, OverflowError):  # arrays replaced after construction; an index beyond int64
-        return None
-    return buf[: o + 2].tobytes()  # the writers leave the closing "]}" after what they wrote
-
-
-def _poses_json_python(result: FrameResult, device_id: str | None, ndigits: int) -> bytes:
+def poses_json(result: FrameResult, device_id: str | None, ndigits: int = 1) -> bytes:
+    """The ``poses`` payload as compact JSON: :meth:`FrameResult.to_dict`'s values plus the device id
+    (none with ``device_id=None``: the JSONL record's start, see :func:`frame_json`); keypoints are
+    written as ``%.{ndigits}f``, scores ``%.3f``."""
     # f-string header: a dict through json.dumps costs as much as one person.
     head = (
         f'{_head_prefix(device_id)}{int(result.index)},'
@@ -196,67 +119,20 @@ def _poses_json_python(result: FrameResult, device_id: str | None, ndigits: int)
     return f"{head}{people}]}}".encode("ascii")
 
 
-def poses_json(result: FrameResult, device_id: str | None, ndigits: int = 1) -> bytes:
-    """The ``poses`` payload as compact JSON: :meth:`FrameResult.to_dict`'s values plus the device id
-    (none with ``device_id=None``: the JSONL record's start, see :func:`frame_json`).
-
-    Keypoints are written as ``%.{ndigits}f`` (scores ``%.3f``), by the compiled writers when numba
-    loads, else by one ``%`` format per person: the same bytes either way.
-    """
-    data = _poses_json_compiled(result, _json_prefix(device_id), ndigits, _new_buffer)
-    return _poses_json_python(result, device_id, ndigits) if data is None else data
-
-
 class PosesEncoder:
-    """The ``poses`` payload of one sink's frames (:func:`poses_json` or :func:`poses_binary`: the same
-    bytes), with its settings resolved once and one buffer reused from frame to frame. For one thread
-    (the sink's publishing one): a second thread encoding at the same time would share the buffer."""
+    """The ``poses`` payload of one sink's frames (:func:`poses_json` or :func:`poses_binary`), with its
+    settings resolved once."""
 
     def __init__(self, encoding: str = "json", device_id: str | None = None, ndigits: int = 1) -> None:
         if encoding not in ("json", "binary"):
             raise ValueError(f"unknown poses encoding {encoding!r}: use 'json' or 'binary'")
         self.encoding, self.device_id, self.ndigits = encoding, device_id, int(ndigits)
         self._json = encoding == "json"
-        self._prefix = _json_prefix(device_id)
-        self._buf = np.empty(0, np.uint8)  # grown to the largest frame's bound, then reused
-        self._view = self._buf.data  # the bytes are taken through it: numpy's slicing code is colder
-        self._people = -1  # the most people self._buf holds in either encoding
 
     def __call__(self, result: FrameResult) -> bytes:
-        block = PoseBlock.of(result.poses)
-        jit = _COMPILED
-        if block is not None and jit:
-            # The pipeline's frames (one PoseBlock each): one compiled call and as little Python around it
-            # as can be, because at a few microseconds a frame every call and attribute read shows.
-            n = len(block.ids)
-            if n > self._people:
-                self._buffer(self._prefix.size + jit.HEAD_MAX + n * jit.JSON_MAX + jit.SLACK)
-                self._people = n
-            buf = self._buf
-            try:
-                if self._json:
-                    o = jit.frame_json(buf, self._prefix, result.index, result.timestamp, result.width, result.height,
-                                       block.keypoints, block.scores, block.score, block.ids, self.ndigits)
-                    if o >= 0:
-                        return self._view[: o + 2].tobytes()
-                    return _poses_json_python(result, self.device_id, self.ndigits)  # a value only Python writes right
-                elif _LITTLE_ENDIAN:
-                    o = jit.frame_binary(buf, result.index, result.timestamp, result.width, result.height,
-                                         block.keypoints, block.scores, block.score, block.ids)
-                    if o > 0:
-                        return self._view[:o].tobytes()
-            except (TypeError, OverflowError):  # the block's arrays replaced; an index beyond int64
-                pass
-        if not self._json:
-            return _poses_binary(result, self._buffer)
-        data = _poses_json_compiled(result, self._prefix, self.ndigits, self._buffer)
-        return _poses_json_python(result, self.device_id, self.ndigits) if data is None else data
-
-    def _buffer(self, size: int) -> np.ndarray:
-        if self._buf.size < size:  # a larger crowd than before: kept for the next one
-            self._buf = np.empty(size, np.uint8)
-            self._view = self._buf.data
-        return self._buf
+        if self._json:
+            return poses_json(result, self.device_id, self.ndigits)
+        return poses_binary(result)
 
 
 def frame_json(result: FrameResult, ndigits: int = 1) -> bytes:
@@ -275,42 +151,12 @@ def frame_json(result: FrameResult, ndigits: int = 1) -> bytes:
 
 
 # -- poses: binary ------------------------------------------------------------
-_LITTLE_ENDIAN = sys.byteorder == "little"  # the compiled header writes ts in the machine's order
-
-
 def poses_binary(result: FrameResult) -> bytes:
-    return _poses_binary(result, _new_buffer)
-
-
-def _poses_binary(result: FrameResult, buffer: Callable[[int], np.ndarray]) -> bytes:
-    """The binary payload, header and people written into ``buffer(size)`` by the compiled writers
-    where numba loads, else packed by ``struct`` and numpy: the same bytes."""
+    """The binary payload: the header packed by ``struct``, the people by numpy."""
     poses = result.poses
     n = len(poses)
     if n > 255:
         raise ValueError(f"binary poses payload holds at most 255 people, got {n}")
-    jit = _compiled()
-    if jit is not None and _LITTLE_ENDIAN:
-        buf = buffer(_HEADER.size + n * jit.RECORD)
-        block = PoseBlock.of(poses)
-        try:
-            if block is not None:  # as in the JSON encoder
-                o = jit.frame_binary(buf, result.index, result.timestamp, result.width, result.height,
-                                     block.keypoints, block.scores, block.score, block.ids)
-                if o > 0:
-                    return buf[:o].tobytes()
-            o = jit.head_binary(buf, result.index, result.timestamp, result.width, result.height, n)
-            if o > 0:
-                person = jit.person_binary
-                for p in poses:
-                    tid = p.track_id
-                    o = person(buf, o, p.keypoints, p.scores, p.score, -1 if tid is None else tid)
-                    if o < 0:  # arrays not of 17 keypoints: numpy says what is wrong
-                        break
-                else:
-                    return buf[:o].tobytes()
-        except (TypeError, OverflowError):  # arrays replaced after construction; an index beyond int64
-            pass
     header = _HEADER.pack(
         BINARY_MAGIC,
         PAYLOAD_VERSION,
@@ -326,7 +172,7 @@ def _poses_binary(result: FrameResult, buffer: Callable[[int], np.ndarray]) -> b
 
 def _people_binary(poses: list[Pose]) -> bytes:
     """The person records with numpy, all people at once: quarter pixels and scores rounded half to
-    even, saturated at their integer ranges, NaN/inf keypoints -> 0 (the compiled writer's bytes)."""
+    even, saturated at their integer ranges, NaN/inf keypoints -> 0."""
     a = np.empty((len(poses), NUM_KEYPOINTS, 3), np.float64)
     a[:, :, :2] = np.array([p.keypoints for p in poses])
     a[:, :, 2] = np.array([p.scores for p in poses])

@@ -24,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from ..draw import ActionLabels, draw_poses
-from ..service.runner import FpsMeter
+from ..fps import FpsMeter
 from ..types import FrameResult
 from .config import HttpConfig
 from .server import Handler, WebServer, page

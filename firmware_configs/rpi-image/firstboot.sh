@@ -228,13 +228,13 @@ if grep -q '^edgetpu *= *"on"' "$ROOT$ETC/board.toml"; then
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std
 fi
 
-# Compile the numba code (decoder, tracker, payload writers) into the service's cache now, as its user: on a
+# Compile the multi-pose decoder (numba) into the service's cache now, as its user: on a
 # slow board the first compile takes minutes; the service would compile at its start (asking systemd for more time).
 run install -d -m 0750 "$ROOT/var/cache/edgepose/numba"
 run chown -R edgepose:edgepose "$ROOT/var/cache/edgepose"
 log "compiling the numba code into /var/cache/edgepose/numba (minutes on a slow board, once)"
 t_jit=$SECONDS
-if ! run runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba EDGEPOSE_CACHE_DIR=/var/cache/edgepose "$PY" -m edgepose.jit; then
+if ! run runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba EDGEPOSE_CACHE_DIR=/var/cache/edgepose "$PY" -m edgepose compile; then
     log "warning: compiling failed; the service compiles on its first start or uses the numpy decoder."
 fi
 log "compiled in $((SECONDS - t_jit)) s"

@@ -64,6 +64,7 @@ def test_compare_fails_on_a_missing_pose_or_no_pose():
     assert compare([], [])["keypoints"] == 0
 
 
+@pytest.mark.integration
 def test_read_poses_reads_edgepose_jsonl(tmp_path):
     """The x86 half of the proof: `edgepose run --jsonl` on the test image, read back."""
     out = tmp_path / "x86.jsonl"
@@ -99,6 +100,7 @@ def proof(request, tmp_path_factory) -> dict:
 
 
 @pytest.mark.arm64
+@pytest.mark.integration
 def test_bundle_installs_offline_and_matches_x86_on_arm64(proof):
     assert proof["uname -m"] == "aarch64"
     assert proof["python"].startswith(SUITES[proof["suite"]] + ".")  # that Raspberry Pi OS's Python
@@ -112,6 +114,7 @@ def test_bundle_installs_offline_and_matches_x86_on_arm64(proof):
 
 
 @pytest.mark.arm64
+@pytest.mark.integration
 def test_dockerfile_builds_and_runs_for_arm64(proof):
     if proof["suite"] != "bookworm":
         pytest.skip("the container stage runs with the Bookworm proof (Dockerfile.arm64's base is python:3.11 on Bookworm)")

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from ..actions.synthetic import Figure, figure_pose
-from ..types import Pose
+from edgepose.actions.synthetic import Figure, figure_pose
+from edgepose.types import Pose
 
 
 def crowd_scene(
