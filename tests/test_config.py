@@ -34,10 +34,10 @@ def test_every_section_derives_from_the_base_and_describes_every_field():
 
 
 def test_readme_config_reference_is_generated_from_the_models():
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "firmware_configs" / "CONFIG.md").read_text(encoding="utf-8")
     start = text.index("<!-- config-reference:start")
     block = text[text.index("\n", start) + 1 : text.index("<!-- config-reference:end -->")]
-    assert block == config_reference(), "README's config reference is stale: run python -m edgepose.config reference --write README.md"
+    assert block == config_reference(), "the config reference is stale: run python -m edgepose.config reference --write firmware_configs/CONFIG.md"
     for path, model in _sections(EdgeposeConfig):
         assert not path or f"**`[{path}]`**" in block
         for name, f in model.model_fields.items():

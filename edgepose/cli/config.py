@@ -32,7 +32,7 @@ def check(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if problems:
         print(f"edgepose config check: {args.file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}. "
-              "Fix: correct each line shown (the README's config reference lists every key).", file=sys.stderr)
+              "Fix: correct each line shown (firmware_configs/CONFIG.md lists every key).", file=sys.stderr)
         return 2
     print(f"{args.file}: valid")
     return 0
