@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..model.zoo import sha256_file
-from .bundle import TARGETS, BundleError, Target, download_wheels, runtime_requirements
+from .wheels import TARGETS, BundleError, Target, download_wheels, runtime_requirements
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help=f"resolve every bundle target and rewrite {LOCK}")
     ap.add_argument("--refresh", action="store_true", help="resolve from the package index, not the wheel cache")
     args = ap.parse_args(argv)
-    from .bundle import source_root
+    from .wheels import source_root
 
     root = source_root()
     if not args.write:
