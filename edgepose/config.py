@@ -83,7 +83,7 @@ class EdgeposeConfig(ConfigModel):
 
     def redacted(self) -> dict[str, Any]:
         """A dump safe to print or log: no broker password, no password inside the source URL."""
-        from .sources.base import redact_url
+        from .redact import redact_url
 
         dump = self.model_dump(mode="json")
         dump["mqtt"] = self.mqtt.redacted()
@@ -155,7 +155,7 @@ def format_validation_error(err: ValidationError, source: str = "config", model:
         elif any(looks_secret(str(p)) for p in e["loc"]):
             got_s = " (value not shown: it may be a secret)"
         else:
-            from .sources.base import redact_url
+            from .redact import redact_url
 
             got_s = f" (got {redact_url(repr(got))})"  # a URL's password is never echoed either
         lines.append(f"{source}: {loc}: {msg}{got_s}")

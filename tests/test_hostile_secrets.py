@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepose.sources.base import redact_url
+from edgepose.redact import redact_url
 
 MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 #: Passwords as operators type them: '@', '/', ':' and a blank inside, as URL-encoding forgot them.

@@ -12,6 +12,7 @@ import pydantic
 import pytest
 
 from edgepose.errors import SourceError
+from edgepose.redact import redact_url
 from edgepose.sources import (
     FrameSource,
     LatestFrameReader,
@@ -21,7 +22,6 @@ from edgepose.sources import (
     open_source,
     resolve,
 )
-from edgepose.sources.base import redact_url
 from edgepose.sources.images import natural_key
 from edgepose.sources.opencv import ffmpeg_stream_options
 from edgepose.types import Frame

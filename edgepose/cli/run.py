@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
                 from tqdm import tqdm
 
                 total = src.frame_count if args.max_frames is None else min(src.frame_count or args.max_frames, args.max_frames)
-                from ..sources.base import redact_url
+                from ..redact import redact_url
 
                 desc = Path(redact_url(str(cfg.source.uri))).name or "frames"  # 'rtsp://u:pw@cam' has no path: its name is u:***@cam
                 bar = tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, leave=False,

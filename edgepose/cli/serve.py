@@ -102,7 +102,7 @@ def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any =
     """One line: model, source, broker and topics, and the decoder settings in force with where each came from."""
     m = cfg.mqtt
     model = f"replay of {Path(args.replay).name}" if args.replay else Path(cfg.model.path).name
-    from ..sources.base import redact_url
+    from ..redact import redact_url
 
     source = args.replay if args.replay else redact_url(str(cfg.source.uri))  # no stream password in the journal
     broker = f"{m.host}:{m.port} (MQTT {m.protocol}{', TLS' if m.tls.enabled else ''}{f', user {m.username}' if m.username else ''})"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import SourceError
-from .base import FrameSource, redact_url
+from ..redact import redact_url
+from .base import FrameSource
 from .config import SourceConfig, SourceKind
 from .images import GLOB_CHARS, ImageSequenceSource, folder_source, glob_source, image_source, is_image_path
 from .opencv import CameraSource, StreamSource, VideoFileSource

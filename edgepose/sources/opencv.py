@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
+from ..redact import redact_url
 from ..types import Frame
-from .base import FrameSource, redact_url
+from .base import FrameSource
 from .config import SourceConfig
 
 log = logging.getLogger(__name__)
