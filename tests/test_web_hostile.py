@@ -271,7 +271,9 @@ def test_idle_connections_are_bounded_in_threads_and_memory_and_time_out(device)
         extra_rss_mb = (during["VmRSS"] - before["VmRSS"]) / 1024
         print(f"\n200 idle connections: threads {before['Threads']} -> {during['Threads']} (+{extra_threads}, cap {limit}), "
               f"RSS {before['VmRSS'] / 1024:.1f} -> {during['VmRSS'] / 1024:.1f} MB (+{extra_rss_mb:.1f})")
-        assert extra_threads <= limit + 2
+        # The service's own threads (paho's loop, the outbox, the status timer) come and go beside the handlers:
+        # a few of slack; without the cap, 200 connections were 200 threads.
+        assert extra_threads <= limit + 8
         assert extra_rss_mb < 40
         # Beyond the cap the answer is an immediate 503, without a thread.
         ans = raw(device.port, request(b"/api/status"), timeout=5)

@@ -48,10 +48,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-#: Long-running commands, which log their own INFO lines by default.
-SERVICES = ("serve", "view")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the module of the command being run.
@@ -60,9 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if first in SERVICES and args.verbose == 0:
-        # A service's log is its journal: its own informational lines (page address, start, stop) belong there.
-        logging.getLogger("edgepose").setLevel(logging.INFO)
     from ..tflogs import configure as configure_tf_logs
 
     configure_tf_logs(args.verbose)  # before any command imports TensorFlow: its own logs only with -v

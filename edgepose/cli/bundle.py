@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from ..provision.bundle import DEFAULT_PYTHON, TARGETS
+    from ..provision.wheels import DEFAULT_PYTHON, TARGETS
 
     p = sub.add_parser(
         "bundle",

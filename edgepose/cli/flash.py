@@ -8,9 +8,9 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from ..provision.bundle import DEFAULT_PYTHON, TARGETS
     from ..provision.firstboot import CAMERAS
     from ..provision.flash import FIRST_BOOT
+    from ..provision.wheels import DEFAULT_PYTHON, TARGETS
 
     p = sub.add_parser(
         "flash",

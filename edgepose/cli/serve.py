@@ -98,8 +98,8 @@ def _print_line(text: str) -> None:
     print(f"edgepose serve: {text}", file=sys.stderr, flush=True)
 
 
-def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any = None) -> str:
-    """One line: model, source, broker and topics, and the decoder settings in force with where each came from."""
+def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any = None, page: str | None = None) -> str:
+    """One line: model, source, broker and topics, the page's address, and the decoder settings in force with where each came from."""
     m = cfg.mqtt
     model = f"replay of {Path(args.replay).name}" if args.replay else Path(cfg.model.path).name
     from ..redact import redact_url
@@ -108,6 +108,7 @@ def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any =
     broker = f"{m.host}:{m.port} (MQTT {m.protocol}{', TLS' if m.tls.enabled else ''}{f', user {m.username}' if m.username else ''})"
     return (f"started: model {model}, source {source}, broker {broker}, topics {m.prefix(cfg.device_id)}/"
             f"{{poses,events,status,state}}, outbox {sink.outbox.path}"
+            + (f", page {page}" if page else "")
             + (f"; decoder: {pipeline.decoder.describe()}" if pipeline is not None else ""))
 
 
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
                       retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames,
                       finish=None if pipeline is None else pipeline.finish, status_line=_print_line, status_line_interval=args.status_every)
-    _print_line(start_summary(cfg, args, sink, pipeline))
+    page = None if web is None else web.url + (" (credentials required)" if web.server.auth.required else "")
+    _print_line(start_summary(cfg, args, sink, pipeline, page))
     service_ref.append(service)
 
     def _graceful(signum: int, _frame: Any) -> None:
