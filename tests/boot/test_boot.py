@@ -38,6 +38,7 @@ def _tools_missing() -> list[str]:
 
 
 @pytest.mark.boot
+@pytest.mark.integration  # also out of `-m "not integration"`, which replaces the default `-m`
 @pytest.mark.parametrize("style", ["trixie", "bookworm"])
 def test_a_flashed_card_boots_installs_offline_and_streams(style, tmp_path):
     if os.geteuid() != 0:
