@@ -111,6 +111,13 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
         # The viewer leaves: encoding stops.
         browser.get("about:blank")
         wait_until(lambda: metrics(url)["edgepose_stream_viewers"] == 0, 10, "the viewer to leave")
+
+        def settled() -> bool:  # a frame being encoded as the viewer left may still be counted
+            before = metrics(url)["edgepose_stream_frames_encoded_total"]
+            time.sleep(0.3)
+            return metrics(url)["edgepose_stream_frames_encoded_total"] == before
+
+        wait_until(settled, 10, "encoding to stop")
         n = metrics(url)["edgepose_stream_frames_encoded_total"]
         time.sleep(1.0)
         assert metrics(url)["edgepose_stream_frames_encoded_total"] == n
