@@ -230,8 +230,8 @@ def serve_pass(model: str | None, paired: bool, broker_port: int, tmp: Path):
     """One run of the seed clip through serve's own objects; the frame log and the Paired stage (or None)."""
     from edgepose.cli.serve import frames_factory
     from edgepose.config import load_config
+    from edgepose.mqtt.sink import MqttSink
     from edgepose.service.runner import Service
-    from edgepose.sinks.mqtt import MqttSink
     from tests.actions_reference import ReferenceActionEngine
 
     actions = {"enabled": True, **({"model_path": model} if model else {})}

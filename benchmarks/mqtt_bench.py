@@ -48,9 +48,9 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
 from benchmarks.baselines.tables import table  # noqa: E402
-from edgepose.sinks import payloads  # noqa: E402
-from edgepose.sinks.mqtt import MqttSink  # noqa: E402
-from edgepose.sinks.mqtt_config import MqttConfig  # noqa: E402
+from edgepose.mqtt import payloads  # noqa: E402
+from edgepose.mqtt.config import MqttConfig  # noqa: E402
+from edgepose.mqtt.sink import MqttSink  # noqa: E402
 from edgepose.types import FrameResult, Pose  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
 
@@ -149,11 +149,11 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
     cfg = MqttConfig(host="127.0.0.1", port=port, encoding=encoding, outbox_path=str(tmp / f"o-{encoding}-{len(poses)}.sqlite"))
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
-    sink.state_min_interval = 1e9  # the state summary is published once, not per frame
+    sink.state.min_interval = 1e9  # the state summary is published once, not per frame
     data = sink.encode_poses(fr)
     bare = bare_client(port)
     # Many small messages can out-run paho's socket queue guard in the sink; lift it for the rate run.
-    import edgepose.sinks.mqtt as m
+    import edgepose.mqtt.sink as m
 
     limit, m.MAX_QUEUED_POSES = m.MAX_QUEUED_POSES, 10**9
     topic = sink.topics["poses"]

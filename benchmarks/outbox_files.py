@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgepose.sinks import outbox as ob
+from edgepose.mqtt import outbox as ob
 
 PAYLOAD = b"x" * 260  # the size of a typical events payload
 

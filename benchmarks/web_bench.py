@@ -155,9 +155,9 @@ def simulate(args: argparse.Namespace) -> None:
     """The simulator process: N devices (MqttSink each) replaying one recording at F FPS, staggered; prints a JSON summary."""
     import heapq
 
+    from edgepose.mqtt.config import MqttConfig
+    from edgepose.mqtt.sink import MqttSink
     from edgepose.service.replay import read_records
-    from edgepose.sinks.mqtt import MqttSink
-    from edgepose.sinks.mqtt_config import MqttConfig
     from edgepose.types import FrameResult
 
     records = read_records(args.recording)

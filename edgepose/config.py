@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from .actions.config import ActionsConfig
 from .config_base import ConfigModel
 from .errors import ConfigError
+from .mqtt.config import MqttConfig
 from .relocalization.config import RelocalizationConfig
-from .sinks.mqtt_config import MqttConfig
 from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
 from .web.config import HttpConfig

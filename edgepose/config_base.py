@@ -1,7 +1,7 @@
 """The base of every configuration section.
 
 Each section model lives with the code that uses it (``sources/config.py``,
-``sinks/mqtt_config.py``, ...) and derives from :class:`ConfigModel`, so all
+``mqtt/config.py``, ...) and derives from :class:`ConfigModel`, so all
 of them refuse unknown keys (a typo is an error, not a silently ignored
 line) and describe every field with ``Field(description=...)``: the README's
 config reference is generated from those descriptions (``python -m

@@ -18,8 +18,8 @@ from typing import Iterator
 
 import pytest
 
-from edgepose.sinks.mqtt import MAX_INCOMING_PACKET, connect_kwargs
-from edgepose.sinks.mqtt_config import MqttConfig
+from edgepose.mqtt.client import MAX_INCOMING_PACKET, connect_kwargs
+from edgepose.mqtt.config import MqttConfig
 from tests.conftest_mqtt import TEST_MODEL
 from tests.conftest_web import get_json, wait_until
 from tests.mosquitto import Mosquitto, Subscriber, free_port

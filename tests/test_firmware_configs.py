@@ -538,7 +538,7 @@ def run_runtime_only(code: str) -> subprocess.CompletedProcess:
 def test_device_side_imports_with_runtime_dependencies_only():
     """The image installs pyproject's runtime dependencies only: the device modules must import without the rest."""
     mods = ["edgepose.config", "edgepose.profiles", "edgepose.sources", "edgepose.draw", "edgepose.sinks.video",
-            "edgepose.pipeline", "edgepose.sinks.mqtt", "edgepose.service.runner", "edgepose.model.posenet"]
+            "edgepose.pipeline", "edgepose.mqtt.sink", "edgepose.service.runner", "edgepose.model.posenet"]
     r = run_runtime_only("import importlib\nfor m in " + repr(mods) + ":\n    importlib.import_module(m)\n")
     assert r.returncode == 0, r.stderr[-2000:]
 

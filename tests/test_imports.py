@@ -7,11 +7,11 @@ command layer, whatever module it sits in.
 Layers, lowest first; a module may import its own layer and those below:
 
 0. base: the data model and helpers everything shares (types, errors, geometry, paths, systemd, ...);
-1. config sections: each section's model beside its code (``<package>/config.py``, ``sinks/mqtt_config.py``),
+1. config sections: each section's model beside its code (``<package>/config.py``, ``mqtt/config.py`` too),
    and board profiles (files, no validation);
 2. the whole config (``edgepose.config``: the sections together, defaults < profile < file);
 3. core: decoding (and its numba helper ``jit``), models, tracking, sources, relocalization;
-4. consumers of poses: actions, sinks, drawing;
+4. consumers of poses: actions, sinks, MQTT, drawing;
 5. the pipeline (source -> model -> tracker -> actions);
 6. front ends the service runs or that stand beside it: the web pages, provisioning;
 7. the device service;
@@ -31,14 +31,14 @@ MAIN = "__main__ block"  # suffix of the pseudo-module holding a module's `if __
 LAYERS: dict[str, int] = {
     "edgepose": 0, "edgepose.types": 0, "edgepose.errors": 0, "edgepose.geometry": 0, "edgepose.config_base": 0,
     "edgepose.paths": 0, "edgepose.systemd": 0, "edgepose.fps": 0, "edgepose.tflogs": 0, "edgepose.preprocess": 0,
-    "edgepose.decoder_settings": 0, "edgepose.docgen": 0, "edgepose.redact": 0,
+    "edgepose.decoder_settings": 0, "edgepose.docgen": 0, "edgepose.redact": 0, "edgepose.net": 0,
     "edgepose.config_check": 2,
     "edgepose.actions.config": 1, "edgepose.relocalization.config": 1, "edgepose.sources.config": 1,
-    "edgepose.tracking.config": 1, "edgepose.web.config": 1, "edgepose.sinks.mqtt_config": 1, "edgepose.profiles": 1,
+    "edgepose.tracking.config": 1, "edgepose.web.config": 1, "edgepose.mqtt.config": 1, "edgepose.profiles": 1,
     "edgepose.config": 2,
     "edgepose.jit": 3, "edgepose.decode": 3, "edgepose.model": 3, "edgepose.tracking": 3, "edgepose.sources": 3,
     "edgepose.relocalization": 3,
-    "edgepose.actions": 4, "edgepose.sinks": 4, "edgepose.draw": 4,
+    "edgepose.actions": 4, "edgepose.sinks": 4, "edgepose.mqtt": 4, "edgepose.draw": 4,
     "edgepose.pipeline": 5,
     "edgepose.web": 6, "edgepose.provision": 6,
     "edgepose.service": 7,

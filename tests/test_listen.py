@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 
 from edgepose.cli import build_parser
+from edgepose.mqtt import payloads
+from edgepose.mqtt.config import MqttConfig
+from edgepose.mqtt.sink import MqttSink
 from edgepose.service.replay import read_records
-from edgepose.sinks import payloads
 from edgepose.sinks.jsonl import JsonlSink
-from edgepose.sinks.mqtt import MqttSink
-from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import frame

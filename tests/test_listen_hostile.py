@@ -15,11 +15,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgepose.mqtt import payloads
+from edgepose.mqtt.client import MAX_INCOMING_PACKET
+from edgepose.mqtt.config import MqttConfig
+from edgepose.mqtt.inbound import MAX_PAYLOAD, BadMessage, Rejects, parse
+from edgepose.mqtt.sink import MqttSink
 from edgepose.service.replay import read_records
-from edgepose.sinks import payloads
-from edgepose.sinks.inbound import MAX_PAYLOAD, BadMessage, Rejects, parse
-from edgepose.sinks.mqtt import MAX_INCOMING_PACKET, MqttSink
-from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import KEYPOINT_NAMES, ActionEvent
 from tests.conftest_mqtt import frame
 from tests.procs import finish
@@ -153,7 +154,7 @@ def test_well_formed_payloads_pass_and_match_their_schema(kind, good):
 
 
 def test_what_the_device_publishes_passes(real_poses):
-    from edgepose.sinks.payloads import PosesEncoder, event_payload, state_payload, status_payload
+    from edgepose.mqtt.payloads import PosesEncoder, event_payload, state_payload, status_payload
 
     fr = frame(4, real_poses)
     for enc in ("json", "binary"):

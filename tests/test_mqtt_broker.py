@@ -9,10 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgepose.sinks import payloads
-from edgepose.sinks.mqtt import MqttSink
-from edgepose.sinks.mqtt_config import MqttConfig
-from edgepose.sinks.outbox import Outbox
+from edgepose.mqtt import payloads
+from edgepose.mqtt.config import MqttConfig
+from edgepose.mqtt.outbox import Outbox
+from edgepose.mqtt.sink import MqttSink
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import BROKER_PASSWORD, BROKER_USER, frame
 from tests.mosquitto import Mosquitto, Subscriber, make_certs, make_password_file
@@ -46,7 +46,7 @@ def test_every_message_matches_its_schema(broker, tmp_path, real_poses, protocol
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/#")
     sink = make_sink(broker.port, tmp_path, protocol=protocol, encoding=encoding).start()
     assert sink.wait_connected(10), sink.last_error
-    sink.state_min_interval = 0.0
+    sink.state.min_interval = 0.0
     for i in range(5):
         ev = [ActionEvent(1, "wave", "start", i / 30)] if i == 2 else []
         ev += [ActionEvent(2, "fall", "instant", i / 30, confidence=0.7)] if i == 3 else []
@@ -244,7 +244,7 @@ def test_home_assistant_discovery(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, ["homeassistant/#", f"edgepose/{DEVICE}/state", f"edgepose/{DEVICE}/status"])
     sink = make_sink(broker.port, tmp_path, homeassistant={"enabled": True}).start()
     assert sink.wait_connected(10)
-    sink.state_min_interval = 0.0
+    sink.state.min_interval = 0.0
     assert sub.wait_for(lambda s: len([t for t, _, _ in s.messages if t.endswith("/config")]) == 3)
     configs = {t: json.loads(p) for t, p, _ in sub.messages if t.endswith("/config")}
     assert set(configs) == {f"homeassistant/sensor/{DEVICE}/people/config", f"homeassistant/binary_sensor/{DEVICE}/fall/config",
@@ -282,7 +282,7 @@ def test_home_assistant_discovery(broker, tmp_path, real_poses):
 def test_home_assistant_templates_render_the_state():
     """The discovery templates, rendered with Jinja2 (what Home Assistant runs) on real payloads."""
     jinja2 = pytest.importorskip("jinja2")
-    from edgepose.sinks import homeassistant
+    from edgepose.mqtt import homeassistant
 
     cfg = MqttConfig(homeassistant={"enabled": True})
     msgs = {t.split("/")[-2]: c for t, c in homeassistant.discovery_messages(cfg, "hall.1", "0.1.0", "m")}

@@ -153,8 +153,8 @@ def bare_listener(mode: str) -> Iterator[int]:
 
 
 def _make_sink(port: int, tmp_path: Path, **kw: object):
-    from edgepose.sinks.mqtt import MqttSink
-    from edgepose.sinks.mqtt_config import MqttConfig
+    from edgepose.mqtt.config import MqttConfig
+    from edgepose.mqtt.sink import MqttSink
 
     kw = {"host": "127.0.0.1", "backoff_min": 1.0, "backoff_max": 4.0, **kw}
     cfg = MqttConfig(port=port, outbox_path=str(tmp_path / "outbox.sqlite"), **kw)
@@ -272,11 +272,10 @@ def test_home_assistant_birth_flood_is_rate_limited(broker, tmp_path, monkeypatc
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    import edgepose.sinks.mqtt as m
-
-    monkeypatch.setattr(m, "DISCOVERY_MIN_INTERVAL", 2.0)
     disc = Subscriber(broker.port, "homeassistant/+/+/+/config")
-    sink = _make_sink(broker.port, tmp_path, homeassistant={"enabled": True}).start()
+    sink = _make_sink(broker.port, tmp_path, homeassistant={"enabled": True})
+    sink._discovery.min_interval = 2.0
+    sink.start()
     try:
         assert sink.wait_connected(10)
         assert disc.wait_for(lambda s: len(s.messages) >= 3, 10)

@@ -10,8 +10,8 @@ import pytest
 
 from edgepose.config import load_config
 from edgepose.errors import ConfigError
-from edgepose.sinks import payloads
-from edgepose.sinks.mqtt_config import MqttConfig
+from edgepose.mqtt import payloads
+from edgepose.mqtt.config import MqttConfig
 from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
 from tests.conftest_mqtt import frame, people, rand_pose
 

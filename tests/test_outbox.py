@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from edgepose.sinks.outbox import Outbox, OutboxError
+from edgepose.mqtt.outbox import Outbox, OutboxError
 
 
 def test_fifo_ack_and_ids_never_reused(tmp_path):
@@ -86,7 +86,7 @@ def test_files_stay_bounded(tmp_path):
         if i >= 20:
             ob.ack(i - 19)
         biggest = max(biggest, wal.stat().st_size)
-    from edgepose.sinks.outbox import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT
+    from edgepose.mqtt.outbox import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT
 
     assert biggest <= max(JOURNAL_SIZE_LIMIT, (WAL_AUTOCHECKPOINT + 8) * 4120), biggest
     assert (tmp_path / "o.sqlite").stat().st_size < 200_000

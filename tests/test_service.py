@@ -15,10 +15,10 @@ import jsonschema
 import pytest
 
 from edgepose.errors import SourceError
+from edgepose.mqtt import payloads
+from edgepose.mqtt.config import MqttConfig
+from edgepose.mqtt.sink import MqttSink
 from edgepose.service.runner import Service
-from edgepose.sinks import payloads
-from edgepose.sinks.mqtt import MqttSink
-from edgepose.sinks.mqtt_config import MqttConfig
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
 from tests.mosquitto import Mosquitto, Subscriber

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from edgepose.errors import ModelError
+from edgepose.mqtt.config import MqttConfig
+from edgepose.mqtt.sink import MqttSink
 from edgepose.service.runner import Service
-from edgepose.sinks.mqtt import MqttSink
-from edgepose.sinks.mqtt_config import MqttConfig
 from tests.conftest_mqtt import frame
 from tests.mosquitto import Subscriber
 

@@ -157,7 +157,7 @@ def test_fleet_js_draws_with_the_python_skeleton_and_palette():
 
 
 def test_view_beyond_loopback_serves_with_the_token_only(monkeypatch):
-    from edgepose.sinks.mqtt_config import MqttConfig
+    from edgepose.mqtt.config import MqttConfig
     from edgepose.web.config import HttpConfig
     from edgepose.web.fleet import FleetHub
 

@@ -324,7 +324,7 @@ def test_fleet_page_survives_a_hostile_publisher(broker, tmp_path, browser):
 
     from selenium.webdriver.common.by import By
 
-    from edgepose.sinks.payloads import dumps, event_payload, status_payload
+    from edgepose.mqtt.payloads import dumps, event_payload, status_payload
     from edgepose.types import ActionEvent
     from tests.test_listen_hostile import HOSTILE
     from tests.test_web_fleet import device_config
@@ -400,8 +400,8 @@ def test_fleet_hub_bounds_devices_expires_them_and_marks_unrefreshed_online_stal
 
     import numpy as np
 
-    from edgepose.sinks.mqtt_config import MqttConfig
-    from edgepose.sinks.payloads import dumps, poses_json, status_payload
+    from edgepose.mqtt.config import MqttConfig
+    from edgepose.mqtt.payloads import dumps, poses_json, status_payload
     from edgepose.web import fleet
     from edgepose.web.config import HttpConfig
     from tests.conftest_mqtt import frame, rand_pose

@@ -5,7 +5,7 @@ the format ``edgepose actions train`` and ``edgepose serve --replay`` read.
 Events (published separately, QoS 1) are attached to the frame record they
 happened in, or the next recorded one when ``poses`` are decimated; events
 delivered twice (at-least-once) are dropped by their ``seq``. Every message is
-checked first (:mod:`edgepose.sinks.inbound`): a malformed one is dropped with
+checked first (:mod:`edgepose.mqtt.inbound`): a malformed one is dropped with
 one line per problem and counted at the end, and recording goes on.
 """
 from __future__ import annotations
@@ -54,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
-    from ..sinks.inbound import BadMessage, Rejects, parse, raw_topic
+    from ..mqtt.client import connect_kwargs, new_client
+    from ..mqtt.diagnosis import explain_connect_failure, explain_refusal
+    from ..mqtt.inbound import BadMessage, Rejects, parse, raw_topic
     from ..sinks.jsonl import JsonlSink
-    from ..sinks.mqtt import connect_kwargs, explain_connect_failure, explain_refusal, new_client
     from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
 
     cfg = load_config(args.config)

@@ -114,8 +114,8 @@ def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any =
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
+    from ..mqtt.sink import MqttSink
     from ..service.runner import Service
-    from ..sinks.mqtt import MqttSink
 
     # Defaults < board profile (EDGEPOSE_BOARD or board.toml beside the config) < device config.
     cfg = load_config(args.config)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import EdgeposeError, SourceError
 from ..fps import FpsMeter
-from ..sinks.mqtt import MqttSink
+from ..mqtt.sink import MqttSink
 from ..systemd import SystemdNotifier
 from ..types import ActionEvent, FrameResult
 

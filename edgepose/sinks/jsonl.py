@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from ..errors import EdgeposeError
+from ..mqtt import payloads
 from ..types import FrameResult
-from . import payloads
 
 
 class JsonlSink:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from ..mqtt.payloads import frame_record
 from .jsonl import JsonlSink
-from .payloads import frame_record
 
 #: Events held for frames not received yet (a real one is a frame or two early; a bogus frame number is not).
 MAX_EARLY = 10_000

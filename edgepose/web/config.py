@@ -8,7 +8,6 @@ accepted as the basic-auth password (any user name).
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Literal
 
@@ -16,17 +15,9 @@ from pydantic import Field, model_validator
 
 from ..config_base import ConfigModel
 from ..errors import ConfigError
+from ..net import is_loopback
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpConfig(ConfigModel):

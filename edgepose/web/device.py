@@ -90,7 +90,7 @@ def render(result: FrameResult, image: np.ndarray | None, max_width: int, labels
 class DeviceWeb:
     """Observer of :class:`~edgepose.service.runner.Service` serving the device page.
 
-    ``sink`` (an :class:`~edgepose.sinks.mqtt.MqttSink`) supplies the MQTT
+    ``sink`` (an :class:`~edgepose.mqtt.sink.MqttSink`) supplies the MQTT
     state and outbox depth; ``status`` returns the service's own fields.
     """
 

@@ -11,7 +11,7 @@ so 50 devices at 15 FPS cost it one message per batch, not 750). A browser
 that falls behind by ``CLIENT_BACKLOG`` messages is disconnected; its
 EventSource reconnects and starts again from a fresh snapshot.
 
-Every message is checked by :func:`edgepose.sinks.inbound.parse` first: a
+Every message is checked by :func:`edgepose.mqtt.inbound.parse` first: a
 malformed or forged one (another device's name, ``NaN``, deep JSON) is
 dropped with one line per problem, so it can neither break ``/api/fleet``
 nor the page. An empty retained message clears what it replaced. At most
@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from ..sinks.inbound import BadMessage, Rejects, parse, raw_topic
+from ..mqtt.inbound import BadMessage, Rejects, parse, raw_topic
 from ..types import KEYPOINT_NAMES
 from .config import HttpConfig
 from .server import Handler, WebServer, page
@@ -141,7 +141,7 @@ class FleetHub:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> FleetHub:
-        from ..sinks.mqtt import connect_kwargs, new_client
+        from ..mqtt.client import connect_kwargs, new_client
 
         c = self._mqtt = new_client(self.mcfg, self.client_id)
         c.reconnect_delay_set(self.mcfg.backoff_min, self.mcfg.backoff_max)
@@ -172,7 +172,7 @@ class FleetHub:
 
     # -- MQTT (paho's thread) ----------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        from ..sinks.mqtt import explain_refusal
+        from ..mqtt.diagnosis import explain_refusal
 
         if reason.is_failure:
             problem, fix = explain_refusal(reason, self.mcfg.host, self.mcfg.port, self.mcfg)
@@ -183,7 +183,7 @@ class FleetHub:
         log.warning("edgepose view: subscribed to %s on %s:%d", self.filter, self.mcfg.host, self.mcfg.port)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        from ..sinks.mqtt import explain_connect_failure
+        from ..mqtt.diagnosis import explain_connect_failure
 
         problem, fix = explain_connect_failure(sys.exc_info()[1], self.mcfg.host, self.mcfg.port, self.mcfg.tls.enabled)
         log.error("%s Fix: %s Retrying with back-off.", problem, fix)

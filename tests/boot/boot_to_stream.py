@@ -135,7 +135,7 @@ def host_poses(config: Path) -> list[list[list[float]]]:
 
 def people_xy(payload: bytes) -> list[list[list[float]]]:
     """(x, y) of every keypoint of every person of a poses payload or JSONL line (named keypoints, in order)."""
-    from edgepose.sinks.payloads import decode_poses
+    from edgepose.mqtt.payloads import decode_poses
 
     frame = decode_poses(payload)
     return [[kp[:2] for kp in person["keypoints"].values()] for person in frame["people"]]

@@ -242,7 +242,7 @@ _CHECKS = {"poses": poses, "events": events, "status": status, "state": state}
 def parse(kind: str, payload: bytes, device: str) -> dict[str, Any] | None:
     """The checked payload of a ``kind`` message from ``device`` (the topic's), or None for an empty (cleared) one.
 
-    Binary ``poses`` go through :func:`~edgepose.sinks.payloads.decode_poses_binary`, which checks their layout.
+    Binary ``poses`` go through :func:`~edgepose.mqtt.payloads.decode_poses_binary`, which checks their layout.
     Kinds other than :data:`KINDS` are only read as JSON by :func:`loads` (and returned when they are an object).
     """
     if not payload:

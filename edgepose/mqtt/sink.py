@@ -20,12 +20,9 @@ one when its PUBACK arrives.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import os
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -33,31 +30,27 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import __version__
-from ..errors import ConfigError
+from ..net import is_loopback
 from ..types import ActionEvent, FrameResult
 from . import homeassistant, payloads
-from .mqtt_config import MqttConfig
+from .client import connect_kwargs, new_client
+from .config import MqttConfig
+from .diagnosis import CONNACK_TIMEOUT, explain_connect_failure, explain_no_connack, explain_refusal, speaks_tls
 from .outbox import Outbox, OutboxError
+from .state import StateSummary
 
 log = logging.getLogger(__name__)
 
 #: QoS-0 messages waiting in paho's socket queue above which ``poses`` are dropped
 #: (a slow link must not grow memory without bound on a months-long run).
 MAX_QUEUED_POSES = 200
-#: Seconds between two ``state`` messages at most (people counts flicker).
-STATE_MIN_INTERVAL = 1.0
 #: A retained ``online`` expires (MQTT 5) after this many heartbeat periods without a new one.
 STATUS_EXPIRY_PERIODS = 3
-#: Seconds between two rounds of Home Assistant discovery at most, however often HA announces itself.
-DISCOVERY_MIN_INTERVAL = 10.0
-#: Largest MQTT packet taken from a broker: announced in CONNECT under MQTT 5 (MaximumPacketSize), enforced
-#: by :class:`BoundedClient` under both versions (subscribers check payloads at 1 MiB, edgepose.sinks.inbound).
-MAX_INCOMING_PACKET = 2 << 20
 #: Connections lost this soon (s) after their CONNACK, this many times in a row, mean another client with the
 #: same client id (a second `serve` with this device_id): both then reconnect only every backoff_max seconds.
 FLAP_HOLD_S = 5.0
@@ -76,156 +69,6 @@ class SinkStats:
     connect_failures: int = 0
     disconnects: int = 0
 
-
-def explain_connect_failure(exc: BaseException | None, host: str, port: int, tls: bool) -> tuple[str, str]:
-    """``(problem, fix)`` for a failed TCP/TLS connection attempt."""
-    where = f"MQTT broker {host}:{port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"{where}: TLS certificate not accepted ({exc.verify_message or exc}).",
-            "set mqtt.tls.ca_file to the CA that signed the broker's certificate, and connect by a host name the certificate names "
-            "(or mqtt.tls.insecure_hostname = true).",
-        )
-    if isinstance(exc, ssl.SSLError):
-        return (
-            f"{where}: TLS handshake failed ({exc.reason or exc}).",
-            "check that the port is a TLS listener, and mqtt.tls.cert_file/key_file if the broker requires a client certificate.",
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return (f"{where} refused the connection (nothing listening).", "start the broker or fix mqtt.host / mqtt.port.")
-    if isinstance(exc, socket.gaierror):
-        return (f"cannot resolve the MQTT broker host {host!r} ({exc}).", "fix mqtt.host or the device's DNS.")
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return (f"{where} did not answer (timed out).", "check the network path and firewall to the broker.")
-    if isinstance(exc, ConnectionResetError) and tls:
-        return (f"{where} closed the TLS connection.", "the broker may require a client certificate: set mqtt.tls.cert_file and key_file.")
-    if isinstance(exc, OSError):
-        return (f"{where}: {exc.strerror or exc}.", "check mqtt.host, mqtt.port and the network.")
-    return (f"{where}: connection failed ({exc!r}).", "check mqtt.host, mqtt.port and the broker's log.")
-
-
-def explain_refusal(reason: Any, host: str, port: int, cfg: MqttConfig) -> tuple[str, str]:
-    """``(problem, fix)`` for a CONNACK with a failure reason code."""
-    text = str(reason)
-    low = text.lower()
-    where = f"MQTT broker {host}:{port} refused the login"
-    if "not authorized" in low or "bad user name" in low or "password" in low:
-        who = f"user {cfg.username!r}" if cfg.username else "anonymous (no mqtt.username set)"
-        src = f"the environment variable {cfg.password_env}" if cfg.password_env else "mqtt.password"
-        return (f"{where} for {who}: {text}.", f"check mqtt.username and the password in {src}, and the broker's password file/ACL.")
-    if "identifier" in low:
-        return (f"{where}: {text} (client id {cfg.client_id!r}).", "set mqtt.client_id to a value the broker accepts.")
-    if "protocol" in low:
-        return (f"{where}: {text}.", "set mqtt.protocol = \"3.1.1\" for brokers without MQTT 5.")
-    return (f"{where}: {text}.", "see the broker's log.")
-
-
-#: Seconds from an accepted TCP connection to the broker's CONNACK before the attempt counts as failed.
-CONNACK_TIMEOUT = 5.0
-
-
-def speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
-    """True when ``host:port`` answers a TLS handshake (completes it, or refuses it with a TLS alert)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as raw, ctx.wrap_socket(raw, server_hostname=host):
-            return True
-    except ssl.SSLError as e:
-        return "alert" in str(e).lower()
-    except OSError:
-        return False
-
-
-def explain_no_connack(host: str, port: int, *, closed: bool, tls_port: bool) -> tuple[str, str]:
-    """``(problem, fix)`` for a TCP connection that never brought a CONNACK (a listener that is not plain MQTT)."""
-    where = f"{host}:{port}"
-    if tls_port:
-        return (f"MQTT broker {where} {'closed the connection' if closed else 'did not answer'} before a CONNACK: that port speaks TLS.",
-                "set mqtt.tls.enabled = true (and mqtt.tls.ca_file), or use the broker's plain port (usually 1883).")
-    if closed:
-        return (f"{where} accepted the connection and closed it without a CONNACK: not an MQTT broker, or a broker that was stopping.",
-                "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's log.")
-    return (f"{where} accepted the connection but sent no CONNACK within {CONNACK_TIMEOUT:g} s: not an MQTT broker, or one too busy to answer.",
-            "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's load.")
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class BoundedClient(mqtt.Client):
-    """paho's client, refusing a packet a broker announces beyond :data:`MAX_INCOMING_PACKET`.
-
-    paho reads whatever remaining length a broker announces (up to 256 MB) into memory; a broken or hostile
-    broker could so fill a Pi's RAM. Here the connection is dropped instead, with one line (at most one a
-    minute), and paho reconnects with its back-off; events wait in the outbox meanwhile.
-    """
-
-    _too_large_said = 0.0
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        packet = self._in_packet
-        if packet["have_remaining"] and packet["remaining_length"] > MAX_INCOMING_PACKET:
-            now = time.monotonic()
-            if now - self._too_large_said > 60.0:
-                self._too_large_said = now
-                log.warning("MQTT: broker %s:%d announced a packet of %d bytes, over the %d this client takes; dropping the "
-                            "connection and reconnecting with back-off. Fix: check that %s:%d is the MQTT broker you mean "
-                            "(and its message_size_limit).", self._host, self._port, packet["remaining_length"], MAX_INCOMING_PACKET,
-                            self._host, self._port)
-            raise OSError(f"packet of {packet['remaining_length']} bytes announced, over {MAX_INCOMING_PACKET}")
-        return super()._sock_recv(bufsize)
-
-
-def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
-    """A paho client with the protocol, transport, credentials and TLS of ``cfg`` (not connected)."""
-    v5 = cfg.protocol == "5"
-    client = BoundedClient(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        transport=cfg.transport,
-        clean_session=None if v5 else True,
-    )
-    paho_log = logging.getLogger("edgepose.sinks.paho")
-    if paho_log.isEnabledFor(logging.DEBUG):
-        # paho logs every failed reconnect at ERROR; our own messages explain them once, with the fix.
-        client.enable_logger(paho_log)
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.resolved_password())
-    if cfg.tls.enabled:
-        for field in ("ca_file", "cert_file", "key_file"):
-            path = getattr(cfg.tls, field)
-            if path and not os.path.isfile(os.path.expanduser(path)):
-                raise ConfigError(f"mqtt.tls.{field} {path} does not exist.", f"point mqtt.tls.{field} at the PEM file.")
-
-        def exp(p: str | None) -> str | None:
-            return os.path.expanduser(p) if p else None
-
-        try:
-            client.tls_set(ca_certs=exp(cfg.tls.ca_file), certfile=exp(cfg.tls.cert_file), keyfile=exp(cfg.tls.key_file),
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        except (ssl.SSLError, OSError) as e:
-            raise ConfigError(f"cannot load the TLS files of [mqtt.tls]: {e}.",
-                              "check that ca_file, cert_file and key_file are PEM and that the key matches the certificate.") from None
-        client.tls_insecure_set(cfg.tls.insecure_hostname)
-    return client
-
-
-def connect_kwargs(cfg: MqttConfig) -> dict[str, Any]:
-    # clean_start exists only in MQTT 5; the outbox, not the broker session, keeps our state.
-    if cfg.protocol != "5":
-        return {}
-    props = Properties(PacketTypes.CONNECT)
-    props.MaximumPacketSize = MAX_INCOMING_PACKET  # a broker drops bigger messages for us rather than send them
-    return {"clean_start": True, "properties": props}
 
 
 
@@ -269,9 +112,7 @@ class MqttSink:
         self._connected_at = 0.0
         self._short_in_row = 0
         self._flap_said = False
-        self._discovery_lock = threading.Lock()
-        self._discovery_timer: threading.Timer | None = None
-        self._discovery_last = 0.0
+        self._discovery = homeassistant.DiscoveryPacer(self._discovery_round)
         self._wake = threading.Condition()
         self._pump_stop = False
         self._pump: threading.Thread | None = None
@@ -284,13 +125,8 @@ class MqttSink:
         self._acked_mids: set[int] = set()
         self._next_poses = 0.0
         self._poses_period = 1.0 / config.poses_rate if config.poses_rate > 0 else 0.0
-        # state topic (people / fall / actions)
-        self._people = 0
-        self._ongoing: dict[int, set[str]] = {}
-        self._fall_until = 0.0
-        self._state_sent: tuple | None = None
-        self._state_last = 0.0
-        self.state_min_interval = STATE_MIN_INTERVAL
+        #: The ``state`` topic's summary (people / fall / actions).
+        self.state = StateSummary(config.homeassistant.fall_hold)
         #: Time source of the poses rate limit (monotonic seconds).
         self.clock: Callable[[], float] = time.monotonic
         self._client = self._make_client()  # config errors (TLS files, password variable) before any file is opened
@@ -404,7 +240,7 @@ class MqttSink:
         if self.cfg.homeassistant.enabled:
             client.subscribe(homeassistant.birth_topic(self.cfg), qos=0)
             self._publish_discovery()
-            self._discovery_last = time.monotonic()
+            self._discovery.sent()
         self._connected.set()
         if self._status_missed:
             # A status change (camera lost, say) came between the "online" above and now.
@@ -508,26 +344,9 @@ class MqttSink:
     @_guard
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self.cfg.homeassistant.enabled and msg.topic == homeassistant.birth_topic(self.cfg) and msg.payload == b"online":
-            self._discovery_wanted()
-
-    def _discovery_wanted(self) -> None:
-        """Home Assistant announced itself: discovery now, or once at the end of the rate-limit window
-        (a flood of births, e.g. 2,000 retained-message replays, costs one round, not 3 publishes each)."""
-        with self._discovery_lock:
-            if self._discovery_timer is not None:
-                return  # a round is already scheduled
-            wait = self._discovery_last + DISCOVERY_MIN_INTERVAL - time.monotonic()
-            if wait > 0:
-                self._discovery_timer = threading.Timer(wait, self._discovery_round)
-                self._discovery_timer.daemon = True
-                self._discovery_timer.start()
-                return
-        self._discovery_round()
+            self._discovery.wanted()
 
     def _discovery_round(self) -> None:
-        with self._discovery_lock:
-            self._discovery_timer = None
-            self._discovery_last = time.monotonic()
         if not self._connected.is_set() or self._closing:
             return
         log.info("MQTT: Home Assistant came online; re-sending discovery")
@@ -610,7 +429,8 @@ class MqttSink:
             self.publish_events(result.events, frame=result.index, ts=result.timestamp)
         if "camera_pose" in result.extra and self._connected.is_set():
             self._client.publish(self.topics["camera_pose"], payloads.dumps(payloads.camera_pose_payload(result, self.device_id)), qos=0)
-        self._update_state(result)
+        self.state.note_frame(result)
+        self._publish_state()
 
     def encode_poses(self, result: FrameResult) -> bytes:
         """The ``poses`` payload of ``result`` in the configured encoding (call from the publishing thread)."""
@@ -654,14 +474,14 @@ class MqttSink:
             log.error("%s", e)
         self.stats.events_queued += len(ids)
         self._log_drops()
-        self._note_events(events)
+        self.state.note_events(events)
         self._kick()
         return ids
 
     @property
     def people(self) -> int:
         """People in the latest frame."""
-        return self._people
+        return self.state.people
 
     @property
     def events_dropped(self) -> int:
@@ -695,7 +515,7 @@ class MqttSink:
             "events_pending": len(self.outbox),
             "events_dropped": self.events_dropped,
             "heartbeat": self.cfg.status_interval,
-            "people": self._people,
+            "people": self.state.people,
         }
         if self.status_fields is not None:
             try:
@@ -716,49 +536,13 @@ class MqttSink:
         return self._client.publish(self.topics["status"], payloads.dumps(self.status_payload(state, **extra)),
                                     qos=self.cfg.status_qos, retain=True, properties=self._status_properties(state))
 
-    # -- state summary (people / fall / actions) ---------------------------------
-    def _note_events(self, events: list[ActionEvent]) -> None:
-        now = time.monotonic()
-        for e in events:
-            name = e.action.lower()
-            if name in homeassistant.FALL_ACTIONS:
-                if e.kind in ("start", "instant"):
-                    self._fall_until = now + self.cfg.homeassistant.fall_hold
-                elif e.kind == "end":
-                    self._fall_until = 0.0
-                continue
-            if e.kind == "start":
-                self._ongoing.setdefault(e.track_id, set()).add(e.action)
-            elif e.kind == "end":
-                self._ongoing.get(e.track_id, set()).discard(e.action)
-
-    def _update_state(self, result: FrameResult) -> None:
-        self._people = len(result.poses)
-        if self._ongoing:
-            tracked = {p.track_id for p in result.poses if p.track_id is not None}
-            if tracked or not result.poses:
-                # A person who left takes their ongoing actions along.
-                for tid in [t for t in self._ongoing if t not in tracked]:
-                    del self._ongoing[tid]
-        self._publish_state()
-
-    def _state_key(self) -> tuple:
-        actions = tuple(sorted({a for acts in self._ongoing.values() for a in acts})) if self._ongoing else ()
-        return (self._people, time.monotonic() < self._fall_until, actions)
-
     def _publish_state(self, force: bool = False) -> None:
-        # Called every frame: compare a cheap key, build the payload only when it changed.
         if not self._connected.is_set():
             return
-        key = self._state_key()
-        if not force and key == self._state_sent:
-            return
-        now = time.monotonic()
-        if not force and now - self._state_last < self.state_min_interval:
-            return
-        self._state_sent, self._state_last = key, now
-        st = payloads.state_payload(self.device_id, time.time(), *key)
-        self._client.publish(self.topics["state"], payloads.dumps(st), qos=1, retain=True)
+        key = self.state.due(force)
+        if key is not None:
+            st = payloads.state_payload(self.device_id, time.time(), *key)
+            self._client.publish(self.topics["state"], payloads.dumps(st), qos=1, retain=True)
 
     def _publish_discovery(self) -> None:
         for topic, payload in homeassistant.discovery_messages(self.cfg, self.device_id, __version__, self.model):
@@ -790,9 +574,9 @@ class MqttSink:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):
                 pass
-        for timer in (self._connack_timer, self._discovery_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._connack_timer is not None:
+            self._connack_timer.cancel()
+        self._discovery.cancel()
         with self._wake:
             self._pump_stop = True
             self._wake.notify_all()

@@ -13,12 +13,14 @@ Config messages are retained and re-sent when Home Assistant announces
 """
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
 
-from .mqtt_config import MqttConfig
+from .config import MqttConfig
 
-#: Action names that set the fall binary sensor.
-FALL_ACTIONS = frozenset({"fall", "fallen", "falling", "fall_down"})
+#: Seconds between two rounds of discovery at most, however often Home Assistant announces itself.
+DISCOVERY_MIN_INTERVAL = 10.0
 
 
 def discovery_messages(cfg: MqttConfig, device_id: str, version: str, model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -76,3 +78,43 @@ def discovery_messages(cfg: MqttConfig, device_id: str, version: str, model: str
 
 def birth_topic(cfg: MqttConfig) -> str:
     return f"{cfg.homeassistant.discovery_prefix.rstrip('/')}/status"
+
+
+class DiscoveryPacer:
+    """Calls ``send`` when Home Assistant announces itself: at once, or once at the end of the rate-limit window
+    (a flood of births, e.g. 2,000 retained-message replays, costs one round, not 3 publishes each)."""
+
+    def __init__(self, send: Callable[[], None], min_interval: float = DISCOVERY_MIN_INTERVAL):
+        self._send = send
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._last = 0.0
+
+    def sent(self) -> None:
+        """A round went out by other means (on connect): the window starts now."""
+        self._last = time.monotonic()
+
+    def wanted(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return  # a round is already scheduled
+            wait = self._last + self.min_interval - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._round)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+        self._round()
+
+    def _round(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self._send()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
