@@ -54,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
-    from ..mqtt.client import connect_kwargs, new_client
-    from ..mqtt.diagnosis import explain_connect_failure, explain_refusal
-    from ..mqtt.inbound import BadMessage, Rejects, parse, raw_topic
+    from ..mqtt.inbound import parse, subscription
+    from ..mqtt.subscriber import Subscriber
     from ..sinks.jsonl import JsonlSink
     from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
 
@@ -66,63 +65,33 @@ def run(args: argparse.Namespace) -> int:
     mcfg = cfg.mqtt.model_copy(update=overrides)
     device = args.device or cfg.device_id
     prefix = mcfg.prefix(device)
-    client = new_client(mcfg, f"edgepose-listen-{device.replace('+', 'all')}-{int(time.time() * 1000) % 10**8}")
-    client.reconnect_delay_set(mcfg.backoff_min, mcfg.backoff_max)  # type: ignore[arg-type]
+    # Every device: the config's prefix names where the device id stands; one device: its own prefix.
+    topic_filter, pattern = subscription(mcfg.topic_prefix) if device == "+" else (f"{prefix}/#", None)
 
     done = threading.Event()
-    connected = threading.Event()
     lock = threading.Lock()
-    #: (problem, fix) of the last failed attempt: the error when no attempt ever succeeds.
-    failure: list[tuple[str, str]] = []
+    ever_connected = False
     out_path = Path(args.jsonl) if args.jsonl else None
     existed = out_path is not None and out_path.exists()
     recorder = MqttRecorder(JsonlSink(out_path, append=True)) if out_path else None
     bar = tqdm(unit=" frames", desc=f"recording {args.jsonl}", disable=None) if recorder else None
     poses_seen = 0
     closed = False
-    rejects = Rejects("edgepose listen")
 
     def report(problem: str, fix: str) -> None:
-        failure[:] = [(problem, fix)]
         # Before the first connection the final error says it once; after, every drop is worth a line.
-        log.log(logging.WARNING if connected.is_set() else logging.INFO, "%s Fix: %s Retrying with back-off.", problem, fix)
+        log.log(logging.WARNING if ever_connected else logging.INFO, "%s Fix: %s Retrying with back-off.", problem, fix)
 
-    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            report(*explain_refusal(reason, mcfg.host, mcfg.port, mcfg))
-            return
-        connected.set()
-        c.subscribe(f"{prefix}/#", qos=1)
-        log.info("listening on %s:%d to %s/#", mcfg.host, mcfg.port, prefix)
-
-    def on_connect_fail(c: Any, userdata: Any) -> None:
-        report(*explain_connect_failure(sys.exc_info()[1], mcfg.host, mcfg.port, mcfg.tls.enabled))
-
-    def reject(topic: str, reason: str) -> None:
-        line = rejects.note(topic, reason)
-        if line is not None:
-            log.warning("%s", line)
-
-    def on_message(c: Any, userdata: Any, msg: Any) -> None:
-        # paho's network thread: whatever a message holds, it must not end here (recording would stop silently).
-        try:
-            topic = msg.topic  # paho decodes it as UTF-8 here
-        except UnicodeDecodeError:
-            reject(raw_topic(msg), "its topic is not UTF-8")
-            return
-        try:
-            handle(topic, msg)
-        except BadMessage as e:
-            reject(topic, str(e))
-        except Exception as e:  # a case the checks did not foresee: still one line, and the next message is read
-            log.debug("message on %s", topic, exc_info=True)
-            reject(topic, f"{type(e).__name__}: {str(e)[:100]}")
-
-    def handle(topic: str, msg: Any) -> None:
+    def handle(topic: str, payload: bytes) -> None:
         nonlocal poses_seen
-        kind = topic.rsplit("/", 1)[-1]
-        dev = topic[: -len(kind) - 1].rsplit("/", 1)[-1] if "+" in prefix else device
-        data = parse(kind, msg.payload, dev)
+        if pattern is None:
+            dev, kind = device, topic[len(prefix) + 1:]
+        else:
+            m = pattern.match(topic)
+            if m is None:
+                return
+            dev, kind = m["device"], m["kind"]
+        data = parse(kind, payload, dev)
         with lock:
             if closed or (done.is_set() and kind == "poses"):
                 return
@@ -140,18 +109,18 @@ def run(args: argparse.Namespace) -> int:
                 if args.frames is not None and poses_seen >= args.frames:
                     done.set()
 
-    client.on_connect = on_connect
-    client.on_connect_fail = on_connect_fail
-    client.on_message = on_message
+    sub = Subscriber(mcfg, f"edgepose-listen-{device.replace('+', 'all')}-{int(time.time() * 1000) % 10**8}", topic_filter,
+                     handle, who="edgepose listen", report=report)
+    connected, rejects = sub.connected, sub.rejects
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     start = time.monotonic()
-    client.connect_async(mcfg.host, mcfg.port, keepalive=mcfg.keepalive, **connect_kwargs(mcfg))
-    client.loop_start()
+    sub.start()
     try:
         first_wait = args.connect_timeout if args.timeout is None else min(args.connect_timeout, args.timeout)
         while not connected.is_set() and not done.is_set() and time.monotonic() - start < first_wait:
             connected.wait(0.05)
-        if connected.is_set():
+        ever_connected = connected.is_set()
+        if ever_connected:
             left = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - start))
             if done.wait(left) and recorder is not None:
                 time.sleep(EVENT_GRACE)  # events of the last frame arrive just behind its poses
@@ -162,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         done.set()
         with lock:
             closed = True
-        client.disconnect()
-        client.loop_stop()
+        sub.stop()
         with lock:
             if recorder is not None:
                 before = recorder.written
@@ -171,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
                 if bar is not None:
                     bar.update(recorder.written - before)
                     bar.close()
-    if not connected.is_set():
+    if not ever_connected:
         if out_path is not None and not existed and out_path.exists() and out_path.stat().st_size == 0:
             out_path.unlink()  # nothing was recorded: leave no empty file behind
-        problem, fix = failure[0] if failure else (
+        problem, fix = sub.failure or (
             f"MQTT broker {mcfg.host}:{mcfg.port} did not answer.", "check --host/--port (or mqtt.host/mqtt.port) and that the broker runs.")
         raise EdgeposeError(f"{problem.rstrip('.')}; not connected after {waited:.1f} s.", fix)
     if recorder is not None:

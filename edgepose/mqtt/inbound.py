@@ -1,6 +1,6 @@
 """Messages read from a broker, which anyone with publish rights can write: parsed and checked before use.
 
-``edgepose listen`` and the fleet page of ``edgepose view`` read each
+``edgepose listen`` and the fleet page of ``edgepose view`` (through :class:`~.subscriber.Subscriber`) read each
 ``poses``, ``events``, ``status`` and ``state`` message through :func:`parse`.
 It returns a new dict holding only the fields of the payload's schema
 (``edgepose/schemas/``), each of its type, or raises :class:`BadMessage` with
@@ -297,3 +297,26 @@ class Rejects:
             self._said.clear()
         self._said[key] = now
         return line + ("" if self.total == 1 else f" ({self.total} dropped so far.)")
+
+
+def subscription(topic_prefix: str) -> tuple[str, re.Pattern[str]]:
+    """``(topic filter, regex)`` for every device under ``topic_prefix`` (``{device_id}`` becomes ``+``).
+
+    The regex matches a topic and yields ``device`` and ``kind``. A prefix
+    without ``{device_id}`` is one device, named by the last level of the prefix.
+    """
+    prefix = topic_prefix.rstrip("/")
+    filt, rx = [], []
+    found = False
+    for lv in prefix.split("/"):
+        if "{device_id}" in lv:
+            found = True
+            filt.append("+")
+            a, _, b = lv.partition("{device_id}")
+            rx.append(re.escape(a) + r"(?P<device>[^/]+?)" + re.escape(b))
+        else:
+            filt.append(lv)
+            rx.append(re.escape(lv))
+    if not found:
+        rx[-1] = f"(?P<device>{rx[-1]})"
+    return "/".join(filt) + "/#", re.compile("^" + "/".join(rx) + r"/(?P<kind>[^/]+)$")

@@ -26,13 +26,11 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import re
-import sys
 import threading
 import time
 from typing import Any
 
-from ..mqtt.inbound import BadMessage, Rejects, parse, raw_topic
+from ..mqtt.inbound import BadMessage, parse, subscription
 from ..types import KEYPOINT_NAMES
 from .config import HttpConfig
 from .server import Handler, WebServer, page
@@ -59,30 +57,6 @@ DEFAULT_HEARTBEAT_S = 30.0
 MIN_STALE_S = 15.0
 #: Seconds between sweeps for stale and expired devices.
 SWEEP_S = 1.0
-
-
-def subscription(topic_prefix: str) -> tuple[str, re.Pattern[str]]:
-    """``(topic filter, regex)`` for every device under ``topic_prefix`` (``{device_id}`` becomes ``+``).
-
-    The regex matches a topic and yields ``device`` and ``kind``. A prefix
-    without ``{device_id}`` is one device, named by the last level of the prefix.
-    """
-    prefix = topic_prefix.rstrip("/")
-    levels = prefix.split("/")
-    filt, rx = [], []
-    found = False
-    for lv in levels:
-        if "{device_id}" in lv:
-            found = True
-            filt.append("+")
-            a, _, b = lv.partition("{device_id}")
-            rx.append(re.escape(a) + r"(?P<device>[^/]+?)" + re.escape(b))
-        else:
-            filt.append(lv)
-            rx.append(re.escape(lv))
-    if not found:
-        rx[-1] = f"(?P<device>{rx[-1]})"
-    return "/".join(filt) + "/#", re.compile("^" + "/".join(rx) + r"/(?P<kind>[^/]+)$")
 
 
 def compact_people(people: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,12 +90,10 @@ class FleetHub:
         #: Device -> when last heard (monotonic), least recent first.
         self._heard: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._status_t: dict[str, float] = {}
-        self.rejects = Rejects("edgepose view")
         self._evicted_said = False
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
         self._seen: dict[str, tuple[set[int], collections.deque[int]]] = {}
         self.counts = collections.Counter[str]()
-        self.connected = False
         self._lock = threading.Lock()
         self._dirty: dict[str, dict[str, Any]] = {}
         #: Devices forgotten since the last sweep, for the browsers (bounded: past it, a reload shows the truth).
@@ -130,7 +102,10 @@ class FleetHub:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self.client_id = client_id
-        self._mqtt: Any = None
+        from ..mqtt.subscriber import Subscriber  # paho only for the fleet page
+
+        self.subscriber = Subscriber(mqtt_cfg, client_id, self.filter, self.handle, who="edgepose view")
+        self.rejects = self.subscriber.rejects
         self.server = WebServer(http, {
             "/": page("fleet.html"),
             "/sse": self._sse,
@@ -141,16 +116,7 @@ class FleetHub:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> FleetHub:
-        from ..mqtt.client import connect_kwargs, new_client
-
-        c = self._mqtt = new_client(self.mcfg, self.client_id)
-        c.reconnect_delay_set(self.mcfg.backoff_min, self.mcfg.backoff_max)
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.connect_async(self.mcfg.host, self.mcfg.port, keepalive=self.mcfg.keepalive, **connect_kwargs(self.mcfg))
-        c.loop_start()
+        self.subscriber.start()
         self._flusher = threading.Thread(target=self._flush_loop, name="edgepose-sse-poses", daemon=True)
         self._flusher.start()
         self.server.start()
@@ -162,55 +128,17 @@ class FleetHub:
             with cl.cond:
                 cl.cond.notify_all()
         self.server.stop()
-        if self._mqtt is not None:
-            self._mqtt.disconnect()
-            self._mqtt.loop_stop()
+        self.subscriber.stop()
 
     @property
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def connected(self) -> bool:
+        return self.subscriber.connected.is_set()
+
     # -- MQTT (paho's thread) ----------------------------------------------------------
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        from ..mqtt.diagnosis import explain_refusal
-
-        if reason.is_failure:
-            problem, fix = explain_refusal(reason, self.mcfg.host, self.mcfg.port, self.mcfg)
-            log.error("%s Fix: %s Retrying with back-off.", problem, fix)
-            return
-        self.connected = True
-        client.subscribe(self.filter, qos=1)
-        log.warning("edgepose view: subscribed to %s on %s:%d", self.filter, self.mcfg.host, self.mcfg.port)
-
-    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        from ..mqtt.diagnosis import explain_connect_failure
-
-        problem, fix = explain_connect_failure(sys.exc_info()[1], self.mcfg.host, self.mcfg.port, self.mcfg.tls.enabled)
-        log.error("%s Fix: %s Retrying with back-off.", problem, fix)
-
-    def _on_disconnect(self, *args: Any) -> None:
-        self.connected = False
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        # paho's network thread: one bad message must not stop it.
-        try:
-            topic = msg.topic  # paho decodes it as UTF-8 here
-        except UnicodeDecodeError:
-            self._reject(raw_topic(msg), "its topic is not UTF-8")
-            return
-        try:
-            self.handle(topic, bytes(msg.payload))
-        except BadMessage as e:
-            self._reject(topic, str(e))
-        except Exception as e:  # a case the checks did not foresee: still one line, and the next message is read
-            log.debug("message on %s", topic, exc_info=True)
-            self._reject(topic, f"{type(e).__name__}: {str(e)[:100]}")
-
-    def _reject(self, topic: str, reason: str) -> None:
-        line = self.rejects.note(topic, reason)
-        if line is not None:
-            log.warning("%s", line)
-
     def _device(self, dev: str) -> dict[str, Any]:
         """The entry of ``dev``, made when new (pushing out the least recently heard beyond MAX_DEVICES); under the lock."""
         self._heard[dev] = time.monotonic()
