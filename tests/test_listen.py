@@ -77,13 +77,18 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, op
 
 
 @pytest.mark.integration
-def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", "+", "--frames", "2", "--timeout", "60"],
+@pytest.mark.parametrize("prefix", ["edgepose/{device_id}", "site/{device_id}/pose"])
+def test_listen_prints_decoded_messages(broker, tmp_path, real_poses, prefix):
+    """`--device +` finds each device id where the config's topic_prefix puts it: with `site/{device_id}/pose`, not in
+    the level before the kind (`pose`, which made every message look as if it spoke for another device)."""
+    conf = tmp_path / "listen.toml"
+    conf.write_text(f'[mqtt]\ntopic_prefix = "{prefix}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--config", str(conf), "--port", str(broker.port),
+                             "--host", "127.0.0.1", "--device", "+", "--frames", "2", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     subscribed = wait_for(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30)
     assert subscribed and proc.poll() is None, proc.communicate()
-    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary")
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary", topic_prefix=prefix)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
     sink.publish_frame(frame(0, real_poses))
@@ -91,10 +96,12 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
     out, err = proc.communicate(timeout=30)
     sink.close()
     assert proc.returncode == 0, err
+    assert "dropped" not in err, err
+    topics = prefix.replace("{device_id}", DEVICE)
     lines = [ln.split(" ", 1) for ln in out.splitlines()]
-    poses = [json.loads(body) for topic, body in lines if topic == f"edgepose/{DEVICE}/poses"]
+    poses = [json.loads(body) for topic, body in lines if topic == f"{topics}/poses"]
     assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
-    assert any(topic == f"edgepose/{DEVICE}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
+    assert any(topic == f"{topics}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
     check_schema("x/poses", json.dumps(poses[0]).encode())
 
 
@@ -165,26 +172,3 @@ def test_refused_login_is_one_line_naming_the_user_and_the_fix(tmp_path):
     assert f"MQTT broker 127.0.0.1:{b.port} refused the login for user 'device1'" in res.stderr, res.stderr
     assert "Fix: check mqtt.username and the password" in res.stderr
 
-
-@pytest.mark.integration
-def test_every_device_under_a_prefix_with_levels_after_the_device_id(broker, tmp_path, real_poses):
-    """`--device +` finds the device id where the config's topic_prefix puts it, not in the level before the kind
-    (with `site/{device_id}/pose` that level is `pose`, and every message was dropped as speaking for another device)."""
-    conf = tmp_path / "listen.toml"
-    conf.write_text('[mqtt]\ntopic_prefix = "site/{device_id}/pose"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--config", str(conf), "--port", str(broker.port),
-                             "--host", "127.0.0.1", "--device", "+", "--frames", "2", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    subscribed = wait_for(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30)
-    assert subscribed and proc.poll() is None, proc.communicate()
-    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), topic_prefix="site/{device_id}/pose")
-    sink = MqttSink(cfg, DEVICE).start()
-    assert sink.wait_connected(10)
-    sink.publish_frame(frame(0, real_poses))
-    sink.publish_frame(frame(1, real_poses))
-    out, err = proc.communicate(timeout=30)
-    sink.close()
-    assert proc.returncode == 0, err
-    assert "dropped" not in err, err
-    poses = [json.loads(body) for topic, body in (ln.split(" ", 1) for ln in out.splitlines()) if topic == f"site/{DEVICE}/pose/poses"]
-    assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
