@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "config": ".config",
     "compile": ".compile",
     "profiles": ".profiles",
+    "docs": ".docs",
 }
 
 
