@@ -161,6 +161,8 @@ def collect(doc: Path, text: str | None = None) -> list[Block]:
                     local[k] = v
                 if cmd[:1] == ["sudo"]:
                     cmd = cmd[1:]
+                    while cmd and cmd[0].startswith("-"):  # sudo's own options: -u USER, -E
+                        cmd = cmd[2:] if cmd[0] in ("-u", "-g") else cmd[1:]
                 if not cmd:
                     env.update(local)
                     continue
@@ -215,7 +217,7 @@ def test_the_collector_finds_the_guides_and_their_commands():
     assert {"README.md", "convert/README.md", "firmware_configs/README.md", "edgepose/actions/README.md",
             "edgepose/model/README.md", "edgepose/service/README.md"} <= names
     shown = {c.argv[0] for c in COMMANDS_SHOWN if c.argv}
-    assert {"run", "models", "actions", "convert", "listen", "serve", "reloc"} <= shown
+    assert {"run", "models", "actions", "convert", "listen", "serve", "reloc", "probe"} <= shown
     assert sum(c.run for c in COMMANDS_SHOWN) >= 8  # most commands really run
 
 
@@ -224,12 +226,13 @@ def test_the_collector_reads_shell_syntax_and_marks():
     blocks = collect(doc, "```sh\nA=1 .venv/bin/edgepose run --source x.jpg && edgepose models list  # hi\n"
                           "edgepose serve --config /etc/d.toml   # [not run in CI: runs until stopped]\n"
                           "export M=/m\nedgepose models \\\n  fetch posenet ...\n"
-                          ".venv/bin/pip install -e \".[convert]\"\nbash .ci/run\n```\n")
+                          ".venv/bin/pip install -e \".[convert]\"\nbash .ci/run\n"
+                          "sudo -u edgepose /opt/edgepose/venv/bin/edgepose probe picamera2\n```\n")
     cmds = blocks[0].commands
     assert [c.argv for c in cmds] == [["run", "--source", "x.jpg"], ["models", "list"], ["serve", "--config", "/etc/d.toml"],
-                                      ["models", "fetch", "posenet"]]
+                                      ["models", "fetch", "posenet"], ["probe", "picamera2"]]
     assert cmds[0].env == {"A": "1"} and cmds[3].env == {"M": "/m"}
-    assert [c.run for c in cmds] == [True, True, False, True] and cmds[2].why == "runs until stopped"
+    assert [c.run for c in cmds] == [True, True, False, True, True] and cmds[2].why == "runs until stopped"
     assert blocks[0].pip == [(7, ["-e", ".[convert]"])] and blocks[0].others == [(8, ["bash", ".ci/run"])]
     assert parse(["run", "--sauce", "x"]) is not None and parse(["run", "--source", "x"]) is None
     prose = "Record with `edgepose listen --jsonl FILE`, replay with\n`sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]`; `edgepose <id>/poses` is a topic."
@@ -277,7 +280,7 @@ def test_every_synopsis_names_every_option_with_its_default(cmd):
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.others], ids=lambda b: b.where)
 def test_scripts_and_modules_named_in_the_docs_exist(block):
-    """`python benchmarks/x.py`, `bash .ci/run`, `python -m edgepose.sources`: the file or module is there."""
+    """`python benchmarks/x.py`, `bash .ci/run`, `python -m edgepose.profiles`: the file or module is there."""
     import importlib.util
 
     for line, cmd in block.others:

@@ -43,7 +43,7 @@ LAYERS: dict[str, int] = {
     "edgepose.pipeline": 5,
     "edgepose.web": 6, "edgepose.provision": 6,
     "edgepose.service": 7,
-    "edgepose.cli": 8, "edgepose.__main__": 8, "edgepose.sources.__main__": 8,
+    "edgepose.cli": 8, "edgepose.__main__": 8,
 }
 COMMANDS = 8
 

@@ -17,6 +17,7 @@ from ..errors import EdgeposeError
 COMMANDS: dict[str, str] = {
     "run": ".run",
     "models": ".models",
+    "probe": ".probe",
     "serve": ".serve",
     "listen": ".listen",
     "actions": ".actions",
