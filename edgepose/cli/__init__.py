@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "convert": ".convert",
     "reloc": ".reloc",
     "bundle": ".bundle",
+    "lock": ".lock",
     "view": ".view",
     "flash": ".flash",
     "config": ".config",
