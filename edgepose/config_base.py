@@ -3,9 +3,9 @@
 Each section model lives with the code that uses it (``sources/config.py``,
 ``mqtt/config.py``, ...) and derives from :class:`ConfigModel`, so all
 of them refuse unknown keys (a typo is an error, not a silently ignored
-line) and describe every field with ``Field(description=...)``: the README's
-config reference is generated from those descriptions (``python -m
-edgepose.config reference``).
+line) and describe every field with ``Field(description=...)``: the config
+reference, firmware_configs/CONFIG.md, is generated from those descriptions
+(``edgepose docs``, :mod:`edgepose.docgen`).
 """
 from __future__ import annotations
 

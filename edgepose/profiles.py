@@ -10,7 +10,7 @@ built in layers, later ones winning key by key:
 3. the device config (``/etc/edgepose/device.toml``): site settings,
 4. command-line overrides.
 
-``edgepose profiles detect`` (or ``python -m edgepose.profiles detect``) names
+``edgepose profiles detect`` (``python -m edgepose.profiles detect`` in firstboot.sh) names
 the profile for the board it runs on (from ``/proc/device-tree/model`` and the
 USB ids of a Coral accelerator); ``list``, ``show NAME`` and ``merged
 DEVICE.toml`` help check a set-up.
@@ -193,7 +193,8 @@ def read_usb_ids(root: str | Path = "/sys/bus/usb/devices") -> list[str]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m edgepose.profiles` (first boot, the container) is `edgepose profiles`.
+    # `python -m edgepose.profiles` is `edgepose profiles` for firmware_configs/rpi-image/firstboot.sh,
+    # which runs it with the venv's Python (detect, then merged to validate the config).
     from .cli.profiles import main
 
     sys.exit(main(prog="python -m edgepose.profiles"))

@@ -14,18 +14,21 @@ A command that cannot run here (a real SD card, a broker, minutes of training, a
 so in the doc with a trailing shell comment ``# [not run in CI: why]`` (or an HTML comment
 ``<!-- not run in CI: why -->`` right above the fence for the whole block); it is still parsed.
 ``pip install`` lines must install from the checkout or a wheel: edgepose is not on PyPI. Generated parts of
-the guides (``python -m edgepose.docgen``) must be current.
+the guides (the config reference, :mod:`edgepose.docgen`) must be current: ``edgepose docs`` rewrites them. A link
+to a section (``CONFIG.md#actions``) must name a heading the file has.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +161,8 @@ def collect(doc: Path, text: str | None = None) -> list[Block]:
                     local[k] = v
                 if cmd[:1] == ["sudo"]:
                     cmd = cmd[1:]
+                    while cmd and cmd[0].startswith("-"):  # sudo's own options: -u USER, -E
+                        cmd = cmd[2:] if cmd[0] in ("-u", "-g") else cmd[1:]
                 if not cmd:
                     env.update(local)
                     continue
@@ -212,7 +217,7 @@ def test_the_collector_finds_the_guides_and_their_commands():
     assert {"README.md", "convert/README.md", "firmware_configs/README.md", "edgepose/actions/README.md",
             "edgepose/model/README.md", "edgepose/service/README.md"} <= names
     shown = {c.argv[0] for c in COMMANDS_SHOWN if c.argv}
-    assert {"run", "models", "actions", "convert", "listen", "serve", "reloc"} <= shown
+    assert {"run", "models", "actions", "convert", "listen", "serve", "reloc", "probe"} <= shown
     assert sum(c.run for c in COMMANDS_SHOWN) >= 8  # most commands really run
 
 
@@ -221,12 +226,13 @@ def test_the_collector_reads_shell_syntax_and_marks():
     blocks = collect(doc, "```sh\nA=1 .venv/bin/edgepose run --source x.jpg && edgepose models list  # hi\n"
                           "edgepose serve --config /etc/d.toml   # [not run in CI: runs until stopped]\n"
                           "export M=/m\nedgepose models \\\n  fetch posenet ...\n"
-                          ".venv/bin/pip install -e \".[convert]\"\nbash .ci/run\n```\n")
+                          ".venv/bin/pip install -e \".[convert]\"\nbash .ci/run\n"
+                          "sudo -u edgepose /opt/edgepose/venv/bin/edgepose probe picamera2\n```\n")
     cmds = blocks[0].commands
     assert [c.argv for c in cmds] == [["run", "--source", "x.jpg"], ["models", "list"], ["serve", "--config", "/etc/d.toml"],
-                                      ["models", "fetch", "posenet"]]
+                                      ["models", "fetch", "posenet"], ["probe", "picamera2"]]
     assert cmds[0].env == {"A": "1"} and cmds[3].env == {"M": "/m"}
-    assert [c.run for c in cmds] == [True, True, False, True] and cmds[2].why == "runs until stopped"
+    assert [c.run for c in cmds] == [True, True, False, True, True] and cmds[2].why == "runs until stopped"
     assert blocks[0].pip == [(7, ["-e", ".[convert]"])] and blocks[0].others == [(8, ["bash", ".ci/run"])]
     assert parse(["run", "--sauce", "x"]) is not None and parse(["run", "--source", "x"]) is None
     prose = "Record with `edgepose listen --jsonl FILE`, replay with\n`sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]`; `edgepose <id>/poses` is a topic."
@@ -274,7 +280,7 @@ def test_every_synopsis_names_every_option_with_its_default(cmd):
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.others], ids=lambda b: b.where)
 def test_scripts_and_modules_named_in_the_docs_exist(block):
-    """`python benchmarks/x.py`, `bash .ci/run`, `python -m edgepose.sources`: the file or module is there."""
+    """`python benchmarks/x.py`, `bash .ci/run`, `python -m edgepose.profiles`: the file or module is there."""
     import importlib.util
 
     for line, cmd in block.others:
@@ -355,23 +361,130 @@ def test_no_text_in_the_repository_tells_users_to_pip_install_edgepose_from_an_i
     assert not bad, "edgepose is not on PyPI:\n" + "\n".join(bad)
 
 
-# -- generated parts are current ---------------------------------------------------------------------------------
+# -- generated parts are current, links to sections land -----------------------------------------------------------
+
+def test_generated_parts_of_the_guides_are_current():
+    stale = [d.relative_to(REPO).as_posix() for d in DOCS if docgen.render(d.read_text(encoding="utf-8")) != d.read_text(encoding="utf-8")]
+    assert not stale, f"out of date: {', '.join(stale)}. Fix: run `{docgen.FIX}` in the checkout and commit the result."
+
+
+def _sections(model: type, path: str = ""):
+    from pydantic import BaseModel
+
+    yield path, model
+    for name, f in model.model_fields.items():
+        for kind in [f.annotation, *typing.get_args(f.annotation)]:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                yield from _sections(kind, f"{path}.{name}" if path else name)
+
+
+def test_the_config_reference_documents_every_section_and_key_with_the_codes_default():
+    from pydantic import BaseModel
+
+    from edgepose.config import EdgeposeConfig
+
+    text = (REPO / "firmware_configs" / "CONFIG.md").read_text(encoding="utf-8")
+    assert "<!-- generated: config -->" in text
+    parts = dict(zip(re.findall(r"^#+ (.*)$", text, re.M), re.split(r"^#+ .*$", text, flags=re.M)[1:]))
+    for path, model in _sections(EdgeposeConfig):
+        title = f"`[{path}]`" if path else "Top level"
+        assert title in parts, f"no heading for [{path}]"
+        for name, f in model.model_fields.items():
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+                continue
+            row = re.search(rf"^\| `{name}` \| [^\n]*$", parts[title], re.M)
+            assert row, f"[{path}] {name} is not in the reference"
+            if isinstance(f.default, (bool, int, float, str)):
+                assert f"| `{json.dumps(f.default)}` |" in row.group(0), f"[{path}] {name}: not the code's default {f.default!r}"
+    assert "| `wave_min_amplitude` | number > 0, ≤ 5 | `0.25` |" in parts["`[actions]`"]
+    assert "mqtttls" in anchors(text) and "actions" in anchors(text)  # what a guide links to
+
+
+def test_each_table_is_in_one_place_and_the_guides_link_to_it():
+    guide = (REPO / "edgepose" / "actions" / "README.md").read_text(encoding="utf-8")
+    assert "](../../firmware_configs/CONFIG.md#actions)" in guide
+    assert "`wave_min_amplitude` |" not in guide and "<!-- generated" not in guide
+    generated = [d.relative_to(REPO).as_posix() for d in DOCS if "<!-- generated:" in d.read_text(encoding="utf-8")]
+    assert generated == ["firmware_configs/CONFIG.md"]
+
+
+def anchors(text: str) -> set[str]:
+    """The section anchors of a Markdown file as GitHub makes them (``## `[mqtt.tls]` `` -> ``mqtttls``), and ``<a id>``."""
+    text = FENCE.sub("", text)
+    seen: dict[str, int] = {}
+    out = set(re.findall(r'<a (?:id|name)="([^"]+)"', text))
+    for m in re.finditer(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", text, re.M):
+        title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", m.group(1)).replace("`", "")
+        slug = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(REPO)))
-def test_generated_parts_of_the_guides_are_current(doc):
-    text = doc.read_text(encoding="utf-8")
-    assert docgen.render(text) == text, f"{doc.relative_to(REPO)} is stale: run `python -m edgepose.docgen`"
+def test_links_to_a_section_name_a_heading_of_the_file(doc):
+    text = FENCE.sub("", doc.read_text(encoding="utf-8"))
+    for m in re.finditer(r"\]\(([^)\s]*)#([^)\s]+)\)", text):
+        if "://" in m.group(1):
+            continue
+        target = (doc.parent / m.group(1)).resolve() if m.group(1) else doc
+        line = text.count("\n", 0, m.start()) + 1
+        assert target.is_file(), f"{doc.relative_to(REPO)}:{line}: {m.group(1)} does not exist"
+        if target.suffix == ".md":
+            assert m.group(2) in anchors(target.read_text(encoding="utf-8")), \
+                f"{doc.relative_to(REPO)}:{line}: {target.relative_to(REPO)} has no section #{m.group(2)}"
 
 
-def test_the_actions_guide_documents_every_setting_with_the_codes_default():
-    from edgepose.actions.config import ActionsConfig
+# -- `edgepose docs` --------------------------------------------------------------------------------------------
 
-    text = (REPO / "edgepose" / "actions" / "README.md").read_text(encoding="utf-8")
-    assert "<!-- generated: settings edgepose.actions.config:ActionsConfig -->" in text
-    for name, f in ActionsConfig.model_fields.items():
-        if isinstance(f.default, float):
-            assert f"| `{name}` | `{f.default!r}` |" in text, name
-    assert "| `wave_min_amplitude` | `0.25` |" in text and "`wave_max_speed`" in text and "`squat_max_hip_height`" in text
+def test_edgepose_docs_check_names_a_stale_copy_of_the_reference_and_docs_rewrites_it(tmp_path, capsys):
+    from edgepose.cli import main
+
+    current = (REPO / "firmware_configs" / "CONFIG.md").read_text(encoding="utf-8")
+    row = "| `wave_min_amplitude` | number > 0, ≤ 5 | `0.25` |"
+    assert row in current
+    guide = tmp_path / "CONFIG.md"
+    guide.write_text(current.replace(row, row.replace("`0.25`", "`0.3`")), encoding="utf-8")
+    stale = guide.read_text(encoding="utf-8")
+    assert main(["docs", "--check", str(guide)]) == 1
+    err = capsys.readouterr().err
+    assert f"{guide}: out of date" in err and f"Fix: run `edgepose docs {guide}`" in err
+    assert guide.read_text(encoding="utf-8") == stale  # --check changes nothing
+    assert main(["docs", str(guide)]) == 0
+    assert f"{guide}: rewritten" in capsys.readouterr().out
+    assert guide.read_text(encoding="utf-8") == current
+    assert main(["docs", "--check", str(guide)]) == 0
+    assert "1 file up to date" in capsys.readouterr().out
+
+
+def test_edgepose_docs_writes_one_sections_table_and_refuses_a_bad_part_in_one_line(tmp_path, capsys):
+    from edgepose.cli import main
+    from edgepose.tracking.config import TrackingConfig
+
+    guide = tmp_path / "guide.md"
+    guide.write_text("Tracking:\n\n<!-- generated: config [tracking] -->\nold\n<!-- end generated -->\nMore.\n", encoding="utf-8")
+    assert main(["docs", str(guide)]) == 0
+    text = guide.read_text(encoding="utf-8")
+    assert text.startswith("Tracking:\n\n<!-- generated: config [tracking] -->\n| key | type | default | meaning |\n")
+    assert text.endswith("<!-- end generated -->\nMore.\n") and "\nold\n" not in text and "## " not in text
+    assert all(f"| `{name}` |" in text for name in TrackingConfig.model_fields)
+    for body, problem in [("<!-- generated: config nosuch -->\n<!-- end generated -->\n", "the config has no section [nosuch]"),
+                          ("<!-- generated: settings x:Y -->\n<!-- end generated -->\n", "unknown generated part `settings`"),
+                          ("<!-- generated: config -->\nno end\n", "1 generated part has no end")]:
+        guide.write_text(body, encoding="utf-8")
+        capsys.readouterr()
+        assert main(["docs", "--check", str(guide)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"edgepose docs: error: {guide}: {problem}") and "Fix:" in err and err.count("\n") == 1
+        assert guide.read_text(encoding="utf-8") == body
+
+
+@pytest.mark.integration
+def test_edgepose_docs_check_passes_on_the_checkout(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "edgepose", "docs", "--check"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"{len(DOCS)} files up to date"
 
 
 # -- the commands run --------------------------------------------------------------------------------------------

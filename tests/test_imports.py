@@ -9,7 +9,8 @@ Layers, lowest first; a module may import its own layer and those below:
 0. base: the data model and helpers everything shares (types, errors, geometry, paths, systemd, ...);
 1. config sections: each section's model beside its code (``<package>/config.py``, ``mqtt/config.py`` too),
    and board profiles (files, no validation);
-2. the whole config (``edgepose.config``: the sections together, defaults < profile < file);
+2. the whole config (``edgepose.config``: the sections together, defaults < profile < file) and what is
+   derived from it alone: its check (``config_check``) and the config reference in the guides (``docgen``);
 3. core: decoding (and its numba helper ``jit``), models, tracking, sources, relocalization;
 4. consumers of poses: actions, sinks, MQTT, drawing;
 5. the pipeline (source -> model -> tracker -> actions);
@@ -31,8 +32,8 @@ MAIN = "__main__ block"  # suffix of the pseudo-module holding a module's `if __
 LAYERS: dict[str, int] = {
     "edgepose": 0, "edgepose.types": 0, "edgepose.errors": 0, "edgepose.geometry": 0, "edgepose.config_base": 0,
     "edgepose.paths": 0, "edgepose.systemd": 0, "edgepose.fps": 0, "edgepose.tflogs": 0, "edgepose.preprocess": 0,
-    "edgepose.decoder_settings": 0, "edgepose.docgen": 0, "edgepose.redact": 0, "edgepose.net": 0,
-    "edgepose.config_check": 2,
+    "edgepose.decoder_settings": 0, "edgepose.redact": 0, "edgepose.net": 0,
+    "edgepose.config_check": 2, "edgepose.docgen": 2,
     "edgepose.actions.config": 1, "edgepose.relocalization.config": 1, "edgepose.sources.config": 1,
     "edgepose.tracking.config": 1, "edgepose.web.config": 1, "edgepose.mqtt.config": 1, "edgepose.profiles": 1,
     "edgepose.config": 2,
@@ -42,7 +43,7 @@ LAYERS: dict[str, int] = {
     "edgepose.pipeline": 5,
     "edgepose.web": 6, "edgepose.provision": 6,
     "edgepose.service": 7,
-    "edgepose.cli": 8, "edgepose.__main__": 8, "edgepose.sources.__main__": 8,
+    "edgepose.cli": 8, "edgepose.__main__": 8,
 }
 COMMANDS = 8
 

@@ -81,7 +81,7 @@ def test_the_lock_pins_every_runtime_dependency_with_a_hash(python):
 
 def test_the_lock_is_the_generated_text():
     pins = [p for t in TARGETS.values() for p in read_lock(REPO / LOCK, t)]
-    assert (REPO / LOCK).read_text() == lock_text(pins), "run python -m edgepose.provision.lock --write"
+    assert (REPO / LOCK).read_text() == lock_text(pins), "run edgepose lock --write"
 
 
 def test_a_stale_lock_is_one_line_naming_the_fix(tmp_path):
@@ -91,8 +91,25 @@ def test_a_stale_lock_is_one_line_naming_the_fix(tmp_path):
     with pytest.raises(BundleError) as e:
         locked_requirements(tmp_path, TARGETS["3.11"])
     assert str(e.value).count("\n") == 0
-    assert "asks for numpy>=3 and the lock pins 1." in str(e.value) and "python -m edgepose.provision.lock --write" in str(e.value)
+    assert "asks for numpy>=3 and the lock pins 1." in str(e.value) and "edgepose lock --write" in str(e.value)
 
+
+def test_edgepose_lock_checks_the_lock_against_pyproject_and_names_the_fix(tmp_path, capsys, monkeypatch):
+    from edgepose.cli import main
+    from edgepose.provision import wheels
+
+    assert main(["lock"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == [f"Python {t}" for t in TARGETS]
+    assert all(line.endswith(" pins, consistent with pyproject.toml") for line in out)
+    (tmp_path / "firmware_configs").mkdir()
+    shutil.copy(REPO / LOCK, tmp_path / LOCK)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "edgepose"\ndependencies = ["numpy>=3", "paho-mqtt>=2"]\n')
+    monkeypatch.setattr(wheels, "source_root", lambda: tmp_path)  # a checkout whose pyproject.toml moved on
+    assert main(["lock"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgepose lock: error: {LOCK} is out of date: pyproject.toml asks for numpy>=3")
+    assert "Fix: run `edgepose lock --write` and commit the lock." in err and err.count("\n") == 1
 
 def test_a_wheel_that_is_not_the_locked_one_is_refused(tmp_path):
     pin = next(p for p in read_lock(REPO / LOCK, TARGETS["3.11"]) if p.name == "paho-mqtt")

@@ -348,14 +348,29 @@ def test_latest_frame_reader_propagates_errors():
 
 
 
-def test_probe_command(tmp_path, capsys):
-    from edgepose.sources.__main__ import main
+def test_edgepose_probe_reads_a_video_and_an_image_and_prints_their_frame_size(tmp_path, capsys):
+    from edgepose.cli import main
 
     out = tmp_path / "last.jpg"
-    assert main([str(VIDEO), "--frames", "5", "--save", str(out)]) == 0
+    assert main(["probe", str(VIDEO), "--frames", "5", "--save", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "5 frames of 1280x720" in text and "declared fps 50.0" in text
+    assert "5 frames of 1280x720" in text and "declared fps 50.0" in text and f"last frame written to {out}" in text
     assert cv2.imread(str(out)).shape == (720, 1280, 3)
-    assert main([str(tmp_path / "missing.avi")]) == 2
+    assert main(["probe", str(COUPLE)]) == 0
+    assert "1 frame of 1920x1278" in capsys.readouterr().out
+
+
+def test_edgepose_probe_fails_in_one_line_naming_the_fix(tmp_path, capsys):
+    from edgepose.cli import main
+
+    assert main(["probe", str(tmp_path / "missing.avi")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("edgepose sources: error: video file") and "Fix:" in err and err.count("\n") == 1
+    assert err.startswith("edgepose probe: error: video file") and "Fix:" in err and err.count("\n") == 1
+    assert main(["probe", str(VIDEO), "--frames", "1", "--save", str(tmp_path / "no" / "such" / "dir.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgepose probe: error: could not write") and "Fix:" in err and err.count("\n") == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["probe", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgepose probe: error:") and "Fix:" in err and err.count("\n") == 1

@@ -17,17 +17,20 @@ from ..errors import EdgeposeError
 COMMANDS: dict[str, str] = {
     "run": ".run",
     "models": ".models",
+    "probe": ".probe",
     "serve": ".serve",
     "listen": ".listen",
     "actions": ".actions",
     "convert": ".convert",
     "reloc": ".reloc",
     "bundle": ".bundle",
+    "lock": ".lock",
     "view": ".view",
     "flash": ".flash",
     "config": ".config",
     "compile": ".compile",
     "profiles": ".profiles",
+    "docs": ".docs",
 }
 
 

@@ -15,7 +15,7 @@ def register(sub: Any) -> None:
                         "$EDGEPOSE_BOARD or board.toml beside FILE). Each problem is one line FILE:LINE: field.path: message. "
                         "Exit 0 when valid, 2 otherwise.")
     c.add_argument("file", metavar="FILE", help="the device config (TOML)")
-    c.add_argument("--board", help="board profile (a name from python -m edgepose.profiles list, or a file)")
+    c.add_argument("--board", help="board profile (a name from edgepose profiles list, or a file)")
     c.set_defaults(func=check)
     s = cmds.add_parser("schema", help="print the JSON Schema of the device config (or --write it)",
                         description="The JSON Schema of the device config, generated from edgepose's config models; "

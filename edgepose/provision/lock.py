@@ -10,11 +10,12 @@ its aarch64 wheel, in pip's requirements format::
 Dockerfile.arm64 installs the same file with ``pip install --require-hashes``. So a bundle made today
 and a container built next year install the same bytes. Regenerate after changing the dependencies::
 
-    python -m edgepose.provision.lock --write        # resolves for every bundle target (needs PyPI once)
+    edgepose lock --write        # resolves for every bundle target (needs PyPI once)
+
+``edgepose lock`` alone checks the lock against pyproject.toml (edgepose/cli/lock.py).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -30,7 +31,7 @@ else:  # pragma: no cover
 
 #: The lock, relative to the checkout (Dockerfile.arm64 COPYs the same path).
 LOCK = Path("firmware_configs") / "requirements-device.lock"
-REGENERATE = "python -m edgepose.provision.lock --write"
+REGENERATE = "edgepose lock --write"
 
 
 @dataclass(frozen=True)
@@ -153,24 +154,3 @@ def check_build_requirements(pyproject: Path) -> None:
             raise BundleError(f"building the edgepose wheel needs {spec} ({now}: {sys.executable}).",
                               f"{sys.executable} -m pip install '{spec}' (or pip install -e \".[provision]\", which brings it).")
 
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgepose.provision.lock", description="The device's dependency lock.")
-    ap.add_argument("--write", action="store_true", help=f"resolve every bundle target and rewrite {LOCK}")
-    ap.add_argument("--refresh", action="store_true", help="resolve from the package index, not the wheel cache")
-    args = ap.parse_args(argv)
-    from .wheels import source_root
-
-    root = source_root()
-    if not args.write:
-        for t in TARGETS.values():
-            print(f"Python {t.python}: {len(locked_requirements(root, t))} pins, consistent with pyproject.toml")
-        return 0
-    pins = [p for t in TARGETS.values() for p in pins_for(t, root, args.refresh)]
-    (root / LOCK).write_text(lock_text(pins), encoding="utf-8")
-    print(f"{LOCK}: {len(pins)} pins for Python {', '.join(TARGETS)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
