@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from edgepose.errors import first_line
 from edgepose.tflogs import native_quiet
 
 from .errors import ConvertError, import_tensorflow
@@ -88,8 +89,7 @@ def convert_function(fn, precision: str, representative: Callable[[], Iterable[l
     except ConvertError:
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConvertError(f"the TFLite converter failed for {precision} ({first[:400]}).", "check the source model uses standard TensorFlow ops; run with -vv for the converter log.") from None
+        raise ConvertError(f"the TFLite converter failed for {precision} ({first_line(e, 400)}).", "check the source model uses standard TensorFlow ops; run with -vv for the converter log.") from None
 
 
 def _convert_float_heads(tf, conv, fn, representative) -> bytes:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..model.zoo import sha256_file
 from .wheels import DEFAULT_PYTHON, TARGETS, BundleError, Target, download_wheels, source_root
 
@@ -98,7 +98,7 @@ def build_edgepose_wheel(root: Path, dest: Path) -> Path:
         )
     if r.returncode != 0:
         raise BundleError(
-            f"building the edgepose wheel failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}",
+            f"building the edgepose wheel failed: {first_line(r.stderr, 400, default='?', last=True)}",
             "install the build requirements (`pip install setuptools wheel`) and check pyproject.toml.",
         )
     found = sorted(dest.glob("edgepose-*.whl"))

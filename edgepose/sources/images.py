@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import cv2
 
-from ..errors import SourceError
+from ..errors import SourceError, first_line
 from ..types import Frame
 from .base import FrameSource
 from .config import SourceConfig
@@ -55,7 +55,7 @@ def read_image(path: Path) -> cv2.typing.MatLike:
                 f"{path} is larger than OpenCV reads (its header claims over {_max_pixels() / 1e6:.0f} megapixels).",
                 "shrink the image, or raise the limit with the environment variable OPENCV_IO_MAX_IMAGE_PIXELS.",
             ) from None
-        raise SourceError(f"{path} could not be read as an image ({str(e).strip().splitlines()[-1][:160]}).",
+        raise SourceError(f"{path} could not be read as an image ({first_line(e, 160, last=True)}).",
                           "open it in an image viewer; re-save it as JPEG or PNG, or remove it.") from None
     if img is None:
         raise SourceError(
