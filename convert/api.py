@@ -56,7 +56,7 @@ def convert(
     quant: QuantOptions = QuantOptions(),
     edgetpu: bool = False,
     name: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> ConvertResult:
     """Convert ``source`` and write ``out`` (a ``.tflite`` with edgepose metadata)."""
     if precision not in PRECISIONS:
@@ -138,7 +138,7 @@ def convert(
     return res
 
 
-def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions, progress: bool = False):
+def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions, progress: bool | None = False):
     """The source's function after the quantization-friendly graph rewrites, with their layer counts.
 
     Both rewrites use the calibration images only and keep the float function (up to the

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from edgepose.errors import first_line
+from edgepose.progress import bar as progress_bar
 from edgepose.tflogs import native_quiet
 
 from .errors import ConvertError, import_tensorflow
@@ -114,13 +114,13 @@ def head_tensor_names(float_model: bytes) -> list[str]:
     return names
 
 
-def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], mirror: bool = True, progress: bool = True, desc: str = "calibrating"):
+def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], mirror: bool = True, progress: bool | None = None, desc: str = "calibrating"):
     """A callable for ``converter.representative_dataset`` showing a progress bar."""
     from .calibration import augment, preprocess
 
     def gen():
         seq = list(augment(images)) if mirror else list(images)
-        for img in tqdm(seq, desc=desc, unit="img", disable=not progress, leave=False):
+        for img in progress_bar(desc=desc, unit="img", progress=progress, items=seq, leave=False):
             yield [preprocess(img, size)]
 
     return gen

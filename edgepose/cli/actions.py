@@ -110,10 +110,10 @@ def _need_tf() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
-    from tqdm import tqdm
 
     from ..actions.features import batch_features
     from ..actions.train import export_tflite, train
+    from ..progress import bar as progress_bar
 
     kp, vis, labels, groups = _load(args)
     settings = _settings(args)
@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     y = np.array([classes.index(lb) for lb in labels])
     print(f"training {settings.kind} on {len(y)} windows of {settings.window} frames, {len(classes)} classes, "
           f"{len(set(groups))} source videos", file=sys.stderr)
-    bar = tqdm(total=settings.epochs, desc="epochs", unit="epoch", file=sys.stderr, disable=None)  # a terminal only
+    bar = progress_bar(settings.epochs, "epochs", "epoch")  # a terminal only
 
     def progress(epoch: int, logs: dict) -> None:
         bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", acc=f"{logs.get('accuracy', 0):.3f}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..errors import EdgeposeError
@@ -104,7 +103,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from edgepose_convert.sources import load_source
     from edgepose_convert.tflite import QuantOptions
 
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = False if args.no_progress else None  # None: bars on a terminal only
     src = load_source(args.source, architecture=args.architecture, multiplier=args.multiplier, outputs=_outputs(args.outputs))
     size = parse_size(args.input_size) if args.input_size else (src.fixed_input_size or (353, 481))
 

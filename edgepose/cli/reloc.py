@@ -81,11 +81,6 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _bars() -> bool:
-    """Progress bars in a terminal only: piped into a file or a log they are noise."""
-    return sys.stderr.isatty()
-
-
 def _need_tf() -> None:
     from ..tflogs import import_tensorflow
 
@@ -98,7 +93,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.train < 2 or args.test < 1:
         raise EdgeposeError("--train must be >= 2 and --test >= 1.", "fix the counts.")
     files = write_synthetic(args.out, args.images, args.train, args.test, _size(args.size), args.seed, args.hfov, workers=max(1, args.workers),
-                            progress=_bars())
+                            progress=None)
     for split, f in files.items():
         print(f"{split}: {f}")
     return 0
@@ -119,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _need_tf()
     settings = TrainSettings(input_size=args.input_size, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                              learning_rate=args.lr, beta=args.beta, augment=not args.no_augment, seed=args.seed)
-    report = train_and_export(args.data, args.out_dir, settings, precisions, name=args.name, threads=args.threads, progress=_bars())
+    report = train_and_export(args.data, args.out_dir, settings, precisions, name=args.name, threads=args.threads, progress=None)
     out = Path(args.out_dir) / "report.json"
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(format_table(report))
@@ -134,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from edgepose_convert.relocalization.train import MeanPose, evaluate_tflite, pose_errors
 
     ds = read_dataset(split_file(args.data, args.split))
-    res = {"model": evaluate_tflite(args.model, read_bgr(ds, progress=_bars()), ds.positions, ds.orientations, threads=args.threads, progress=_bars())}
+    res = {"model": evaluate_tflite(args.model, read_bgr(ds, progress=None), ds.positions, ds.orientations, threads=args.threads, progress=None)}
     data = Path(args.data)
     train_txt = data / "dataset_train.txt" if data.is_dir() else data.parent / "dataset_train.txt"
     if train_txt.is_file():

@@ -107,14 +107,13 @@ def main(args: argparse.Namespace) -> int:
         with open_source(cfg.source) as src:
             bar = None
             if show:
-                from tqdm import tqdm
+                from ..progress import bar as progress_bar
 
                 total = src.frame_count if args.max_frames is None else min(src.frame_count or args.max_frames, args.max_frames)
                 from ..redact import redact_url
 
                 desc = Path(redact_url(str(cfg.source.uri))).name or "frames"  # 'rtsp://u:pw@cam' has no path: its name is u:***@cam
-                bar = tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, leave=False,
-                           disable=None if src.frame_count else True)
+                bar = progress_bar(total, desc, "frame", None if src.frame_count else False, leave=False)
             for res in pipeline.run(src, keep_image=bool(args.output), max_frames=args.max_frames):
                 frames += 1
                 people += len(res.poses)

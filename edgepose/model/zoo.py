@@ -43,6 +43,7 @@ from typing import IO, Iterable
 
 from ..errors import DownloadError, ModelError
 from ..paths import CACHE_ENV, models_dir
+from ..progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +442,7 @@ def download_file(
             h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 src, total = _open(source)
-                with src, _progress_bar(total, label, progress) as bar:
+                with src, progress_bar(total, label, progress=progress, leave=False) as bar:
                     got = 0
                     while True:
                         chunk = src.read(CHUNK)
@@ -505,22 +506,6 @@ class _DownloadFailed(Exception):
         super().__init__(reason)
         self.source = source
         self.reason = reason
-
-
-def _progress_bar(total: int | None, label: str, progress: bool | None):
-    from tqdm import tqdm
-
-    # progress=None: tqdm decides (a bar on a terminal, silent in logs and pipes).
-    return tqdm(
-        total=total,
-        desc=label,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        disable=None if progress is None else not progress,
-        leave=False,
-        file=sys.stderr,
-    )
 
 
 def _fetch_file(entry: ModelEntry, f: ModelFile, *, force: bool, progress: bool | None, allow_unverified: bool) -> Path:
