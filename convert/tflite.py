@@ -23,6 +23,10 @@ from .errors import ConvertError, import_tensorflow
 log = logging.getLogger(__name__)
 
 
+#: weight rounding choices (see :attr:`QuantOptions.rounding`): ``edgepose convert --rounding`` and the converter check these
+ROUNDINGS: tuple[str, ...] = ("all", "depthwise", "nearest")
+
+
 @dataclass(frozen=True)
 class QuantOptions:
     """Choices of full-integer quantization (each one measured by the fidelity benchmark)."""

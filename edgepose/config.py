@@ -19,6 +19,7 @@ from .actions.config import ActionsConfig
 from .config_base import ConfigModel
 from .errors import ConfigError
 from .mqtt.config import MqttConfig
+from .preprocess import ResizeFilter, ResizeMode
 from .relocalization.config import RelocalizationConfig
 from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
@@ -28,8 +29,8 @@ from .web.config import HttpConfig
 class ModelConfig(ConfigModel):
     path: str = Field("posenet_mobilenet_v1_075_353_481", description="A `.tflite` path or a name from `edgepose models list`.")
     threads: int = Field(2, ge=1, le=64, description="Interpreter threads (the Pi 4 and 5 have 4 cores).")
-    resize: Literal["stretch", "pad"] = Field("stretch", description="`stretch` resizes to the model input (as Coral's tests do); `pad` keeps the aspect ratio.")
-    resize_filter: Literal["antialias", "linear", "area", "nearest"] = Field("antialias", description="How frames shrink to the input: `antialias` (box average, default), `linear` (fastest, aliases), `area`, `nearest`.")
+    resize: ResizeMode = Field("stretch", description="`stretch` resizes to the model input (as Coral's tests do); `pad` keeps the aspect ratio.")
+    resize_filter: ResizeFilter = Field("antialias", description="How frames shrink to the input: `antialias` (box average, default), `linear` (fastest, aliases), `area`, `nearest`.")
     edgetpu: Literal["auto", "on", "off"] = Field("auto", description="Force the Edge TPU delegate on or off; `auto` follows the model.")
     decoder: Literal["auto", "numba", "numpy"] | None = Field(
         None, description="Multi-pose decoder: `numba` (compiled, cached), `numpy` (the reference), `auto` numba when it loads; "

@@ -24,6 +24,10 @@ TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a work
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    # Light imports (no TensorFlow): edgepose_convert installs with edgepose, only its TensorFlow is an extra.
+    from edgepose_convert.relocalization.dataset import SPLITS
+    from edgepose_convert.relocalization.model import ARCHS
+
     p = sub.add_parser("reloc", help="camera relocalization: synthesise data, train, evaluate, predict", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     rsub = p.add_subparsers(dest="reloc_command", metavar="ACTION")
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", "-d", required=True, help="dataset folder (dataset_train.txt + dataset_test.txt)")
     t.add_argument("--out-dir", "-o", default=".", help="where the .tflite files and report.json go (default: .)")
     t.add_argument("--name", help="model name (default reloc_<scene>_<arch>_<size>)")
-    t.add_argument("--arch", choices=("small", "mobilenetv2"), default="small", help="backbone (default small)")
+    t.add_argument("--arch", choices=ARCHS, default="small", help="backbone (default small)")
     t.add_argument("--input-size", type=int, default=128, help="square model input side (default 128)")
     t.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     t.add_argument("--batch-size", type=int, default=32)
@@ -59,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = rsub.add_parser("eval", help="median position/orientation errors of a .tflite on a dataset split, vs the mean-pose baseline")
     e.add_argument("--model", "-m", required=True, help="relocalization .tflite")
     e.add_argument("--data", "-d", required=True, help="dataset folder or a dataset_*.txt file")
-    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--split", default="test", choices=SPLITS)
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_eval)
