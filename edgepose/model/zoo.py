@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Iterable
 
 from ..errors import DownloadError, ModelError
+from ..net import backoff_delays
 from ..paths import CACHE_ENV, models_dir
 from ..progress import bar as progress_bar
 
@@ -55,9 +56,10 @@ TIMEOUT_ENV = "EDGEPOSE_DOWNLOAD_TIMEOUT"
 
 #: Seconds a connection or a read may stall before the attempt fails.
 TIMEOUT = 30.0
-#: Attempts per file, and the first back-off (doubled after each failure).
+#: Attempts per file, and the first back-off (doubled after each failure, up to BACKOFF_MAX).
 ATTEMPTS = 3
 BACKOFF = 1.0
+BACKOFF_MAX = 30.0
 CHUNK = 1 << 16
 
 MIRROR_HINT = (
@@ -425,7 +427,7 @@ def download_file(
     With ``expected_sha256`` a mismatch leaves ``dest`` untouched and raises.
     """
     attempts = max(1, int(ATTEMPTS))
-    delay = float(BACKOFF)
+    delays = backoff_delays(float(BACKOFF), BACKOFF_MAX)
     last: BaseException | None = None
     for attempt in range(1, attempts + 1):
         try:
@@ -477,8 +479,7 @@ def download_file(
             last = e
             log.warning("download of %s failed (attempt %d/%d): %s", source, attempt, attempts, e)
             if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
+                time.sleep(next(delays))
         except BaseException:
             _unlink(tmp)
             raise

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 from ..errors import EdgeposeError, SourceError
 from ..fps import FpsMeter
 from ..mqtt.sink import MqttSink
+from ..net import backoff_delays
 from ..systemd import SystemdNotifier
 from ..types import ActionEvent, FrameResult
 
@@ -168,7 +169,8 @@ class Service:
         return self.fatal.exit_code if self.fatal is not None else 0
 
     def _loop(self) -> str:
-        delay = self.retry_min
+        delays = backoff_delays(self.retry_min, self.retry_max)
+        delay = next(delays)
         while not self._stop.is_set():
             try:
                 self._frames = self.frames()
@@ -177,7 +179,8 @@ class Service:
                     self._progress = now
                     if self.camera != "ok":
                         self._set_camera("ok", None)
-                        delay = self.retry_min
+                        delays = backoff_delays(self.retry_min, self.retry_max)
+                        delay = next(delays)
                     self._fps.tick(now)
                     self.sink.publish_frame(result)
                     for obs in self.observers:
@@ -198,7 +201,7 @@ class Service:
                 self._set_camera("unavailable", str(e))
                 log.error("camera unavailable: %s Retrying in %gs.", e, delay)
                 self._wait(delay)
-                delay = min(delay * 2, self.retry_max)
+                delay = next(delays)
             finally:
                 self._close_source()
         return "stopped"
