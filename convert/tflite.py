@@ -133,26 +133,29 @@ def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], 
 # --------------------------------------------------------------------------- running
 
 class TFLiteRunner:
-    """A converted model on ai-edge-litert: float in, dequantized float outputs by tensor name."""
+    """A converted model on ai-edge-litert: float in, dequantized float outputs by tensor name.
+
+    The (de)quantization is the runtime's own (:class:`edgepose.model.base.TensorSpec`), so the fidelity
+    report measures what a device computes.
+    """
 
     def __init__(self, model: bytes, threads: int = 2):
+        from edgepose.model.base import TensorSpec
         from edgepose.model.runtime import make_interpreter
 
         self.interp = make_interpreter(model, num_threads=threads, name="converted model")
+        #: the interpreter's tensor details (dicts), and their specs that do the (de)quantization
         self.input = self.interp.get_input_details()[0]
         self.outputs = self.interp.get_output_details()
+        self._input = TensorSpec.from_detail(self.input)
+        self._outputs = [TensorSpec.from_detail(d) for d in self.outputs]
 
     @property
     def output_names(self) -> list[str]:
-        return [d["name"] for d in self.outputs]
+        return [t.name for t in self._outputs]
 
     def set_input(self, x: np.ndarray) -> None:
-        d = self.input
-        if d["dtype"] in (np.uint8, np.int8):
-            scale, zp = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
-        self.interp.set_tensor(d["index"], x.astype(d["dtype"], copy=False))
+        self.interp.set_tensor(self._input.index, self._input.quantize(x))
 
     def invoke(self) -> None:
         self.interp.invoke()
@@ -160,14 +163,7 @@ class TFLiteRunner:
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         self.set_input(x)
         self.invoke()
-        res = {}
-        for d in self.outputs:
-            y = self.interp.get_tensor(d["index"])
-            if d["dtype"] in (np.uint8, np.int8, np.int16):
-                scale, zp = d["quantization"]
-                y = (y.astype(np.float32) - zp) * scale
-            res[d["name"]] = y.astype(np.float32, copy=False)
-        return res
+        return {t.name: t.dequantize(self.interp.get_tensor(t.index)) for t in self._outputs}
 
 
 def map_output_roles(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, str]:
