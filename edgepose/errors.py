@@ -52,6 +52,11 @@ class DownloadError(EdgeposeError):
     """A model download that failed or did not match its checksum."""
 
 
+class DatasetError(EdgeposeError):
+    """Training or evaluation data that cannot be read: action recordings and labels, relocalization
+    datasets, the photographs of a synthetic scene."""
+
+
 def install_fix(extra: str, why: str) -> str:
     """How to add an optional extra (``convert``, ``train``, ``pi``...): edgepose is not on PyPI."""
     return (f'in the edgepose checkout, pip install -e ".[{extra}]" ({why}); '

@@ -23,11 +23,10 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from edgepose.errors import DatasetError
 from edgepose.progress import bar as progress_bar
 from edgepose.relocalization.estimator import crop_to_input
 from edgepose.relocalization.geometry import normalize_quaternion
-
-from ..errors import DatasetError
 
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
 SPLITS = ("train", "test")

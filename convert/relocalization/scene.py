@@ -27,9 +27,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edgepose.errors import DatasetError
 from edgepose.relocalization.geometry import normalize_quaternion, rotation_to_quaternion
-
-from ..errors import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 

@@ -16,9 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EdgeposeError, install_fix
-
-TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a workstation")
+from ..errors import EdgeposeError
+from ..tflogs import import_tensorflow_for_training
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,12 +99,6 @@ def _settings(args: argparse.Namespace):
                          augment=not args.no_augment, seed=args.seed)
 
 
-def _need_tf() -> None:
-    from ..tflogs import import_tensorflow
-
-    import_tensorflow("training", TRAIN_INSTALL_FIX)
-
-
 # --------------------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -117,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     kp, vis, labels, groups = _load(args)
     settings = _settings(args)
-    _need_tf()
+    import_tensorflow_for_training()
     classes = sorted(set(labels))
     y = np.array([classes.index(lb) for lb in labels])
     print(f"training {settings.kind} on {len(y)} windows of {settings.window} frames, {len(classes)} classes, "
@@ -174,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"accuracy of {args.model} on {len(y)} windows: {report.folds[0].accuracy:.1%} (only a test score if the model never saw these videos)")
     else:
         settings = _settings(args)
-        _need_tf()
+        import_tensorflow_for_training()
         report = cross_validate(kp, vis, labels, groups, settings, args.folds,
                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))
         acc = report.accuracies

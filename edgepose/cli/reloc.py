@@ -18,9 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import EdgeposeError, install_fix
-
-TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a workstation")
+from ..errors import EdgeposeError
+from ..tflogs import import_tensorflow_for_training
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,12 +84,6 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _need_tf() -> None:
-    from ..tflogs import import_tensorflow
-
-    import_tensorflow("training", TRAIN_INSTALL_FIX)
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from edgepose_convert.relocalization.dataset import write_synthetic
 
@@ -115,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise EdgeposeError("--epochs must be >= 1, --input-size >= 32 and --batch-size >= 1.", "fix the value.")
     if args.beta is not None and args.beta <= 0:
         raise EdgeposeError(f"--beta must be positive (got {args.beta}).", "pass e.g. --beta 1, or leave it out to balance it automatically.")
-    _need_tf()
+    import_tensorflow_for_training()
     settings = TrainSettings(input_size=args.input_size, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                              learning_rate=args.lr, beta=args.beta, augment=not args.no_augment, seed=args.seed)
     report = train_and_export(args.data, args.out_dir, settings, precisions, name=args.name, threads=args.threads, progress=None)

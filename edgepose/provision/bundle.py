@@ -38,11 +38,6 @@ from ..model.zoo import sha256_file
 from ..progress import bar as progress_bar
 from .wheels import DEFAULT_PYTHON, TARGETS, BundleError, Target, download_wheels, source_root
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.sha256"
