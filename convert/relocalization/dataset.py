@@ -27,6 +27,7 @@ from edgepose.errors import DatasetError
 from edgepose.progress import bar as progress_bar
 from edgepose.relocalization.estimator import crop_to_input
 from edgepose.relocalization.geometry import normalize_quaternion
+from edgepose.sources.images import read_image
 
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
 SPLITS = ("train", "test")
@@ -136,10 +137,7 @@ def load_images(ds: PoseDataset, size: tuple[int, int], progress: bool | None = 
     """All images cropped to the model input (``crop_to_input``, as on the device): ``(N, h, w, 3)`` RGB uint8."""
     out = np.empty((len(ds), size[0], size[1], 3), np.uint8)
     for i, p in enumerate(progress_bar(desc=desc, unit="img", progress=progress, items=ds.images, leave=False)):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"image {p} cannot be read.", "replace it with a JPEG/PNG file or remove its line.")
-        out[i] = crop_to_input(img, size)
+        out[i] = crop_to_input(read_image(p, error=DatasetError), size)
     return out
 
 
@@ -147,10 +145,7 @@ def read_bgr(ds: PoseDataset, progress: bool | None = False) -> list[np.ndarray]
     """The dataset's images as full-size BGR arrays (what a camera would deliver)."""
     out = []
     for p in progress_bar(desc="reading", unit="img", progress=progress, items=ds.images, leave=False):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"image {p} cannot be read.", "replace it with a JPEG/PNG file or remove its line.")
-        out.append(img)
+        out.append(read_image(p, error=DatasetError))
     return out
 
 

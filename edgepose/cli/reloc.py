@@ -143,16 +143,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..relocalization import CameraPoseEstimator
+    from ..sources.images import read_image
 
     est = CameraPoseEstimator(args.model, threads=args.threads)
     failed = 0
     for path in args.images:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            print(f"edgepose reloc predict: cannot read image {path}; skipped.", file=sys.stderr)
+        try:
+            img = read_image(path)
+        except EdgeposeError as e:
+            print(f"edgepose reloc predict: {e.problem} Skipped.", file=sys.stderr)
             failed += 1
             continue
         d = est.estimate(img).to_dict()
