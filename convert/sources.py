@@ -35,8 +35,6 @@ RESNET_IMAGENET_MEAN = (-123.15, -115.90, -103.06)
 #: Side length used to measure a dynamic-size graph's output stride: (129-1)/(n-1).
 PROBE_SIDE = 129
 
-FORMATS = ("frozen_graph", "checkpoint", "tfjs", "keras", "saved_model")
-
 
 @dataclass
 class SourceModel:
@@ -203,7 +201,6 @@ def _freeze_checkpoint(p: Path, tf, model_type: ModelType):
 
 
 _SKIP_SINK_OPS = {"NoOp", "SaveV2", "RestoreV2", "Assign", "Const", "Identity", "Placeholder", "VariableV2", "AssignVariableOp"}
-_PASS_THROUGH = {"Identity", "Sigmoid", "Squeeze"}
 
 
 def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -> tuple[dict[str, str], str, list[str]]:

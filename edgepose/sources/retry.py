@@ -190,8 +190,3 @@ class RetryingSource(FrameSource):
     def dropped(self) -> int:
         """Stale frames dropped by the latest-frame readers, over all connections."""
         return self._dropped_before + int(getattr(self._inner, "dropped", 0))
-
-    @property
-    def dropped_frames(self) -> int:
-        """Alias of ``dropped`` (the name the service's status reads)."""
-        return self.dropped
