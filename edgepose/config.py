@@ -20,6 +20,7 @@ from .config_base import ConfigModel
 from .errors import ConfigError
 from .mqtt.config import MqttConfig
 from .preprocess import ResizeFilter, ResizeMode
+from .redact import SECRET_WORDS
 from .relocalization.config import RelocalizationConfig
 from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
@@ -105,12 +106,6 @@ def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-#: Field names that hold secrets; a bad value under such a name (or a near-miss of one, such as
-#: ``pasword``) is never echoed in an error message.
-SECRET_WORDS = ("password", "passwd", "pass", "pwd", "passphrase", "secret", "token", "psk", "key", "keys", "credential",
-                "credentials", "apikey")
-
-
 def _edits(a: str, b: str) -> int:
     """Damerau-Levenshtein distance (optimal string alignment): typos, including swapped letters, count 1."""
     d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
@@ -123,7 +118,10 @@ def _edits(a: str, b: str) -> int:
 
 
 def looks_secret(name: str) -> bool:
-    """Whether a config key is, or is a misspelling of, a name that holds a secret (``mqtt_pasword``, ``psk``)."""
+    """Whether a config key is, or is a misspelling of, a name that holds a secret (``mqtt_pasword``, ``psk``).
+
+    The names are :data:`edgepose.redact.SECRET_WORDS`; a bad value under such a key is never echoed in an error.
+    """
     words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
     for w in words + ["".join(words)]:
         if any(len(s) >= 5 and s in w for s in SECRET_WORDS):  # mqttpassword, apitoken
