@@ -15,7 +15,7 @@ from .errors import ConvertError
 from .model_types import PRECISIONS
 from .sizes import check_input_size
 from .sources import SourceModel, load_source
-from .tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
+from .tflite import ROUNDINGS, QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def convert(
     quant: QuantOptions = QuantOptions(),
     edgetpu: bool = False,
     name: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> ConvertResult:
     """Convert ``source`` and write ``out`` (a ``.tflite`` with edgepose metadata)."""
     if precision not in PRECISIONS:
@@ -78,8 +78,8 @@ def convert(
         if not calibration:
             raise ConvertError("int8 needs calibration images.", "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).")
         rep = representative_dataset(calibration, (h, w), mirror=quant.mirror, progress=progress)
-        if quant.rounding not in ("all", "depthwise", "nearest"):
-            raise ConvertError(f"unknown rounding {quant.rounding!r}.", "use all, depthwise or nearest.")
+        if quant.rounding not in ROUNDINGS:
+            raise ConvertError(f"unknown rounding {quant.rounding!r}.", f"use {', '.join(ROUNDINGS)}.")
         equalized = 0
         rounded = {"depthwise": 0, "conv": 0}
         rewrite = quant.equalize or quant.rounding != "nearest"
@@ -138,7 +138,7 @@ def convert(
     return res
 
 
-def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions, progress: bool = False):
+def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions, progress: bool | None = False):
     """The source's function after the quantization-friendly graph rewrites, with their layer counts.
 
     Both rewrites use the calibration images only and keep the float function (up to the

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edgepose.preprocess import fit_to_input, to_float_input
+from edgepose.sources.images import read_image as _read_image
 
 from .errors import ConvertError
 
@@ -31,10 +32,8 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ConvertError(f"image {path} cannot be read.", "remove it or replace it with a JPEG/PNG file.")
-    return img
+    """The device's :func:`edgepose.sources.images.read_image`, failing with a :class:`ConvertError`."""
+    return _read_image(path, error=ConvertError)
 
 
 def video_frames(path: Path, count: int) -> list[np.ndarray]:

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgepose.errors import first_line
+
 from .errors import ConvertError
 
 #: TFLite builtin op names the Edge TPU runs (Coral's "supported operations" table).
@@ -154,6 +156,6 @@ def compile_model(model_path: Path, out_dir: Path | None = None, timeout: float 
         raise ConvertError(f"{COMPILER} could not run ({e}).", INSTALL_HINT) from None
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise ConvertError(f"{COMPILER} failed (exit {proc.returncode}): {log.strip().splitlines()[-1] if log.strip() else 'no output'}.", "see the compatibility report for ops the Edge TPU does not support.")
+        raise ConvertError(f"{COMPILER} failed (exit {proc.returncode}): {first_line(log, 400, default='no output', last=True)}.", "see the compatibility report for ops the Edge TPU does not support.")
     tpu, cpu = parse_compiler_log(log)
     return CompileResult(out_dir / f"{model_path.stem}_edgetpu.tflite", tpu, cpu, log)

@@ -10,10 +10,6 @@ class ConvertError(EdgeposeError):
     """A source model, option or calibration set the converter cannot use."""
 
 
-class DatasetError(EdgeposeError):
-    """A relocalization dataset (or the photographs of a synthetic scene) that cannot be read."""
-
-
 def import_tensorflow():
     """Import TensorFlow without its start-up log lines, or raise a :class:`ConvertError` saying how to install it."""
     from edgepose.tflogs import import_tensorflow as quiet_import

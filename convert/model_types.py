@@ -106,4 +106,3 @@ def posenet_metadata(
 
 
 object.__setattr__(POSENET, "metadata", posenet_metadata)
-MODEL_TYPES = {POSENET.name: POSENET}

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from edgepose.progress import bar as progress_bar
 from edgepose.types import Pose
 
 CONFIDENT = 0.5
@@ -103,7 +103,7 @@ class ModelRun:
     size_bytes: int
 
 
-def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: int = 2, rounds: int = 30, progress: bool = True) -> dict[str, ModelRun]:
+def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: int = 2, rounds: int = 30, progress: bool | None = None) -> dict[str, ModelRun]:
     """Poses of every image with every model, and each model's median invoke time.
 
     Latency is measured round-robin (one invoke of each model per round, after a
@@ -113,7 +113,7 @@ def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: i
 
     loaded = {label: load_posenet(path, threads=threads) for label, path in models.items()}
     poses = {label: [to_input_pixels(m.estimate(img), img.shape, (m.input_height, m.input_width)) for img in images]
-             for label, m in tqdm(loaded.items(), desc="evaluating", unit="model", disable=not progress)}
+             for label, m in progress_bar(desc="evaluating", unit="model", progress=progress, items=loaded.items())}
     tensors = {label: m.preprocess(images[0])[0] for label, m in loaded.items()}
     times: dict[str, list[float]] = {label: [] for label in loaded}
     for r in range(rounds + 3):
@@ -163,7 +163,7 @@ def fidelity_report(
     baseline: str = "float32",
     threads: int = 2,
     extra: dict[str, Any] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Compare every model with ``models[baseline]`` on the held-out images ``eval_paths``."""
     from edgepose.model.flatbuf import read_metadata

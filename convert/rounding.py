@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from edgepose.progress import bar as progress_bar
+
 from .errors import import_tensorflow
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,8 @@ def best_rounding(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return cands[int(np.argmin(cost))].astype(np.float32)
 
 
-def _patch_sums(gd, input_name: str, layers: Sequence, inputs: Sequence[np.ndarray], adapt, progress: bool, desc: str, patch_sums) -> list:
+def _patch_sums(gd, input_name: str, layers: Sequence, inputs: Sequence[np.ndarray], adapt, progress: bool | None, desc: str, patch_sums) -> list:
     """Per layer, summed over ``inputs``: ``patch_sums(tf, by_name, layer, its input feature)`` = (sum, sum of products, count)."""
-    from tqdm import tqdm
 
     tf = import_tensorflow()
     by_name = {n.name: n for n in gd.node}
@@ -101,7 +102,7 @@ def _patch_sums(gd, input_name: str, layers: Sequence, inputs: Sequence[np.ndarr
         ops = [patch_sums(tf, by_name, layer, f) for layer, f in zip(layers, feats)]
     acc = None
     with tf.compat.v1.Session(graph=g) as sess:
-        for arr in tqdm(inputs, desc=desc, unit="img", leave=False, disable=not progress):
+        for arr in progress_bar(desc=desc, unit="img", progress=progress, items=inputs, leave=False):
             vals = sess.run(ops, {x: arr})
             acc = vals if acc is None else [(a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(acc, vals)]
     return acc or []
@@ -119,7 +120,7 @@ def _depthwise_patch_sums(tf, by_name, layer: DepthwiseLayer, f):
     return tf.reduce_sum(p, axis=1), tf.einsum("cni,cnj->cij", p, p), n
 
 
-def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool | None = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: mean (C, 9) and covariance (C, 9, 9) of the 3x3 input patches the filters see."""
     stats = {}
     for layer, (s1, s2, n) in zip(layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "filter statistics", _depthwise_patch_sums)):
@@ -178,7 +179,7 @@ def _conv_patch_sums(tf, by_name, layer: ConvLayer, f):
     return tf.reduce_sum(p, axis=0), tf.matmul(p, p, transpose_a=True), tf.cast(tf.shape(p)[0], tf.float32)
 
 
-def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool | None = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: mean (K,) and covariance (K, K) of the flattened input patches (K = kh*kw*Cin)."""
     stats = {}
     for layer, (s1, s2, n) in zip(layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "conv statistics", _conv_patch_sums)):

@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgepose.errors import first_line
+
 from . import tfjs
 from .errors import ConvertError, import_tensorflow
 from .model_types import POSENET, ModelType
@@ -32,8 +34,6 @@ log = logging.getLogger(__name__)
 RESNET_IMAGENET_MEAN = (-123.15, -115.90, -103.06)
 #: Side length used to measure a dynamic-size graph's output stride: (129-1)/(n-1).
 PROBE_SIDE = 129
-
-FORMATS = ("frozen_graph", "checkpoint", "tfjs", "keras", "saved_model")
 
 
 @dataclass
@@ -188,21 +188,19 @@ def _freeze_checkpoint(p: Path, tf, model_type: ModelType):
         try:
             saver = tf.compat.v1.train.import_meta_graph(str(meta), clear_devices=True)
         except Exception as e:
-            raise ConvertError(f"cannot read checkpoint graph {meta.name} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).", "re-export the checkpoint.") from None
+            raise ConvertError(f"cannot read checkpoint graph {meta.name} ({type(e).__name__}: {first_line(e, 300, default='')}).", "re-export the checkpoint.") from None
         gd = graph.as_graph_def()
         outs = _find_outputs(gd, model_type, None)
         with tf.compat.v1.Session(graph=graph) as sess:
             try:
                 saver.restore(sess, str(prefix))
             except Exception as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConvertError(f"checkpoint {prefix.name} cannot be restored ({first[:300]}).", "the .index/.data files are missing or corrupt; copy the whole checkpoint again.") from None
+                raise ConvertError(f"checkpoint {prefix.name} cannot be restored ({first_line(e, 300)}).", "the .index/.data files are missing or corrupt; copy the whole checkpoint again.") from None
             names = sorted({n.split(":")[0] for n in outs[0].values()} | set(outs[2]))
             return tf.compat.v1.graph_util.convert_variables_to_constants(sess, gd, names)
 
 
 _SKIP_SINK_OPS = {"NoOp", "SaveV2", "RestoreV2", "Assign", "Const", "Identity", "Placeholder", "VariableV2", "AssignVariableOp"}
-_PASS_THROUGH = {"Identity", "Sigmoid", "Squeeze"}
 
 
 def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -> tuple[dict[str, str], str, list[str]]:
@@ -311,7 +309,7 @@ def _graph_builder(parts: GraphParts, p: Path, model_type: ModelType, tf):
         try:
             return tf.compat.v1.wrap_function(body, [tf.TensorSpec([1, h, w, 3], tf.float32, name="image")])
         except (ValueError, TypeError) as e:
-            raise ConvertError(f"{p.name} cannot be imported by TensorFlow ({str(e).splitlines()[0][:300]}).", "check the graph was exported by TensorFlow 1.x/2.x with standard ops.") from None
+            raise ConvertError(f"{p.name} cannot be imported by TensorFlow ({first_line(e, 300)}).", "check the graph was exported by TensorFlow 1.x/2.x with standard ops.") from None
 
     return build
 
@@ -388,13 +386,13 @@ def _keras_load(p: Path):
 
         return keras.models.load_model(p, compile=False)
     except Exception as e:
-        errors.append(f"keras: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+        errors.append(f"keras: {type(e).__name__}: {first_line(e, default='')}")
     try:
         import tf_keras  # legacy .h5 files
 
         return tf_keras.models.load_model(p, compile=False)
     except Exception as e:
-        errors.append(f"tf_keras: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+        errors.append(f"tf_keras: {type(e).__name__}: {first_line(e, default='')}")
     raise ConvertError(f"{p} cannot be loaded as a Keras model ({'; '.join(errors)}).", "save it with model.save('model.keras') (or pip install tf-keras for legacy .h5).")
 
 
@@ -434,7 +432,7 @@ def _saved_model_source(p: Path, model_type: ModelType, tf, overrides) -> Source
     try:
         loaded = tf.saved_model.load(str(p))
     except Exception as e:
-        raise ConvertError(f"{p} cannot be loaded as a SavedModel ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}).", "re-export it with tf.saved_model.save.") from None
+        raise ConvertError(f"{p} cannot be loaded as a SavedModel ({type(e).__name__}: {first_line(e, default='')}).", "re-export it with tf.saved_model.save.") from None
     sig = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
     if sig is None:
         raise ConvertError(f"{p} has no serving_default signature.", "export it with signatures={'serving_default': fn}.")

@@ -13,13 +13,18 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from edgepose.errors import first_line
+from edgepose.progress import bar as progress_bar
 from edgepose.tflogs import native_quiet
 
 from .errors import ConvertError, import_tensorflow
 
 log = logging.getLogger(__name__)
+
+
+#: weight rounding choices (see :attr:`QuantOptions.rounding`): ``edgepose convert --rounding`` and the converter check these
+ROUNDINGS: tuple[str, ...] = ("all", "depthwise", "nearest")
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,7 @@ def convert_function(fn, precision: str, representative: Callable[[], Iterable[l
     except ConvertError:
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConvertError(f"the TFLite converter failed for {precision} ({first[:400]}).", "check the source model uses standard TensorFlow ops; run with -vv for the converter log.") from None
+        raise ConvertError(f"the TFLite converter failed for {precision} ({first_line(e, 400)}).", "check the source model uses standard TensorFlow ops; run with -vv for the converter log.") from None
 
 
 def _convert_float_heads(tf, conv, fn, representative) -> bytes:
@@ -114,13 +118,13 @@ def head_tensor_names(float_model: bytes) -> list[str]:
     return names
 
 
-def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], mirror: bool = True, progress: bool = True, desc: str = "calibrating"):
+def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], mirror: bool = True, progress: bool | None = None, desc: str = "calibrating"):
     """A callable for ``converter.representative_dataset`` showing a progress bar."""
     from .calibration import augment, preprocess
 
     def gen():
         seq = list(augment(images)) if mirror else list(images)
-        for img in tqdm(seq, desc=desc, unit="img", disable=not progress, leave=False):
+        for img in progress_bar(desc=desc, unit="img", progress=progress, items=seq, leave=False):
             yield [preprocess(img, size)]
 
     return gen
@@ -129,26 +133,29 @@ def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], 
 # --------------------------------------------------------------------------- running
 
 class TFLiteRunner:
-    """A converted model on ai-edge-litert: float in, dequantized float outputs by tensor name."""
+    """A converted model on ai-edge-litert: float in, dequantized float outputs by tensor name.
+
+    The (de)quantization is the runtime's own (:class:`edgepose.model.base.TensorSpec`), so the fidelity
+    report measures what a device computes.
+    """
 
     def __init__(self, model: bytes, threads: int = 2):
+        from edgepose.model.base import TensorSpec
         from edgepose.model.runtime import make_interpreter
 
         self.interp = make_interpreter(model, num_threads=threads, name="converted model")
+        #: the interpreter's tensor details (dicts), and their specs that do the (de)quantization
         self.input = self.interp.get_input_details()[0]
         self.outputs = self.interp.get_output_details()
+        self._input = TensorSpec.from_detail(self.input)
+        self._outputs = [TensorSpec.from_detail(d) for d in self.outputs]
 
     @property
     def output_names(self) -> list[str]:
-        return [d["name"] for d in self.outputs]
+        return [t.name for t in self._outputs]
 
     def set_input(self, x: np.ndarray) -> None:
-        d = self.input
-        if d["dtype"] in (np.uint8, np.int8):
-            scale, zp = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
-        self.interp.set_tensor(d["index"], x.astype(d["dtype"], copy=False))
+        self.interp.set_tensor(self._input.index, self._input.quantize(x))
 
     def invoke(self) -> None:
         self.interp.invoke()
@@ -156,14 +163,7 @@ class TFLiteRunner:
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         self.set_input(x)
         self.invoke()
-        res = {}
-        for d in self.outputs:
-            y = self.interp.get_tensor(d["index"])
-            if d["dtype"] in (np.uint8, np.int8, np.int16):
-                scale, zp = d["quantization"]
-                y = (y.astype(np.float32) - zp) * scale
-            res[d["name"]] = y.astype(np.float32, copy=False)
-        return res
+        return {t.name: t.dequantize(self.interp.get_tensor(t.index)) for t in self._outputs}
 
 
 def map_output_roles(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, str]:

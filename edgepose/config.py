@@ -18,6 +18,8 @@ from .actions.config import ActionsConfig
 from .config_base import ConfigModel
 from .errors import ConfigError
 from .mqtt.config import MqttConfig
+from .preprocess import ResizeFilter, ResizeMode
+from .redact import SECRET_WORDS
 from .relocalization.config import RelocalizationConfig
 from .sources.config import SourceConfig
 from .tracking.config import TrackingConfig
@@ -27,8 +29,8 @@ from .web.config import HttpConfig
 class ModelConfig(ConfigModel):
     path: str = Field("posenet_mobilenet_v1_075_353_481", description="A `.tflite` path or a name from `edgepose models list`.")
     threads: int = Field(2, ge=1, le=64, description="Interpreter threads (the Pi 4 and 5 have 4 cores).")
-    resize: Literal["stretch", "pad"] = Field("stretch", description="`stretch` resizes to the model input (as Coral's tests do); `pad` keeps the aspect ratio.")
-    resize_filter: Literal["antialias", "linear", "area", "nearest"] = Field("antialias", description="How frames shrink to the input: `antialias` (box average, default), `linear` (fastest, aliases), `area`, `nearest`.")
+    resize: ResizeMode = Field("stretch", description="`stretch` resizes to the model input (as Coral's tests do); `pad` keeps the aspect ratio.")
+    resize_filter: ResizeFilter = Field("antialias", description="How frames shrink to the input: `antialias` (box average, default), `linear` (fastest, aliases), `area`, `nearest`.")
     edgetpu: Literal["auto", "on", "off"] = Field("auto", description="Force the Edge TPU delegate on or off; `auto` follows the model.")
     decoder: Literal["auto", "numba", "numpy"] | None = Field(
         None, description="Multi-pose decoder: `numba` (compiled, cached), `numpy` (the reference), `auto` numba when it loads; "
@@ -103,12 +105,6 @@ def _known_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-#: Field names that hold secrets; a bad value under such a name (or a near-miss of one, such as
-#: ``pasword``) is never echoed in an error message.
-SECRET_WORDS = ("password", "passwd", "pass", "pwd", "passphrase", "secret", "token", "psk", "key", "keys", "credential",
-                "credentials", "apikey")
-
-
 def _edits(a: str, b: str) -> int:
     """Damerau-Levenshtein distance (optimal string alignment): typos, including swapped letters, count 1."""
     d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
@@ -121,7 +117,10 @@ def _edits(a: str, b: str) -> int:
 
 
 def looks_secret(name: str) -> bool:
-    """Whether a config key is, or is a misspelling of, a name that holds a secret (``mqtt_pasword``, ``psk``)."""
+    """Whether a config key is, or is a misspelling of, a name that holds a secret (``mqtt_pasword``, ``psk``).
+
+    The names are :data:`edgepose.redact.SECRET_WORDS`; a bad value under such a key is never echoed in an error.
+    """
     words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
     for w in words + ["".join(words)]:
         if any(len(s) >= 5 and s in w for s in SECRET_WORDS):  # mqttpassword, apitoken

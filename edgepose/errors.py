@@ -6,6 +6,21 @@ for every :class:`EdgeposeError`.
 from __future__ import annotations
 
 
+def first_line(e: BaseException | str, limit: int = 200, *, default: str | None = None, last: bool = False) -> str:
+    """One line of an exception's message (or of a tool's output), cut to ``limit`` characters.
+
+    The first non-blank line, or the last one with ``last=True`` (OpenCV and compilers put the cause at the
+    end). An empty message gives ``default``: the exception's type name unless told otherwise (``""`` for a
+    string). Never raises, whatever the message holds.
+    """
+    lines = str(e).strip().splitlines()
+    if not lines:
+        if default is not None:
+            return default
+        return "" if isinstance(e, str) else type(e).__name__
+    return lines[-1 if last else 0].strip()[:limit]
+
+
 class EdgeposeError(Exception):
     """Base class. ``problem`` says what went wrong, ``fix`` what to do about it."""
 
@@ -35,6 +50,11 @@ class ConfigError(EdgeposeError):
 
 class DownloadError(EdgeposeError):
     """A model download that failed or did not match its checksum."""
+
+
+class DatasetError(EdgeposeError):
+    """Training or evaluation data that cannot be read: action recordings and labels, relocalization
+    datasets, the photographs of a synthetic scene."""
 
 
 def install_fix(extra: str, why: str) -> str:

@@ -1,4 +1,4 @@
-"""Frame rates over a sliding window: the service's status and the device page both report them."""
+"""Frame timing: rates over a sliding window and the stall rule; the service and the device page share both."""
 from __future__ import annotations
 
 from collections import deque
@@ -6,6 +6,9 @@ from typing import Sequence
 
 #: Seconds of frames over which ``fps`` is measured (frames / elapsed time in this window).
 FPS_WINDOW_S = 5.0
+#: No frame for this long is a hang: the service's health file stops being touched (without a systemd
+#: watchdog) and the device page's /healthz fails, unless the camera is being retried on purpose.
+STALL_S = 60.0
 
 
 def window_fps(times: Sequence[float]) -> float | None:

@@ -20,7 +20,6 @@ L_KNEE, R_KNEE = KEYPOINT_INDEX["left_knee"], KEYPOINT_INDEX["right_knee"]
 L_ANKLE, R_ANKLE = KEYPOINT_INDEX["left_ankle"], KEYPOINT_INDEX["right_ankle"]
 L_WRIST, R_WRIST = KEYPOINT_INDEX["left_wrist"], KEYPOINT_INDEX["right_wrist"]
 L_ELBOW, R_ELBOW = KEYPOINT_INDEX["left_elbow"], KEYPOINT_INDEX["right_elbow"]
-NOSE = KEYPOINT_INDEX["nose"]
 
 #: COCO keypoint sigmas (cocoapi ``COCOeval``): how loosely each part is localised.
 COCO_SIGMAS = np.array(

@@ -1,7 +1,19 @@
-"""Network addresses: what counts as this machine."""
+"""Network helpers: what counts as this machine, and how long to wait before trying again."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+
+
+def backoff_delays(initial: float, maximum: float, factor: float = 2.0) -> Iterator[float]:
+    """``initial, initial*factor, ...`` capped at ``maximum`` (infinite generator).
+
+    The one back-off of edgepose: camera reopening, the service's source retries, model downloads.
+    """
+    delay = initial
+    while True:
+        yield min(delay, maximum)
+        delay = min(delay * factor, maximum)
 
 
 def is_loopback(host: str) -> bool:

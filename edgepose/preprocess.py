@@ -23,14 +23,16 @@ Enlarging (a source smaller than the input) is linear for every filter but ``nea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
+#: The one list of filters and fit modes: the config model, ``edgepose run``'s choices and the runtime's checks use these.
 ResizeFilter = Literal["antialias", "linear", "area", "nearest"]
-FILTERS: tuple[str, ...] = ("antialias", "linear", "area", "nearest")
+FILTERS: tuple[str, ...] = get_args(ResizeFilter)
 ResizeMode = Literal["stretch", "pad"]
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 
 #: Below this residual shrink factor, linear interpolation aliases too little to matter.
 _RESIDUAL_MIN = 1.1

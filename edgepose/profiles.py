@@ -24,12 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from .compat import tomllib
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: File next to the device config that holds the board profile chosen at provisioning.
 BOARD_FILE = "board.toml"

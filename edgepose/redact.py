@@ -4,8 +4,13 @@ from __future__ import annotations
 import re
 
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
-#: Query parameters that carry a secret on cameras' HTTP/RTSP URLs (``?user=admin&pwd=...``, ``?token=...``).
-_SECRET_PARAM = re.compile(r"(?i)^(.*(pass|pwd|secret|token|key|auth|sig|credential).*|pw|psk)$")
+#: Names that hold secrets, the one list: a config key that is (or nearly is) one of them is never echoed in an
+#: error (:func:`edgepose.config.looks_secret`), a URL query parameter holding one is redacted.
+SECRET_WORDS = ("password", "passwd", "pass", "pwd", "passphrase", "secret", "token", "psk", "key", "keys", "credential",
+                "credentials", "apikey")
+#: Query parameters that carry a secret on cameras' HTTP/RTSP URLs (``?user=admin&pwd=...``, ``?token=...``): any name
+#: holding a secret word or ``auth``/``sig`` (signed URLs), or exactly ``pw`` (too short to look for inside names).
+_SECRET_PARAM = re.compile(r"(?i)^(.*(" + "|".join((*SECRET_WORDS, "auth", "sig")) + r").*|pw)$")
 _PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#]*)=(?P<value>[^&;#]*)")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from .errors import EdgeposeError
+from .errors import EdgeposeError, install_fix
 
 #: Lines of native log output that say nothing a user can act on (shown with -v).
 NOISE = re.compile(
@@ -131,3 +131,12 @@ def import_tensorflow(what: str, fix: str, error: type[EdgeposeError] = Edgepose
         except ImportError as e:
             raise error(f"{what} needs TensorFlow, which is not installed ({e}).", fix) from None
     return tf
+
+
+#: How to add what training needs (``edgepose actions train``, ``edgepose reloc train``).
+TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a workstation")
+
+
+def import_tensorflow_for_training() -> Any:
+    """TensorFlow for a training command, or an error saying how to add the ``[train]`` extra."""
+    return import_tensorflow("training", TRAIN_INSTALL_FIX)

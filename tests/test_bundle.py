@@ -146,8 +146,9 @@ def test_bundle_files_and_manifest(pi4_bundle, tmp_path):
 @pytest.mark.integration
 def test_bundle_as_tar_from_the_warm_cache(pi4_bundle, tmp_path):
     out = tmp_path / "b.tar"
-    r = cli("bundle", "--profile", "pi4", "--config", str(DEVICE), "--out", str(out), "--no-progress")
+    r = cli("bundle", "--profile", "pi4", "--config", str(DEVICE), "--out", str(out))
     assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "%|" not in r.stderr, r.stderr  # a pipe, even without --no-progress: no bar
     assert f"bundle {out}: profile pi4, Python 3.11" in r.stdout
     with tarfile.open(out) as tar:
         names = tar.getnames()

@@ -239,7 +239,7 @@ def test_calibration_sources_and_errors(tmp_path):
         load_calibration([])
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
-    with pytest.raises(ConvertError, match="cannot be read"):
+    with pytest.raises(ConvertError, match="could not be read as an image"):
         load_calibration([bad])
 
 

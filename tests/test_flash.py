@@ -41,10 +41,10 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def flash_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def flash_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, no_progress: bool = True) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if k not in ("EDGEPOSE_WIFI_PASSWORD", "EDGEPOSE_USER_PASSWORD")}
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", "flash", *args, "--no-progress"], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "edgepose.cli", "flash", *args, *(["--no-progress"] if no_progress else [])], capture_output=True,
                           text=True, env=e, timeout=600, cwd=cwd, check=False)
 
 
@@ -208,8 +208,9 @@ def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
     with tarfile.open(tar, "w") as t:  # the layout of `edgepose bundle --out FILE.tar`
         t.add(pi4_bundle, arcname="edgepose")
     r = flash_cli("--image", str(src), "--out", str(out), "--profile", "generic-arm64", "--config", str(DEVICE),
-                  "--bundle", str(tar), "--first-boot", "firstrun", "--camera", "imx219")
+                  "--bundle", str(tar), "--first-boot", "firstrun", "--camera", "imx219", no_progress=False)
     assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "%|" not in r.stderr, r.stderr  # a pipe, even without --no-progress: no bar
     assert "first boot via firstrun" in r.stdout
     assert "warning: no --ssh-key and no user password: nobody can log in as pi" in r.stderr
     assert fat_read(out, "user-data").decode() == STOCK_USER_DATA  # cloud-init files untouched

@@ -32,7 +32,7 @@ MAIN = "__main__ block"  # suffix of the pseudo-module holding a module's `if __
 LAYERS: dict[str, int] = {
     "edgepose": 0, "edgepose.types": 0, "edgepose.errors": 0, "edgepose.geometry": 0, "edgepose.config_base": 0,
     "edgepose.paths": 0, "edgepose.systemd": 0, "edgepose.fps": 0, "edgepose.tflogs": 0, "edgepose.preprocess": 0,
-    "edgepose.decoder_settings": 0, "edgepose.redact": 0, "edgepose.net": 0,
+    "edgepose.decoder_settings": 0, "edgepose.redact": 0, "edgepose.net": 0, "edgepose.progress": 0,
     "edgepose.config_check": 2, "edgepose.docgen": 2,
     "edgepose.actions.config": 1, "edgepose.relocalization.config": 1, "edgepose.sources.config": 1,
     "edgepose.tracking.config": 1, "edgepose.web.config": 1, "edgepose.mqtt.config": 1, "edgepose.profiles": 1,

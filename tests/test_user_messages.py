@@ -10,7 +10,7 @@ import cv2
 import pytest
 
 from edgepose.config import load_config
-from edgepose.errors import ConfigError
+from edgepose.errors import ConfigError, first_line
 from tests.conftest import REPO, SHARED
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
@@ -100,3 +100,16 @@ def test_listen_record_messages_name_the_jsonl_option(tmp_path):
     with pytest.raises(Exception) as e:
         list(read_frame_records(bad))
     assert "edgepose listen --jsonl" in str(e.value)
+
+
+@pytest.mark.parametrize("err, kw, want", [
+    (ValueError(""), {}, "ValueError"),  # an empty message once raised IndexError in convert/sources.py
+    (ValueError(" \n\t"), {}, "ValueError"),
+    (ValueError(""), {"default": ""}, ""),
+    ("", {"default": "no output"}, "no output"),
+    (RuntimeError("\nfirst\nsecond\n"), {}, "first"),
+    (RuntimeError("first\nsecond"), {"last": True}, "second"),
+    (OSError("x" * 50), {"limit": 10}, "x" * 10),
+])
+def test_first_line_of_an_error_is_one_short_line_and_never_raises(err, kw, want):
+    assert first_line(err, **kw) == want

@@ -22,12 +22,12 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from edgepose.errors import DatasetError
+from edgepose.progress import bar as progress_bar
 from edgepose.relocalization.estimator import crop_to_input
 from edgepose.relocalization.geometry import normalize_quaternion
-
-from ..errors import DatasetError
+from edgepose.sources.images import read_image
 
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
 SPLITS = ("train", "test")
@@ -133,25 +133,19 @@ def write_dataset(path: str | Path, rel_images: Sequence[str], positions: np.nda
     return path
 
 
-def load_images(ds: PoseDataset, size: tuple[int, int], progress: bool = True, desc: str = "loading") -> np.ndarray:
+def load_images(ds: PoseDataset, size: tuple[int, int], progress: bool | None = None, desc: str = "loading") -> np.ndarray:
     """All images cropped to the model input (``crop_to_input``, as on the device): ``(N, h, w, 3)`` RGB uint8."""
     out = np.empty((len(ds), size[0], size[1], 3), np.uint8)
-    for i, p in enumerate(tqdm(ds.images, desc=desc, unit="img", disable=not progress, leave=False)):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"image {p} cannot be read.", "replace it with a JPEG/PNG file or remove its line.")
-        out[i] = crop_to_input(img, size)
+    for i, p in enumerate(progress_bar(desc=desc, unit="img", progress=progress, items=ds.images, leave=False)):
+        out[i] = crop_to_input(read_image(p, error=DatasetError), size)
     return out
 
 
-def read_bgr(ds: PoseDataset, progress: bool = False) -> list[np.ndarray]:
+def read_bgr(ds: PoseDataset, progress: bool | None = False) -> list[np.ndarray]:
     """The dataset's images as full-size BGR arrays (what a camera would deliver)."""
     out = []
-    for p in tqdm(ds.images, desc="reading", unit="img", disable=not progress, leave=False):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"image {p} cannot be read.", "replace it with a JPEG/PNG file or remove its line.")
-        out.append(img)
+    for p in progress_bar(desc="reading", unit="img", progress=progress, items=ds.images, leave=False):
+        out.append(read_image(p, error=DatasetError))
     return out
 
 
@@ -167,7 +161,7 @@ def _render_chunk(job: tuple[str, str, int, list, tuple[int, int], float]) -> in
 
 
 def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int = 1500, n_test: int = 300,
-                    size: tuple[int, int] = (224, 168), seed: int = 0, hfov_deg: float = 60.0, progress: bool = True,
+                    size: tuple[int, int] = (224, 168), seed: int = 0, hfov_deg: float = 60.0, progress: bool | None = None,
                     workers: int = 1) -> dict[str, Path]:
     """Render the photo-textured room (``scene.py``) into a dataset folder: random training poses, a held-out walk for testing.
 
@@ -188,7 +182,7 @@ def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int 
         files[split] = write_dataset(out / f"dataset_{split}.txt", rels, pos, q)
     chunk = 50
     jobs = [(str(image_folder), str(out), seed, items[i : i + chunk], tuple(size), hfov_deg) for i in range(0, len(items), chunk)]
-    with tqdm(total=len(items), desc="rendering", unit="img", disable=not progress) as bar:
+    with progress_bar(len(items), "rendering", "img", progress) as bar:
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 

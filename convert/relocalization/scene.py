@@ -27,9 +27,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edgepose.errors import DatasetError
 from edgepose.relocalization.geometry import normalize_quaternion, rotation_to_quaternion
-
-from ..errors import DatasetError
+from edgepose.sources.images import read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -214,9 +214,10 @@ def load_room(image_folder: str | Path, max_side: int = 640, **kw) -> Scene:
         raise DatasetError(f"no photographs found under {image_folder}.", "pass a folder with JPEG/PNG photos (e.g. ../shared/images) to texture the room.")
     photos = []
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            continue
+        try:
+            img = read_image(p, error=DatasetError)
+        except DatasetError:
+            continue  # a photo that does not decode only leaves the room with one texture fewer
         s = max_side / max(img.shape[:2])
         photos.append(cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else img)
     return make_room(photos, **kw)

@@ -28,8 +28,8 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from edgepose.progress import bar as progress_bar
 from edgepose.relocalization.estimator import MODEL_TYPE, RESIZE_MODE, CameraPoseEstimator
 from edgepose.relocalization.geometry import mean_quaternion, normalize_quaternion, orientation_errors_deg, position_errors
 
@@ -166,7 +166,7 @@ def compile_model(model: Any, beta: float, learning_rate: Any = 1e-3) -> Any:
 
 
 def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarray, settings: TrainSettings = TrainSettings(),
-          validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, progress: bool = True) -> Trained:
+          validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, progress: bool | None = None) -> Trained:
     """Train on cropped RGB uint8 images ``(N, s, s, 3)`` with their poses (Kendall's loss)."""
     from edgepose_convert.errors import import_tensorflow
 
@@ -208,7 +208,7 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
         val = (to_model_input(vi), {"position": norm.forward(vp).astype(np.float32), "orientation": normalize_quaternion(vq).astype(np.float32)})
     t0 = time.perf_counter()
     # Our own bar, one step per epoch: Keras' bar writes ANSI codes to stdout even into a file.
-    bar = tqdm(total=settings.epochs, desc="training", unit="epoch", disable=None if progress else True)
+    bar = progress_bar(settings.epochs, "training", "epoch", progress)
 
     def epoch_done(epoch: int, logs: dict[str, float] | None) -> None:
         logs = logs or {}
@@ -257,7 +257,7 @@ class ExportResult:
 
 
 def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibration_rgb: np.ndarray | None = None,
-                  name: str = "reloc", scene: str = "scene", units: str = "m", progress: bool = True) -> ExportResult:
+                  name: str = "reloc", scene: str = "scene", units: str = "m", progress: bool | None = None) -> ExportResult:
     """Write ``out`` (``.tflite`` in ``precision``: float32, float16, dynamic or int8) with edgepose metadata."""
     from edgepose.model.flatbuf import write_metadata
     from edgepose_convert import edgetpu as etpu
@@ -310,11 +310,11 @@ def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibrat
 # --------------------------------------------------------------------------- device-side evaluation
 
 def evaluate_tflite(path: str | Path, images_bgr: Sequence[np.ndarray], positions: np.ndarray, orientations: np.ndarray,
-                    threads: int = 2, progress: bool = False, latency_runs: int = 50) -> dict[str, Any]:
+                    threads: int = 2, progress: bool | None = False, latency_runs: int = 50) -> dict[str, Any]:
     """Run a ``.tflite`` with the device runtime on full-size BGR images: errors and latency."""
     est = CameraPoseEstimator(path, threads=threads)
     pp, qq = [], []
-    for img in tqdm(images_bgr, desc=f"evaluating {Path(path).name}", unit="img", disable=not progress, leave=False):
+    for img in progress_bar(desc=f"evaluating {Path(path).name}", unit="img", progress=progress, items=images_bgr, leave=False):
         cp = est.estimate(img)
         pp.append(cp.position)
         qq.append(cp.orientation)
@@ -358,7 +358,7 @@ def interleaved_latency(paths: dict[str, str | Path], image_bgr: np.ndarray, thr
 
 def train_and_export(data: str | Path, out_dir: str | Path, settings: TrainSettings = TrainSettings(),
                      precisions: Sequence[str] = ("float32", "int8"), name: str | None = None, threads: int = 2,
-                     max_calibration: int = 200, progress: bool = True) -> dict[str, Any]:
+                     max_calibration: int = 200, progress: bool | None = None) -> dict[str, Any]:
     """Train on ``data``'s train split, export each precision to ``out_dir``, evaluate all on the test split."""
     train_ds = read_dataset(split_file(data, "train"))
     test_ds = read_dataset(split_file(data, "test"))
@@ -371,7 +371,7 @@ def train_and_export(data: str | Path, out_dir: str | Path, settings: TrainSetti
 
 def export_and_evaluate(trained: Trained, train_ds: PoseDataset, test_ds: PoseDataset, xtr: np.ndarray, xte: np.ndarray,
                         out_dir: str | Path, precisions: Sequence[str] = ("float32", "int8"), name: str | None = None,
-                        threads: int = 2, max_calibration: int = 200, progress: bool = True) -> dict[str, Any]:
+                        threads: int = 2, max_calibration: int = 200, progress: bool | None = None) -> dict[str, Any]:
     out_dir = Path(out_dir)
     s = trained.settings
     name = name or f"reloc_{train_ds.scene}_{s.arch}_{s.input_size}"

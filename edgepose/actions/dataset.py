@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeposeError
+from ..errors import DatasetError
 from ..types import NUM_KEYPOINTS
 
 #: OpenPose-18 index of each PoseNet/COCO-17 part (the neck, OpenPose 1, has no PoseNet part).
@@ -32,10 +32,6 @@ OPENPOSE18_TO_COCO17 = np.array([0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12,
 
 #: Frame rate of the actions-9class recordings (the README: about 10 frames per second).
 SKELETONS_FPS = 10.0
-
-
-class DatasetError(EdgeposeError):
-    """Training data that cannot be read."""
 
 
 @dataclass

@@ -27,8 +27,6 @@ from .. import geometry as g
 from ..types import ActionEvent
 from .config import ActionsConfig
 
-POSTURES = ("standing", "sitting", "lying")
-
 
 class Rule(Protocol):
     """One action rule for one track; rules with start/end actions also have ``close(tid, t)``."""

@@ -16,9 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EdgeposeError, install_fix
-
-TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a workstation")
+from ..errors import EdgeposeError
+from ..tflogs import import_tensorflow_for_training
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,29 +99,23 @@ def _settings(args: argparse.Namespace):
                          augment=not args.no_augment, seed=args.seed)
 
 
-def _need_tf() -> None:
-    from ..tflogs import import_tensorflow
-
-    import_tensorflow("training", TRAIN_INSTALL_FIX)
-
-
 # --------------------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
-    from tqdm import tqdm
 
     from ..actions.features import batch_features
     from ..actions.train import export_tflite, train
+    from ..progress import bar as progress_bar
 
     kp, vis, labels, groups = _load(args)
     settings = _settings(args)
-    _need_tf()
+    import_tensorflow_for_training()
     classes = sorted(set(labels))
     y = np.array([classes.index(lb) for lb in labels])
     print(f"training {settings.kind} on {len(y)} windows of {settings.window} frames, {len(classes)} classes, "
           f"{len(set(groups))} source videos", file=sys.stderr)
-    bar = tqdm(total=settings.epochs, desc="epochs", unit="epoch", file=sys.stderr, disable=None)  # a terminal only
+    bar = progress_bar(settings.epochs, "epochs", "epoch")  # a terminal only
 
     def progress(epoch: int, logs: dict) -> None:
         bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", acc=f"{logs.get('accuracy', 0):.3f}")
@@ -174,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"accuracy of {args.model} on {len(y)} windows: {report.folds[0].accuracy:.1%} (only a test score if the model never saw these videos)")
     else:
         settings = _settings(args)
-        _need_tf()
+        import_tensorflow_for_training()
         report = cross_validate(kp, vis, labels, groups, settings, args.folds,
                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))
         acc = report.accuracies

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..provision.bundle import make_bundle
 
     res = make_bundle(args.profile, args.config, args.out, python=args.python, refresh=args.refresh,
-                      progress=not args.no_progress)
+                      progress=False if args.no_progress else None)
     print(f"bundle {res.path}: profile {res.profile}, Python {res.python}, {len(res.wheels)} wheels, "
           f"models {', '.join(res.models) or 'none'}, {res.size_bytes / 1e6:.1f} MB in {res.seconds:.1f} s")
     print(f"apt packages first boot installs if missing: {' '.join(res.apt_packages)}")

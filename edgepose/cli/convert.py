@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..errors import EdgeposeError
@@ -16,6 +15,9 @@ PRECISION_CHOICES = ("float32", "float16", "dynamic", "int8")
 
 
 def register(subparsers) -> None:
+    # No TensorFlow here: edgepose_convert installs with edgepose and imports TensorFlow only to convert.
+    from edgepose_convert.tflite import ROUNDINGS
+
     p = subparsers.add_parser(
         "convert",
         help="convert a float PoseNet (TF1 .pb/checkpoint, TF.js, Keras, SavedModel) to .tflite",
@@ -40,7 +42,7 @@ def register(subparsers) -> None:
     q.add_argument("--io-type", choices=["uint8", "int8"], default="uint8", help="int8 input/output type (default uint8, as Coral)")
     q.add_argument("--edgetpu", action="store_true", help="Edge TPU-ready int8; runs edgetpu_compiler when it is on PATH")
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
-    q.add_argument("--rounding", choices=["all", "depthwise", "nearest"], default="all", help="weight rounding: output-aware for every convolution (default), for depthwise filters only, or nearest (TFLite's own)")
+    q.add_argument("--rounding", choices=ROUNDINGS, default="all", help="weight rounding: output-aware for every convolution (default), for depthwise filters only, or nearest (TFLite's own)")
     q.add_argument("--equalize", action="store_true", help="also apply activation-range equalization (measured: no reliable gain)")
     q.add_argument("--float-heads", action="store_true", help="keep the output heads float (more accurate, CPU-only heads; not with --edgetpu)")
     q.add_argument("--no-mirror", action="store_true", help="do not add mirrored calibration images")
@@ -104,7 +106,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from edgepose_convert.sources import load_source
     from edgepose_convert.tflite import QuantOptions
 
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = False if args.no_progress else None  # None: bars on a terminal only
     src = load_source(args.source, architecture=args.architecture, multiplier=args.multiplier, outputs=_outputs(args.outputs))
     size = parse_size(args.input_size) if args.input_size else (src.fixed_input_size or (353, 481))
 

@@ -92,7 +92,7 @@ def _custom(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..provision.flash import flash
 
-    progress = not args.no_progress
+    progress = False if args.no_progress else None  # None: bars on a terminal only
     custom = _custom(args)
     disk = None
     if args.write:

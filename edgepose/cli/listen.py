@@ -51,11 +51,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..config import load_config
     from ..mqtt.inbound import parse, subscription
     from ..mqtt.subscriber import Subscriber
+    from ..progress import bar as progress_bar
     from ..sinks.jsonl import JsonlSink
     from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
 
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     out_path = Path(args.jsonl) if args.jsonl else None
     existed = out_path is not None and out_path.exists()
     recorder = MqttRecorder(JsonlSink(out_path, append=True)) if out_path else None
-    bar = tqdm(unit=" frames", desc=f"recording {args.jsonl}", disable=None) if recorder else None
+    bar = progress_bar(None, f"recording {args.jsonl}", " frames") if recorder else None
     poses_seen = 0
     closed = False
 

@@ -18,12 +18,15 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import EdgeposeError, install_fix
-
-TRAIN_INSTALL_FIX = install_fix("train", "TensorFlow and scikit-learn, on a workstation")
+from ..errors import EdgeposeError
+from ..tflogs import import_tensorflow_for_training
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    # Light imports (no TensorFlow): edgepose_convert installs with edgepose, only its TensorFlow is an extra.
+    from edgepose_convert.relocalization.dataset import SPLITS
+    from edgepose_convert.relocalization.model import ARCHS
+
     p = sub.add_parser("reloc", help="camera relocalization: synthesise data, train, evaluate, predict", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     rsub = p.add_subparsers(dest="reloc_command", metavar="ACTION")
@@ -44,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", "-d", required=True, help="dataset folder (dataset_train.txt + dataset_test.txt)")
     t.add_argument("--out-dir", "-o", default=".", help="where the .tflite files and report.json go (default: .)")
     t.add_argument("--name", help="model name (default reloc_<scene>_<arch>_<size>)")
-    t.add_argument("--arch", choices=("small", "mobilenetv2"), default="small", help="backbone (default small)")
+    t.add_argument("--arch", choices=ARCHS, default="small", help="backbone (default small)")
     t.add_argument("--input-size", type=int, default=128, help="square model input side (default 128)")
     t.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     t.add_argument("--batch-size", type=int, default=32)
@@ -59,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = rsub.add_parser("eval", help="median position/orientation errors of a .tflite on a dataset split, vs the mean-pose baseline")
     e.add_argument("--model", "-m", required=True, help="relocalization .tflite")
     e.add_argument("--data", "-d", required=True, help="dataset folder or a dataset_*.txt file")
-    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--split", default="test", choices=SPLITS)
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_eval)
@@ -81,24 +84,13 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _bars() -> bool:
-    """Progress bars in a terminal only: piped into a file or a log they are noise."""
-    return sys.stderr.isatty()
-
-
-def _need_tf() -> None:
-    from ..tflogs import import_tensorflow
-
-    import_tensorflow("training", TRAIN_INSTALL_FIX)
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from edgepose_convert.relocalization.dataset import write_synthetic
 
     if args.train < 2 or args.test < 1:
         raise EdgeposeError("--train must be >= 2 and --test >= 1.", "fix the counts.")
     files = write_synthetic(args.out, args.images, args.train, args.test, _size(args.size), args.seed, args.hfov, workers=max(1, args.workers),
-                            progress=_bars())
+                            progress=None)
     for split, f in files.items():
         print(f"{split}: {f}")
     return 0
@@ -116,10 +108,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise EdgeposeError("--epochs must be >= 1, --input-size >= 32 and --batch-size >= 1.", "fix the value.")
     if args.beta is not None and args.beta <= 0:
         raise EdgeposeError(f"--beta must be positive (got {args.beta}).", "pass e.g. --beta 1, or leave it out to balance it automatically.")
-    _need_tf()
+    import_tensorflow_for_training()
     settings = TrainSettings(input_size=args.input_size, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                              learning_rate=args.lr, beta=args.beta, augment=not args.no_augment, seed=args.seed)
-    report = train_and_export(args.data, args.out_dir, settings, precisions, name=args.name, threads=args.threads, progress=_bars())
+    report = train_and_export(args.data, args.out_dir, settings, precisions, name=args.name, threads=args.threads, progress=None)
     out = Path(args.out_dir) / "report.json"
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(format_table(report))
@@ -134,7 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from edgepose_convert.relocalization.train import MeanPose, evaluate_tflite, pose_errors
 
     ds = read_dataset(split_file(args.data, args.split))
-    res = {"model": evaluate_tflite(args.model, read_bgr(ds, progress=_bars()), ds.positions, ds.orientations, threads=args.threads, progress=_bars())}
+    res = {"model": evaluate_tflite(args.model, read_bgr(ds, progress=None), ds.positions, ds.orientations, threads=args.threads, progress=None)}
     data = Path(args.data)
     train_txt = data / "dataset_train.txt" if data.is_dir() else data.parent / "dataset_train.txt"
     if train_txt.is_file():
@@ -151,16 +143,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..relocalization import CameraPoseEstimator
+    from ..sources.images import read_image
 
     est = CameraPoseEstimator(args.model, threads=args.threads)
     failed = 0
     for path in args.images:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            print(f"edgepose reloc predict: cannot read image {path}; skipped.", file=sys.stderr)
+        try:
+            img = read_image(path)
+        except EdgeposeError as e:
+            print(f"edgepose reloc predict: {e.problem} Skipped.", file=sys.stderr)
             failed += 1
             continue
         d = est.estimate(img).to_dict()

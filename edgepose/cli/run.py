@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..config import load_config
+from ..preprocess import FILTERS, RESIZE_MODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nms-radius", type=float, help="radius in model-input pixels for duplicate parts (default: the model's, else 20)")
     p.add_argument("--single", action="store_true", default=None, help="single-pose decoding (one person, fastest)")
     p.add_argument("--threads", type=int, help="interpreter threads (default 2)")
-    p.add_argument("--resize", choices=["stretch", "pad"], help="fit frames to the model input by stretching or by padding")
-    p.add_argument("--resize-filter", choices=["antialias", "linear", "area", "nearest"],
+    p.add_argument("--resize", choices=RESIZE_MODES, help="fit frames to the model input by stretching or by padding")
+    p.add_argument("--resize-filter", choices=FILTERS,
                    help="how frames shrink to the model input: antialias (default), linear (fastest, aliases), area, nearest")
     p.add_argument("--no-track", action="store_true", help="do not track people across frames")
     p.add_argument("--sequence", action="store_true",
@@ -107,14 +108,13 @@ def main(args: argparse.Namespace) -> int:
         with open_source(cfg.source) as src:
             bar = None
             if show:
-                from tqdm import tqdm
+                from ..progress import bar as progress_bar
 
                 total = src.frame_count if args.max_frames is None else min(src.frame_count or args.max_frames, args.max_frames)
                 from ..redact import redact_url
 
                 desc = Path(redact_url(str(cfg.source.uri))).name or "frames"  # 'rtsp://u:pw@cam' has no path: its name is u:***@cam
-                bar = tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, leave=False,
-                           disable=None if src.frame_count else True)
+                bar = progress_bar(total, desc, "frame", None if src.frame_count else False, leave=False)
             for res in pipeline.run(src, keep_image=bool(args.output), max_frames=args.max_frames):
                 frames += 1
                 people += len(res.poses)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..errors import ModelError, RuntimeMissingError
+from ..errors import ModelError, RuntimeMissingError, first_line
 from ..tflogs import native_quiet
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def load_delegate(backend: Backend, spec: DelegateSpec):
     try:
         return backend.load_delegate(spec.library, delegate_options(spec.options))
     except (ValueError, OSError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         if spec.options and spec.setting == "model.edgetpu_device":
             return _delegate_failed(
                 spec, f"the Edge TPU {spec.options.get('device')!r} (model.edgetpu_device) could not be opened by {spec.library} ({reason}).",
@@ -177,7 +177,7 @@ def make_interpreter_with(model: bytes, num_threads: int = 1, delegate: Delegate
         return _allocate(backend, model, num_threads, [loaded] if loaded is not None else None), loaded is not None
     except (ValueError, RuntimeError) as e:
         text = str(e).strip()
-        msg = text.splitlines()[0][:200] if text else type(e).__name__
+        msg = first_line(e)
         if "edgetpu-custom-op" in text:
             raise RuntimeMissingError(f"{name} needs the Edge TPU ({msg}).", EDGETPU_INSTALL_HINT) from None
         if "custom op" in text.lower():

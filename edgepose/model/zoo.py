@@ -42,7 +42,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Iterable
 
 from ..errors import DownloadError, ModelError
+from ..net import backoff_delays
 from ..paths import CACHE_ENV, models_dir
+from ..progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,10 @@ TIMEOUT_ENV = "EDGEPOSE_DOWNLOAD_TIMEOUT"
 
 #: Seconds a connection or a read may stall before the attempt fails.
 TIMEOUT = 30.0
-#: Attempts per file, and the first back-off (doubled after each failure).
+#: Attempts per file, and the first back-off (doubled after each failure, up to BACKOFF_MAX).
 ATTEMPTS = 3
 BACKOFF = 1.0
+BACKOFF_MAX = 30.0
 CHUNK = 1 << 16
 
 MIRROR_HINT = (
@@ -424,7 +427,7 @@ def download_file(
     With ``expected_sha256`` a mismatch leaves ``dest`` untouched and raises.
     """
     attempts = max(1, int(ATTEMPTS))
-    delay = float(BACKOFF)
+    delays = backoff_delays(float(BACKOFF), BACKOFF_MAX)
     last: BaseException | None = None
     for attempt in range(1, attempts + 1):
         try:
@@ -441,7 +444,7 @@ def download_file(
             h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 src, total = _open(source)
-                with src, _progress_bar(total, label, progress) as bar:
+                with src, progress_bar(total, label, progress=progress, leave=False) as bar:
                     got = 0
                     while True:
                         chunk = src.read(CHUNK)
@@ -476,8 +479,7 @@ def download_file(
             last = e
             log.warning("download of %s failed (attempt %d/%d): %s", source, attempt, attempts, e)
             if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
+                time.sleep(next(delays))
         except BaseException:
             _unlink(tmp)
             raise
@@ -505,22 +507,6 @@ class _DownloadFailed(Exception):
         super().__init__(reason)
         self.source = source
         self.reason = reason
-
-
-def _progress_bar(total: int | None, label: str, progress: bool | None):
-    from tqdm import tqdm
-
-    # progress=None: tqdm decides (a bar on a terminal, silent in logs and pipes).
-    return tqdm(
-        total=total,
-        desc=label,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        disable=None if progress is None else not progress,
-        leave=False,
-        file=sys.stderr,
-    )
 
 
 def _fetch_file(entry: ModelEntry, f: ModelFile, *, force: bool, progress: bool | None, allow_unverified: bool) -> Path:

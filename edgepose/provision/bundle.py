@@ -33,14 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..model.zoo import sha256_file
+from ..progress import bar as progress_bar
 from .wheels import DEFAULT_PYTHON, TARGETS, BundleError, Target, download_wheels, source_root
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +94,7 @@ def build_edgepose_wheel(root: Path, dest: Path) -> Path:
         )
     if r.returncode != 0:
         raise BundleError(
-            f"building the edgepose wheel failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}",
+            f"building the edgepose wheel failed: {first_line(r.stderr, 400, default='?', last=True)}",
             "install the build requirements (`pip install setuptools wheel`) and check pyproject.toml.",
         )
     found = sorted(dest.glob("edgepose-*.whl"))
@@ -157,7 +153,7 @@ def _copy(src: Path, dest: Path, mode: int = 0o644) -> None:
     os.chmod(dest, mode)
 
 
-def _bundle_models(cfg: Any, dest: Path, progress: bool) -> tuple[list[str], list[dict[str, str]]]:
+def _bundle_models(cfg: Any, dest: Path, progress: bool | None) -> tuple[list[str], list[dict[str, str]]]:
     """Registry models the config names, copied with their cache layout; a local path stays a device path."""
     from ..model import zoo
 
@@ -209,11 +205,9 @@ def make_bundle(
     *,
     python: str = DEFAULT_PYTHON,
     refresh: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> BundleResult:
     """Build the bundle into ``out`` (a folder, or a ``.tar``); nothing is left at ``out`` on failure."""
-    from tqdm import tqdm
-
     t0 = time.monotonic()
     if python not in TARGETS:
         raise BundleError(f"no bundle target for Python {python}.", f"use --python {' or '.join(TARGETS)}.")
@@ -228,8 +222,9 @@ def make_bundle(
     fw = root / "firmware_configs"
 
     steps = ["edgepose wheel", "aarch64 wheels", "models", "configs", "manifest", "output"]
-    bar = tqdm(total=len(steps), desc="bundle", unit="step", disable=not progress, file=sys.stderr, leave=True)
-    echo = (lambda s: bar.write(s, file=sys.stderr)) if progress else None
+    bar = progress_bar(len(steps), "bundle", "step", progress, leave=True)
+    # pip's lines are log lines, not a bar: only --no-progress silences them.
+    echo = (lambda s: bar.write(s, file=sys.stderr)) if progress is not False else None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..progress import bar as progress_bar
 from . import firstboot as fb
 from .bundle import BOOT_DIR, DEFAULT_PYTHON, INFO, checked_config, make_bundle, open_bundle
 from .image import Fat, ImageError, copy_image, find_boot_partition
@@ -71,10 +72,8 @@ def flash(
     first_boot: str = "auto",
     camera: str = "auto",
     python: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> FlashResult:
-    from tqdm import tqdm
-
     from ..profiles import find_profile
 
     t0 = time.monotonic()
@@ -107,8 +106,7 @@ def flash(
     work = tempfile.TemporaryDirectory(prefix="edgepose-flash-")
     try:
         # 1. the copy
-        with tqdm(total=image.stat().st_size, desc="copy image", unit="B", unit_scale=True, unit_divisor=1024,
-                  disable=not progress, file=sys.stderr) as bar:
+        with progress_bar(image.stat().st_size, "copy image", progress=progress) as bar:
             copy_image(image, tmp, bar.update)
         part = find_boot_partition(tmp, name=str(image))
         fat = Fat(tmp, part)
@@ -136,7 +134,7 @@ def flash(
                 "use a Raspberry Pi OS image (512 MB boot partition) or remove files from the bundle.",
             )
         written = []
-        steps = tqdm(total=3, desc="boot partition", unit="step", disable=not progress, file=sys.stderr)
+        steps = progress_bar(3, "boot partition", "step", progress)
         with steps:
             steps.set_postfix_str("bundle")
             fat.put_tree(folder, BOOT_DIR)

@@ -21,13 +21,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from ..compat import tomllib
 from ..model.zoo import sha256_file
 from .wheels import TARGETS, BundleError, Target, download_wheels, runtime_requirements
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: The lock, relative to the checkout (Dockerfile.arm64 COPYs the same path).
 LOCK = Path("firmware_configs") / "requirements-device.lock"

@@ -4,10 +4,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 from ..errors import EdgeposeError
+from ..progress import bar as progress_bar
 
 CHUNK = 4 << 20
 
@@ -16,13 +16,7 @@ class WriteError(EdgeposeError):
     """The card could not be written, or what was read back differs."""
 
 
-def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress, file=sys.stderr)
-
-
-def write_image(image: Path, device: str, *, progress: bool = True) -> str:
+def write_image(image: Path, device: str, *, progress: bool | None = None) -> str:
     """Copy ``image`` to the start of ``device``, flush, read it back; returns the verified sha256."""
     size = image.stat().st_size
     want = hashlib.sha256()
@@ -36,7 +30,7 @@ def write_image(image: Path, device: str, *, progress: bool = True) -> str:
             raise WriteError(f"{device} is busy (mounted or in use).", f"unmount its partitions (sudo umount {device}*).") from None
         raise WriteError(f"cannot open {device}: {e.strerror}.", "check the device name with lsblk.") from None
     try:
-        with open(image, "rb") as src, _bar(size, f"write {device}", progress) as bar:
+        with open(image, "rb") as src, progress_bar(size, f"write {device}", progress=progress) as bar:
             while True:
                 buf = src.read(CHUNK)
                 if not buf:
@@ -56,7 +50,7 @@ def write_image(image: Path, device: str, *, progress: bool = True) -> str:
     finally:
         os.close(fd)
     got = hashlib.sha256()
-    with open(device, "rb") as dev, _bar(size, "verify", progress) as bar:
+    with open(device, "rb") as dev, progress_bar(size, "verify", progress=progress) as bar:
         left = size
         while left:
             buf = dev.read(min(CHUNK, left))

@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import EdgeposeError, SourceError
-from ..fps import FpsMeter
+from ..fps import STALL_S, FpsMeter
 from ..mqtt.sink import MqttSink
+from ..net import backoff_delays
 from ..systemd import SystemdNotifier
 from ..types import ActionEvent, FrameResult
 
 log = logging.getLogger(__name__)
 
 #: ``$EDGEPOSE_HEALTH_FILE`` (Docker HEALTHCHECK) is touched this often while frames flow,
-#: and no longer once none came for HEALTH_STALL_S seconds (without a systemd watchdog).
+#: and no longer once none came for STALL_S seconds (without a systemd watchdog).
 HEALTH_TICK_S = 10.0
-HEALTH_STALL_S = 60.0
 
 
 class Service:
@@ -168,7 +168,8 @@ class Service:
         return self.fatal.exit_code if self.fatal is not None else 0
 
     def _loop(self) -> str:
-        delay = self.retry_min
+        delays = backoff_delays(self.retry_min, self.retry_max)
+        delay = next(delays)
         while not self._stop.is_set():
             try:
                 self._frames = self.frames()
@@ -177,7 +178,8 @@ class Service:
                     self._progress = now
                     if self.camera != "ok":
                         self._set_camera("ok", None)
-                        delay = self.retry_min
+                        delays = backoff_delays(self.retry_min, self.retry_max)
+                        delay = next(delays)
                     self._fps.tick(now)
                     self.sink.publish_frame(result)
                     for obs in self.observers:
@@ -198,7 +200,7 @@ class Service:
                 self._set_camera("unavailable", str(e))
                 log.error("camera unavailable: %s Retrying in %gs.", e, delay)
                 self._wait(delay)
-                delay = min(delay * 2, self.retry_max)
+                delay = next(delays)
             finally:
                 self._close_source()
         return "stopped"
@@ -240,7 +242,7 @@ class Service:
         wd = self.notifier.watchdog_interval
         # Containers have no systemd watchdog: a file touched while alive serves their HEALTHCHECK.
         health = Path(os.environ["EDGEPOSE_HEALTH_FILE"]) if os.environ.get("EDGEPOSE_HEALTH_FILE") else None
-        limit = wd or HEALTH_STALL_S
+        limit = wd or STALL_S
         lines = self.status_line is not None and self.status_line_interval > 0
         tick = min(self.status_interval, wd / 2 if wd else self.status_interval, HEALTH_TICK_S if health else self.status_interval,
                    self.status_line_interval if lines else self.status_interval)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import cv2
 
-from ..errors import SourceError
+from ..errors import EdgeposeError, SourceError, first_line
 from ..types import Frame
 from .base import FrameSource
 from .config import SourceConfig
@@ -42,23 +42,28 @@ def _max_pixels() -> int:
         return 1 << 30
 
 
-def read_image(path: Path) -> cv2.typing.MatLike:
-    """BGR uint8 (grey and 16-bit files converted; EXIF rotation applied) or :class:`SourceError`."""
+def read_image(path: str | Path, *, error: type[EdgeposeError] = SourceError) -> cv2.typing.MatLike:
+    """BGR uint8 (grey and 16-bit files converted; EXIF rotation applied), or ``error`` naming the fix.
+
+    The one way edgepose reads an image file: sources, calibration, relocalization datasets and scenes.
+    ``error`` is the exception class of the caller's domain (:class:`SourceError` for sources).
+    """
+    path = Path(path)
     if not path.exists():
-        raise SourceError(f"image {path} does not exist.", "check the path (relative paths start from the current folder).")
+        raise error(f"image {path} does not exist.", "check the path (relative paths start from the current folder).")
     try:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error as e:
         # OpenCV raises (instead of returning None) for a header over its pixel limit.
         if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
-            raise SourceError(
+            raise error(
                 f"{path} is larger than OpenCV reads (its header claims over {_max_pixels() / 1e6:.0f} megapixels).",
                 "shrink the image, or raise the limit with the environment variable OPENCV_IO_MAX_IMAGE_PIXELS.",
             ) from None
-        raise SourceError(f"{path} could not be read as an image ({str(e).strip().splitlines()[-1][:160]}).",
+        raise error(f"{path} could not be read as an image ({first_line(e, 160, last=True)}).",
                           "open it in an image viewer; re-save it as JPEG or PNG, or remove it.") from None
     if img is None:
-        raise SourceError(
+        raise error(
             f"{path} could not be read as an image (corrupt, empty or an unsupported format).",
             "open it in an image viewer; re-save it as JPEG or PNG, or remove it.",
         )

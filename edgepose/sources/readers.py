@@ -120,11 +120,6 @@ class LatestFrameReader(_Proxy):
                     )
                 self._cond.wait(remaining)
 
-    @property
-    def dropped_frames(self) -> int:
-        """Alias of ``dropped`` (the name the service's status reads)."""
-        return self.dropped
-
     def close(self) -> None:
         if self._stop.is_set():
             return

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal
 
 from ..errors import SourceError
+from ..net import backoff_delays
 from ..types import Frame
 from .base import FrameSource
 
@@ -38,14 +39,6 @@ class SourceState:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-def backoff_delays(initial: float, maximum: float, factor: float = 2.0):
-    """``initial, initial*factor, ...`` capped at ``maximum`` (infinite generator)."""
-    delay = initial
-    while True:
-        yield min(delay, maximum)
-        delay = min(delay * factor, maximum)
 
 
 class RetryingSource(FrameSource):
@@ -197,8 +190,3 @@ class RetryingSource(FrameSource):
     def dropped(self) -> int:
         """Stale frames dropped by the latest-frame readers, over all connections."""
         return self._dropped_before + int(getattr(self._inner, "dropped", 0))
-
-    @property
-    def dropped_frames(self) -> int:
-        """Alias of ``dropped`` (the name the service's status reads)."""
-        return self.dropped

@@ -24,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from ..draw import ActionLabels, draw_poses
-from ..fps import FpsMeter
+from ..fps import STALL_S, FpsMeter
 from ..types import FrameResult
 from .config import HttpConfig
 from .server import Handler, WebServer, page
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 PRIVACY_BACKGROUND = (48, 40, 32)
 MS_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 BOUNDARY = b"edgeposeframe"
-#: /healthz fails when no frame came for this long (unless the camera is being retried on purpose).
-STALL_S = 60.0
 
 
 class Metrics:
