@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from edgepose.types import ActionEvent, FrameResult, Pose
+from tests.conftest import SHARED
 from tests.mosquitto import Mosquitto, TlsFiles, make_certs, make_password_file
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 TEST_IMAGE = SHARED / "images" / "test_couple.jpg"
 TEST_MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 

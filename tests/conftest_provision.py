@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 DEVICE = REPO / "firmware_configs" / "device.toml"
 #: Boot partition: 4 MiB in, 300 MiB of FAT32 (Raspberry Pi OS has 512 MiB), then a 16 MiB Linux (ext4) partition entry.
 BOOT_START = 8192 * 512

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 #: Prefix of a snippet run as on a board without numba's wheels: ``import numba`` fails.
 NO_NUMBA = "import sys\nsys.modules['numba'] = None  # import numba now fails, as on a board without its wheels\n"
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -19,8 +18,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from edgepose.profiles import read_toml
 from edgepose.provision.bundle import MANIFEST, open_bundle, verify_manifest
 from edgepose.provision.wheels import TARGETS, BundleError, runtime_requirements
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware_configs"
 DEVICE = FW / "device.toml"
 PYPROJECT = REPO / "pyproject.toml"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import typing
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -12,8 +11,7 @@ from pydantic import BaseModel
 from edgepose.config import EdgeposeConfig, config_reference, load_config, looks_secret
 from edgepose.config_base import ConfigModel
 from edgepose.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def _sections(model: type[BaseModel], path: str = ""):

@@ -4,19 +4,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from edgepose.config_check import SCHEMA_PATH, check_file, json_schema, key_lines
+from tests.conftest import REPO
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware_configs"
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED
+
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 IMAGE = SHARED / "images/test_couple.jpg"
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,8 +17,8 @@ from edgepose.draw import (
     track_color,
 )
 from edgepose.types import KEYPOINT_INDEX, KEYPOINT_NAMES, SKELETON, ActionEvent, FrameResult, Pose
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COUPLE = SHARED / "images" / "test_couple.jpg"
 REF = SHARED / "reference" / "coral" / "posenet_mobilenet_v1_075_481_641_quant_decoder_reference.csv"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest_mqtt import SHARED, TEST_IMAGE, TEST_MODEL
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_IMAGE, TEST_MODEL
 
 pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 

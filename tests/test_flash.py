@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from edgepose.errors import ConfigError
 from edgepose.provision import firstboot as fb
 from edgepose.provision.secrets import check_passphrase, sha512_crypt, wpa_psk
+from tests.conftest import REPO
 from tests.conftest_provision import (
     BOOT_SECTORS,
     BOOT_START,
@@ -31,7 +32,6 @@ from tests.conftest_provision import (
     mtools,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "Tr0ub4dor&3-horse battery"
 SSID = "Café-Net 5G"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq1rE0yR1o0tqNw3V1dC2W2y3c3lq6l1Jm2kq3dY0pX alice@laptop"

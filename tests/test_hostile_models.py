@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CORAL = REPO.parent / "shared" / "models" / "coral"
+from tests.conftest import CORAL, REPO
+
 IMAGE = REPO.parent / "shared" / "images" / "test_couple.jpg"
 MODELS = ["posenet_mobilenet_v1_075_353_481_quant.tflite", "posenet_mobilenet_v1_075_353_481_quant_decoder.tflite",
           "posenet_mobilenet_v1_075_481_641_quant.tflite"]

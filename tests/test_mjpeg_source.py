@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from edgepose.sources import SourceState, open_source
+from tests.conftest import SHARED
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
 IMAGE = SHARED / "images/test_couple.jpg"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 

@@ -20,7 +20,8 @@ from edgepose.mqtt.config import MqttConfig
 from edgepose.mqtt.sink import MqttSink
 from edgepose.service.runner import Service
 from edgepose.types import ActionEvent
-from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL, frame
 from tests.mosquitto import Mosquitto, Subscriber
 from tests.procs import finish, free_port, serve, wait_for, write_device_config
 

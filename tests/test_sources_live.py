@@ -15,9 +15,9 @@ import pytest
 
 from edgepose.errors import SourceError
 from edgepose.sources import LatestFrameReader, Picamera2Source, RetryingSource, StreamSource, backoff_delays, open_source
+from tests.conftest import SHARED
 from tests.procs import free_port
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 FAKE_DIR = Path(__file__).resolve().parent / "fake_picamera2"
 

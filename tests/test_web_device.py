@@ -17,7 +17,8 @@ from edgepose.draw import PALETTE
 from edgepose.errors import ConfigError
 from edgepose.web.config import HttpConfig
 from edgepose.web.device import PRIVACY_BACKGROUND, DeviceWeb
-from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL, frame
 from tests.conftest_web import element_image, get, get_json, new_browser, wait_until
 from tests.procs import finish, free_port, serve, write_device_config
 

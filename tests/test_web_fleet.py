@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgepose.web.fleet import compact_people, subscription
-from tests.conftest_mqtt import SHARED, TEST_MODEL
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL
 from tests.conftest_web import get, get_json, wait_until
 from tests.procs import finish, free_port
 

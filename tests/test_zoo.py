@@ -19,8 +19,8 @@ import pytest
 from edgepose.cli import main as cli_main
 from edgepose.errors import DownloadError, ModelError
 from edgepose.model import zoo
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MIRROR = SHARED / "models"
 DEFAULT_REL = "coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 DEFAULT_SHA = "d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264"
