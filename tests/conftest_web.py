@@ -1,14 +1,13 @@
-"""Fixtures for the web tests: Debian's headless Chromium driven by Selenium, and small HTTP helpers."""
+"""Fixtures for the web tests: Debian's headless Chromium driven by Selenium, and small HTTP helpers (waits: tests.procs.wait_until)."""
 from __future__ import annotations
 
 import base64
 import json
 import shutil
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -68,17 +67,3 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
     code, body, _ = get(url, headers)
     assert code == 200, (code, body[:300])
     return json.loads(body)
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-        except (OSError, AssertionError, ValueError, KeyError):
-            last = None
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

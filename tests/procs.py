@@ -1,5 +1,5 @@
 """The tests' helpers for processes and waiting: ``python -c`` snippets (with or without numba), ``edgepose
-serve`` launched as a process and ended, device configs written for it, free ports, and waits that poll."""
+serve`` launched as a process and ended, device configs written for it, free ports, and the one wait that polls (:func:`wait_until`)."""
 from __future__ import annotations
 
 import json
@@ -65,11 +65,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``pred`` until it is true (True) or ``timeout`` seconds passed (False, after a last try)."""
+#: What a predicate of :func:`wait_until` may raise while the state it waits for is not there yet
+#: (a server not listening, a page element or JSON key not there, an assertion inside the predicate).
+NOT_YET = (OSError, AssertionError, ValueError, KeyError)
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition", *, interval: float = 0.05,
+               fail: bool = True) -> Any:
+    """Poll ``pred`` every ``interval`` seconds until it returns something true, and return that.
+
+    A predicate raising one of :data:`NOT_YET` counts as "not yet". After ``timeout`` seconds (and a last
+    try) it fails the test with an ``AssertionError`` naming ``what`` and the last result or exception;
+    with ``fail=False`` it returns that last, false result instead (``assert wait_until(..., fail=False), detail``
+    for a failure message computed at the time, or a wait that may run out).
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
+    last: Any = None
+    while True:
+        try:
+            last = pred()
+        except NOT_YET as e:
+            last = e
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
-    return bool(pred())
+    if fail:
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+    return None if isinstance(last, BaseException) else last

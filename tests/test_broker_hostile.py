@@ -21,9 +21,9 @@ import pytest
 from edgepose.mqtt.client import MAX_INCOMING_PACKET, connect_kwargs
 from edgepose.mqtt.config import MqttConfig
 from tests.conftest_mqtt import TEST_MODEL
-from tests.conftest_web import get_json, wait_until
+from tests.conftest_web import get_json
 from tests.mosquitto import Mosquitto, Subscriber, free_port
-from tests.procs import finish
+from tests.procs import finish, wait_until
 
 VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "openpose_video.avi"
 DEVICE = "hostile-broker-pi"

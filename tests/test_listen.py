@@ -20,7 +20,7 @@ from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import frame
 from tests.mosquitto import Mosquitto, make_password_file
-from tests.procs import finish, free_port, wait_for
+from tests.procs import finish, free_port, wait_until
 
 DEVICE = "shelf-pi"
 
@@ -44,8 +44,8 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, op
     proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
                              "--device", DEVICE, option, str(out), "--frames", "20", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    subscribed = wait_for(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30)
-    assert subscribed and proc.poll() is None, proc.communicate()
+    wait_until(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -81,8 +81,8 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
     proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
                              "--device", "+", "--frames", "2", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    subscribed = wait_for(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30)
-    assert subscribed and proc.poll() is None, proc.communicate()
+    wait_until(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary")
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -23,16 +20,12 @@ import pytest
 
 from edgepose.sources import SourceState, open_source
 from tests.conftest import SHARED
+from tests.conftest_web import get
+from tests.procs import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 IMAGE = SHARED / "images/test_couple.jpg"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Ustreamer:
@@ -49,15 +42,7 @@ class Ustreamer:
         # /dev/null is no camera: ustreamer keeps retrying it and streams the --blank picture meanwhile.
         self.proc = subprocess.Popen([self.exe, "--device", "/dev/null", "--blank", str(IMAGE), "--host", "127.0.0.1",
                                       "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/snapshot", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("ustreamer did not start serving in 20 s")
+        wait_until(lambda: get(f"http://127.0.0.1:{self.port}/snapshot", timeout=2)[0] == 200, 20, "ustreamer to serve", interval=0.1)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -108,10 +93,7 @@ def test_mjpeg_stream_reconnects_when_the_server_is_killed_and_restarted(server)
         got: list = []
         reader = threading.Thread(target=lambda: got.append(src.read()), daemon=True)
         reader.start()
-        deadline = time.monotonic() + 30
-        while not any(s.state == "retrying" for s in states) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(s.state == "retrying" for s in states), [s.state for s in states]
+        assert wait_until(lambda: any(s.state == "retrying" for s in states), 30, fail=False), [s.state for s in states]
         assert reader.is_alive()  # no frame while the server is gone
         server.start()
         reader.join(timeout=30)

@@ -26,7 +26,7 @@ import pytest
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import TEST_MODEL, frame
 from tests.mosquitto import Subscriber
-from tests.procs import finish, serve, wait_for, write_device_config
+from tests.procs import finish, serve, wait_until, write_device_config
 
 DEVICE = "fault-pi"
 #: Lines that must never appear in the service's log: a jammed or crashing sender.
@@ -180,7 +180,7 @@ def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp
         try:
             sink.publish_events([ActionEvent(1, "step", "instant", 0.0)])
             t0 = time.monotonic()
-            wait_for(lambda: any(cause in r.getMessage() for r in caplog.records), 10, 0.05)
+            wait_until(lambda: any(cause in r.getMessage() for r in caplog.records), 10, fail=False)  # asserted below, with the log
             took = time.monotonic() - t0
             time.sleep(max(0.0, 12.0 - took))  # watch the back-off for a while
         finally:
@@ -209,7 +209,7 @@ def test_online_once_per_reconnect_and_the_will_names_the_lost_connection(persis
         assert sink.wait_connected(10)
         time.sleep(1.5)
         b.stop()
-        assert wait_for(lambda: not sink.connected, 5)
+        wait_until(lambda: not sink.connected, 5, "the sink to disconnect")
         sink.publish_status("online")  # a heartbeat while disconnected
         b.start()
         assert sink.wait_connected(10)
@@ -364,8 +364,8 @@ def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real
     proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "200")
     try:
         # Until the small disk is full (about 1,500 events), plus a while longer.
-        assert wait_for(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
-                     90), "the outbox never filled the disk"
+        wait_until(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
+                   90, "the outbox to fill the disk")
         time.sleep(2.0)
         assert proc.poll() is None, "serve stopped on a full disk"
         with Mosquitto(tmp_path / "broker", port=port) as b:

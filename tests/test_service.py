@@ -23,7 +23,7 @@ from edgepose.types import ActionEvent
 from tests.conftest import SHARED
 from tests.conftest_mqtt import TEST_MODEL, frame
 from tests.mosquitto import Mosquitto, Subscriber
-from tests.procs import finish, free_port, serve, wait_for, write_device_config
+from tests.procs import finish, free_port, serve, wait_until, write_device_config
 
 pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 
@@ -183,7 +183,7 @@ def test_starting_asks_systemd_for_time_while_numba_loads_and_never_after_ready(
                        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
-    wait_for(lambda: any(n.startswith("READY=1") for n in notes), 5)
+    wait_until(lambda: any(n.startswith("READY=1") for n in notes), 5, "READY=1")
     sock.close()
     ready = next(i for i, n in enumerate(notes) if n.startswith("READY=1"))
     before, after = notes[:ready], notes[ready + 1:]

@@ -19,8 +19,8 @@ from edgepose.web.config import HttpConfig
 from edgepose.web.device import PRIVACY_BACKGROUND, DeviceWeb
 from tests.conftest import SHARED
 from tests.conftest_mqtt import TEST_MODEL, frame
-from tests.conftest_web import element_image, get, get_json, new_browser, wait_until
-from tests.procs import finish, free_port, serve, write_device_config
+from tests.conftest_web import element_image, get, get_json, new_browser
+from tests.procs import finish, free_port, serve, wait_until, write_device_config
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 DEVICE = "door-pi"
@@ -287,8 +287,7 @@ def test_camera_reconnects_and_healthz(real_poses, monkeypatch):
             web.on_camera(state, "gone" if state == "unavailable" else None)
         assert metrics(url)["edgepose_camera_reconnects_total"] == 2
         monkeypatch.setattr(device, "STALL_S", 0.2)
-        time.sleep(0.3)
-        code, body, _ = get(url + "healthz")
-        assert code == 503 and body == b"stalled\n"
+        code, body, _ = wait_until(lambda: (r := get(url + "healthz"))[0] == 503 and r, 10, "/healthz to report the stall")
+        assert body == b"stalled\n"
     finally:
         web.close()

@@ -13,8 +13,8 @@ import pytest
 from edgepose.web.fleet import compact_people, subscription
 from tests.conftest import SHARED
 from tests.conftest_mqtt import TEST_MODEL
-from tests.conftest_web import get, get_json, wait_until
-from tests.procs import finish, free_port
+from tests.conftest_web import get, get_json
+from tests.procs import finish, free_port, wait_until
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 KEEPALIVE = 5

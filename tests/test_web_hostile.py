@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import pytest
 
 from edgepose.web.server import IDLE_TIMEOUT_S, REQUEST_DEADLINE_S, SPARE_CONNECTIONS, Auth
-from tests.conftest_web import get, wait_until
+from tests.conftest_web import get
 from tests.mosquitto import Mosquitto, free_port
-from tests.procs import finish
+from tests.procs import finish, wait_until
 from tests.test_web_device import write_config
 
 TOKEN = "hostile-test-" + "k" * 32
