@@ -20,7 +20,7 @@ import pytest
 
 from edgepose.mqtt.client import MAX_INCOMING_PACKET, connect_kwargs
 from edgepose.mqtt.config import MqttConfig
-from tests.conftest_mqtt import TEST_MODEL
+from tests.conftest_mqtt import TEST_MODEL, write_recording
 from tests.conftest_web import get_json
 from tests.mosquitto import Mosquitto, Subscriber, free_port
 from tests.procs import finish, wait_until
@@ -249,7 +249,7 @@ def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_pat
     """Two services with one device_id kick each other off the broker (one client id). Each says so in one line and
     retries only every backoff_max: they swap at most that often, not every backoff_min (was: every 2 s, forever)."""
     from tests.test_mqtt_faults import DEVICE as TWIN
-    from tests.test_mqtt_faults import write_config, write_recording
+    from tests.test_mqtt_faults import write_config
 
     rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=50)
     status = Subscriber(mosquitto.port, f"edgepose/{TWIN}/status")

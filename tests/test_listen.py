@@ -18,18 +18,11 @@ from edgepose.service.replay import read_records
 from edgepose.sinks.jsonl import JsonlSink
 from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
-from tests.conftest_mqtt import frame
+from tests.conftest_mqtt import check_schema, frame
 from tests.mosquitto import Mosquitto, make_password_file
 from tests.procs import finish, free_port, wait_until
 
 DEVICE = "shelf-pi"
-
-
-def check_schema(topic: str, payload: bytes) -> dict:
-    kind = topic.rsplit("/", 1)[-1]
-    data = payloads.decode_poses(payload, DEVICE) if kind == "poses" else json.loads(payload)
-    jsonschema.Draft202012Validator(payloads.load_schema(kind)).validate(data)
-    return data
 
 
 def listen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -95,7 +88,7 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
     poses = [json.loads(body) for topic, body in lines if topic == f"edgepose/{DEVICE}/poses"]
     assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
     assert any(topic == f"edgepose/{DEVICE}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
-    check_schema("x/poses", json.dumps(poses[0]).encode())
+    check_schema("x/poses", json.dumps(poses[0]).encode(), DEVICE)
 
 
 def test_recorder_attaches_late_early_and_duplicate_events(tmp_path):

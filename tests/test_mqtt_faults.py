@@ -8,7 +8,6 @@ are not plain MQTT. Figures (events produced / delivered / duplicated / stuck) a
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ from typing import Iterator
 import pytest
 
 from edgepose.types import ActionEvent
-from tests.conftest_mqtt import TEST_MODEL, frame
+from tests.conftest_mqtt import TEST_MODEL, write_recording
 from tests.mosquitto import Subscriber
 from tests.procs import finish, serve, wait_until, write_device_config
 
@@ -37,14 +36,6 @@ def write_config(path: Path, port: int, **mqtt: object) -> Path:
     mqtt = {"host": "127.0.0.1", "port": port, "outbox_path": str(path.parent / "outbox.sqlite"), "backoff_min": 0.1,
             "backoff_max": 0.5, "status_interval": 1.0, **mqtt}
     return write_device_config(path, DEVICE, {"model": {"path": TEST_MODEL}, "mqtt": mqtt})
-
-
-def write_recording(path: Path, poses: list, n: int = 200) -> Path:
-    """Frame records of real poses with one event on every frame."""
-    with path.open("w") as f:
-        for i in range(n):
-            f.write(json.dumps(frame(i, poses, [ActionEvent(1, "step", "instant", i / 30)]).to_dict()) + "\n")
-    return path
 
 
 @contextlib.contextmanager
