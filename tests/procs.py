@@ -1,5 +1,5 @@
-"""The tests' helpers for processes and waiting: ``python -c`` snippets (with or without numba), ``edgepose
-serve`` launched as a process and ended, device configs written for it, free ports, and the one wait that polls (:func:`wait_until`)."""
+"""The tests' helpers for processes and waiting: ``python -c`` snippets (with or without numba), the ``edgepose``
+command run (:func:`edgepose`) or launched as a process (:func:`edgepose_process`, :func:`serve`) and ended, device configs written for it, free ports, and the one wait that polls (:func:`wait_until`)."""
 from __future__ import annotations
 
 import json
@@ -42,10 +42,40 @@ def finish(proc: subprocess.Popen, timeout: float = 30, *, terminate: bool = Fal
     return proc.returncode, err
 
 
-def serve(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, verbose: bool = False) -> subprocess.Popen:
+#: The one way the tests start the command: ``python -m edgepose`` with this interpreter.
+EDGEPOSE = (sys.executable, "-m", "edgepose")
+
+
+def cli_env(env: Mapping[str, str | bytes | None] | None = None) -> dict:
+    """The tests' environment with ``env`` on top; a ``None`` value removes that variable."""
+    e: dict = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
+def edgepose(*args: str | bytes | os.PathLike, env: Mapping[str, str | bytes | None] | None = None, cwd: Path | None = None,
+             timeout: float = 300, text: bool = True, input: str | bytes | None = None) -> subprocess.CompletedProcess:
+    """``edgepose ARGS`` run to its end, output captured (``text=False``: bytes, for argv or env that is not UTF-8).
+
+    Its exit code is the caller's to check; ``env`` as :func:`cli_env`. One that outlives ``timeout`` fails the test.
+    """
+    return subprocess.run([*EDGEPOSE, *args], capture_output=True, text=text, env=cli_env(env), cwd=cwd, timeout=timeout,
+                          input=input, check=False)
+
+
+def edgepose_process(*args: str | os.PathLike, env: Mapping[str, str | None] | None = None, cwd: Path | None = None,
+                     stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE, **popen: Any) -> subprocess.Popen:
+    """``edgepose ARGS`` started as a process (text pipes for its output unless told; end it with :func:`finish`)."""
+    return subprocess.Popen([*EDGEPOSE, *args], stdout=stdout, stderr=stderr, text=True, env=cli_env(env), cwd=cwd, **popen)
+
+
+def serve(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path | None = None, verbose: bool = False) -> subprocess.Popen:
     """``edgepose [-v] serve ARGS`` as a process (pipes for its output; end it with :func:`finish`)."""
-    return subprocess.Popen([sys.executable, "-m", "edgepose.cli", *(["-v"] if verbose else []), "serve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    return edgepose_process(*(["-v"] if verbose else []), "serve", *args, env=env, cwd=cwd)
 
 
 def write_device_config(path: Path, device_id: str, sections: Mapping[str, Mapping[str, Any]]) -> Path:

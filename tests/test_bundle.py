@@ -19,14 +19,15 @@ from edgepose.profiles import read_toml
 from edgepose.provision.bundle import MANIFEST, open_bundle, verify_manifest
 from edgepose.provision.wheels import TARGETS, BundleError, runtime_requirements
 from tests.conftest import REPO
+from tests.procs import edgepose
 
 FW = REPO / "firmware_configs"
 DEVICE = FW / "device.toml"
 PYPROJECT = REPO / "pyproject.toml"
 
 
-def cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", *args], check=False, capture_output=True, text=True, timeout=600, **kw)
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return edgepose(*args, cwd=cwd, timeout=600)
 
 
 def runtime_names(python: str = "3.11") -> set[str]:

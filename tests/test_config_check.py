@@ -10,6 +10,7 @@ import pytest
 
 from edgepose.config_check import SCHEMA_PATH, check_file, json_schema, key_lines
 from tests.conftest import REPO
+from tests.procs import edgepose
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,7 +21,7 @@ FW = REPO / "firmware_configs"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", "config", *args], capture_output=True, text=True, timeout=120)
+    return edgepose("config", *args, timeout=120)
 
 
 BAD = """\

@@ -8,15 +8,14 @@ through it must equal the CPU run; on demand it fails as real ones do (at creati
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SHARED
+from tests.procs import edgepose
 
 HERE = Path(__file__).resolve().parent
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
@@ -38,9 +37,9 @@ def run(tmp_path: Path, model_toml: str, refuse: str = "") -> tuple[subprocess.C
     log, out = tmp_path / "delegate.log", tmp_path / "poses.jsonl"
     out.unlink(missing_ok=True)
     log.unlink(missing_ok=True)
-    env = {**os.environ, "FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_REFUSE": refuse}
-    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE),
-                        "--jsonl", str(out), "-q"], capture_output=True, text=True, env=env, timeout=120)
+    env = {"FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_REFUSE": refuse}
+    r = edgepose("run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE), "--jsonl", str(out), "-q", env=env,
+                 timeout=120)
     people = [json.loads(line)["people"] for line in out.read_text().splitlines()] if out.exists() else []
     return r, (log.read_text().splitlines() if log.exists() else []), people
 

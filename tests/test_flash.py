@@ -4,11 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from tests.conftest_provision import (
     DEVICE,
     STOCK_USER_DATA,
     fat_read,
+    flash_cli,
     make_pi_image,
     mtools,
 )
@@ -39,13 +38,6 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq1rE0yR1o0tqNw3V1dC2W2y3c3lq6l1Jm2k
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def flash_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if k not in ("EDGEPOSE_WIFI_PASSWORD", "EDGEPOSE_USER_PASSWORD")}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", "flash", *args, "--no-progress"], capture_output=True,
-                          text=True, env=e, timeout=600, cwd=cwd, check=False)
 
 
 def fat_walk(image: Path, folder: str) -> list[str]:

@@ -7,13 +7,12 @@ folder, write exactly the intended values.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import yaml
 from edgepose.errors import ConfigError
 from edgepose.provision import firstboot as fb
 from edgepose.provision.secrets import wpa_psk
+from tests import conftest_provision
 from tests.conftest_provision import DEVICE, fat_read, make_pi_image
 
 BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIGq1rE0yR1o0tqNw3V1dC2W2y3c3lq6l1Jm2kq3dY0pX"
@@ -73,11 +73,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def flash_cli(*args: str | bytes, env: dict[str, str | bytes] | None = None) -> subprocess.CompletedProcess:
-    e: dict[str, str | bytes] = {k: v for k, v in os.environ.items() if k not in ("EDGEPOSE_WIFI_PASSWORD", "EDGEPOSE_USER_PASSWORD")}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", "flash", *args, "--no-progress"], capture_output=True,
-                          env=e, timeout=600, check=False)  # bytes: argv and env may carry non-UTF-8 on purpose
+flash_cli = functools.partial(conftest_provision.flash_cli, text=False)  # bytes: argv and env may carry non-UTF-8 on purpose
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import time
 import typing
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel
 from edgepose.config import EdgeposeConfig, load_config
 from edgepose.errors import ConfigError
 from tests.conftest import coral_model
-from tests.procs import finish, wait_until
+from tests.procs import edgepose, edgepose_process, finish, wait_until
 
 NOT_FINITE = ["nan", "inf", "-inf", "+inf"]  # valid TOML floats
 
@@ -167,9 +166,8 @@ def test_the_edges_themselves_are_accepted(tmp_path, key, value):
 
 
 def serve(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "EDGEPOSE_BOARD"}
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", "serve", *args], capture_output=True, text=True, timeout=120,
-                          env=env, check=False)
+    env = {"EDGEPOSE_BOARD": None}
+    return edgepose("serve", *args, timeout=120, env=env)
 
 
 @pytest.mark.parametrize("text, field", [
@@ -213,11 +211,10 @@ def test_the_smallest_retry_interval_is_no_busy_loop_and_no_log_flood(tmp_path):
     p.write_text(f'device_id = "cam-1"\n[source]\nuri = "rtsp://127.0.0.1:9/x"\nretry_initial_s = 0.01\nretry_max_s = 0.01\n'
                  f'timeout_s = 0.1\n[model]\npath = "{os.path.abspath(MODEL)}"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
                  f'backoff_min = 0.1\nbackoff_max = 0.1\nstatus_interval = 1\noutbox_path = "{tmp_path / "o.sqlite"}"\n')
-    env = {k: v for k, v in os.environ.items() if k != "EDGEPOSE_BOARD"}
+    env = {"EDGEPOSE_BOARD": None}
     log = tmp_path / "serve.err"
     with log.open("w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "edgepose", "serve", "--config", str(p)], stdout=subprocess.DEVNULL,
-                                stderr=stderr, text=True, env=env)
+        proc = edgepose_process("serve", "--config", str(p), stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     try:
         # The model loaded and the reconnect loop running (its retries logged), then a while more to settle.
         wait_until(lambda: "retrying in 0.01 s (attempt" in log.read_text() or proc.poll() is not None, 60, "the reconnect loop")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORAL, REPO
+from tests.procs import edgepose
 
 IMAGE = REPO.parent / "shared" / "images" / "test_couple.jpg"
 MODELS = ["posenet_mobilenet_v1_075_353_481_quant.tflite", "posenet_mobilenet_v1_075_353_481_quant_decoder.tflite",
@@ -183,7 +184,7 @@ def test_every_damaged_model_ends_cleanly_in_run(damaged):
 def test_real_commands_say_one_line(damaged, name, command):
     path, words = damaged[name]
     args = ["run", "--model", str(path), "--source", str(IMAGE)] if command == "run" else ["models", "info", str(path)]
-    r = subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=120, check=False)
+    r = edgepose(*args, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])  # not -11, not -9
     assert len(lines) == 1 and "Fix:" in lines[0] and words in lines[0], r.stderr  # no native noise before it
@@ -206,6 +207,6 @@ def test_files_that_must_not_be_read_whole(tmp_path, kind, command):
     else:
         path, words = tmp_path, "is a directory"
     args = ["run", "--model", str(path), "--source", str(IMAGE)] if command == "run" else ["models", "info", str(path)]
-    r = subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=60, check=False)
+    r = edgepose(*args, timeout=60)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Fix:" in lines[0], r.stderr

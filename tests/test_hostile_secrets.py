@@ -6,7 +6,6 @@ warnings, the fatal line), ``-v run``, ``python -m edgepose.profiles merged`` an
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgepose.redact import redact_url
+from tests.procs import edgepose
 
 MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 #: Passwords as operators type them: '@', '/', ':' and a blank inside, as URL-encoding forgot them.
@@ -29,9 +29,7 @@ def closed_port() -> int:
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDGEPOSE_BOARD": ""}
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, check=False)
+    return edgepose(*args, env={"EDGEPOSE_BOARD": ""}, timeout=timeout)
 
 
 def write_config(tmp_path: Path, uri: str, extra: str = "") -> Path:

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import jsonschema
@@ -20,23 +18,21 @@ from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import check_schema, frame
 from tests.mosquitto import Mosquitto, make_password_file
-from tests.procs import finish, free_port, wait_until
+from tests.procs import edgepose, edgepose_process, finish, free_port, wait_until
 
 DEVICE = "shelf-pi"
 
 
 def listen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", "listen", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return edgepose("listen", *args, timeout=60, env=env)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("encoding,option", [("json", "--jsonl"), ("binary", "--record")])  # --record: the old name still works
 def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, option):
     out = tmp_path / "rec.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", DEVICE, option, str(out), "--frames", "20", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = edgepose_process("-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1", "--device", DEVICE, option, str(out),
+                            "--frames", "20", "--timeout", "60")
     wait_until(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
     assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
@@ -71,9 +67,8 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, op
 
 @pytest.mark.integration
 def test_listen_prints_decoded_messages(broker, tmp_path, real_poses):
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", "+", "--frames", "2", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = edgepose_process("listen", "--port", str(broker.port), "--host", "127.0.0.1", "--device", "+", "--frames", "2", "--timeout",
+                            "60")
     wait_until(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
     assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary")

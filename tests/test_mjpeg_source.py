@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from edgepose.sources import SourceState, open_source
 from tests.conftest import SHARED
 from tests.conftest_web import get
-from tests.procs import free_port, wait_until
+from tests.procs import edgepose, free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 IMAGE = SHARED / "images/test_couple.jpg"
@@ -68,12 +67,11 @@ def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_pa
         # FFmpeg's JPEG decoder and libjpeg's may round an IDCT differently: a grey level at most.
         assert np.abs(f.image.astype(int) - want).mean() < 1.0
     out = tmp_path / "poses.jsonl"
-    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--model", str(MODEL), "--source", server.url, "--max-frames", "2",
-                        "--no-track", "--jsonl", str(out), "-q"], capture_output=True, text=True, timeout=120)
+    r = edgepose("run", "--model", str(MODEL), "--source", server.url, "--max-frames", "2", "--no-track", "--jsonl", str(out), "-q",
+                 timeout=120)
     assert r.returncode == 0, r.stderr
     still = tmp_path / "still.jsonl"
-    subprocess.run([sys.executable, "-m", "edgepose", "run", "--model", str(MODEL), "--source", str(IMAGE), "--no-track",
-                    "--jsonl", str(still), "-q"], check=True, capture_output=True, timeout=120)
+    assert edgepose("run", "--model", str(MODEL), "--source", str(IMAGE), "--no-track", "--jsonl", str(still), "-q", timeout=120).returncode == 0
     (want_people,) = [json.loads(line)["people"] for line in still.read_text().splitlines()]
     got = [json.loads(line)["people"] for line in out.read_text().splitlines()]
     assert len(got) == 2 and len(want_people) >= 2
