@@ -28,7 +28,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+
 VIDEO = SHARED / "video" / "openpose_video.avi"
 
 from edgepose.draw import draw_hud, draw_poses  # noqa: E402

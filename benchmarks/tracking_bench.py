@@ -35,9 +35,9 @@ from edgepose import geometry as g  # noqa: E402
 from edgepose.tracking import Tracker, TrackingConfig  # noqa: E402
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth  # noqa: E402
 from edgepose.types import Pose  # noqa: E402
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
 from tests.crowds import crowd_scene  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 VIDEO = SHARED / "video/openpose_video.avi"
 

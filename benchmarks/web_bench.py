@@ -33,7 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+
 MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 CLK = os.sysconf("SC_CLK_TCK")
