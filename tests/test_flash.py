@@ -339,6 +339,7 @@ def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
     assert user["sudo"] is None  # with a password, sudo asks for it (Imager's `sudo: null`)
 
 
+@pytest.mark.integration
 def test_flashing_a_flashed_image_again_makes_a_new_first_boot(tmp_path, pi4_bundle, key_file):
     """A card flashed twice: a new instance id each time, one ds= word, one firstboot runcmd, the secrets replaced."""
     src = make_pi_image(tmp_path / "raspios.img", cloud_init=True)
@@ -361,6 +362,7 @@ def test_flashing_a_flashed_image_again_makes_a_new_first_boot(tmp_path, pi4_bun
     assert lines[1].replace(ids[1], ids[0]) == lines[0]  # nothing else on the line changed
 
 
+@pytest.mark.integration
 def test_secrets_file_errors_name_the_line(tmp_path, pi4_bundle):
     bad = tmp_path / "bad.env"
     for text, words in (("EDGEPOSE TOKEN=1\n", "line 1"), ("A=1\nnot a pair\n", "line 2"), (b"T=\xff\n", "not UTF-8")):

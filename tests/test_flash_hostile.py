@@ -136,6 +136,7 @@ def _refusals() -> list:
     return cases
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("flags, env, files, message", _refusals())
 def test_hostile_value_is_refused_in_one_line(tmp_path, image, pi4_bundle, flags, env, files, message):
     before = sha(image)
@@ -163,6 +164,7 @@ def test_hostile_value_is_refused_in_one_line(tmp_path, image, pi4_bundle, flags
     assert list(outdir.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_device_id_with_a_newline_is_refused(tmp_path, image, pi4_bundle):
     """device_id is the default host name: 'cam-1\\n' must not pass the host-name check by '$' matching before '\\n'."""
     cfg = tmp_path / "device.toml"
@@ -256,6 +258,7 @@ def check_firstrun(script: str, tmp: Path, *, hostname: str | None, ssid: str, p
     return got
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("ssid", GOOD_SSIDS)
 def test_real_ssid_is_written_exactly_by_firstrun(tmp_path, ssid):
     """Every legal SSID: firstrun.sh parses, and its wpa_supplicant step writes exactly that SSID (hex unless plain)."""
@@ -291,6 +294,7 @@ def _verify_crypt(crypt: str, password: str) -> None:
     ("Joe's \"Café\" #1 $(id)", "k" * 63, "_svc-1", "pa'ss\"w$(reboot)`id`#: {x} ☕"),
     ("- &a *a: {b} [c]", "Cam-2", "pi", " spaced # not a comment "),
 ])
+@pytest.mark.integration
 def test_cloud_init_flash_stores_hostile_values_exactly(tmp_path, image, pi4_bundle, ssid, hostname, user, password):
     keys = [key_line(c) for c in KEY_COMMENTS]
     (tmp_path / "key.pub").write_bytes(("\ufeff# comment line\r\n" + "\r\n".join(keys) + "\r\n").encode())  # BOM, CRLF
@@ -320,6 +324,7 @@ def test_cloud_init_flash_stores_hostile_values_exactly(tmp_path, image, pi4_bun
     assert password.encode() not in blob and PASSPHRASE.encode() not in blob
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("ssid", ["WPAEOF", "x'; touch /tmp/pwned; echo '", "Café-Net 5G ☕"])
 def test_firstrun_flash_writes_hostile_values_exactly(tmp_path, pi4_bundle, ssid):
     src = make_pi_image(tmp_path / "bookworm.img", cloud_init=False)

@@ -178,6 +178,7 @@ def serve(*args: str) -> subprocess.CompletedProcess:
     ("[mqtt]\nport = true\n", "mqtt.port"),
     ("[mqtt]\nposes_rate = inf\n", "mqtt.poses_rate"),
 ])
+@pytest.mark.integration
 def test_serve_print_config_refuses_in_one_line(tmp_path, text, field):
     p = tmp_path / "device.toml"
     p.write_text(text)
@@ -189,6 +190,7 @@ def test_serve_print_config_refuses_in_one_line(tmp_path, text, field):
 
 @pytest.mark.parametrize("flag, value", [("--status-every", "nan"), ("--status-every", "1e-9"), ("--status-every", "-1"),
                                          ("--replay-fps", "0"), ("--replay-fps", "inf"), ("--replay-fps", "1e9")])
+@pytest.mark.integration
 def test_serve_numeric_flags_are_bounded(flag, value):
     r = serve(flag, value, "--print-config")
     lines = r.stderr.strip().splitlines()

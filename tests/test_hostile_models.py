@@ -155,6 +155,7 @@ def test_corpus_is_deterministic(tmp_path, damaged):
     assert len(damaged) > 60
 
 
+@pytest.mark.integration
 def test_every_damaged_model_ends_cleanly_in_run(damaged):
     todo = [(name, str(path)) for name, (path, _) in damaged.items()]
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(todo), str(IMAGE)], capture_output=True, text=True,
@@ -180,6 +181,7 @@ def test_every_damaged_model_ends_cleanly_in_run(damaged):
 
 @pytest.mark.parametrize("name", ["empty", "jpeg", "tflite.gz", "crafted-huge-activation", "crafted-tensor-index",
                                   "353_481_quant-truncated-0.3"])
+@pytest.mark.integration
 @pytest.mark.parametrize("command", ["run", "info"])
 def test_real_commands_say_one_line(damaged, name, command):
     path, words = damaged[name]
@@ -191,6 +193,7 @@ def test_real_commands_say_one_line(damaged, name, command):
     assert lines[0].startswith("edgepose run: error:" if command == "run" else "edgepose models: error:")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo", "sparse-3GiB", "directory"])
 @pytest.mark.parametrize("command", ["run", "info"])
 def test_files_that_must_not_be_read_whole(tmp_path, kind, command):

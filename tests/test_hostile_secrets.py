@@ -65,6 +65,7 @@ def test_redact_url(url, want):
     assert redact_url(url) == want
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("password", PASSWORDS)
 def test_print_config_hides_the_stream_password(tmp_path, password):
     cfg = write_config(tmp_path, f"rtsp://admin:{password}@127.0.0.1:8554/cam?pwd=second-secret")
@@ -79,6 +80,7 @@ def test_print_config_hides_the_stream_password(tmp_path, password):
     assert json.loads(merged.stdout)["source"]["uri"] == "rtsp://admin:***@127.0.0.1:8554/cam?pwd=***"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs ../shared/models/coral")
 def test_verbose_serve_and_reconnect_loop_hide_the_stream_password(tmp_path):
     password = "Xq7@zZ/9:kW"
@@ -91,6 +93,7 @@ def test_verbose_serve_and_reconnect_loop_hide_the_stream_password(tmp_path):
         assert part not in out, part
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs ../shared/models/coral")
 def test_verbose_run_hides_the_stream_password(tmp_path):
     r = cli("-v", "run", "--model", str(MODEL), "--source", f"rtsp://admin:hunter2@127.0.0.1:{closed_port()}")
@@ -98,6 +101,7 @@ def test_verbose_run_hides_the_stream_password(tmp_path):
     assert "rtsp://admin:***@127.0.0.1:" in r.stderr and "hunter2" not in r.stdout + r.stderr
 
 
+@pytest.mark.integration
 def test_config_error_does_not_echo_the_stream_password(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text('source = "rtsp://admin:hunter2@cam/x"\n')  # a string where a table belongs: the value is echoed

@@ -58,6 +58,7 @@ def server():
     s.stop()
 
 
+@pytest.mark.integration
 def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_path):
     with open_source(server.url) as src:
         frames = [f for _, f in zip(range(2), src)]
@@ -81,6 +82,7 @@ def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_pa
             assert abs(p["score"] - q["score"]) < 0.02
 
 
+@pytest.mark.integration
 def test_mjpeg_stream_reconnects_when_the_server_is_killed_and_restarted(server):
     states: list[SourceState] = []
     src = open_source(server.url, on_state=states.append, retry_initial_s=0.2, retry_max_s=0.5, timeout_s=3.0)
