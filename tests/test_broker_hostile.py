@@ -19,12 +19,13 @@ import pytest
 
 from edgepose.mqtt.client import MAX_INCOMING_PACKET, connect_kwargs
 from edgepose.mqtt.config import MqttConfig
+from tests.conftest import SHARED
 from tests.conftest_mqtt import TEST_MODEL, write_recording
 from tests.conftest_web import get_json
 from tests.mosquitto import Mosquitto, Subscriber, free_port
 from tests.procs import edgepose, edgepose_process, finish, wait_until
 
-VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "openpose_video.avi"
+VIDEO = SHARED / "video" / "openpose_video.avi"
 DEVICE = "hostile-broker-pi"
 CONNACK_V5 = b"\x20\x03\x00\x00\x00"  # session present 0, reason 0, no properties
 CONNACK_V311 = b"\x20\x02\x00\x00"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORAL, REPO
+from tests.conftest import CORAL, SHARED
 from tests.procs import edgepose
 
-IMAGE = REPO.parent / "shared" / "images" / "test_couple.jpg"
+IMAGE = SHARED / "images" / "test_couple.jpg"
 MODELS = ["posenet_mobilenet_v1_075_353_481_quant.tflite", "posenet_mobilenet_v1_075_353_481_quant_decoder.tflite",
           "posenet_mobilenet_v1_075_481_641_quant.tflite"]
 SEED = 21
@@ -99,7 +99,7 @@ def corpus(d: Path) -> dict[str, tuple[Path, str]]:
         z.writestr(zipfile.ZipInfo("m.tflite", date_time=(2020, 1, 1, 0, 0, 0)), src[:100_000])  # fixed time: seeded corpus
     out["zip"] = (zpath.read_bytes(), "zip archive")
     out["random-with-TFL3"] = (src[:8] + rng.randbytes(20_000), "corrupt TFLite file")
-    out["graphdef"] = ((REPO.parent / "shared" / "models" / "posenet-python" / "model-mobilenet_v1_050.pb").read_bytes()[:20_000],
+    out["graphdef"] = ((SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb").read_bytes()[:20_000],
                        "convert it first")
     for name, data in crafted(src).items():
         out[f"crafted-{name}"] = (data, "corrupt TFLite file")

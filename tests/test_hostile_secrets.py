@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from edgepose.redact import redact_url
+from tests.conftest import SHARED
 from tests.procs import edgepose
 
-MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
+MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 #: Passwords as operators type them: '@', '/', ':' and a blank inside, as URL-encoding forgot them.
 PASSWORDS = ["Jq7hV2xK", "Xq7@zZ/9:kW", "Wq blank Zx9", "%40Qz%2Fx9"]
 
