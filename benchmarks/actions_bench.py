@@ -44,6 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.actions import dataset as ds  # noqa: E402
 from edgepose.actions.classifier import ActionClassifier  # noqa: E402
 from edgepose.actions.features import batch_features, window_features  # noqa: E402
@@ -125,14 +126,13 @@ def main() -> int:
     inv_us = median_us(lambda j: clf._run(xs[j]), n)
     total_us = median_us(lambda j: clf.predict(kp[j], vis[j]), n)
 
-    print()
-    print(f"model: {args.kind}, width {args.width}, {args.epochs} epochs, augmentation {'off' if args.no_augment else 'on'}; "
-          f"{len(y)} windows, {len(set(groups))} videos, {len(folds)} video-grouped folds")
-    print(f"{'':24s} {'mean':>7s} {'std':>6s}  per fold")
+    cells = []
     for key, name in (("float", "float (Keras)"), ("int8", "int8 .tflite (device)"), ("baseline", "gradient boosting")):
         a = np.array(res[key])
         if len(a):
-            print(f"{name:24s} {a.mean():7.1%} {a.std():6.1%}  " + " ".join(f"{v:.1%}" for v in a))
+            cells.append([name, f"{a.mean():.1%}", f"{a.std():.1%}", " ".join(f"{v:.1%}" for v in a)])
+    table(f"model: {args.kind}, width {args.width}, {args.epochs} epochs, augmentation {'off' if args.no_augment else 'on'}; "
+          f"{len(y)} windows, {len(set(groups))} videos, {len(folds)} video-grouped folds", ["", "mean", "std", "per fold"], cells, "lrrl")
     print("\nper-class recall, int8, folds pooled:")
     with np.errstate(invalid="ignore"):
         rec = np.diag(cm) / cm.sum(axis=1)
@@ -300,7 +300,6 @@ def crowd_run(impl: str, frames, cfg, clf):
 def stage_main(argv: list[str]) -> int:
     import tempfile
 
-    from benchmarks.baselines.tables import table
     from edgepose.actions import ActionsConfig
     from edgepose.actions.synthetic import crowd
 

@@ -28,9 +28,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+
 VIDEO = SHARED / "video" / "openpose_video.avi"
 
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.draw import draw_hud, draw_poses  # noqa: E402
 from edgepose.sources import FrameSource, LatestFrameReader, PrefetchReader, VideoFileSource  # noqa: E402
 from edgepose.types import Frame, Pose  # noqa: E402
@@ -150,7 +152,6 @@ def main() -> int:
     work, model_name = load_model(args.model)
     work(np.zeros((720, 1280, 3), np.uint8))  # warm-up
 
-    print(f"\n1. Reading {VIDEO.name} (1280x720, 205 frames); model: {model_name}")
     rows = []
     n, t_direct = consume(VideoFileSource(VIDEO), None)
     rows.append(("decode only, direct", n, t_direct, 0))
@@ -163,39 +164,42 @@ def main() -> int:
     latest = LatestFrameReader(VideoFileSource(VIDEO))
     n, t = consume(latest, work)
     rows.append(("decode + model, LatestFrameReader", n, t, latest.dropped))
-    print(f"{'reader':36s} {'frames':>6s} {'dropped':>7s} {'ms/frame':>9s} {'fps':>7s} {'vs direct':>9s}")
+    cells = []
     for name, n, t, dropped in rows:
         base = t_direct if name.startswith("decode only") else t_serial
-        ratio = f"{base / t * n / 205:8.2f}x" if not dropped else "     n/a"
-        print(f"{name:36s} {n:6d} {dropped:7d} {1e3 * t / n:9.2f} {n / t:7.1f} {ratio}")
+        ratio = f"{base / t * n / 205:.2f}x" if not dropped else "n/a"
+        cells.append([name, str(n), str(dropped), f"{1e3 * t / n:.2f}", f"{n / t:.1f}", ratio])
+    table(f"1. Reading {VIDEO.name} (1280x720, 205 frames); model: {model_name}", ["reader", "frames", "dropped", "ms/frame", "fps", "vs direct"], cells, "lrrrrr")
     print("(vs direct: frames/s against the direct row of the same kind. The latest-frame reader is for live\n"
           " sources: on a file its thread decodes flat out, and every frame the model was busy for is dropped.)")
 
     clip = predecode(100)
-    print(f"\n2. Network camera simulated at 50 fps (640x360) for {args.live_seconds:g} s, model on every frame it gets")
-    print(f"{'reader':36s} {'processed':>9s} {'dropped':>7s} {'mean latency ms':>15s} {'max latency ms':>14s}")
     base_mean = None
+    cells = []
     for name, make in (
         ("direct (queue grows)", lambda: Paced(clip, 50.0, args.live_seconds)),
         ("LatestFrameReader", lambda: LatestFrameReader(Paced(clip, 50.0, args.live_seconds))),
     ):
         n, mean, worst, dropped = live_latency(make(), work)
         base_mean = base_mean or mean
-        print(f"{name:36s} {n:9d} {dropped:7d} {mean:15.1f} {worst:14.1f}   (mean latency {base_mean / mean:.1f}x lower than direct)")
+        cells.append([name, str(n), str(dropped), f"{mean:.1f}", f"{worst:.1f}", f"{base_mean / mean:.1f}x"])
+    table(f"2. Network camera simulated at 50 fps (640x360) for {args.live_seconds:g} s, model on every frame it gets",
+          ["reader", "processed", "dropped", "mean latency ms", "max latency ms", "mean latency: x lower than direct"], cells, "lrrrrr")
 
-    print(f"\n3. Drawing on a 1280x720 frame (median of {args.draw_repeat}, cv2 only)")
     cap = cv2.VideoCapture(str(VIDEO))
     ok, img = cap.read()
     cap.release()
     assert ok
-    print(f"{'people':>6s} {'draw_poses ms (median/min)':>27s} {'+ draw_hud ms (median/min)':>27s} {'vs 1 person':>11s}")
     one = None
+    cells = []
     for n in (1, 5, 10):
         poses = crowd(n)
         d, dmin = time_draw(img, poses, args.draw_repeat, hud=False)
         dh, dhmin = time_draw(img, poses, args.draw_repeat, hud=True)
         one = one or dmin
-        print(f"{n:6d} {d:18.3f} / {dmin:6.3f} {dh:18.3f} / {dhmin:6.3f} {dmin / one:10.2f}x")
+        cells.append([str(n), f"{d:.3f} / {dmin:.3f}", f"{dh:.3f} / {dhmin:.3f}", f"{dmin / one:.2f}x"])
+    table(f"3. Drawing on a 1280x720 frame (median of {args.draw_repeat}, cv2 only)",
+          ["people", "draw_poses ms (median/min)", "+ draw_hud ms (median/min)", "vs 1 person"], cells, "rrrr")
     print("(min is the better estimate on a busy machine; ratios use it)")
     return 0
 

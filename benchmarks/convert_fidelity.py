@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
 
 
 def main(argv: list[str] | None = None) -> int:

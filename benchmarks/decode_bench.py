@@ -36,7 +36,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+
 VIDEO = SHARED / "video" / "openpose_video.avi"
 COUPLE = SHARED / "images" / "test_couple.jpg"
 MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_481_641_quant.tflite"
@@ -47,7 +48,7 @@ from benchmarks.baselines import posenet_python  # noqa: E402
 from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.decode import compiled, multi  # noqa: E402
 from edgepose.model.posenet import load_posenet  # noqa: E402
-from edgepose.types import KEYPOINT_NAMES  # noqa: E402
+from tests.reference import matches_reference, reference, reference_csv  # noqa: E402
 
 SETTINGS = (0.25, 20.0)  # min pose score, NMS radius (px): edgepose's defaults
 
@@ -111,14 +112,7 @@ def agreement(all_heads) -> list[list[str]]:
 
 
 def coral_reference() -> list[list[str]]:
-    import csv
-
-    ref = np.zeros((2, 17, 3), np.float32)
-    csv_path = SHARED / "reference" / "coral" / "posenet_mobilenet_v1_075_481_641_quant_decoder_reference.csv"
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        ref[int(r["pose_id"]), KEYPOINT_NAMES.index(r["keypoint_label"].lower())] = float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"])
+    ref = reference(reference_csv("481_641"))
     m = load_posenet(DECODER_MODEL, 2, resize_filter="nearest")
     img = cv2.resize(cv2.imread(str(COUPLE)), (m.input_width, m.input_height), interpolation=cv2.INTER_NEAREST_EXACT)
     h, _ = m.infer(img)
@@ -126,9 +120,7 @@ def coral_reference() -> list[list[str]]:
     row = []
     for dec in (compiled, multi):
         d = dec.decode_multiple_poses(h, s["max_poses"], s["min_pose_score"], s["nms_radius"])
-        ok = 0
-        for pose, kp, r in zip(d.keypoints_yx, d.keypoint_scores, ref):
-            ok += int(((np.abs(pose[:, ::-1] - r[:, :2]).max(axis=1) <= 4) & (np.abs(kp - r[:, 2]) <= 0.1)).sum())
+        ok = matches_reference([p[:, ::-1] for p in d.keypoints_yx], d.keypoint_scores, ref)
         row.append(f"{ok}/34")
     return [row]
 

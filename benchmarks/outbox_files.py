@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.baselines.tables import table
 from edgepose.mqtt import outbox as ob
 
 PAYLOAD = b"x" * 260  # the size of a typical events payload
@@ -64,14 +65,14 @@ def main() -> int:
             rows.append((label, base, ours))
     print(f"{args.events} events of {len(PAYLOAD)} bytes, one transaction each, synchronous=FULL; "
           f"edgepose: wal_autocheckpoint={ob.WAL_AUTOCHECKPOINT}, journal_size_limit={ob.JOURNAL_SIZE_LIMIT}")
-    print(f"{'case':28s} {'settings':10s} {'ms/event':>9s} {'max WAL KiB':>12s} {'max total KiB':>14s} "
-          f"{'end WAL KiB':>12s} {'end db KiB':>11s}")
+    cells = []
     for label, base, ours in rows:
         for name, r in (("sqlite", base), ("edgepose", ours)):
-            print(f"{label:28s} {name:10s} {r['ms']:9.2f} {r['max_wal'] / 1024:12.0f} {r['max_total'] / 1024:14.0f} "
-                  f"{r['end_wal'] / 1024:12.0f} {r['end_db'] / 1024:11.0f}")
-        print(f"{'':28s} {'ratio':10s} {ours['ms'] / base['ms']:9.2f} {ours['max_wal'] / max(base['max_wal'], 1):12.2f} "
-              f"{ours['max_total'] / max(base['max_total'], 1):14.2f}")
+            cells.append([label, name, f"{r['ms']:.2f}", f"{r['max_wal'] / 1024:.0f}", f"{r['max_total'] / 1024:.0f}",
+                          f"{r['end_wal'] / 1024:.0f}", f"{r['end_db'] / 1024:.0f}"])
+        cells.append(["", "ratio", f"{ours['ms'] / base['ms']:.2f}", f"{ours['max_wal'] / max(base['max_wal'], 1):.2f}",
+                      f"{ours['max_total'] / max(base['max_total'], 1):.2f}", "", ""])
+    table("The outbox's files", ["case", "settings", "ms/event", "max WAL KiB", "max total KiB", "end WAL KiB", "end db KiB"], cells, "llrrrrr")
     return 0
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.baselines.tables import table  # noqa: E402
 from tests.conftest_provision import make_pi_image  # noqa: E402 - the tests' image builder, not a copy of it
+from tests.procs import EDGEPOSE  # noqa: E402
 
 DEVICE = REPO / "firmware_configs" / "device.toml"
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", default="pi4")
     ap.add_argument("--cold", action="store_true", help="also bundle with an empty wheel cache (downloads)")
     args = ap.parse_args(argv)
-    edgepose = [sys.executable, "-m", "edgepose.cli"]
+    edgepose = list(EDGEPOSE)
     env = {**os.environ, "EDGEPOSE_MODEL_MIRROR": os.environ.get("EDGEPOSE_MODEL_MIRROR", str(REPO.parent / "shared" / "models"))}
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="edgepose-bench-") as tmp:
@@ -77,10 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         s = timed([*base, "--image", str(xz), "--out", str(work / "o3.img")], env)
         rows.append(("edgepose flash .xz image, bundle made on the fly", s, f"{s / unxz_s:.1f}x unxz"))
     print(f"image {img_mib:.0f} MiB, bundle {size / 1e6:.1f} MB ({args.profile}), {os.cpu_count()} cores")
-    w = max(len(r[0]) for r in rows)
-    print(f"{'step'.ljust(w)}  seconds  ratio")
-    for name, sec, ratio in rows:
-        print(f"{name.ljust(w)}  {sec:7.2f}  {ratio}")
+    table("Provisioning steps", ["step", "seconds", "ratio"], [[name, f"{sec:.2f}", ratio] for name, sec, ratio in rows], "lr")
 
 
 if __name__ == "__main__":

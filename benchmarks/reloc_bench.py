@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+
 W, H = 481, 353
 
 from benchmarks.baselines.tables import table  # noqa: E402

@@ -29,7 +29,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+
 VIDEO = SHARED / "video" / "openpose_video.avi"
 COUPLE = SHARED / "images" / "test_couple.jpg"
 SIZES = ("353_481", "481_641", "721_1281")
@@ -45,6 +46,7 @@ from edgepose.pipeline import Pipeline  # noqa: E402
 from edgepose.sinks.video import VideoSink  # noqa: E402
 from edgepose.sources import open_source  # noqa: E402
 from edgepose.types import KEYPOINT_NAMES  # noqa: E402
+from tests.reference import matches_reference, reference, reference_csv  # noqa: E402
 
 # The decoder 'edgepose run' picks (numba where it loads, else numpy): the user's path.
 DECODER_NAME, decode_multiple_poses = select_decoder()
@@ -103,26 +105,10 @@ def stage_latency(size: str, threads: int, frames: list[np.ndarray], couple: np.
     return rows
 
 
-def coral_reference(size: str) -> np.ndarray:
-    import csv
-
-    out = np.zeros((2, 17, 3), np.float32)
-    for r in csv.DictReader(open(SHARED / "reference" / "coral" / f"posenet_mobilenet_v1_075_{size}_quant_decoder_reference.csv")):
-        out[int(r["pose_id"]), KEYPOINT_NAMES.index(r["keypoint_label"].lower())] = float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"])
-    return out
-
-
-def conformance(yx: np.ndarray, scores: np.ndarray, ref: np.ndarray) -> int:
-    """Reference keypoints reproduced within 4 px and 0.1 score, each reference person
+def conformance(yx: np.ndarray, scores: np.ndarray, ref: list) -> int:
+    """Reference keypoints reproduced (tests.reference.matches_reference), each reference person
     compared with the decoded pose closest to it (decoders may order poses differently)."""
-    ok = 0
-    for r in ref:
-        if not len(yx):
-            break
-        i = int(np.argmin([np.abs(p[:, ::-1] - r[:, :2]).mean() for p in yx]))
-        dxy = np.abs(yx[i][:, ::-1] - r[:, :2]).max(axis=1)
-        ok += int(((dxy <= 4) & (np.abs(scores[i] - r[:, 2]) <= 0.1)).sum())
-    return ok
+    return matches_reference([p[:, ::-1] for p in yx], scores, ref, in_order=False)
 
 
 def timeit(fn, repeat: int) -> float:
@@ -153,7 +139,7 @@ def decode_table(frames: list[np.ndarray], repeat: int) -> list[list[str]]:
     dm = load_posenet(model_path("481_641", "quant_decoder"), 2, resize_filter="nearest")
     img = cv2.resize(cv2.imread(str(COUPLE)), (dm.input_width, dm.input_height), interpolation=cv2.INTER_NEAREST_EXACT)
     h, _ = dm.infer(img)
-    ref = coral_reference("481_641")
+    ref = reference(reference_csv("481_641"))
     ours = decode_multiple_poses(h, 10, 0.2, 10.0)
     p = 1.0 / (1.0 + np.exp(-h.heatmaps))
     _, bs, bc = posenet_python.decode_multiple_poses(p, h.offsets, h.displacements[..., :32], h.displacements[..., 32:], 16, 10, 0.2, 10, 0.2)
@@ -249,7 +235,7 @@ def decoder_settings_rows() -> list[list[str]]:
             png = Path(tmp) / f"couple_{size}.png"
             # Coral's test resizes with PIL's nearest neighbour (= INTER_NEAREST_EXACT); the CLI's resize is then a no-op.
             cv2.imwrite(str(png), cv2.resize(cv2.imread(str(COUPLE)), (w, h), interpolation=cv2.INTER_NEAREST_EXACT))
-            ref = coral_reference(size)
+            ref = reference(reference_csv(size))
             cells = [size.replace("_", "x")]
             for flags in ([], ["--min-pose-score", "0.25", "--nms-radius", "20"]):
                 out = Path(tmp) / "out.jsonl"

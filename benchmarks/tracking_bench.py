@@ -31,13 +31,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose import geometry as g  # noqa: E402
 from edgepose.tracking import Tracker, TrackingConfig  # noqa: E402
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs, score_against_truth  # noqa: E402
 from edgepose.types import Pose  # noqa: E402
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
 from tests.crowds import crowd_scene  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 VIDEO = SHARED / "video/openpose_video.avi"
 
@@ -159,16 +160,17 @@ def main() -> int:
             vres.append((continuity_breaks(fr, pairs), len(pairs), len(ids)))
         rows.append((name, (sw, float(np.mean(ipp)), vres, 1e6 * secs / max(nframes, 1))))
     base = rows[0][1][3]
-    print()
-    print(f"{'tracker':28s} {'synth switches':>14s} {'IDs/person':>10s} {'video breaks 50fps':>19s} {'IDs':>4s} "
-          f"{'breaks 17fps':>13s} {'IDs':>4s} {'us/frame':>9s} {'speed-up':>9s}")
+    cells = []
     for name, r in rows:
         if r is None:
-            print(f"{name:28s} (not installed)")
+            cells.append([name, "(not installed)", *[""] * 7])
             continue
         sw, ipp, v, us = r
         (b1, p1, i1), (b3, p3, i3) = v
-        print(f"{name:28s} {sw:14d} {ipp:10.2f} {f'{b1}/{p1}':>19s} {i1:4d} {f'{b3}/{p3}':>13s} {i3:4d} {us:9.0f} {base / us:8.1f}x")
+        cells.append([name, str(sw), f"{ipp:.2f}", f"{b1}/{p1}", str(i1), f"{b3}/{p3}", str(i3), f"{us:.0f}", f"{base / us:.1f}x"])
+    table("Trackers: synthetic crowds and the shared video",
+          ["tracker", "synth switches", "IDs/person", "video breaks 50fps", "IDs", "breaks 17fps", "IDs", "us/frame", "speed-up"],
+          cells, "lrrrrrrrr")
     return 0
 
 

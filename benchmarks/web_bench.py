@@ -33,7 +33,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
+from benchmarks.baselines.tables import table  # noqa: E402
+from tests.conftest import SHARED  # noqa: E402 - the one definition of ../shared
+from tests.procs import EDGEPOSE  # noqa: E402
+
 MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -214,7 +217,7 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
     http_port = free_port()
     cfgfile = tmp / "view.toml"
     cfgfile.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
-    cli = [sys.executable, "-m", "edgepose.cli"]
+    cli = list(EDGEPOSE)
     view = subprocess.Popen([*cli, "view", "--config", str(cfgfile), "--http-port", str(http_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     listen_out = tmp / "all.jsonl"
@@ -314,25 +317,15 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     if not args.skip_loop:
         rows = frame_loop(args.block, args.rounds)
-        print(f"\n1. frame loop of serve on the shared clip ({args.rounds} rounds x {args.block} frames per mode, round-robin; "
-              "medians of the blocks)\n")
-        print("| mode | wall ms per frame | ratio | CPU ms per frame (process) | ratio | notes |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for mode, ms, ratio, cms, cratio, note in rows:
-            print(f"| {mode} | {ms:.1f} | {ratio:.3f} | {cms:.1f} | {cratio:.3f} | {note} |")
+        table(f"1. frame loop of serve on the shared clip ({args.rounds} rounds x {args.block} frames per mode, round-robin; "
+              "medians of the blocks)", ["mode", "wall ms per frame", "ratio", "CPU ms per frame (process)", "ratio", "notes"],
+              [[mode, f"{ms:.1f}", f"{ratio:.3f}", f"{cms:.1f}", f"{cratio:.3f}", note] for mode, ms, ratio, cms, cratio, note in rows], "lrrrrl")
     if not args.skip_fleet:
         with tempfile.TemporaryDirectory(prefix="edgepose-webbench-") as d:
             rows2, cpu_rows = fleet(args.devices, args.fps, args.seconds, Path(d))
-        print("\n2. fleet: one Mosquitto on loopback, simulated devices, edgepose view + headless Chromium, "
-              "edgepose listen --jsonl\n")
-        print("| figure | value |")
-        print("| --- | --- |")
-        for k, v in rows2:
-            print(f"| {k} | {v} |")
-        print("\n| process | CPU (% of one core) |")
-        print("| --- | --- |")
-        for k, v, _ in cpu_rows:
-            print(f"| {k} | {v} |")
+        table("2. fleet: one Mosquitto on loopback, simulated devices, edgepose view + headless Chromium, edgepose listen --jsonl",
+              ["figure", "value"], [[str(k), str(v)] for k, v in rows2])
+        table("   CPU of each process", ["process", "CPU (% of one core)"], [[str(k), str(v)] for k, v, _ in cpu_rows], "lr")
 
 
 if __name__ == "__main__":

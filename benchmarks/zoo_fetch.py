@@ -11,14 +11,18 @@ import http.server
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.baselines.tables import table
 from edgepose.model import zoo
+from tests.conftest import SHARED
 
-MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+MIRROR = SHARED / "models"
 NAMES = ["posenet", "posenet-481x641-edgetpu"]
 
 
@@ -66,9 +70,11 @@ def main(argv: list[str] | None = None) -> None:
         httpd.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"{'model':58} {'MB':>5} {'copyfile ms':>11} {'fetch folder ms':>15} {'x copy':>7} {'fetch http ms':>13} {'x copy':>7} {'MB/s http':>9} {'exists us':>9} {'resolve ms':>10} {'x exists':>9}")
-    for n, mb, bc, fo, ht, bh, hi in rows:
-        print(f"{n:58} {mb:5.2f} {bc * 1e3:11.2f} {fo * 1e3:15.2f} {fo / bc:7.1f} {ht * 1e3:13.2f} {ht / bc:7.1f} {mb / ht:9.0f} {bh * 1e6:9.1f} {hi * 1e3:10.2f} {hi / bh:9.0f}")
+    cells = [[n, f"{mb:.2f}", f"{bc * 1e3:.2f}", f"{fo * 1e3:.2f}", f"{fo / bc:.1f}", f"{ht * 1e3:.2f}", f"{ht / bc:.1f}", f"{mb / ht:.0f}",
+              f"{bh * 1e6:.1f}", f"{hi * 1e3:.2f}", f"{hi / bh:.0f}"] for n, mb, bc, fo, ht, bh, hi in rows]
+    table("Fetching registry models (folder and HTTP mirror) and resolving cached ones",
+          ["model", "MB", "copyfile ms", "fetch folder ms", "x copy", "fetch http ms", "x copy", "MB/s http", "exists us", "resolve ms",
+           "x exists"], cells, "lrrrrrrrrrr")
 
 
 if __name__ == "__main__":

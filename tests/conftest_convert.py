@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from tests.conftest import SHARED
+
 FROZEN = SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb"
 CHECKPOINT = SHARED / "models" / "posenet-python" / "checkpoints" / "model-mobilenet_v1_050.ckpt"
 COUPLE = SHARED / "images" / "test_couple.jpg"

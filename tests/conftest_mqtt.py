@@ -1,22 +1,24 @@
 """Fixtures for the MQTT / service tests: real Mosquitto brokers and real poses.
 
 Registered for every test module by ``pytest_plugins`` in ``tests/conftest.py``;
-modules import only its plain helpers and constants (``frame``, ``people``, ``SHARED``...).
+modules import only its plain helpers and constants (``frame``, ``people``, ``write_recording``, ``check_schema``...).
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Iterator
 
+import jsonschema
 import numpy as np
 import pytest
 
+from edgepose.mqtt import payloads
 from edgepose.types import ActionEvent, FrameResult, Pose
+from tests.conftest import SHARED
 from tests.mosquitto import Mosquitto, TlsFiles, make_certs, make_password_file
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 TEST_IMAGE = SHARED / "images" / "test_couple.jpg"
 TEST_MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 
@@ -91,6 +93,23 @@ def people(real_poses: list[Pose], n: int) -> list[Pose]:
 def frame(index: int, poses: list[Pose], events: list[ActionEvent] | None = None, ts: float | None = None, **extra) -> FrameResult:
     return FrameResult(index=index, timestamp=float(index) / 30.0 if ts is None else ts, poses=poses, width=1920, height=1278,
                        events=events or [], extra=dict(extra))
+
+
+def write_recording(path: Path, poses: list[Pose], n: int = 200, every: int = 1) -> Path:
+    """A JSONL recording (frame records) of ``n`` frames of real poses, with an event on every ``every``-th frame."""
+    with path.open("w") as f:
+        for i in range(n):
+            ev = [ActionEvent(1, "step", "instant", i / 30)] if i % every == 0 else []
+            f.write(json.dumps(frame(i, poses, ev).to_dict()) + "\n")
+    return path
+
+
+def check_schema(topic: str, payload: bytes, device: str) -> dict:
+    """Decode one MQTT message of ``device`` by its topic's last level and validate it against that kind's JSON schema."""
+    kind = topic.rsplit("/", 1)[-1]
+    data = payloads.decode_poses(payload, device) if kind == "poses" else json.loads(payload)
+    jsonschema.Draft202012Validator(payloads.load_schema(kind)).validate(data)
+    return data
 
 
 def rand_pose(rng: np.random.Generator, track_id: int | None = 1) -> Pose:

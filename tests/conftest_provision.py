@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+from tests.procs import edgepose
+
 DEVICE = REPO / "firmware_configs" / "device.toml"
 #: Boot partition: 4 MiB in, 300 MiB of FAT32 (Raspberry Pi OS has 512 MiB), then a 16 MiB Linux (ext4) partition entry.
 BOOT_START = 8192 * 512
@@ -142,3 +144,11 @@ def pi4_bundle_313(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "pi4-313"
     make_bundle("pi4", DEVICE, out, python="3.13", progress=False)
     return out
+
+
+def flash_cli(*args: str | bytes, env: dict[str, str | bytes | None] | None = None, cwd: Path | None = None,
+              text: bool = True, no_progress: bool = True) -> subprocess.CompletedProcess:
+    """``edgepose flash ARGS [--no-progress]``; the Wi-Fi and user passwords come from ``env`` alone, never the caller's
+    environment (``text=False``: bytes in and out, for argv and env that are not UTF-8 on purpose)."""
+    return edgepose("flash", *args, *(["--no-progress"] if no_progress else []), env={"EDGEPOSE_WIFI_PASSWORD": None, "EDGEPOSE_USER_PASSWORD": None, **(env or {})},
+                    cwd=cwd, timeout=600, text=text)

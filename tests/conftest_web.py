@@ -1,10 +1,12 @@
-"""Fixtures for the web tests: Debian's headless Chromium driven by Selenium, and small HTTP helpers."""
+"""Fixtures for the web tests: Debian's headless Chromium driven by Selenium, and small HTTP helpers (waits: tests.procs.wait_until)."""
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
 import json
 import shutil
-import time
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -70,15 +72,45 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
     return json.loads(body)
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-        except (OSError, AssertionError, ValueError, KeyError):
-            last = None
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+class FileServer:
+    """A directory over HTTP (http.server in a thread) on 127.0.0.1 (``port`` 0: the OS picks one).
+
+    It records the request paths; ``behaviour(handler, n)`` may answer the n-th request itself (return true).
+    """
+
+    def __init__(self, directory: Path, behaviour: Callable[[Any, int], bool] | None = None, port: int = 0):
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                if behaviour is not None and behaviour(self, len(server.requests)):
+                    return
+                super().do_GET()
+
+        self.requests: list[str] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=str(directory)))
+        self.port = int(self.httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server() -> Iterator[Callable[..., FileServer]]:
+    """``file_server(directory, behaviour=None, port=0)`` starts a :class:`FileServer`; all are closed after the test."""
+    servers: list[FileServer] = []
+
+    def start(directory: Path, behaviour: Callable[[Any, int], bool] | None = None, port: int = 0) -> FileServer:
+        servers.append(FileServer(directory, behaviour, port))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

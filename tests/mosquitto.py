@@ -21,7 +21,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from .procs import free_port, wait_for
+from .procs import free_port, wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -129,14 +129,12 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> Mosquitto:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log_text()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not listen on {self.port}\n{self.log_text()}")
-            time.sleep(0.02)
+        proc = self.proc
+        if not wait_until(lambda: port_open(self.port) or proc.poll() is not None, timeout, interval=0.02, fail=False):
+            raise RuntimeError(f"mosquitto did not listen on {self.port}\n{self.log_text()}")
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"mosquitto exited with {proc.returncode}: {err}\n{self.log_text()}")
         return self
 
     def kill(self) -> None:
@@ -144,7 +142,7 @@ class Mosquitto:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
-        wait_for(lambda: not port_open(self.port), 5)  # free again, so that a restart can bind it
+        wait_until(lambda: not port_open(self.port), 5, fail=False)  # free again, so that a restart can bind it
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -13,8 +13,8 @@ from edgepose.actions.synthetic import sequence, standing
 from edgepose.actions.train import augment, grouped_folds
 from edgepose.errors import EdgeposeError
 from edgepose.types import KEYPOINT_INDEX, FrameResult
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SKELETONS = SHARED / "datasets/actions-9class/skeletons_info.txt"
 needs_data = pytest.mark.skipif(not SKELETONS.exists(), reason="shared actions-9class dataset missing")
 

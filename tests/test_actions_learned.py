@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgepose.cli import main as cli
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SKELETONS = SHARED / "datasets/actions-9class/skeletons_info.txt"
 
 pytestmark = [

@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,12 +19,13 @@ import pytest
 
 from edgepose.mqtt.client import MAX_INCOMING_PACKET, connect_kwargs
 from edgepose.mqtt.config import MqttConfig
-from tests.conftest_mqtt import TEST_MODEL
-from tests.conftest_web import get_json, wait_until
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL, write_recording
+from tests.conftest_web import get_json
 from tests.mosquitto import Mosquitto, Subscriber, free_port
-from tests.procs import finish
+from tests.procs import edgepose, edgepose_process, finish, wait_until
 
-VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "openpose_video.avi"
+VIDEO = SHARED / "video" / "openpose_video.avi"
 DEVICE = "hostile-broker-pi"
 CONNACK_V5 = b"\x20\x03\x00\x00\x00"  # session present 0, reason 0, no properties
 CONNACK_V311 = b"\x20\x02\x00\x00"
@@ -186,9 +186,8 @@ def test_serve_stays_bounded_against_a_huge_packet_and_delivers_its_outbox_after
     fake = FakeBroker("huge", bad_connections=3, upstream=mosquitto.port)
     http_port = free_port()
     sub = Subscriber(mosquitto.port, f"edgepose/{DEVICE}/events")
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config",
-                             str(device_config(tmp_path / "d.toml", fake.port, http_port, protocol))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = edgepose_process("serve", "--config", str(device_config(tmp_path / "d.toml", fake.port, http_port, protocol)),
+                            stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{http_port}/"
     peak = 0.0
     try:
@@ -219,9 +218,8 @@ def test_serve_stays_bounded_against_a_huge_packet_and_delivers_its_outbox_after
 @pytest.mark.parametrize("mode", ["huge", "garbage", "connack-garbage", "bad-length", "silent"])
 def test_listen_against_a_misbehaving_broker_says_so_and_stays_bounded(tmp_path, mode):
     fake = FakeBroker(mode)
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--host", "127.0.0.1", "--port", str(fake.port),
-                             "--device", "x", "--jsonl", str(tmp_path / "r.jsonl"), "--timeout", "12", "--connect-timeout", "12"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = edgepose_process("listen", "--host", "127.0.0.1", "--port", str(fake.port), "--device", "x", "--jsonl",
+                            str(tmp_path / "r.jsonl"), "--timeout", "12", "--connect-timeout", "12")
     peak = 0.0
     try:
         while proc.poll() is None:
@@ -249,7 +247,7 @@ def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_pat
     """Two services with one device_id kick each other off the broker (one client id). Each says so in one line and
     retries only every backoff_max: they swap at most that often, not every backoff_min (was: every 2 s, forever)."""
     from tests.test_mqtt_faults import DEVICE as TWIN
-    from tests.test_mqtt_faults import write_config, write_recording
+    from tests.test_mqtt_faults import write_config
 
     rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=50)
     status = Subscriber(mosquitto.port, f"edgepose/{TWIN}/status")
@@ -257,8 +255,8 @@ def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_pat
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         cfg = write_config(tmp_path / name / "device.toml", mosquitto.port, backoff_min=0.2, backoff_max=4.0)
-        procs.append(subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(cfg), "--replay", str(rec),
-                                       "--replay-loop", "--replay-fps", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        procs.append(edgepose_process("serve", "--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "10",
+                                      stdout=subprocess.DEVNULL))
     try:
         connects = lambda: mosquitto.log_text().count(f"as edgepose-{TWIN}")  # noqa: E731
         wait_until(lambda: connects() >= 2 * 3 + 1, 60, "the twins to kick each other off a few times")
@@ -288,9 +286,8 @@ def test_listen_survives_a_topic_that_is_not_utf8(tmp_path, protocol):
     cfg.write_text(f'[mqtt]\nprotocol = "{protocol}"\n')
     out = tmp_path / "r.jsonl"
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgepose.cli", "listen", "--config", str(cfg), "--host", "127.0.0.1",
-                               "--port", str(fake.port), "--device", "x", "--jsonl", str(out), "--frames", "3", "--timeout", "30"],
-                              capture_output=True, text=True, timeout=90)
+        proc = edgepose("listen", "--config", str(cfg), "--host", "127.0.0.1", "--port", str(fake.port), "--device", "x", "--jsonl",
+                        str(out), "--frames", "3", "--timeout", "30", timeout=90)
     finally:
         fake.close()
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -19,15 +18,16 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from edgepose.profiles import read_toml
 from edgepose.provision.bundle import MANIFEST, open_bundle, verify_manifest
 from edgepose.provision.wheels import TARGETS, BundleError, runtime_requirements
+from tests.conftest import REPO, SHARED
+from tests.procs import edgepose
 
-REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware_configs"
 DEVICE = FW / "device.toml"
 PYPROJECT = REPO / "pyproject.toml"
 
 
-def cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", *args], check=False, capture_output=True, text=True, timeout=600, **kw)
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return edgepose(*args, cwd=cwd, timeout=600)
 
 
 def runtime_names(python: str = "3.11") -> set[str]:
@@ -127,7 +127,7 @@ def test_bundle_files_and_manifest(pi4_bundle, tmp_path):
     assert info["models"] == [{"name": "coral/posenet_mobilenet_v1_075_353_481_quant",
                                "path": "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite",
                                "sha256": "d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264"}]
-    assert model.read_bytes() == (REPO.parent / "shared" / "models" / "coral" / model.name).read_bytes()
+    assert model.read_bytes() == (SHARED / "models" / "coral" / model.name).read_bytes()
     assert (pi4_bundle / "apt-packages.txt").read_text().split() == ["python3-venv", "python3-picamera2"]
     # the manifest lists every other file and `sha256sum -c` (what first boot runs) accepts it
     listed = verify_manifest(pi4_bundle)

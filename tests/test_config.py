@@ -1,10 +1,7 @@
 """One config base, one loader, and no secret in an error message (the reference: tests/test_docs.py)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import typing
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -12,8 +9,7 @@ from pydantic import BaseModel
 from edgepose.config import EdgeposeConfig, load_config, looks_secret
 from edgepose.config_base import ConfigModel
 from edgepose.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.procs import edgepose
 
 
 def _sections(model: type[BaseModel], path: str = ""):
@@ -48,7 +44,7 @@ def test_errors_never_echo_what_may_be_a_secret(tmp_path, toml, secret):
         load_config(cfg)
     msg = str(e.value)
     assert secret not in msg and "value not shown" in msg, msg
-    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--config", str(cfg), "--source", "x.jpg"], capture_output=True, text=True)
+    r = edgepose("run", "--config", str(cfg), "--source", "x.jpg")
     assert r.returncode == 2 and secret not in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
@@ -79,8 +75,7 @@ def test_one_loader_layers_the_board_profile_for_every_command(tmp_path):
     cfg = load_config(dev, overrides={"mqtt": {"keepalive": 45}})
     assert (cfg.device_id, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive, cfg.model.threads) == ("pi-7", "broker.lan", 1999, 45, 3)
     # listen gives up quickly on the profile's (closed) port: its message names that port, so it used the layered config.
-    r = subprocess.run([sys.executable, "-m", "edgepose", "listen", "--config", str(dev), "--host", "127.0.0.1", "--connect-timeout", "2"],
-                       capture_output=True, text=True, timeout=60)
+    r = edgepose("listen", "--config", str(dev), "--host", "127.0.0.1", "--connect-timeout", "2", timeout=60)
     assert r.returncode != 0 and "1999" in r.stderr and "Traceback" not in r.stderr
 
 

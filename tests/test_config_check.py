@@ -4,24 +4,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from edgepose.config_check import SCHEMA_PATH, check_file, json_schema, key_lines
+from tests.conftest import REPO
+from tests.procs import edgepose
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware_configs"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", "config", *args], capture_output=True, text=True, timeout=120)
+    return edgepose("config", *args, timeout=120)
 
 
 BAD = """\
@@ -41,6 +41,7 @@ hots = "broker.local"
 """
 
 
+@pytest.mark.integration
 def test_each_error_is_one_line_at_the_offending_key(tmp_path):
     f = tmp_path / "device.toml"
     f.write_text(BAD)
@@ -59,6 +60,7 @@ def test_each_error_is_one_line_at_the_offending_key(tmp_path):
     assert lines[-1].startswith(f"edgepose config check: {f}: 5 problems. Fix:")
 
 
+@pytest.mark.integration
 def test_a_valid_config_says_so(tmp_path):
     r = cli("check", str(FW / "device.toml"))
     assert r.returncode == 0 and r.stdout.strip() == f"{FW / 'device.toml'}: valid", r.stderr
@@ -71,6 +73,7 @@ def test_a_problem_from_the_board_profile_points_into_the_profile(tmp_path):
     assert check_file(f) == [f"{tmp_path / 'board.toml'}:4: model.threads: Input should be greater than or equal to 1 (got 0)"]
 
 
+@pytest.mark.integration
 def test_toml_syntax_errors_keep_tomls_own_line(tmp_path):
     f = tmp_path / "device.toml"
     f.write_text('[model]\nthreads = \n')
@@ -88,6 +91,7 @@ def test_key_lines_follow_tables_dotted_keys_and_inline_tables():
 
 # -- the JSON Schema ----------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_the_shipped_schema_is_the_generated_one():
     shipped = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     assert shipped == json_schema(), "run: edgepose config schema --write edgepose/schemas/config.schema.json"

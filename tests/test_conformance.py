@@ -6,30 +6,13 @@ within Coral's own tolerance (4 px, 0.1 score).
 """
 from __future__ import annotations
 
-import csv
-
 import cv2
-import numpy as np
 import pytest
 
 from edgepose.model.posenet import load_posenet
-from edgepose.types import KEYPOINT_NAMES
 
 from .conftest import CORAL_SIZES, SHARED, coral_model
-
-TOL_PX = 4.0
-TOL_SCORE = 0.1
-
-
-def reference(size: str) -> np.ndarray:
-    """(2, 17, 3) array of x, y, score from Coral's CSV."""
-    rows = list(csv.DictReader(open(SHARED / "reference" / "coral" / f"posenet_mobilenet_v1_075_{size}_quant_decoder_reference.csv")))
-    out = np.zeros((2, 17, 3), np.float32)
-    for r in rows:
-        k = KEYPOINT_NAMES.index(r["keypoint_label"].lower())
-        out[int(r["pose_id"]), k] = float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"])
-    return out
-
+from .reference import TOL_PX, TOL_SCORE, matches_reference, reference, reference_csv
 
 DECODERS = ("numba", "numpy")
 
@@ -44,14 +27,9 @@ def matches(size: str, kind: str, decoder: str) -> tuple[int, int]:
     if kind == "quant_decoder":
         assert settings == {"max_poses": 10, "min_pose_score": pytest.approx(0.2), "nms_radius": 10.0}
     poses = model.estimate(image, **settings)
-    ref = reference(size)
+    ref = reference(reference_csv(size))
     assert len(poses) == 2, f"expected the two people of test_couple.jpg, got {len(poses)}"
-    ok = 0
-    for pose, r in zip(poses, ref):
-        dxy = np.abs(pose.keypoints - r[:, :2]).max(axis=1)
-        ds = np.abs(pose.scores - r[:, 2])
-        ok += int(((dxy <= TOL_PX) & (ds <= TOL_SCORE)).sum())
-    return ok, 34
+    return matches_reference([p.keypoints for p in poses], [p.scores for p in poses], ref), 34
 
 
 @pytest.mark.parametrize("decoder", DECODERS)

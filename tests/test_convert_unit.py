@@ -20,11 +20,10 @@ from edgepose_convert.sizes import check_input_size, nearest_valid_sides, parse_
 from edgepose_convert.sources import detect_format
 from edgepose_convert.tfjs import dequantize, read_weights
 from edgepose_convert.tflite import map_output_roles
+from tests.conftest import CORAL
 
-from .conftest_convert import COCO, FROZEN, REPO, SHARED, VIDEO, tfjs_quantize
-
-CORAL = SHARED / "models" / "coral"
-
+from .conftest import REPO
+from .conftest_convert import COCO, FROZEN, VIDEO, tfjs_quantize
 
 # --------------------------------------------------------------------------- sizes
 

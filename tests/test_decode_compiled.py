@@ -3,9 +3,6 @@ choosing the decoder, the fallback without numba, and where its compiled code is
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 from edgepose.decode import Heads, QuantizedHeads, compiled, multi, select_decoder
 from edgepose.errors import ModelError
 from edgepose.model.posenet import load_posenet
+from tests.procs import edgepose
 
 from .conftest import REPO, SHARED, coral_model
 from .procs import NO_NUMBA, run_py
@@ -157,9 +155,7 @@ def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp
     (the unit's CacheDirectory) or NUMBA_CACHE_DIR. First boot compiles the decoder with `edgepose compile`;
     a start after that must load it instead of compiling."""
     cache = tmp_path / "cache"
-    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
-    first = subprocess.run([sys.executable, "-m", "edgepose", "compile"], capture_output=True, text=True, timeout=600, cwd=REPO,
-                           env={**e, "EDGEPOSE_CACHE_DIR": str(cache)})
+    first = edgepose("compile", timeout=600, cwd=REPO, env={"NUMBA_CACHE_DIR": None, "EDGEPOSE_DECODER": None, "EDGEPOSE_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr[-2000:]
     assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == [
         "multi-pose decoder (float32 heads): compiled", "multi-pose decoder (uint8 heads): compiled"]

@@ -20,7 +20,7 @@ from edgepose.model import flatbuf
 from edgepose.types import KEYPOINT_NAMES
 
 from .conftest import CORAL_SIZES, SHARED, coral_model
-from .test_conformance import TOL_PX, TOL_SCORE, reference
+from .reference import TOL_PX, TOL_SCORE, matches_reference, reference, reference_csv
 
 COUPLE = SHARED / "images" / "test_couple.jpg"
 
@@ -55,15 +55,10 @@ def _records(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _conformance(people: list[dict], ref: np.ndarray) -> int:
+def _conformance(people: list[dict], ref: list) -> int:
     """Reference keypoints reproduced; each reference person against the closest output person."""
     poses = [np.array([p["keypoints"][k] for k in KEYPOINT_NAMES], np.float32) for p in people]
-    ok = 0
-    for r in ref:
-        best = min(poses, key=lambda p: float(np.abs(p[:, :2] - r[:, :2]).mean()))
-        dxy = np.abs(best[:, :2] - r[:, :2]).max(axis=1)
-        ok += int(((dxy <= TOL_PX) & (np.abs(best[:, 2] - r[:, 2]) <= TOL_SCORE)).sum())
-    return ok
+    return matches_reference([p[:, :2] for p in poses], [p[:, 2] for p in poses], ref, in_order=False)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +83,7 @@ def test_run_with_default_flags_reproduces_coral_reference(size, coral_inputs, t
     assert rc == 0
     (rec,) = _records(jsonl)
     assert len(rec["people"]) == 2
-    ok = _conformance(rec["people"], reference(size))
+    ok = _conformance(rec["people"], reference(reference_csv(size)))
     assert ok == 34, f"{ok}/34 keypoints within {TOL_PX} px and {TOL_SCORE} score"
     summary = capsys.readouterr().err
     line = next(ln for ln in summary.splitlines() if ln.startswith("decoder:"))

@@ -8,16 +8,16 @@ through it must equal the CPU run; on demand it fails as real ones do (at creati
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED
+from tests.procs import edgepose
+
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 IMAGE = SHARED / "images/test_couple.jpg"
 
@@ -37,9 +37,9 @@ def run(tmp_path: Path, model_toml: str, refuse: str = "") -> tuple[subprocess.C
     log, out = tmp_path / "delegate.log", tmp_path / "poses.jsonl"
     out.unlink(missing_ok=True)
     log.unlink(missing_ok=True)
-    env = {**os.environ, "FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_REFUSE": refuse}
-    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE),
-                        "--jsonl", str(out), "-q"], capture_output=True, text=True, env=env, timeout=120)
+    env = {"FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_REFUSE": refuse}
+    r = edgepose("run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE), "--jsonl", str(out), "-q", env=env,
+                 timeout=120)
     people = [json.loads(line)["people"] for line in out.read_text().splitlines()] if out.exists() else []
     return r, (log.read_text().splitlines() if log.exists() else []), people
 
@@ -55,6 +55,7 @@ def cpu_people(tmp_path_factory) -> list:
     return people
 
 
+@pytest.mark.integration
 def test_the_delegate_gets_its_options_and_runs_the_model(fake_lib, tmp_path, cpu_people):
     r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\ndelegate_options = {{ cache_dir = "/tmp/vx", priority = 2, fp16 = true }}\n')
     assert r.returncode == 0, r.stderr
@@ -64,6 +65,7 @@ def test_the_delegate_gets_its_options_and_runs_the_model(fake_lib, tmp_path, cp
     assert keypoints(people) == keypoints(cpu_people)  # the fake claims no op: the same poses as the CPU
 
 
+@pytest.mark.integration
 def test_a_delegate_that_fails_to_start_is_one_line_naming_it_and_the_fix(fake_lib, tmp_path):
     r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\n', refuse="create")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
@@ -71,12 +73,14 @@ def test_a_delegate_that_fails_to_start_is_one_line_naming_it_and_the_fix(fake_l
     assert str(fake_lib) in r.stderr and "model.delegate" in r.stderr and 'delegate_fallback = "cpu"' in r.stderr
 
 
+@pytest.mark.integration
 def test_a_missing_delegate_library_is_one_line(tmp_path):
     r, _, _ = run(tmp_path, 'delegate = "/usr/lib/libvx_delegate.so"\n')
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "/usr/lib/libvx_delegate.so (model.delegate) could not be opened" in r.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("refuse", ["create", "prepare"])
 def test_fallback_cpu_runs_the_model_on_the_cpu_with_a_warning(fake_lib, tmp_path, cpu_people, refuse):
     r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\ndelegate_fallback = "cpu"\n', refuse=refuse)
@@ -86,12 +90,14 @@ def test_fallback_cpu_runs_the_model_on_the_cpu_with_a_warning(fake_lib, tmp_pat
     assert keypoints(people) == keypoints(cpu_people)
 
 
+@pytest.mark.integration
 def test_a_delegate_that_rejects_the_graph_fails_without_fallback(fake_lib, tmp_path):
     r, log, _ = run(tmp_path, f'delegate = "{fake_lib}"\n', refuse="prepare")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "prepare refused" in log and "could not run" in r.stderr and "delegate_fallback" in r.stderr
 
 
+@pytest.mark.integration
 def test_edge_tpu_and_another_delegate_are_refused_together(fake_lib, tmp_path):
     r, _, _ = run(tmp_path, f'edgetpu = "on"\ndelegate = "{fake_lib}"\n')
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -4,14 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edgepose.provision.disks import DiskRefused, check_target, parse_lsblk, read_lsblk
 from edgepose.provision.write import WriteError, write_image
+from tests.conftest_provision import DEVICE, flash_cli
 
 DATA = Path(__file__).resolve().parent / "data" / "lsblk"
 
@@ -122,13 +121,8 @@ def test_write_image_verifies_by_reading_back(tmp_path):
 def test_flash_write_refuses_before_any_work(tmp_path):
     """The CLI checks the disk first: a refused disk leaves no --out and no temp file."""
     out = tmp_path / "out.img"
-    env = {**os.environ, "EDGEPOSE_LSBLK_JSON": str(DATA / "pi-sd-second-card.json")}
-    r = subprocess.run(
-        [sys.executable, "-m", "edgepose.cli", "flash", "--image", str(tmp_path / "missing.img"), "--out", str(out),
-         "--profile", "pi4", "--config", str(Path(__file__).resolve().parents[1] / "firmware_configs" / "device.toml"),
-         "--write", "/dev/mmcblk0", "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )
+    r = flash_cli("--image", str(tmp_path / "missing.img"), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE),
+                  "--write", "/dev/mmcblk0", env={"EDGEPOSE_LSBLK_JSON": str(DATA / "pi-sd-second-card.json")})
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgepose flash: error: /dev/mmcblk0") and "holds /" in lines[0]

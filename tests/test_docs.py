@@ -37,6 +37,7 @@ import pytest
 from edgepose import docgen
 from edgepose.cli import COMMANDS, build_parser
 from tests.conftest import REPO, SHARED
+from tests.procs import edgepose
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -505,15 +506,14 @@ def scratch(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.where)
 def test_every_runnable_command_in_the_docs_runs(block, scratch):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPOSE_")}
+    base: dict[str, str | None] = {k: None for k in os.environ if k.startswith("EDGEPOSE_")}  # none of the caller's settings
     base.update(EDGEPOSE_MODEL_MIRROR=str(SHARED / "models"), EDGEPOSE_CACHE_DIR=str(scratch.parent / "cache"))
     for cmd in block.commands:
         if not cmd.run:
             continue
         env = {**base, **cmd.env}
         try:
-            res = subprocess.run([sys.executable, "-m", "edgepose", *cmd.argv], cwd=scratch, env=env, capture_output=True,
-                                 text=True, timeout=900, stdin=subprocess.DEVNULL)
+            res = edgepose(*cmd.argv, cwd=scratch, env=env, timeout=900, input="")  # stdin: empty, as no terminal
         except subprocess.TimeoutExpired:
             pytest.fail(f"{cmd.where}: `{cmd.text}` ran for 15 minutes; if it cannot run in CI, end the line with "
                         "`# [not run in CI: why]`")

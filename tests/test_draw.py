@@ -1,9 +1,6 @@
 """Drawing: skeleton and keypoints where the parts are, colours per track, labels, HUD."""
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -18,26 +15,16 @@ from edgepose.draw import (
     track_color,
 )
 from edgepose.types import KEYPOINT_INDEX, KEYPOINT_NAMES, SKELETON, ActionEvent, FrameResult, Pose
+from tests.conftest import SHARED
+from tests.reference import reference, reference_csv
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COUPLE = SHARED / "images" / "test_couple.jpg"
-REF = SHARED / "reference" / "coral" / "posenet_mobilenet_v1_075_481_641_quant_decoder_reference.csv"
 
 
 def coral_reference_poses() -> list[Pose]:
     """Coral's expected poses for test_couple.jpg, mapped from model-input (641x481) to image pixels."""
     img_h, img_w = 1278, 1920
-    rows: dict[int, dict] = {}
-    with REF.open() as f:
-        for r in csv.DictReader(f):
-            p = rows.setdefault(int(r["pose_id"]), {"score": float(r["pose_score"]), "kp": {}})
-            p["kp"][r["keypoint_label"].lower()] = (float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"]))
-    poses = []
-    for pid, p in sorted(rows.items()):
-        arr = np.array([p["kp"][n] for n in KEYPOINT_NAMES], np.float32)
-        pose = Pose(arr[:, :2], arr[:, 2], p["score"], track_id=pid + 1)
-        poses.append(pose.scaled(img_w / 641, img_h / 481))
-    return poses
+    return [pose.scaled(img_w / 641, img_h / 481) for pose in reference(reference_csv("481_641"))]
 
 
 def stick(x0: float = 100, y0: float = 40, score: float = 0.9, track_id: int | None = None) -> Pose:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED
+from tests.procs import edgepose
+
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 IMAGE = SHARED / "images/test_couple.jpg"
 
@@ -33,9 +34,9 @@ def run_with_tpu(fake_lib: Path, tmp_path: Path, device: str | None, attached: s
     cfg = tmp_path / "device.toml"
     cfg.write_text('[model]\nedgetpu = "on"\n' + (f'edgetpu_device = "{device}"\n' if device else ""))
     log, out = tmp_path / "etpu.log", tmp_path / "poses.jsonl"
-    env = {**__import__("os").environ, "LD_LIBRARY_PATH": str(fake_lib), "FAKE_EDGETPU_LOG": str(log), "FAKE_EDGETPU_DEVICES": attached}
-    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE),
-                        "--jsonl", str(out), "-q"], capture_output=True, text=True, env=env, timeout=120)
+    env = {"LD_LIBRARY_PATH": str(fake_lib), "FAKE_EDGETPU_LOG": str(log), "FAKE_EDGETPU_DEVICES": attached}
+    r = edgepose("run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE), "--jsonl", str(out), "-q", env=env,
+                 timeout=120)
     return r, (log.read_text().splitlines() if log.exists() else []), out
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest_mqtt import SHARED, TEST_IMAGE, TEST_MODEL
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_IMAGE, TEST_MODEL
+from tests.procs import edgepose
 
 pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 
@@ -104,10 +105,6 @@ def cases(tmp: Path, write: bool = True) -> list[Case]:
     return out
 
 
-def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *args], capture_output=True, text=True, timeout=timeout)
-
-
 def _check_one_line(cmd: str, case: Case, r: subprocess.CompletedProcess) -> None:
     err = r.stderr
     assert "Traceback" not in err, err[-3000:]
@@ -144,7 +141,7 @@ def test_run_over_bad_input(corpus, case_id, tmp_path):
     if "--model" not in case.run and not case_id.startswith("config-"):
         args += ["--model", str(TEST_MODEL)]
     args += ["--output", str(tmp_path / "out.jpg")]
-    r = _run(args)
+    r = edgepose(*args, timeout=120)
     _check_one_line("run", case, r)
     if case.code != 0:
         assert not (tmp_path / "out.jpg").exists()  # nothing half-written
@@ -164,5 +161,5 @@ def test_serve_over_bad_input(corpus, case_id, broker, tmp_path):
         config_path = tmp_path / "device.toml"
         config_path.write_text(base + case.serve_config)
         config = str(config_path)
-    r = _run(["serve", "--config", config, *case.serve_args], timeout=120)
+    r = edgepose("serve", "--config", config, *case.serve_args, timeout=120)
     _check_one_line("serve", case, r)

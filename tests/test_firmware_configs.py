@@ -29,8 +29,8 @@ from edgepose.profiles import (
     read_toml,
 )
 from edgepose.sources import resolve
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware_configs"
 BOARDS = FW / "boards"
 DEVICE = FW / "device.toml"

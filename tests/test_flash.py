@@ -4,11 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from edgepose.errors import ConfigError
 from edgepose.provision import firstboot as fb
 from edgepose.provision.secrets import check_passphrase, sha512_crypt, wpa_psk
+from tests.conftest import REPO
 from tests.conftest_provision import (
     BOOT_SECTORS,
     BOOT_START,
@@ -27,11 +26,11 @@ from tests.conftest_provision import (
     DEVICE,
     STOCK_USER_DATA,
     fat_read,
+    flash_cli,
     make_pi_image,
     mtools,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "Tr0ub4dor&3-horse battery"
 SSID = "Café-Net 5G"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq1rE0yR1o0tqNw3V1dC2W2y3c3lq6l1Jm2kq3dY0pX alice@laptop"
@@ -39,13 +38,6 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq1rE0yR1o0tqNw3V1dC2W2y3c3lq6l1Jm2k
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def flash_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, no_progress: bool = True) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if k not in ("EDGEPOSE_WIFI_PASSWORD", "EDGEPOSE_USER_PASSWORD")}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", "flash", *args, *(["--no-progress"] if no_progress else [])], capture_output=True,
-                          text=True, env=e, timeout=600, cwd=cwd, check=False)
 
 
 def fat_walk(image: Path, folder: str) -> list[str]:
@@ -348,6 +340,7 @@ def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
     assert user["sudo"] is None  # with a password, sudo asks for it (Imager's `sudo: null`)
 
 
+@pytest.mark.integration
 def test_flashing_a_flashed_image_again_makes_a_new_first_boot(tmp_path, pi4_bundle, key_file):
     """A card flashed twice: a new instance id each time, one ds= word, one firstboot runcmd, the secrets replaced."""
     src = make_pi_image(tmp_path / "raspios.img", cloud_init=True)
@@ -370,6 +363,7 @@ def test_flashing_a_flashed_image_again_makes_a_new_first_boot(tmp_path, pi4_bun
     assert lines[1].replace(ids[1], ids[0]) == lines[0]  # nothing else on the line changed
 
 
+@pytest.mark.integration
 def test_secrets_file_errors_name_the_line(tmp_path, pi4_bundle):
     bad = tmp_path / "bad.env"
     for text, words in (("EDGEPOSE TOKEN=1\n", "line 1"), ("A=1\nnot a pair\n", "line 2"), (b"T=\xff\n", "not UTF-8")):

@@ -7,13 +7,12 @@ folder, write exactly the intended values.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import yaml
 from edgepose.errors import ConfigError
 from edgepose.provision import firstboot as fb
 from edgepose.provision.secrets import wpa_psk
+from tests import conftest_provision
 from tests.conftest_provision import DEVICE, fat_read, make_pi_image
 
 BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIGq1rE0yR1o0tqNw3V1dC2W2y3c3lq6l1Jm2kq3dY0pX"
@@ -73,11 +73,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def flash_cli(*args: str | bytes, env: dict[str, str | bytes] | None = None) -> subprocess.CompletedProcess:
-    e: dict[str, str | bytes] = {k: v for k, v in os.environ.items() if k not in ("EDGEPOSE_WIFI_PASSWORD", "EDGEPOSE_USER_PASSWORD")}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", "flash", *args, "--no-progress"], capture_output=True,
-                          env=e, timeout=600, check=False)  # bytes: argv and env may carry non-UTF-8 on purpose
+flash_cli = functools.partial(conftest_provision.flash_cli, text=False)  # bytes: argv and env may carry non-UTF-8 on purpose
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +136,7 @@ def _refusals() -> list:
     return cases
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("flags, env, files, message", _refusals())
 def test_hostile_value_is_refused_in_one_line(tmp_path, image, pi4_bundle, flags, env, files, message):
     before = sha(image)
@@ -167,6 +164,7 @@ def test_hostile_value_is_refused_in_one_line(tmp_path, image, pi4_bundle, flags
     assert list(outdir.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_device_id_with_a_newline_is_refused(tmp_path, image, pi4_bundle):
     """device_id is the default host name: 'cam-1\\n' must not pass the host-name check by '$' matching before '\\n'."""
     cfg = tmp_path / "device.toml"
@@ -260,6 +258,7 @@ def check_firstrun(script: str, tmp: Path, *, hostname: str | None, ssid: str, p
     return got
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("ssid", GOOD_SSIDS)
 def test_real_ssid_is_written_exactly_by_firstrun(tmp_path, ssid):
     """Every legal SSID: firstrun.sh parses, and its wpa_supplicant step writes exactly that SSID (hex unless plain)."""
@@ -295,6 +294,7 @@ def _verify_crypt(crypt: str, password: str) -> None:
     ("Joe's \"Café\" #1 $(id)", "k" * 63, "_svc-1", "pa'ss\"w$(reboot)`id`#: {x} ☕"),
     ("- &a *a: {b} [c]", "Cam-2", "pi", " spaced # not a comment "),
 ])
+@pytest.mark.integration
 def test_cloud_init_flash_stores_hostile_values_exactly(tmp_path, image, pi4_bundle, ssid, hostname, user, password):
     keys = [key_line(c) for c in KEY_COMMENTS]
     (tmp_path / "key.pub").write_bytes(("\ufeff# comment line\r\n" + "\r\n".join(keys) + "\r\n").encode())  # BOM, CRLF
@@ -324,6 +324,7 @@ def test_cloud_init_flash_stores_hostile_values_exactly(tmp_path, image, pi4_bun
     assert password.encode() not in blob and PASSPHRASE.encode() not in blob
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("ssid", ["WPAEOF", "x'; touch /tmp/pwned; echo '", "Café-Net 5G ☕"])
 def test_firstrun_flash_writes_hostile_values_exactly(tmp_path, pi4_bundle, ssid):
     src = make_pi_image(tmp_path / "bookworm.img", cloud_init=False)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CORAL = REPO.parent / "shared" / "models" / "coral"
-IMAGE = REPO.parent / "shared" / "images" / "test_couple.jpg"
+from tests.conftest import CORAL, SHARED
+from tests.procs import edgepose
+
+IMAGE = SHARED / "images" / "test_couple.jpg"
 MODELS = ["posenet_mobilenet_v1_075_353_481_quant.tflite", "posenet_mobilenet_v1_075_353_481_quant_decoder.tflite",
           "posenet_mobilenet_v1_075_481_641_quant.tflite"]
 SEED = 21
@@ -98,7 +99,7 @@ def corpus(d: Path) -> dict[str, tuple[Path, str]]:
         z.writestr(zipfile.ZipInfo("m.tflite", date_time=(2020, 1, 1, 0, 0, 0)), src[:100_000])  # fixed time: seeded corpus
     out["zip"] = (zpath.read_bytes(), "zip archive")
     out["random-with-TFL3"] = (src[:8] + rng.randbytes(20_000), "corrupt TFLite file")
-    out["graphdef"] = ((REPO.parent / "shared" / "models" / "posenet-python" / "model-mobilenet_v1_050.pb").read_bytes()[:20_000],
+    out["graphdef"] = ((SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb").read_bytes()[:20_000],
                        "convert it first")
     for name, data in crafted(src).items():
         out[f"crafted-{name}"] = (data, "corrupt TFLite file")
@@ -154,6 +155,7 @@ def test_corpus_is_deterministic(tmp_path, damaged):
     assert len(damaged) > 60
 
 
+@pytest.mark.integration
 def test_every_damaged_model_ends_cleanly_in_run(damaged):
     todo = [(name, str(path)) for name, (path, _) in damaged.items()]
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(todo), str(IMAGE)], capture_output=True, text=True,
@@ -179,17 +181,19 @@ def test_every_damaged_model_ends_cleanly_in_run(damaged):
 
 @pytest.mark.parametrize("name", ["empty", "jpeg", "tflite.gz", "crafted-huge-activation", "crafted-tensor-index",
                                   "353_481_quant-truncated-0.3"])
+@pytest.mark.integration
 @pytest.mark.parametrize("command", ["run", "info"])
 def test_real_commands_say_one_line(damaged, name, command):
     path, words = damaged[name]
     args = ["run", "--model", str(path), "--source", str(IMAGE)] if command == "run" else ["models", "info", str(path)]
-    r = subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=120, check=False)
+    r = edgepose(*args, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])  # not -11, not -9
     assert len(lines) == 1 and "Fix:" in lines[0] and words in lines[0], r.stderr  # no native noise before it
     assert lines[0].startswith("edgepose run: error:" if command == "run" else "edgepose models: error:")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo", "sparse-3GiB", "directory"])
 @pytest.mark.parametrize("command", ["run", "info"])
 def test_files_that_must_not_be_read_whole(tmp_path, kind, command):
@@ -206,6 +210,6 @@ def test_files_that_must_not_be_read_whole(tmp_path, kind, command):
     else:
         path, words = tmp_path, "is a directory"
     args = ["run", "--model", str(path), "--source", str(IMAGE)] if command == "run" else ["models", "info", str(path)]
-    r = subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=60, check=False)
+    r = edgepose(*args, timeout=60)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Fix:" in lines[0], r.stderr

@@ -6,7 +6,6 @@ warnings, the fatal line), ``-v run``, ``python -m edgepose.profiles merged`` an
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from edgepose.redact import redact_url
+from tests.conftest import SHARED
+from tests.procs import edgepose
 
-MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
+MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 #: Passwords as operators type them: '@', '/', ':' and a blank inside, as URL-encoding forgot them.
 PASSWORDS = ["Jq7hV2xK", "Xq7@zZ/9:kW", "Wq blank Zx9", "%40Qz%2Fx9"]
 
@@ -29,9 +30,7 @@ def closed_port() -> int:
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDGEPOSE_BOARD": ""}
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, check=False)
+    return edgepose(*args, env={"EDGEPOSE_BOARD": ""}, timeout=timeout)
 
 
 def write_config(tmp_path: Path, uri: str, extra: str = "") -> Path:
@@ -67,6 +66,7 @@ def test_redact_url(url, want):
     assert redact_url(url) == want
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("password", PASSWORDS)
 def test_print_config_hides_the_stream_password(tmp_path, password):
     cfg = write_config(tmp_path, f"rtsp://admin:{password}@127.0.0.1:8554/cam?pwd=second-secret")
@@ -81,6 +81,7 @@ def test_print_config_hides_the_stream_password(tmp_path, password):
     assert json.loads(merged.stdout)["source"]["uri"] == "rtsp://admin:***@127.0.0.1:8554/cam?pwd=***"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs ../shared/models/coral")
 def test_verbose_serve_and_reconnect_loop_hide_the_stream_password(tmp_path):
     password = "Xq7@zZ/9:kW"
@@ -93,6 +94,7 @@ def test_verbose_serve_and_reconnect_loop_hide_the_stream_password(tmp_path):
         assert part not in out, part
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs ../shared/models/coral")
 def test_verbose_run_hides_the_stream_password(tmp_path):
     r = cli("-v", "run", "--model", str(MODEL), "--source", f"rtsp://admin:hunter2@127.0.0.1:{closed_port()}")
@@ -100,6 +102,7 @@ def test_verbose_run_hides_the_stream_password(tmp_path):
     assert "rtsp://admin:***@127.0.0.1:" in r.stderr and "hunter2" not in r.stdout + r.stderr
 
 
+@pytest.mark.integration
 def test_config_error_does_not_echo_the_stream_password(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text('source = "rtsp://admin:hunter2@cam/x"\n')  # a string where a table belongs: the value is echoed

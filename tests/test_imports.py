@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 MAIN = "__main__ block"  # suffix of the pseudo-module holding a module's `if __name__ == "__main__":` code
 
 #: Module name (or package prefix) -> layer; the longest matching entry wins.

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import jsonschema
@@ -18,34 +16,25 @@ from edgepose.service.replay import read_records
 from edgepose.sinks.jsonl import JsonlSink
 from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
-from tests.conftest_mqtt import frame
+from tests.conftest_mqtt import check_schema, frame
 from tests.mosquitto import Mosquitto, make_password_file
-from tests.procs import finish, free_port, wait_for
+from tests.procs import edgepose, edgepose_process, finish, free_port, wait_until
 
 DEVICE = "shelf-pi"
 
 
-def check_schema(topic: str, payload: bytes) -> dict:
-    kind = topic.rsplit("/", 1)[-1]
-    data = payloads.decode_poses(payload, DEVICE) if kind == "poses" else json.loads(payload)
-    jsonschema.Draft202012Validator(payloads.load_schema(kind)).validate(data)
-    return data
-
-
 def listen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", "listen", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return edgepose("listen", *args, timeout=60, env=env)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("encoding,option", [("json", "--jsonl"), ("binary", "--record")])  # --record: the old name still works
 def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, option):
     out = tmp_path / "rec.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", DEVICE, option, str(out), "--frames", "20", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    subscribed = wait_for(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30)
-    assert subscribed and proc.poll() is None, proc.communicate()
+    proc = edgepose_process("-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1", "--device", DEVICE, option, str(out),
+                            "--frames", "20", "--timeout", "60")
+    wait_until(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -83,11 +72,10 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses, prefix):
     the level before the kind (`pose`, which made every message look as if it spoke for another device)."""
     conf = tmp_path / "listen.toml"
     conf.write_text(f'[mqtt]\ntopic_prefix = "{prefix}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--config", str(conf), "--port", str(broker.port),
-                             "--host", "127.0.0.1", "--device", "+", "--frames", "2", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    subscribed = wait_for(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30)
-    assert subscribed and proc.poll() is None, proc.communicate()
+    proc = edgepose_process("listen", "--config", str(conf), "--port", str(broker.port), "--host", "127.0.0.1", "--device", "+",
+                            "--frames", "2", "--timeout", "60")
+    wait_until(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary", topic_prefix=prefix)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -102,7 +90,7 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses, prefix):
     poses = [json.loads(body) for topic, body in lines if topic == f"{topics}/poses"]
     assert [p["frame"] for p in poses] == [0, 1] and poses[0]["device"] == DEVICE
     assert any(topic == f"{topics}/status" and json.loads(body)["state"] == "online" for topic, body in lines), out
-    check_schema("x/poses", json.dumps(poses[0]).encode())
+    check_schema("x/poses", json.dumps(poses[0]).encode(), DEVICE)
 
 
 def test_recorder_attaches_late_early_and_duplicate_events(tmp_path):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 
 import jsonschema
@@ -23,7 +21,7 @@ from edgepose.mqtt.sink import MqttSink
 from edgepose.service.replay import read_records
 from edgepose.types import KEYPOINT_NAMES, ActionEvent
 from tests.conftest_mqtt import frame
-from tests.procs import finish
+from tests.procs import edgepose_process, finish, wait_until
 
 DEVICE = "shelf-pi"
 GOOD_EVENT = {"v": 1, "device": DEVICE, "seq": 7, "frame": 3, "ts": 1.5,
@@ -183,13 +181,10 @@ def hostile_client(port: int) -> mqtt.Client:
 @pytest.mark.integration
 def test_listen_keeps_recording_through_hostile_messages(broker, tmp_path, real_poses):
     out = tmp_path / "rec.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "listen", "--port", str(broker.port), "--host", "127.0.0.1",
-                             "--device", DEVICE, "--jsonl", str(out), "--frames", "20", "--timeout", "90"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while f"Sending SUBACK to edgepose-listen-{DEVICE}" not in broker.log_text():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    proc = edgepose_process("listen", "--port", str(broker.port), "--host", "127.0.0.1", "--device", DEVICE, "--jsonl", str(out),
+                            "--frames", "20", "--timeout", "90")
+    wait_until(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    assert proc.poll() is None, proc.communicate()
     bad = hostile_client(broker.port)
     sink = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite")), DEVICE).start()
     try:

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from edgepose.provision.bundle import TARGETS, BundleError, build_edgepose_wheel
 from edgepose.provision.lock import LOCK, check_locked_wheels, lock_text, locked_requirements, read_lock
+from tests.conftest import REPO
 from tests.venvs import cached_venv
 
 if sys.version_info >= (3, 11):
@@ -19,7 +19,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
 BUILD_REQUIRES = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
 #: The first release of the floor the bundle checks (setuptools>=77) that the index offers (77.0.0 was never published).
 OLDEST_SETUPTOOLS = "77.0.1"

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -22,17 +18,13 @@ import numpy as np
 import pytest
 
 from edgepose.sources import SourceState, open_source
+from tests.conftest import SHARED
+from tests.conftest_web import get
+from tests.procs import edgepose, free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
 IMAGE = SHARED / "images/test_couple.jpg"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Ustreamer:
@@ -49,15 +41,7 @@ class Ustreamer:
         # /dev/null is no camera: ustreamer keeps retrying it and streams the --blank picture meanwhile.
         self.proc = subprocess.Popen([self.exe, "--device", "/dev/null", "--blank", str(IMAGE), "--host", "127.0.0.1",
                                       "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/snapshot", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("ustreamer did not start serving in 20 s")
+        wait_until(lambda: get(f"http://127.0.0.1:{self.port}/snapshot", timeout=2)[0] == 200, 20, "ustreamer to serve", interval=0.1)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -74,6 +58,7 @@ def server():
     s.stop()
 
 
+@pytest.mark.integration
 def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_path):
     with open_source(server.url) as src:
         frames = [f for _, f in zip(range(2), src)]
@@ -83,12 +68,11 @@ def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_pa
         # FFmpeg's JPEG decoder and libjpeg's may round an IDCT differently: a grey level at most.
         assert np.abs(f.image.astype(int) - want).mean() < 1.0
     out = tmp_path / "poses.jsonl"
-    r = subprocess.run([sys.executable, "-m", "edgepose", "run", "--model", str(MODEL), "--source", server.url, "--max-frames", "2",
-                        "--no-track", "--jsonl", str(out), "-q"], capture_output=True, text=True, timeout=120)
+    r = edgepose("run", "--model", str(MODEL), "--source", server.url, "--max-frames", "2", "--no-track", "--jsonl", str(out), "-q",
+                 timeout=120)
     assert r.returncode == 0, r.stderr
     still = tmp_path / "still.jsonl"
-    subprocess.run([sys.executable, "-m", "edgepose", "run", "--model", str(MODEL), "--source", str(IMAGE), "--no-track",
-                    "--jsonl", str(still), "-q"], check=True, capture_output=True, timeout=120)
+    assert edgepose("run", "--model", str(MODEL), "--source", str(IMAGE), "--no-track", "--jsonl", str(still), "-q", timeout=120).returncode == 0
     (want_people,) = [json.loads(line)["people"] for line in still.read_text().splitlines()]
     got = [json.loads(line)["people"] for line in out.read_text().splitlines()]
     assert len(got) == 2 and len(want_people) >= 2
@@ -98,6 +82,7 @@ def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_pa
             assert abs(p["score"] - q["score"]) < 0.02
 
 
+@pytest.mark.integration
 def test_mjpeg_stream_reconnects_when_the_server_is_killed_and_restarted(server):
     states: list[SourceState] = []
     src = open_source(server.url, on_state=states.append, retry_initial_s=0.2, retry_max_s=0.5, timeout_s=3.0)
@@ -108,10 +93,7 @@ def test_mjpeg_stream_reconnects_when_the_server_is_killed_and_restarted(server)
         got: list = []
         reader = threading.Thread(target=lambda: got.append(src.read()), daemon=True)
         reader.start()
-        deadline = time.monotonic() + 30
-        while not any(s.state == "retrying" for s in states) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(s.state == "retrying" for s in states), [s.state for s in states]
+        assert wait_until(lambda: any(s.state == "retrying" for s in states), 30, fail=False), [s.state for s in states]
         assert reader.is_alive()  # no frame while the server is gone
         server.start()
         reader.join(timeout=30)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ from edgepose.model.base import KeypointModel, TensorSpec, model_type
 from edgepose.model.posenet import PoseNetModel
 from edgepose.model.registry import open_model
 from edgepose.relocalization import CameraPoseEstimator
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORAL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 
 

@@ -16,7 +16,7 @@ from edgepose.mqtt.sink import MqttSink
 from edgepose.types import ActionEvent
 from tests.conftest_mqtt import BROKER_PASSWORD, BROKER_USER, frame
 from tests.mosquitto import Mosquitto, Subscriber, make_certs, make_password_file
-from tests.procs import free_port, wait_for
+from tests.procs import free_port, wait_until
 
 DEVICE = "shelf-pi"
 
@@ -90,9 +90,9 @@ def test_poses_go_without_a_publish_callback_events_with_one_until_their_puback(
 
     client.publish = spy
     sink.publish_frame(frame(3, real_poses, [ActionEvent(1, "wave", "start", 0.1)]))
-    assert wait_for(lambda: sink.stats.events_sent == 1, 10)
+    wait_until(lambda: sink.stats.events_sent == 1, 10, "the event sent")
     assert handed and all(cb is not None for cb in handed)  # set before the event was handed over
-    assert wait_for(lambda: client.on_publish is None, 5)  # its PUBACK retired it: poses go without again
+    wait_until(lambda: client.on_publish is None, 5, "the PUBACK")  # its PUBACK retired it: poses go without again
     sink.publish_frame(frame(4, real_poses))
     assert sink.close()
     assert sub.wait_for(lambda s: len(s.on("/poses")) == 5 and len(s.on("/events")) == 1)
@@ -135,7 +135,7 @@ def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, rea
     assert sink.drain(5)
 
     b.kill()
-    assert wait_for(lambda: not sink.connected, 5)
+    wait_until(lambda: not sink.connected, 5, "the sink to disconnect")
     for i in range(20, 50):
         sink.publish_frame(frame(i, real_poses, [ActionEvent(1, "step", "instant", i / 30)]))
     # While the broker is down: every event is in the outbox exactly once; poses are dropped and counted.
@@ -145,7 +145,7 @@ def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, rea
 
     b.start()
     assert sub.wait_for(lambda s: len(s.on("/events")) >= 50, timeout=20), (seqs(sub), sink.last_error)
-    assert wait_for(lambda: len(sink.outbox) == 0, 5)
+    wait_until(lambda: len(sink.outbox) == 0, 5, "an empty outbox")
     sink.close()
     time.sleep(0.3)  # a duplicate would arrive right behind
     sub.close()
@@ -166,7 +166,7 @@ def test_events_survive_a_service_restart(tmp_path, real_poses):
     sink = make_sink(port, tmp_path).start()
     for i in range(10):
         sink.publish_frame(frame(i, real_poses, [ActionEvent(i, "wave", "start", float(i))]))
-    assert wait_for(lambda: "refused the connection" in (sink.last_error or ""), 10), sink.last_error
+    assert wait_until(lambda: "refused the connection" in (sink.last_error or ""), 10, fail=False), sink.last_error
     assert sink.stats.poses_dropped == 10
     sink.abort()  # crash: no drain, no goodbye
 
@@ -211,7 +211,7 @@ def test_tls_with_the_wrong_ca_is_a_clear_error(tls_broker, tmp_path, certs, cap
     sink = make_sink(tls_broker.port, tmp_path, username=BROKER_USER, password=BROKER_PASSWORD,
                      tls={"enabled": True, "ca_file": str(other.ca_cert), "cert_file": str(certs.client_cert), "key_file": str(certs.client_key)})
     sink.start()
-    assert wait_for(lambda: sink.last_error is not None, 10)
+    wait_until(lambda: sink.last_error is not None, 10, "an error")
     sink.abort()
     assert "TLS certificate not accepted" in sink.last_error and "mqtt.tls.ca_file" in sink.last_error
     assert BROKER_PASSWORD not in caplog.text

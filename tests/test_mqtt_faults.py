@@ -8,7 +8,6 @@ are not plain MQTT. Figures (events produced / delivered / duplicated / stuck) a
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -24,9 +23,9 @@ from typing import Iterator
 import pytest
 
 from edgepose.types import ActionEvent
-from tests.conftest_mqtt import TEST_MODEL, frame
+from tests.conftest_mqtt import TEST_MODEL, write_recording
 from tests.mosquitto import Subscriber
-from tests.procs import finish, serve, wait_for, write_device_config
+from tests.procs import finish, serve, wait_until, write_device_config
 
 DEVICE = "fault-pi"
 #: Lines that must never appear in the service's log: a jammed or crashing sender.
@@ -37,14 +36,6 @@ def write_config(path: Path, port: int, **mqtt: object) -> Path:
     mqtt = {"host": "127.0.0.1", "port": port, "outbox_path": str(path.parent / "outbox.sqlite"), "backoff_min": 0.1,
             "backoff_max": 0.5, "status_interval": 1.0, **mqtt}
     return write_device_config(path, DEVICE, {"model": {"path": TEST_MODEL}, "mqtt": mqtt})
-
-
-def write_recording(path: Path, poses: list, n: int = 200) -> Path:
-    """Frame records of real poses with one event on every frame."""
-    with path.open("w") as f:
-        for i in range(n):
-            f.write(json.dumps(frame(i, poses, [ActionEvent(1, "step", "instant", i / 30)]).to_dict()) + "\n")
-    return path
 
 
 @contextlib.contextmanager
@@ -180,7 +171,7 @@ def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp
         try:
             sink.publish_events([ActionEvent(1, "step", "instant", 0.0)])
             t0 = time.monotonic()
-            wait_for(lambda: any(cause in r.getMessage() for r in caplog.records), 10, 0.05)
+            wait_until(lambda: any(cause in r.getMessage() for r in caplog.records), 10, fail=False)  # asserted below, with the log
             took = time.monotonic() - t0
             time.sleep(max(0.0, 12.0 - took))  # watch the back-off for a while
         finally:
@@ -209,7 +200,7 @@ def test_online_once_per_reconnect_and_the_will_names_the_lost_connection(persis
         assert sink.wait_connected(10)
         time.sleep(1.5)
         b.stop()
-        assert wait_for(lambda: not sink.connected, 5)
+        wait_until(lambda: not sink.connected, 5, "the sink to disconnect")
         sink.publish_status("online")  # a heartbeat while disconnected
         b.start()
         assert sink.wait_connected(10)
@@ -364,8 +355,8 @@ def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real
     proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "200")
     try:
         # Until the small disk is full (about 1,500 events), plus a while longer.
-        assert wait_for(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
-                     90), "the outbox never filled the disk"
+        wait_until(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
+                   90, "the outbox to fill the disk")
         time.sleep(2.0)
         assert proc.poll() is None, "serve stopped on a full disk"
         with Mosquitto(tmp_path / "broker", port=port) as b:

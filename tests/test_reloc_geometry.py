@@ -1,8 +1,6 @@
 """Relocalization without TensorFlow: quaternions, the renderer's geometry, the dataset reader, the config."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -17,8 +15,8 @@ from edgepose.relocalization.geometry import (
 )
 from edgepose_convert.relocalization import scene as sc
 from edgepose_convert.relocalization.dataset import DatasetError, read_dataset, split_file, write_dataset, write_synthetic
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IMAGES = SHARED / "images"
 
 

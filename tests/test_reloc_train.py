@@ -17,9 +17,8 @@ from edgepose.errors import EdgeposeError, ModelError
 from edgepose_convert.relocalization import train as T
 from edgepose_convert.relocalization.dataset import load_images, read_dataset, write_synthetic
 from edgepose_convert.relocalization.model import build_model, kendall_loss, orientation_loss, position_loss
+from tests.conftest import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 INPUT = 96
 
 pytestmark = pytest.mark.tf

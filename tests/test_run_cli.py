@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -12,19 +10,12 @@ import pytest
 from edgepose.cli import main
 from edgepose.model import flatbuf
 from edgepose.types import KEYPOINT_NAMES
+from tests.procs import edgepose
 
 from .conftest import SHARED, coral_model
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 COUPLE = SHARED / "images" / "test_couple.jpg"
-
-
-def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "edgepose.cli", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_image_to_jsonl_finds_both_people(tmp_path):
@@ -81,7 +72,7 @@ def test_tracking_ids_in_jsonl(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_error(args, expect):
-    r = run_cli("run", *args, "-q")
+    r = edgepose("run", *args, "-q")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     err = [line for line in r.stderr.splitlines() if line.startswith("edgepose run: error:")]
@@ -92,7 +83,7 @@ def test_bad_input_is_one_line_error(args, expect):
 def test_file_that_is_not_a_model(tmp_path):
     bad = tmp_path / "model.tflite"
     bad.write_text("this is not a flatbuffer")
-    r = run_cli("run", "--model", str(bad), "--source", str(COUPLE), "-q")
+    r = edgepose("run", "--model", str(bad), "--source", str(COUPLE), "-q")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "not a TFLite model" in r.stderr and "Fix:" in r.stderr
 
@@ -106,13 +97,13 @@ def test_model_without_posenet_outputs(tmp_path):
     sg.outputs = [sg.operators[3].outputs[0]]  # an early feature map
     other = tmp_path / "features.tflite"
     other.write_bytes(flatbuf.pack_model_t(m))
-    r = run_cli("run", "--model", str(other), "--source", str(COUPLE), "-q")
+    r = edgepose("run", "--model", str(other), "--source", str(COUPLE), "-q")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "does not have PoseNet's outputs" in r.stderr
 
 
 @pytest.mark.integration
 def test_edgetpu_model_without_runtime_names_what_to_install():
-    r = run_cli("run", "--model", str(coral_model("481_641", "quant_decoder_edgetpu")), "--source", str(COUPLE), "-q")
+    r = edgepose("run", "--model", str(coral_model("481_641", "quant_decoder_edgetpu")), "--source", str(COUPLE), "-q")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "libedgetpu" in r.stderr and "Edge TPU" in r.stderr

@@ -11,18 +11,16 @@ import threading
 import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from edgepose.errors import SourceError
-from edgepose.mqtt import payloads
 from edgepose.mqtt.config import MqttConfig
 from edgepose.mqtt.sink import MqttSink
 from edgepose.service.runner import Service
-from edgepose.types import ActionEvent
-from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL, check_schema, frame, write_recording
 from tests.mosquitto import Mosquitto, Subscriber
-from tests.procs import finish, free_port, serve, wait_for, write_device_config
+from tests.procs import finish, free_port, serve, wait_until, write_device_config
 
 pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 
@@ -41,22 +39,6 @@ def write_config(path: Path, port: int, **mqtt) -> Path:
         "status_interval": 1.0, **mqtt}})
 
 
-def write_recording(path: Path, poses, n: int = 30, every: int = 3) -> Path:
-    """A JSONL recording of real poses with an event every ``every`` frames (frame records)."""
-    with path.open("w") as f:
-        for i in range(n):
-            ev = [ActionEvent(1, "waving", "start" if i % 2 else "end", i / 30)] if i % every == 0 else []
-            f.write(json.dumps(frame(i, poses, ev).to_dict()) + "\n")
-    return path
-
-
-def check_schema(topic: str, payload: bytes) -> dict:
-    kind = topic.rsplit("/", 1)[-1]
-    data = payloads.decode_poses(payload, DEVICE) if kind == "poses" else json.loads(payload)
-    jsonschema.Draft202012Validator(payloads.load_schema(kind)).validate(data)
-    return data
-
-
 def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
     """Capture -> PoseNet -> tracking -> actions -> MQTT: a subscriber sees poses, events and status."""
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/#")
@@ -70,7 +52,7 @@ def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
     sub.close()
     got = {}
     for topic, payload, _ in sub.messages:
-        got.setdefault(topic.rsplit("/", 1)[-1], []).append(check_schema(topic, payload))
+        got.setdefault(topic.rsplit("/", 1)[-1], []).append(check_schema(topic, payload, DEVICE))
     assert [p["frame"] for p in got["poses"]] == list(range(60))
     assert max(len(p["people"]) for p in got["poses"]) >= 3  # a crowd walks through the clip
     assert all("id" in person for p in got["poses"] for person in p["people"])  # tracked
@@ -88,7 +70,7 @@ def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
 
 def test_last_will_announces_offline_on_sigkill(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
-    rec = write_recording(tmp_path / "rec.jsonl", real_poses)
+    rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=30, every=3)
     proc = serve_v("--config", str(write_config(tmp_path / "device.toml", broker.port)), "--replay", str(rec),
                  "--replay-loop", "--replay-fps", "30")
     try:
@@ -100,7 +82,7 @@ def test_last_will_announces_offline_on_sigkill(broker, tmp_path, real_poses):
         proc.kill()
         proc.communicate()
     last = json.loads(sub.on("/status")[-1])
-    check_schema("x/status", sub.on("/status")[-1])
+    check_schema("x/status", sub.on("/status")[-1], DEVICE)
     assert last["state"] == "offline" and last["reason"] == "connection lost"
     sub.close()
     # Retained: a dashboard that connects later sees the device offline too.
@@ -182,7 +164,7 @@ def test_starting_asks_systemd_for_time_while_numba_loads_and_never_after_ready(
                        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
-    wait_for(lambda: any(n.startswith("READY=1") for n in notes), 5)
+    wait_until(lambda: any(n.startswith("READY=1") for n in notes), 5, "READY=1")
     sock.close()
     ready = next(i for i, n in enumerate(notes) if n.startswith("READY=1"))
     before, after = notes[:ready], notes[ready + 1:]

@@ -11,6 +11,7 @@ from edgepose.mqtt.sink import MqttSink
 from edgepose.service.runner import Service
 from tests.conftest_mqtt import frame
 from tests.mosquitto import Subscriber
+from tests.procs import edgepose
 
 pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
 
@@ -90,16 +91,13 @@ def test_fps_is_frames_over_elapsed_time_for_bursty_frames(broker, tmp_path, rea
 
 
 def test_serve_prints_a_start_summary_and_status_lines_without_v(broker, tmp_path, real_poses):
-    import subprocess
-    import sys
 
     rec = tmp_path / "rec.jsonl"
     rec.write_text("".join(json.dumps(frame(i, real_poses).to_dict()) + "\n" for i in range(90)))
     cfg = tmp_path / "device.toml"
     cfg.write_text(f'device_id = "{DEVICE}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
                    f'outbox_path = "{tmp_path / "o.sqlite"}"\n')
-    r = subprocess.run([sys.executable, "-m", "edgepose", "serve", "--config", str(cfg), "--replay", str(rec), "--replay-fps", "30",
-                        "--status-every", "1"], capture_output=True, text=True, timeout=60)
+    r = edgepose("serve", "--config", str(cfg), "--replay", str(rec), "--replay-fps", "30", "--status-every", "1", timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     starts = [ln for ln in lines if ln.startswith("edgepose serve: started:")]

@@ -25,8 +25,8 @@ from edgepose.sources import (
 from edgepose.sources.images import natural_key
 from edgepose.sources.opencv import ffmpeg_stream_options
 from edgepose.types import Frame
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 COUPLE = SHARED / "images" / "test_couple.jpg"
 COCO = SHARED / "images" / "coco"

@@ -1,9 +1,7 @@
 """Live sources: an HTTP stream served on loopback, reconnect with back-off, and picamera2 through its test stand-in."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import sys
 import threading
 import time
@@ -15,26 +13,16 @@ import pytest
 
 from edgepose.errors import SourceError
 from edgepose.sources import LatestFrameReader, Picamera2Source, RetryingSource, StreamSource, backoff_delays, open_source
+from tests.conftest import SHARED
+from tests.conftest_web import FileServer
 from tests.procs import free_port
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 FAKE_DIR = Path(__file__).resolve().parent / "fake_picamera2"
 
 
 def digest(img: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-def serve(directory: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_Quiet, directory=str(directory)))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +36,9 @@ def short_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def http_clip(short_clip):
-    srv = serve(short_clip)
-    yield f"http://127.0.0.1:{srv.server_address[1]}/clip.avi"
-    srv.shutdown()
+    srv = FileServer(short_clip)
+    yield srv.url + "clip.avi"
+    srv.close()
 
 
 def test_backoff_delays():
@@ -105,21 +93,18 @@ def test_stream_not_there_fails_fast_without_retry_first_open():
     assert "could not be opened" in e.value.problem and "rtsp_transport" in e.value.fix
 
 
-def test_first_open_retries_with_backoff_until_server_appears(short_clip):
+def test_first_open_retries_with_backoff_until_server_appears(short_clip, file_server):
     port = free_port()
     url = f"http://127.0.0.1:{port}/clip.avi"
     states = []
     src = open_source(url, retry_first_open=True, retry_initial_s=0.05, retry_max_s=0.2, on_state=states.append, latest_only=False)
-    servers = []
-    timer = threading.Timer(0.6, lambda: servers.append(serve(short_clip, port)))
+    timer = threading.Timer(0.6, lambda: file_server(short_clip, port=port))
     timer.start()
     try:
         frame = src.read()
     finally:
         timer.join()
         src.close()
-        for s in servers:
-            s.shutdown()
     assert frame is not None and frame.index == 0
     retrying = [s for s in states if s.state == "retrying"]
     assert len(retrying) >= 3

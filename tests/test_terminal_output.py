@@ -12,12 +12,12 @@ import pty
 import re
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
 
 import pytest
 
+from tests import procs
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.integration  # every test here starts a broker, a browser or a subprocess
@@ -32,14 +32,12 @@ TF_NOISE = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|cuInit|cuda|oneDNN|XNN
 TQDM_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")
 
 
-def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "EDGEPOSE_NATIVE_LOGS")}
-    e["EDGEPOSE_MODEL_MIRROR"] = str(SHARED / "models")
-    return e
+#: What TensorFlow and the native libraries print is left on (so that the tests see it is not shown); models from ../shared.
+ENV = {"TF_CPP_MIN_LOG_LEVEL": None, "EDGEPOSE_NATIVE_LOGS": None, "EDGEPOSE_MODEL_MIRROR": str(SHARED / "models")}
 
 
 def edgepose(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *args], capture_output=True, text=True, env=env(), cwd=cwd, timeout=timeout)
+    return procs.edgepose(*args, env=ENV, cwd=cwd, timeout=timeout)
 
 
 def edgepose_in_terminal(*args: str, timeout: float = 600) -> tuple[int, str]:
@@ -47,9 +45,7 @@ def edgepose_in_terminal(*args: str, timeout: float = 600) -> tuple[int, str]:
     master, slave = pty.openpty()
     # A terminal has a size; a fresh pty is 0x0, where tqdm draws a bar of width 0.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    e = env()
-    e["TERM"] = "xterm"
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose", *args], stdin=slave, stdout=slave, stderr=slave, env=e, close_fds=True)
+    proc = procs.edgepose_process(*args, env={**ENV, "TERM": "xterm"}, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     chunks = []
     try:

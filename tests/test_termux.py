@@ -19,13 +19,12 @@ import numpy as np
 import pytest
 
 from edgepose.provision.bundle import build_edgepose_wheel
+from tests.conftest import REPO, SHARED
 from tests.mosquitto import Subscriber
 from tests.procs import finish
 from tests.termux_env import TERMUX_REQUIREMENTS
 from tests.venvs import cached_venv
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 TEST_MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"  # what the termux profile's name resolves to
 FRAMES = 24

@@ -12,14 +12,13 @@ must keep one ID, and the number of IDs must stay near the number of people.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from edgepose.tracking import Tracker, TrackingConfig
 from edgepose.tracking.metrics import continuity_breaks, continuity_pairs
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 VIDEO = SHARED / "video/openpose_video.avi"
 

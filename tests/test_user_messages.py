@@ -12,13 +12,10 @@ import pytest
 from edgepose.config import load_config
 from edgepose.errors import ConfigError, first_line
 from tests.conftest import REPO, SHARED
+from tests.procs import edgepose
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 IMAGE = SHARED / "images" / "test_couple.jpg"
-
-
-def edgepose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def decodable_frames(path: Path) -> int:

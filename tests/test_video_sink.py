@@ -10,8 +10,8 @@ import pytest
 from edgepose.draw import draw_poses
 from edgepose.sinks.video import VideoSink, VideoSinkError, output_kind
 from edgepose.types import FrameResult, Pose
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEO = SHARED / "video" / "openpose_video.avi"
 N = 40
 SIZE = (640, 360)

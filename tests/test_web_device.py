@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,9 +15,10 @@ from edgepose.draw import PALETTE
 from edgepose.errors import ConfigError
 from edgepose.web.config import HttpConfig
 from edgepose.web.device import PRIVACY_BACKGROUND, DeviceWeb
-from tests.conftest_mqtt import SHARED, TEST_MODEL, frame
-from tests.conftest_web import element_image, get, get_json, new_browser, wait_until
-from tests.procs import finish, free_port, serve, write_device_config
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL, frame
+from tests.conftest_web import element_image, get, get_json, new_browser
+from tests.procs import edgepose, finish, free_port, serve, wait_until, write_device_config
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 DEVICE = "door-pi"
@@ -206,8 +205,7 @@ def test_other_address_without_credentials_is_refused(tmp_path, monkeypatch):
         DeviceWeb(HttpConfig(host="0.0.0.0", port=0, token_env="EP_TOKEN"), DEVICE)
     # Through the command: one line naming the problem and the fix, exit 2, no traceback, before the model loads.
     cfg = write_config(tmp_path / "device.toml", free_port(), free_port(), host="0.0.0.0")
-    proc = subprocess.run([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(cfg)], capture_output=True, text=True,
-                          timeout=60)
+    proc = edgepose("serve", "--config", str(cfg), timeout=60)
     assert proc.returncode == 2
     assert "http.host = '0.0.0.0' serves beyond this machine" in proc.stderr and "Fix: set http.token_env" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -286,8 +284,7 @@ def test_camera_reconnects_and_healthz(real_poses, monkeypatch):
             web.on_camera(state, "gone" if state == "unavailable" else None)
         assert metrics(url)["edgepose_camera_reconnects_total"] == 2
         monkeypatch.setattr(device, "STALL_S", 0.2)
-        time.sleep(0.3)
-        code, body, _ = get(url + "healthz")
-        assert code == 503 and body == b"stalled\n"
+        code, body, _ = wait_until(lambda: (r := get(url + "healthz"))[0] == 503 and r, 10, "/healthz to report the stall")
+        assert body == b"stalled\n"
     finally:
         web.close()

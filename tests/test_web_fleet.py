@@ -4,16 +4,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from edgepose.web.fleet import compact_people, subscription
-from tests.conftest_mqtt import SHARED, TEST_MODEL
-from tests.conftest_web import get, get_json, wait_until
-from tests.procs import finish, free_port
+from tests.conftest import SHARED
+from tests.conftest_mqtt import TEST_MODEL
+from tests.conftest_web import get, get_json
+from tests.procs import edgepose, edgepose_process, finish, free_port, wait_until
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
 KEEPALIVE = 5
@@ -41,7 +41,7 @@ def device_config(path: Path, device: str, port: int) -> Path:
 
 
 def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgepose.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return edgepose_process(*args)
 
 
 def tiles(drv) -> dict[str, str]:
@@ -118,8 +118,7 @@ def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, t
 
 @pytest.mark.integration
 def test_view_refuses_other_address_without_credentials(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "edgepose.cli", "view", "--broker", "127.0.0.1:1", "--http-host", "0.0.0.0",
-                           "--http-port", str(free_port())], capture_output=True, text=True, timeout=60, check=False)
+    proc = edgepose("view", "--broker", "127.0.0.1:1", "--http-host", "0.0.0.0", "--http-port", str(free_port()), timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "serves beyond this machine" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import base64
 import hmac
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,9 +16,9 @@ from typing import Any, Iterator
 import pytest
 
 from edgepose.web.server import IDLE_TIMEOUT_S, REQUEST_DEADLINE_S, SPARE_CONNECTIONS, Auth
-from tests.conftest_web import get, wait_until
+from tests.conftest_web import get
 from tests.mosquitto import Mosquitto, free_port
-from tests.procs import finish
+from tests.procs import edgepose_process, finish, wait_until
 from tests.test_web_device import write_config
 
 TOKEN = "hostile-test-" + "k" * 32
@@ -48,8 +46,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
     broker = Mosquitto(d / "broker").start()
     port = free_port()
     cfg = write_config(d / "device.toml", broker.port, port, token_env="EP_HOSTILE_TOKEN", max_viewers=MAX_VIEWERS)
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "EP_HOSTILE_TOKEN": TOKEN})
+    proc = edgepose_process("serve", "--config", str(cfg), stdout=subprocess.DEVNULL, env={"EP_HOSTILE_TOKEN": TOKEN})
     dev = Device(proc, f"http://127.0.0.1:{port}/", port)
     try:
         wait_until(lambda: get(dev.url + "healthz")[0] == 200 and b'"frames"' in get(dev.url + "api/status", {"Authorization": AUTH})[1],
@@ -339,9 +336,8 @@ def test_fleet_page_survives_a_hostile_publisher(broker, tmp_path, browser):
         send(pub, f"edgepose/{s}/status", json.dumps({"v": 1, "state": "offline", "ts": 1.0, "reason": s, "model": s}), retain=True)
         send(pub, f"edgepose/{s}/state", json.dumps({"v": 1, "ts": 1.0, "people": 1, "fall": True, "actions": [s]}), retain=True)
     http_port = free_port()
-    view = subprocess.Popen([sys.executable, "-m", "edgepose.cli", "view", "--config",
-                             str(device_config(tmp_path / "view.toml", "viewer", broker.port)), "--http-port", str(http_port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    view = edgepose_process("view", "--config", str(device_config(tmp_path / "view.toml", "viewer", broker.port)), "--http-port",
+                            str(http_port))
     url = f"http://127.0.0.1:{http_port}/"
     try:
         wait_until(lambda: get(url + "healthz")[0] == 200, 30, "edgepose view to serve")

@@ -3,9 +3,7 @@ and a real HTTP server on 127.0.0.1 (no internet)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
 import json
 import os
 import socket
@@ -19,8 +17,8 @@ import pytest
 from edgepose.cli import main as cli_main
 from edgepose.errors import DownloadError, ModelError
 from edgepose.model import zoo
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MIRROR = SHARED / "models"
 DEFAULT_REL = "coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 DEFAULT_SHA = "d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264"
@@ -44,47 +42,6 @@ def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("EDGEPOSE_DOWNLOAD_TIMEOUT", "5")
     monkeypatch.setattr(zoo, "BACKOFF", 0.01)
     return root
-
-
-class _Server:
-    """http.server in a thread; records request paths; optional per-request behaviour hook."""
-
-    def __init__(self, directory: Path, behaviour=None):
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *a):  # keep pytest output clean
-                pass
-
-            def do_GET(self):
-                server.requests.append(self.path)
-                if behaviour is not None and behaviour(self, len(server.requests)):
-                    return
-                super().do_GET()
-
-        self.requests: list[str] = []
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(directory: Path, behaviour=None) -> _Server:
-        s = _Server(directory, behaviour)
-        servers.append(s)
-        return s
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 # ----------------------------------------------------------------- registry contents
@@ -146,8 +103,8 @@ def test_fetch_from_a_local_folder_mirror_then_served_from_cache(cache, monkeypa
 
 
 @needs_shared
-def test_fetch_over_http_shows_progress_and_writes_a_verified_file(cache, monkeypatch, serve, capsys):
-    srv = serve(MIRROR)
+def test_fetch_over_http_shows_progress_and_writes_a_verified_file(cache, monkeypatch, file_server, capsys):
+    srv = file_server(MIRROR)
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", srv.url)
     name = "coral/posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu"
     p = zoo.fetch(name, progress=True)
@@ -183,10 +140,10 @@ def _corrupt_mirror(tmp_path: Path) -> Path:
 
 @needs_shared
 @pytest.mark.parametrize("via", ["folder", "http"])
-def test_corrupted_mirror_file_leaves_no_cached_file(cache, monkeypatch, tmp_path, serve, via):
+def test_corrupted_mirror_file_leaves_no_cached_file(cache, monkeypatch, tmp_path, file_server, via):
     bad = _corrupt_mirror(tmp_path)
     actual = sha256(bad / DEFAULT_REL)
-    monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", str(bad) if via == "folder" else serve(bad).url)
+    monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", str(bad) if via == "folder" else file_server(bad).url)
     with pytest.raises(DownloadError) as ei:
         zoo.fetch(zoo.DEFAULT_MODEL)
     msg = str(ei.value)
@@ -209,7 +166,7 @@ def test_corrupt_cached_file_is_replaced_by_a_good_download(cache, monkeypatch):
 
 
 @needs_shared
-def test_concurrent_fetches_never_expose_a_partial_file(cache, monkeypatch, serve):
+def test_concurrent_fetches_never_expose_a_partial_file(cache, monkeypatch, file_server):
     def slow(handler, n):  # stream in small pieces so the downloads overlap for real
         data = (MIRROR / DEFAULT_REL).read_bytes()
         handler.send_response(200)
@@ -220,7 +177,7 @@ def test_concurrent_fetches_never_expose_a_partial_file(cache, monkeypatch, serv
             time.sleep(0.01)
         return True
 
-    srv = serve(MIRROR, slow)
+    srv = file_server(MIRROR, slow)
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", srv.url)
     with ThreadPoolExecutor(6) as ex:
         paths = list(ex.map(lambda _: zoo.fetch(zoo.DEFAULT_MODEL, progress=False), range(6)))
@@ -247,7 +204,7 @@ def test_concurrent_fetches_never_expose_a_partial_file(cache, monkeypatch, serv
 
 @pytest.mark.integration
 @needs_shared
-def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, serve):
+def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, file_server):
     import subprocess
     import sys
 
@@ -261,7 +218,7 @@ def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, serve):
             time.sleep(0.05)
         return True
 
-    srv = serve(MIRROR, slow)
+    srv = file_server(MIRROR, slow)
     env = dict(os.environ, EDGEPOSE_MODEL_MIRROR=srv.url, EDGEPOSE_CACHE_DIR=str(cache))
     code = "from edgepose.model import zoo; print(zoo.fetch('posenet', progress=False))"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)]
@@ -317,7 +274,7 @@ def test_a_stalled_server_times_out(cache, monkeypatch):
 
 
 @needs_shared
-def test_retry_after_a_server_error_and_a_truncated_body(cache, monkeypatch, serve):
+def test_retry_after_a_server_error_and_a_truncated_body(cache, monkeypatch, file_server):
     def flaky(handler, n):
         if n == 1:
             handler.send_error(503)
@@ -332,14 +289,14 @@ def test_retry_after_a_server_error_and_a_truncated_body(cache, monkeypatch, ser
             return True
         return False
 
-    srv = serve(MIRROR, flaky)
+    srv = file_server(MIRROR, flaky)
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", srv.url)
     p = zoo.fetch(zoo.DEFAULT_MODEL)
     assert len(srv.requests) == 3 and sha256(p) == DEFAULT_SHA
 
 
-def test_missing_file_on_an_http_mirror_is_not_retried(cache, monkeypatch, serve, tmp_path):
-    srv = serve(tmp_path)  # empty mirror
+def test_missing_file_on_an_http_mirror_is_not_retried(cache, monkeypatch, file_server, tmp_path):
+    srv = file_server(tmp_path)  # empty mirror
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", srv.url)
     with pytest.raises(DownloadError) as ei:
         zoo.fetch(zoo.DEFAULT_MODEL)
@@ -410,9 +367,9 @@ def _tfjs_mirror(root: Path, paths=("group1-shard1of2.bin", "group1-shard2of2.bi
     return files
 
 
-def test_unverified_tfjs_model_needs_opt_in_then_is_recorded(cache, monkeypatch, tmp_path, serve, capsys):
+def test_unverified_tfjs_model_needs_opt_in_then_is_recorded(cache, monkeypatch, tmp_path, file_server, capsys):
     files = _tfjs_mirror(tmp_path / "m")
-    srv = serve(tmp_path / "m")
+    srv = file_server(tmp_path / "m")
     monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", srv.url)
     name = "tfjs/mobilenet_v1_075_stride16_float"
 
