@@ -28,6 +28,7 @@ batched engine alternating run by run, with the ratio reference / batched of eac
 The classifier is ``--model``, else benchmarks/out/actions.tflite, else one trained there (20 epochs,
 needs TensorFlow), else the classifier columns are left out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,8 +111,14 @@ def main() -> int:
             res["baseline"].append(float((pb == y[te]).mean()))
             line += f"  gradient boosting {res['baseline'][-1]:.1%}"
             if lat_base is None:
-                lat_base = median_us(lambda j: hgb.predict(window_features(kp[te[j % len(te)]], vis[te[j % len(te)]]).reshape(1, -1)), 300)
-        print(line + f"  ({time.perf_counter() - t0:.0f} s; test videos: {', '.join(sorted({groups[j] for j in te}))})", flush=True)
+                lat_base = median_us(
+                    lambda j: hgb.predict(window_features(kp[te[j % len(te)]], vis[te[j % len(te)]]).reshape(1, -1)),
+                    300,
+                )
+        print(
+            line + f"  ({time.perf_counter() - t0:.0f} s; test videos: {', '.join(sorted({groups[j] for j in te}))})",
+            flush=True,
+        )
 
     # Full training on all videos: the model a user would deploy; its latency.
     m = train(kp, vis, y, classes, settings)
@@ -131,23 +138,34 @@ def main() -> int:
         a = np.array(res[key])
         if len(a):
             cells.append([name, f"{a.mean():.1%}", f"{a.std():.1%}", " ".join(f"{v:.1%}" for v in a)])
-    table(f"model: {args.kind}, width {args.width}, {args.epochs} epochs, augmentation {'off' if args.no_augment else 'on'}; "
-          f"{len(y)} windows, {len(set(groups))} videos, {len(folds)} video-grouped folds", ["", "mean", "std", "per fold"], cells, "lrrl")
+    table(
+        f"model: {args.kind}, width {args.width}, {args.epochs} epochs, augmentation {'off' if args.no_augment else 'on'}; "
+        f"{len(y)} windows, {len(set(groups))} videos, {len(folds)} video-grouped folds",
+        ["", "mean", "std", "per fold"],
+        cells,
+        "lrrl",
+    )
     print("\nper-class recall, int8, folds pooled:")
     with np.errstate(invalid="ignore"):
         rec = np.diag(cm) / cm.sum(axis=1)
     for c, r in zip(classes, rec):
         print(f"  {c:8s} {r:.1%}")
     print("\n" + confusion_text(classes, cm))
-    confusion_png(classes, cm, out / "confusion.png", f"{args.kind} int8, {len(folds)} video-grouped folds: "
-                  f"{np.mean(res['int8']):.1%} ± {np.std(res['int8']):.1%}")
+    confusion_png(
+        classes,
+        cm,
+        out / "confusion.png",
+        f"{args.kind} int8, {len(folds)} video-grouped folds: {np.mean(res['int8']):.1%} ± {np.std(res['int8']):.1%}",
+    )
     (out / "confusion.txt").write_text(confusion_text(classes, cm) + "\n")
     print(f"\nlatency per window, one core (model {len(buf) / 1024:.0f} KiB):")
     print(f"  {'features (numpy)':28s} {feat_us:8.0f} us")
     print(f"  {'int8 invoke':28s} {inv_us:8.0f} us")
     print(f"  {'features + invoke':28s} {total_us:8.0f} us")
     if lat_base is not None:
-        print(f"  {'gradient boosting (baseline)':28s} {lat_base:8.0f} us   (edgepose int8 = {total_us / lat_base:.2f} x baseline)")
+        print(
+            f"  {'gradient boosting (baseline)':28s} {lat_base:8.0f} us   (edgepose int8 = {total_us / lat_base:.2f} x baseline)"
+        )
     print(f"wrote {out / 'confusion.png'}, {out / 'confusion.txt'}, {out / 'actions.tflite'}")
     return 0
 
@@ -235,8 +253,15 @@ def serve_pass(model: str | None, paired: bool, broker_port: int, tmp: Path):
     from tests.actions_reference import ReferenceActionEngine
 
     actions = {"enabled": True, **({"model_path": model} if model else {})}
-    cfg = load_config(None, {"source": {"uri": str(VIDEO)}, "actions": actions, "device_id": "actions-bench",
-                             "mqtt": {"host": "127.0.0.1", "port": broker_port, "outbox_path": str(tmp / "outbox.sqlite")}})
+    cfg = load_config(
+        None,
+        {
+            "source": {"uri": str(VIDEO)},
+            "actions": actions,
+            "device_id": "actions-bench",
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "outbox_path": str(tmp / "outbox.sqlite")},
+        },
+    )
     service_ref: list = []
     frames, pipeline = frames_factory(argparse.Namespace(replay=None), cfg, service_ref)
     pair = None
@@ -285,7 +310,9 @@ def crowd_run(impl: str, frames, cfg, clf):
     per, cpu = [], 0.0
     try:
         for t, poses in frames:
-            poses = [Pose(p.keypoints.copy(), p.scores.copy(), p.score, track_id=p.track_id) for p in poses]  # fresh, not timed
+            poses = [
+                Pose(p.keypoints.copy(), p.scores.copy(), p.score, track_id=p.track_id) for p in poses
+            ]  # fresh, not timed
             t0, c0 = time.perf_counter(), time.thread_time()
             eng.update(poses, t)
             cpu += time.thread_time() - c0
@@ -303,8 +330,12 @@ def stage_main(argv: list[str]) -> int:
     from edgepose.actions import ActionsConfig
     from edgepose.actions.synthetic import crowd
 
-    ap = argparse.ArgumentParser(prog="actions_bench.py --stage", description="the actions stage per frame (module doc)")
-    ap.add_argument("--model", help="action classifier .tflite (default: benchmarks/out/actions.tflite, trained if missing)")
+    ap = argparse.ArgumentParser(
+        prog="actions_bench.py --stage", description="the actions stage per frame (module doc)"
+    )
+    ap.add_argument(
+        "--model", help="action classifier .tflite (default: benchmarks/out/actions.tflite, trained if missing)"
+    )
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each crowd run at 30 fps")
     ap.add_argument("--repeat", type=int, default=3, help="runs per crowd cell (reference and batched alternating)")
     ap.add_argument("--people", default="1,4,8")
@@ -336,13 +367,31 @@ def stage_main(argv: list[str]) -> int:
             cells = [f"{ms.mean():.2f}", f"{np.percentile(ms, 95):.2f}", f"{ms[1:].max():.1f}", f"{ms[0]:.1f}"]
             return [name, *cells, f"{cpu.mean():.2f}" if cpu is not None else "", ratio]
 
-        rows = [row("reference (per person), paired", ref_ms, ref_cpu),
-                row("batched, paired", new_ms, new_cpu, f"{ref_ms.sum() / new_ms.sum():.1f}x wall, {ref_cpu.sum() / new_cpu.sum():.1f}x CPU"),
-                row("batched, serve's own 'actions' timing", act)]
-        table(f"1. edgepose serve on {VIDEO.name}, full size: {len(ppl)} frames, {ppl.mean():.1f} people a frame (max {ppl.max()}); "
-              f"invoke beside it {np.median(inv):.0f} ms median; events {len(pair.events['batched'])}, "
-              f"{'the same' if same else 'DIFFERENT'} from both engines",
-              ["actions stage", "ms/frame mean", "p95", "max after the 1st", "1st frame", "CPU ms/frame", "reference / batched"], rows)
+        rows = [
+            row("reference (per person), paired", ref_ms, ref_cpu),
+            row(
+                "batched, paired",
+                new_ms,
+                new_cpu,
+                f"{ref_ms.sum() / new_ms.sum():.1f}x wall, {ref_cpu.sum() / new_cpu.sum():.1f}x CPU",
+            ),
+            row("batched, serve's own 'actions' timing", act),
+        ]
+        table(
+            f"1. edgepose serve on {VIDEO.name}, full size: {len(ppl)} frames, {ppl.mean():.1f} people a frame (max {ppl.max()}); "
+            f"invoke beside it {np.median(inv):.0f} ms median; events {len(pair.events['batched'])}, "
+            f"{'the same' if same else 'DIFFERENT'} from both engines",
+            [
+                "actions stage",
+                "ms/frame mean",
+                "p95",
+                "max after the 1st",
+                "1st frame",
+                "CPU ms/frame",
+                "reference / batched",
+            ],
+            rows,
+        )
 
     seqs = ds.load_skeletons(SKELETONS)
     clf = None
@@ -357,19 +406,46 @@ def stage_main(argv: list[str]) -> int:
         cell: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
         for rep in range(args.repeat):
             for name, cfg, c in variants:
-                for impl in (("reference", "batched") if rep % 2 == 0 else ("batched", "reference")):
+                for impl in ("reference", "batched") if rep % 2 == 0 else ("batched", "reference"):
                     per, cpu_s, f_s, i_s = crowd_run(impl, frames, cfg, c)
-                    cell.setdefault((name, impl), []).append((per.mean(), np.percentile(per, 95), cpu_s / len(per), f_s / len(per), i_s / len(per)))
+                    cell.setdefault((name, impl), []).append(
+                        (per.mean(), np.percentile(per, 95), cpu_s / len(per), f_s / len(per), i_s / len(per))
+                    )
         for name, _, c in variants:
             ratios = [r[0] / b[0] for r, b in zip(cell[(name, "reference")], cell[(name, "batched")])]
             for impl in ("reference", "batched"):
                 runs = np.array(cell[(name, impl)])
                 mean, p95, cpu_ms, f_ms, i_ms = (1e3 * np.median(runs[:, k]) for k in range(5))
-                rows.append([str(n), name, impl, f"{mean:.3f}", f"{1e3 * runs[:, 0].min():.3f}-{1e3 * runs[:, 0].max():.3f}",
-                             f"{p95:.3f}", f"{cpu_ms:.3f}", f"{f_ms:.3f}" if c is not None else "", f"{i_ms:.3f}" if c is not None else "",
-                             f"{np.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f})" if impl == "batched" else ""])
-    table(f"2. crowds replaying actions-9class clips at 30 fps, {args.seconds:g} s, {args.repeat} runs each (median; range of the means)",
-          ["people", "stage", "engine", "ms/frame", "range", "p95", "CPU ms/frame", "of it: features", "invoke", "reference / batched"], rows)
+                rows.append(
+                    [
+                        str(n),
+                        name,
+                        impl,
+                        f"{mean:.3f}",
+                        f"{1e3 * runs[:, 0].min():.3f}-{1e3 * runs[:, 0].max():.3f}",
+                        f"{p95:.3f}",
+                        f"{cpu_ms:.3f}",
+                        f"{f_ms:.3f}" if c is not None else "",
+                        f"{i_ms:.3f}" if c is not None else "",
+                        f"{np.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f})" if impl == "batched" else "",
+                    ]
+                )
+    table(
+        f"2. crowds replaying actions-9class clips at 30 fps, {args.seconds:g} s, {args.repeat} runs each (median; range of the means)",
+        [
+            "people",
+            "stage",
+            "engine",
+            "ms/frame",
+            "range",
+            "p95",
+            "CPU ms/frame",
+            "of it: features",
+            "invoke",
+            "reference / batched",
+        ],
+        rows,
+    )
     return 0
 
 

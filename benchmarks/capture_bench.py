@@ -14,6 +14,7 @@ Prints three tables:
 3. drawing cost per 1280x720 frame for 1, 5 and 10 people (skeletons, keypoints,
    labels; plus the HUD), ratios against 1 person.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,8 +117,27 @@ def crowd(n: int, w: int = 1280, h: int = 720, seed: int = 0) -> list[Pose]:
     """n stick figures spread over the frame, random part scores, tracked (labels drawn)."""
     rng = np.random.default_rng(seed)
     base = np.array(
-        [[0, 0], [6, -6], [-6, -6], [12, -2], [-12, -2], [35, 45], [-35, 45], [50, 100], [-50, 100], [55, 150],
-         [-55, 150], [25, 155], [-25, 155], [27, 235], [-27, 235], [29, 310], [-29, 310]], np.float32)
+        [
+            [0, 0],
+            [6, -6],
+            [-6, -6],
+            [12, -2],
+            [-12, -2],
+            [35, 45],
+            [-35, 45],
+            [50, 100],
+            [-50, 100],
+            [55, 150],
+            [-55, 150],
+            [25, 155],
+            [-25, 155],
+            [27, 235],
+            [-27, 235],
+            [29, 310],
+            [-29, 310],
+        ],
+        np.float32,
+    )
     poses = []
     for i in range(n):
         off = np.array([80 + (i * 117) % (w - 160), 60 + (i * 53) % (h - 380)], np.float32)
@@ -169,9 +189,16 @@ def main() -> int:
         base = t_direct if name.startswith("decode only") else t_serial
         ratio = f"{base / t * n / 205:.2f}x" if not dropped else "n/a"
         cells.append([name, str(n), str(dropped), f"{1e3 * t / n:.2f}", f"{n / t:.1f}", ratio])
-    table(f"1. Reading {VIDEO.name} (1280x720, 205 frames); model: {model_name}", ["reader", "frames", "dropped", "ms/frame", "fps", "vs direct"], cells, "lrrrrr")
-    print("(vs direct: frames/s against the direct row of the same kind. The latest-frame reader is for live\n"
-          " sources: on a file its thread decodes flat out, and every frame the model was busy for is dropped.)")
+    table(
+        f"1. Reading {VIDEO.name} (1280x720, 205 frames); model: {model_name}",
+        ["reader", "frames", "dropped", "ms/frame", "fps", "vs direct"],
+        cells,
+        "lrrrrr",
+    )
+    print(
+        "(vs direct: frames/s against the direct row of the same kind. The latest-frame reader is for live\n"
+        " sources: on a file its thread decodes flat out, and every frame the model was busy for is dropped.)"
+    )
 
     clip = predecode(100)
     base_mean = None
@@ -183,8 +210,12 @@ def main() -> int:
         n, mean, worst, dropped = live_latency(make(), work)
         base_mean = base_mean or mean
         cells.append([name, str(n), str(dropped), f"{mean:.1f}", f"{worst:.1f}", f"{base_mean / mean:.1f}x"])
-    table(f"2. Network camera simulated at 50 fps (640x360) for {args.live_seconds:g} s, model on every frame it gets",
-          ["reader", "processed", "dropped", "mean latency ms", "max latency ms", "mean latency: x lower than direct"], cells, "lrrrrr")
+    table(
+        f"2. Network camera simulated at 50 fps (640x360) for {args.live_seconds:g} s, model on every frame it gets",
+        ["reader", "processed", "dropped", "mean latency ms", "max latency ms", "mean latency: x lower than direct"],
+        cells,
+        "lrrrrr",
+    )
 
     cap = cv2.VideoCapture(str(VIDEO))
     ok, img = cap.read()
@@ -198,8 +229,12 @@ def main() -> int:
         dh, dhmin = time_draw(img, poses, args.draw_repeat, hud=True)
         one = one or dmin
         cells.append([str(n), f"{d:.3f} / {dmin:.3f}", f"{dh:.3f} / {dhmin:.3f}", f"{dmin / one:.2f}x"])
-    table(f"3. Drawing on a 1280x720 frame (median of {args.draw_repeat}, cv2 only)",
-          ["people", "draw_poses ms (median/min)", "+ draw_hud ms (median/min)", "vs 1 person"], cells, "rrrr")
+    table(
+        f"3. Drawing on a 1280x720 frame (median of {args.draw_repeat}, cv2 only)",
+        ["people", "draw_poses ms (median/min)", "+ draw_hud ms (median/min)", "vs 1 person"],
+        cells,
+        "rrrr",
+    )
     print("(min is the better estimate on a busy machine; ratios use it)")
     return 0
 

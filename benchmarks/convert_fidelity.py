@@ -16,6 +16,7 @@ p95 pixel error, poses per image.
 The int8 rows are an ablation: each adds or removes one choice against the default
 (COCO calibration half + mirrored images + output-aware rounding of every convolution, per-channel weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             ("int8 nearest", "int8", {"calibration": coco, "quant": QuantOptions(rounding="nearest")}),
             ("int8 depthwise-only", "int8", {"calibration": coco, "quant": QuantOptions(rounding="depthwise")}),
             ("int8 +equalize", "int8", {"calibration": coco, "quant": QuantOptions(equalize=True)}),
-            ("int8 nearest +equal.", "int8", {"calibration": coco, "quant": QuantOptions(rounding="nearest", equalize=True)}),
+            (
+                "int8 nearest +equal.",
+                "int8",
+                {"calibration": coco, "quant": QuantOptions(rounding="nearest", equalize=True)},
+            ),
             ("int8 +video", "int8", {"calibration": coco + video, "quant": default}),
             ("int8 nearest +video", "int8", {"calibration": coco + video, "quant": QuantOptions(rounding="nearest")}),
             ("int8 int8-io", "int8", {"calibration": coco, "quant": QuantOptions(io_type="int8")}),
@@ -85,8 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         models[label] = res.path
         print(f"converted {label:<22} {res.size_bytes / 1e6:6.2f} MB in {timings[label]:5.1f} s", file=sys.stderr)
     report = fidelity_report(
-        models, eval_paths, src=src, threads=args.threads, progress=False,
-        extra={"calibration": {"coco_images": [p.name for p in cal_paths], "video_frames": len(video)}, "convert_seconds": timings},
+        models,
+        eval_paths,
+        src=src,
+        threads=args.threads,
+        progress=False,
+        extra={
+            "calibration": {"coco_images": [p.name for p in cal_paths], "video_frames": len(video)},
+            "convert_seconds": timings,
+        },
     )
     print(format_table(report))
     if args.json:

@@ -19,6 +19,7 @@ Prints:
    with an empty cache, then load from that cache (what `edgepose run`/`serve`
    pay once at model load, not on a frame).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,7 +75,8 @@ def timing_table(heads, repeat: int) -> list[list[str]]:
             "numba": lambda k=k: compiled.decode_multiple_poses(heads, k, *SETTINGS),
             "numpy": lambda k=k: multi.decode_multiple_poses(heads, k, *SETTINGS),
             "posenet-python": lambda k=k: posenet_python.decode_multiple_poses(
-                probs, heads.offsets, fwd, bwd, heads.stride, k, SETTINGS[0], SETTINGS[1], SETTINGS[0]),
+                probs, heads.offsets, fwd, bwd, heads.stride, k, SETTINGS[0], SETTINGS[1], SETTINGS[0]
+            ),
         }
         found = {name: len(fn()[0] if name == "posenet-python" else fn()) for name, fn in fns.items()}
         samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -84,12 +86,19 @@ def timing_table(heads, repeat: int) -> list[list[str]]:
                 fn()
                 samples[name].append(time.perf_counter() - t)
         med = {name: 1e3 * statistics.median(s) for name, s in samples.items()}
-        rows.append([
-            str(k), f"{found['numba']}/{found['numpy']}/{found['posenet-python']}",
-            f"{med['numba']:.3f}", f"{med['numpy']:.3f}", f"{med['posenet-python']:.3f}",
-            f"{med['posenet-python'] / med['numba']:.1f}x", f"{med['posenet-python'] / med['numpy']:.1f}x",
-            f"{med['numpy'] / med['numba']:.1f}x", f"{med['numba'] / CORAL_CPP_MS:.1f}x",
-        ])
+        rows.append(
+            [
+                str(k),
+                f"{found['numba']}/{found['numpy']}/{found['posenet-python']}",
+                f"{med['numba']:.3f}",
+                f"{med['numpy']:.3f}",
+                f"{med['posenet-python']:.3f}",
+                f"{med['posenet-python'] / med['numba']:.1f}x",
+                f"{med['posenet-python'] / med['numpy']:.1f}x",
+                f"{med['numpy'] / med['numba']:.1f}x",
+                f"{med['numba'] / CORAL_CPP_MS:.1f}x",
+            ]
+        )
     return rows
 
 
@@ -105,9 +114,14 @@ def agreement(all_heads) -> list[list[str]]:
                 poses += len(a)
                 if len(a):
                     worst_px = max(worst_px, float(np.abs(a.keypoints_yx - b.keypoints_yx).max()))
-                    worst_s = max(worst_s, float(np.abs(a.keypoint_scores - b.keypoint_scores).max()),
-                                  float(np.abs(a.pose_scores - b.pose_scores).max()))
-        rows.append([f"{k} / {score} / {radius:g}", f"{same}/{len(all_heads)}", str(poses), f"{worst_px:.2g}", f"{worst_s:.2g}"])
+                    worst_s = max(
+                        worst_s,
+                        float(np.abs(a.keypoint_scores - b.keypoint_scores).max()),
+                        float(np.abs(a.pose_scores - b.pose_scores).max()),
+                    )
+        rows.append(
+            [f"{k} / {score} / {radius:g}", f"{same}/{len(all_heads)}", str(poses), f"{worst_px:.2g}", f"{worst_s:.2g}"]
+        )
     return rows
 
 
@@ -140,7 +154,9 @@ def first_call() -> list[list[str]]:
     with tempfile.TemporaryDirectory(prefix="edgepose-numba-") as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(REPO))
         for label in ("empty cache", "warm cache", "warm cache"):
-            out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True
+            ).stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append([label, f"{1e3 * r['import']:.0f}", f"{1e3 * r['first']:.0f}", r["how"]])
     return rows
@@ -158,17 +174,40 @@ def main() -> int:
     # The most people found with no cap (ties: the first), so that 10 poses are there to find.
     counts = [len(compiled.decode_multiple_poses(h, 100, *SETTINGS)) for h in all_heads]
     crowded = int(np.argmax(counts))
-    print(f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} at start; "
-          f"most crowded frame: #{crowded} of {len(all_heads)} ({counts[crowded]} poses at score {SETTINGS[0]}, NMS {SETTINGS[1]:g} px, no cap)")
-    table(f"1. Decode, 481x641 heads of frame #{crowded}, median ms of {args.repeat} (targets: >= 15x posenet-python at 10 poses, <= 0.15 ms at 1)",
-          ["max poses", "found nb/np/pp", "numba", "numpy", "posenet-python", "pp/numba", "pp/numpy", "numpy/numba", "numba/Coral C++"],
-          timing_table(all_heads[crowded], args.repeat))
-    table(f"2. Agreement, numba vs numpy on all {len(all_heads)} video frames (max poses / min score / NMS px)",
-          ["settings", "same pose count", "poses", "max |d| px", "max |d| score"], agreement(all_heads))
-    table("   Coral's reference (test_couple.jpg, decoder-op settings), keypoints within 4 px and 0.1",
-          ["numba", "numpy"], coral_reference())
-    table("3. Compiled decoder's first call in a fresh process (ms); paid at model load",
-          ["run", "import", "first decode", "how"], first_call())
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} at start; "
+        f"most crowded frame: #{crowded} of {len(all_heads)} ({counts[crowded]} poses at score {SETTINGS[0]}, NMS {SETTINGS[1]:g} px, no cap)"
+    )
+    table(
+        f"1. Decode, 481x641 heads of frame #{crowded}, median ms of {args.repeat} (targets: >= 15x posenet-python at 10 poses, <= 0.15 ms at 1)",
+        [
+            "max poses",
+            "found nb/np/pp",
+            "numba",
+            "numpy",
+            "posenet-python",
+            "pp/numba",
+            "pp/numpy",
+            "numpy/numba",
+            "numba/Coral C++",
+        ],
+        timing_table(all_heads[crowded], args.repeat),
+    )
+    table(
+        f"2. Agreement, numba vs numpy on all {len(all_heads)} video frames (max poses / min score / NMS px)",
+        ["settings", "same pose count", "poses", "max |d| px", "max |d| score"],
+        agreement(all_heads),
+    )
+    table(
+        "   Coral's reference (test_couple.jpg, decoder-op settings), keypoints within 4 px and 0.1",
+        ["numba", "numpy"],
+        coral_reference(),
+    )
+    table(
+        "3. Compiled decoder's first call in a fresh process (ms); paid at model load",
+        ["run", "import", "first decode", "how"],
+        first_call(),
+    )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end; {time.perf_counter() - t_start:.0f} s in all")
     return 0
 

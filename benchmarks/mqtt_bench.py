@@ -22,6 +22,7 @@ Prints four tables:
 Targets (issues 5 and 12): edgepose path >= 0.7x bare paho; binary <= 1/3 of JSON bytes;
 publishing <= 2 % of a frame's time at 30 FPS (issue 19: within 1 %).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,22 @@ def frame_of(poses: list[Pose], i: int = 0) -> FrameResult:
 # -- rates ---------------------------------------------------------------------------
 def start_counter(port: int, n: int) -> subprocess.Popen:
     """``mosquitto_sub`` exits after n messages; it is C, so it never is the bottleneck for Python publishers."""
-    proc = subprocess.Popen([shutil.which("mosquitto_sub") or "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", TOPIC,
-                             "-C", str(n), "-q", "0"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            shutil.which("mosquitto_sub") or "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            TOPIC,
+            "-C",
+            str(n),
+            "-q",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(0.3)  # subscribed
     return proc
 
@@ -124,14 +139,16 @@ def encode_cpu(encode, n: int = 3000) -> float:
     return best
 
 
-def interleaved(variants: dict[str, Callable[[], object]], calls: int, drain, period: float = 0.0) -> dict[str, list[int]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], calls: int, drain, period: float = 0.0
+) -> dict[str, list[int]]:
     """Thread CPU ns of each call of each variant ``name: publish_one``, called one after another
     in an order rotated each round (the variant called right after another meets paho's network thread
     and the caches as that one left them); ``drain()`` every 200 rounds, ``period`` s between calls."""
     spent: dict[str, list[int]] = {v: [] for v in variants}
     order = list(variants.items())
     for i in range(calls):
-        for name, publish_one in order[i % len(order):] + order[:i % len(order)]:
+        for name, publish_one in order[i % len(order) :] + order[: i % len(order)]:
             c0 = time.thread_time_ns()
             publish_one()
             spent[name].append(time.thread_time_ns() - c0)
@@ -146,7 +163,9 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
     """Per variant (bare paho, edgepose): best publisher-side and
     delivered rates, CPU per message (interleaved blocks), and the encoder's own CPU per message."""
     fr = frame_of(poses)
-    cfg = MqttConfig(host="127.0.0.1", port=port, encoding=encoding, outbox_path=str(tmp / f"o-{encoding}-{len(poses)}.sqlite"))
+    cfg = MqttConfig(
+        host="127.0.0.1", port=port, encoding=encoding, outbox_path=str(tmp / f"o-{encoding}-{len(poses)}.sqlite")
+    )
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
     sink.state.min_interval = 1e9  # the state summary is published once, not per frame
@@ -157,10 +176,12 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
 
     limit, m.MAX_QUEUED_POSES = m.MAX_QUEUED_POSES, 10**9
     topic = sink.topics["poses"]
-    variants = {"bare": (lambda i: bare.publish(TOPIC, data, qos=0), bare),
-                "edgepose": (lambda i: sink.publish_frame(fr), sink._client),
-                # encode + hand to paho, without the sink's per-frame bookkeeping (decimation, queue guard, state)
-                "encode+publish": (lambda i: sink._client.publish(topic, sink.encode_poses(fr), qos=0), sink._client)}
+    variants = {
+        "bare": (lambda i: bare.publish(TOPIC, data, qos=0), bare),
+        "edgepose": (lambda i: sink.publish_frame(fr), sink._client),
+        # encode + hand to paho, without the sink's per-frame bookkeeping (decimation, queue guard, state)
+        "encode+publish": (lambda i: sink._client.publish(topic, sink.encode_poses(fr), qos=0), sink._client),
+    }
     best = {v: {"pub": 0.0, "del": 0.0, "cpu": 1e9, "enc": 0.0} for v in variants}
     try:
         for _ in range(repeat):  # round-robin: a busy moment on the machine costs every variant alike
@@ -187,8 +208,14 @@ def rates(port: int, poses: list[Pose], encoding: str, n: int, repeat: int, tmp:
             while iso.want_write():
                 iso.loop_write()
 
-        spent = interleaved({"bare": lambda: iso.publish(TOPIC, data, qos=0),
-                             "encode+publish": lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0)}, n, flush)
+        spent = interleaved(
+            {
+                "bare": lambda: iso.publish(TOPIC, data, qos=0),
+                "encode+publish": lambda: iso.publish(TOPIC, sink.encode_poses(fr), qos=0),
+            },
+            n,
+            flush,
+        )
         iso.disconnect()
         for name, v in spent.items():
             best[name]["cpu_iso"] = statistics.median(v) / 1e3
@@ -225,7 +252,9 @@ def _latency_subscriber(port: int, n: int, q: mp.Queue, ready: mp.Event) -> None
     q.put(lat)
 
 
-def latency_run(port: int, frames, n: int, tmp: Path, pace: float = 1 / 30) -> tuple[list[float], list[float], list[float]]:
+def latency_run(
+    port: int, frames, n: int, tmp: Path, pace: float = 1 / 30
+) -> tuple[list[float], list[float], list[float]]:
     """Publish ``n`` results from ``frames()`` (an iterator of (capture_time, FrameResult)) at 30 FPS.
 
     Returns (capture->received latencies, publish->received latencies, publish_frame thread CPU seconds).
@@ -285,43 +314,82 @@ def main() -> int:
         print(f"{n:>6} {js:>7} {bn:>7} {bn / js:>12.3f}")
 
     with Mosquitto(tmp / "broker") as broker:
-        results = {(n, enc): rates(broker.port, ps, enc, args.messages, args.repeat, tmp) for n, ps in crowd.items() for enc in ("json", "binary")}
+        results = {
+            (n, enc): rates(broker.port, ps, enc, args.messages, args.repeat, tmp)
+            for n, ps in crowd.items()
+            for enc in ("json", "binary")
+        }
         rows = []
         for (n, enc), r in results.items():
             for key, pace in (("cpu_rr", "none"), ("cpu_paced", "5 ms")):
                 b, ep, e = r["bare"][key], r["encode+publish"][key], r["edgepose"][key]
-                rows.append([str(n), enc, pace, f"{b:.1f}", f"{ep:.1f}", f"{e:.1f}", f"{b / ep:.2f}", f"{b / e:.2f}", f"{r['edgepose']['enc']:.1f}"])
-        table(f"2. publishing thread's CPU per message (median us), {args.messages} QoS-0 messages per variant back to back and "
-              f"{max(100, args.messages // 25)} paced at 200/s (5 ms apart, as a Coral-speed frame loop: caches cold at each call); the\n"
-              "   variants interleaved call by call, in rotating order. bare: paho publishing the ready-made bytes; enc+pub: "
-              "MqttSink.encode_poses + paho's publish (the publish path);\n"
-              "   edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping); enc: the encoder alone, tight loop.\n"
-              "   ratio = bare paho's CPU / the variant's = the variant's sustainable rate / bare paho's (target >= 0.7)",
-              ["people", "enc", "pace", "bare", "enc+pub", "edgepose", "ratio enc+pub", "ratio edgepose", "enc us"], rows)
+                rows.append(
+                    [
+                        str(n),
+                        enc,
+                        pace,
+                        f"{b:.1f}",
+                        f"{ep:.1f}",
+                        f"{e:.1f}",
+                        f"{b / ep:.2f}",
+                        f"{b / e:.2f}",
+                        f"{r['edgepose']['enc']:.1f}",
+                    ]
+                )
+        table(
+            f"2. publishing thread's CPU per message (median us), {args.messages} QoS-0 messages per variant back to back and "
+            f"{max(100, args.messages // 25)} paced at 200/s (5 ms apart, as a Coral-speed frame loop: caches cold at each call); the\n"
+            "   variants interleaved call by call, in rotating order. bare: paho publishing the ready-made bytes; enc+pub: "
+            "MqttSink.encode_poses + paho's publish (the publish path);\n"
+            "   edgepose: MqttSink.publish_frame (that + the sink's per-frame bookkeeping); enc: the encoder alone, tight loop.\n"
+            "   ratio = bare paho's CPU / the variant's = the variant's sustainable rate / bare paho's (target >= 0.7)",
+            ["people", "enc", "pace", "bare", "enc+pub", "edgepose", "ratio enc+pub", "ratio edgepose", "enc us"],
+            rows,
+        )
         rows = []
         for (n, enc), r in results.items():
             b, ep = r["bare"], r["encode+publish"]
-            rows.append([str(n), enc] + [f"{v['cpu_iso']:.1f} ({v['cpu_iso_mean']:.1f})" for v in (b, ep)] + [f"{b['cpu_iso'] / ep['cpu_iso']:.2f}"])
-        table("2a. the same with no network thread (paho's publish() writes to the socket in the calling thread, nothing else competes\n"
-              "   for the GIL or the caches): the publish path's own cost, free of table 2's thread interplay; us, median (mean)",
-              ["people", "enc", "bare", "enc+pub", "ratio enc+pub"], rows)
-        print(f"\n2b. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat} runs, variants round-robin (msgs/s; wall clock:")
-        print("   on a busy machine the broker and mosquitto_sub compete for the cores, so these swing more than table 2)")
-        print("   delivered: until mosquitto_sub got the last one; calls: until the calls returned and the socket drained")
-        print(f"{'people':>6} {'enc':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} | {'bare':>6} {'edgepose':>8} {'ratio':>5}")
+            rows.append(
+                [str(n), enc]
+                + [f"{v['cpu_iso']:.1f} ({v['cpu_iso_mean']:.1f})" for v in (b, ep)]
+                + [f"{b['cpu_iso'] / ep['cpu_iso']:.2f}"]
+            )
+        table(
+            "2a. the same with no network thread (paho's publish() writes to the socket in the calling thread, nothing else competes\n"
+            "   for the GIL or the caches): the publish path's own cost, free of table 2's thread interplay; us, median (mean)",
+            ["people", "enc", "bare", "enc+pub", "ratio enc+pub"],
+            rows,
+        )
+        print(
+            f"\n2b. sustained publish rate, {args.messages} QoS-0 messages, best of {args.repeat} runs, variants round-robin (msgs/s; wall clock:"
+        )
+        print(
+            "   on a busy machine the broker and mosquitto_sub compete for the cores, so these swing more than table 2)"
+        )
+        print(
+            "   delivered: until mosquitto_sub got the last one; calls: until the calls returned and the socket drained"
+        )
+        print(
+            f"{'people':>6} {'enc':>6} | {'bare':>6} {'edgepose':>8} {'ratio':>5} | {'bare':>6} {'edgepose':>8} {'ratio':>5}"
+        )
         print(f"{'':>6} {'':>6} | {'delivered':^27} | {'calls':^27}")
         for (n, enc), r in results.items():
             b, e = r["bare"], r["edgepose"]
-            print(f"{n:>6} {enc:>6} | {b['del']:>6.0f} {e['del']:>8.0f} {e['del'] / b['del']:>5.2f} |"
-                  f" {b['pub']:>6.0f} {e['pub']:>8.0f} {e['pub'] / b['pub']:>5.2f}")
+            print(
+                f"{n:>6} {enc:>6} | {b['del']:>6.0f} {e['del']:>8.0f} {e['del'] / b['del']:>5.2f} |"
+                f" {b['pub']:>6.0f} {e['pub']:>8.0f} {e['pub'] / b['pub']:>5.2f}"
+            )
 
         print(f"\n3. latency, {args.frames} frames at 30 FPS (ms)   and   4. CPU of publish_frame per frame")
-        print(f"{'run':<34} {'p50':>7} {'p95':>7} {'max':>7} | {'hop p50':>7} {'hop p95':>7} | {'CPU us':>7} {'of 33ms':>8}")
+        print(
+            f"{'run':<34} {'p50':>7} {'p95':>7} {'max':>7} | {'hop p50':>7} {'hop p95':>7} | {'CPU us':>7} {'of 33ms':>8}"
+        )
 
         def synthetic(ps):
             def gen():
                 while True:
                     yield time.time(), frame_of(ps)
+
             return gen
 
         def pipeline_frames():
@@ -344,15 +412,20 @@ def main() -> int:
                 yield t_cap, pipe.process(Frame(i, t_cap, img))
                 i += 1
 
-        runs = [("publish only, 1 person", synthetic(crowd[1])), ("publish only, 5 people", synthetic(crowd[5])),
-                ("real pipeline on the clip (capture->)", pipeline_frames)]
+        runs = [
+            ("publish only, 1 person", synthetic(crowd[1])),
+            ("publish only, 5 people", synthetic(crowd[5])),
+            ("real pipeline on the clip (capture->)", pipeline_frames),
+        ]
         for name, gen in runs:
             lat, hop, cpu = latency_run(broker.port, gen, args.frames, tmp)
             ms = [x * 1e3 for x in lat]
             hop_ms = [x * 1e3 for x in hop]
             cpu_us = statistics.mean(cpu) * 1e6
-            print(f"{name:<34} {pct(ms, 50):>7.2f} {pct(ms, 95):>7.2f} {max(ms):>7.2f} | {pct(hop_ms, 50):>7.2f} {pct(hop_ms, 95):>7.2f} |"
-                  f" {cpu_us:>7.0f} {cpu_us / 33333:>7.2%}")
+            print(
+                f"{name:<34} {pct(ms, 50):>7.2f} {pct(ms, 95):>7.2f} {max(ms):>7.2f} | {pct(hop_ms, 50):>7.2f} {pct(hop_ms, 95):>7.2f} |"
+                f" {cpu_us:>7.0f} {cpu_us / 33333:>7.2%}"
+            )
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end; {time.perf_counter() - t_start:.0f} s in all")
     return 0

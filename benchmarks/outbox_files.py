@@ -8,6 +8,7 @@ against the baseline (SQLite's defaults: a 1000-page checkpoint and no size limi
     python benchmarks/outbox_files.py                 # connected device and outage, in a temporary folder
     python benchmarks/outbox_files.py --dir /mnt/sd   # on the storage the outbox will use
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ PAYLOAD = b"x" * 260  # the size of a typical events payload
 
 
 def _sizes(path: Path) -> dict[str, int]:
-    return {s or "db": os.path.getsize(f"{path}{s}") for s in ("", "-wal", "-shm", ".acked") if os.path.exists(f"{path}{s}")}
+    return {
+        s or "db": os.path.getsize(f"{path}{s}") for s in ("", "-wal", "-shm", ".acked") if os.path.exists(f"{path}{s}")
+    }
 
 
 def run(path: Path, events: int, lag: int, baseline: bool) -> dict[str, float]:
@@ -63,16 +66,41 @@ def main() -> int:
             base = run(Path(d) / "base.sqlite", args.events, lag, baseline=True)
             ours = run(Path(d) / "ours.sqlite", args.events, lag, baseline=False)
             rows.append((label, base, ours))
-    print(f"{args.events} events of {len(PAYLOAD)} bytes, one transaction each, synchronous=FULL; "
-          f"edgepose: wal_autocheckpoint={ob.WAL_AUTOCHECKPOINT}, journal_size_limit={ob.JOURNAL_SIZE_LIMIT}")
+    print(
+        f"{args.events} events of {len(PAYLOAD)} bytes, one transaction each, synchronous=FULL; "
+        f"edgepose: wal_autocheckpoint={ob.WAL_AUTOCHECKPOINT}, journal_size_limit={ob.JOURNAL_SIZE_LIMIT}"
+    )
     cells = []
     for label, base, ours in rows:
         for name, r in (("sqlite", base), ("edgepose", ours)):
-            cells.append([label, name, f"{r['ms']:.2f}", f"{r['max_wal'] / 1024:.0f}", f"{r['max_total'] / 1024:.0f}",
-                          f"{r['end_wal'] / 1024:.0f}", f"{r['end_db'] / 1024:.0f}"])
-        cells.append(["", "ratio", f"{ours['ms'] / base['ms']:.2f}", f"{ours['max_wal'] / max(base['max_wal'], 1):.2f}",
-                      f"{ours['max_total'] / max(base['max_total'], 1):.2f}", "", ""])
-    table("The outbox's files", ["case", "settings", "ms/event", "max WAL KiB", "max total KiB", "end WAL KiB", "end db KiB"], cells, "llrrrrr")
+            cells.append(
+                [
+                    label,
+                    name,
+                    f"{r['ms']:.2f}",
+                    f"{r['max_wal'] / 1024:.0f}",
+                    f"{r['max_total'] / 1024:.0f}",
+                    f"{r['end_wal'] / 1024:.0f}",
+                    f"{r['end_db'] / 1024:.0f}",
+                ]
+            )
+        cells.append(
+            [
+                "",
+                "ratio",
+                f"{ours['ms'] / base['ms']:.2f}",
+                f"{ours['max_wal'] / max(base['max_wal'], 1):.2f}",
+                f"{ours['max_total'] / max(base['max_total'], 1):.2f}",
+                "",
+                "",
+            ]
+        )
+    table(
+        "The outbox's files",
+        ["case", "settings", "ms/event", "max WAL KiB", "max total KiB", "end WAL KiB", "end db KiB"],
+        cells,
+        "llrrrrr",
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ partition, 340 MiB in all), raw and .xz. Baselines, in the same process: copying
 The cold bundle uses an empty EDGEPOSE_CACHE_DIR, so it downloads from the package index (network speed
 dominates it). Run: ``python benchmarks/provision_bench.py`` (needs mtools, fdisk; the index for --cold).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,19 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1].strip(),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--profile", default="pi4")
     ap.add_argument("--cold", action="store_true", help="also bundle with an empty wheel cache (downloads)")
     args = ap.parse_args(argv)
     edgepose = list(EDGEPOSE)
-    env = {**os.environ, "EDGEPOSE_MODEL_MIRROR": os.environ.get("EDGEPOSE_MODEL_MIRROR", str(REPO.parent / "shared" / "models"))}
+    env = {
+        **os.environ,
+        "EDGEPOSE_MODEL_MIRROR": os.environ.get("EDGEPOSE_MODEL_MIRROR", str(REPO.parent / "shared" / "models")),
+    }
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="edgepose-bench-") as tmp:
         work = Path(tmp)
@@ -64,11 +71,36 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("baseline: decompress the .xz (lzma)", unxz_s, "1.0x"))
         if args.cold:
             cold_env = {**env, "EDGEPOSE_CACHE_DIR": str(work / "cache")}
-            s = timed([*edgepose, "bundle", "--profile", args.profile, "--config", str(DEVICE), "--out", str(work / "cold"),
-                       "--no-progress"], cold_env)
+            s = timed(
+                [
+                    *edgepose,
+                    "bundle",
+                    "--profile",
+                    args.profile,
+                    "--config",
+                    str(DEVICE),
+                    "--out",
+                    str(work / "cold"),
+                    "--no-progress",
+                ],
+                cold_env,
+            )
             rows.append(("edgepose bundle, cold wheel cache", s, "-"))
         bundle = work / "bundle"
-        s = timed([*edgepose, "bundle", "--profile", args.profile, "--config", str(DEVICE), "--out", str(bundle), "--no-progress"], env)
+        s = timed(
+            [
+                *edgepose,
+                "bundle",
+                "--profile",
+                args.profile,
+                "--config",
+                str(DEVICE),
+                "--out",
+                str(bundle),
+                "--no-progress",
+            ],
+            env,
+        )
         rows.append(("edgepose bundle, warm wheel cache", s, "-"))
         size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
         base = [*edgepose, "flash", "--profile", args.profile, "--config", str(DEVICE), "--no-progress"]
@@ -79,7 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         s = timed([*base, "--image", str(xz), "--out", str(work / "o3.img")], env)
         rows.append(("edgepose flash .xz image, bundle made on the fly", s, f"{s / unxz_s:.1f}x unxz"))
     print(f"image {img_mib:.0f} MiB, bundle {size / 1e6:.1f} MB ({args.profile}), {os.cpu_count()} cores")
-    table("Provisioning steps", ["step", "seconds", "ratio"], [[name, f"{sec:.2f}", ratio] for name, sec, ratio in rows], "lr")
+    table(
+        "Provisioning steps",
+        ["step", "seconds", "ratio"],
+        [[name, f"{sec:.2f}", ratio] for name, sec, ratio in rows],
+        "lr",
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ exported .tflite run by the device runtime (full-size image -> crop -> TFLite),
 their ratios to the baseline, model size and invoke latency on this machine
 (with its ratio to float32, measured in the same process).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,20 +54,36 @@ def main(argv: list[str] | None = None) -> int:
         write_synthetic(data, SHARED / "images", args.train, args.test, (w, h), seed=0, workers=args.workers)
     t_render = time.perf_counter() - t0
     settings = TrainSettings(input_size=args.input_size, arch=args.arch, epochs=args.epochs)
-    report = train_and_export(data, work / "models", settings, [p.strip() for p in args.precisions.split(",")],
-                              threads=args.threads, progress=not args.quiet)
+    report = train_and_export(
+        data,
+        work / "models",
+        settings,
+        [p.strip() for p in args.precisions.split(",")],
+        threads=args.threads,
+        progress=not args.quiet,
+    )
     report["render_seconds"] = t_render
-    report["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
+    report["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
     print()
-    print(f"scene {report['scene']}: {report['n_train']} training renders, {report['n_test']} test renders (held-out walk); "
-          f"input {args.input_size}x{args.input_size}, arch {args.arch}, {args.epochs} epochs, beta {report['beta']:.3f}")
-    print(f"render {t_render:.0f} s, training {report['train_seconds']:.0f} s on {os.cpu_count()} cores; threads for TFLite: {args.threads}")
+    print(
+        f"scene {report['scene']}: {report['n_train']} training renders, {report['n_test']} test renders (held-out walk); "
+        f"input {args.input_size}x{args.input_size}, arch {args.arch}, {args.epochs} epochs, beta {report['beta']:.3f}"
+    )
+    print(
+        f"render {t_render:.0f} s, training {report['train_seconds']:.0f} s on {os.cpu_count()} cores; threads for TFLite: {args.threads}"
+    )
     print()
     print(format_table(report))
     tf_fit = report["train_fit"]
-    print(f"\nfit on the training renders (Keras): median {tf_fit['median_position']:.3f} m, {tf_fit['median_orientation_deg']:.2f} deg")
+    print(
+        f"\nfit on the training renders (Keras): median {tf_fit['median_position']:.3f} m, {tf_fit['median_orientation_deg']:.2f} deg"
+    )
     for prec, ex in report["exports"].items():
         for n in ex["notes"]:
             print(f"{prec}: {n}")

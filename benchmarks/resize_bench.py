@@ -15,6 +15,7 @@ same filter) against its float32, share of float32's confident keypoints (score 
 within 5 model-input px on the held-out images (odd COCO half + test_couple.jpg, full size)
 and on every 10th frame of the shared video.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,9 @@ def _pyr_then_linear(im: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def _linear_2x_then_area(im: np.ndarray, w: int, h: int) -> np.ndarray:
-    return cv2.resize(cv2.resize(im, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        cv2.resize(im, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_AREA
+    )
 
 
 CANDIDATES: dict[str, Resize] = {
@@ -72,13 +75,19 @@ CANDIDATES: dict[str, Resize] = {
     "decimate 2 + linear": lambda im, w, h: cv2.resize(im[::2, ::2], (w, h), interpolation=cv2.INTER_LINEAR),
     "pyrDown + linear": _pyr_then_linear,
     "gaussian + linear": _gauss_then_linear,
-    "area at int factor + linear": lambda im, w, h: cv2.resize(_area_int(im, w, h), (w, h), interpolation=cv2.INTER_LINEAR),
+    "area at int factor + linear": lambda im, w, h: cv2.resize(
+        _area_int(im, w, h), (w, h), interpolation=cv2.INTER_LINEAR
+    ),
     "area at int factor + area": lambda im, w, h: cv2.resize(_area_int(im, w, h), (w, h), interpolation=cv2.INTER_AREA),
     "linear to 2x + area 2x": _linear_2x_then_area,
     "edgepose antialias (default)": lambda im, w, h: resize(im, w, h, "antialias")[0],
 }
 #: The candidate the runtime's filter names map to (the fidelity section converts one int8 per filter).
-RUNTIME_FILTERS = {"linear (INTER_LINEAR)": "linear", "area (INTER_AREA)": "area", "edgepose antialias (default)": "antialias"}
+RUNTIME_FILTERS = {
+    "linear (INTER_LINEAR)": "linear",
+    "area (INTER_AREA)": "area",
+    "edgepose antialias (default)": "antialias",
+}
 
 
 def video_frames(step: int = 1, limit: int | None = None) -> list[np.ndarray]:
@@ -144,7 +153,15 @@ def fidelity_rows(eval_images: list[np.ndarray], video: list[np.ndarray]) -> lis
                 return to_float_input(fit_to_input(img, size[0], size[1], "stretch", _f)[0], input_range)
 
             with mock.patch.object(calib, "preprocess", pre):  # calibrate through the same filter
-                i8_path = convert(src, "int8", (H, W), Path(tmp) / f"{name}.tflite", calibration=coco, quant=QuantOptions(), progress=False).path
+                i8_path = convert(
+                    src,
+                    "int8",
+                    (H, W),
+                    Path(tmp) / f"{name}.tflite",
+                    calibration=coco,
+                    quant=QuantOptions(),
+                    progress=False,
+                ).path
             f32, i8 = load_posenet(f32_path, 2, resize_filter=name), load_posenet(i8_path, 2, resize_filter=name)
 
             def share(images: list[np.ndarray]) -> str:
@@ -163,7 +180,11 @@ def fidelity_rows(eval_images: list[np.ndarray], video: list[np.ndarray]) -> lis
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=300)
-    ap.add_argument("--fidelity", action="store_true", help="also convert int8 per filter and compare keypoints (TensorFlow, ~1 min)")
+    ap.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="also convert int8 per filter and compare keypoints (TensorFlow, ~1 min)",
+    )
     args = ap.parse_args()
     cv2.setNumThreads(1)
     frames = video_frames(limit=20)
@@ -174,16 +195,29 @@ def main() -> None:
     rows = []
     for label, fn in CANDIDATES.items():
         t = median_ms(fn, frames, args.repeat)
-        rows.append([label, f"{t:.3f}", f"{t / base:.2f}x", f"{psnr_vs_area(fn, frames[:5]):.1f}", f"{psnr_vs_area(fn, coco):.1f}",
-                     f"{psnr_vs_area(fn, [couple]):.1f}"])
-    table(f"Resize 1280x720 -> {W}x{H}: median ms (1 OpenCV thread), x INTER_LINEAR; PSNR dB against INTER_AREA",
-          ["filter", "ms", "x linear", "PSNR video", "PSNR COCO", "PSNR couple"], rows)
+        rows.append(
+            [
+                label,
+                f"{t:.3f}",
+                f"{t / base:.2f}x",
+                f"{psnr_vs_area(fn, frames[:5]):.1f}",
+                f"{psnr_vs_area(fn, coco):.1f}",
+                f"{psnr_vs_area(fn, [couple]):.1f}",
+            ]
+        )
+    table(
+        f"Resize 1280x720 -> {W}x{H}: median ms (1 OpenCV thread), x INTER_LINEAR; PSNR dB against INTER_AREA",
+        ["filter", "ms", "x linear", "PSNR video", "PSNR COCO", "PSNR couple"],
+        rows,
+    )
     if args.fidelity:
         odd = coco[1::2] + [couple]
-        table("int8 vs float32 (model-mobilenet_v1_050, 353x481, calibrated through the same filter): "
-              "float32's confident keypoints within 5 model-input px",
-              ["runtime filter", "held-out images (odd COCO + couple)", "video (every 10th frame)"],
-              fidelity_rows(odd, video_frames(step=10)))
+        table(
+            "int8 vs float32 (model-mobilenet_v1_050, 353x481, calibrated through the same filter): "
+            "float32's confident keypoints within 5 model-input px",
+            ["runtime filter", "held-out images (odd COCO + couple)", "video (every 10th frame)"],
+            fidelity_rows(odd, video_frames(step=10)),
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Prints three tables:
 4. Coral's conformance test through ``edgepose run`` with default flags (the model's own decoder
    settings) and with the former fixed 0.25 / 20 px, with the settings in force and their origin.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,9 @@ def read_frames(n: int) -> list[np.ndarray]:
     return frames
 
 
-def stage_latency(size: str, threads: int, frames: list[np.ndarray], couple: np.ndarray, repeat: int) -> list[list[str]]:
+def stage_latency(
+    size: str, threads: int, frames: list[np.ndarray], couple: np.ndarray, repeat: int
+) -> list[list[str]]:
     model = load_posenet(model_path(size), threads)
     rows = []
     for label, images in (("video", frames), ("couple", [couple] * repeat)):
@@ -93,7 +96,13 @@ def stage_latency(size: str, threads: int, frames: list[np.ndarray], couple: np.
                 t4 = time.perf_counter()
                 sink.write(out)
                 t5 = time.perf_counter()
-                for k, a, b in (("pre", t0, t1), ("invoke", t1, t2), ("decode", t2, t3), ("draw", t3, t4), ("write", t4, t5)):
+                for k, a, b in (
+                    ("pre", t0, t1),
+                    ("invoke", t1, t2),
+                    ("decode", t2, t3),
+                    ("draw", t3, t4),
+                    ("write", t4, t5),
+                ):
                     t[k].append(b - a)
                 people.append(len(poses))
             sink.close()
@@ -131,7 +140,9 @@ def decode_table(frames: list[np.ndarray], repeat: int) -> list[list[str]]:
     for k in range(1, 11):
         found = len(decode_multiple_poses(heads, k, 0.25, 20.0))
         ours = timeit(lambda: decode_multiple_poses(heads, k, 0.25, 20.0), repeat)
-        base = timeit(lambda: posenet_python.decode_multiple_poses(probs, heads.offsets, fwd, bwd, 16, k, 0.25, 20, 0.25), repeat)
+        base = timeit(
+            lambda: posenet_python.decode_multiple_poses(probs, heads.offsets, fwd, bwd, 16, k, 0.25, 20, 0.25), repeat
+        )
         rows.append([str(k), str(found), f"{ours:.3f}", f"{base:.3f}", f"{base / ours:.1f}x"])
     single = timeit(lambda: decode_single_pose(heads), repeat)
     rows.append(["single", "1", f"{single:.3f}", "-", "-"])  # argmax decoder, numpy
@@ -142,8 +153,18 @@ def decode_table(frames: list[np.ndarray], repeat: int) -> list[list[str]]:
     ref = reference(reference_csv("481_641"))
     ours = decode_multiple_poses(h, 10, 0.2, 10.0)
     p = 1.0 / (1.0 + np.exp(-h.heatmaps))
-    _, bs, bc = posenet_python.decode_multiple_poses(p, h.offsets, h.displacements[..., :32], h.displacements[..., 32:], 16, 10, 0.2, 10, 0.2)
-    rows.append(["Coral ref", "2", f"{conformance(ours.keypoints_yx, ours.keypoint_scores, ref)}/34 match", f"{conformance(bc, bs, ref)}/34 match", ""])
+    _, bs, bc = posenet_python.decode_multiple_poses(
+        p, h.offsets, h.displacements[..., :32], h.displacements[..., 32:], 16, 10, 0.2, 10, 0.2
+    )
+    rows.append(
+        [
+            "Coral ref",
+            "2",
+            f"{conformance(ours.keypoints_yx, ours.keypoint_scores, ref)}/34 match",
+            f"{conformance(bc, bs, ref)}/34 match",
+            "",
+        ]
+    )
     return rows
 
 
@@ -171,7 +192,9 @@ def pipeline_overhead(size: str, threads: int, frames: list[np.ndarray], n: int,
     from edgepose.draw import ActionLabels
     from edgepose.sinks.jsonl import JsonlSink
 
-    cfg = EdgeposeConfig.model_validate({"model": {"path": str(model_path(size)), "threads": threads}, "actions": {"enabled": False}})
+    cfg = EdgeposeConfig.model_validate(
+        {"model": {"path": str(model_path(size)), "threads": threads}, "actions": {"enabled": False}}
+    )
     pipe = Pipeline(cfg)
     tensors = [pipe.model.preprocess(f)[0] for f in frames[:10]] * 2
     alone, alone_cpu = _invoke_alone(pipe.model, tensors)
@@ -184,11 +207,13 @@ def pipeline_overhead(size: str, threads: int, frames: list[np.ndarray], n: int,
         # Files open with the config's prefetch: the pipeline's one read-and-pre-process thread.
         with open_source(str(VIDEO), prefetch=0 if mode == "serial" else 2) as src:
             if mode == "serial":
+
                 def serial():
                     for i, frame in enumerate(src):
                         if i >= n:
                             return
                         yield pipe.process(frame, keep_image=True)
+
                 results = serial()
             else:
                 results = pipe.run(src, keep_image=sinks, max_frames=n)
@@ -215,8 +240,20 @@ def pipeline_overhead(size: str, threads: int, frames: list[np.ndarray], n: int,
     other_cpu = max(0.0, cpu / count - alone_cpu)
     bound = max(alone, (alone_cpu + other_cpu) / (os.cpu_count() or 1)) / alone - 1
     meds = " ".join(f"{k} {1e3 * statistics.median(v):.2f}" for k, v in stage.items() if k != "invoke")
-    return [size.replace("_", "x"), str(threads), mode, str(count), f"{1e3 * per:.1f}", f"{1e3 * inv:.1f}", f"{100 * (per - inv) / inv:.1f} %",
-            f"{1e3 * alone:.1f}", f"{100 * (per - alone) / alone:.1f} %", f"{1e3 * other_cpu:.1f}", f"{100 * bound:.1f} %", meds]
+    return [
+        size.replace("_", "x"),
+        str(threads),
+        mode,
+        str(count),
+        f"{1e3 * per:.1f}",
+        f"{1e3 * inv:.1f}",
+        f"{100 * (per - inv) / inv:.1f} %",
+        f"{1e3 * alone:.1f}",
+        f"{100 * (per - alone) / alone:.1f} %",
+        f"{1e3 * other_cpu:.1f}",
+        f"{100 * bound:.1f} %",
+        meds,
+    ]
 
 
 def decoder_settings_rows() -> list[list[str]]:
@@ -241,7 +278,18 @@ def decoder_settings_rows() -> list[list[str]]:
                 out = Path(tmp) / "out.jsonl"
                 err = io.StringIO()
                 with contextlib.redirect_stderr(err):
-                    cli(["run", "--model", str(model_path(size, "quant_decoder")), "--source", str(png), "--jsonl", str(out), *flags])
+                    cli(
+                        [
+                            "run",
+                            "--model",
+                            str(model_path(size, "quant_decoder")),
+                            "--source",
+                            str(png),
+                            "--jsonl",
+                            str(out),
+                            *flags,
+                        ]
+                    )
                 people = json.loads(out.read_text().splitlines()[0])["people"]
                 yx = np.array([[p["keypoints"][k][1::-1] for k in KEYPOINT_NAMES] for p in people], np.float32)
                 sc = np.array([[p["keypoints"][k][2] for k in KEYPOINT_NAMES] for p in people], np.float32)
@@ -269,21 +317,52 @@ def main() -> None:
         for size in sizes:
             for threads in (1, 2):
                 rows += stage_latency(size, threads, frames, couple, args.repeat)
-        table("1. Per-stage latency, ms median/p90 (draw and write at source resolution)",
-              ["model", "thr", "input", "people", "pre", "invoke", "decode", "draw", "write"], rows)
+        table(
+            "1. Per-stage latency, ms median/p90 (draw and write at source resolution)",
+            ["model", "thr", "input", "people", "pre", "invoke", "decode", "draw", "write"],
+            rows,
+        )
     if "2" in which:
-        table("2. Decode alone, 481x641, most crowded video frame (ms median; edgepose = the decoder run picks: " + DECODER_NAME + "; baseline: posenet-python)",
-              ["max poses", "found", "edgepose", "posenet-python", "speed-up"], decode_table(frames, args.repeat))
+        table(
+            "2. Decode alone, 481x641, most crowded video frame (ms median; edgepose = the decoder run picks: "
+            + DECODER_NAME
+            + "; baseline: posenet-python)",
+            ["max poses", "found", "edgepose", "posenet-python", "speed-up"],
+            decode_table(frames, args.repeat),
+        )
     if "3" in which:
-        table("3. Video pipeline (tracking on, actions off): everything but invoke as a share of invoke; "
-              "'alone' = invoke with nothing else running, same process; 'other CPU' = the run's process CPU per frame less "
-              "invoke's alone; 'least vs alone' = the overhead that CPU forces on this machine's "
-              f"{os.cpu_count()} cores even perfectly overlapped; stage medians in ms",
-              ["model", "thr", "mode", "frames", "wall ms/frame", "invoke in run", "overhead", "invoke alone", "vs alone", "other CPU ms", "least vs alone", "stage medians"],
-              [pipeline_overhead(s, t, frames, args.frames, mode) for s in sizes for t in (1, 2) for mode in ("pipeline", "+sinks", "serial")])
+        table(
+            "3. Video pipeline (tracking on, actions off): everything but invoke as a share of invoke; "
+            "'alone' = invoke with nothing else running, same process; 'other CPU' = the run's process CPU per frame less "
+            "invoke's alone; 'least vs alone' = the overhead that CPU forces on this machine's "
+            f"{os.cpu_count()} cores even perfectly overlapped; stage medians in ms",
+            [
+                "model",
+                "thr",
+                "mode",
+                "frames",
+                "wall ms/frame",
+                "invoke in run",
+                "overhead",
+                "invoke alone",
+                "vs alone",
+                "other CPU ms",
+                "least vs alone",
+                "stage medians",
+            ],
+            [
+                pipeline_overhead(s, t, frames, args.frames, mode)
+                for s in sizes
+                for t in (1, 2)
+                for mode in ("pipeline", "+sinks", "serial")
+            ],
+        )
     if "4" in which:
-        table("4. Coral conformance through 'edgepose run' (default flags; image pre-resized with nearest neighbour as Coral's test does)",
-              ["model", "default flags", "0.25 / 20 px flags", "decoder settings in force (default flags)"], decoder_settings_rows())
+        table(
+            "4. Coral conformance through 'edgepose run' (default flags; image pre-resized with nearest neighbour as Coral's test does)",
+            ["model", "default flags", "0.25 / 20 px flags", "decoder settings in force (default flags)"],
+            decoder_settings_rows(),
+        )
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     print(f"\nload average at the end (1/5/15 min): {' '.join(load)} on {os.cpu_count()} CPUs")
 

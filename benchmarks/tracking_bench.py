@@ -14,6 +14,7 @@ tracker, run in the same process.
 norfair is optional (``pip install norfair``; it declares numpy < 2, so install it with ``--no-deps`` next to
 numpy 2); rows for it are skipped when it is not importable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,18 +71,35 @@ def norfair_factory(kind: str) -> Factory | None:
     def make(fps: float):
         age = max(1, int(round(fps)))
         if kind == "oks":
-            tr = norfair.Tracker(distance_function=oks_distance, distance_threshold=0.8, hit_counter_max=age,
-                                 initialization_delay=0, pointwise_hit_counter_max=age, detection_threshold=0.2)
+            tr = norfair.Tracker(
+                distance_function=oks_distance,
+                distance_threshold=0.8,
+                hit_counter_max=age,
+                initialization_delay=0,
+                pointwise_hit_counter_max=age,
+                detection_threshold=0.2,
+            )
         elif kind == "voting":
             # norfair's own keypoint distance: how many keypoints are within 30 px (fails if fewer than 4).
-            dist = norfair.distances.create_keypoints_voting_distance(keypoint_distance_threshold=30, detection_threshold=0.2)
-            tr = norfair.Tracker(distance_function=dist, distance_threshold=13, hit_counter_max=age,
-                                 initialization_delay=0, pointwise_hit_counter_max=age, detection_threshold=0.2)
+            dist = norfair.distances.create_keypoints_voting_distance(
+                keypoint_distance_threshold=30, detection_threshold=0.2
+            )
+            tr = norfair.Tracker(
+                distance_function=dist,
+                distance_threshold=13,
+                hit_counter_max=age,
+                initialization_delay=0,
+                pointwise_hit_counter_max=age,
+                detection_threshold=0.2,
+            )
         else:
             raise ValueError(kind)
 
         def step(poses: list[Pose], ts: float) -> None:
-            dets = [norfair.Detection(points=p.keypoints.astype(np.float64), scores=p.scores.astype(np.float64)) for p in poses]
+            dets = [
+                norfair.Detection(points=p.keypoints.astype(np.float64), scores=p.scores.astype(np.float64))
+                for p in poses
+            ]
             objs = tr.update(dets)
             by_det = {id(o.last_detection): o.id for o in objs if o.last_detection is not None}
             for p, d in zip(poses, dets):
@@ -167,10 +185,35 @@ def main() -> int:
             continue
         sw, ipp, v, us = r
         (b1, p1, i1), (b3, p3, i3) = v
-        cells.append([name, str(sw), f"{ipp:.2f}", f"{b1}/{p1}", str(i1), f"{b3}/{p3}", str(i3), f"{us:.0f}", f"{base / us:.1f}x"])
-    table("Trackers: synthetic crowds and the shared video",
-          ["tracker", "synth switches", "IDs/person", "video breaks 50fps", "IDs", "breaks 17fps", "IDs", "us/frame", "speed-up"],
-          cells, "lrrrrrrrr")
+        cells.append(
+            [
+                name,
+                str(sw),
+                f"{ipp:.2f}",
+                f"{b1}/{p1}",
+                str(i1),
+                f"{b3}/{p3}",
+                str(i3),
+                f"{us:.0f}",
+                f"{base / us:.1f}x",
+            ]
+        )
+    table(
+        "Trackers: synthetic crowds and the shared video",
+        [
+            "tracker",
+            "synth switches",
+            "IDs/person",
+            "video breaks 50fps",
+            "IDs",
+            "breaks 17fps",
+            "IDs",
+            "us/frame",
+            "speed-up",
+        ],
+        cells,
+        "lrrrrrrrr",
+    )
     return 0
 
 

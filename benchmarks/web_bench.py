@@ -18,6 +18,7 @@
 
 Everything runs on this machine; the table says how loaded it was.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,7 +100,7 @@ def frame_loop(block: int, rounds: int) -> list[tuple[str, float, float, float, 
     for _ in range(5):  # warm-up
         web.on_frame(next(stream))
     for r in range(rounds):
-        for mode in (modes if r % 2 == 0 else modes[::-1]):
+        for mode in modes if r % 2 == 0 else modes[::-1]:
             viewers = []
             if mode.endswith("2 viewers"):
                 viewers = [subprocess.Popen(["curl", "-s", "-N", "-o", "/dev/null", url]) for _ in range(2)]
@@ -136,8 +137,10 @@ def frame_loop(block: int, rounds: int) -> list[tuple[str, float, float, float, 
         elif m.endswith("2 viewers"):
             h = web.metrics.encode_ms
             per_jpeg = h._sum.get() / max(sum(b.get() for b in h._buckets), 1)
-            note = (f"{encoded[0] / encoded[1]:.1f} JPEG/s encoded (cap {http.stream_fps:g}), {http.stream_width} px, q{http.jpeg_quality}, "
-                    f"{per_jpeg:.1f} ms CPU each (encoder thread)")
+            note = (
+                f"{encoded[0] / encoded[1]:.1f} JPEG/s encoded (cap {http.stream_fps:g}), {http.stream_width} px, q{http.jpeg_quality}, "
+                f"{per_jpeg:.1f} ms CPU each (encoder thread)"
+            )
         rows.append((m, med[m][0] * 1e3, med[m][0] / bw, med[m][1] * 1e3, med[m][1] / bc, note))
     return rows
 
@@ -167,8 +170,14 @@ def simulate(args: argparse.Namespace) -> None:
     tmp = Path(args.workdir)
     sinks = []
     for i in range(args.devices):
-        cfg = MqttConfig(host="127.0.0.1", port=args.port, outbox_path=str(tmp / f"outbox-{i}.sqlite"), status_interval=5.0,
-                         backoff_min=0.2, backoff_max=1.0)
+        cfg = MqttConfig(
+            host="127.0.0.1",
+            port=args.port,
+            outbox_path=str(tmp / f"outbox-{i}.sqlite"),
+            status_interval=5.0,
+            backoff_min=0.2,
+            backoff_max=1.0,
+        )
         sinks.append(MqttSink(cfg, f"sim{i:02d}", model="replay").start())
     for s in sinks:
         s.wait_connected(20)
@@ -203,12 +212,18 @@ def simulate(args: argparse.Namespace) -> None:
     per = {}
     for s in sinks:
         s.close(reason="stopped", timeout=20)
-        per[s.device_id] = {"poses": s.stats.poses_sent, "events": s.stats.events_queued, "events_acked": s.stats.events_sent,
-                            "dropped": s.stats.poses_dropped}
+        per[s.device_id] = {
+            "poses": s.stats.poses_sent,
+            "events": s.stats.events_queued,
+            "events_acked": s.stats.events_sent,
+            "dropped": s.stats.poses_dropped,
+        }
     print(json.dumps({"late": late, "cpu": cpu, "seconds": pub_wall, "devices": per}), flush=True)
 
 
-def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+def fleet(
+    n_dev: int, fps: float, seconds: float, tmp: Path
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
     from tests.conftest_web import new_browser
     from tests.mosquitto import Mosquitto, free_port
 
@@ -218,11 +233,20 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
     cfgfile = tmp / "view.toml"
     cfgfile.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
     cli = list(EDGEPOSE)
-    view = subprocess.Popen([*cli, "view", "--config", str(cfgfile), "--http-port", str(http_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    view = subprocess.Popen(
+        [*cli, "view", "--config", str(cfgfile), "--http-port", str(http_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     listen_out = tmp / "all.jsonl"
-    listen = subprocess.Popen([*cli, "listen", "--config", str(cfgfile), "--device", "+", "--jsonl", str(listen_out)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    listen = subprocess.Popen(
+        [*cli, "listen", "--config", str(cfgfile), "--device", "+", "--jsonl", str(listen_out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
     t_wait = time.monotonic() + 30
     while broker.log_text().count("Sending SUBACK") < 2:
         if time.monotonic() > t_wait:
@@ -231,15 +255,39 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
     drv = new_browser(tmp / "chromium-profile")
     drv.get(f"http://127.0.0.1:{http_port}/")
     chromium_pid = drv.service.process.pid  # chromedriver; Chromium and its renderers are its descendants
-    sim = subprocess.Popen([sys.executable, __file__, "--simulate", "--port", str(broker.port), "--devices", str(n_dev),
-                            "--fps", str(fps), "--seconds", str(seconds), "--recording", str(rec), "--workdir", str(tmp)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--simulate",
+            "--port",
+            str(broker.port),
+            "--devices",
+            str(n_dev),
+            "--fps",
+            str(fps),
+            "--seconds",
+            str(seconds),
+            "--recording",
+            str(rec),
+            "--workdir",
+            str(tmp),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert sim.stdout is not None
     if sim.stdout.readline().strip() != "running":
         raise SystemExit("the simulator did not start:\n" + sim.communicate()[1][-3000:])
     drv.execute_script("window.edgeposeStats.latencies.length = 0")
-    procs = {"mosquitto": broker.proc.pid, f"simulator ({n_dev} devices)": sim.pid, "edgepose view": view.pid,
-             "edgepose listen --jsonl": listen.pid, "chromium (all processes)": chromium_pid}
+    procs = {
+        "mosquitto": broker.proc.pid,
+        f"simulator ({n_dev} devices)": sim.pid,
+        "edgepose view": view.pid,
+        "edgepose listen --jsonl": listen.pid,
+        "chromium (all processes)": chromium_pid,
+    }
     cpu0 = {k: tree_cpu(p) for k, p in procs.items()}
     m0, t0 = machine_busy(), time.monotonic()
     load0 = os.getloadavg()[0]
@@ -252,7 +300,9 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
     summary = json.loads(out.strip().splitlines()[-1])
     time.sleep(1.5)  # the last events and the offline statuses reach the subscribers
     lat = drv.execute_script("return window.edgeposeStats.latencies.slice()")
-    fleet_state = json.loads(__import__("urllib.request").request.urlopen(f"http://127.0.0.1:{http_port}/api/fleet").read())
+    fleet_state = json.loads(
+        __import__("urllib.request").request.urlopen(f"http://127.0.0.1:{http_port}/api/fleet").read()
+    )
     drv.quit()
     listen.send_signal(signal.SIGTERM)
     listen.communicate(timeout=60)
@@ -275,20 +325,43 @@ def fleet(n_dev: int, fps: float, seconds: float, tmp: Path) -> tuple[list[tuple
     ours = sum(cpu1[k] - cpu0[k] for k in cpu1) / wall * 100 + summary["cpu"] * 100
     rows = [
         ("devices x FPS, run", f"{n_dev} x {fps:g} FPS for {secs:.1f} s"),
-        ("poses published / offered (simulator pace)", f"{published_poses} / {int(n_dev * fps * secs)} = "
-                                                       f"{published_poses / max(n_dev * fps * secs, 1):.3f}; {summary['late']} frames late by > 1 period"),
-        ("messages into the broker /s", f"{(published_poses + published_events) / secs:.0f} (poses {published_poses / secs:.0f}, "
-                                        f"events {published_events / secs:.1f}; plus status/state)"),
-        ("messages out of the broker /s", f"{(view_poses + len(rec_lines) + view_events + rec_events) / secs:.0f} (2 subscribers)"),
-        ("edgepose view kept up (poses received / published)", f"{view_poses}/{published_poses} = {view_poses / max(published_poses, 1):.4f}"),
-        ("listen --jsonl kept up (frames recorded / published)", f"{len(rec_lines)}/{published_poses} = "
-                                                                  f"{len(rec_lines) / max(published_poses, 1):.4f}"),
+        (
+            "poses published / offered (simulator pace)",
+            f"{published_poses} / {int(n_dev * fps * secs)} = "
+            f"{published_poses / max(n_dev * fps * secs, 1):.3f}; {summary['late']} frames late by > 1 period",
+        ),
+        (
+            "messages into the broker /s",
+            f"{(published_poses + published_events) / secs:.0f} (poses {published_poses / secs:.0f}, "
+            f"events {published_events / secs:.1f}; plus status/state)",
+        ),
+        (
+            "messages out of the broker /s",
+            f"{(view_poses + len(rec_lines) + view_events + rec_events) / secs:.0f} (2 subscribers)",
+        ),
+        (
+            "edgepose view kept up (poses received / published)",
+            f"{view_poses}/{published_poses} = {view_poses / max(published_poses, 1):.4f}",
+        ),
+        (
+            "listen --jsonl kept up (frames recorded / published)",
+            f"{len(rec_lines)}/{published_poses} = {len(rec_lines) / max(published_poses, 1):.4f}",
+        ),
         ("QoS 1 events published / acked by broker", f"{published_events} / {acked}"),
-        ("QoS 1 events lost: view / listen --jsonl", f"{published_events - view_events} / {published_events - rec_events}"),
-        ("publish -> browser latency p50 / p99", f"{pct(0.5):.0f} / {pct(0.99):.0f} ms ({len(lat)} poses reached the page; view "
-                                                  f"sends each device's newest 20 times a second, older ones in a batch are superseded)"),
-        ("machine CPU busy during the run", f"{machine:.0f} % of {os.cpu_count()} cores ({machine - ours:.0f} % not ours); "
-                                            f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}"),
+        (
+            "QoS 1 events lost: view / listen --jsonl",
+            f"{published_events - view_events} / {published_events - rec_events}",
+        ),
+        (
+            "publish -> browser latency p50 / p99",
+            f"{pct(0.5):.0f} / {pct(0.99):.0f} ms ({len(lat)} poses reached the page; view "
+            f"sends each device's newest 20 times a second, older ones in a batch are superseded)",
+        ),
+        (
+            "machine CPU busy during the run",
+            f"{machine:.0f} % of {os.cpu_count()} cores ({machine - ours:.0f} % not ours); "
+            f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}",
+        ),
     ]
     cpu_rows = [(f"simulator ({n_dev} devices, while publishing)", f"{summary['cpu'] * 100:.0f} %", "")]
     cpu_rows += [(k, f"{(cpu1[k] - cpu0[k]) / wall * 100:.0f} %", "") for k in cpu1]
@@ -317,15 +390,30 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     if not args.skip_loop:
         rows = frame_loop(args.block, args.rounds)
-        table(f"1. frame loop of serve on the shared clip ({args.rounds} rounds x {args.block} frames per mode, round-robin; "
-              "medians of the blocks)", ["mode", "wall ms per frame", "ratio", "CPU ms per frame (process)", "ratio", "notes"],
-              [[mode, f"{ms:.1f}", f"{ratio:.3f}", f"{cms:.1f}", f"{cratio:.3f}", note] for mode, ms, ratio, cms, cratio, note in rows], "lrrrrl")
+        table(
+            f"1. frame loop of serve on the shared clip ({args.rounds} rounds x {args.block} frames per mode, round-robin; "
+            "medians of the blocks)",
+            ["mode", "wall ms per frame", "ratio", "CPU ms per frame (process)", "ratio", "notes"],
+            [
+                [mode, f"{ms:.1f}", f"{ratio:.3f}", f"{cms:.1f}", f"{cratio:.3f}", note]
+                for mode, ms, ratio, cms, cratio, note in rows
+            ],
+            "lrrrrl",
+        )
     if not args.skip_fleet:
         with tempfile.TemporaryDirectory(prefix="edgepose-webbench-") as d:
             rows2, cpu_rows = fleet(args.devices, args.fps, args.seconds, Path(d))
-        table("2. fleet: one Mosquitto on loopback, simulated devices, edgepose view + headless Chromium, edgepose listen --jsonl",
-              ["figure", "value"], [[str(k), str(v)] for k, v in rows2])
-        table("   CPU of each process", ["process", "CPU (% of one core)"], [[str(k), str(v)] for k, v, _ in cpu_rows], "lr")
+        table(
+            "2. fleet: one Mosquitto on loopback, simulated devices, edgepose view + headless Chromium, edgepose listen --jsonl",
+            ["figure", "value"],
+            [[str(k), str(v)] for k, v in rows2],
+        )
+        table(
+            "   CPU of each process",
+            ["process", "CPU (% of one core)"],
+            [[str(k), str(v)] for k, v, _ in cpu_rows],
+            "lr",
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Baselines, run in the same process: ``Path.exists`` for a cache hit, ``shutil.copyfile`` for a fetch.
 Uses ../shared/models as the mirror; no internet. Run: ``python benchmarks/zoo_fetch.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,16 +38,32 @@ def timeit(fn, repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1].strip(),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=NAMES, metavar="NAME", help=f"registry names to measure (default: {' '.join(NAMES)})")
-    ap.add_argument("--repeat", type=int, default=20, help="fetches per measurement; cache hits are measured 10x as often (default 20)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=NAMES,
+        metavar="NAME",
+        help=f"registry names to measure (default: {' '.join(NAMES)})",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=20,
+        help="fetches per measurement; cache hits are measured 10x as often (default 20)",
+    )
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="edgepose-bench-"))
     os.environ["EDGEPOSE_CACHE_DIR"] = str(tmp / "cache")
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0),
-        functools.partial(type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(MIRROR)),
+        functools.partial(
+            type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(MIRROR)
+        ),
     )
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     http_url = f"http://127.0.0.1:{httpd.server_address[1]}/"
@@ -70,11 +87,40 @@ def main(argv: list[str] | None = None) -> None:
         httpd.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    cells = [[n, f"{mb:.2f}", f"{bc * 1e3:.2f}", f"{fo * 1e3:.2f}", f"{fo / bc:.1f}", f"{ht * 1e3:.2f}", f"{ht / bc:.1f}", f"{mb / ht:.0f}",
-              f"{bh * 1e6:.1f}", f"{hi * 1e3:.2f}", f"{hi / bh:.0f}"] for n, mb, bc, fo, ht, bh, hi in rows]
-    table("Fetching registry models (folder and HTTP mirror) and resolving cached ones",
-          ["model", "MB", "copyfile ms", "fetch folder ms", "x copy", "fetch http ms", "x copy", "MB/s http", "exists us", "resolve ms",
-           "x exists"], cells, "lrrrrrrrrrr")
+    cells = [
+        [
+            n,
+            f"{mb:.2f}",
+            f"{bc * 1e3:.2f}",
+            f"{fo * 1e3:.2f}",
+            f"{fo / bc:.1f}",
+            f"{ht * 1e3:.2f}",
+            f"{ht / bc:.1f}",
+            f"{mb / ht:.0f}",
+            f"{bh * 1e6:.1f}",
+            f"{hi * 1e3:.2f}",
+            f"{hi / bh:.0f}",
+        ]
+        for n, mb, bc, fo, ht, bh, hi in rows
+    ]
+    table(
+        "Fetching registry models (folder and HTTP mirror) and resolving cached ones",
+        [
+            "model",
+            "MB",
+            "copyfile ms",
+            "fetch folder ms",
+            "x copy",
+            "fetch http ms",
+            "x copy",
+            "MB/s http",
+            "exists us",
+            "resolve ms",
+            "x exists",
+        ],
+        cells,
+        "lrrrrrrrrrr",
+    )
 
 
 if __name__ == "__main__":

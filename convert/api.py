@@ -1,4 +1,5 @@
 """The converter's entry point: one source, one precision, one ``.tflite`` with metadata."""
+
 from __future__ import annotations
 
 import logging
@@ -62,7 +63,10 @@ def convert(
     if precision not in PRECISIONS:
         raise ConvertError(f"unknown precision {precision!r}.", f"use one of {', '.join(PRECISIONS)}.")
     if edgetpu and precision != "int8":
-        raise ConvertError(f"--edgetpu needs --precision int8 (got {precision}).", "the Edge TPU runs full-integer models only: add --precision int8.")
+        raise ConvertError(
+            f"--edgetpu needs --precision int8 (got {precision}).",
+            "the Edge TPU runs full-integer models only: add --precision int8.",
+        )
     src = source if isinstance(source, SourceModel) else load_source(source)
     if src.fixed_input_size and tuple(input_size) != src.fixed_input_size:
         raise ConvertError(
@@ -76,7 +80,10 @@ def convert(
     quant_meta: dict[str, Any] | None = None
     if precision == "int8":
         if not calibration:
-            raise ConvertError("int8 needs calibration images.", "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).")
+            raise ConvertError(
+                "int8 needs calibration images.",
+                "pass --calibration FOLDER_OR_VIDEO (50-300 images like the device will see).",
+            )
         rep = representative_dataset(calibration, (h, w), mirror=quant.mirror, progress=progress)
         if quant.rounding not in ROUNDINGS:
             raise ConvertError(f"unknown rounding {quant.rounding!r}.", f"use {', '.join(ROUNDINGS)}.")
@@ -86,7 +93,9 @@ def convert(
         if rewrite and src.graph is not None:
             fn, equalized, rounded = _rewritten_function(src, calibration, (h, w), quant, progress)
         elif rewrite:
-            notes.append("output-aware rounding and equalization need a GraphDef source (.pb, checkpoint, tfjs); this model uses nearest rounding.")
+            notes.append(
+                "output-aware rounding and equalization need a GraphDef source (.pb, checkpoint, tfjs); this model uses nearest rounding."
+            )
         quant_meta = {
             "io_type": quant.io_type,
             "per_channel": quant.per_channel,
@@ -125,20 +134,33 @@ def convert(
         res.compat = etpu.compatibility_report(buf)
     if edgetpu:
         if res.compat and res.compat.cpu_ops:
-            res.notes.append(f"{len(res.compat.cpu_ops)} op(s) would run on the CPU: " + ", ".join(sorted({o.op for o in res.compat.cpu_ops})))
+            res.notes.append(
+                f"{len(res.compat.cpu_ops)} op(s) would run on the CPU: "
+                + ", ".join(sorted({o.op for o in res.compat.cpu_ops}))
+            )
         if etpu.find_compiler() is None:
-            res.notes.append(f"{etpu.COMPILER} is not on PATH, so the Edge TPU model was not compiled; {out_path.name} is Edge TPU-ready. To compile: {etpu.INSTALL_HINT}")
+            res.notes.append(
+                f"{etpu.COMPILER} is not on PATH, so the Edge TPU model was not compiled; {out_path.name} is Edge TPU-ready. To compile: {etpu.INSTALL_HINT}"
+            )
         else:
             res.compiled = etpu.compile_model(out_path)
             compiled = res.compiled.path.read_bytes()
             meta_tpu = dict(read_metadata(compiled) or meta)
             meta_tpu["precision"] = "edgetpu"
             res.compiled.path.write_bytes(write_metadata(compiled, meta_tpu))
-            res.notes.append(f"compiled {res.compiled.path.name}: {res.compiled.ops_on_tpu} op(s) on the Edge TPU, {res.compiled.ops_on_cpu} on the CPU.")
+            res.notes.append(
+                f"compiled {res.compiled.path.name}: {res.compiled.ops_on_tpu} op(s) on the Edge TPU, {res.compiled.ops_on_cpu} on the CPU."
+            )
     return res
 
 
-def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], size: tuple[int, int], quant: QuantOptions, progress: bool | None = False):
+def _rewritten_function(
+    src: SourceModel,
+    calibration: Sequence[np.ndarray],
+    size: tuple[int, int],
+    quant: QuantOptions,
+    progress: bool | None = False,
+):
     """The source's function after the quantization-friendly graph rewrites, with their layer counts.
 
     Both rewrites use the calibration images only and keep the float function (up to the
@@ -157,17 +179,27 @@ def _rewritten_function(src: SourceModel, calibration: Sequence[np.ndarray], siz
     if quant.equalize:
         chains = find_chains(gd)
         if chains:
-            gd = equalize(gd, activation_maxima(gd, g.input_name, chains, inputs, adapt=g.adapt), chains, quant.max_scale, quant.headroom)
+            gd = equalize(
+                gd,
+                activation_maxima(gd, g.input_name, chains, inputs, adapt=g.adapt),
+                chains,
+                quant.max_scale,
+                quant.headroom,
+            )
             equalized = len(chains)
     if quant.rounding in ("all", "depthwise"):
         layers = find_depthwise(gd)
         if layers:
-            gd = round_depthwise(gd, layers, patch_moments(gd, g.input_name, layers, inputs, adapt=g.adapt, progress=progress))
+            gd = round_depthwise(
+                gd, layers, patch_moments(gd, g.input_name, layers, inputs, adapt=g.adapt, progress=progress)
+            )
             rounded["depthwise"] = len(layers)
     if quant.rounding == "all":
         convs = find_convs(gd)
         if convs:
             # Statistics after the depthwise rounding: each layer sees the inputs the rounded model produces.
-            gd = round_convs(gd, convs, input_moments(gd, g.input_name, convs, inputs, adapt=g.adapt, progress=progress))
+            gd = round_convs(
+                gd, convs, input_moments(gd, g.input_name, convs, inputs, adapt=g.adapt, progress=progress)
+            )
             rounded["conv"] = len(convs)
     return with_graph(src, gd).function(*size), equalized, rounded

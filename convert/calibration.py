@@ -4,6 +4,7 @@ Preprocessing is the runtime's own function (:func:`edgepose.preprocess.fit_to_i
 imported, not copied): the same resize filter, BGR->RGB, then scaled to the float
 model's input range. No TensorFlow here.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
-def preprocess(image_bgr: np.ndarray, size: tuple[int, int], input_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+def preprocess(
+    image_bgr: np.ndarray, size: tuple[int, int], input_range: tuple[float, float] = (-1.0, 1.0)
+) -> np.ndarray:
     """``[1, h, w, 3]`` float32 RGB scaled to ``input_range``, resized exactly as the runtime does by default."""
     rgb, _ = fit_to_input(image_bgr, size[0], size[1])
     return to_float_input(rgb, input_range)
@@ -40,7 +43,9 @@ def video_frames(path: Path, count: int) -> list[np.ndarray]:
     """``count`` frames spread evenly over the video (BGR)."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise ConvertError(f"video {path} cannot be opened.", "pass a video OpenCV can read (e.g. .mp4/.avi), or a folder of images.")
+        raise ConvertError(
+            f"video {path} cannot be opened.", "pass a video OpenCV can read (e.g. .mp4/.avi), or a folder of images."
+        )
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
     frames: list[np.ndarray] = []
     try:
@@ -76,7 +81,9 @@ def split_held_out(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return ps[0::2], ps[1::2]
 
 
-def load_calibration(sources: Iterable[str | Path], video_frames_per_file: int = 40, exclude: Iterable[Path] = ()) -> list[np.ndarray]:
+def load_calibration(
+    sources: Iterable[str | Path], video_frames_per_file: int = 40, exclude: Iterable[Path] = ()
+) -> list[np.ndarray]:
     """BGR images from image files, folders of images and videos.
 
     ``exclude`` keeps evaluation images out of calibration.
@@ -86,7 +93,9 @@ def load_calibration(sources: Iterable[str | Path], video_frames_per_file: int =
     for src in sources:
         p = Path(src)
         if not p.exists():
-            raise ConvertError(f"calibration source {p} does not exist.", "pass a folder of images or a video with --calibration.")
+            raise ConvertError(
+                f"calibration source {p} does not exist.", "pass a folder of images or a video with --calibration."
+            )
         if p.is_dir():
             files = [f for f in list_images(p) if f.resolve() not in excluded]
             if not files:
@@ -100,9 +109,15 @@ def load_calibration(sources: Iterable[str | Path], video_frames_per_file: int =
         elif p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(read_image(p))
         else:
-            raise ConvertError(f"calibration source {p} is neither an image, a video nor a folder.", "pass a folder of images or a video file.")
+            raise ConvertError(
+                f"calibration source {p} is neither an image, a video nor a folder.",
+                "pass a folder of images or a video file.",
+            )
     if not images:
-        raise ConvertError("no calibration images were given.", "pass --calibration FOLDER_OR_VIDEO (int8 needs real images to set its ranges).")
+        raise ConvertError(
+            "no calibration images were given.",
+            "pass --calibration FOLDER_OR_VIDEO (int8 needs real images to set its ranges).",
+        )
     return images
 
 

@@ -7,6 +7,7 @@ allowed), and once an op runs on the CPU everything fed by it runs there too
 (the compiler cuts the graph at the first unsupported op). It is an estimate;
 the compiler's own log is the authority when it is installed.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,11 +24,47 @@ from .errors import ConvertError
 #: TFLite builtin op names the Edge TPU runs (Coral's "supported operations" table).
 EDGETPU_OPS = frozenset(
     {
-        "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
-        "L2_NORMALIZATION", "LOGISTIC", "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM",
-        "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE",
-        "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE",
-        "STRIDED_SLICE", "SUB", "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "CONCATENATION",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "EXPAND_DIMS",
+        "FULLY_CONNECTED",
+        "L2_NORMALIZATION",
+        "LOGISTIC",
+        "LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "MAXIMUM",
+        "MAX_POOL_2D",
+        "MEAN",
+        "MINIMUM",
+        "MUL",
+        "PACK",
+        "PAD",
+        "PRELU",
+        "QUANTIZE",
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "RELU",
+        "RELU6",
+        "RELU_N1_TO_1",
+        "RESHAPE",
+        "RESIZE_BILINEAR",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "RSQRT",
+        "SLICE",
+        "SOFTMAX",
+        "SPACE_TO_DEPTH",
+        "SPLIT",
+        "SQUEEZE",
+        "STRIDED_SLICE",
+        "SUB",
+        "SUM",
+        "SQUARED_DIFFERENCE",
+        "TANH",
+        "TRANSPOSE",
+        "TRANSPOSE_CONV",
     }
 )
 
@@ -69,7 +106,9 @@ class CompatReport:
             "ops_total": len(self.ops),
             "ops_on_edgetpu": self.tpu_ops,
             "ops_on_cpu": len(self.ops) - self.tpu_ops,
-            "cpu_ops": [{"op": op, "count": n, "reason": reason} for (op, on, reason), n in sorted(per.items()) if not on],
+            "cpu_ops": [
+                {"op": op, "count": n, "reason": reason} for (op, on, reason), n in sorted(per.items()) if not on
+            ],
         }
 
     def table(self) -> str:
@@ -95,7 +134,11 @@ def compatibility_report(model: bytes) -> CompatReport:
     s = _schema()
     m = load_model_t(model)
     sg = m.subgraphs[0]
-    const = {i for i, t in enumerate(sg.tensors) if t.buffer and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data) > 0}
+    const = {
+        i
+        for i, t in enumerate(sg.tensors)
+        if t.buffer and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data) > 0
+    }
     on_cpu_tensors: set[int] = set()
     report = CompatReport()
     for idx, op in enumerate(sg.operators):
@@ -125,6 +168,7 @@ def compatibility_report(model: bytes) -> CompatReport:
 
 # --------------------------------------------------------------------------- compiler
 
+
 @dataclass
 class CompileResult:
     path: Path
@@ -151,11 +195,16 @@ def compile_model(model_path: Path, out_dir: Path | None = None, timeout: float 
         raise ConvertError(f"{COMPILER} is not on PATH.", INSTALL_HINT)
     out_dir = Path(out_dir or model_path.parent)
     try:
-        proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(model_path)], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [exe, "-s", "-o", str(out_dir), str(model_path)], capture_output=True, text=True, timeout=timeout
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ConvertError(f"{COMPILER} could not run ({e}).", INSTALL_HINT) from None
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise ConvertError(f"{COMPILER} failed (exit {proc.returncode}): {first_line(log, 400, default='no output', last=True)}.", "see the compatibility report for ops the Edge TPU does not support.")
+        raise ConvertError(
+            f"{COMPILER} failed (exit {proc.returncode}): {first_line(log, 400, default='no output', last=True)}.",
+            "see the compatibility report for ops the Edge TPU does not support.",
+        )
     tpu, cpu = parse_compiler_log(log)
     return CompileResult(out_dir / f"{model_path.stem}_edgetpu.tflite", tpu, cpu, log)

@@ -15,6 +15,7 @@ rewrite moves precision to where the per-tensor activation scale was wasting it.
 
 The statistics come from the calibration images (never the evaluation images).
 """
+
 from __future__ import annotations
 
 import logging
@@ -92,14 +93,18 @@ def find_chains(gd) -> list[Chain]:
     return chains
 
 
-def activation_maxima(gd, input_name: str, chains: Sequence[Chain], inputs: Sequence[np.ndarray], adapt=None) -> dict[str, np.ndarray]:
+def activation_maxima(
+    gd, input_name: str, chains: Sequence[Chain], inputs: Sequence[np.ndarray], adapt=None
+) -> dict[str, np.ndarray]:
     """Per-channel maximum of each chain's activation over ``inputs`` (``[1,h,w,3]`` arrays)."""
     tf = import_tensorflow()
     g = tf.Graph()
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
         xin = adapt(tf, x) if adapt else x
-        outs = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[c.act + ":0" for c in chains], name="")
+        outs = tf.graph_util.import_graph_def(
+            gd, input_map={input_name: xin}, return_elements=[c.act + ":0" for c in chains], name=""
+        )
         reduced = [tf.reduce_max(o, axis=[0, 1, 2]) for o in outs]
     maxima = None
     with tf.compat.v1.Session(graph=g) as s:

@@ -1,4 +1,5 @@
 """Errors of the converter: each names the problem and the fix (see :mod:`edgepose.errors`)."""
+
 from __future__ import annotations
 
 from edgepose.errors import EdgeposeError, install_fix

@@ -6,6 +6,7 @@ count, and which metadata fields the runtime needs. PoseNet (multi-person pose)
 is the first; the relocalization PoseNet (``[x, q]`` regression) plugs in the
 same way with roles ``position`` and ``orientation``.
 """
+
 from __future__ import annotations
 
 import re

@@ -11,6 +11,7 @@ no flags) on the full-size held-out images, pre-processed by the runtime's own
 :func:`edgepose.preprocess.fit_to_input`, so the report checks exactly what ``edgepose run``
 gives; keypoints are then scaled to model-input pixels (source pixels x input size / image size).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ CONFIDENT = 0.5
 
 
 # --------------------------------------------------------------------------- pure metrics
+
 
 def keypoint_errors(ref: Sequence[Pose], test: Sequence[Pose], min_score: float = CONFIDENT) -> np.ndarray:
     """Pixel error of every confident keypoint of ``ref`` poses against the matching ``test`` pose.
@@ -93,6 +95,7 @@ def cpu_description() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- measuring models
 
+
 @dataclass
 class ModelRun:
     label: str
@@ -103,7 +106,13 @@ class ModelRun:
     size_bytes: int
 
 
-def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: int = 2, rounds: int = 30, progress: bool | None = None) -> dict[str, ModelRun]:
+def run_models(
+    models: dict[str, Path],
+    images: Sequence[np.ndarray],
+    threads: int = 2,
+    rounds: int = 30,
+    progress: bool | None = None,
+) -> dict[str, ModelRun]:
     """Poses of every image with every model, and each model's median invoke time.
 
     Latency is measured round-robin (one invoke of each model per round, after a
@@ -112,8 +121,10 @@ def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: i
     from edgepose.model.posenet import load_posenet
 
     loaded = {label: load_posenet(path, threads=threads) for label, path in models.items()}
-    poses = {label: [to_input_pixels(m.estimate(img), img.shape, (m.input_height, m.input_width)) for img in images]
-             for label, m in progress_bar(desc="evaluating", unit="model", progress=progress, items=loaded.items())}
+    poses = {
+        label: [to_input_pixels(m.estimate(img), img.shape, (m.input_height, m.input_width)) for img in images]
+        for label, m in progress_bar(desc="evaluating", unit="model", progress=progress, items=loaded.items())
+    }
     tensors = {label: m.preprocess(images[0])[0] for label, m in loaded.items()}
     times: dict[str, list[float]] = {label: [] for label in loaded}
     for r in range(rounds + 3):
@@ -123,7 +134,14 @@ def run_models(models: dict[str, Path], images: Sequence[np.ndarray], threads: i
             if r >= 3:
                 times[label].append(time.perf_counter() - t)
     return {
-        label: ModelRun(label, Path(models[label]), (m.metadata or {}).get("precision", "?"), poses[label], 1e3 * statistics.median(times[label]), Path(models[label]).stat().st_size)
+        label: ModelRun(
+            label,
+            Path(models[label]),
+            (m.metadata or {}).get("precision", "?"),
+            poses[label],
+            1e3 * statistics.median(times[label]),
+            Path(models[label]).stat().st_size,
+        )
         for label, m in loaded.items()
     }
 
@@ -178,7 +196,11 @@ def fidelity_report(
     base = runs[baseline]
     rows = []
     for label, run in runs.items():
-        errs = np.concatenate([keypoint_errors(b, t) for b, t in zip(base.poses, run.poses)]) if label != baseline else np.zeros(0)
+        errs = (
+            np.concatenate([keypoint_errors(b, t) for b, t in zip(base.poses, run.poses)])
+            if label != baseline
+            else np.zeros(0)
+        )
         rows.append(
             {
                 "label": label,
@@ -226,7 +248,9 @@ def _notes(report: dict[str, Any]) -> list[str]:
         )
     dyn = [r for r in report["models"] if r["precision"] == "dynamic"]
     if dyn and dyn[0]["latency_vs_float32"] > 1.2:
-        notes.append("dynamic-range models dequantize weights while running (hybrid kernels): smallest file, but slower than float32 on this CPU.")
+        notes.append(
+            "dynamic-range models dequantize weights while running (hybrid kernels): smallest file, but slower than float32 on this CPU."
+        )
     return notes
 
 
@@ -242,7 +266,9 @@ def format_table(report: dict[str, Any]) -> str:
         diffs = ", ".join(f"{r} {v:.2e}" for r, v in sf["max_abs_diff"].items())
         lines.append(f"float32 TFLite vs source ({sf['source']}), max |diff|: {diffs}")
     h, w = report["input_size"]
-    lines.append(f"{len(report['eval_images'])} held-out images at {h}x{w}; keypoints with float32 score > {report['confident_score']}; {report['threads']} threads")
+    lines.append(
+        f"{len(report['eval_images'])} held-out images at {h}x{w}; keypoints with float32 score > {report['confident_score']}; {report['threads']} threads"
+    )
     hdr = f"{'model':<22} {'size MB':>7} {'xf32':>5} {'ms':>7} {'xf32':>5} {'≤2px':>6} {'≤5px':>6} {'mean px':>7} {'p95 px':>7} {'poses/img':>9}"
     lines += [hdr, "-" * len(hdr)]
     for r in report["models"]:

@@ -9,6 +9,7 @@ calibration images is found exhaustively; the remaining mean error is removed fr
 the bias. The float weights are replaced by the chosen levels (exactly
 representable, so the TFLite quantizer keeps them).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -61,7 +62,11 @@ def _find_layers(gd, op: str, make, accept=None) -> list:
         if accept is not None and not accept([d.size for d in by_name[w].attr["value"].tensor.tensor_shape.dim]):
             continue
         users = consumers.get(n.name, [])
-        bias = _resolve_const(users[0].input[1], by_name) if len(users) == 1 and users[0].op in ("BiasAdd", "Add", "AddV2") else None
+        bias = (
+            _resolve_const(users[0].input[1], by_name)
+            if len(users) == 1 and users[0].op in ("BiasAdd", "Add", "AddV2")
+            else None
+        )
         out.append(make(n.name, w, bias, n.input[0] if ":" in n.input[0] else n.input[0] + ":0"))
     return out
 
@@ -89,7 +94,16 @@ def best_rounding(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return cands[int(np.argmin(cost))].astype(np.float32)
 
 
-def _patch_sums(gd, input_name: str, layers: Sequence, inputs: Sequence[np.ndarray], adapt, progress: bool | None, desc: str, patch_sums) -> list:
+def _patch_sums(
+    gd,
+    input_name: str,
+    layers: Sequence,
+    inputs: Sequence[np.ndarray],
+    adapt,
+    progress: bool | None,
+    desc: str,
+    patch_sums,
+) -> list:
     """Per layer, summed over ``inputs``: ``patch_sums(tf, by_name, layer, its input feature)`` = (sum, sum of products, count)."""
 
     tf = import_tensorflow()
@@ -98,7 +112,9 @@ def _patch_sums(gd, input_name: str, layers: Sequence, inputs: Sequence[np.ndarr
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
         xin = adapt(tf, x) if adapt else x
-        feats = tf.graph_util.import_graph_def(gd, input_map={input_name: xin}, return_elements=[layer.input for layer in layers], name="")
+        feats = tf.graph_util.import_graph_def(
+            gd, input_map={input_name: xin}, return_elements=[layer.input for layer in layers], name=""
+        )
         ops = [patch_sums(tf, by_name, layer, f) for layer, f in zip(layers, feats)]
     acc = None
     with tf.compat.v1.Session(graph=g) as sess:
@@ -120,10 +136,19 @@ def _depthwise_patch_sums(tf, by_name, layer: DepthwiseLayer, f):
     return tf.reduce_sum(p, axis=1), tf.einsum("cni,cnj->cij", p, p), n
 
 
-def patch_moments(gd, input_name: str, layers: Sequence[DepthwiseLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool | None = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def patch_moments(
+    gd,
+    input_name: str,
+    layers: Sequence[DepthwiseLayer],
+    inputs: Sequence[np.ndarray],
+    adapt=None,
+    progress: bool | None = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: mean (C, 9) and covariance (C, 9, 9) of the 3x3 input patches the filters see."""
     stats = {}
-    for layer, (s1, s2, n) in zip(layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "filter statistics", _depthwise_patch_sums)):
+    for layer, (s1, s2, n) in zip(
+        layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "filter statistics", _depthwise_patch_sums)
+    ):
         mean = s1 / n
         cov = s2 / n - np.einsum("ci,cj->cij", mean, mean)
         stats[layer.node] = (mean.astype(np.float64), cov.astype(np.float64))
@@ -146,16 +171,21 @@ def round_depthwise(gd, layers: Sequence[DepthwiseLayer], stats: dict[str, tuple
             s = np.abs(flat[c]).max() / LEVELS
             new[c] = best_rounding(flat[c], cov[c]) * s if s > 0 else flat[c]
         delta = new - flat
-        by_name[layer.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.T.reshape(3, 3, -1, 1).astype(np.float32)))
+        by_name[layer.weights].attr["value"].tensor.CopyFrom(
+            tf.make_tensor_proto(new.T.reshape(3, 3, -1, 1).astype(np.float32))
+        )
         if layer.bias is not None:
             b = tf.make_ndarray(by_name[layer.bias].attr["value"].tensor).astype(np.float64)
-            by_name[layer.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - np.einsum("ci,ci->c", delta, mean)).astype(np.float32)))
+            by_name[layer.bias].attr["value"].tensor.CopyFrom(
+                tf.make_tensor_proto((b - np.einsum("ci,ci->c", delta, mean)).astype(np.float32))
+            )
         changed += 1
     log.info("rounded %d depthwise layers", changed)
     return out
 
 
 # --------------------------------------------------------------------------- regular convolutions
+
 
 @dataclass
 class ConvLayer:
@@ -174,15 +204,28 @@ def _conv_patch_sums(tf, by_name, layer: ConvLayer, f):
     dims = [d.size for d in by_name[layer.weights].attr["value"].tensor.tensor_shape.dim]
     kh, kw = dims[0], dims[1]
     st = list(node.attr["strides"].list.i)
-    p = f if (kh, kw) == (1, 1) and st == [1, 1, 1, 1] else tf.image.extract_patches(f, [1, kh, kw, 1], st, [1, 1, 1, 1], node.attr["padding"].s.decode())
+    p = (
+        f
+        if (kh, kw) == (1, 1) and st == [1, 1, 1, 1]
+        else tf.image.extract_patches(f, [1, kh, kw, 1], st, [1, 1, 1, 1], node.attr["padding"].s.decode())
+    )
     p = tf.reshape(p, [-1, kh * kw * dims[2]])  # (N, K) in (kh, kw, Cin) order, as the weights
     return tf.reduce_sum(p, axis=0), tf.matmul(p, p, transpose_a=True), tf.cast(tf.shape(p)[0], tf.float32)
 
 
-def input_moments(gd, input_name: str, layers: Sequence[ConvLayer], inputs: Sequence[np.ndarray], adapt=None, progress: bool | None = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def input_moments(
+    gd,
+    input_name: str,
+    layers: Sequence[ConvLayer],
+    inputs: Sequence[np.ndarray],
+    adapt=None,
+    progress: bool | None = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: mean (K,) and covariance (K, K) of the flattened input patches (K = kh*kw*Cin)."""
     stats = {}
-    for layer, (s1, s2, n) in zip(layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "conv statistics", _conv_patch_sums)):
+    for layer, (s1, s2, n) in zip(
+        layers, _patch_sums(gd, input_name, layers, inputs, adapt, progress, "conv statistics", _conv_patch_sums)
+    ):
         mean = s1.astype(np.float64) / n
         stats[layer.node] = (mean, s2.astype(np.float64) / n - np.outer(mean, mean))
     return stats
@@ -230,8 +273,12 @@ def round_convs(gd, layers: Sequence[ConvLayer], stats: dict[str, tuple[np.ndarr
         flat = w.reshape(-1, shape[3])
         mean, cov = stats[layer.node]
         new = descend_rounding(flat, cov)
-        by_name[layer.weights].attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new.reshape(shape).astype(np.float32)))
+        by_name[layer.weights].attr["value"].tensor.CopyFrom(
+            tf.make_tensor_proto(new.reshape(shape).astype(np.float32))
+        )
         if layer.bias is not None:
             b = tf.make_ndarray(by_name[layer.bias].attr["value"].tensor).astype(np.float64)
-            by_name[layer.bias].attr["value"].tensor.CopyFrom(tf.make_tensor_proto((b - mean @ (new - flat)).astype(np.float32)))
+            by_name[layer.bias].attr["value"].tensor.CopyFrom(
+                tf.make_tensor_proto((b - mean @ (new - flat)).astype(np.float32))
+            )
     return out

@@ -1,4 +1,5 @@
 """Input sizes: PoseNet needs each side to be ``k * output_stride + 1``."""
+
 from __future__ import annotations
 
 import re

@@ -12,6 +12,7 @@ Formats: TF1 frozen GraphDef (``.pb``), TF1 checkpoint (prefix, ``.index``,
 ``.meta`` or its directory), TensorFlow.js graph model (``model.json`` +
 shards), Keras (``.keras``/``.h5``) and SavedModel directories.
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,13 +78,17 @@ class SourceModel:
 
 # --------------------------------------------------------------------------- detection
 
+
 def detect_format(path: Path) -> str:
     p = Path(path)
     if not p.exists():
         # A checkpoint is named by its prefix, which is not a file itself.
         if Path(str(p) + ".index").exists() or Path(str(p) + ".meta").exists():
             return "checkpoint"
-        raise ConvertError(f"source model {p} does not exist.", "check the path (a .pb, checkpoint prefix, model.json, .keras/.h5 or SavedModel directory).")
+        raise ConvertError(
+            f"source model {p} does not exist.",
+            "check the path (a .pb, checkpoint prefix, model.json, .keras/.h5 or SavedModel directory).",
+        )
     if p.is_dir():
         if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
             return "saved_model"
@@ -91,7 +96,10 @@ def detect_format(path: Path) -> str:
             return "checkpoint"
         if tfjs.is_tfjs_model(p):
             return "tfjs"
-        raise ConvertError(f"directory {p} holds no model edgepose can convert.", "pass a SavedModel directory, a TF1 checkpoint directory or a TensorFlow.js model directory.")
+        raise ConvertError(
+            f"directory {p} holds no model edgepose can convert.",
+            "pass a SavedModel directory, a TF1 checkpoint directory or a TensorFlow.js model directory.",
+        )
     suffix = p.suffix.lower()
     if suffix == ".json":
         return "tfjs"
@@ -102,14 +110,23 @@ def detect_format(path: Path) -> str:
     if suffix == ".pb":
         return "frozen_graph"
     if suffix == ".tflite":
-        raise ConvertError(f"{p} is already a TFLite model.", "run it with 'edgepose run --model', or pass the float source model to convert it again.")
+        raise ConvertError(
+            f"{p} is already a TFLite model.",
+            "run it with 'edgepose run --model', or pass the float source model to convert it again.",
+        )
     raise ConvertError(
         f"{p} is not a model format the converter knows (suffix {suffix or 'none'!r}).",
         "pass a TF1 frozen graph (.pb), a TF1 checkpoint, a TensorFlow.js model.json, a Keras .keras/.h5 file or a SavedModel directory.",
     )
 
 
-def load_source(path: str | Path, model_type: ModelType = POSENET, architecture: str | None = None, multiplier: float | None = None, outputs: dict[str, str] | None = None) -> SourceModel:
+def load_source(
+    path: str | Path,
+    model_type: ModelType = POSENET,
+    architecture: str | None = None,
+    multiplier: float | None = None,
+    outputs: dict[str, str] | None = None,
+) -> SourceModel:
     """Load any supported source; ``outputs`` maps role -> source output name when names are not recognisable."""
     p = Path(path)
     fmt = detect_format(p)
@@ -132,7 +149,10 @@ def load_source(path: str | Path, model_type: ModelType = POSENET, architecture:
     if multiplier:
         src.multiplier = float(multiplier)
     if model_type is POSENET and src.architecture not in ("mobilenet_v1", "resnet50"):
-        raise ConvertError(f"cannot tell the architecture of {p.name} from its layer names.", "pass --architecture mobilenet_v1 or resnet50 (and --multiplier).")
+        raise ConvertError(
+            f"cannot tell the architecture of {p.name} from its layer names.",
+            "pass --architecture mobilenet_v1 or resnet50 (and --multiplier).",
+        )
     src.output_stride = measure_stride(src)
     return src
 
@@ -145,22 +165,31 @@ def measure_stride(src: SourceModel) -> int:
     out = src.run(np.zeros((1, h, w, 3), np.float32))
     hh = out[src.model_type.roles[0]].shape[1]
     if hh < 2 or (h - 1) % (hh - 1):
-        raise ConvertError(f"{src.path.name}: output {hh} rows for input {h}; cannot tell the output stride.", "check the source is a PoseNet.")
+        raise ConvertError(
+            f"{src.path.name}: output {hh} rows for input {h}; cannot tell the output stride.",
+            "check the source is a PoseNet.",
+        )
     return (h - 1) // (hh - 1)
 
 
 # --------------------------------------------------------------------------- TF1 graphs
+
 
 def _read_frozen_graph(p: Path, tf):
     gd = tf.compat.v1.GraphDef()
     try:
         gd.ParseFromString(p.read_bytes())
     except Exception as e:  # DecodeError
-        raise ConvertError(f"{p} is not a TensorFlow GraphDef ({type(e).__name__}).", "pass a frozen .pb (or the SavedModel directory if it is a saved_model.pb).") from None
+        raise ConvertError(
+            f"{p} is not a TensorFlow GraphDef ({type(e).__name__}).",
+            "pass a frozen .pb (or the SavedModel directory if it is a saved_model.pb).",
+        ) from None
     if not gd.node:
         raise ConvertError(f"{p} is an empty GraphDef.", "re-export the frozen graph.")
     if any(n.op in ("VariableV2", "VarHandleOp") for n in gd.node):
-        raise ConvertError(f"{p} still has variables (not frozen).", "pass its checkpoint instead, or freeze it with freeze_graph.")
+        raise ConvertError(
+            f"{p} still has variables (not frozen).", "pass its checkpoint instead, or freeze it with freeze_graph."
+        )
     return gd
 
 
@@ -168,7 +197,9 @@ def _checkpoint_prefix(p: Path) -> Path:
     if p.is_dir():
         metas = sorted(p.glob("*.meta")) or sorted(p.glob("*.index"))
         if not metas:
-            raise ConvertError(f"{p} holds no checkpoint (.meta/.index).", "pass the checkpoint prefix, e.g. checkpoints/model.ckpt.")
+            raise ConvertError(
+                f"{p} holds no checkpoint (.meta/.index).", "pass the checkpoint prefix, e.g. checkpoints/model.ckpt."
+            )
         return metas[0].with_suffix("")
     s = str(p)
     for suf in (".meta", ".index"):
@@ -182,25 +213,44 @@ def _freeze_checkpoint(p: Path, tf, model_type: ModelType):
     prefix = _checkpoint_prefix(p)
     meta = Path(str(prefix) + ".meta")
     if not meta.exists():
-        raise ConvertError(f"checkpoint {prefix} has no .meta graph.", "pass the .meta file beside the .index/.data files, or a frozen graph.")
+        raise ConvertError(
+            f"checkpoint {prefix} has no .meta graph.",
+            "pass the .meta file beside the .index/.data files, or a frozen graph.",
+        )
     graph = tf.Graph()
     with graph.as_default():
         try:
             saver = tf.compat.v1.train.import_meta_graph(str(meta), clear_devices=True)
         except Exception as e:
-            raise ConvertError(f"cannot read checkpoint graph {meta.name} ({type(e).__name__}: {first_line(e, 300, default='')}).", "re-export the checkpoint.") from None
+            raise ConvertError(
+                f"cannot read checkpoint graph {meta.name} ({type(e).__name__}: {first_line(e, 300, default='')}).",
+                "re-export the checkpoint.",
+            ) from None
         gd = graph.as_graph_def()
         outs = _find_outputs(gd, model_type, None)
         with tf.compat.v1.Session(graph=graph) as sess:
             try:
                 saver.restore(sess, str(prefix))
             except Exception as e:
-                raise ConvertError(f"checkpoint {prefix.name} cannot be restored ({first_line(e, 300)}).", "the .index/.data files are missing or corrupt; copy the whole checkpoint again.") from None
+                raise ConvertError(
+                    f"checkpoint {prefix.name} cannot be restored ({first_line(e, 300)}).",
+                    "the .index/.data files are missing or corrupt; copy the whole checkpoint again.",
+                ) from None
             names = sorted({n.split(":")[0] for n in outs[0].values()} | set(outs[2]))
             return tf.compat.v1.graph_util.convert_variables_to_constants(sess, gd, names)
 
 
-_SKIP_SINK_OPS = {"NoOp", "SaveV2", "RestoreV2", "Assign", "Const", "Identity", "Placeholder", "VariableV2", "AssignVariableOp"}
+_SKIP_SINK_OPS = {
+    "NoOp",
+    "SaveV2",
+    "RestoreV2",
+    "Assign",
+    "Const",
+    "Identity",
+    "Placeholder",
+    "VariableV2",
+    "AssignVariableOp",
+}
 
 
 def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -> tuple[dict[str, str], str, list[str]]:
@@ -210,7 +260,11 @@ def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -
     for n in gd.node:
         for i in n.input:
             consumers.setdefault(i.split(":")[0].lstrip("^"), []).append(n.name)
-    sinks = [n.name for n in gd.node if n.name not in consumers and n.op not in _SKIP_SINK_OPS and not n.name.startswith("save/")]
+    sinks = [
+        n.name
+        for n in gd.node
+        if n.name not in consumers and n.op not in _SKIP_SINK_OPS and not n.name.startswith("save/")
+    ]
     roles: dict[str, str] = {}
     activation = "logits"
     if overrides:
@@ -221,7 +275,10 @@ def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -
             if role is None:
                 continue
             if role in roles:
-                raise ConvertError(f"two graph outputs look like {role}: {roles[role]} and {s}.", "name the outputs with --outputs heatmaps=NAME,short_offsets=NAME,...")
+                raise ConvertError(
+                    f"two graph outputs look like {role}: {roles[role]} and {s}.",
+                    "name the outputs with --outputs heatmaps=NAME,short_offsets=NAME,...",
+                )
             roles[role] = s + ":0"
     # A trailing Sigmoid on the heatmap is cut off: converted models output logits.
     hm = roles.get("heatmaps")
@@ -230,7 +287,11 @@ def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -
         if node is not None and node.op == "Sigmoid":
             roles["heatmaps"] = node.input[0] if ":" in node.input[0] else node.input[0] + ":0"
             activation = "sigmoid"
-    missing = [r for r in model_type.roles if r not in roles and not any(r in parts and c in roles for c, parts in model_type.composites.items())]
+    missing = [
+        r
+        for r in model_type.roles
+        if r not in roles and not any(r in parts and c in roles for c, parts in model_type.composites.items())
+    ]
     if missing:
         raise ConvertError(
             f"the graph's outputs ({', '.join(sinks[:8])}) do not include {', '.join(missing)}.",
@@ -241,14 +302,19 @@ def _find_outputs(gd, model_type: ModelType, overrides: dict[str, str] | None) -
 
 def _strip_suffixes(name: str) -> str:
     name = name.split(":")[0]
-    parts = [p for p in name.split("/") if p not in ("BiasAdd", "Conv2D", "Sigmoid", "Identity", "Squeeze", "add", "Add")]
+    parts = [
+        p for p in name.split("/") if p not in ("BiasAdd", "Conv2D", "Sigmoid", "Identity", "Squeeze", "add", "Add")
+    ]
     return "/".join(parts) or name
 
 
 def _graph_input(gd) -> str:
     phs = [n for n in gd.node if n.op == "Placeholder"]
     if len(phs) != 1:
-        raise ConvertError(f"the graph has {len(phs)} inputs ({', '.join(n.name for n in phs)}); PoseNet has one image input.", "export the graph with a single image placeholder.")
+        raise ConvertError(
+            f"the graph has {len(phs)} inputs ({', '.join(n.name for n in phs)}); PoseNet has one image input.",
+            "export the graph with a single image placeholder.",
+        )
     return phs[0].name + ":0"
 
 
@@ -276,8 +342,15 @@ def _graph_source(gd, p: Path, fmt: str, model_type: ModelType, tf, overrides) -
         dims = [d.size for d in first.attr["value"].tensor.tensor_shape.dim] if first is not None else []
         mult = _mobilenet_multiplier(dims[-1] if len(dims) == 4 else None)
     src = SourceModel(
-        name=_model_name(p, arch, mult), format=fmt, path=p, model_type=model_type, architecture=arch, multiplier=float(mult or 1.0),
-        output_names={r: v.split(":")[0] for r, v in roles.items()}, source_heatmap_activation=activation, _builder=lambda h, w: None,
+        name=_model_name(p, arch, mult),
+        format=fmt,
+        path=p,
+        model_type=model_type,
+        architecture=arch,
+        multiplier=float(mult or 1.0),
+        output_names={r: v.split(":")[0] for r, v in roles.items()},
+        source_heatmap_activation=activation,
+        _builder=lambda h, w: None,
         fixed_input_size=_fixed_size(gd, input_name),
     )
     src.graph = GraphParts(gd, input_name, roles, arch == "resnet50")
@@ -303,13 +376,21 @@ def _graph_builder(parts: GraphParts, p: Path, model_type: ModelType, tf):
 
     def build(h: int, w: int):
         def body(x):
-            outs = tf.graph_util.import_graph_def(parts.graph_def, input_map={parts.input_name: parts.adapt(tf, x)}, return_elements=[parts.roles[r] for r in order], name="")
+            outs = tf.graph_util.import_graph_def(
+                parts.graph_def,
+                input_map={parts.input_name: parts.adapt(tf, x)},
+                return_elements=[parts.roles[r] for r in order],
+                name="",
+            )
             return _expand_composites(tf, model_type, dict(zip(order, outs)))
 
         try:
             return tf.compat.v1.wrap_function(body, [tf.TensorSpec([1, h, w, 3], tf.float32, name="image")])
         except (ValueError, TypeError) as e:
-            raise ConvertError(f"{p.name} cannot be imported by TensorFlow ({first_line(e, 300)}).", "check the graph was exported by TensorFlow 1.x/2.x with standard ops.") from None
+            raise ConvertError(
+                f"{p.name} cannot be imported by TensorFlow ({first_line(e, 300)}).",
+                "check the graph was exported by TensorFlow 1.x/2.x with standard ops.",
+            ) from None
 
     return build
 
@@ -362,20 +443,32 @@ def _model_name(p: Path, arch: str, mult: float | None) -> str:
 
 # --------------------------------------------------------------------------- Keras / SavedModel
 
-def _roles_from_names(names: list[str], model_type: ModelType, overrides: dict[str, str] | None, what: str) -> dict[str, str]:
+
+def _roles_from_names(
+    names: list[str], model_type: ModelType, overrides: dict[str, str] | None, what: str
+) -> dict[str, str]:
     if overrides:
         bad = [v for v in overrides.values() if v not in names]
         if bad:
-            raise ConvertError(f"{what} has no output named {bad[0]} (it has {', '.join(names)}).", "fix the --outputs names.")
+            raise ConvertError(
+                f"{what} has no output named {bad[0]} (it has {', '.join(names)}).", "fix the --outputs names."
+            )
         return {r: v for r, v in overrides.items()}
     roles: dict[str, str] = {}
     for n in names:
         role = model_type.role_of(n)
         if role and role not in roles:
             roles[role] = n
-    missing = [r for r in model_type.roles if r not in roles and not any(r in parts and c in roles for c, parts in model_type.composites.items())]
+    missing = [
+        r
+        for r in model_type.roles
+        if r not in roles and not any(r in parts and c in roles for c, parts in model_type.composites.items())
+    ]
     if missing:
-        raise ConvertError(f"{what} outputs ({', '.join(names)}) do not include {', '.join(missing)}.", "name them with --outputs heatmaps=NAME,short_offsets=NAME,displacement_fwd=NAME,displacement_bwd=NAME.")
+        raise ConvertError(
+            f"{what} outputs ({', '.join(names)}) do not include {', '.join(missing)}.",
+            "name them with --outputs heatmaps=NAME,short_offsets=NAME,displacement_fwd=NAME,displacement_bwd=NAME.",
+        )
     return roles
 
 
@@ -393,7 +486,10 @@ def _keras_load(p: Path):
         return tf_keras.models.load_model(p, compile=False)
     except Exception as e:
         errors.append(f"tf_keras: {type(e).__name__}: {first_line(e, default='')}")
-    raise ConvertError(f"{p} cannot be loaded as a Keras model ({'; '.join(errors)}).", "save it with model.save('model.keras') (or pip install tf-keras for legacy .h5).")
+    raise ConvertError(
+        f"{p} cannot be loaded as a Keras model ({'; '.join(errors)}).",
+        "save it with model.save('model.keras') (or pip install tf-keras for legacy .h5).",
+    )
 
 
 def _keras_source(p: Path, model_type: ModelType, tf, overrides) -> SourceModel:
@@ -406,7 +502,14 @@ def _keras_source(p: Path, model_type: ModelType, tf, overrides) -> SourceModel:
     layer_names = [layer.name for layer in model.layers]
     arch, mult = _guess_architecture(layer_names + [model.name])
     if arch == "mobilenet_v1" and mult is None:
-        conv0 = next((layer for layer in model.layers if re.search(r"conv2d_0|conv1$|conv_0", layer.name, re.I) and hasattr(layer, "filters")), None)
+        conv0 = next(
+            (
+                layer
+                for layer in model.layers
+                if re.search(r"conv2d_0|conv1$|conv_0", layer.name, re.I) and hasattr(layer, "filters")
+            ),
+            None,
+        )
         mult = _mobilenet_multiplier(getattr(conv0, "filters", None))
 
     def build(h: int, w: int):
@@ -423,8 +526,17 @@ def _keras_source(p: Path, model_type: ModelType, tf, overrides) -> SourceModel:
         return fn.get_concrete_function()
 
     return SourceModel(
-        name=_model_name(p, arch, mult), format="keras", path=p, model_type=model_type, architecture=arch, multiplier=float(mult or 1.0),
-        output_names=dict(roles), source_heatmap_activation="logits", _builder=build, fixed_input_size=fixed, keepalive=[model],
+        name=_model_name(p, arch, mult),
+        format="keras",
+        path=p,
+        model_type=model_type,
+        architecture=arch,
+        multiplier=float(mult or 1.0),
+        output_names=dict(roles),
+        source_heatmap_activation="logits",
+        _builder=build,
+        fixed_input_size=fixed,
+        keepalive=[model],
     )
 
 
@@ -432,17 +544,29 @@ def _saved_model_source(p: Path, model_type: ModelType, tf, overrides) -> Source
     try:
         loaded = tf.saved_model.load(str(p))
     except Exception as e:
-        raise ConvertError(f"{p} cannot be loaded as a SavedModel ({type(e).__name__}: {first_line(e, default='')}).", "re-export it with tf.saved_model.save.") from None
+        raise ConvertError(
+            f"{p} cannot be loaded as a SavedModel ({type(e).__name__}: {first_line(e, default='')}).",
+            "re-export it with tf.saved_model.save.",
+        ) from None
     sig = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
     if sig is None:
-        raise ConvertError(f"{p} has no serving_default signature.", "export it with signatures={'serving_default': fn}.")
+        raise ConvertError(
+            f"{p} has no serving_default signature.", "export it with signatures={'serving_default': fn}."
+        )
     out_names = list(sig.structured_outputs.keys())
     roles = _roles_from_names(out_names, model_type, overrides, p.name)
     in_specs = sig.structured_input_signature[1]
     if len(in_specs) != 1:
-        raise ConvertError(f"{p} serving_default takes {len(in_specs)} inputs; PoseNet takes one image.", "export a single-input signature.")
+        raise ConvertError(
+            f"{p} serving_default takes {len(in_specs)} inputs; PoseNet takes one image.",
+            "export a single-input signature.",
+        )
     in_key, in_spec = next(iter(in_specs.items()))
-    fixed = (int(in_spec.shape[1]), int(in_spec.shape[2])) if in_spec.shape.rank == 4 and in_spec.shape[1] and in_spec.shape[2] else None
+    fixed = (
+        (int(in_spec.shape[1]), int(in_spec.shape[2]))
+        if in_spec.shape.rank == 4 and in_spec.shape[1] and in_spec.shape[2]
+        else None
+    )
     arch, mult = _guess_architecture([v.name for v in getattr(loaded, "variables", [])] + [p.name])
     if arch == "mobilenet_v1" and mult is None:
         first = next((v for v in loaded.variables if len(v.shape) == 4 and v.shape[2] == 3), None)
@@ -457,6 +581,15 @@ def _saved_model_source(p: Path, model_type: ModelType, tf, overrides) -> Source
         return fn.get_concrete_function()
 
     return SourceModel(
-        name=_model_name(p, arch, mult), format="saved_model", path=p, model_type=model_type, architecture=arch, multiplier=float(mult or 1.0),
-        output_names=dict(roles), source_heatmap_activation="logits", _builder=build, fixed_input_size=fixed, keepalive=[loaded],
+        name=_model_name(p, arch, mult),
+        format="saved_model",
+        path=p,
+        model_type=model_type,
+        architecture=arch,
+        multiplier=float(mult or 1.0),
+        output_names=dict(roles),
+        source_heatmap_activation="logits",
+        _builder=build,
+        fixed_input_size=fixed,
+        keepalive=[loaded],
     )

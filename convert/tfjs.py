@@ -12,6 +12,7 @@ TFLite converter can read the graph.
 
 The numpy part (manifest and dequantization) needs no TensorFlow.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,14 @@ import numpy as np
 
 from .errors import ConvertError
 
-_DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_, "float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
+_DTYPES = {
+    "float32": np.float32,
+    "int32": np.int32,
+    "bool": np.bool_,
+    "float16": np.float16,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+}
 
 
 def is_tfjs_model(path: Path) -> bool:
@@ -56,9 +64,13 @@ def read_model_json(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ConvertError(f"{path} is not readable TensorFlow.js model JSON ({e}).", "re-download model-stride*.json.") from None
+        raise ConvertError(
+            f"{path} is not readable TensorFlow.js model JSON ({e}).", "re-download model-stride*.json."
+        ) from None
     if not isinstance(doc, dict) or "modelTopology" not in doc or "weightsManifest" not in doc:
-        raise ConvertError(f"{path} has no modelTopology/weightsManifest.", "pass a TensorFlow.js *graph* model (model-stride*.json).")
+        raise ConvertError(
+            f"{path} has no modelTopology/weightsManifest.", "pass a TensorFlow.js *graph* model (model-stride*.json)."
+        )
     if doc.get("format") not in (None, "graph-model"):
         raise ConvertError(
             f"{path} is a TensorFlow.js {doc.get('format')!r} model, not a graph model.",
@@ -81,7 +93,9 @@ def dequantize(raw: np.ndarray, quant: dict[str, Any] | None, original_dtype: st
         if original_dtype == "int32":
             return np.round(out).astype(np.int32)
         return out.astype(np.float32)
-    raise ConvertError(f"unknown TensorFlow.js weight quantization {qd!r}.", "use a float, quant1 (uint8) or quant2 (uint16) model.")
+    raise ConvertError(
+        f"unknown TensorFlow.js weight quantization {qd!r}.", "use a float, quant1 (uint8) or quant2 (uint16) model."
+    )
 
 
 def read_weights(model_json: Path, manifest: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -95,7 +109,10 @@ def read_weights(model_json: Path, manifest: list[dict[str, Any]]) -> dict[str, 
             try:
                 chunks.append(p.read_bytes())
             except OSError as e:
-                raise ConvertError(f"weight shard {p} cannot be read ({e.strerror or e}).", f"put every group*-shard*.bin file beside {Path(model_json).name}.") from None
+                raise ConvertError(
+                    f"weight shard {p} cannot be read ({e.strerror or e}).",
+                    f"put every group*-shard*.bin file beside {Path(model_json).name}.",
+                ) from None
         data = b"".join(chunks)
         offset = 0
         for w in group.get("weights", []):
@@ -103,7 +120,10 @@ def read_weights(model_json: Path, manifest: list[dict[str, Any]]) -> dict[str, 
             dtype = w.get("dtype", "float32")
             stored = quant["dtype"] if quant else dtype
             if stored not in _DTYPES or dtype not in _DTYPES:
-                raise ConvertError(f"weight {w.get('name')} has unsupported dtype {stored!r}.", "use a float32/uint8/uint16/float16 model.")
+                raise ConvertError(
+                    f"weight {w.get('name')} has unsupported dtype {stored!r}.",
+                    "use a float32/uint8/uint16/float16 model.",
+                )
             shape = [int(d) for d in w.get("shape", [])]
             npd = np.dtype(_DTYPES[stored]).newbyteorder("<")
             n = int(np.prod(shape)) if shape else 1
@@ -141,7 +161,9 @@ def to_graph_def(model_json: Path):
     try:
         json_format.ParseDict(topo, gd, ignore_unknown_fields=True)
     except json_format.ParseError as e:
-        raise ConvertError(f"{model_json} modelTopology is not a GraphDef ({e}).", "pass a TensorFlow.js graph model.") from None
+        raise ConvertError(
+            f"{model_json} modelTopology is not a GraphDef ({e}).", "pass a TensorFlow.js graph model."
+        ) from None
     missing = []
     for node in gd.node:
         if node.op == "Const" and node.name in weights:
@@ -163,12 +185,25 @@ def _has_inline_value(node) -> bool:
     return bool(t.float_val or t.int_val or t.bool_val or t.string_val or t.int64_val or t.half_val)
 
 
-_ACTIVATIONS = {"Relu": "Relu", "Relu6": "Relu6", "Elu": "Elu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "LeakyRelu": "LeakyRelu", "Prelu": "Prelu"}
+_ACTIVATIONS = {
+    "Relu": "Relu",
+    "Relu6": "Relu6",
+    "Elu": "Elu",
+    "Sigmoid": "Sigmoid",
+    "Tanh": "Tanh",
+    "LeakyRelu": "LeakyRelu",
+    "Prelu": "Prelu",
+}
 
 
 def unfuse(gd, tf):
     """Split tfjs/grappler fused ops into ``Conv2D``/``DepthwiseConv2dNative``/``MatMul`` + ``BiasAdd`` + activation."""
-    base_op = {"_FusedConv2D": "Conv2D", "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedMatMul": "MatMul"}
+    base_op = {
+        "_FusedConv2D": "Conv2D",
+        "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
+        "_FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
+        "_FusedMatMul": "MatMul",
+    }
     out = tf.compat.v1.GraphDef()
     out.versions.CopyFrom(gd.versions)
     for node in gd.node:
@@ -203,9 +238,12 @@ def unfuse(gd, tf):
             elif op == "Prelu":
                 # prelu(x) = relu(x) - alpha * relu(-x)
                 alpha = args.pop(0)
-                for suffix, opn, ins in (("/pos", "Relu", [last]), ("/neg_in", "Neg", [last]),
-                                         ("/neg", "Relu", [node.name + "/neg_in"]),
-                                         ("/scaled", "Mul", [alpha, node.name + "/neg"])):
+                for suffix, opn, ins in (
+                    ("/pos", "Relu", [last]),
+                    ("/neg_in", "Neg", [last]),
+                    ("/neg", "Relu", [node.name + "/neg_in"]),
+                    ("/scaled", "Mul", [alpha, node.name + "/neg"]),
+                ):
                     m = out.node.add()
                     m.name, m.op = node.name + suffix, opn
                     m.input.extend(ins)
@@ -218,7 +256,10 @@ def unfuse(gd, tf):
                 if op == "LeakyRelu":
                     n.attr["alpha"].f = node.attr["leakyrelu_alpha"].f or 0.2
             else:
-                raise ConvertError(f"fused op {node.name} contains {op!r}, which the converter cannot split.", "re-export the tfjs model without op fusion, or pass the SavedModel.")
+                raise ConvertError(
+                    f"fused op {node.name} contains {op!r}, which the converter cannot split.",
+                    "re-export the tfjs model without op fusion, or pass the SavedModel.",
+                )
             last = n.name
         if not chain:
             core.name = node.name

@@ -5,6 +5,7 @@ reorders outputs (``StatefulPartitionedCall:0..3``, displacements swapped).
 :func:`map_output_roles` runs the converted model and the source on the same
 input and pairs each output with the source output it reproduces.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -52,7 +53,14 @@ class QuantOptions:
 
 # --------------------------------------------------------------------------- conversion
 
-def convert_function(fn, precision: str, representative: Callable[[], Iterable[list[np.ndarray]]] | None = None, quant: QuantOptions = QuantOptions(), edgetpu: bool = False) -> bytes:
+
+def convert_function(
+    fn,
+    precision: str,
+    representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
+    quant: QuantOptions = QuantOptions(),
+    edgetpu: bool = False,
+) -> bytes:
     """Convert a concrete function to ``.tflite`` bytes in ``precision``."""
     tf = import_tensorflow()
 
@@ -93,7 +101,10 @@ def convert_function(fn, precision: str, representative: Callable[[], Iterable[l
     except ConvertError:
         raise
     except Exception as e:
-        raise ConvertError(f"the TFLite converter failed for {precision} ({first_line(e, 400)}).", "check the source model uses standard TensorFlow ops; run with -vv for the converter log.") from None
+        raise ConvertError(
+            f"the TFLite converter failed for {precision} ({first_line(e, 400)}).",
+            "check the source model uses standard TensorFlow ops; run with -vv for the converter log.",
+        ) from None
 
 
 def _convert_float_heads(tf, conv, fn, representative) -> bytes:
@@ -101,7 +112,9 @@ def _convert_float_heads(tf, conv, fn, representative) -> bytes:
     float_model = bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn], fn).convert())
     heads = head_tensor_names(float_model)
     opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=heads)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=representative, debug_options=opts)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=representative, debug_options=opts
+    )
     return bytes(debugger.get_nondebug_quantized_model())
 
 
@@ -118,7 +131,13 @@ def head_tensor_names(float_model: bytes) -> list[str]:
     return names
 
 
-def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], mirror: bool = True, progress: bool | None = None, desc: str = "calibrating"):
+def representative_dataset(
+    images: Sequence[np.ndarray],
+    size: tuple[int, int],
+    mirror: bool = True,
+    progress: bool | None = None,
+    desc: str = "calibrating",
+):
     """A callable for ``converter.representative_dataset`` showing a progress bar."""
     from .calibration import augment, preprocess
 
@@ -131,6 +150,7 @@ def representative_dataset(images: Sequence[np.ndarray], size: tuple[int, int], 
 
 
 # --------------------------------------------------------------------------- running
+
 
 class TFLiteRunner:
     """A converted model on ai-edge-litert: float in, dequantized float outputs by tensor name.
@@ -175,7 +195,9 @@ def map_output_roles(outputs: dict[str, np.ndarray], reference: dict[str, np.nda
     names = list(outputs)
     roles = list(reference)
     if len(names) != len(roles):
-        raise ConvertError(f"the converted model has {len(names)} outputs, the source {len(roles)}.", "report this as a converter bug.")
+        raise ConvertError(
+            f"the converted model has {len(names)} outputs, the source {len(roles)}.", "report this as a converter bug."
+        )
     best: tuple[float, dict[str, str]] | None = None
     for perm in itertools.permutations(names):
         if any(outputs[n].shape != reference[r].shape for n, r in zip(perm, roles)):

@@ -1,4 +1,5 @@
 """edgepose: PoseNet on small devices (runtime side; no TensorFlow needed)."""
+
 from .errors import EdgeposeError
 from .types import KEYPOINT_NAMES, FrameResult, Keypoint, Pose
 

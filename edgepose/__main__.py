@@ -1,4 +1,5 @@
 """``python -m edgepose``: the ``edgepose`` command."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
 """What differs between the Python versions edgepose runs on (3.10 and later): the one place that knows."""
+
 from __future__ import annotations
 
 import sys

@@ -7,6 +7,7 @@ line) and describe every field with ``Field(description=...)``: the config
 reference, firmware_configs/CONFIG.md, is generated from those descriptions
 (``edgepose docs``, :mod:`edgepose.docgen`).
 """
+
 from __future__ import annotations
 
 import typing
@@ -26,7 +27,9 @@ class ConfigModel(BaseModel):
     def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
         # pydantic's lax mode reads `port = true` as 1 and `threads = false` as 0: a typo, never a number.
         if isinstance(v, bool) and info.field_name is not None:
-            kinds = typing.get_args(cls.model_fields[info.field_name].annotation) or (cls.model_fields[info.field_name].annotation,)
+            kinds = typing.get_args(cls.model_fields[info.field_name].annotation) or (
+                cls.model_fields[info.field_name].annotation,
+            )
             if bool not in kinds and any(k in (int, float) for k in kinds):
                 raise ValueError(f"a number is needed, not {str(v).lower()}")
         return v

@@ -8,6 +8,7 @@ The schema (``edgepose/schemas/config.schema.json``) is generated from the pydan
 the shipped file is current. Editors with a TOML language server (Taplo / Even Better TOML) take it from
 a first line ``#:schema <path or URL of config.schema.json>``.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,8 +111,12 @@ def _problems(data: dict[str, Any], files: list[Path]) -> list[str]:
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the device config, as shipped in :data:`SCHEMA_PATH`."""
     schema = EdgeposeConfig.model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-            "title": "edgepose device config (device.toml, board profiles)", **{k: v for k, v in schema.items() if k != "title"}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "edgepose device config (device.toml, board profiles)",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
 
 
 def schema_text() -> str:

@@ -11,6 +11,7 @@ Precedence, the same for ``edgepose run``, ``serve`` and ``models info``:
 Every layer leaves a setting it does not name unset (``None``), so a lower
 layer is never overridden by a default it did not choose.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Built-in defaults (the seed article's demo settings).
-DEFAULTS: dict[str, Any] = {"max_poses": 10, "min_pose_score": 0.25, "min_part_score": 0.25, "nms_radius": 20.0, "mode": "multi"}
+DEFAULTS: dict[str, Any] = {
+    "max_poses": 10,
+    "min_pose_score": 0.25,
+    "min_part_score": 0.25,
+    "nms_radius": 20.0,
+    "mode": "multi",
+}
 KEYS: tuple[str, ...] = tuple(DEFAULTS)
 
 FLAG = "flag"

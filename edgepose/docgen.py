@@ -18,6 +18,7 @@ default and ``Field(description=…)``.
 it links, see :func:`guides`); ``edgepose docs --check`` changes nothing and exits 1 naming the files
 that are out of date, as ``tests/test_docs.py`` does.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,9 @@ def _type_of(prop: dict[str, Any]) -> str:
     if "anyOf" in prop:
         kinds = [_type_of(p) for p in prop["anyOf"] if p.get("type") != "null"]
         return " \\| ".join(kinds) + (" or unset" if len(kinds) < len(prop["anyOf"]) else "")
-    kind = {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean", "array": "list"}.get(prop.get("type", ""), "value")
+    kind = {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean", "array": "list"}.get(
+        prop.get("type", ""), "value"
+    )
     if prop.get("format") == "password":
         kind = "secret string"
     lo = prop.get("minimum", prop.get("exclusiveMinimum"))
@@ -140,7 +143,10 @@ def config_reference() -> str:
 
 def _generate(kind: str, arg: str | None) -> str:
     if kind != "config":
-        raise DocsError(f"unknown generated part `{kind}`.", "write `<!-- generated: config -->` or `<!-- generated: config SECTION -->`.")
+        raise DocsError(
+            f"unknown generated part `{kind}`.",
+            "write `<!-- generated: config -->` or `<!-- generated: config SECTION -->`.",
+        )
     if not arg:
         return config_reference()
     found = {s.path: s for s in sections() if s.path}
@@ -155,9 +161,16 @@ def render(text: str) -> str:
     starts, blocks = len(START.findall(text)), len(BLOCK.findall(text))
     if starts != blocks:
         n = starts - blocks
-        raise DocsError(f"{n} generated part{'s have' if n > 1 else ' has'} no end.",
-                        "close each with `<!-- end generated -->` on a line of its own.")
-    return BLOCK.sub(lambda m: m.group(0)[: m.start("body") - m.start()] + _generate(m.group("kind"), m.group("arg")) + m.group("end"), text)
+        raise DocsError(
+            f"{n} generated part{'s have' if n > 1 else ' has'} no end.",
+            "close each with `<!-- end generated -->` on a line of its own.",
+        )
+    return BLOCK.sub(
+        lambda m: (
+            m.group(0)[: m.start("body") - m.start()] + _generate(m.group("kind"), m.group("arg")) + m.group("end")
+        ),
+        text,
+    )
 
 
 def guides(readme: Path = REPO / "README.md") -> list[Path]:

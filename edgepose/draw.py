@@ -5,6 +5,7 @@ skeleton lines between confident parts and a circle per keypoint whose size
 grows with its score, in cyan ``(255, 255, 0)``; with tracking on, each track
 id gets its own colour and a label ``#id action, action``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,10 +20,26 @@ DEFAULT_COLOR: tuple[int, int, int] = (255, 255, 0)
 
 #: Well-separated BGR colours (Tableau 10 + lighter variants) indexed by track id.
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
-    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
-    (232, 199, 174), (120, 187, 255), (138, 223, 152), (150, 152, 255), (213, 176, 197),
-    (148, 156, 196), (210, 182, 247), (199, 199, 199), (141, 219, 219), (229, 218, 158),
+    (180, 119, 31),
+    (14, 127, 255),
+    (44, 160, 44),
+    (40, 39, 214),
+    (189, 103, 148),
+    (75, 86, 140),
+    (194, 119, 227),
+    (127, 127, 127),
+    (34, 189, 188),
+    (207, 190, 23),
+    (232, 199, 174),
+    (120, 187, 255),
+    (138, 223, 152),
+    (150, 152, 255),
+    (213, 176, 197),
+    (148, 156, 196),
+    (210, 182, 247),
+    (199, 199, 199),
+    (141, 219, 219),
+    (229, 218, 158),
 )
 
 _SKEL_A = np.array([a for a, _ in SKELETON], dtype=np.intp)
@@ -193,9 +210,15 @@ def draw_poses(
     return out
 
 
-def draw_hud(image: np.ndarray, text_lines: Sequence[str] | Mapping[str, Any], *, origin: tuple[int, int] = (8, 8)) -> np.ndarray:
+def draw_hud(
+    image: np.ndarray, text_lines: Sequence[str] | Mapping[str, Any], *, origin: tuple[int, int] = (8, 8)
+) -> np.ndarray:
     """Status text (FPS, people count, ...) top-left on a darkened box; in place, returns the image."""
-    lines = [f"{k}: {v}" for k, v in text_lines.items()] if isinstance(text_lines, Mapping) else [str(t) for t in text_lines]
+    lines = (
+        [f"{k}: {v}" for k, v in text_lines.items()]
+        if isinstance(text_lines, Mapping)
+        else [str(t) for t in text_lines]
+    )
     if not lines:
         return image
     h, w = image.shape[:2]

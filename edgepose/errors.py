@@ -3,6 +3,7 @@
 The CLI prints ``str(err)`` on one line and exits non-zero, with no traceback,
 for every :class:`EdgeposeError`.
 """
+
 from __future__ import annotations
 
 
@@ -59,5 +60,7 @@ class DatasetError(EdgeposeError):
 
 def install_fix(extra: str, why: str) -> str:
     """How to add an optional extra (``convert``, ``train``, ``pi``...): edgepose is not on PyPI."""
-    return (f'in the edgepose checkout, pip install -e ".[{extra}]" ({why}); '
-            f'from a built wheel, pip install "edgepose-VERSION-py3-none-any.whl[{extra}]".')
+    return (
+        f'in the edgepose checkout, pip install -e ".[{extra}]" ({why}); '
+        f'from a built wheel, pip install "edgepose-VERSION-py3-none-any.whl[{extra}]".'
+    )

@@ -1,4 +1,5 @@
 """Frame timing: rates over a sliding window and the stall rule; the service and the device page share both."""
+
 from __future__ import annotations
 
 from collections import deque

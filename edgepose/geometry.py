@@ -6,6 +6,7 @@ the rule recognisers and the learned classifier share one definition of
 "centre", "scale" and "similarity". Functions return ``nan`` rather than
 raising when too few joints are visible: callers decide what a gap means.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,10 +23,13 @@ L_WRIST, R_WRIST = KEYPOINT_INDEX["left_wrist"], KEYPOINT_INDEX["right_wrist"]
 L_ELBOW, R_ELBOW = KEYPOINT_INDEX["left_elbow"], KEYPOINT_INDEX["right_elbow"]
 
 #: COCO keypoint sigmas (cocoapi ``COCOeval``): how loosely each part is localised.
-COCO_SIGMAS = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
-    dtype=np.float32,
-) / 10.0
+COCO_SIGMAS = (
+    np.array(
+        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
+        dtype=np.float32,
+    )
+    / 10.0
+)
 
 #: The two pairs whose midpoints are the neck and the hip centre.
 _PAIR_A, _PAIR_B = [L_SHOULDER, L_HIP], [R_SHOULDER, R_HIP]
@@ -121,7 +125,9 @@ def _torso_size(kp: np.ndarray, vis: np.ndarray, n: np.ndarray, h: np.ndarray) -
     return np.where(best > 1e-6, best, np.nan).astype(np.float32)
 
 
-def normalise(keypoints: np.ndarray, visible: np.ndarray, centre: np.ndarray | None = None, scale: float | None = None) -> np.ndarray:
+def normalise(
+    keypoints: np.ndarray, visible: np.ndarray, centre: np.ndarray | None = None, scale: float | None = None
+) -> np.ndarray:
     """Keypoints centred on the body centre and divided by the torso size; invisible parts are ``nan``."""
     c = body_centre(keypoints, visible) if centre is None else centre
     s = torso_size(keypoints, visible) if scale is None else scale
@@ -177,7 +183,11 @@ def oks(kp_a: np.ndarray, vis_a: np.ndarray, kp_b: np.ndarray, vis_b: np.ndarray
 
 
 def oks_matrix(
-    kps_a: np.ndarray, vis_a: np.ndarray, kps_b: np.ndarray, vis_b: np.ndarray, areas_a: np.ndarray,
+    kps_a: np.ndarray,
+    vis_a: np.ndarray,
+    kps_b: np.ndarray,
+    vis_b: np.ndarray,
+    areas_a: np.ndarray,
     sigma_scale: float = 1.0,
 ) -> np.ndarray:
     """OKS between every pose of ``a`` ``(N,17,2)`` and ``b`` ``(M,17,2)``, scaled by ``areas_a``: ``(N, M)``.

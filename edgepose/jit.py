@@ -10,6 +10,7 @@ and in system installs, and its fallback (the home directory) is hidden by
 ``ProtectHome``. ``edgepose compile`` compiles the decoder into that cache
 (first boot runs it as the service's user).
 """
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Network helpers: what counts as this machine, and how long to wait before trying again."""
+
 from __future__ import annotations
 
 import ipaddress

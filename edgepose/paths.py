@@ -5,6 +5,7 @@ wheels); without it the platform's user cache dir is used. Under systemd the
 unit sets it (``CacheDirectory=``), because ``ProtectSystem=strict`` makes the
 install read-only and ``ProtectHome`` hides the home directory.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ interpreter release the GIL), so everything else overlaps ``invoke``. Live
 sources are not prefetched: their reader already keeps only the newest frame,
 and a queue here would only add latency.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,13 @@ _END = object()
 class Pipeline:
     """Runs one model over frames with the settings of one :class:`EdgeposeConfig`."""
 
-    def __init__(self, config: EdgeposeConfig | None = None, *, model: KeypointModel | None = None, decode_flags: dict | None = None):
+    def __init__(
+        self,
+        config: EdgeposeConfig | None = None,
+        *,
+        model: KeypointModel | None = None,
+        decode_flags: dict | None = None,
+    ):
         """``decode_flags``: decoder settings given on the command line (they win over the config and the model)."""
         self.config = config = config or EdgeposeConfig()
         if model is None:
@@ -40,9 +47,16 @@ class Pipeline:
             from .model.runtime import configured_delegate
 
             m = config.model
-            model = open_model(m.path, threads=m.threads, resize=m.resize, edgetpu=m.edgetpu, edgetpu_device=m.edgetpu_device,
-                               delegate=configured_delegate(m),
-                               resize_filter=m.resize_filter, decoder=m.decoder)
+            model = open_model(
+                m.path,
+                threads=m.threads,
+                resize=m.resize,
+                edgetpu=m.edgetpu,
+                edgetpu_device=m.edgetpu_device,
+                delegate=configured_delegate(m),
+                resize_filter=m.resize_filter,
+                decoder=m.decoder,
+            )
         if not isinstance(model, KeypointModel):
             from .errors import ModelError
 
@@ -83,7 +97,9 @@ class Pipeline:
         heads = self.model.heads()
         return heads, {"invoke": t1 - t0, "heads": time.perf_counter() - t1}
 
-    def _post(self, frame: Frame, heads, transform, timings: dict[str, float], keep_image: bool, sequence: bool) -> FrameResult:
+    def _post(
+        self, frame: Frame, heads, transform, timings: dict[str, float], keep_image: bool, sequence: bool
+    ) -> FrameResult:
         """Decode, track, recognise actions: everything after the model's outputs are read."""
         d = self.decoder
         t1 = time.perf_counter()
@@ -117,7 +133,9 @@ class Pipeline:
             extra=extra,
         )
 
-    def _finish(self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool, sequence: bool = True) -> FrameResult:
+    def _finish(
+        self, frame: Frame, tensor, transform, t_pre: float, keep_image: bool, sequence: bool = True
+    ) -> FrameResult:
         heads, timings = self._infer(tensor)
         return self._post(frame, heads, transform, {"pre": t_pre, **timings}, keep_image, sequence)
 
@@ -128,7 +146,9 @@ class Pipeline:
         return self._finish(frame, tensor, transform, time.perf_counter() - t, keep_image)
 
     # ------------------------------------------------------------------ streams
-    def run(self, source: FrameSource, keep_image: bool = False, max_frames: int | None = None) -> Iterator[FrameResult]:
+    def run(
+        self, source: FrameSource, keep_image: bool = False, max_frames: int | None = None
+    ) -> Iterator[FrameResult]:
         """Results for every frame of ``source`` (it is not closed here).
 
         Files and image sets run in three overlapping stages: one thread reads and
@@ -146,7 +166,8 @@ class Pipeline:
         # IDs, smoothing or actions carried from one to the next.
         sequence = self.config.tracking.image_sequence or not source.is_image_set
         stages: Generator[FrameResult, None, None] = (
-            (self._finish(f, tensor, tr, t_pre, keep_image, sequence) for f, tensor, tr, t_pre in self._inline(source)) if live
+            (self._finish(f, tensor, tr, t_pre, keep_image, sequence) for f, tensor, tr, t_pre in self._inline(source))
+            if live
             else self._decoded(source, keep_image, sequence)
         )
         n = 0
@@ -172,7 +193,9 @@ class Pipeline:
         """End every open action (the source ended or the service stops); returns their events."""
         return self.actions.close() if self.actions is not None else []
 
-    def stream(self, keep_image: bool = False, max_frames: int | None = None, **source_kw: Any) -> Iterator[FrameResult]:
+    def stream(
+        self, keep_image: bool = False, max_frames: int | None = None, **source_kw: Any
+    ) -> Iterator[FrameResult]:
         """Open the configured source and run over it."""
         with open_source(self.config.source, **source_kw) as src:
             yield from self.run(src, keep_image=keep_image, max_frames=max_frames)
@@ -191,7 +214,9 @@ class Pipeline:
             tensor, transform = self.model.preprocess(frame.image)
             yield frame, tensor, transform, time.perf_counter() - t
 
-    def _inferred(self, source: FrameSource, depth: int = 2) -> Generator[tuple[Frame, Any, Any, dict[str, float]], None, None]:
+    def _inferred(
+        self, source: FrameSource, depth: int = 2
+    ) -> Generator[tuple[Frame, Any, Any, dict[str, float]], None, None]:
         """``(frame, heads, transform, timings)``: read and pre-processed by the prefetch thread, invoked by
         an inference thread, so the caller's work on one frame overlaps the next one's ``invoke``."""
         if isinstance(source, PrefetchReader):  # opened with prefetch: its thread pre-processes too

@@ -20,6 +20,7 @@ Filters (``[model] resize_filter``, ``edgepose run --resize-filter``):
 
 Enlarging (a source smaller than the input) is linear for every filter but ``nearest``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

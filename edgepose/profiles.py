@@ -15,6 +15,7 @@ the profile for the board it runs on (from ``/proc/device-tree/model`` and the
 USB ids of a Coral accelerator); ``list``, ``show NAME`` and ``merged
 DEVICE.toml`` help check a set-up.
 """
+
 from __future__ import annotations
 
 import copy
@@ -72,7 +73,9 @@ def find_profile(board: str | Path) -> Path:
     if p.suffix == ".toml" or os.sep in str(board):
         if p.is_file():
             return p
-        raise ConfigError(f"board profile {p} does not exist.", "pass a profile name (edgepose profiles list) or an existing file.")
+        raise ConfigError(
+            f"board profile {p} does not exist.", "pass a profile name (edgepose profiles list) or an existing file."
+        )
     profiles = list_profiles()
     if str(board) in profiles:
         return profiles[str(board)]
@@ -91,15 +94,24 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
+        raise ConfigError(
+            f"config file {p} does not exist.", "pass the path of a TOML file, e.g. firmware_configs/device.toml."
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p} is not valid TOML: {e}.", "fix the syntax at that line.") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{p} is not UTF-8 text (byte {e.start}).", "save the config as UTF-8 (TOML files are UTF-8).") from None
+        raise ConfigError(
+            f"{p} is not UTF-8 text (byte {e.start}).", "save the config as UTF-8 (TOML files are UTF-8)."
+        ) from None
     except IsADirectoryError:
-        raise ConfigError(f"{p} is a directory, not a config file.", "pass the path of a TOML file, e.g. firmware_configs/device.toml.") from None
+        raise ConfigError(
+            f"{p} is a directory, not a config file.",
+            "pass the path of a TOML file, e.g. firmware_configs/device.toml.",
+        ) from None
     except OSError as e:
-        raise ConfigError(f"cannot read the config file {p}: {e.strerror or e}.", "check the path and its permissions.") from None
+        raise ConfigError(
+            f"cannot read the config file {p}: {e.strerror or e}.", "check the path and its permissions."
+        ) from None
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,6 +165,7 @@ def merged_data(
 
 # -- board detection -----------------------------------------------------------------
 
+
 def detect_board(model: str | None, usb_ids: Iterable[str] = ()) -> str:
     """Profile name for a device-tree model string and the USB ``vendor:product`` ids present."""
     m = (model or "").replace("\x00", "").strip().lower()
@@ -160,7 +173,9 @@ def detect_board(model: str | None, usb_ids: Iterable[str] = ()) -> str:
     if "phanbook" in m or "coral" in m:  # Coral Dev Board: "Freescale i.MX8MQ Phanbook"
         return "coral-dev-board"
     if "raspberry pi" in m or "compute module" in m:
-        if coral_usb and ("raspberry pi 4" in m or "raspberry pi 5" in m or "compute module 4" in m or "raspberry pi 400" in m):
+        if coral_usb and (
+            "raspberry pi 4" in m or "raspberry pi 5" in m or "compute module 4" in m or "raspberry pi 400" in m
+        ):
             return "pi4-coral-usb"
         if "raspberry pi 5" in m or "compute module 5" in m or "raspberry pi 500" in m:
             return "pi5"

@@ -3,6 +3,7 @@
 ``progress=None`` (the default everywhere) lets tqdm decide: a bar on a terminal, nothing in pipes and logs.
 ``False`` (what ``--no-progress`` maps to) never draws one, ``True`` always does. Bars go to stderr.
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,8 +13,15 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 
-def bar(total: int | None = None, desc: str = "", unit: str = "B", progress: bool | None = None, *,
-        items: Iterable[Any] | None = None, **kw: Any) -> tqdm:
+def bar(
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "B",
+    progress: bool | None = None,
+    *,
+    items: Iterable[Any] | None = None,
+    **kw: Any,
+) -> tqdm:
     """A tqdm bar to stderr; ``unit="B"`` counts bytes in KiB/MiB, ``items`` wraps an iterable."""
     from tqdm import tqdm  # on first use: the device service never draws one
 

@@ -1,4 +1,5 @@
 """Secrets out of what is printed: stream URLs with passwords, query tokens."""
+
 from __future__ import annotations
 
 import re
@@ -6,8 +7,21 @@ import re
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 #: Names that hold secrets, the one list: a config key that is (or nearly is) one of them is never echoed in an
 #: error (:func:`edgepose.config.looks_secret`), a URL query parameter holding one is redacted.
-SECRET_WORDS = ("password", "passwd", "pass", "pwd", "passphrase", "secret", "token", "psk", "key", "keys", "credential",
-                "credentials", "apikey")
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "psk",
+    "key",
+    "keys",
+    "credential",
+    "credentials",
+    "apikey",
+)
 #: Query parameters that carry a secret on cameras' HTTP/RTSP URLs (``?user=admin&pwd=...``, ``?token=...``): any name
 #: holding a secret word or ``auth``/``sig`` (signed URLs), or exactly ``pw`` (too short to look for inside names).
 _SECRET_PARAM = re.compile(r"(?i)^(.*(" + "|".join((*SECRET_WORDS, "auth", "sig")) + r").*|pw)$")
@@ -25,7 +39,7 @@ def redact_url(url: str) -> str:
     for m in _SCHEME.finditer(url):
         if m.start() < pos:
             continue
-        out.append(url[pos:m.end()])
+        out.append(url[pos : m.end()])
         end = len(url)
         # A URL inside a longer message ends at a blank or a quote; a whole value (a config's uri) is all URL,
         # so a password with a blank in it is hidden whole too.
@@ -34,7 +48,7 @@ def redact_url(url: str) -> str:
             i = url.find(stop, m.end())
             if i != -1:
                 end = min(end, i)
-        rest = url[m.end():end]
+        rest = url[m.end() : end]
         query_at = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
         at = rest.rfind("@", 0, query_at)
         if at != -1:
@@ -43,7 +57,9 @@ def redact_url(url: str) -> str:
                 rest = info.split(":", 1)[0] + ":***" + rest[at:]
             elif "/" not in info:
                 rest = info + rest[at:]  # a user name alone
-        rest = _PARAM.sub(lambda p: f"{p['sep']}{p['name']}=***" if _SECRET_PARAM.match(p["name"]) and p["value"] else p[0], rest)
+        rest = _PARAM.sub(
+            lambda p: f"{p['sep']}{p['name']}=***" if _SECRET_PARAM.match(p["name"]) and p["value"] else p[0], rest
+        )
         out.append(rest)
         pos = end
     out.append(url[pos:])

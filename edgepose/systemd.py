@@ -4,6 +4,7 @@ Under ``Type=notify`` systemd passes ``NOTIFY_SOCKET`` (a Unix datagram socket,
 ``@name`` for the abstract namespace); with ``WatchdogSec=`` it also passes
 ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``). Outside systemd every call is a no-op.
 """
+
 from __future__ import annotations
 
 import logging

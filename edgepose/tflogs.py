@@ -8,6 +8,7 @@ TensorFlow is imported; :func:`native_quiet` drops those C++ lines around the
 calls that print them, and gives back every other line (or all of them when the
 call fails). Nothing here imports TensorFlow until :func:`import_tensorflow` runs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,7 +65,9 @@ def _stderr_passthrough(like: TextIO) -> TextIO:
         there = os.fstat(s.fileno())
         if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):
             return s
-    s = open(os.dup(2), "w", buffering=1, encoding=getattr(like, "encoding", None) or "utf-8", errors="backslashreplace")
+    s = open(
+        os.dup(2), "w", buffering=1, encoding=getattr(like, "encoding", None) or "utf-8", errors="backslashreplace"
+    )
     _passthrough.append(s)
     return s
 

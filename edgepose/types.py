@@ -6,6 +6,7 @@ serialisation) works on whole arrays; :class:`Keypoint` is the named,
 per-part view of the same data for code that wants one part at a time.
 Coordinates are ``(x, y)`` in pixels of the *source* image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -137,7 +138,9 @@ class Pose:
 
     def __getitem__(self, key: int | str) -> Keypoint:
         i = KEYPOINT_INDEX[key] if isinstance(key, str) else int(key)
-        return Keypoint(KEYPOINT_NAMES[i], float(self.keypoints[i, 0]), float(self.keypoints[i, 1]), float(self.scores[i]))
+        return Keypoint(
+            KEYPOINT_NAMES[i], float(self.keypoints[i, 0]), float(self.keypoints[i, 1]), float(self.scores[i])
+        )
 
     def visible(self, min_score: float) -> np.ndarray:
         """Boolean mask of keypoints whose score reaches ``min_score``."""
@@ -227,8 +230,16 @@ class ActionEvent:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ActionEvent:
         """Inverse of :meth:`to_dict`."""
-        return cls(int(d["track_id"]), str(d["action"]), str(d["kind"]), float(d["start"]), None if d.get("end") is None else float(d["end"]),
-                   float(d.get("confidence", 1.0)), None if d.get("count") is None else int(d["count"]), dict(d.get("extra") or {}))
+        return cls(
+            int(d["track_id"]),
+            str(d["action"]),
+            str(d["kind"]),
+            float(d["start"]),
+            None if d.get("end") is None else float(d["end"]),
+            float(d.get("confidence", 1.0)),
+            None if d.get("count") is None else int(d["count"]),
+            dict(d.get("extra") or {}),
+        )
 
 
 @dataclass

@@ -7,6 +7,7 @@ both on the seed clip, dataset sequences and synthetic scenes), and
 else uses it: the rules and the engine here are frozen copies of the code the
 batched one replaced (commit 580fa96), not to be tuned.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ from edgepose.types import NUM_KEYPOINTS, ActionEvent, Pose
 log = logging.getLogger(__name__)
 
 FEATURES_PER_FRAME = 4 * NUM_KEYPOINTS + 4
+
 
 class Rule(Protocol):
     """One action rule for one track; rules with start/end actions also have ``close(tid, t)``."""
@@ -67,7 +69,9 @@ def frame_posture(kp: np.ndarray, vis: np.ndarray, scale: float, cfg: ActionsCon
     return None
 
 
-def observe(t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig, scale: float | None = None) -> Observation:
+def observe(
+    t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig, scale: float | None = None
+) -> Observation:
     """Measure one frame; ``scale`` overrides the frame's own torso size (e.g. a running median)."""
     vis = scores >= cfg.min_part_score
     if scale is None:
@@ -189,7 +193,11 @@ class HandsRaisedRule:
         self._flip_since = None
         if now:
             self.active, self.since, self._hands = True, t, hands
-            return [ActionEvent(tid, "hands_raised", "start", t, confidence=_conf(o, [g.L_WRIST, g.R_WRIST]), extra={"hands": hands})]
+            return [
+                ActionEvent(
+                    tid, "hands_raised", "start", t, confidence=_conf(o, [g.L_WRIST, g.R_WRIST]), extra={"hands": hands}
+                )
+            ]
         return self.close(tid, t)
 
     def close(self, tid: int, t: float) -> list[ActionEvent]:
@@ -252,7 +260,10 @@ class WavingRule:
         if not math.isfinite(o.scale):
             return []
         waving = None
-        for name, w, e, s in (("left", g.L_WRIST, g.L_ELBOW, g.L_SHOULDER), ("right", g.R_WRIST, g.R_ELBOW, g.R_SHOULDER)):
+        for name, w, e, s in (
+            ("left", g.L_WRIST, g.L_ELBOW, g.L_SHOULDER),
+            ("right", g.R_WRIST, g.R_ELBOW, g.R_SHOULDER),
+        ):
             if not (o.vis[w] and o.vis[e] and o.vis[s]):
                 continue
             # A wave is a forearm pointing up: wrist above the elbow and at least at shoulder height.
@@ -265,12 +276,24 @@ class WavingRule:
                     continue
                 self.up_seen[name] = o.t
                 self.counters[name].update(o.t, x)
-            if o.t - self.up_seen[name] < 0.5 and self.counters[name].recent(o.t - cfg.wave_window_s) >= cfg.wave_min_swings:
+            if (
+                o.t - self.up_seen[name] < 0.5
+                and self.counters[name].recent(o.t - cfg.wave_window_s) >= cfg.wave_min_swings
+            ):
                 waving = name
         if waving and self.active is None:
             self.active, self.since = waving, o.t
             self.last_active = o.t
-            return [ActionEvent(tid, "waving", "start", o.t, confidence=_conf(o, [g.L_WRIST, g.R_WRIST, g.L_ELBOW, g.R_ELBOW]), extra={"hand": waving})]
+            return [
+                ActionEvent(
+                    tid,
+                    "waving",
+                    "start",
+                    o.t,
+                    confidence=_conf(o, [g.L_WRIST, g.R_WRIST, g.L_ELBOW, g.R_ELBOW]),
+                    extra={"hand": waving},
+                )
+            ]
         if waving:
             self.last_active = o.t
             return []
@@ -343,8 +366,18 @@ class SquatRule:
                 return []
             self.count += 1
             conf = _conf(o, [g.L_HIP, g.R_HIP, g.L_KNEE, g.R_KNEE, g.L_ANKLE, g.R_ANKLE])
-            return [ActionEvent(tid, "squat", "count", t0, end=o.t, confidence=conf, count=self.count,
-                                extra={"min_knee_angle": round(self._min_angle, 1)})]
+            return [
+                ActionEvent(
+                    tid,
+                    "squat",
+                    "count",
+                    t0,
+                    end=o.t,
+                    confidence=conf,
+                    count=self.count,
+                    extra={"min_knee_angle": round(self._min_angle, 1)},
+                )
+            ]
         return []
 
 
@@ -357,7 +390,13 @@ class TrackRules:
         self.last_t = -math.inf
         self._sizes: deque[tuple[float, float]] = deque()
         self.rules: dict[str, Rule] = {}
-        makers: dict[str, Callable[[ActionsConfig], Rule]] = {"posture": PostureRule, "fall": FallRule, "hands_raised": HandsRaisedRule, "waving": WavingRule, "squat": SquatRule}
+        makers: dict[str, Callable[[ActionsConfig], Rule]] = {
+            "posture": PostureRule,
+            "fall": FallRule,
+            "hands_raised": HandsRaisedRule,
+            "waving": WavingRule,
+            "squat": SquatRule,
+        }
         for name in cfg.rules:
             self.rules[name] = makers[name](cfg)
 
@@ -384,7 +423,6 @@ class TrackRules:
             if hasattr(rule, "close"):
                 events.extend(rule.close(self.track_id, self.last_t))
         return events
-
 
 
 @dataclass
@@ -458,8 +496,15 @@ class ReferenceActionEngine:
         return events
 
     def _end_model_action(self, tid: int, st: _ModelState, t: float) -> ActionEvent:
-        ev = ActionEvent(tid, st.active or "", "end", st.active_since, end=t,
-                         confidence=float(np.mean(st.active_conf)) if st.active_conf else 0.0, extra={"source": "model"})
+        ev = ActionEvent(
+            tid,
+            st.active or "",
+            "end",
+            st.active_since,
+            end=t,
+            confidence=float(np.mean(st.active_conf)) if st.active_conf else 0.0,
+            extra={"source": "model"},
+        )
         st.active, st.active_conf = None, []
         return ev
 
@@ -559,9 +604,7 @@ def batch_features(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     c_rel = (centres - centres[:, -1:]) / scale
     c_vel = np.zeros_like(c_rel)
     c_vel[:, 1:] = c_rel[:, 1:] - c_rel[:, :-1]
-    feats = np.concatenate(
-        [pos.reshape(n, t, -1), vel.reshape(n, t, -1), c_rel, c_vel], axis=2
-    ).astype(np.float32)
+    feats = np.concatenate([pos.reshape(n, t, -1), vel.reshape(n, t, -1), c_rel, c_vel], axis=2).astype(np.float32)
     feats[bad] = 0.0  # no usable scale: nothing position-invariant to say
     return feats
 

@@ -1,4 +1,5 @@
 """Shared fixtures: paths to ../shared and real models."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ as logits), Identity ``read`` nodes folded away, weights listed in the manifest 
 order and stored in 4 MB shards, optionally quantized per tensor to
 uint8/uint16 with ``min``/``scale`` (``value = q * scale + min``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -151,7 +152,7 @@ def write_tfjs_graph_model(folder: Path, quant: str | None = None, fuse: bool = 
     paths = []
     for i in range(nshards):
         name = f"group1-shard{i + 1}of{nshards}.bin"
-        (folder / name).write_bytes(data[i * SHARD_BYTES:(i + 1) * SHARD_BYTES])
+        (folder / name).write_bytes(data[i * SHARD_BYTES : (i + 1) * SHARD_BYTES])
         paths.append(name)
     doc = {
         "format": "graph-model",
@@ -221,7 +222,16 @@ def converted(precision: str, size: tuple[int, int], out_dir: str, io_type: str 
 
     cal = list(calibration_images()) if precision == "int8" else None
     tag = f"{precision}_{size[0]}x{size[1]}_{io_type}{'_tpu' if edgetpu else ''}"
-    return convert(frozen_source(), precision, size, Path(out_dir) / f"{tag}.tflite", calibration=cal, quant=QuantOptions(io_type=io_type), edgetpu=edgetpu, progress=False)
+    return convert(
+        frozen_source(),
+        precision,
+        size,
+        Path(out_dir) / f"{tag}.tflite",
+        calibration=cal,
+        quant=QuantOptions(io_type=io_type),
+        edgetpu=edgetpu,
+        progress=False,
+    )
 
 
 def tiny_resnet_graph(seed: int = 0):
@@ -237,15 +247,28 @@ def tiny_resnet_graph(seed: int = 0):
     g = tf.Graph()
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], name="sub_2")
-        w0 = tf.constant(rng.normal(scale=0.01, size=(7, 7, 3, 8)).astype(np.float32), name="resnet_v1_50/conv1/weights")
+        w0 = tf.constant(
+            rng.normal(scale=0.01, size=(7, 7, 3, 8)).astype(np.float32), name="resnet_v1_50/conv1/weights"
+        )
         y = tf.nn.relu(tf.nn.conv2d(x, w0, 4, "SAME"), name="resnet_v1_50/conv1/Relu")
         y = tf.nn.max_pool2d(y, 3, 2, "SAME", name="resnet_v1_50/pool1/MaxPool")
-        w1 = tf.constant(rng.normal(scale=0.2, size=(3, 3, 8, 8)).astype(np.float32), name="resnet_v1_50/block1/weights")
+        w1 = tf.constant(
+            rng.normal(scale=0.2, size=(3, 3, 8, 8)).astype(np.float32), name="resnet_v1_50/block1/weights"
+        )
         y = tf.nn.relu(tf.add(y, tf.nn.conv2d(y, w1, 1, "SAME")), name="resnet_v1_50/block1/Relu")
-        w2 = tf.constant(rng.normal(scale=0.2, size=(3, 3, 8, 16)).astype(np.float32), name="resnet_v1_50/block2/weights")
+        w2 = tf.constant(
+            rng.normal(scale=0.2, size=(3, 3, 8, 16)).astype(np.float32), name="resnet_v1_50/block2/weights"
+        )
         y = tf.nn.relu(tf.nn.conv2d(y, w2, 4, "SAME"), name="resnet_v1_50/block2/Relu")
-        for name, c in (("float_heatmaps", 17), ("float_short_offsets", 34), ("resnet_v1_50/displacement_fwd_2/BiasAdd", 32), ("resnet_v1_50/displacement_bwd_2/BiasAdd", 32)):
-            w = tf.constant(rng.normal(size=(1, 1, 16, c)).astype(np.float32), name=name.replace("/BiasAdd", "") + "/weights")
+        for name, c in (
+            ("float_heatmaps", 17),
+            ("float_short_offsets", 34),
+            ("resnet_v1_50/displacement_fwd_2/BiasAdd", 32),
+            ("resnet_v1_50/displacement_bwd_2/BiasAdd", 32),
+        ):
+            w = tf.constant(
+                rng.normal(size=(1, 1, 16, c)).astype(np.float32), name=name.replace("/BiasAdd", "") + "/weights"
+            )
             b = tf.constant(rng.normal(size=(c,)).astype(np.float32), name=name.replace("/BiasAdd", "") + "/biases")
             tf.nn.bias_add(tf.nn.conv2d(y, w, 1, "SAME"), b, name=name)
     return g.as_graph_def()

@@ -3,6 +3,7 @@
 Registered for every test module by ``pytest_plugins`` in ``tests/conftest.py``;
 modules import only its plain helpers and constants (``frame``, ``people``, ``write_recording``, ``check_schema``...).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ BROKER_PASSWORD = "s3cret-Pa55"
 
 def _need(tool: str) -> None:
     if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-        pytest.fail(f"{tool} is not installed: the MQTT tests need Debian's mosquitto and openssl packages (.ci/run installs them)")
+        pytest.fail(
+            f"{tool} is not installed: the MQTT tests need Debian's mosquitto and openssl packages (.ci/run installs them)"
+        )
 
 
 @pytest.fixture
@@ -90,9 +93,18 @@ def people(real_poses: list[Pose], n: int) -> list[Pose]:
     return out
 
 
-def frame(index: int, poses: list[Pose], events: list[ActionEvent] | None = None, ts: float | None = None, **extra) -> FrameResult:
-    return FrameResult(index=index, timestamp=float(index) / 30.0 if ts is None else ts, poses=poses, width=1920, height=1278,
-                       events=events or [], extra=dict(extra))
+def frame(
+    index: int, poses: list[Pose], events: list[ActionEvent] | None = None, ts: float | None = None, **extra
+) -> FrameResult:
+    return FrameResult(
+        index=index,
+        timestamp=float(index) / 30.0 if ts is None else ts,
+        poses=poses,
+        width=1920,
+        height=1278,
+        events=events or [],
+        extra=dict(extra),
+    )
 
 
 def write_recording(path: Path, poses: list[Pose], n: int = 200, every: int = 1) -> Path:
@@ -125,7 +137,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a 600 KiB tmpfs for the full-disk test (needs root): {r.stderr.strip() or r.returncode}")
+        pytest.skip(
+            f"cannot mount a 600 KiB tmpfs for the full-disk test (needs root): {r.stderr.strip() or r.returncode}"
+        )
     try:
         yield mnt
     finally:

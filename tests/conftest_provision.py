@@ -1,4 +1,5 @@
 """Provisioning fixtures: one real bundle per session (the only test step that downloads) and Pi OS-like images."""
+
 from __future__ import annotations
 
 import os
@@ -67,7 +68,9 @@ dtoverlay=dwc2,dr_mode=host
 
 [all]
 """
-CMDLINE_TXT = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet\n"
+CMDLINE_TXT = (
+    "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet\n"
+)
 # What a current (cloud-init) Raspberry Pi OS image carries on its boot partition before Imager touches it.
 STOCK_USER_DATA = """#cloud-config
 # This is the user-data configuration file for cloud-init. By default this sets
@@ -107,8 +110,10 @@ def make_pi_image(path: Path, *, cloud_init: bool, fat: bool = True) -> Path:
     with open(path, "wb") as f:
         f.truncate(BOOT_START + (BOOT_SECTORS + ROOT_SECTORS) * 512 + (1 << 20))
     sfdisk = shutil.which("sfdisk") or "/usr/sbin/sfdisk"
-    table = (f"label: dos\nstart=8192, size={BOOT_SECTORS}, type={'c' if fat else '83'}\n"
-             f"start={8192 + BOOT_SECTORS}, size={ROOT_SECTORS}, type=83\n")
+    table = (
+        f"label: dos\nstart=8192, size={BOOT_SECTORS}, type={'c' if fat else '83'}\n"
+        f"start={8192 + BOOT_SECTORS}, size={ROOT_SECTORS}, type=83\n"
+    )
     subprocess.run([sfdisk, "-q", str(path)], input=table, text=True, check=True, capture_output=True)
     if not fat:
         return path
@@ -146,9 +151,21 @@ def pi4_bundle_313(tmp_path_factory) -> Path:
     return out
 
 
-def flash_cli(*args: str | bytes, env: dict[str, str | bytes | None] | None = None, cwd: Path | None = None,
-              text: bool = True, no_progress: bool = True) -> subprocess.CompletedProcess:
+def flash_cli(
+    *args: str | bytes,
+    env: dict[str, str | bytes | None] | None = None,
+    cwd: Path | None = None,
+    text: bool = True,
+    no_progress: bool = True,
+) -> subprocess.CompletedProcess:
     """``edgepose flash ARGS [--no-progress]``; the Wi-Fi and user passwords come from ``env`` alone, never the caller's
     environment (``text=False``: bytes in and out, for argv and env that are not UTF-8 on purpose)."""
-    return edgepose("flash", *args, *(["--no-progress"] if no_progress else []), env={"EDGEPOSE_WIFI_PASSWORD": None, "EDGEPOSE_USER_PASSWORD": None, **(env or {})},
-                    cwd=cwd, timeout=600, text=text)
+    return edgepose(
+        "flash",
+        *args,
+        *(["--no-progress"] if no_progress else []),
+        env={"EDGEPOSE_WIFI_PASSWORD": None, "EDGEPOSE_USER_PASSWORD": None, **(env or {})},
+        cwd=cwd,
+        timeout=600,
+        text=text,
+    )

@@ -4,6 +4,7 @@ People walk back and forth at different distances (sizes) so their paths
 cross, detections jitter, go missing for single frames and short gaps, and
 a few low-score ghost poses appear, as PoseNet's do.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,15 @@ def crowd_scene(
             # Back and forth along x (a triangle-ish path via sin), legs swinging with the gait.
             x = x0[i] + span[i] * math.sin(phase[i] + t * speed[i] / max(span[i], 1.0))
             swing = 25.0 * math.sin(2 * math.pi * 1.8 * t + phase[i])
-            f = Figure(x=x, y=floor[i] - 1.9 * size[i], size=size[i], hip_flex=swing, knee_flex=abs(swing) * 0.6,
-                       l_arm=abs(swing) * 0.6, r_arm=abs(swing) * 0.6)
+            f = Figure(
+                x=x,
+                y=floor[i] - 1.9 * size[i],
+                size=size[i],
+                hip_flex=swing,
+                knee_flex=abs(swing) * 0.6,
+                l_arm=abs(swing) * 0.6,
+                r_arm=abs(swing) * 0.6,
+            )
             p = figure_pose(f, score=float(rng.uniform(0.5, 0.95)))
             p.keypoints = p.keypoints + rng.normal(0, noise * size[i], p.keypoints.shape).astype(np.float32)
             # Parts drop out now and then.

@@ -4,6 +4,7 @@ Used by the MQTT and service tests (fixtures in ``tests/conftest_mqtt.py``).
 Certificates come from the ``openssl`` command line (Debian's ``openssl``);
 passwords from ``mosquitto_passwd`` (Debian's ``mosquitto``).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,12 +61,44 @@ def make_certs(d: Path) -> TlsFiles:
     (d / "client.ext").write_text(
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n"
     )
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edgepose test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgepose test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
     for name, cn in (("server", "localhost"), ("client", "edgepose-device")):
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
     return TlsFiles(d / "ca.crt", d / "ca.key", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
 
 
@@ -128,7 +161,9 @@ class Mosquitto:
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         proc = self.proc
         if not wait_until(lambda: port_open(self.port) or proc.poll() is not None, timeout, interval=0.02, fail=False):
             raise RuntimeError(f"mosquitto did not listen on {self.port}\n{self.log_text()}")
@@ -168,15 +203,30 @@ class Mosquitto:
 class Subscriber:
     """A plain paho subscriber that records ``(topic, payload, retain)`` and lets tests wait for conditions."""
 
-    def __init__(self, port: int, topics: str | list[str] = "#", *, qos: int = 1, client_id: str = "", persistent: bool = False,
-                 tls: TlsFiles | None = None, username: str | None = None, password: str | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        port: int,
+        topics: str | list[str] = "#",
+        *,
+        qos: int = 1,
+        client_id: str = "",
+        persistent: bool = False,
+        tls: TlsFiles | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        host: str = "127.0.0.1",
+    ):
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.qos = qos
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-sub-{os.getpid()}-{id(self)}",
-                                  protocol=MQTTProtocolVersion.MQTTv311, clean_session=not persistent)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-sub-{os.getpid()}-{id(self)}",
+            protocol=MQTTProtocolVersion.MQTTv311,
+            clean_session=not persistent,
+        )
         if tls is not None:
             self.client.tls_set(ca_certs=str(tls.ca_cert), certfile=str(tls.client_cert), keyfile=str(tls.client_key))
         if username:

@@ -1,5 +1,6 @@
 """The tests' helpers for processes and waiting: ``python -c`` snippets (with or without numba), the ``edgepose``
 command run (:func:`edgepose`) or launched as a process (:func:`edgepose_process`, :func:`serve`) and ended, device configs written for it, free ports, and the one wait that polls (:func:`wait_until`)."""
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,14 @@ def run_py(code: str, timeout: float = 300, **env: str) -> subprocess.CompletedP
     and numba's cache directory (so that ``env`` alone decides them), plus ``env``."""
     e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEPOSE_DECODER")}
     e.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=e, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=e, check=False
+    )
 
 
-def finish(proc: subprocess.Popen, timeout: float = 30, *, terminate: bool = False, sig: int = signal.SIGTERM) -> tuple[int, str]:
+def finish(
+    proc: subprocess.Popen, timeout: float = 30, *, terminate: bool = False, sig: int = signal.SIGTERM
+) -> tuple[int, str]:
     """Wait for ``proc`` (sending ``sig`` first when ``terminate``) and return its exit code and stderr.
 
     One that has not ended within ``timeout`` is killed and fails the test with the end of its stderr.
@@ -57,23 +62,47 @@ def cli_env(env: Mapping[str, str | bytes | None] | None = None) -> dict:
     return e
 
 
-def edgepose(*args: str | bytes | os.PathLike, env: Mapping[str, str | bytes | None] | None = None, cwd: Path | None = None,
-             timeout: float = 300, text: bool = True, input: str | bytes | None = None) -> subprocess.CompletedProcess:
+def edgepose(
+    *args: str | bytes | os.PathLike,
+    env: Mapping[str, str | bytes | None] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    text: bool = True,
+    input: str | bytes | None = None,
+) -> subprocess.CompletedProcess:
     """``edgepose ARGS`` run to its end, output captured (``text=False``: bytes, for argv or env that is not UTF-8).
 
     Its exit code is the caller's to check; ``env`` as :func:`cli_env`. One that outlives ``timeout`` fails the test.
     """
-    return subprocess.run([*EDGEPOSE, *args], capture_output=True, text=text, env=cli_env(env), cwd=cwd, timeout=timeout,
-                          input=input, check=False)
+    return subprocess.run(
+        [*EDGEPOSE, *args],
+        capture_output=True,
+        text=text,
+        env=cli_env(env),
+        cwd=cwd,
+        timeout=timeout,
+        input=input,
+        check=False,
+    )
 
 
-def edgepose_process(*args: str | os.PathLike, env: Mapping[str, str | None] | None = None, cwd: Path | None = None,
-                     stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE, **popen: Any) -> subprocess.Popen:
+def edgepose_process(
+    *args: str | os.PathLike,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
+    stdout: Any = subprocess.PIPE,
+    stderr: Any = subprocess.PIPE,
+    **popen: Any,
+) -> subprocess.Popen:
     """``edgepose ARGS`` started as a process (text pipes for its output unless told; end it with :func:`finish`)."""
-    return subprocess.Popen([*EDGEPOSE, *args], stdout=stdout, stderr=stderr, text=True, env=cli_env(env), cwd=cwd, **popen)
+    return subprocess.Popen(
+        [*EDGEPOSE, *args], stdout=stdout, stderr=stderr, text=True, env=cli_env(env), cwd=cwd, **popen
+    )
 
 
-def serve(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path | None = None, verbose: bool = False) -> subprocess.Popen:
+def serve(
+    *args: str, env: Mapping[str, str | None] | None = None, cwd: Path | None = None, verbose: bool = False
+) -> subprocess.Popen:
     """``edgepose [-v] serve ARGS`` as a process (pipes for its output; end it with :func:`finish`)."""
     return edgepose_process(*(["-v"] if verbose else []), "serve", *args, env=env, cwd=cwd)
 
@@ -100,8 +129,14 @@ def free_port() -> int:
 NOT_YET = (OSError, AssertionError, ValueError, KeyError)
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition", *, interval: float = 0.05,
-               fail: bool = True) -> Any:
+def wait_until(
+    pred: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.05,
+    fail: bool = True,
+) -> Any:
     """Poll ``pred`` every ``interval`` seconds until it returns something true, and return that.
 
     A predicate raising one of :data:`NOT_YET` counts as "not yet". After ``timeout`` seconds (and a last

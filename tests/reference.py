@@ -3,6 +3,7 @@
 The tests and the benchmarks (runtime_bench, decode_bench) read the CSV with :func:`reference` and count
 reproduced keypoints with :func:`matches_reference`: within :data:`TOL_PX` pixels and :data:`TOL_SCORE` score.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,7 +32,11 @@ def reference(path: Path) -> list[Pose]:
     with path.open(newline="") as f:
         for r in csv.DictReader(f):
             p = rows.setdefault(int(r["pose_id"]), {"score": float(r["pose_score"]), "kp": {}})
-            p["kp"][r["keypoint_label"].lower()] = (float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"]))
+            p["kp"][r["keypoint_label"].lower()] = (
+                float(r["keypoint_x"]),
+                float(r["keypoint_y"]),
+                float(r["keypoint_score"]),
+            )
     poses = []
     for pid, p in sorted(rows.items()):
         arr = np.array([p["kp"][n] for n in KEYPOINT_NAMES], np.float32)
@@ -39,8 +44,9 @@ def reference(path: Path) -> list[Pose]:
     return poses
 
 
-def matches_reference(keypoints_xy: Sequence[np.ndarray], scores: Sequence[np.ndarray], ref: Sequence[Pose], *,
-                      in_order: bool = True) -> int:
+def matches_reference(
+    keypoints_xy: Sequence[np.ndarray], scores: Sequence[np.ndarray], ref: Sequence[Pose], *, in_order: bool = True
+) -> int:
     """How many of the reference's keypoints the decoded poses reproduce (out of ``17 * len(ref)``).
 
     ``keypoints_xy[i]`` is pose i's ``(17, 2)`` x, y and ``scores[i]`` its ``(17,)`` scores. ``in_order``: decoded

@@ -5,6 +5,7 @@ python-tflite-runtime; numba and ai-edge-litert have no Android build. The close
 venv with tflite-runtime from PyPI (2.14, the last x86_64/aarch64 wheel: numpy < 2, Python <= 3.11), OpenCV's
 headless wheel and the pure-Python dependencies the guide installs with pip, without numba and ai-edge-litert.
 """
+
 from __future__ import annotations
 
 TERMUX_REQUIREMENTS = [

@@ -1,4 +1,5 @@
 """Training data and features: the actions-9class loader, JSONL + label files, invariant features, grouped folds."""
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,9 @@ def write_recording(path: Path, fps: float = 30.0) -> None:
 
 def test_jsonl_recordings_with_a_label_file(tmp_path):
     write_recording(tmp_path / "rec.jsonl")
-    (tmp_path / "labels.csv").write_text("# who did what\nfile,track_id,start,end,label\nrec.jsonl,4,0.5,3.5,wave\nrec.jsonl,9,0,3.6,stand\n")
+    (tmp_path / "labels.csv").write_text(
+        "# who did what\nfile,track_id,start,end,label\nrec.jsonl,4,0.5,3.5,wave\nrec.jsonl,9,0,3.6,stand\n"
+    )
     seqs = ds.load_labelled_recordings(tmp_path / "labels.csv", fps=10.0)
     assert [s.label for s in seqs] == ["wave", "stand"]
     assert len(seqs[0].keypoints) == 31  # 0.5..3.5 s at 10 fps

@@ -6,6 +6,7 @@ replaying actions-9class clips, and synthetic scenes with the awkward cases (sev
 a repeated track ID, poses outside a block, untracked poses, people who leave, time going back).
 Events are compared as whole dicts, confidences included, so any change of arithmetic shows.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,16 @@ def copies(poses):
 
 def raw(e):
     """An event at full precision (to_dict rounds times and confidences), as a dict."""
-    return {"track_id": e.track_id, "action": e.action, "kind": e.kind, "start": e.start, "end": e.end,
-            "confidence": e.confidence, "count": e.count, "extra": e.extra}
+    return {
+        "track_id": e.track_id,
+        "action": e.action,
+        "kind": e.kind,
+        "start": e.start,
+        "end": e.end,
+        "confidence": e.confidence,
+        "count": e.count,
+        "extra": e.extra,
+    }
 
 
 def events_of(engine, frames):
@@ -146,7 +155,9 @@ def scene():
         kf += [(t, b), (t + 0.6, squatting(b, FLOOR)), (t + 0.8, squatting(b, FLOOR))]
     kf += [(5.5, b), (6.0, sitting(b, FLOOR))]
     squat = sequence(kf, noise_px=1.0, seed=2)
-    wave = [(0, c), (0.5, c)] + [(0.8 + 0.3 * i, c.with_(l_arm=120.0 + (20 if i % 2 else -20), l_elbow=30.0)) for i in range(8)]
+    wave = [(0, c), (0.5, c)] + [
+        (0.8 + 0.3 * i, c.with_(l_arm=120.0 + (20 if i % 2 else -20), l_elbow=30.0)) for i in range(8)
+    ]
     wave += [(3.5, c.with_(l_arm=170.0, r_arm=170.0)), (6.0, c.with_(l_arm=170.0, r_arm=170.0))]
     waves = sequence(wave, noise_px=1.0, seed=3)
     frames = []
@@ -231,4 +242,7 @@ def test_a_fall_rule_with_no_recent_position_skips_the_frame():
     cfg = ActionsConfig(fall_max_drop_s=0.05)  # shorter than the 0.1 s between frames
     with pytest.raises(ValueError):
         events_of(ReferenceActionEngine(cfg), frames)
-    assert [(e["action"], e["kind"]) for e in events_of(ActionEngine(cfg), frames)] == [("standing", "start"), ("standing", "end")]
+    assert [(e["action"], e["kind"]) for e in events_of(ActionEngine(cfg), frames)] == [
+        ("standing", "start"),
+        ("standing", "end"),
+    ]

@@ -4,6 +4,7 @@ device-side inference without TensorFlow, and the ActionEngine's sliding window.
 CI trains with few epochs (the benchmark does the full training); thresholds here check that the pipeline
 learns (well above the 11 % of chance), not the final accuracy.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,14 +37,32 @@ def trained_model(tmp_path_factory):
 @pytest.mark.tf
 def test_eval_cross_validates_by_video_and_writes_the_confusion_matrix(tmp_path, capsys):
     pytest.importorskip("tensorflow")
-    rc = cli(["actions", "eval", "--skeletons", str(SKELETONS), "--epochs", "2", "--folds", "5", "--report-dir", str(tmp_path)])
+    rc = cli(
+        [
+            "actions",
+            "eval",
+            "--skeletons",
+            str(SKELETONS),
+            "--epochs",
+            "2",
+            "--folds",
+            "5",
+            "--report-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "5 video-grouped folds" in out and "per-class recall" in out
     mean = float(out.split("mean ")[1].split("%")[0])
     assert mean > 40.0  # 9 classes: chance is 11 %
     # Each fold lists its test videos; no video in two folds.
-    vids = [v.strip() for line in out.splitlines() if "test videos:" in line for v in line.split("test videos:")[1].split(",")]
+    vids = [
+        v.strip()
+        for line in out.splitlines()
+        if "test videos:" in line
+        for v in line.split("test videos:")[1].split(",")
+    ]
     assert len(vids) == len(set(vids)) >= 20  # 23 of the 24 videos have clips of 15+ frames
     png = tmp_path / "confusion.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,7 +86,9 @@ def test_trained_int8_model_runs_on_the_device_runtime(trained_model, tmp_path, 
     acc = float(np.mean([clf.classes[p] == lb for p, lb in zip(pred, labels)]))
     assert acc > 0.6  # training data, few epochs: it has learned something real
     # `actions eval --model` scores an exported model and draws its confusion matrix.
-    rc = cli(["actions", "eval", "--skeletons", str(SKELETONS), "--model", str(trained_model), "--report-dir", str(tmp_path)])
+    rc = cli(
+        ["actions", "eval", "--skeletons", str(SKELETONS), "--model", str(trained_model), "--report-dir", str(tmp_path)]
+    )
     assert rc == 0 and (tmp_path / "confusion.png").exists()
 
 
@@ -110,9 +131,13 @@ def test_engine_reports_learned_actions_per_track(trained_model):
             poses.append(p)
         events += eng.update(poses, t)
     events += eng.close()
-    by_track = {1: [e for e in events if e.track_id == 1 and e.kind == "start"], 2: [e for e in events if e.track_id == 2 and e.kind == "start"]}
+    by_track = {
+        1: [e for e in events if e.track_id == 1 and e.kind == "start"],
+        2: [e for e in events if e.track_id == 2 and e.kind == "start"],
+    }
     assert by_track[1] and by_track[2]
     assert all(e.extra.get("source") == "model" for e in events)
+
     # The dominant class per track is the clip's (first windows need 1.4 s of history).
     def dominant(tid):
         dur: dict[str, float] = {}
@@ -120,6 +145,7 @@ def test_engine_reports_learned_actions_per_track(trained_model):
             if e.track_id == tid and e.kind == "end":
                 dur[e.action] = dur.get(e.action, 0.0) + e.end - e.start
         return max(dur, key=dur.get)
+
     assert dominant(1) == "wave" and dominant(2) == "sit"
     assert all(e.start >= 1.4 - 1e-6 for e in events)
     # Tracks that leave are forgotten after forget_after_s.

@@ -1,4 +1,5 @@
 """Rule recognisers on synthetic stick-figure sequences: each action is found, and its look-alikes are not."""
+
 from __future__ import annotations
 
 import pytest
@@ -62,7 +63,16 @@ def test_bending_to_pick_something_up_is_not_a_fall():
 
 def test_lying_down_slowly_is_not_a_fall_but_is_lying():
     s = standing(FLOOR)
-    ev = run([(0, s), (1.0, s), (3.0, sitting(s, FLOOR)), (4.0, sitting(s, FLOOR)), (7.0, lying(s, FLOOR)), (10.0, lying(s, FLOOR))])
+    ev = run(
+        [
+            (0, s),
+            (1.0, s),
+            (3.0, sitting(s, FLOOR)),
+            (4.0, sitting(s, FLOOR)),
+            (7.0, lying(s, FLOOR)),
+            (10.0, lying(s, FLOOR)),
+        ]
+    )
     assert of(ev, "fall") == []
     assert [e.kind for e in of(ev, "lying")] == ["start", "end"]
     assert of(ev, "squat") == []  # knees bend and straighten while lying down: not a squat

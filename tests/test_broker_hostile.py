@@ -4,6 +4,7 @@
 after ``bad_connections`` it can hand each new connection to a real Mosquitto (a byte pipe), so a test sees the
 service come back and deliver what it kept. The clients are the real commands (``edgepose serve``, ``listen``).
 """
+
 from __future__ import annotations
 
 import json
@@ -98,7 +99,9 @@ class FakeBroker:
         c.settimeout(30)
         try:
             connect = read_packet(c)
-            v5 = len(connect) > 7 and connect[7] == 5  # protocol level after the "MQTT" name (the packet less its length bytes)
+            v5 = (
+                len(connect) > 7 and connect[7] == 5
+            )  # protocol level after the "MQTT" name (the packet less its length bytes)
             connack = CONNACK_V5 if v5 else CONNACK_V311
             if self.mode == "silent":  # never answers CONNECT
                 self._stop.wait(60)
@@ -108,7 +111,9 @@ class FakeBroker:
                 c.sendall(connack + b"\xff" * 64 + os.urandom(4096))
             elif self.mode == "bad-length":  # a remaining length of five bytes (MQTT allows four)
                 c.sendall(connack + b"\x30\xff\xff\xff\xff\x7f")
-            elif self.mode == "bad-topic":  # a PUBLISH on a topic that is not UTF-8 (Mosquitto would refuse it), then good ones
+            elif (
+                self.mode == "bad-topic"
+            ):  # a PUBLISH on a topic that is not UTF-8 (Mosquitto would refuse it), then good ones
                 c.sendall(connack + publish(b"edgepose/x/\xff\xfe", b"{}", v5))
                 for payload in self.payloads:
                     c.sendall(publish(b"edgepose/x/poses", payload, v5))
@@ -157,11 +162,33 @@ def rss_mb(pid: int) -> float:
 
 
 def device_config(path: Path, mqtt_port: int, http_port: int, protocol: str = "5") -> Path:
-    path.write_text("\n".join([
-        f'device_id = "{DEVICE}"', "[model]", f'path = "{TEST_MODEL}"', "[source]", f'uri = "{VIDEO}"', "loop = true",
-        "[mqtt]", "enabled = true", 'host = "127.0.0.1"', f"port = {mqtt_port}", f'protocol = "{protocol}"',
-        f'outbox_path = "{path.parent / "outbox.sqlite"}"', "backoff_min = 0.5", "backoff_max = 2.0", "status_interval = 1.0",
-        "[actions]", "enabled = true", "[http]", "enabled = true", f"port = {http_port}"]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                f'device_id = "{DEVICE}"',
+                "[model]",
+                f'path = "{TEST_MODEL}"',
+                "[source]",
+                f'uri = "{VIDEO}"',
+                "loop = true",
+                "[mqtt]",
+                "enabled = true",
+                'host = "127.0.0.1"',
+                f"port = {mqtt_port}",
+                f'protocol = "{protocol}"',
+                f'outbox_path = "{path.parent / "outbox.sqlite"}"',
+                "backoff_min = 0.5",
+                "backoff_max = 2.0",
+                "status_interval = 1.0",
+                "[actions]",
+                "enabled = true",
+                "[http]",
+                "enabled = true",
+                f"port = {http_port}",
+            ]
+        )
+        + "\n"
+    )
     return path
 
 
@@ -175,7 +202,9 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 def test_connect_announces_the_packet_limit_under_mqtt5():
     props = connect_kwargs(MqttConfig(protocol="5"))["properties"]
     assert props.MaximumPacketSize == MAX_INCOMING_PACKET
-    assert connect_kwargs(MqttConfig(protocol="3.1.1")) == {}  # 3.1.1 has no such property: the client enforces it alone
+    assert (
+        connect_kwargs(MqttConfig(protocol="3.1.1")) == {}
+    )  # 3.1.1 has no such property: the client enforces it alone
 
 
 @pytest.mark.integration
@@ -186,18 +215,26 @@ def test_serve_stays_bounded_against_a_huge_packet_and_delivers_its_outbox_after
     fake = FakeBroker("huge", bad_connections=3, upstream=mosquitto.port)
     http_port = free_port()
     sub = Subscriber(mosquitto.port, f"edgepose/{DEVICE}/events")
-    proc = edgepose_process("serve", "--config", str(device_config(tmp_path / "d.toml", fake.port, http_port, protocol)),
-                            stdout=subprocess.DEVNULL)
+    proc = edgepose_process(
+        "serve",
+        "--config",
+        str(device_config(tmp_path / "d.toml", fake.port, http_port, protocol)),
+        stdout=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{http_port}/"
     peak = 0.0
     try:
+
         def bad_rounds_done() -> bool:
             nonlocal peak
             peak = max(peak, rss_mb(proc.pid))
             return fake.connections > 3
+
         wait_until(bad_rounds_done, 120, "three refused connections and a fourth attempt")
         assert fake.sent < 64 << 20, fake.sent  # it stopped reading: it did not take the 256 MB
-        st = wait_until(lambda: (s := get_json(url + "api/status"))["mqtt"]["connected"] and s, 60, "connected through to Mosquitto")
+        st = wait_until(
+            lambda: (s := get_json(url + "api/status"))["mqtt"]["connected"] and s, 60, "connected through to Mosquitto"
+        )
         assert st["mqtt"]["broker"] == f"127.0.0.1:{fake.port}"
         wait_until(lambda: len(sub.on("events")) >= 3, 120, "events delivered")
         peak = max(peak, rss_mb(proc.pid))
@@ -205,7 +242,9 @@ def test_serve_stays_bounded_against_a_huge_packet_and_delivers_its_outbox_after
         code, err = finish(proc, terminate=True)
         sub.close()
         fake.close()
-    print(f"\nserve against a 256 MB PUBLISH (MQTT {protocol}): peak RSS {peak:.0f} MB, the broker got {fake.sent >> 20} MB in")
+    print(
+        f"\nserve against a 256 MB PUBLISH (MQTT {protocol}): peak RSS {peak:.0f} MB, the broker got {fake.sent >> 20} MB in"
+    )
     assert peak < 600, peak  # the model and video take ~300 MB here; 256 MB more would show
     lines = [ln for ln in err.splitlines() if "announced a packet of 268435455 bytes" in ln]
     assert len(lines) == 1, err[-3000:]  # one line, not one per attempt
@@ -218,8 +257,21 @@ def test_serve_stays_bounded_against_a_huge_packet_and_delivers_its_outbox_after
 @pytest.mark.parametrize("mode", ["huge", "garbage", "connack-garbage", "bad-length", "silent"])
 def test_listen_against_a_misbehaving_broker_says_so_and_stays_bounded(tmp_path, mode):
     fake = FakeBroker(mode)
-    proc = edgepose_process("listen", "--host", "127.0.0.1", "--port", str(fake.port), "--device", "x", "--jsonl",
-                            str(tmp_path / "r.jsonl"), "--timeout", "12", "--connect-timeout", "12")
+    proc = edgepose_process(
+        "listen",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(fake.port),
+        "--device",
+        "x",
+        "--jsonl",
+        str(tmp_path / "r.jsonl"),
+        "--timeout",
+        "12",
+        "--connect-timeout",
+        "12",
+    )
     peak = 0.0
     try:
         while proc.poll() is None:
@@ -237,7 +289,9 @@ def test_listen_against_a_misbehaving_broker_says_so_and_stays_bounded(tmp_path,
         assert code == 0 and err.count("announced a packet of 268435455 bytes") == 1, err[-2000:]
     elif mode in ("garbage", "silent"):
         # No CONNACK ever: one error line at the end, with its fix.
-        assert code != 0 and err.strip().splitlines()[-1].startswith("edgepose listen: error: MQTT broker 127.0.0.1:"), err[-2000:]
+        assert code != 0 and err.strip().splitlines()[-1].startswith(
+            "edgepose listen: error: MQTT broker 127.0.0.1:"
+        ), err[-2000:]
         assert "Fix: " in err.strip().splitlines()[-1]
     assert len(err.strip().splitlines()) <= 6, err[-3000:]
 
@@ -255,8 +309,19 @@ def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_pat
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         cfg = write_config(tmp_path / name / "device.toml", mosquitto.port, backoff_min=0.2, backoff_max=4.0)
-        procs.append(edgepose_process("serve", "--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "10",
-                                      stdout=subprocess.DEVNULL))
+        procs.append(
+            edgepose_process(
+                "serve",
+                "--config",
+                str(cfg),
+                "--replay",
+                str(rec),
+                "--replay-loop",
+                "--replay-fps",
+                "10",
+                stdout=subprocess.DEVNULL,
+            )
+        )
     try:
         connects = lambda: mosquitto.log_text().count(f"as edgepose-{TWIN}")  # noqa: E731
         wait_until(lambda: connects() >= 2 * 3 + 1, 60, "the twins to kick each other off a few times")
@@ -270,7 +335,11 @@ def test_a_second_serve_with_the_same_device_id_is_named_once_and_slowed(tmp_pat
     assert swaps <= 2 * (16 / 4.0) + 2, swaps  # at most one reconnect per backoff_max each (at backoff_min 0.2: ~80)
     for err in errs:
         said = [ln for ln in err.splitlines() if "another client most likely uses its client id" in ln]
-        assert len(said) == 1 and f"device_id = '{TWIN}'" in said[0] and "Fix: give each device its own device_id" in said[0], err[-2000:]
+        assert (
+            len(said) == 1
+            and f"device_id = '{TWIN}'" in said[0]
+            and "Fix: give each device its own device_id" in said[0]
+        ), err[-2000:]
         assert "Traceback" not in err
 
 
@@ -286,10 +355,29 @@ def test_listen_survives_a_topic_that_is_not_utf8(tmp_path, protocol):
     cfg.write_text(f'[mqtt]\nprotocol = "{protocol}"\n')
     out = tmp_path / "r.jsonl"
     try:
-        proc = edgepose("listen", "--config", str(cfg), "--host", "127.0.0.1", "--port", str(fake.port), "--device", "x", "--jsonl",
-                        str(out), "--frames", "3", "--timeout", "30", timeout=90)
+        proc = edgepose(
+            "listen",
+            "--config",
+            str(cfg),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(fake.port),
+            "--device",
+            "x",
+            "--jsonl",
+            str(out),
+            "--frames",
+            "3",
+            "--timeout",
+            "30",
+            timeout=90,
+        )
     finally:
         fake.close()
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert [json.loads(line)["frame"] for line in out.read_text().splitlines()] == [0, 1, 2]
-    assert "edgepose listen: dropped 1 malformed message(s)" in proc.stderr and "edgepose/x/\\xff\\xfe: its topic is not UTF-8" in proc.stderr, proc.stderr
+    assert (
+        "edgepose listen: dropped 1 malformed message(s)" in proc.stderr
+        and "edgepose/x/\\xff\\xfe: its topic is not UTF-8" in proc.stderr
+    ), proc.stderr

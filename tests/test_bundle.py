@@ -1,4 +1,5 @@
 """`edgepose bundle`: a real bundle (real aarch64 wheels from PyPI, cached) checked file by file."""
+
 from __future__ import annotations
 
 import json
@@ -39,12 +40,12 @@ def test_runtime_requirements_follow_pyproject_markers(tmp_path):
     pp.write_text(
         '[project]\nname = "x"\ndependencies = [\n'
         '  "numpy>=1.23",\n'
-        '  "tomli>=2; python_version < \'3.11\'",\n'
-        '  "only313; python_version >= \'3.13\'",\n'
-        '  "winonly; sys_platform == \'win32\'",\n'
-        '  "x86only; platform_machine == \'x86_64\'",\n'
-        '  "armonly>=1; platform_machine == \'aarch64\' and platform_system == \'Linux\'",\n'
-        ']\n'
+        "  \"tomli>=2; python_version < '3.11'\",\n"
+        "  \"only313; python_version >= '3.13'\",\n"
+        "  \"winonly; sys_platform == 'win32'\",\n"
+        "  \"x86only; platform_machine == 'x86_64'\",\n"
+        "  \"armonly>=1; platform_machine == 'aarch64' and platform_system == 'Linux'\",\n"
+        "]\n"
     )
     assert runtime_requirements(pp, TARGETS["3.11"]) == ["numpy>=1.23", "armonly>=1"]
     assert runtime_requirements(pp, TARGETS["3.13"]) == ["numpy>=1.23", "only313", "armonly>=1"]
@@ -64,8 +65,10 @@ def test_bundle_holds_every_runtime_wheel_for_aarch64(pi4_bundle):
     for w in wheels:
         _, version, _, tags = parse_wheel_filename(w.name)
         assert all(t.platform == "any" or t.platform.endswith("aarch64") for t in tags), w.name
-        assert all(t.interpreter in ("py3", "py2", "cp311", "cp37", "cp38", "cp39", "cp310") or t.interpreter.startswith("py3")
-                   for t in tags), w.name
+        assert all(
+            t.interpreter in ("py3", "py2", "cp311", "cp37", "cp38", "cp39", "cp310") or t.interpreter.startswith("py3")
+            for t in tags
+        ), w.name
         if w.name.startswith("numpy-"):
             assert version.major == 1  # Bookworm's picamera2 needs numpy 1.x
         with zipfile.ZipFile(w) as z:
@@ -77,14 +80,19 @@ def test_bundle_holds_every_runtime_wheel_for_aarch64(pi4_bundle):
         # One wheel for both sides: the converter's sources ride along, inert on the device, because
         # TensorFlow is only in the [convert] extra (checked below: no runtime requirement brings it).
         assert "edgepose_convert/api.py" in z.namelist()
-    requires = {canonicalize_name(Requirement(ln.split(":", 1)[1]).name) for ln in meta.splitlines()
-                if ln.startswith("Requires-Dist:") and "extra ==" not in ln}
+    requires = {
+        canonicalize_name(Requirement(ln.split(":", 1)[1]).name)
+        for ln in meta.splitlines()
+        if ln.startswith("Requires-Dist:") and "extra ==" not in ln
+    }
     assert requires - {"tomli"} == runtime_names()
     assert "tensorflow" not in requires and not [w for w in wheels if w.name.startswith("tensorflow")]
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("python,fixture", [("3.11", "pi4_bundle"), ("3.13", "pi4_bundle_313")], ids=["bookworm-3.11", "trixie-3.13"])
+@pytest.mark.parametrize(
+    "python,fixture", [("3.11", "pi4_bundle"), ("3.13", "pi4_bundle_313")], ids=["bookworm-3.11", "trixie-3.13"]
+)
 def test_bundle_wheels_resolve_offline(python, fixture, request, tmp_path):
     """What first boot runs (pip --no-index --find-links wheels/ edgepose.whl), resolved for aarch64 without an index,
     for both Raspberry Pi OS releases: Bookworm (3.11) and Trixie (3.13, the current image)."""
@@ -96,21 +104,48 @@ def test_bundle_wheels_resolve_offline(python, fixture, request, tmp_path):
     # (pip 23); for another Python than this one the report's metadata is checked below instead.
     other = python != f"{sys.version_info.major}.{sys.version_info.minor}"
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-index", "--find-links",
-         str(bundle / "wheels"), "--only-binary=:all:", "--implementation", "cp", "--python-version", t.python,
-         *[a for p in t.platforms for a in ("--platform", p)], *(["--ignore-requires-python"] if other else []),
-         "--target", str(tmp_path / "t"), "--report", str(tmp_path / "report.json"), str(edge)],
-        check=False, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-index",
+            "--find-links",
+            str(bundle / "wheels"),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            t.python,
+            *[a for p in t.platforms for a in ("--platform", p)],
+            *(["--ignore-requires-python"] if other else []),
+            "--target",
+            str(tmp_path / "t"),
+            "--report",
+            str(tmp_path / "report.json"),
+            str(edge),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())["install"]
     installed = {canonicalize_name(i["metadata"]["name"]) for i in report}
     assert {"edgepose"} | runtime_names(python) <= installed
-    wrong = [i["metadata"]["name"] for i in report
-             if not SpecifierSet(i["metadata"].get("requires_python") or "").contains(f"{python}.0")]
+    wrong = [
+        i["metadata"]["name"]
+        for i in report
+        if not SpecifierSet(i["metadata"].get("requires_python") or "").contains(f"{python}.0")
+    ]
     assert not wrong, f"wheels that refuse Python {python}: {wrong}"
     wheels = [w.name for w in (bundle / "wheels").glob("*.whl")]
-    assert not [w for w in wheels if "-cp3" in w and f"-cp{python.replace('.', '')}-" not in w and "abi3" not in w], wheels
+    assert not [w for w in wheels if "-cp3" in w and f"-cp{python.replace('.', '')}-" not in w and "abi3" not in w], (
+        wheels
+    )
 
 
 @pytest.mark.integration
@@ -121,19 +156,27 @@ def test_bundle_files_and_manifest(pi4_bundle, tmp_path):
     assert (pi4_bundle / "boards" / "pi4.toml").read_bytes() == (FW / "boards" / "pi4.toml").read_bytes()
     assert "EDGEPOSE_BOARD=pi4" in (pi4_bundle / "install.env").read_text().splitlines()
     assert (pi4_bundle / "rpi-image" / "firstboot.sh").read_bytes() == (FW / "rpi-image" / "firstboot.sh").read_bytes()
-    assert (pi4_bundle / "systemd" / "edgepose.service").read_bytes() == (FW / "systemd" / "edgepose.service").read_bytes()
+    assert (pi4_bundle / "systemd" / "edgepose.service").read_bytes() == (
+        FW / "systemd" / "edgepose.service"
+    ).read_bytes()
     # pi4 names posenet-353x481: the registry file, with the registry's sha256
     model = pi4_bundle / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
-    assert info["models"] == [{"name": "coral/posenet_mobilenet_v1_075_353_481_quant",
-                               "path": "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite",
-                               "sha256": "d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264"}]
+    assert info["models"] == [
+        {
+            "name": "coral/posenet_mobilenet_v1_075_353_481_quant",
+            "path": "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite",
+            "sha256": "d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264",
+        }
+    ]
     assert model.read_bytes() == (SHARED / "models" / "coral" / model.name).read_bytes()
     assert (pi4_bundle / "apt-packages.txt").read_text().split() == ["python3-venv", "python3-picamera2"]
     # the manifest lists every other file and `sha256sum -c` (what first boot runs) accepts it
     listed = verify_manifest(pi4_bundle)
     files = {p.relative_to(pi4_bundle).as_posix() for p in pi4_bundle.rglob("*") if p.is_file()} - {MANIFEST}
     assert set(listed) == files
-    r = subprocess.run(["sha256sum", "--strict", "-c", MANIFEST], cwd=pi4_bundle, check=False, capture_output=True, text=True)
+    r = subprocess.run(
+        ["sha256sum", "--strict", "-c", MANIFEST], cwd=pi4_bundle, check=False, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout
     # one changed byte is found
     copy = tmp_path / "copy"
@@ -154,7 +197,9 @@ def test_bundle_as_tar_from_the_warm_cache(pi4_bundle, tmp_path):
         names = tar.getnames()
     assert all(n == "edgepose" or n.startswith("edgepose/") for n in names)
     folder = open_bundle(out, tmp_path / "x")
-    assert sorted(p.name for p in (folder / "wheels").iterdir()) == sorted(p.name for p in (pi4_bundle / "wheels").iterdir())
+    assert sorted(p.name for p in (folder / "wheels").iterdir()) == sorted(
+        p.name for p in (pi4_bundle / "wheels").iterdir()
+    )
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
@@ -164,22 +209,45 @@ def test_firstboot_installs_the_bundle_offline(pi4_bundle, tmp_path):
     boot = tmp_path / "boot" / "edgepose"
     shutil.copytree(pi4_bundle, boot)
     (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\x00")
-    env = {**os.environ, "EDGEPOSE_ROOT": str(tmp_path / "root"), "EDGEPOSE_DRY_RUN": "1", "EDGEPOSE_PYTHON": sys.executable,
-           "EDGEPOSE_DT_MODEL": str(tmp_path / "model"), "EDGEPOSE_USB_ROOT": str(tmp_path / "nousb")}
+    env = {
+        **os.environ,
+        "EDGEPOSE_ROOT": str(tmp_path / "root"),
+        "EDGEPOSE_DRY_RUN": "1",
+        "EDGEPOSE_PYTHON": sys.executable,
+        "EDGEPOSE_DT_MODEL": str(tmp_path / "model"),
+        "EDGEPOSE_USB_ROOT": str(tmp_path / "nousb"),
+    }
     env.pop("EDGEPOSE_PIP_INDEX_URL", None)
-    r = subprocess.run(["bash", str(boot / "rpi-image" / "firstboot.sh")], check=False, capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        ["bash", str(boot / "rpi-image" / "firstboot.sh")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "bundle verified" in r.stderr
     (pip,) = [c for c in r.stdout.splitlines() if "/opt/edgepose/venv/bin/pip install" in c]
-    assert f"--no-index --find-links {boot}/wheels" in pip and re.search(r"/dist/edgepose-[\d.]+-py3-none-any\.whl$", pip)
+    assert f"--no-index --find-links {boot}/wheels" in pip and re.search(
+        r"/dist/edgepose-[\d.]+-py3-none-any\.whl$", pip
+    )
     assert "--index-url" not in pip
     apt = [c for c in r.stdout.splitlines() if "apt-get install" in c]
-    assert apt == ["+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-picamera2"]
+    assert apt == [
+        "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-picamera2"
+    ]
     # the numba code compiled into the service's cache as its user, before the unit starts
     steps = r.stdout.splitlines()
     warm = [i for i, c in enumerate(steps) if c.endswith("-m edgepose compile")]
-    assert len(warm) == 1 and steps[warm[0]].startswith("+ runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba ")
-    assert warm[0] < steps.index("+ systemctl enable edgepose.service") < steps.index("+ systemctl restart edgepose.service")
+    assert len(warm) == 1 and steps[warm[0]].startswith(
+        "+ runuser -u edgepose -- env NUMBA_CACHE_DIR=/var/cache/edgepose/numba "
+    )
+    assert (
+        warm[0]
+        < steps.index("+ systemctl enable edgepose.service")
+        < steps.index("+ systemctl restart edgepose.service")
+    )
     root = tmp_path / "root"
     cached = root / "var" / "cache" / "edgepose" / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
     assert cached.read_bytes() == (boot / "models" / "coral" / cached.name).read_bytes()
@@ -189,7 +257,14 @@ def test_firstboot_installs_the_bundle_offline(pi4_bundle, tmp_path):
     with open(boot / "wheels" / min(os.listdir(boot / "wheels")), "r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02")
-    r = subprocess.run(["bash", str(boot / "rpi-image" / "firstboot.sh")], check=False, capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        ["bash", str(boot / "rpi-image" / "firstboot.sh")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 1 and "do not match MANIFEST.sha256" in r.stderr and "pip install" not in r.stdout
 
 

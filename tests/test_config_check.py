@@ -1,4 +1,5 @@
 """edgepose config check (errors at the line of the offending key) and the shipped JSON Schema of the device config."""
+
 from __future__ import annotations
 
 import json
@@ -67,22 +68,35 @@ def test_a_valid_config_says_so(tmp_path):
 
 
 def test_a_problem_from_the_board_profile_points_into_the_profile(tmp_path):
-    (tmp_path / "board.toml").write_text("[model]\npath = \"posenet\"\n\nthreads = 0\n")
+    (tmp_path / "board.toml").write_text('[model]\npath = "posenet"\n\nthreads = 0\n')
     f = tmp_path / "device.toml"
     f.write_text('[source]\nuri = "0"\n')
-    assert check_file(f) == [f"{tmp_path / 'board.toml'}:4: model.threads: Input should be greater than or equal to 1 (got 0)"]
+    assert check_file(f) == [
+        f"{tmp_path / 'board.toml'}:4: model.threads: Input should be greater than or equal to 1 (got 0)"
+    ]
 
 
 @pytest.mark.integration
 def test_toml_syntax_errors_keep_tomls_own_line(tmp_path):
     f = tmp_path / "device.toml"
-    f.write_text('[model]\nthreads = \n')
+    f.write_text("[model]\nthreads = \n")
     r = cli("check", str(f))
     assert r.returncode == 2 and "(at line 2, column" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_key_lines_follow_tables_dotted_keys_and_inline_tables():
-    text = '\n'.join(['a = 1', '[mqtt]', 'tls.ca = "x"', 's = """', 'fake = 2', '"""', '[model]', 'delegate_options = { "k.x" = 1, b = 2 }'])
+    text = "\n".join(
+        [
+            "a = 1",
+            "[mqtt]",
+            'tls.ca = "x"',
+            's = """',
+            "fake = 2",
+            '"""',
+            "[model]",
+            'delegate_options = { "k.x" = 1, b = 2 }',
+        ]
+    )
     lines = key_lines(text)
     assert lines[("a",)] == 1 and lines[("mqtt",)] == 2 and lines[("mqtt", "tls", "ca")] == 3
     assert ("mqtt", "fake") not in lines  # inside a multi-line string
@@ -90,6 +104,7 @@ def test_key_lines_follow_tables_dotted_keys_and_inline_tables():
 
 
 # -- the JSON Schema ----------------------------------------------------------------------
+
 
 @pytest.mark.integration
 def test_the_shipped_schema_is_the_generated_one():
@@ -109,6 +124,11 @@ def test_the_example_config_and_profiles_validate_against_the_schema(path):
 def test_the_schema_rejects_what_the_check_rejects(tmp_path):
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     data = tomllib.loads(BAD)
-    errors = {".".join(map(str, e.absolute_path)) or "(top)" for e in jsonschema.Draft202012Validator(schema).iter_errors(data)}
+    errors = {
+        ".".join(map(str, e.absolute_path)) or "(top)"
+        for e in jsonschema.Draft202012Validator(schema).iter_errors(data)
+    }
     # threads, the inline table's list, the negative delay and the pattern; the typo as an unexpected key of [mqtt]
-    assert {"device_id", "model.threads", "model.delegate_options.priority", "source.retry_max_s", "mqtt"} <= errors, errors
+    assert {"device_id", "model.threads", "model.delegate_options.priority", "source.retry_max_s", "mqtt"} <= errors, (
+        errors
+    )

@@ -4,6 +4,7 @@ For every Coral model and decoder, decoding test_couple.jpg (resized to the mode
 nearest neighbour, as Coral's test does) must reproduce Coral's reference CSV
 within Coral's own tolerance (4 px, 0.1 score).
 """
+
 from __future__ import annotations
 
 import cv2

@@ -7,6 +7,7 @@ pre-processing. Running ``edgepose run`` with default flags on the same images w
 models must give the same share of float32's confident keypoints within 5 model-input px,
 and that share must reach the target of 97 %.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,25 @@ def test_report_figure_is_what_edgepose_run_gives(tmp_path, capsys):
     cal_dir = _link_all(cal, tmp_path / "calibration")
     eval_dir = _link_all([*held_out, COUPLE], tmp_path / "eval")
     models, report = tmp_path / "models", tmp_path / "report.json"
-    code = main(["convert", str(FROZEN), "--precision", "int8", "--input-size", "353x481", "--calibration", str(cal_dir),
-                 "--eval", str(eval_dir), "--out-dir", str(models), "--report", str(report), "--no-progress"])
+    code = main(
+        [
+            "convert",
+            str(FROZEN),
+            "--precision",
+            "int8",
+            "--input-size",
+            "353x481",
+            "--calibration",
+            str(cal_dir),
+            "--eval",
+            str(eval_dir),
+            "--out-dir",
+            str(models),
+            "--report",
+            str(report),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     doc = json.loads(report.read_text())
@@ -79,4 +97,6 @@ def test_report_figure_is_what_edgepose_run_gives(tmp_path, capsys):
     # Equal up to the JSONL's rounding (0.1 px, scores to 3 digits): at most one keypoint apart.
     assert abs(got["confident"] - reported["confident"]) <= 1
     assert abs(got["within_5px"] - reported["within_5px"]) <= 1.0 / reported["confident"] + 1e-9
-    assert got["within_5px"] >= TARGET, f"int8 keeps {100 * got['within_5px']:.1f} % of float32's confident keypoints within 5 px"
+    assert got["within_5px"] >= TARGET, (
+        f"int8 keeps {100 * got['within_5px']:.1f} % of float32's confident keypoints within 5 px"
+    )

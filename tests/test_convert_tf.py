@@ -3,6 +3,7 @@
 Conversions are cached for the session (tests/conftest_convert.py). Every converted
 model is checked in the edgepose runtime itself (load_posenet, no flags).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,11 +72,14 @@ def outputs_by_role(model: Path | bytes, x: np.ndarray) -> dict[str, np.ndarray]
 
 def frozen_reference(x: np.ndarray) -> dict[str, np.ndarray]:
     """The frozen graph run by TensorFlow with its own tensor names (heatmap before its sigmoid)."""
-    vals = run_graph(read_frozen_graph(), x, "image:0", ["heatmap_2:0", "offset_2:0", "displacement_fwd_2:0", "displacement_bwd_2:0"])
+    vals = run_graph(
+        read_frozen_graph(), x, "image:0", ["heatmap_2:0", "offset_2:0", "displacement_fwd_2:0", "displacement_bwd_2:0"]
+    )
     return dict(zip(ROLES, vals))
 
 
 # --------------------------------------------------------------------------- every precision in the runtime
+
 
 @pytest.mark.parametrize("precision", ["float32", "float16", "dynamic", "int8"])
 def test_each_precision_finds_both_people(precision, out_dir, couple):
@@ -99,7 +103,11 @@ def test_metadata_written_and_read_back(out_dir):
         meta = read_metadata(buf)
         assert meta == res.metadata
         assert meta["format"] == "edgepose" and meta["version"] == 1 and meta["model_type"] == "posenet"
-        assert meta["name"] == "posenet_mobilenet_v1_050" and meta["architecture"] == "mobilenet_v1" and meta["multiplier"] == 0.5
+        assert (
+            meta["name"] == "posenet_mobilenet_v1_050"
+            and meta["architecture"] == "mobilenet_v1"
+            and meta["multiplier"] == 0.5
+        )
         assert meta["output_stride"] == 16 and meta["precision"] == precision
         assert meta["input"] == {"height": 353, "width": 481, "color": "RGB", "range": [-1.0, 1.0]}
         assert meta["keypoint_names"] == list(KEYPOINT_NAMES)
@@ -152,7 +160,9 @@ def test_equalization_keeps_the_float_function(couple):
     src = frozen_source()
     chains = find_chains(src.graph.graph_def)
     assert len(chains) == 27  # every ReLU6 of MobileNetV1 0.50
-    maxima = activation_maxima(src.graph.graph_def, src.graph.input_name, chains, [preprocess(i, SMALL) for i in augment(calibration_images())])
+    maxima = activation_maxima(
+        src.graph.graph_def, src.graph.input_name, chains, [preprocess(i, SMALL) for i in augment(calibration_images())]
+    )
     scales = [channel_scales(maxima[c.act], c.cap, 8.0, 2.0) for c in chains]
     assert sum(int((s > 1.01).sum()) for s in scales) > 100  # it does rescale channels
     assert all(s.min() >= 1.0 and s.max() <= 8.0 for s in scales)
@@ -171,8 +181,23 @@ def test_output_aware_rounding_reduces_int8_error(tmp_path):
     ev = [cv2.imread(str(p)) for p in calibration_split()[1][:4]]
     errs = {}
     for mode in ("nearest", "depthwise", "all"):
-        res = convert(src, "int8", SMALL, tmp_path / f"r_{mode}.tflite", calibration=cal, quant=QuantOptions(rounding=mode), progress=False)
-        assert res.metadata["quantization"]["rounded_layers"] == {"nearest": {"depthwise": 0, "conv": 0}, "depthwise": {"depthwise": 13, "conv": 0}, "all": {"depthwise": 13, "conv": 18}}[mode]
+        res = convert(
+            src,
+            "int8",
+            SMALL,
+            tmp_path / f"r_{mode}.tflite",
+            calibration=cal,
+            quant=QuantOptions(rounding=mode),
+            progress=False,
+        )
+        assert (
+            res.metadata["quantization"]["rounded_layers"]
+            == {
+                "nearest": {"depthwise": 0, "conv": 0},
+                "depthwise": {"depthwise": 13, "conv": 0},
+                "all": {"depthwise": 13, "conv": 18},
+            }[mode]
+        )
         e = []
         for img in ev:
             x = preprocess(img, SMALL)
@@ -193,6 +218,7 @@ def test_channel_scales_rules():
 
 
 # --------------------------------------------------------------------------- other sources give the same model
+
 
 def test_checkpoint_gives_the_frozen_graph_outputs(out_dir, couple):
     src = load_source(CHECKPOINT)
@@ -226,7 +252,9 @@ def test_tfjs_quantized_weights(quant, tmp_path, couple):
 
     mj = write_tfjs_graph_model(tmp_path / "tfjs", quant=quant)
     doc = json.loads(mj.read_text())
-    assert all(w["quantization"]["dtype"] == quant for w in doc["weightsManifest"][0]["weights"] if w["dtype"] == "float32")
+    assert all(
+        w["quantization"]["dtype"] == quant for w in doc["weightsManifest"][0]["weights"] if w["dtype"] == "float32"
+    )
     weights = tfjs.read_weights(mj, doc["weightsManifest"])
     original = graph_weights(read_frozen_graph())
     for name, arr in weights.items():
@@ -259,8 +287,10 @@ def test_tfjs_resnet_naming_stride_and_input_convention(tmp_path):
     src = load_source(folder)
     assert (src.format, src.architecture, src.output_stride) == ("tfjs", "resnet50", 32)
     assert src.output_names == {
-        "heatmaps": "float_heatmaps", "short_offsets": "float_short_offsets",
-        "displacement_fwd": "resnet_v1_50/displacement_fwd_2/BiasAdd", "displacement_bwd": "resnet_v1_50/displacement_bwd_2/BiasAdd",
+        "heatmaps": "float_heatmaps",
+        "short_offsets": "float_short_offsets",
+        "displacement_fwd": "resnet_v1_50/displacement_fwd_2/BiasAdd",
+        "displacement_bwd": "resnet_v1_50/displacement_bwd_2/BiasAdd",
     }
     with pytest.raises(ConvertError, match="k\\*32\\+1"):
         convert(src, "float32", (241, 241), tmp_path / "bad.tflite")
@@ -269,8 +299,18 @@ def test_tfjs_resnet_naming_stride_and_input_convention(tmp_path):
     rng = np.random.default_rng(5)
     pixels = rng.integers(0, 256, (1, 225, 321, 3)).astype(np.float32)
     x = pixels / 127.5 - 1.0
-    names = ["float_heatmaps:0", "float_short_offsets:0", "resnet_v1_50/displacement_fwd_2/BiasAdd:0", "resnet_v1_50/displacement_bwd_2/BiasAdd:0"]
-    ref = dict(zip(ROLES, run_graph(tfjs.to_graph_def(mj), pixels + np.array(RESNET_IMAGENET_MEAN, np.float32), "sub_2:0", names)))
+    names = [
+        "float_heatmaps:0",
+        "float_short_offsets:0",
+        "resnet_v1_50/displacement_fwd_2/BiasAdd:0",
+        "resnet_v1_50/displacement_bwd_2/BiasAdd:0",
+    ]
+    ref = dict(
+        zip(
+            ROLES,
+            run_graph(tfjs.to_graph_def(mj), pixels + np.array(RESNET_IMAGENET_MEAN, np.float32), "sub_2:0", names),
+        )
+    )
     got = outputs_by_role(res.path, x)
     for r in ROLES:
         np.testing.assert_allclose(got[r], ref[r], rtol=1e-3, atol=1e-3)
@@ -296,7 +336,11 @@ def _write_plain_tfjs(gd, folder: Path) -> Path:
             n.attr["value"].tensor.dtype = tf.float32.as_datatype_enum
             n.attr["value"].tensor.tensor_shape.CopyFrom(shape)
     (folder / "group1-shard1of1.bin").write_bytes(b"".join(blobs))
-    doc = {"format": "graph-model", "modelTopology": json_format.MessageToDict(out), "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": weights}]}
+    doc = {
+        "format": "graph-model",
+        "modelTopology": json_format.MessageToDict(out),
+        "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": weights}],
+    }
     mj = folder / "model-stride32.json"
     mj.write_text(json.dumps(doc))
     return mj
@@ -308,10 +352,17 @@ def test_saved_model_renamed_and_reordered_outputs(tmp_path, couple):
     import tensorflow as tf
 
     gd = read_frozen_graph()
-    names = {"float_heatmaps": "heatmap_2:0", "displacement_bwd": "displacement_bwd_2:0", "float_short_offsets": "offset_2:0", "displacement_fwd": "displacement_fwd_2:0"}
+    names = {
+        "float_heatmaps": "heatmap_2:0",
+        "displacement_bwd": "displacement_bwd_2:0",
+        "float_short_offsets": "offset_2:0",
+        "displacement_fwd": "displacement_fwd_2:0",
+    }
 
     def body(x):
-        outs = tf.graph_util.import_graph_def(gd, input_map={"image:0": x}, return_elements=list(names.values()), name="")
+        outs = tf.graph_util.import_graph_def(
+            gd, input_map={"image:0": x}, return_elements=list(names.values()), name=""
+        )
         return dict(zip(names, outs))
 
     wrapped = tf.compat.v1.wrap_function(body, [tf.TensorSpec([1, None, None, 3], tf.float32)])
@@ -362,7 +413,10 @@ def _keras_posenet(weights: dict[str, np.ndarray], strides: dict[int, int]):
 
     x = keras.layers.ReLU(6.0)(conv(x, "Conv2d_0", 2))
     for i in range(1, 14):
-        w, b = weights[f"MobilenetV1/Conv2d_{i}_depthwise/depthwise_weights"], weights[f"MobilenetV1/Conv2d_{i}_depthwise/biases"]
+        w, b = (
+            weights[f"MobilenetV1/Conv2d_{i}_depthwise/depthwise_weights"],
+            weights[f"MobilenetV1/Conv2d_{i}_depthwise/biases"],
+        )
         dw = keras.layers.DepthwiseConv2D(3, strides=strides[i], padding="same", name=f"conv2d_{i}_depthwise")
         x = dw(x)
         dw.set_weights([w, b])
@@ -375,7 +429,9 @@ def _keras_posenet(weights: dict[str, np.ndarray], strides: dict[int, int]):
 def test_keras_model_source(tmp_path, couple):
     gd = read_frozen_graph()
     strides = _depthwise_strides(gd)
-    assert sorted(strides) == list(range(1, 14)) and sum(s == 2 for s in strides.values()) == 3  # + the stride-2 first conv = 16
+    assert (
+        sorted(strides) == list(range(1, 14)) and sum(s == 2 for s in strides.values()) == 3
+    )  # + the stride-2 first conv = 16
     model = _keras_posenet(graph_weights(gd), strides)
     path = tmp_path / "posenet.keras"
     model.save(path)
@@ -391,11 +447,20 @@ def test_keras_model_source(tmp_path, couple):
 
 # --------------------------------------------------------------------------- Edge TPU
 
+
 def test_edgetpu_without_compiler_writes_int8_and_says_how(out_dir, monkeypatch, tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    res = convert(frozen_source(), "int8", SMALL, tmp_path / "tpu.tflite", calibration=list(calibration_images()), edgetpu=True, progress=False)
+    res = convert(
+        frozen_source(),
+        "int8",
+        SMALL,
+        tmp_path / "tpu.tflite",
+        calibration=list(calibration_images()),
+        edgetpu=True,
+        progress=False,
+    )
     assert res.path.exists() and res.compiled is None
     note = " ".join(res.notes)
     assert "edgetpu_compiler is not on PATH" in note and "apt install edgetpu-compiler" in note
@@ -425,7 +490,15 @@ def test_edgetpu_compiler_on_path_is_run(monkeypatch, tmp_path):
     exe.write_text(FAKE_COMPILER)
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
-    res = convert(frozen_source(), "int8", SMALL, tmp_path / "m_int8.tflite", calibration=list(calibration_images()), edgetpu=True, progress=False)
+    res = convert(
+        frozen_source(),
+        "int8",
+        SMALL,
+        tmp_path / "m_int8.tflite",
+        calibration=list(calibration_images()),
+        edgetpu=True,
+        progress=False,
+    )
     assert res.compiled is not None and res.compiled.path == tmp_path / "m_int8_edgetpu.tflite"
     assert (res.compiled.ops_on_tpu, res.compiled.ops_on_cpu) == (36, 0)
     meta = read_metadata(res.compiled.path.read_bytes())
@@ -440,6 +513,7 @@ def test_float_model_is_not_edgetpu_compatible(out_dir):
 
 
 # --------------------------------------------------------------------------- CLI: bad inputs and the report
+
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
     code = main(["convert", *map(str, argv)])
@@ -456,9 +530,22 @@ def test_cli_bad_inputs(capsys, tmp_path):
     assert code == 2 and "not a model format" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, _, err = _cli(capsys, FROZEN, "--precision", "int8", "--input-size", "257x257", "--calibration", empty, "--out", tmp_path / "y.tflite")
+    code, _, err = _cli(
+        capsys,
+        FROZEN,
+        "--precision",
+        "int8",
+        "--input-size",
+        "257x257",
+        "--calibration",
+        empty,
+        "--out",
+        tmp_path / "y.tflite",
+    )
     assert code == 2 and "has no images" in err
-    code, _, err = _cli(capsys, FROZEN, "--precision", "int8", "--input-size", "257x257", "--out", tmp_path / "y.tflite")
+    code, _, err = _cli(
+        capsys, FROZEN, "--precision", "int8", "--input-size", "257x257", "--out", tmp_path / "y.tflite"
+    )
     assert code == 2 and "calibration" in err
     code, _, err = _cli(capsys, FROZEN, "--precision", "int4")
     assert code == 2 and "unknown precision" in err
@@ -482,8 +569,26 @@ def test_cli_report_and_edgetpu_check(capsys, tmp_path):
     cal, ev = calibration_split()
     report = tmp_path / "report.json"
     code, out, err = _cli(
-        capsys, FROZEN, "--precision", "float16,int8", "--input-size", "257x257", "--out-dir", tmp_path,
-        "--calibration", cal[0], "--calibration", cal[1], "--calibration", cal[2], "--eval", ev[0], "--eval", ev[1], "--report", report,
+        capsys,
+        FROZEN,
+        "--precision",
+        "float16,int8",
+        "--input-size",
+        "257x257",
+        "--out-dir",
+        tmp_path,
+        "--calibration",
+        cal[0],
+        "--calibration",
+        cal[1],
+        "--calibration",
+        cal[2],
+        "--eval",
+        ev[0],
+        "--eval",
+        ev[1],
+        "--report",
+        report,
     )
     assert code == 0, err
     assert "float32 TFLite vs source" in out and "2 held-out images at 257x257" in out and "report written" in out

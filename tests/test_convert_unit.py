@@ -1,4 +1,5 @@
 """Converter parts that need no TensorFlow: sizes, tfjs weights, metrics, calibration, Edge TPU report, CLI guard."""
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ from .conftest_convert import COCO, FROZEN, VIDEO, tfjs_quantize
 
 # --------------------------------------------------------------------------- sizes
 
+
 def test_parse_size_and_errors():
     assert parse_size("353x481") == (353, 481)
     assert parse_size(" 257 X 257 ") == (257, 257)
@@ -46,6 +48,7 @@ def test_input_size_must_be_k_stride_plus_one():
 
 
 # --------------------------------------------------------------------------- tfjs weights
+
 
 def test_tfjs_dequantize_affine_and_float16():
     w = np.linspace(-2.0, 3.0, 101, dtype=np.float32)
@@ -67,14 +70,21 @@ def _manifest(tmp_path: Path, shard_split: int) -> tuple[Path, list, dict]:
     blob = qa.tobytes() + b.tobytes() + c.tobytes()
     (tmp_path / "group1-shard1of2.bin").write_bytes(blob[:shard_split])
     (tmp_path / "group1-shard2of2.bin").write_bytes(blob[shard_split:])
-    manifest = [{
-        "paths": ["group1-shard1of2.bin", "group1-shard2of2.bin"],
-        "weights": [
-            {"name": "a", "shape": [3, 3, 3, 8], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": sa, "min": la}},
-            {"name": "b", "shape": [8], "dtype": "float32"},
-            {"name": "c", "shape": [3], "dtype": "int32"},
-        ],
-    }]
+    manifest = [
+        {
+            "paths": ["group1-shard1of2.bin", "group1-shard2of2.bin"],
+            "weights": [
+                {
+                    "name": "a",
+                    "shape": [3, 3, 3, 8],
+                    "dtype": "float32",
+                    "quantization": {"dtype": "uint8", "scale": sa, "min": la},
+                },
+                {"name": "b", "shape": [8], "dtype": "float32"},
+                {"name": "c", "shape": [3], "dtype": "int32"},
+            ],
+        }
+    ]
     mj = tmp_path / "model.json"
     mj.write_text(json.dumps({"modelTopology": {}, "weightsManifest": manifest}))
     return mj, manifest, {"a": qa.astype(np.float32) * sa + la, "b": b, "c": c}
@@ -101,6 +111,7 @@ def test_tfjs_truncated_or_missing_shard(tmp_path):
 
 # --------------------------------------------------------------------------- roles, metadata
 
+
 def test_role_names():
     assert POSENET.role_of("MobilenetV1/heatmap_2") == "heatmaps"
     assert POSENET.role_of("float_heatmaps") == "heatmaps"
@@ -114,14 +125,32 @@ def test_role_names():
 
 def test_metadata_contract():
     outs = {"heatmaps": "a", "short_offsets": "b", "displacement_fwd": "c", "displacement_bwd": "d"}
-    m = posenet_metadata(name="n", architecture="mobilenet_v1", multiplier=0.5, output_stride=16, input_size=(353, 481), outputs=outs, source="frozen_graph:x.pb", precision="int8")
+    m = posenet_metadata(
+        name="n",
+        architecture="mobilenet_v1",
+        multiplier=0.5,
+        output_stride=16,
+        input_size=(353, 481),
+        outputs=outs,
+        source="frozen_graph:x.pb",
+        precision="int8",
+    )
     assert m["format"] == "edgepose" and m["version"] == 1 and m["model_type"] == "posenet"
     assert m["input"] == {"height": 353, "width": 481, "color": "RGB", "range": [-1.0, 1.0]}
     assert m["keypoint_names"] == list(KEYPOINT_NAMES) and m["outputs"] == outs
     assert m["heatmap_activation"] == "logits"
     json.dumps(m)
     with pytest.raises(ValueError):
-        posenet_metadata(name="n", architecture="x", multiplier=1, output_stride=16, input_size=(1, 1), outputs={"heatmaps": "a"}, source="s", precision="float32")
+        posenet_metadata(
+            name="n",
+            architecture="x",
+            multiplier=1,
+            output_stride=16,
+            input_size=(1, 1),
+            outputs={"heatmaps": "a"},
+            source="s",
+            precision="float32",
+        )
 
 
 def test_output_roles_matched_by_values_not_order():
@@ -151,6 +180,7 @@ def test_output_roles_matched_by_values_not_order():
 
 
 # --------------------------------------------------------------------------- rounding
+
 
 def test_best_rounding_beats_nearest_under_the_patch_covariance():
     from edgepose_convert.rounding import LEVELS, best_rounding
@@ -189,6 +219,7 @@ def test_descend_rounding_never_worse_than_nearest():
 
 # --------------------------------------------------------------------------- metrics
 
+
 def _pose(xy, scores=None, score=0.8):
     return Pose(np.asarray(xy, np.float32), np.full(17, 0.9, np.float32) if scores is None else scores, score)
 
@@ -206,12 +237,18 @@ def test_keypoint_errors_match_poses_and_count_misses():
     missing = keypoint_errors([a, b], [shifted_a])
     assert np.isinf(missing).sum() == 17
     s = summarize_errors(missing)
-    assert s["confident"] == 34 and s["within_5px"] == pytest.approx(0.5) and s["within_2px"] == 0.0 and s["unmatched"] == 17
+    assert (
+        s["confident"] == 34
+        and s["within_5px"] == pytest.approx(0.5)
+        and s["within_2px"] == 0.0
+        and s["unmatched"] == 17
+    )
     low = _pose(a.keypoints, scores=np.full(17, 0.3, np.float32))
     assert keypoint_errors([low], []).size == 0  # no confident keypoints: nothing to compare
 
 
 # --------------------------------------------------------------------------- calibration
+
 
 def test_held_out_split_is_deterministic_and_disjoint():
     imgs = list_images(COCO)
@@ -243,6 +280,7 @@ def test_calibration_sources_and_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- formats
+
 
 def test_detect_format(tmp_path):
     assert detect_format(FROZEN) == "frozen_graph"
@@ -306,6 +344,7 @@ def test_offline_compat_report_on_coral_models():
 
 
 # --------------------------------------------------------------------------- CLI without TensorFlow
+
 
 def _run_py(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))

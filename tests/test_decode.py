@@ -1,4 +1,5 @@
 """Decoders on synthetic heads whose answer is known exactly (both multi-pose decoders: numba and numpy)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,10 +18,23 @@ H, W = 31, 41  # 481x641 input
 def person(cx: float, cy: float, scale: float = 1.0) -> np.ndarray:
     """(17, 2) y, x input pixels of an upright person centred at (cx, cy)."""
     body = {
-        "nose": (0, -100), "left_eye": (8, -108), "right_eye": (-8, -108), "left_ear": (16, -104), "right_ear": (-16, -104),
-        "left_shoulder": (30, -70), "right_shoulder": (-30, -70), "left_elbow": (40, -20), "right_elbow": (-40, -20),
-        "left_wrist": (45, 25), "right_wrist": (-45, 25), "left_hip": (20, 20), "right_hip": (-20, 20),
-        "left_knee": (22, 80), "right_knee": (-22, 80), "left_ankle": (24, 140), "right_ankle": (-24, 140),
+        "nose": (0, -100),
+        "left_eye": (8, -108),
+        "right_eye": (-8, -108),
+        "left_ear": (16, -104),
+        "right_ear": (-16, -104),
+        "left_shoulder": (30, -70),
+        "right_shoulder": (-30, -70),
+        "left_elbow": (40, -20),
+        "right_elbow": (-40, -20),
+        "left_wrist": (45, 25),
+        "right_wrist": (-45, 25),
+        "left_hip": (20, 20),
+        "right_hip": (-20, 20),
+        "left_knee": (22, 80),
+        "right_knee": (-22, 80),
+        "left_ankle": (24, 140),
+        "right_ankle": (-24, 140),
     }
     return np.array([[cy + scale * body[n][1], cx + scale * body[n][0]] for n in KEYPOINT_INDEX], np.float32)
 
@@ -49,10 +63,10 @@ def synth_heads(people: list[np.ndarray], peak: float = 6.0, local: float | None
         mask = owner == i
         for k in range(NUM_KEYPOINTS):
             dy, dx = kp[k, 0] - gy, kp[k, 1] - gx
-            d2 = (dy ** 2 + dx ** 2) / STRIDE ** 2
+            d2 = (dy**2 + dx**2) / STRIDE**2
             heat[..., k] = np.maximum(heat[..., k], peak * weights[i] - 2.0 * d2)
             closer = d2 < dist_best[..., k]
-            sel = mask if local is None else closer & (d2 <= local ** 2)
+            sel = mask if local is None else closer & (d2 <= local**2)
             offsets[..., k][sel] = dy[sel]
             offsets[..., 17 + k][sel] = dx[sel]
             dist_best[..., k] = np.minimum(dist_best[..., k], d2)
@@ -133,8 +147,20 @@ def grow_from(decoder: str, heads: Heads, root_yx: np.ndarray, root: int, coral_
         return multi._Grower(heads, coral_quirk).grow(root_yx[None], np.array([root]))[0][0]
     pos, logit = np.empty((NUM_KEYPOINTS, 2), np.float32), np.empty(NUM_KEYPOINTS, np.float32)
     heat, short, mid, q = compiled._tables(heads)
-    compiled._grow(heat, short, mid, q, compiled._edges(coral_quirk), root,
-                   np.float32(root_yx[0]), np.float32(root_yx[1]), np.float32(1 / heads.stride), multi.REFINE_STEPS, pos, logit)
+    compiled._grow(
+        heat,
+        short,
+        mid,
+        q,
+        compiled._edges(coral_quirk),
+        root,
+        np.float32(root_yx[0]),
+        np.float32(root_yx[1]),
+        np.float32(1 / heads.stride),
+        multi.REFINE_STEPS,
+        pos,
+        logit,
+    )
     return pos
 
 

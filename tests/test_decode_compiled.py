@@ -1,5 +1,6 @@
 """The compiled (numba) multi-pose decoder: agreement with the numpy reference on real frames,
 choosing the decoder, the fallback without numba, and where its compiled code is cached."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,11 @@ def test_decoders_agree_pose_for_pose_on_the_shared_video(video_heads, max_poses
         a = multi.decode_multiple_poses(h, max_poses, score, radius)
         b = compiled.decode_multiple_poses(h, max_poses, score, radius)
         assert len(a) == len(b)
-        assert b.keypoints_yx.dtype == np.float32 and b.keypoint_scores.dtype == np.float32 and b.pose_scores.dtype == np.float32
+        assert (
+            b.keypoints_yx.dtype == np.float32
+            and b.keypoint_scores.dtype == np.float32
+            and b.pose_scores.dtype == np.float32
+        )
         # Same poses in the same order: the compiled decoder mirrors the reference's float32 arithmetic.
         np.testing.assert_allclose(b.keypoints_yx, a.keypoints_yx, atol=1e-3)
         np.testing.assert_allclose(b.keypoint_scores, a.keypoint_scores, atol=1e-5)
@@ -65,7 +70,11 @@ def test_quantized_heads_decode_to_the_bits_of_their_float_heads(video_heads):
         for score in (0.05, 0.25, 0.5, 0.9):
             a = compiled.decode_multiple_poses(f, 10, score, 20.0)
             b = compiled.decode_multiple_poses(h, 10, score, 20.0)
-            for x, y in ((a.keypoints_yx, b.keypoints_yx), (a.keypoint_scores, b.keypoint_scores), (a.pose_scores, b.pose_scores)):
+            for x, y in (
+                (a.keypoints_yx, b.keypoints_yx),
+                (a.keypoint_scores, b.keypoint_scores),
+                (a.pose_scores, b.pose_scores),
+            ):
                 np.testing.assert_array_equal(x, y)
 
 
@@ -144,9 +153,11 @@ def test_asking_for_numba_without_it_is_one_line_with_the_fix(tmp_path):
     assert not out.exists()
 
 
-WARM = ("import json\nfrom edgepose.decode import compiled\nfrom edgepose.paths import numba_cache_dir\n"
-        "how = [compiled.warm_up(d)[1] for d in compiled.COMMON_DTYPES]\n"
-        "print(json.dumps([*how, str(numba_cache_dir())]))\n")
+WARM = (
+    "import json\nfrom edgepose.decode import compiled\nfrom edgepose.paths import numba_cache_dir\n"
+    "how = [compiled.warm_up(d)[1] for d in compiled.COMMON_DTYPES]\n"
+    "print(json.dumps([*how, str(numba_cache_dir())]))\n"
+)
 
 
 @pytest.mark.integration
@@ -155,10 +166,17 @@ def test_compiled_code_is_cached_in_edgepose_cache_dir_and_loaded_next_start(tmp
     (the unit's CacheDirectory) or NUMBA_CACHE_DIR. First boot compiles the decoder with `edgepose compile`;
     a start after that must load it instead of compiling."""
     cache = tmp_path / "cache"
-    first = edgepose("compile", timeout=600, cwd=REPO, env={"NUMBA_CACHE_DIR": None, "EDGEPOSE_DECODER": None, "EDGEPOSE_CACHE_DIR": str(cache)})
+    first = edgepose(
+        "compile",
+        timeout=600,
+        cwd=REPO,
+        env={"NUMBA_CACHE_DIR": None, "EDGEPOSE_DECODER": None, "EDGEPOSE_CACHE_DIR": str(cache)},
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert [ln.split(" in ")[0] for ln in first.stdout.splitlines()] == [
-        "multi-pose decoder (float32 heads): compiled", "multi-pose decoder (uint8 heads): compiled"]
+        "multi-pose decoder (float32 heads): compiled",
+        "multi-pose decoder (uint8 heads): compiled",
+    ]
     assert all(ln.endswith(f"({cache / 'numba'})") for ln in first.stdout.splitlines())
     assert any(p.suffix == ".nbi" for p in (cache / "numba").rglob("*"))  # numba's cache index
     second = run_py(WARM, EDGEPOSE_CACHE_DIR=str(cache))

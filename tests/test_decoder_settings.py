@@ -6,6 +6,7 @@ poses (34 of 34 keypoints within 4 px and 0.1 score). The image is resized to th
 input with nearest neighbour first, as Coral's test does, so the CLI's own resize is a
 no-op and its source-pixel output is in the reference's model-input pixels.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ COUPLE = SHARED / "images" / "test_couple.jpg"
 
 # --------------------------------------------------------------------------- the pure rule
 
+
 def test_each_key_comes_from_the_highest_layer_that_sets_it():
     s = resolve_decoder_settings(
         flags={"min_pose_score": 0.4, "max_poses": None},
@@ -34,7 +36,13 @@ def test_each_key_comes_from_the_highest_layer_that_sets_it():
         model={"max_poses": 5, "min_pose_score": 0.2, "nms_radius": 10.0},
         model_source="model: Coral decoder op",
     )
-    assert (s.min_pose_score, s.nms_radius, s.max_poses, s.min_part_score, s.mode) == (0.4, 15.0, 5, DEFAULTS["min_part_score"], "multi")
+    assert (s.min_pose_score, s.nms_radius, s.max_poses, s.min_part_score, s.mode) == (
+        0.4,
+        15.0,
+        5,
+        DEFAULTS["min_part_score"],
+        "multi",
+    )
     assert s.sources == {
         "min_pose_score": "flag",
         "nms_radius": "device config",
@@ -50,6 +58,7 @@ def test_nothing_set_is_the_built_in_defaults():
 
 
 # --------------------------------------------------------------------------- through the CLI
+
 
 def _records(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -79,7 +88,17 @@ def coral_inputs(tmp_path_factory):
 @pytest.mark.parametrize("size", CORAL_SIZES)
 def test_run_with_default_flags_reproduces_coral_reference(size, coral_inputs, tmp_path, capsys):
     jsonl = tmp_path / "out.jsonl"
-    rc = main(["run", "--model", str(coral_model(size, "quant_decoder")), "--source", str(coral_inputs[size]), "--jsonl", str(jsonl)])
+    rc = main(
+        [
+            "run",
+            "--model",
+            str(coral_model(size, "quant_decoder")),
+            "--source",
+            str(coral_inputs[size]),
+            "--jsonl",
+            str(jsonl),
+        ]
+    )
     assert rc == 0
     (rec,) = _records(jsonl)
     assert len(rec["people"]) == 2
@@ -98,8 +117,21 @@ def test_flag_beats_device_config_beats_model(coral_inputs, tmp_path, capsys):
     cfg.write_text("[decode]\nnms_radius = 30.0\nmin_pose_score = 0.5\n")
     jsonl = tmp_path / "out.jsonl"
     model = str(coral_model("353_481", "quant_decoder"))
-    rc = main(["run", "--model", model, "--source", str(coral_inputs["353_481"]), "--config", str(cfg),
-               "--min-pose-score", "0.95", "--jsonl", str(jsonl)])
+    rc = main(
+        [
+            "run",
+            "--model",
+            model,
+            "--source",
+            str(coral_inputs["353_481"]),
+            "--config",
+            str(cfg),
+            "--min-pose-score",
+            "0.95",
+            "--jsonl",
+            str(jsonl),
+        ]
+    )
     assert rc == 0
     line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("decoder:"))
     assert "min_pose_score 0.95 (flag)" in line
@@ -133,7 +165,11 @@ def test_models_info_shows_settings_in_force_and_their_origin(tmp_path, capsys):
     cfg = tmp_path / "device.toml"
     cfg.write_text("[decode]\nmax_poses = 3\n")
     assert main(["models", "info", model, "--config", str(cfg)]) == 0
-    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("decoder ") and not ln.startswith("decoder op"))
+    row = next(
+        ln
+        for ln in capsys.readouterr().out.splitlines()
+        if ln.startswith("decoder ") and not ln.startswith("decoder op")
+    )
     assert "max_poses 3 (device config)" in row and "nms_radius 10 (model: Coral decoder op)" in row
 
 
@@ -148,7 +184,9 @@ def test_serve_path_pipeline_takes_config_then_model():
     from edgepose.config import EdgeposeConfig
     from edgepose.pipeline import Pipeline
 
-    cfg = EdgeposeConfig.model_validate({"model": {"path": str(coral_model("353_481", "quant_decoder"))}, "decode": {"nms_radius": 15.0}})
+    cfg = EdgeposeConfig.model_validate(
+        {"model": {"path": str(coral_model("353_481", "quant_decoder"))}, "decode": {"nms_radius": 15.0}}
+    )
     d = Pipeline(cfg).decoder
     assert (d.nms_radius, d.sources["nms_radius"]) == (15.0, "device config")
     assert d.min_pose_score == pytest.approx(0.2) and d.sources["min_pose_score"] == "model: Coral decoder op"

@@ -5,6 +5,7 @@ plug-in entry points the real ones export (tflite_plugin_create_delegate / tflit
 the way tests/test_edgetpu_device.py builds its libedgetpu stand-in. Its delegate claims no op, so poses
 through it must equal the CPU run; on demand it fails as real ones do (at creation, or in Prepare).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ def fake_lib(tmp_path_factory) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "a C compiler (gcc) is needed to build the fake delegate library (.ci/run installs it)"
     out = tmp_path_factory.mktemp("delegate") / "libfake_npu_delegate.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(HERE / "fake_delegate/fake_delegate.c")], check=True)
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(HERE / "fake_delegate/fake_delegate.c")], check=True
+    )
     return out
 
 
@@ -38,8 +41,20 @@ def run(tmp_path: Path, model_toml: str, refuse: str = "") -> tuple[subprocess.C
     out.unlink(missing_ok=True)
     log.unlink(missing_ok=True)
     env = {"FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_REFUSE": refuse}
-    r = edgepose("run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE), "--jsonl", str(out), "-q", env=env,
-                 timeout=120)
+    r = edgepose(
+        "run",
+        "--config",
+        str(cfg),
+        "--model",
+        str(MODEL),
+        "--source",
+        str(IMAGE),
+        "--jsonl",
+        str(out),
+        "-q",
+        env=env,
+        timeout=120,
+    )
     people = [json.loads(line)["people"] for line in out.read_text().splitlines()] if out.exists() else []
     return r, (log.read_text().splitlines() if log.exists() else []), people
 
@@ -57,7 +72,10 @@ def cpu_people(tmp_path_factory) -> list:
 
 @pytest.mark.integration
 def test_the_delegate_gets_its_options_and_runs_the_model(fake_lib, tmp_path, cpu_people):
-    r, log, people = run(tmp_path, f'delegate = "{fake_lib}"\ndelegate_options = {{ cache_dir = "/tmp/vx", priority = 2, fp16 = true }}\n')
+    r, log, people = run(
+        tmp_path,
+        f'delegate = "{fake_lib}"\ndelegate_options = {{ cache_dir = "/tmp/vx", priority = 2, fp16 = true }}\n',
+    )
     assert r.returncode == 0, r.stderr
     # Options reach the plug-in as text, in the order written; then Prepare is called on the graph.
     assert log[:5] == ["option cache_dir=/tmp/vx", "option priority=2", "option fp16=true", "created", "prepare"]
@@ -110,5 +128,8 @@ def test_delegate_options_take_scalars_only(tmp_path):
 
     cfg = tmp_path / "device.toml"
     cfg.write_text('[model]\ndelegate = "libx.so"\ndelegate_options = { list = [1, 2] }\n')
-    with pytest.raises(ConfigError, match=r"model.delegate_options: Value error, option 'list' is a list; delegate options are strings, numbers or true/false"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.delegate_options: Value error, option 'list' is a list; delegate options are strings, numbers or true/false",
+    ):
         load_config(cfg)

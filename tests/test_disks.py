@@ -1,4 +1,5 @@
 """`edgepose flash --write`: which disk may be overwritten, decided on recorded `lsblk --json -b` outputs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,11 @@ def disks(name: str):
         # laptop: the NVMe holds / and /boot/efi; the SD slot is fine once the desktop's automount is undone
         ("laptop-nvme-sd.json", "/dev/nvme0n1", "holds /, /boot/efi, [SWAP] of the running system"),
         ("laptop-nvme-sd.json", "/dev/mmcblk0p1", "is a part, not a whole disk"),
-        ("laptop-nvme-sd-automounted.json", "/dev/mmcblk0", "has mounted partitions (/dev/mmcblk0p1 on /media/alice/bootfs"),
+        (
+            "laptop-nvme-sd-automounted.json",
+            "/dev/mmcblk0",
+            "has mounted partitions (/dev/mmcblk0p1 on /media/alice/bootfs",
+        ),
         # desktop with a USB card reader
         ("usb-card-reader.json", "/dev/sda", "holds /, /boot/efi, /home of the running system"),
         ("usb-card-reader.json", "/dev/sdc", "has no medium"),
@@ -81,13 +86,43 @@ def test_large_disk_needs_force_and_image_must_fit(tmp_path):
 
 def test_old_lsblk_format():
     """lsblk < 2.37: one `mountpoint` string and "0"/"1" flags."""
-    old = {"blockdevices": [
-        {"name": "sdb", "size": "31914983424", "type": "disk", "rm": "1", "hotplug": "1", "ro": "0", "tran": "usb",
-         "model": "Card Reader", "mountpoint": None,
-         "children": [{"name": "sdb1", "size": "268435456", "type": "part", "rm": "1", "ro": "0", "mountpoint": "/media/bootfs"}]},
-        {"name": "sda", "size": "256060514304", "type": "disk", "rm": "0", "hotplug": "0", "ro": "0", "tran": "sata",
-         "model": "SSD", "mountpoint": None, "children": [{"name": "sda1", "size": "256059465728", "type": "part", "mountpoint": "/"}]},
-    ]}
+    old = {
+        "blockdevices": [
+            {
+                "name": "sdb",
+                "size": "31914983424",
+                "type": "disk",
+                "rm": "1",
+                "hotplug": "1",
+                "ro": "0",
+                "tran": "usb",
+                "model": "Card Reader",
+                "mountpoint": None,
+                "children": [
+                    {
+                        "name": "sdb1",
+                        "size": "268435456",
+                        "type": "part",
+                        "rm": "1",
+                        "ro": "0",
+                        "mountpoint": "/media/bootfs",
+                    }
+                ],
+            },
+            {
+                "name": "sda",
+                "size": "256060514304",
+                "type": "disk",
+                "rm": "0",
+                "hotplug": "0",
+                "ro": "0",
+                "tran": "sata",
+                "model": "SSD",
+                "mountpoint": None,
+                "children": [{"name": "sda1", "size": "256059465728", "type": "part", "mountpoint": "/"}],
+            },
+        ]
+    }
     parsed = parse_lsblk(old)
     assert parsed[0].path == "/dev/sdb" and parsed[0].removable and parsed[0].size == 31914983424
     with pytest.raises(DiskRefused, match="mounted partitions"):
@@ -121,8 +156,19 @@ def test_write_image_verifies_by_reading_back(tmp_path):
 def test_flash_write_refuses_before_any_work(tmp_path):
     """The CLI checks the disk first: a refused disk leaves no --out and no temp file."""
     out = tmp_path / "out.img"
-    r = flash_cli("--image", str(tmp_path / "missing.img"), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE),
-                  "--write", "/dev/mmcblk0", env={"EDGEPOSE_LSBLK_JSON": str(DATA / "pi-sd-second-card.json")})
+    r = flash_cli(
+        "--image",
+        str(tmp_path / "missing.img"),
+        "--out",
+        str(out),
+        "--profile",
+        "pi4",
+        "--config",
+        str(DEVICE),
+        "--write",
+        "/dev/mmcblk0",
+        env={"EDGEPOSE_LSBLK_JSON": str(DATA / "pi-sd-second-card.json")},
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgepose flash: error: /dev/mmcblk0") and "holds /" in lines[0]

@@ -17,6 +17,7 @@ so in the doc with a trailing shell comment ``# [not run in CI: why]`` (or an HT
 the guides (the config reference, :mod:`edgepose.docgen`) must be current: ``edgepose docs`` rewrites them. A link
 to a section (``CONFIG.md#actions``) must name a heading the file has.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -143,7 +144,9 @@ def collect(doc: Path, text: str | None = None) -> list[Block]:
             continue
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
         block_mark = BLOCK_NOT_RUN.search(before)
-        console = lang in ("console", "shell-session") or any(ln.startswith("$ ") for ln in m.group("body").splitlines())
+        console = lang in ("console", "shell-session") or any(
+            ln.startswith("$ ") for ln in m.group("body").splitlines()
+        )
         env: dict[str, str] = {}
         cmds: list[Command] = []
         pips: list[tuple[int, list[str]]] = []
@@ -170,16 +173,32 @@ def collect(doc: Path, text: str | None = None) -> list[Block]:
                 if cmd[0] == "export":
                     env.update(dict(a.split("=", 1) for a in cmd[1:] if "=" in a))
                     continue
-                if len(cmd) > 2 and cmd[0].endswith("pip") and cmd[1] == "install" or cmd[:4] == ["python3", "-m", "pip", "install"]:
-                    pips.append((no, cmd[cmd.index("install") + 1:]))
+                if (
+                    len(cmd) > 2
+                    and cmd[0].endswith("pip")
+                    and cmd[1] == "install"
+                    or cmd[:4] == ["python3", "-m", "pip", "install"]
+                ):
+                    pips.append((no, cmd[cmd.index("install") + 1 :]))
                     continue
                 argv = _edgepose_argv(cmd)
                 if argv is None:
-                    others.append((no, cmd))  # another program (apt, curl, python script...): see test_scripts_named_exist
+                    others.append(
+                        (no, cmd)
+                    )  # another program (apt, curl, python script...): see test_scripts_named_exist
                     continue
                 argv = [a for a in argv if a not in ELISIONS]
-                cmds.append(Command(doc, no, line, argv, env={**env, **local}, run=mark is None,
-                                    why=(mark.group("why") or "") if mark else ""))
+                cmds.append(
+                    Command(
+                        doc,
+                        no,
+                        line,
+                        argv,
+                        env={**env, **local},
+                        run=mark is None,
+                        why=(mark.group("why") or "") if mark else "",
+                    )
+                )
         if cmds or pips:
             blocks.append(Block(doc, body_line - 1, cmds, pips, others))
     return blocks
@@ -213,10 +232,17 @@ def parse(argv: list[str]) -> str | None:
 
 # -- the collector sees what it should ---------------------------------------------------------------------------
 
+
 def test_the_collector_finds_the_guides_and_their_commands():
     names = {d.relative_to(REPO).as_posix() for d in DOCS}
-    assert {"README.md", "convert/README.md", "firmware_configs/README.md", "edgepose/actions/README.md",
-            "edgepose/model/README.md", "edgepose/service/README.md"} <= names
+    assert {
+        "README.md",
+        "convert/README.md",
+        "firmware_configs/README.md",
+        "edgepose/actions/README.md",
+        "edgepose/model/README.md",
+        "edgepose/service/README.md",
+    } <= names
     shown = {c.argv[0] for c in COMMANDS_SHOWN if c.argv}
     assert {"run", "models", "actions", "convert", "listen", "serve", "reloc", "probe"} <= shown
     assert sum(c.run for c in COMMANDS_SHOWN) >= 8  # most commands really run
@@ -224,28 +250,43 @@ def test_the_collector_finds_the_guides_and_their_commands():
 
 def test_the_collector_reads_shell_syntax_and_marks():
     doc = REPO / "README.md"
-    blocks = collect(doc, "```sh\nA=1 .venv/bin/edgepose run --source x.jpg && edgepose models list  # hi\n"
-                          "edgepose serve --config /etc/d.toml   # [not run in CI: runs until stopped]\n"
-                          "export M=/m\nedgepose models \\\n  fetch posenet ...\n"
-                          ".venv/bin/pip install -e \".[convert]\"\nbash .ci/run\n"
-                          "sudo -u edgepose /opt/edgepose/venv/bin/edgepose probe picamera2\n```\n")
+    blocks = collect(
+        doc,
+        "```sh\nA=1 .venv/bin/edgepose run --source x.jpg && edgepose models list  # hi\n"
+        "edgepose serve --config /etc/d.toml   # [not run in CI: runs until stopped]\n"
+        "export M=/m\nedgepose models \\\n  fetch posenet ...\n"
+        '.venv/bin/pip install -e ".[convert]"\nbash .ci/run\n'
+        "sudo -u edgepose /opt/edgepose/venv/bin/edgepose probe picamera2\n```\n",
+    )
     cmds = blocks[0].commands
-    assert [c.argv for c in cmds] == [["run", "--source", "x.jpg"], ["models", "list"], ["serve", "--config", "/etc/d.toml"],
-                                      ["models", "fetch", "posenet"], ["probe", "picamera2"]]
+    assert [c.argv for c in cmds] == [
+        ["run", "--source", "x.jpg"],
+        ["models", "list"],
+        ["serve", "--config", "/etc/d.toml"],
+        ["models", "fetch", "posenet"],
+        ["probe", "picamera2"],
+    ]
     assert cmds[0].env == {"A": "1"} and cmds[3].env == {"M": "/m"}
     assert [c.run for c in cmds] == [True, True, False, True, True] and cmds[2].why == "runs until stopped"
     assert blocks[0].pip == [(7, ["-e", ".[convert]"])] and blocks[0].others == [(8, ["bash", ".ci/run"])]
     assert parse(["run", "--sauce", "x"]) is not None and parse(["run", "--source", "x"]) is None
     prose = "Record with `edgepose listen --jsonl FILE`, replay with\n`sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]`; `edgepose <id>/poses` is a topic."
-    assert inline_commands(doc, prose) == [(1, "edgepose listen --jsonl FILE", ["listen"], ["--jsonl"]),
-                                           (2, "sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]", ["serve"], ["--replay", "--replay-fps"])]
+    assert inline_commands(doc, prose) == [
+        (1, "edgepose listen --jsonl FILE", ["listen"], ["--jsonl"]),
+        (2, "sudo .venv/bin/edgepose serve --replay x [--replay-fps 30]", ["serve"], ["--replay", "--replay-fps"]),
+    ]
 
 
 # -- every command parses, every synopsis is complete ------------------------------------------------------------
 
-@pytest.mark.parametrize("cmd", [c for c in COMMANDS_SHOWN if not c.synopsis], ids=lambda c: f"{c.where} {' '.join(c.argv[:3])}")
+
+@pytest.mark.parametrize(
+    "cmd", [c for c in COMMANDS_SHOWN if not c.synopsis], ids=lambda c: f"{c.where} {' '.join(c.argv[:3])}"
+)
 def test_every_command_in_the_docs_parses(cmd):
-    assert cmd.argv and cmd.argv[0] in COMMANDS, f"{cmd.where}: `{cmd.text}` names no edgepose command ({', '.join(COMMANDS)})"
+    assert cmd.argv and cmd.argv[0] in COMMANDS, (
+        f"{cmd.where}: `{cmd.text}` names no edgepose command ({', '.join(COMMANDS)})"
+    )
     problem = parse(cmd.argv)
     assert problem is None, f"{cmd.where}: `{cmd.text}` does not parse: {problem}"
 
@@ -257,12 +298,17 @@ def _help_default(action: argparse.Action) -> str | None:
     return m.group(1) if m else None
 
 
-@pytest.mark.parametrize("cmd", [c for c in COMMANDS_SHOWN if c.synopsis], ids=lambda c: f"{c.where} {' '.join(c.argv[:2])}")
+@pytest.mark.parametrize(
+    "cmd", [c for c in COMMANDS_SHOWN if c.synopsis], ids=lambda c: f"{c.where} {' '.join(c.argv[:2])}"
+)
 def test_every_synopsis_names_every_option_with_its_default(cmd):
     sub = subparser(build_parser(), cmd.argv)
     assert sub.prog != "edgepose", f"{cmd.where}: the synopsis names no edgepose command"
-    options = {a: a.option_strings for a in sub._actions if a.option_strings and a.help != argparse.SUPPRESS
-               and not isinstance(a, argparse._HelpAction)}
+    options = {
+        a: a.option_strings
+        for a in sub._actions
+        if a.option_strings and a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+    }
     known = {s for strings in options.values() for s in strings}
     shown = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", cmd.text))
     unknown = sorted(shown - known)
@@ -272,11 +318,14 @@ def test_every_synopsis_names_every_option_with_its_default(cmd):
     for flag, value in re.findall(r"\[(--[\w-]+) ([^\]\s]+)\]", cmd.text):
         action = next(a for a, strings in options.items() if flag in strings)
         if action.choices is not None and "|" in value:
-            assert set(value.split("|")) == {str(c) for c in action.choices}, f"{cmd.where}: {flag} {value} vs choices {action.choices}"
+            assert set(value.split("|")) == {str(c) for c in action.choices}, (
+                f"{cmd.where}: {flag} {value} vs choices {action.choices}"
+            )
         elif re.fullmatch(r"-?\d+(\.\d+)?", value):
             default = _help_default(action)
-            assert default is not None and float(default) == float(value), \
+            assert default is not None and float(default) == float(value), (
                 f"{cmd.where}: the synopsis shows {flag} {value}, the parser's default is {default}"
+            )
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.others], ids=lambda b: b.where)
@@ -342,13 +391,17 @@ def test_pip_lines_install_from_the_checkout_or_a_wheel(block):
                 pytest.fail(f"{block.doc.relative_to(REPO)}:{line}: `pip install {t}` asks PyPI, where edgepose is not")
             if what in (".", "./") or what.endswith(".whl"):
                 unknown = set((m.group("extras") or "").split(",")) - EXTRAS - {""}
-                assert not unknown, f"{block.doc.relative_to(REPO)}:{line}: extras {sorted(unknown)} are not in pyproject.toml"
+                assert not unknown, (
+                    f"{block.doc.relative_to(REPO)}:{line}: extras {sorted(unknown)} are not in pyproject.toml"
+                )
 
 
 @pytest.mark.integration
 def test_no_text_in_the_repository_tells_users_to_pip_install_edgepose_from_an_index():
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    pattern = re.compile(r"pip3? install (?:-U |--upgrade )?['\"]?edgepose(?:\[[\w,]+\])?['\"]?(?=[\s`'\".,)]|$)(?! @)", re.M)
+    pattern = re.compile(
+        r"pip3? install (?:-U |--upgrade )?['\"]?edgepose(?:\[[\w,]+\])?['\"]?(?=[\s`'\".,)]|$)(?! @)", re.M
+    )
     bad = []
     for f in files:
         p = REPO / f
@@ -364,8 +417,13 @@ def test_no_text_in_the_repository_tells_users_to_pip_install_edgepose_from_an_i
 
 # -- generated parts are current, links to sections land -----------------------------------------------------------
 
+
 def test_generated_parts_of_the_guides_are_current():
-    stale = [d.relative_to(REPO).as_posix() for d in DOCS if docgen.render(d.read_text(encoding="utf-8")) != d.read_text(encoding="utf-8")]
+    stale = [
+        d.relative_to(REPO).as_posix()
+        for d in DOCS
+        if docgen.render(d.read_text(encoding="utf-8")) != d.read_text(encoding="utf-8")
+    ]
     assert not stale, f"out of date: {', '.join(stale)}. Fix: run `{docgen.FIX}` in the checkout and commit the result."
 
 
@@ -396,7 +454,9 @@ def test_the_config_reference_documents_every_section_and_key_with_the_codes_def
             row = re.search(rf"^\| `{name}` \| [^\n]*$", parts[title], re.M)
             assert row, f"[{path}] {name} is not in the reference"
             if isinstance(f.default, (bool, int, float, str)):
-                assert f"| `{json.dumps(f.default)}` |" in row.group(0), f"[{path}] {name}: not the code's default {f.default!r}"
+                assert f"| `{json.dumps(f.default)}` |" in row.group(0), (
+                    f"[{path}] {name}: not the code's default {f.default!r}"
+                )
     assert "| `wave_min_amplitude` | number > 0, ≤ 5 | `0.25` |" in parts["`[actions]`"]
     assert "mqtttls" in anchors(text) and "actions" in anchors(text)  # what a guide links to
 
@@ -433,11 +493,13 @@ def test_links_to_a_section_name_a_heading_of_the_file(doc):
         line = text.count("\n", 0, m.start()) + 1
         assert target.is_file(), f"{doc.relative_to(REPO)}:{line}: {m.group(1)} does not exist"
         if target.suffix == ".md":
-            assert m.group(2) in anchors(target.read_text(encoding="utf-8")), \
+            assert m.group(2) in anchors(target.read_text(encoding="utf-8")), (
                 f"{doc.relative_to(REPO)}:{line}: {target.relative_to(REPO)} has no section #{m.group(2)}"
+            )
 
 
 # -- `edgepose docs` --------------------------------------------------------------------------------------------
+
 
 def test_edgepose_docs_check_names_a_stale_copy_of_the_reference_and_docs_rewrites_it(tmp_path, capsys):
     from edgepose.cli import main
@@ -464,15 +526,19 @@ def test_edgepose_docs_writes_one_sections_table_and_refuses_a_bad_part_in_one_l
     from edgepose.tracking.config import TrackingConfig
 
     guide = tmp_path / "guide.md"
-    guide.write_text("Tracking:\n\n<!-- generated: config [tracking] -->\nold\n<!-- end generated -->\nMore.\n", encoding="utf-8")
+    guide.write_text(
+        "Tracking:\n\n<!-- generated: config [tracking] -->\nold\n<!-- end generated -->\nMore.\n", encoding="utf-8"
+    )
     assert main(["docs", str(guide)]) == 0
     text = guide.read_text(encoding="utf-8")
     assert text.startswith("Tracking:\n\n<!-- generated: config [tracking] -->\n| key | type | default | meaning |\n")
     assert text.endswith("<!-- end generated -->\nMore.\n") and "\nold\n" not in text and "## " not in text
     assert all(f"| `{name}` |" in text for name in TrackingConfig.model_fields)
-    for body, problem in [("<!-- generated: config nosuch -->\n<!-- end generated -->\n", "the config has no section [nosuch]"),
-                          ("<!-- generated: settings x:Y -->\n<!-- end generated -->\n", "unknown generated part `settings`"),
-                          ("<!-- generated: config -->\nno end\n", "1 generated part has no end")]:
+    for body, problem in [
+        ("<!-- generated: config nosuch -->\n<!-- end generated -->\n", "the config has no section [nosuch]"),
+        ("<!-- generated: settings x:Y -->\n<!-- end generated -->\n", "unknown generated part `settings`"),
+        ("<!-- generated: config -->\nno end\n", "1 generated part has no end"),
+    ]:
         guide.write_text(body, encoding="utf-8")
         capsys.readouterr()
         assert main(["docs", "--check", str(guide)]) == 2
@@ -483,7 +549,9 @@ def test_edgepose_docs_writes_one_sections_table_and_refuses_a_bad_part_in_one_l
 
 @pytest.mark.integration
 def test_edgepose_docs_check_passes_on_the_checkout(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "edgepose", "docs", "--check"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "edgepose", "docs", "--check"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"{len(DOCS)} files up to date"
 
@@ -506,7 +574,9 @@ def scratch(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.where)
 def test_every_runnable_command_in_the_docs_runs(block, scratch):
-    base: dict[str, str | None] = {k: None for k in os.environ if k.startswith("EDGEPOSE_")}  # none of the caller's settings
+    base: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith("EDGEPOSE_")
+    }  # none of the caller's settings
     base.update(EDGEPOSE_MODEL_MIRROR=str(SHARED / "models"), EDGEPOSE_CACHE_DIR=str(scratch.parent / "cache"))
     for cmd in block.commands:
         if not cmd.run:
@@ -515,7 +585,11 @@ def test_every_runnable_command_in_the_docs_runs(block, scratch):
         try:
             res = edgepose(*cmd.argv, cwd=scratch, env=env, timeout=900, input="")  # stdin: empty, as no terminal
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{cmd.where}: `{cmd.text}` ran for 15 minutes; if it cannot run in CI, end the line with "
-                        "`# [not run in CI: why]`")
-        assert res.returncode == 0, (f"{cmd.where}: `{cmd.text}` exited {res.returncode}:\n{res.stderr[-2000:]}\n"
-                                     "Fix the doc or the code; a command that cannot run here ends with `# [not run in CI: why]`.")
+            pytest.fail(
+                f"{cmd.where}: `{cmd.text}` ran for 15 minutes; if it cannot run in CI, end the line with "
+                "`# [not run in CI: why]`"
+            )
+        assert res.returncode == 0, (
+            f"{cmd.where}: `{cmd.text}` exited {res.returncode}:\n{res.stderr[-2000:]}\n"
+            "Fix the doc or the code; a command that cannot run here ends with `# [not run in CI: why]`."
+        )

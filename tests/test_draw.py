@@ -1,4 +1,5 @@
 """Drawing: skeleton and keypoints where the parts are, colours per track, labels, HUD."""
+
 from __future__ import annotations
 
 import cv2
@@ -31,10 +32,23 @@ def stick(x0: float = 100, y0: float = 40, score: float = 0.9, track_id: int | N
     """An upright stick figure: every part confident unless changed by the caller."""
     kp = np.zeros((17, 2), np.float32)
     pos = {
-        "nose": (0, 0), "left_eye": (5, -5), "right_eye": (-5, -5), "left_ear": (10, -2), "right_ear": (-10, -2),
-        "left_shoulder": (30, 40), "right_shoulder": (-30, 40), "left_elbow": (45, 90), "right_elbow": (-45, 90),
-        "left_wrist": (50, 140), "right_wrist": (-50, 140), "left_hip": (20, 140), "right_hip": (-20, 140),
-        "left_knee": (22, 210), "right_knee": (-22, 210), "left_ankle": (24, 280), "right_ankle": (-24, 280),
+        "nose": (0, 0),
+        "left_eye": (5, -5),
+        "right_eye": (-5, -5),
+        "left_ear": (10, -2),
+        "right_ear": (-10, -2),
+        "left_shoulder": (30, 40),
+        "right_shoulder": (-30, 40),
+        "left_elbow": (45, 90),
+        "right_elbow": (-45, 90),
+        "left_wrist": (50, 140),
+        "right_wrist": (-50, 140),
+        "left_hip": (20, 140),
+        "right_hip": (-20, 140),
+        "left_knee": (22, 210),
+        "right_knee": (-22, 210),
+        "left_ankle": (24, 280),
+        "right_ankle": (-24, 280),
     }
     for n, (dx, dy) in pos.items():
         kp[KEYPOINT_INDEX[n]] = (x0 + dx, y0 + dy)

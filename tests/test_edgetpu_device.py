@@ -4,6 +4,7 @@ There is no Edge TPU here: tests/fake_edgetpu/fake_edgetpu.c is a libedgetpu.so.
 external-delegate entry points and "device" option, whose delegate leaves every op on the CPU. It is built
 with the system C compiler and found the way the real one is (the dynamic loader's search path).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,10 @@ def fake_lib(tmp_path_factory) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "a C compiler (gcc) is needed to build the fake Edge TPU library (.ci/run installs it)"
     out = tmp_path_factory.mktemp("edgetpu")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out / "libedgetpu.so.1"), str(HERE / "fake_edgetpu/fake_edgetpu.c")], check=True)
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O1", "-o", str(out / "libedgetpu.so.1"), str(HERE / "fake_edgetpu/fake_edgetpu.c")],
+        check=True,
+    )
     return out
 
 
@@ -35,8 +39,20 @@ def run_with_tpu(fake_lib: Path, tmp_path: Path, device: str | None, attached: s
     cfg.write_text('[model]\nedgetpu = "on"\n' + (f'edgetpu_device = "{device}"\n' if device else ""))
     log, out = tmp_path / "etpu.log", tmp_path / "poses.jsonl"
     env = {"LD_LIBRARY_PATH": str(fake_lib), "FAKE_EDGETPU_LOG": str(log), "FAKE_EDGETPU_DEVICES": attached}
-    r = edgepose("run", "--config", str(cfg), "--model", str(MODEL), "--source", str(IMAGE), "--jsonl", str(out), "-q", env=env,
-                 timeout=120)
+    r = edgepose(
+        "run",
+        "--config",
+        str(cfg),
+        "--model",
+        str(MODEL),
+        "--source",
+        str(IMAGE),
+        "--jsonl",
+        str(out),
+        "-q",
+        env=env,
+        timeout=120,
+    )
     return r, (log.read_text().splitlines() if log.exists() else []), out
 
 
@@ -47,7 +63,9 @@ def test_the_configured_edge_tpu_is_the_one_opened(fake_lib, tmp_path, device):
     assert r.returncode == 0, r.stderr
     assert log[:2] == [f"option device={device}", "created"]
     people = [json.loads(line)["people"] for line in out.read_text().splitlines()]
-    assert len(people) == 1 and len(people[0]) >= 2  # the test image's couple, run by the interpreter the delegate was given to
+    assert (
+        len(people) == 1 and len(people[0]) >= 2
+    )  # the test image's couple, run by the interpreter the delegate was given to
 
 
 @pytest.mark.integration
@@ -61,7 +79,12 @@ def test_no_device_set_takes_any_edge_tpu(fake_lib, tmp_path):
 def test_an_edge_tpu_that_is_not_attached_is_one_line_naming_it(fake_lib, tmp_path):
     r, log, _ = run_with_tpu(fake_lib, tmp_path, "pci:0", attached="usb:0")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "'pci:0'" in r.stderr and "model.edgetpu_device" in r.stderr and "Failed to open device pci:0" in log and "created" not in log
+    assert (
+        "'pci:0'" in r.stderr
+        and "model.edgetpu_device" in r.stderr
+        and "Failed to open device pci:0" in log
+        and "created" not in log
+    )
 
 
 def test_a_malformed_device_name_is_refused_by_the_config(tmp_path):

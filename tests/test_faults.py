@@ -5,6 +5,7 @@ traceback and nothing half-written. Files in ``tests/faults/`` are the inputs (s
 models are made at test time from the real model in ../shared, so nothing downloaded is committed.
 Figures: ``.venv/bin/python -m pytest -q tests/test_faults.py`` (one test per input and command).
 """
+
 from __future__ import annotations
 
 import random
@@ -77,30 +78,78 @@ def cases(tmp: Path, write: bool = True) -> list[Case]:
             (folder / name).write_bytes((img / name).read_bytes())
         (folder / "z_good.jpg").write_bytes(GOOD_IMAGE.read_bytes())
     out: list[Case] = [
-        Case("config-not-utf8", ["--config", str(cfg / "latin1.toml")], "@" + str(cfg / "latin1.toml"), expect="not UTF-8"),
+        Case(
+            "config-not-utf8",
+            ["--config", str(cfg / "latin1.toml")],
+            "@" + str(cfg / "latin1.toml"),
+            expect="not UTF-8",
+        ),
         Case("config-is-a-directory", ["--config", str(cfg)], "@" + str(cfg), expect="is a directory"),
-        Case("config-missing", ["--config", str(tmp / "nope.toml")], "@" + str(tmp / "nope.toml"), expect="does not exist"),
-        Case("config-bad-syntax", ["--config", str(cfg / "bad_syntax.toml")], "@" + str(cfg / "bad_syntax.toml"),
-             expect="not valid TOML"),
-        Case("config-typo-key", ["--config", str(cfg / "typo_key.toml")], "@" + str(cfg / "typo_key.toml"),
-             expect="did you mean 'host'", fix=False),
-        Case("config-wrong-type", ["--config", str(cfg / "wrong_type.toml")], "@" + str(cfg / "wrong_type.toml"),
-             expect="mqtt.port", fix=False),
-        Case("config-bad-device-id", ["--config", str(cfg / "bad_device_id.toml")], "@" + str(cfg / "bad_device_id.toml"),
-             expect="device_id", fix=False),
-        Case("config-missing-model", ["--config", str(cfg / "missing_model.toml")], "@" + str(cfg / "missing_model.toml"),
-             expect="no model file"),
+        Case(
+            "config-missing",
+            ["--config", str(tmp / "nope.toml")],
+            "@" + str(tmp / "nope.toml"),
+            expect="does not exist",
+        ),
+        Case(
+            "config-bad-syntax",
+            ["--config", str(cfg / "bad_syntax.toml")],
+            "@" + str(cfg / "bad_syntax.toml"),
+            expect="not valid TOML",
+        ),
+        Case(
+            "config-typo-key",
+            ["--config", str(cfg / "typo_key.toml")],
+            "@" + str(cfg / "typo_key.toml"),
+            expect="did you mean 'host'",
+            fix=False,
+        ),
+        Case(
+            "config-wrong-type",
+            ["--config", str(cfg / "wrong_type.toml")],
+            "@" + str(cfg / "wrong_type.toml"),
+            expect="mqtt.port",
+            fix=False,
+        ),
+        Case(
+            "config-bad-device-id",
+            ["--config", str(cfg / "bad_device_id.toml")],
+            "@" + str(cfg / "bad_device_id.toml"),
+            expect="device_id",
+            fix=False,
+        ),
+        Case(
+            "config-missing-model",
+            ["--config", str(cfg / "missing_model.toml")],
+            "@" + str(cfg / "missing_model.toml"),
+            expect="no model file",
+        ),
     ]
     for name, path in models.items():
         out.append(Case(f"model-{name}", ["--model", str(path)], f'[model]\npath = "{path}"\n', expect="TFLite"))
-    for name, expect in (("huge_header.png", "larger than OpenCV reads"), ("not_an_image.jpg", "could not be read"),
-                         ("empty.jpg", "could not be read"), ("not_a_video.mp4", "")):
+    for name, expect in (
+        ("huge_header.png", "larger than OpenCV reads"),
+        ("not_an_image.jpg", "could not be read"),
+        ("empty.jpg", "could not be read"),
+        ("not_a_video.mp4", ""),
+    ):
         p = img / name
         out.append(Case(f"source-{name}", ["--source", str(p)], f'[source]\nuri = "{p}"\n', expect=expect))
-    out.append(Case("source-folder-with-bad-files", ["--source", str(folder)], f'[source]\nuri = "{folder}"\n', code=0,
-                    expect="skipped 3 file(s)"))
-    for name, expect in (("not_json.jsonl", "frame record"), ("empty.jsonl", "frames"),
-                         ("missing_fields.jsonl", "frame record"), ("missing.jsonl", "recording")):
+    out.append(
+        Case(
+            "source-folder-with-bad-files",
+            ["--source", str(folder)],
+            f'[source]\nuri = "{folder}"\n',
+            code=0,
+            expect="skipped 3 file(s)",
+        )
+    )
+    for name, expect in (
+        ("not_json.jsonl", "frame record"),
+        ("empty.jsonl", "frames"),
+        ("missing_fields.jsonl", "frame record"),
+        ("missing.jsonl", "recording"),
+    ):
         out.append(Case(f"replay-{name}", None, "", serve_args=("--replay", str(rec / name)), expect=expect))
     return out
 
@@ -154,8 +203,10 @@ def test_serve_over_bad_input(corpus, case_id, broker, tmp_path):
     if case.serve_config.startswith("@"):
         config = case.serve_config[1:]
     else:
-        base = (f'device_id = "fault-pi"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-                f'outbox_path = "{tmp_path / "outbox.sqlite"}"\n')
+        base = (
+            f'device_id = "fault-pi"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+            f'outbox_path = "{tmp_path / "outbox.sqlite"}"\n'
+        )
         if "[model]" not in case.serve_config:
             base += f'[model]\npath = "{TEST_MODEL}"\n'
         config_path = tmp_path / "device.toml"

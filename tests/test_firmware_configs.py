@@ -1,4 +1,5 @@
 """Device and provisioning files: board profiles, device.toml, systemd units, cloud-init, first boot, Dockerfile."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,17 @@ DEVICE = FW / "device.toml"
 UNIT = FW / "systemd" / "edgepose.service"
 FIRSTBOOT = FW / "rpi-image" / "firstboot.sh"
 DOCKERFILE = REPO / "Dockerfile.arm64"
-EXPECTED_BOARDS = {"pi5", "pi4", "pi-zero-2w", "coral-dev-board", "pi4-coral-usb", "generic-arm64", "rk3588", "amlogic-a311d", "termux"}
+EXPECTED_BOARDS = {
+    "pi5",
+    "pi4",
+    "pi-zero-2w",
+    "coral-dev-board",
+    "pi4-coral-usb",
+    "generic-arm64",
+    "rk3588",
+    "amlogic-a311d",
+    "termux",
+}
 ALL_TOML = sorted(FW.rglob("*.toml"))
 
 
@@ -48,6 +59,7 @@ def _no_board_env(monkeypatch):
 
 
 # -- TOML configs ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ALL_TOML, ids=[str(p.relative_to(FW)) for p in ALL_TOML])
 def test_every_toml_validates(path):
@@ -80,7 +92,11 @@ def test_board_profile_contents(name):
 
 def test_device_toml_has_every_section():
     data = read_toml(DEVICE)
-    sections = {k for k, f in EdgeposeConfig.model_fields.items() if isinstance(f.default, object) and hasattr(f.annotation, "model_fields")}
+    sections = {
+        k
+        for k, f in EdgeposeConfig.model_fields.items()
+        if isinstance(f.default, object) and hasattr(f.annotation, "model_fields")
+    }
     assert sections and sections <= set(data), sections - set(data)
     assert "device_id" in data
 
@@ -162,7 +178,9 @@ def test_profiles_cli(tmp_path):
     (dev / "idProduct").write_text("9302\n")
     out = io.StringIO()
     with redirect_stdout(out):
-        assert profiles_main(["detect", "--model-file", str(tmp_path / "model"), "--usb-root", str(tmp_path / "usb")]) == 0
+        assert (
+            profiles_main(["detect", "--model-file", str(tmp_path / "model"), "--usb-root", str(tmp_path / "usb")]) == 0
+        )
     assert out.getvalue().strip() == "pi4-coral-usb"
     secret = tmp_path / "device.toml"
     secret.write_text('[mqtt]\nusername = "u"\npassword = "hunter2"\n')
@@ -175,6 +193,7 @@ def test_profiles_cli(tmp_path):
 
 
 # -- systemd -----------------------------------------------------------------------------
+
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
     """systemd unit syntax: [Section], Key=Value (keys may repeat), # and ; comments."""
@@ -203,8 +222,20 @@ def test_service_unit_keys():
     assert one["Restart"] == "always"
     assert int(one["WatchdogSec"]) >= 10
     assert one["User"] == "edgepose" and one["Group"] == "edgepose"
-    assert shlex.split(one["ExecStart"]) == ["/opt/edgepose/venv/bin/edgepose", "serve", "--config", "/etc/edgepose/device.toml"]
-    for key in ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "CapabilityBoundingSet", "SystemCallFilter"):
+    assert shlex.split(one["ExecStart"]) == [
+        "/opt/edgepose/venv/bin/edgepose",
+        "serve",
+        "--config",
+        "/etc/edgepose/device.toml",
+    ]
+    for key in (
+        "NoNewPrivileges",
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "CapabilityBoundingSet",
+        "SystemCallFilter",
+    ):
         assert key in s, key
     assert one["ProtectSystem"] == "strict" and one["StateDirectory"] == "edgepose"
     assert u["Install"]["WantedBy"] == ["multi-user.target"]
@@ -229,6 +260,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path, unit):
 
 # -- cloud-init ------------------------------------------------------------------------------
 
+
 def test_cloud_init_files_parse():
     yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the cloud-init files")
     ud_text = (FW / "rpi-image" / "user-data").read_text()
@@ -248,6 +280,7 @@ def test_cloud_init_files_parse():
 
 # -- first boot ----------------------------------------------------------------------------------
 
+
 def boot_folder(tmp_path: Path, wheel: bool = True) -> Path:
     """firmware_configs/ as the boot partition holds it (edgepose/), with a dist/ wheel and wheels/ like a bundle."""
     conf = tmp_path / "boot" / "edgepose"
@@ -261,7 +294,9 @@ def boot_folder(tmp_path: Path, wheel: bool = True) -> Path:
     return conf
 
 
-def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), conf: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+def run_firstboot(
+    tmp_path: Path, model: str, usb: list[str] = (), conf: Path | None = None, **env: str
+) -> subprocess.CompletedProcess:
     conf = conf or boot_folder(tmp_path)
     (tmp_path / "model").write_bytes(model.encode() + b"\x00")
     usb_root = tmp_path / "usb"
@@ -281,7 +316,9 @@ def run_firstboot(tmp_path: Path, model: str, usb: list[str] = (), conf: Path | 
         "EDGEPOSE_USB_ROOT": str(usb_root),
         **env,
     }
-    return subprocess.run(["bash", str(conf / "rpi-image" / "firstboot.sh")], capture_output=True, text=True, env=e, timeout=120)
+    return subprocess.run(
+        ["bash", str(conf / "rpi-image" / "firstboot.sh")], capture_output=True, text=True, env=e, timeout=120
+    )
 
 
 @pytest.mark.integration
@@ -299,11 +336,20 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
     assert r.returncode == 0, r.stderr
     root = tmp_path / "root"
     cmds = r.stdout.splitlines()
-    assert "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-pip python3-picamera2" in cmds
-    assert any(c.startswith("+ python3 -m venv --system-site-packages ") and c.endswith("/opt/edgepose/venv") for c in cmds)
+    assert (
+        "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-pip python3-picamera2"
+        in cmds
+    )
+    assert any(
+        c.startswith("+ python3 -m venv --system-site-packages ") and c.endswith("/opt/edgepose/venv") for c in cmds
+    )
     # the bundled wheel, offline: never "edgepose" by name from an index
     pip = [c for c in cmds if re.match(r"\+ \S+/opt/edgepose/venv/bin/pip install ", c)]
-    assert len(pip) == 1 and "--no-index --find-links " in pip[0] and pip[0].endswith("/dist/edgepose-0.1.0-py3-none-any.whl"), pip
+    assert (
+        len(pip) == 1
+        and "--no-index --find-links " in pip[0]
+        and pip[0].endswith("/dist/edgepose-0.1.0-py3-none-any.whl")
+    ), pip
     assert cmds[-2:] == ["+ systemctl enable edgepose.service", "+ systemctl restart edgepose.service"]
     assert any(c.startswith("+ useradd --system") and c.endswith(" edgepose") for c in cmds)
     etc = root / "etc" / "edgepose"
@@ -322,8 +368,11 @@ def test_firstboot_dry_run_on_pi5(tmp_path):
 
 def write_manifest(conf: Path) -> None:
     """A MANIFEST.sha256 over the bundle folder, as edgepose bundle writes it (firstboot.sh checks it)."""
-    lines = [f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(conf)}" for f in sorted(conf.rglob("*"))
-             if f.is_file() and f.name != "MANIFEST.sha256"]
+    lines = [
+        f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(conf)}"
+        for f in sorted(conf.rglob("*"))
+        if f.is_file() and f.name != "MANIFEST.sha256"
+    ]
     (conf / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
 
 
@@ -340,11 +389,15 @@ def test_firstboot_again_after_a_reflash_keeps_state_and_local_edits(tmp_path):
     assert "already provisioned with this bundle" in run_firstboot(tmp_path, pi4, conf=conf).stderr
 
     # flashed again with another config; the device's copy was never edited: the card's replaces it
-    (conf / "device.toml").write_text((conf / "device.toml").read_text().replace("poses_rate = 5.0", "poses_rate = 2.0"))
+    (conf / "device.toml").write_text(
+        (conf / "device.toml").read_text().replace("poses_rate = 5.0", "poses_rate = 2.0")
+    )
     write_manifest(conf)
     r = run_firstboot(tmp_path, pi4, conf=conf)
     assert r.returncode == 0, r.stderr
-    assert "provisioning again, keeping /var/lib/edgepose" in r.stderr and "replaced /etc/edgepose/device.toml" in r.stderr
+    assert (
+        "provisioning again, keeping /var/lib/edgepose" in r.stderr and "replaced /etc/edgepose/device.toml" in r.stderr
+    )
     assert load_config(etc / "device.toml").mqtt.poses_rate == 2.0
     pip = [c for c in r.stdout.splitlines() if "/opt/edgepose/venv/bin/pip install" in c]
     assert len(pip) == 2 and "--no-deps --force-reinstall" in pip[1]  # same version number, new build: really installed
@@ -353,7 +406,9 @@ def test_firstboot_again_after_a_reflash_keeps_state_and_local_edits(tmp_path):
     # edited on the device, then another flash: the edit stays, the card's config goes beside it
     edited = (etc / "device.toml").read_text() + "\n# tuned on site\n"
     (etc / "device.toml").write_text(edited)
-    (conf / "device.toml").write_text((conf / "device.toml").read_text().replace("poses_rate = 2.0", "poses_rate = 3.0"))
+    (conf / "device.toml").write_text(
+        (conf / "device.toml").read_text().replace("poses_rate = 2.0", "poses_rate = 3.0")
+    )
     write_manifest(conf)
     r = run_firstboot(tmp_path, pi4, conf=conf)
     assert r.returncode == 0, r.stderr
@@ -384,9 +439,16 @@ def test_firstboot_without_a_bundle_needs_an_explicit_index(tmp_path):
     conf = boot_folder(tmp_path, wheel=False)
     r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf)
     assert r.returncode == 1 and "no edgepose wheel" in r.stderr
-    assert "pip install" not in r.stdout and not (tmp_path / "root" / "var" / "lib" / "edgepose" / ".provisioned").exists()
-    r = run_firstboot(tmp_path, "Raspberry Pi 4 Model B Rev 1.5", conf=conf,
-                      EDGEPOSE_PIP_INDEX_URL="https://pypi.example.org/simple", EDGEPOSE_PIP_SPEC="edgepose==0.1.0")
+    assert (
+        "pip install" not in r.stdout and not (tmp_path / "root" / "var" / "lib" / "edgepose" / ".provisioned").exists()
+    )
+    r = run_firstboot(
+        tmp_path,
+        "Raspberry Pi 4 Model B Rev 1.5",
+        conf=conf,
+        EDGEPOSE_PIP_INDEX_URL="https://pypi.example.org/simple",
+        EDGEPOSE_PIP_SPEC="edgepose==0.1.0",
+    )
     assert r.returncode == 0, r.stderr
     assert re.search(r"pip install .*--index-url https://pypi.example.org/simple .*edgepose==0.1.0$", r.stdout, re.M)
 
@@ -400,7 +462,10 @@ def test_firstboot_coral_usb_and_existing_config(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (etc / "device.toml").read_text() == 'device_id = "kept"\n'
     assert (etc / "board.toml").read_text() == (BOARDS / "pi4-coral-usb.toml").read_text()
-    assert "coral-edgetpu-stable" in (tmp_path / "root" / "etc" / "apt" / "sources.list.d" / "coral-edgetpu.list").read_text()
+    assert (
+        "coral-edgetpu-stable"
+        in (tmp_path / "root" / "etc" / "apt" / "sources.list.d" / "coral-edgetpu.list").read_text()
+    )
     assert "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y libedgetpu1-std" in r.stdout.splitlines()
 
 
@@ -418,6 +483,7 @@ def test_firstboot_generic_board_and_bad_config(tmp_path):
 
 
 # -- Dockerfile ------------------------------------------------------------------------------
+
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
@@ -463,7 +529,11 @@ def test_dockerfile_static():
     assert any(p[-1] == "/usr/local/lib/edgepose/healthcheck.py" for p in copies)
     # installs edgepose from pyproject (a wheel of the project), runtime deps only: no TensorFlow, no extras
     runs = " ".join(a for k, a in ins if k == "RUN")
-    assert "pip wheel" in runs and "--no-deps" in runs and re.search(r"pip install --no-deps /tmp/wheels/edgepose-\*\.whl", runs)
+    assert (
+        "pip wheel" in runs
+        and "--no-deps" in runs
+        and re.search(r"pip install --no-deps /tmp/wheels/edgepose-\*\.whl", runs)
+    )
     # the dependencies come from the same hash lock as edgepose bundle's, not from PyPI unpinned
     assert "pip install --require-hashes --only-binary=:all: -r /tmp/requirements-device.lock" in runs
     assert any(p[0] == "firmware_configs/requirements-device.lock" for p in copies)
@@ -482,7 +552,9 @@ def test_pyproject_runtime_deps_exclude_tensorflow():
 def test_dockerignore_lets_copied_files_through():
     ignore = (REPO / "Dockerfile.arm64.dockerignore").read_text().splitlines()
     allowed = [ln[1:].rstrip("/") for ln in ignore if ln.startswith("!")]
-    for parts in (a.split() for k, a in dockerfile_instructions(DOCKERFILE) if k == "COPY" and not a.startswith("--from")):
+    for parts in (
+        a.split() for k, a in dockerfile_instructions(DOCKERFILE) if k == "COPY" and not a.startswith("--from")
+    ):
         for src in parts[:-1]:
             assert any(src.rstrip("/") == a or src.startswith(a + "/") for a in allowed), src
 
@@ -515,9 +587,21 @@ def test_healthcheck_script(tmp_path):
 # -- runtime dependencies only (what the Docker image and the Pi venv install) ---------------------
 
 #: Installed here for tests, conversion and training; blocked unless pyproject.toml makes them runtime dependencies.
-_CANDIDATES = {"scipy": "scipy", "tensorflow": "tensorflow", "tf_keras": "tf-keras", "keras": "keras", "sklearn": "scikit-learn",
-               "matplotlib": "matplotlib", "yaml": "pyyaml", "jsonschema": "jsonschema", "pytest": "pytest", "pandas": "pandas",
-               "torch": "torch", "norfair": "norfair", "jinja2": "jinja2"}
+_CANDIDATES = {
+    "scipy": "scipy",
+    "tensorflow": "tensorflow",
+    "tf_keras": "tf-keras",
+    "keras": "keras",
+    "sklearn": "scikit-learn",
+    "matplotlib": "matplotlib",
+    "yaml": "pyyaml",
+    "jsonschema": "jsonschema",
+    "pytest": "pytest",
+    "pandas": "pandas",
+    "torch": "torch",
+    "norfair": "norfair",
+    "jinja2": "jinja2",
+}
 _RUNTIME = " ".join(read_toml(REPO / "pyproject.toml")["project"]["dependencies"]).lower()
 NOT_RUNTIME = tuple(mod for mod, dist in _CANDIDATES.items() if dist not in _RUNTIME)
 BLOCKER = f"""
@@ -537,8 +621,17 @@ def run_runtime_only(code: str) -> subprocess.CompletedProcess:
 @pytest.mark.integration
 def test_device_side_imports_with_runtime_dependencies_only():
     """The image installs pyproject's runtime dependencies only: the device modules must import without the rest."""
-    mods = ["edgepose.config", "edgepose.profiles", "edgepose.sources", "edgepose.draw", "edgepose.sinks.video",
-            "edgepose.pipeline", "edgepose.mqtt.sink", "edgepose.service.runner", "edgepose.model.posenet"]
+    mods = [
+        "edgepose.config",
+        "edgepose.profiles",
+        "edgepose.sources",
+        "edgepose.draw",
+        "edgepose.sinks.video",
+        "edgepose.pipeline",
+        "edgepose.mqtt.sink",
+        "edgepose.service.runner",
+        "edgepose.model.posenet",
+    ]
     r = run_runtime_only("import importlib\nfor m in " + repr(mods) + ":\n    importlib.import_module(m)\n")
     assert r.returncode == 0, r.stderr[-2000:]
 
@@ -552,7 +645,9 @@ def test_container_command_runs_with_runtime_dependencies_only():
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["source"]["uri"] == "0"
-    r = run_runtime_only(f"import sys\nfrom edgepose.cli import main\nsys.exit(main(['serve', '--print-config', '--config', {str(DEVICE)!r}]))\n")
+    r = run_runtime_only(
+        f"import sys\nfrom edgepose.cli import main\nsys.exit(main(['serve', '--print-config', '--config', {str(DEVICE)!r}]))\n"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -573,8 +668,21 @@ def test_docker_build_stage_makes_a_runtime_wheel(tmp_path):
             else:
                 shutil.copy(REPO / src, target)
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(tmp_path / "w"), "."],
-        cwd=ctx, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "w"),
+            ".",
+        ],
+        cwd=ctx,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     import zipfile

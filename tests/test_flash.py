@@ -1,4 +1,5 @@
 """`edgepose flash` on real MBR images (sfdisk + mformat): every file read back with mtools and checked."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,7 @@ def sha(path: Path) -> str:
 def fat_walk(image: Path, folder: str) -> list[str]:
     out = mtools("mdir", "-/", "-b", "-i", f"{image}@@{BOOT_START}", f"::/{folder}").decode()
     prefix = f"::/{folder}/"
-    return sorted(ln[len(prefix):] for ln in out.split() if ln.startswith(prefix) and not ln.endswith("/"))
+    return sorted(ln[len(prefix) :] for ln in out.split() if ln.startswith(prefix) and not ln.endswith("/"))
 
 
 def fat_root(image: Path) -> set[str]:
@@ -70,6 +71,7 @@ def key_file(tmp_path) -> Path:
 
 # -- the full path: a cloud-init image (.xz) ----------------------------------------------------------
 
+
 @pytest.mark.integration
 def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     raw = make_pi_image(tmp_path / "raspios.img", cloud_init=True)
@@ -80,9 +82,29 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     raw.unlink()
     before = sha(src)
     out = tmp_path / "out" / "custom.img"
-    r = flash_cli("--image", str(src), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE), "--hostname", "kitchen-cam",
-                  "--ssh-key", str(key_file), "--wifi-ssid", SSID, "--wifi-country", "de", "--bundle", str(pi4_bundle),
-                  "--camera", "imx708", env={"EDGEPOSE_WIFI_PASSWORD": PASSPHRASE})
+    r = flash_cli(
+        "--image",
+        str(src),
+        "--out",
+        str(out),
+        "--profile",
+        "pi4",
+        "--config",
+        str(DEVICE),
+        "--hostname",
+        "kitchen-cam",
+        "--ssh-key",
+        str(key_file),
+        "--wifi-ssid",
+        SSID,
+        "--wifi-country",
+        "de",
+        "--bundle",
+        str(pi4_bundle),
+        "--camera",
+        "imx708",
+        env={"EDGEPOSE_WIFI_PASSWORD": PASSPHRASE},
+    )
     assert r.returncode == 0, r.stderr
     assert "first boot via cloud-init" in r.stdout
     # a cloud-init image is Trixie-based (Python 3.13); the session bundle is for 3.11: said, not fatal
@@ -92,17 +114,31 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
 
     # the bundle, every file read back from the FAT partition and checked against the manifest
     files = fat_walk(out, "edgepose")
-    manifest = dict(reversed(ln.split("  ", 1)) for ln in fat_read(out, "edgepose/MANIFEST.sha256").decode().splitlines())
+    manifest = dict(
+        reversed(ln.split("  ", 1)) for ln in fat_read(out, "edgepose/MANIFEST.sha256").decode().splitlines()
+    )
     assert set(files) == set(manifest) | {"MANIFEST.sha256"}
     for rel in files:
         data = fat_read(out, f"edgepose/{rel}")
         assert data == (pi4_bundle / rel).read_bytes(), rel
         if rel != "MANIFEST.sha256":
             assert hashlib.sha256(data).hexdigest() == manifest[rel], rel
-    wheels = {canonicalize_name(parse_wheel_filename(Path(f).name)[0]): parse_wheel_filename(Path(f).name)[3]
-              for f in files if f.startswith("wheels/")}
-    for dep in ("numpy", "opencv-python-headless", "ai-edge-litert", "paho-mqtt", "pydantic", "scipy", "platformdirs", "tqdm",
-                "flatbuffers"):
+    wheels = {
+        canonicalize_name(parse_wheel_filename(Path(f).name)[0]): parse_wheel_filename(Path(f).name)[3]
+        for f in files
+        if f.startswith("wheels/")
+    }
+    for dep in (
+        "numpy",
+        "opencv-python-headless",
+        "ai-edge-litert",
+        "paho-mqtt",
+        "pydantic",
+        "scipy",
+        "platformdirs",
+        "tqdm",
+        "flatbuffers",
+    ):
         assert dep in wheels, dep
         assert all(t.platform == "any" or t.platform.endswith("aarch64") for t in wheels[dep]), dep
     assert any(re.fullmatch(r"dist/edgepose-[\d.]+-py3-none-any\.whl", f) for f in files)
@@ -122,8 +158,13 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
     assert ud["runcmd"][1:] == [fb.SSH_ENABLE_CMD, fb.FIRSTBOOT_CMD] and "packages" not in ud
     assert ud["manage_resolv_conf"] is False
     (tmp_path / "ud.yaml").write_bytes(ud_bytes)
-    schema = subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "ud.yaml")],
-                            capture_output=True, text=True, timeout=120, check=False)
+    schema = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(tmp_path / "ud.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert schema.returncode == 0, schema.stdout + schema.stderr
     net = yaml.safe_load(fat_read(out, "network-config"))["network"]
     assert net["ethernets"]["eth0"]["dhcp4"] is True  # stock ethernet kept
@@ -153,6 +194,7 @@ def test_flash_cloud_init_image_from_xz(tmp_path, pi4_bundle, key_file):
 
 # -- Bookworm: Imager's firstrun.sh + cmdline.txt, bundle made on the fly ----------------------------------
 
+
 @pytest.mark.integration
 def test_flash_bookworm_image_uses_firstrun(tmp_path, pi4_bundle, key_file):
     src = make_pi_image(tmp_path / "bookworm.img", cloud_init=False)
@@ -160,19 +202,45 @@ def test_flash_bookworm_image_uses_firstrun(tmp_path, pi4_bundle, key_file):
     (tmp_path / "wifi.txt").write_text("hunter2hunter2\n")
     (tmp_path / "pw.txt").write_text("s3cret-login\n")
     out = tmp_path / "custom.img"
-    r = flash_cli("--image", str(src), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE), "--user", "alice",
-                  "--ssh-key", str(key_file), "--wifi-ssid", "HomeNet", "--wifi-country", "GB", "--wifi-password-file",
-                  str(tmp_path / "wifi.txt"), "--user-password-file", str(tmp_path / "pw.txt"))
+    r = flash_cli(
+        "--image",
+        str(src),
+        "--out",
+        str(out),
+        "--profile",
+        "pi4",
+        "--config",
+        str(DEVICE),
+        "--user",
+        "alice",
+        "--ssh-key",
+        str(key_file),
+        "--wifi-ssid",
+        "HomeNet",
+        "--wifi-country",
+        "GB",
+        "--wifi-password-file",
+        str(tmp_path / "wifi.txt"),
+        "--user-password-file",
+        str(tmp_path / "pw.txt"),
+    )
     assert r.returncode == 0, r.stderr
     assert "first boot via firstrun" in r.stdout and sha(src) == before
     assert "warning" not in r.stderr  # made on the fly for the image's Python (Bookworm: 3.11)
     root = fat_root(out)
-    assert {"firstrun.sh", "cmdline.txt", "edgepose", "ssh"} <= root and not root & {"user-data", "network-config", "meta-data"}
+    assert {"firstrun.sh", "cmdline.txt", "edgepose", "ssh"} <= root and not root & {
+        "user-data",
+        "network-config",
+        "meta-data",
+    }
     # the bundle made on the fly (warm wheel cache) has the same wheels as the session's
-    assert {f for f in fat_walk(out, "edgepose") if f.startswith("wheels/")} == \
-        {f"wheels/{p.name}" for p in (pi4_bundle / "wheels").iterdir()}
+    assert {f for f in fat_walk(out, "edgepose") if f.startswith("wheels/")} == {
+        f"wheels/{p.name}" for p in (pi4_bundle / "wheels").iterdir()
+    }
     cmdline = fat_read(out, "cmdline.txt").decode()
-    assert cmdline.count("\n") == 1 and cmdline.startswith(CMDLINE_TXT.strip() + " systemd.run=/boot/firmware/firstrun.sh ")
+    assert cmdline.count("\n") == 1 and cmdline.startswith(
+        CMDLINE_TXT.strip() + " systemd.run=/boot/firmware/firstrun.sh "
+    )
     script = fat_read(out, "firstrun.sh").decode()
     (tmp_path / "firstrun.sh").write_text(script)
     assert subprocess.run(["bash", "-n", str(tmp_path / "firstrun.sh")], check=False).returncode == 0
@@ -183,8 +251,13 @@ def test_flash_bookworm_image_uses_firstrun(tmp_path, pi4_bundle, key_file):
     assert "set_hostname edgepose-01" in script
     crypt = re.search(r"userconf alice '(\$6\$[^']+)'", script).group(1)
     salt = crypt.split("$")[2]
-    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input="s3cret-login\n", capture_output=True,
-                           text=True, check=True).stdout.strip()
+    again = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+        input="s3cret-login\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert again == crypt
     blob = out.read_bytes()
     assert b"hunter2hunter2" not in blob and b"s3cret-login" not in blob
@@ -199,8 +272,23 @@ def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
     tar = tmp_path / "bundle.tar"
     with tarfile.open(tar, "w") as t:  # the layout of `edgepose bundle --out FILE.tar`
         t.add(pi4_bundle, arcname="edgepose")
-    r = flash_cli("--image", str(src), "--out", str(out), "--profile", "generic-arm64", "--config", str(DEVICE),
-                  "--bundle", str(tar), "--first-boot", "firstrun", "--camera", "imx219", no_progress=False)
+    r = flash_cli(
+        "--image",
+        str(src),
+        "--out",
+        str(out),
+        "--profile",
+        "generic-arm64",
+        "--config",
+        str(DEVICE),
+        "--bundle",
+        str(tar),
+        "--first-boot",
+        "firstrun",
+        "--camera",
+        "imx219",
+        no_progress=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr and "%|" not in r.stderr, r.stderr  # a pipe, even without --no-progress: no bar
     assert "first boot via firstrun" in r.stdout
@@ -212,6 +300,7 @@ def test_first_boot_override_and_usb_camera_profile(tmp_path, pi4_bundle):
 
 
 # -- bad input: one line, non-zero exit, input untouched, nothing half-written --------------------------------
+
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
@@ -236,8 +325,13 @@ def test_bad_input(tmp_path, pi4_bundle, case, message):
     bad.write_text('device_id = "x"\n[decode]\nmin_pose_score = 2.0\n')
     outdir = tmp_path / "outdir"
     outdir.mkdir()
-    args = {"--image": str(src), "--out": str(outdir / "o.img"), "--profile": "pi4", "--config": str(DEVICE),
-            "--bundle": str(pi4_bundle)}
+    args = {
+        "--image": str(src),
+        "--out": str(outdir / "o.img"),
+        "--profile": "pi4",
+        "--config": str(DEVICE),
+        "--bundle": str(pi4_bundle),
+    }
     env = {}
     extra: list[str] = []
     if case == "unknown-profile":
@@ -248,7 +342,9 @@ def test_bad_input(tmp_path, pi4_bundle, case, message):
         args["--config"] = str(bad)
     elif case in ("long-ssid", "short-passphrase", "long-passphrase", "no-passphrase"):
         extra = ["--wifi-ssid", "x" * 33 if case == "long-ssid" else "net", "--wifi-country", "GB"]
-        env["EDGEPOSE_WIFI_PASSWORD"] = {"short-passphrase": "1234567", "long-passphrase": "p" * 64}.get(case, "longenough")
+        env["EDGEPOSE_WIFI_PASSWORD"] = {"short-passphrase": "1234567", "long-passphrase": "p" * 64}.get(
+            case, "longenough"
+        )
         if case == "no-passphrase":
             del env["EDGEPOSE_WIFI_PASSWORD"]
     elif case == "bad-hostname":
@@ -273,21 +369,39 @@ def test_bundle_too_big_for_the_boot_partition(tmp_path, pi4_bundle):
     img = tmp_path / "small.img"
     with open(img, "wb") as f:
         f.truncate(48 << 20)
-    subprocess.run([shutil.which("sfdisk") or "/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\nstart=8192, size=81920, type=c\n",
-                   text=True, check=True, capture_output=True)
+    subprocess.run(
+        [shutil.which("sfdisk") or "/usr/sbin/sfdisk", "-q", str(img)],
+        input="label: dos\nstart=8192, size=81920, type=c\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     mtools("mformat", "-i", f"{img}@@{BOOT_START}", "-F", "-T", "81920", "-h", "64", "-s", "32", "::")
-    r = flash_cli("--image", str(img), "--out", str(tmp_path / "o.img"), "--profile", "pi4", "--config", str(DEVICE),
-                  "--bundle", str(pi4_bundle))
+    r = flash_cli(
+        "--image",
+        str(img),
+        "--out",
+        str(tmp_path / "o.img"),
+        "--profile",
+        "pi4",
+        "--config",
+        str(DEVICE),
+        "--bundle",
+        str(pi4_bundle),
+    )
     assert r.returncode == 2 and "boot partition has" in r.stderr and "MB free" in r.stderr
     assert not (tmp_path / "o.img").exists() and not list(tmp_path.glob(".o.img*"))
 
 
 # -- units -------------------------------------------------------------------------------------------
 
+
 def test_wpa_psk_matches_the_standard_vectors():
     # IEEE 802.11i-2004, Annex H.4.3
     assert wpa_psk("IEEE", "password") == "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
-    assert wpa_psk("ThisIsASSID", "ThisIsAPassword") == "0dc0d6eb90555ed6419756b9a15ec3e3209b63df707dd508d14581f8982721af"
+    assert (
+        wpa_psk("ThisIsASSID", "ThisIsAPassword") == "0dc0d6eb90555ed6419756b9a15ec3e3209b63df707dd508d14581f8982721af"
+    )
     with pytest.raises(ConfigError, match="8 to 63 printable ASCII"):
         check_passphrase("pässword1")
 
@@ -314,11 +428,18 @@ def test_config_txt_camera_lines(camera, added, removed):
 
 def test_config_txt_without_camera_line_and_trailing_section():
     text = b"dtparam=audio=on\n[pi4]\narm_boost=1\n"
-    assert fb.config_txt(text, "imx219") == b"dtparam=audio=on\n[pi4]\narm_boost=1\n[all]\ncamera_auto_detect=0\ndtoverlay=imx219\n"
+    assert (
+        fb.config_txt(text, "imx219")
+        == b"dtparam=audio=on\n[pi4]\narm_boost=1\n[all]\ncamera_auto_detect=0\ndtoverlay=imx219\n"
+    )
 
 
 def test_user_data_replaces_a_user_of_the_same_name():
-    existing = b"#cloud-config\nusers:\n- name: pi\n  passwd: old\n- name: other\nruncmd:\n- " + json.dumps(fb.FIRSTBOOT_CMD).encode() + b"\n"
+    existing = (
+        b"#cloud-config\nusers:\n- name: pi\n  passwd: old\n- name: other\nruncmd:\n- "
+        + json.dumps(fb.FIRSTBOOT_CMD).encode()
+        + b"\n"
+    )
     c = fb.Customisation(hostname="a1", ssh_keys=[KEY])
     ud = yaml.safe_load(fb.user_data(existing, c))
     assert [u["name"] for u in ud["users"]] == ["other"]  # the image's own entry of that name would override ours
@@ -332,8 +453,13 @@ def test_user_data_with_password_passes_cloud_init_schema(tmp_path):
     c = fb.Customisation(hostname="cam-2", user="alice", ssh_keys=[KEY], password_hash=sha512_crypt("pw-for-test"))
     ud = fb.user_data(STOCK_USER_DATA.encode(), c)
     (tmp_path / "ud").write_bytes(ud)
-    r = subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "ud")], capture_output=True, text=True,
-                       timeout=120, check=False)
+    r = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(tmp_path / "ud")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     user = yaml.safe_load(ud)["user"]
     assert user["passwd"].startswith("$6$") and user["lock_passwd"] is False and b"pw-for-test" not in ud
@@ -348,8 +474,22 @@ def test_flashing_a_flashed_image_again_makes_a_new_first_boot(tmp_path, pi4_bun
     ids, lines = [], []
     for n, (inp, token) in enumerate(((src, "first"), (tmp_path / "out1.img", "second")), 1):
         secrets_file.write_text(f"# the page's token\nEDGEPOSE_HTTP_TOKEN='{token}'\n")
-        r = flash_cli("--image", str(inp), "--out", str(tmp_path / f"out{n}.img"), "--profile", "pi4", "--config", str(DEVICE),
-                      "--ssh-key", str(key_file), "--bundle", str(pi4_bundle), "--secrets", str(secrets_file))
+        r = flash_cli(
+            "--image",
+            str(inp),
+            "--out",
+            str(tmp_path / f"out{n}.img"),
+            "--profile",
+            "pi4",
+            "--config",
+            str(DEVICE),
+            "--ssh-key",
+            str(key_file),
+            "--bundle",
+            str(pi4_bundle),
+            "--secrets",
+            str(secrets_file),
+        )
         assert r.returncode == 0, r.stderr
         out = tmp_path / f"out{n}.img"
         ids.append(yaml.safe_load(fat_read(out, "meta-data"))["instance-id"])
@@ -368,8 +508,20 @@ def test_secrets_file_errors_name_the_line(tmp_path, pi4_bundle):
     bad = tmp_path / "bad.env"
     for text, words in (("EDGEPOSE TOKEN=1\n", "line 1"), ("A=1\nnot a pair\n", "line 2"), (b"T=\xff\n", "not UTF-8")):
         bad.write_bytes(text if isinstance(text, bytes) else text.encode())
-        r = flash_cli("--image", str(tmp_path / "none.img"), "--out", str(tmp_path / "o.img"), "--profile", "pi4",
-                      "--config", str(DEVICE), "--secrets", str(bad), "--bundle", str(pi4_bundle))
+        r = flash_cli(
+            "--image",
+            str(tmp_path / "none.img"),
+            "--out",
+            str(tmp_path / "o.img"),
+            "--profile",
+            "pi4",
+            "--config",
+            str(DEVICE),
+            "--secrets",
+            str(bad),
+            "--bundle",
+            str(pi4_bundle),
+        )
         assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
@@ -381,25 +533,99 @@ def test_flash_write_to_a_card(tmp_path, pi4_bundle):
     with open(card, "wb") as f:
         f.truncate(src.stat().st_size + (8 << 20))
     recording = tmp_path / "lsblk.json"
-    recording.write_text(json.dumps({"blockdevices": [
-        {"name": "mmcblk0", "path": "/dev/mmcblk0", "size": 31914983424, "type": "disk", "rm": False, "hotplug": False,
-         "ro": False, "tran": "mmc", "model": None, "mountpoints": [None], "children": [
-             {"name": "mmcblk0p1", "path": "/dev/mmcblk0p1", "size": 536870912, "type": "part", "rm": False, "hotplug": False,
-              "ro": False, "tran": None, "model": None, "mountpoints": ["/boot/firmware"]},
-             {"name": "mmcblk0p2", "path": "/dev/mmcblk0p2", "size": 31373049856, "type": "part", "rm": False,
-              "hotplug": False, "ro": False, "tran": None, "model": None, "mountpoints": ["/"]}]},
-        {"name": "sda", "path": str(card), "size": card.stat().st_size, "type": "disk", "rm": True, "hotplug": True,
-         "ro": False, "tran": "usb", "model": "SD Card Reader", "mountpoints": [None]},
-    ]}))
+    recording.write_text(
+        json.dumps(
+            {
+                "blockdevices": [
+                    {
+                        "name": "mmcblk0",
+                        "path": "/dev/mmcblk0",
+                        "size": 31914983424,
+                        "type": "disk",
+                        "rm": False,
+                        "hotplug": False,
+                        "ro": False,
+                        "tran": "mmc",
+                        "model": None,
+                        "mountpoints": [None],
+                        "children": [
+                            {
+                                "name": "mmcblk0p1",
+                                "path": "/dev/mmcblk0p1",
+                                "size": 536870912,
+                                "type": "part",
+                                "rm": False,
+                                "hotplug": False,
+                                "ro": False,
+                                "tran": None,
+                                "model": None,
+                                "mountpoints": ["/boot/firmware"],
+                            },
+                            {
+                                "name": "mmcblk0p2",
+                                "path": "/dev/mmcblk0p2",
+                                "size": 31373049856,
+                                "type": "part",
+                                "rm": False,
+                                "hotplug": False,
+                                "ro": False,
+                                "tran": None,
+                                "model": None,
+                                "mountpoints": ["/"],
+                            },
+                        ],
+                    },
+                    {
+                        "name": "sda",
+                        "path": str(card),
+                        "size": card.stat().st_size,
+                        "type": "disk",
+                        "rm": True,
+                        "hotplug": True,
+                        "ro": False,
+                        "tran": "usb",
+                        "model": "SD Card Reader",
+                        "mountpoints": [None],
+                    },
+                ]
+            }
+        )
+    )
     out = tmp_path / "o.img"
-    r = flash_cli("--image", str(src), "--out", str(out), "--profile", "pi4", "--config", str(DEVICE), "--bundle", str(pi4_bundle),
-                  "--write", str(card), env={"EDGEPOSE_LSBLK_JSON": str(recording)})
+    r = flash_cli(
+        "--image",
+        str(src),
+        "--out",
+        str(out),
+        "--profile",
+        "pi4",
+        "--config",
+        str(DEVICE),
+        "--bundle",
+        str(pi4_bundle),
+        "--write",
+        str(card),
+        env={"EDGEPOSE_LSBLK_JSON": str(recording)},
+    )
     assert r.returncode == 0, r.stderr
     assert f"wrote and verified {card}" in r.stdout and sha(out) in r.stdout
     with open(card, "rb") as f:
         assert hashlib.sha256(f.read(out.stat().st_size)).hexdigest() == sha(out)
     assert fat_read(card, "edgepose/MANIFEST.sha256") == (pi4_bundle / "MANIFEST.sha256").read_bytes()
     # the Pi's own card is refused before anything is written
-    r = flash_cli("--image", str(src), "--out", str(tmp_path / "x.img"), "--profile", "pi4", "--config", str(DEVICE),
-                  "--bundle", str(pi4_bundle), "--write", "/dev/mmcblk0", env={"EDGEPOSE_LSBLK_JSON": str(recording)})
+    r = flash_cli(
+        "--image",
+        str(src),
+        "--out",
+        str(tmp_path / "x.img"),
+        "--profile",
+        "pi4",
+        "--config",
+        str(DEVICE),
+        "--bundle",
+        str(pi4_bundle),
+        "--write",
+        "/dev/mmcblk0",
+        env={"EDGEPOSE_LSBLK_JSON": str(recording)},
+    )
     assert r.returncode == 2 and "holds /, /boot/firmware" in r.stderr and not (tmp_path / "x.img").exists()

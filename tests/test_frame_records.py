@@ -1,4 +1,5 @@
 """One reader of JSONL frame records: FrameResult.from_dict inverts to_dict, every consumer reads through it."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,13 @@ from edgepose.types import KEYPOINT_NAMES, ActionEvent, FrameResult, Pose
 
 def _frame(i: int) -> FrameResult:
     rng = np.random.default_rng(i)
-    poses = [Pose(rng.uniform(0, 600, (17, 2)).astype(np.float32), rng.uniform(0, 1, 17).astype(np.float32), 0.7, track_id=3)]
+    poses = [
+        Pose(rng.uniform(0, 600, (17, 2)).astype(np.float32), rng.uniform(0, 1, 17).astype(np.float32), 0.7, track_id=3)
+    ]
     events = [ActionEvent(3, "squat", "count", 1.5, None, 0.9, count=2, extra={"depth": 0.4})] if i == 1 else []
-    return FrameResult(i, 10.0 + i / 30, poses, 640, 480, events=events, extra={"camera_pose": {"position": [1.0, 2.0, 0.5]}})
+    return FrameResult(
+        i, 10.0 + i / 30, poses, 640, 480, events=events, extra={"camera_pose": {"position": [1.0, 2.0, 0.5]}}
+    )
 
 
 def test_from_dict_inverts_to_dict():
@@ -51,6 +56,7 @@ def test_each_line_holds_to_dicts_values(tmp_path):
     with JsonlSink(path) as sink:
         for fr in frames:
             sink.write(fr)
+
     def no_nan(x):
         if isinstance(x, float):
             return 0.0 if x != x else x
@@ -62,7 +68,9 @@ def test_each_line_holds_to_dicts_values(tmp_path):
         raise AssertionError(f"{name} is not JSON")
 
     lines = path.read_text().splitlines()
-    assert [json.loads(ln, parse_constant=strict) for ln in lines] == [no_nan(json.loads(json.dumps(fr.to_dict()))) for fr in frames]
+    assert [json.loads(ln, parse_constant=strict) for ln in lines] == [
+        no_nan(json.loads(json.dumps(fr.to_dict()))) for fr in frames
+    ]
     assert list(json.loads(lines[1])) == ["v", "frame", "ts", "width", "height", "people", "events", "camera_pose"]
 
 

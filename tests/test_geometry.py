@@ -1,4 +1,5 @@
 """Geometry helpers: invariances and agreement between the single-pose and batch forms."""
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,9 @@ def test_batch_forms_match_single_pose_forms():
 
 def test_angles_and_tilt():
     assert g.angle_deg(np.array([0.0, 1]), np.array([0.0, 0]), np.array([1.0, 0])) == pytest.approx(90.0)
-    assert g.angle_deg(np.array([0.0, 1]), np.array([0.0, 1]), np.array([1.0, 0])) != g.angle_deg(np.array([0.0, 1]), np.array([0.0, 0]), np.array([1.0, 0]))
+    assert g.angle_deg(np.array([0.0, 1]), np.array([0.0, 1]), np.array([1.0, 0])) != g.angle_deg(
+        np.array([0.0, 1]), np.array([0.0, 0]), np.array([1.0, 0])
+    )
     lying = figure_keypoints(Figure(roll=90))
     assert g.torso_tilt_deg(lying, ALL) == pytest.approx(90.0, abs=1e-3)
 

@@ -3,6 +3,7 @@
 The whole corpus goes through ``load_config`` (what every command loads with, TOML file and all); a sample of it
 through ``edgepose serve --config X --print-config``, and serve's own numeric flags through the real command.
 """
+
 from __future__ import annotations
 
 import math
@@ -142,21 +143,42 @@ def test_edge_value_is_refused_with_the_field_named(tmp_path, key, value, words)
     assert_refused(tmp_path, toml_for(tuple(key.split(".")), value), key, words)
 
 
-@pytest.mark.parametrize("text, field, words", [
-    ('[source]\nretry_initial_s = 10\nretry_max_s = 1\n', "source", "retry_max_s (1.0) must be at least retry_initial_s (10.0)"),
-    ('[mqtt]\nbackoff_min = 10\nbackoff_max = 1\n', "mqtt", "backoff_max (1.0) must be at least backoff_min (10.0)"),
-    ('[mqtt]\nhost = ""\n', "mqtt.host", "at least 1 character"),
-    (f'device_id = "{"d" * 65}"\n', "device_id", "at most 64 characters"),
-    ('[mqtt]\nkeepalive = 5.5\n', "mqtt.keepalive", "fractional part"),
-])
+@pytest.mark.parametrize(
+    "text, field, words",
+    [
+        (
+            "[source]\nretry_initial_s = 10\nretry_max_s = 1\n",
+            "source",
+            "retry_max_s (1.0) must be at least retry_initial_s (10.0)",
+        ),
+        (
+            "[mqtt]\nbackoff_min = 10\nbackoff_max = 1\n",
+            "mqtt",
+            "backoff_max (1.0) must be at least backoff_min (10.0)",
+        ),
+        ('[mqtt]\nhost = ""\n', "mqtt.host", "at least 1 character"),
+        (f'device_id = "{"d" * 65}"\n', "device_id", "at most 64 characters"),
+        ("[mqtt]\nkeepalive = 5.5\n", "mqtt.keepalive", "fractional part"),
+    ],
+)
 def test_related_and_string_edges(tmp_path, text, field, words):
     assert_refused(tmp_path, text, field, words)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("mqtt.status_interval", "1"), ("mqtt.backoff_min", "0.1"), ("source.retry_initial_s", "0.01"), ("source.timeout_s", "0.1"),
-    ("http.port", "0"), ("mqtt.port", "65535"), ("mqtt.poses_rate", "1000"), ("source.fps", "0.001"), ("http.stream_fps", "60"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("mqtt.status_interval", "1"),
+        ("mqtt.backoff_min", "0.1"),
+        ("source.retry_initial_s", "0.01"),
+        ("source.timeout_s", "0.1"),
+        ("http.port", "0"),
+        ("mqtt.port", "65535"),
+        ("mqtt.poses_rate", "1000"),
+        ("source.fps", "0.001"),
+        ("http.stream_fps", "60"),
+    ],
+)
 def test_the_edges_themselves_are_accepted(tmp_path, key, value):
     cfg = load(tmp_path, toml_for(tuple(key.split(".")), value))
     obj = cfg
@@ -170,14 +192,17 @@ def serve(*args: str) -> subprocess.CompletedProcess:
     return edgepose("serve", *args, timeout=120, env=env)
 
 
-@pytest.mark.parametrize("text, field", [
-    ("[mqtt]\nstatus_interval = nan\n", "mqtt.status_interval"),
-    ("[mqtt]\nbackoff_min = 1e-9\n", "mqtt.backoff_min"),
-    ("[source]\nretry_initial_s = 0\n", "source.retry_initial_s"),
-    ("[http]\nport = 65536\n", "http.port"),
-    ("[mqtt]\nport = true\n", "mqtt.port"),
-    ("[mqtt]\nposes_rate = inf\n", "mqtt.poses_rate"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("[mqtt]\nstatus_interval = nan\n", "mqtt.status_interval"),
+        ("[mqtt]\nbackoff_min = 1e-9\n", "mqtt.backoff_min"),
+        ("[source]\nretry_initial_s = 0\n", "source.retry_initial_s"),
+        ("[http]\nport = 65536\n", "http.port"),
+        ("[mqtt]\nport = true\n", "mqtt.port"),
+        ("[mqtt]\nposes_rate = inf\n", "mqtt.poses_rate"),
+    ],
+)
 @pytest.mark.integration
 def test_serve_print_config_refuses_in_one_line(tmp_path, text, field):
     p = tmp_path / "device.toml"
@@ -188,8 +213,17 @@ def test_serve_print_config_refuses_in_one_line(tmp_path, text, field):
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("flag, value", [("--status-every", "nan"), ("--status-every", "1e-9"), ("--status-every", "-1"),
-                                         ("--replay-fps", "0"), ("--replay-fps", "inf"), ("--replay-fps", "1e9")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--status-every", "nan"),
+        ("--status-every", "1e-9"),
+        ("--status-every", "-1"),
+        ("--replay-fps", "0"),
+        ("--replay-fps", "inf"),
+        ("--replay-fps", "1e9"),
+    ],
+)
 @pytest.mark.integration
 def test_serve_numeric_flags_are_bounded(flag, value):
     r = serve(flag, value, "--print-config")
@@ -206,20 +240,28 @@ def _cpu_ticks(pid: int) -> int:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not os.path.isfile(MODEL) or not os.path.isdir("/proc/self"), reason="needs the Coral model and /proc")
+@pytest.mark.skipif(
+    not os.path.isfile(MODEL) or not os.path.isdir("/proc/self"), reason="needs the Coral model and /proc"
+)
 def test_the_smallest_retry_interval_is_no_busy_loop_and_no_log_flood(tmp_path):
     """At the floors (0.01 s retries, a refused stream and broker) serve neither spins nor floods the journal."""
     p = tmp_path / "device.toml"
-    p.write_text(f'device_id = "cam-1"\n[source]\nuri = "rtsp://127.0.0.1:9/x"\nretry_initial_s = 0.01\nretry_max_s = 0.01\n'
-                 f'timeout_s = 0.1\n[model]\npath = "{os.path.abspath(MODEL)}"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
-                 f'backoff_min = 0.1\nbackoff_max = 0.1\nstatus_interval = 1\noutbox_path = "{tmp_path / "o.sqlite"}"\n')
+    p.write_text(
+        f'device_id = "cam-1"\n[source]\nuri = "rtsp://127.0.0.1:9/x"\nretry_initial_s = 0.01\nretry_max_s = 0.01\n'
+        f'timeout_s = 0.1\n[model]\npath = "{os.path.abspath(MODEL)}"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
+        f'backoff_min = 0.1\nbackoff_max = 0.1\nstatus_interval = 1\noutbox_path = "{tmp_path / "o.sqlite"}"\n'
+    )
     env = {"EDGEPOSE_BOARD": None}
     log = tmp_path / "serve.err"
     with log.open("w") as stderr:
         proc = edgepose_process("serve", "--config", str(p), stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     try:
         # The model loaded and the reconnect loop running (its retries logged), then a while more to settle.
-        wait_until(lambda: "retrying in 0.01 s (attempt" in log.read_text() or proc.poll() is not None, 60, "the reconnect loop")
+        wait_until(
+            lambda: "retrying in 0.01 s (attempt" in log.read_text() or proc.poll() is not None,
+            60,
+            "the reconnect loop",
+        )
         assert proc.poll() is None, log.read_text()[-2000:]
         time.sleep(1)
         t0, c0 = time.monotonic(), _cpu_ticks(proc.pid)

@@ -8,6 +8,7 @@ segfaulted, -9: the kernel killed a multi-GB allocation), never a hang.
 The corpus runs through ``edgepose.cli.main`` in one child process (``run`` on a real image, one model load and
 inference per file: a crash kills the child and names the case), and a sample through separate real commands.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -27,8 +28,11 @@ from tests.conftest import CORAL, SHARED
 from tests.procs import edgepose
 
 IMAGE = SHARED / "images" / "test_couple.jpg"
-MODELS = ["posenet_mobilenet_v1_075_353_481_quant.tflite", "posenet_mobilenet_v1_075_353_481_quant_decoder.tflite",
-          "posenet_mobilenet_v1_075_481_641_quant.tflite"]
+MODELS = [
+    "posenet_mobilenet_v1_075_353_481_quant.tflite",
+    "posenet_mobilenet_v1_075_353_481_quant_decoder.tflite",
+    "posenet_mobilenet_v1_075_481_641_quant.tflite",
+]
 SEED = 21
 
 pytestmark = pytest.mark.skipif(not (CORAL / MODELS[0]).is_file(), reason="needs ../shared/models/coral")
@@ -68,8 +72,11 @@ def crafted(buf: bytes) -> dict[str, bytes]:
         # a flipped bit in a batch dimension: 24 GB asked of allocate_tensors, the kernel's OOM killer answers
         "huge-activation": lambda m: sg(m).tensors[27].shape.__setitem__(0, 1048577),
         "negative-dim": lambda m: sg(m).tensors[27].shape.__setitem__(1, -5),
-        "weights-shape-mismatch": lambda m: sg(m).tensors[next(i for i, t in enumerate(sg(m).tensors)
-                                                              if m.buffers[t.buffer].data is not None)].shape.__setitem__(0, 999),
+        "weights-shape-mismatch": lambda m: (
+            sg(m)
+            .tensors[next(i for i, t in enumerate(sg(m).tensors) if m.buffers[t.buffer].data is not None)]
+            .shape.__setitem__(0, 999)
+        ),
         "tensor-index": lambda m: sg(m).operators[3].inputs.__setitem__(0, 2_000_000),
         "output-index": lambda m: sg(m).outputs.__setitem__(0, 4_000_000),
         "opcode-index": lambda m: setattr(sg(m).operators[0], "opcodeIndex", 500),
@@ -96,18 +103,22 @@ def corpus(d: Path) -> dict[str, tuple[Path, str]]:
     out["tflite.bz2"] = (bz2.compress(src[:100_000]), "not a TFLite model")
     zpath = d / "m.zip"
     with zipfile.ZipFile(zpath, "w") as z:
-        z.writestr(zipfile.ZipInfo("m.tflite", date_time=(2020, 1, 1, 0, 0, 0)), src[:100_000])  # fixed time: seeded corpus
+        z.writestr(
+            zipfile.ZipInfo("m.tflite", date_time=(2020, 1, 1, 0, 0, 0)), src[:100_000]
+        )  # fixed time: seeded corpus
     out["zip"] = (zpath.read_bytes(), "zip archive")
     out["random-with-TFL3"] = (src[:8] + rng.randbytes(20_000), "corrupt TFLite file")
-    out["graphdef"] = ((SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb").read_bytes()[:20_000],
-                       "convert it first")
+    out["graphdef"] = (
+        (SHARED / "models" / "posenet-python" / "model-mobilenet_v1_050.pb").read_bytes()[:20_000],
+        "convert it first",
+    )
     for name, data in crafted(src).items():
         out[f"crafted-{name}"] = (data, "corrupt TFLite file")
     for model in MODELS:
         buf = (CORAL / model).read_bytes()
         short = model.replace("posenet_mobilenet_v1_075_", "").replace(".tflite", "")
         for frac in (0.001, 0.3, 0.999):
-            out[f"{short}-truncated-{frac}"] = (buf[:int(len(buf) * frac)], "corrupt TFLite file")
+            out[f"{short}-truncated-{frac}"] = (buf[: int(len(buf) * frac)], "corrupt TFLite file")
         tables = [i for a, e in table_bytes(buf) for i in range(a, e)]
         for k in range(14):  # flips in the tables: most are refused, some are harmless
             b = bytearray(buf)
@@ -158,13 +169,20 @@ def test_corpus_is_deterministic(tmp_path, damaged):
 @pytest.mark.integration
 def test_every_damaged_model_ends_cleanly_in_run(damaged):
     todo = [(name, str(path)) for name, (path, _) in damaged.items()]
-    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(todo), str(IMAGE)], capture_output=True, text=True,
-                       timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(todo), str(IMAGE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     records = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
     started = [x["start"] for x in records if "start" in x]
     done = {x["name"]: x for x in records if "name" in x}
     # a signal (-11 segfault, -9 OOM kill) names the case that was running
-    assert r.returncode == 0, f"child ended with {r.returncode} during {started[-1] if started else '?'}: {r.stderr[-2000:]}"
+    assert r.returncode == 0, (
+        f"child ended with {r.returncode} during {started[-1] if started else '?'}: {r.stderr[-2000:]}"
+    )
     assert set(done) == set(damaged)
     refused = 0
     for name, (_, words) in damaged.items():
@@ -179,8 +197,10 @@ def test_every_damaged_model_ends_cleanly_in_run(damaged):
     assert refused >= 40  # the corpus really damages: most cases are refusals, not silent successes
 
 
-@pytest.mark.parametrize("name", ["empty", "jpeg", "tflite.gz", "crafted-huge-activation", "crafted-tensor-index",
-                                  "353_481_quant-truncated-0.3"])
+@pytest.mark.parametrize(
+    "name",
+    ["empty", "jpeg", "tflite.gz", "crafted-huge-activation", "crafted-tensor-index", "353_481_quant-truncated-0.3"],
+)
 @pytest.mark.integration
 @pytest.mark.parametrize("command", ["run", "info"])
 def test_real_commands_say_one_line(damaged, name, command):

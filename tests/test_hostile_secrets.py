@@ -3,6 +3,7 @@
 Through the real commands: ``serve --print-config``, ``-v serve`` with a stream that refuses (the reconnect loop's
 warnings, the fatal line), ``-v run``, ``python -m edgepose.profiles merged`` and a config error that echoes the value.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,33 +36,38 @@ def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 def write_config(tmp_path: Path, uri: str, extra: str = "") -> Path:
     p = tmp_path / "device.toml"
-    p.write_text(f'device_id = "cam-1"\n[source]\nuri = {json.dumps(uri)}\nretry_initial_s = 0.1\nretry_max_s = 0.2\n'
-                 f'retry_max_attempts = 2\ntimeout_s = 2\n[model]\npath = {json.dumps(str(MODEL))}\n'
-                 f'[mqtt]\nhost = "127.0.0.1"\nport = {closed_port()}\noutbox_path = {json.dumps(str(tmp_path / "outbox.sqlite"))}\n'
-                 + extra)
+    p.write_text(
+        f'device_id = "cam-1"\n[source]\nuri = {json.dumps(uri)}\nretry_initial_s = 0.1\nretry_max_s = 0.2\n'
+        f"retry_max_attempts = 2\ntimeout_s = 2\n[model]\npath = {json.dumps(str(MODEL))}\n"
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {closed_port()}\noutbox_path = {json.dumps(str(tmp_path / "outbox.sqlite"))}\n'
+        + extra
+    )
     return p
 
 
 def secret_parts(password: str) -> list[str]:
     # Every 4-character piece of the password: a cut at '@' or '/' must not leave part of it visible.
-    return [password[i:i + 4] for i in range(len(password) - 3)]
+    return [password[i : i + 4] for i in range(len(password) - 3)]
 
 
-@pytest.mark.parametrize("url, want", [
-    ("rtsp://admin:hunter2@10.0.0.5:554/s1", "rtsp://admin:***@10.0.0.5:554/s1"),
-    ("rtsp://admin:p@ss/w:rd@cam/x", "rtsp://admin:***@cam/x"),
-    ("rtsp://admin:with blank@cam/x", "rtsp://admin:***@cam/x"),
-    ("rtsp://:only-pw@cam/", "rtsp://:***@cam/"),
-    ("http://cam/video.cgi?user=admin&pwd=s3cret&res=hd", "http://cam/video.cgi?user=admin&pwd=***&res=hd"),
-    ("rtsp://cam/live?token=abc123#x", "rtsp://cam/live?token=***#x"),
-    ("http://cam/mjpg?api_key=k3y&Password=x", "http://cam/mjpg?api_key=***&Password=***"),
-    ("rtsp://user@cam/a", "rtsp://user@cam/a"),  # no password: unchanged
-    ("rtsp://cam/live@1", "rtsp://cam/live@1"),  # '@' in the path is no user information
-    ("stream rtsp://a:b3c@h/x could not be opened", "stream rtsp://a:***@h/x could not be opened"),
-    ("got 'rtsp://u:pw1@h/' or rtsp://v:pw2@h2/", "got 'rtsp://u:***@h/' or rtsp://v:***@h2/"),
-    ("picamera2", "picamera2"),
-    ("/videos/a@b:c.mp4", "/videos/a@b:c.mp4"),
-])
+@pytest.mark.parametrize(
+    "url, want",
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/s1", "rtsp://admin:***@10.0.0.5:554/s1"),
+        ("rtsp://admin:p@ss/w:rd@cam/x", "rtsp://admin:***@cam/x"),
+        ("rtsp://admin:with blank@cam/x", "rtsp://admin:***@cam/x"),
+        ("rtsp://:only-pw@cam/", "rtsp://:***@cam/"),
+        ("http://cam/video.cgi?user=admin&pwd=s3cret&res=hd", "http://cam/video.cgi?user=admin&pwd=***&res=hd"),
+        ("rtsp://cam/live?token=abc123#x", "rtsp://cam/live?token=***#x"),
+        ("http://cam/mjpg?api_key=k3y&Password=x", "http://cam/mjpg?api_key=***&Password=***"),
+        ("rtsp://user@cam/a", "rtsp://user@cam/a"),  # no password: unchanged
+        ("rtsp://cam/live@1", "rtsp://cam/live@1"),  # '@' in the path is no user information
+        ("stream rtsp://a:b3c@h/x could not be opened", "stream rtsp://a:***@h/x could not be opened"),
+        ("got 'rtsp://u:pw1@h/' or rtsp://v:pw2@h2/", "got 'rtsp://u:***@h/' or rtsp://v:***@h2/"),
+        ("picamera2", "picamera2"),
+        ("/videos/a@b:c.mp4", "/videos/a@b:c.mp4"),
+    ],
+)
 def test_redact_url(url, want):
     assert redact_url(url) == want
 
@@ -75,8 +81,13 @@ def test_print_config_hides_the_stream_password(tmp_path, password):
     assert json.loads(r.stdout)["source"]["uri"] == "rtsp://admin:***@127.0.0.1:8554/cam?pwd=***"
     for part in secret_parts(password) + ["second-secret"]:
         assert part not in r.stdout + r.stderr, part
-    merged = subprocess.run([sys.executable, "-m", "edgepose.profiles", "merged", str(cfg)], capture_output=True, text=True,
-                            check=False, timeout=60)
+    merged = subprocess.run(
+        [sys.executable, "-m", "edgepose.profiles", "merged", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert merged.returncode == 0, merged.stderr
     assert json.loads(merged.stdout)["source"]["uri"] == "rtsp://admin:***@127.0.0.1:8554/cam?pwd=***"
 

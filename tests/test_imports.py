@@ -18,6 +18,7 @@ Layers, lowest first; a module may import its own layer and those below:
 7. the device service;
 8. commands: ``edgepose`` sub-commands and ``python -m`` entry points.
 """
+
 from __future__ import annotations
 
 import ast
@@ -31,20 +32,46 @@ MAIN = "__main__ block"  # suffix of the pseudo-module holding a module's `if __
 
 #: Module name (or package prefix) -> layer; the longest matching entry wins.
 LAYERS: dict[str, int] = {
-    "edgepose": 0, "edgepose.types": 0, "edgepose.errors": 0, "edgepose.geometry": 0, "edgepose.config_base": 0,
-    "edgepose.paths": 0, "edgepose.systemd": 0, "edgepose.fps": 0, "edgepose.tflogs": 0, "edgepose.preprocess": 0,
-    "edgepose.decoder_settings": 0, "edgepose.redact": 0, "edgepose.net": 0, "edgepose.progress": 0,
-    "edgepose.config_check": 2, "edgepose.docgen": 2,
-    "edgepose.actions.config": 1, "edgepose.relocalization.config": 1, "edgepose.sources.config": 1,
-    "edgepose.tracking.config": 1, "edgepose.web.config": 1, "edgepose.mqtt.config": 1, "edgepose.profiles": 1,
+    "edgepose": 0,
+    "edgepose.types": 0,
+    "edgepose.errors": 0,
+    "edgepose.geometry": 0,
+    "edgepose.config_base": 0,
+    "edgepose.paths": 0,
+    "edgepose.systemd": 0,
+    "edgepose.fps": 0,
+    "edgepose.tflogs": 0,
+    "edgepose.preprocess": 0,
+    "edgepose.decoder_settings": 0,
+    "edgepose.redact": 0,
+    "edgepose.net": 0,
+    "edgepose.progress": 0,
+    "edgepose.config_check": 2,
+    "edgepose.docgen": 2,
+    "edgepose.actions.config": 1,
+    "edgepose.relocalization.config": 1,
+    "edgepose.sources.config": 1,
+    "edgepose.tracking.config": 1,
+    "edgepose.web.config": 1,
+    "edgepose.mqtt.config": 1,
+    "edgepose.profiles": 1,
     "edgepose.config": 2,
-    "edgepose.jit": 3, "edgepose.decode": 3, "edgepose.model": 3, "edgepose.tracking": 3, "edgepose.sources": 3,
+    "edgepose.jit": 3,
+    "edgepose.decode": 3,
+    "edgepose.model": 3,
+    "edgepose.tracking": 3,
+    "edgepose.sources": 3,
     "edgepose.relocalization": 3,
-    "edgepose.actions": 4, "edgepose.sinks": 4, "edgepose.mqtt": 4, "edgepose.draw": 4,
+    "edgepose.actions": 4,
+    "edgepose.sinks": 4,
+    "edgepose.mqtt": 4,
+    "edgepose.draw": 4,
     "edgepose.pipeline": 5,
-    "edgepose.web": 6, "edgepose.provision": 6,
+    "edgepose.web": 6,
+    "edgepose.provision": 6,
     "edgepose.service": 7,
-    "edgepose.cli": 8, "edgepose.__main__": 8,
+    "edgepose.cli": 8,
+    "edgepose.__main__": 8,
 }
 COMMANDS = 8
 
@@ -60,8 +87,14 @@ def modules(root: Path) -> dict[str, Path]:
 
 def _is_main_guard(node: ast.stmt) -> bool:
     t = node.test if isinstance(node, ast.If) else None
-    return (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
-            and len(t.comparators) == 1 and isinstance(t.comparators[0], ast.Constant) and t.comparators[0].value == "__main__")
+    return (
+        isinstance(t, ast.Compare)
+        and isinstance(t.left, ast.Name)
+        and t.left.id == "__name__"
+        and len(t.comparators) == 1
+        and isinstance(t.comparators[0], ast.Constant)
+        and t.comparators[0].value == "__main__"
+    )
 
 
 def _targets(name: str, is_pkg: bool, node: ast.Import | ast.ImportFrom, known: dict[str, Path]) -> set[str]:
@@ -147,8 +180,12 @@ def layer(name: str, layers: dict[str, int]) -> int:
 
 
 def upward(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
-    return sorted(f"{a} (layer {layer(a, layers)}) -> {b} (layer {layer(b, layers)})"
-                  for a, deps in graph.items() for b in deps if layer(b, layers) > layer(a, layers))
+    return sorted(
+        f"{a} (layer {layer(a, layers)}) -> {b} (layer {layer(b, layers)})"
+        for a, deps in graph.items()
+        for b in deps
+        if layer(b, layers) > layer(a, layers)
+    )
 
 
 @pytest.fixture(scope="module")

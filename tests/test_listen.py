@@ -1,4 +1,5 @@
 """``edgepose listen`` against real Mosquitto brokers: printing, recording frame records, and its errors."""
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,32 @@ def listen(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("encoding,option", [("json", "--jsonl"), ("binary", "--record")])  # --record: the old name still works
+@pytest.mark.parametrize(
+    "encoding,option", [("json", "--jsonl"), ("binary", "--record")]
+)  # --record: the old name still works
 def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, option):
     out = tmp_path / "rec.jsonl"
-    proc = edgepose_process("-v", "listen", "--port", str(broker.port), "--host", "127.0.0.1", "--device", DEVICE, option, str(out),
-                            "--frames", "20", "--timeout", "60")
-    wait_until(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    proc = edgepose_process(
+        "-v",
+        "listen",
+        "--port",
+        str(broker.port),
+        "--host",
+        "127.0.0.1",
+        "--device",
+        DEVICE,
+        option,
+        str(out),
+        "--frames",
+        "20",
+        "--timeout",
+        "60",
+    )
+    wait_until(
+        lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None,
+        30,
+        "the SUBACK",
+    )
     assert proc.poll() is None, proc.communicate()
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
     sink = MqttSink(cfg, DEVICE).start()
@@ -72,11 +93,32 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses, prefix):
     the level before the kind (`pose`, which made every message look as if it spoke for another device)."""
     conf = tmp_path / "listen.toml"
     conf.write_text(f'[mqtt]\ntopic_prefix = "{prefix}"\n')
-    proc = edgepose_process("listen", "--config", str(conf), "--port", str(broker.port), "--host", "127.0.0.1", "--device", "+",
-                            "--frames", "2", "--timeout", "60")
-    wait_until(lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    proc = edgepose_process(
+        "listen",
+        "--config",
+        str(conf),
+        "--port",
+        str(broker.port),
+        "--host",
+        "127.0.0.1",
+        "--device",
+        "+",
+        "--frames",
+        "2",
+        "--timeout",
+        "60",
+    )
+    wait_until(
+        lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK"
+    )
     assert proc.poll() is None, proc.communicate()
-    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding="binary", topic_prefix=prefix)
+    cfg = MqttConfig(
+        host="127.0.0.1",
+        port=broker.port,
+        outbox_path=str(tmp_path / "o.sqlite"),
+        encoding="binary",
+        topic_prefix=prefix,
+    )
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
     sink.publish_frame(frame(0, real_poses))
@@ -96,9 +138,16 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses, prefix):
 def test_recorder_attaches_late_early_and_duplicate_events(tmp_path):
     out = tmp_path / "rec.jsonl"
     r = MqttRecorder(JsonlSink(out), hold=3)
+
     def ev(seq, f):
-        return {"v": 1, "device": DEVICE, "seq": seq, "frame": f, "ts": 0.0,
-                "event": {"track_id": 1, "action": "wave", "kind": "instant", "start": 0.0, "end": None, "confidence": 1.0}}
+        return {
+            "v": 1,
+            "device": DEVICE,
+            "seq": seq,
+            "frame": f,
+            "ts": 0.0,
+            "event": {"track_id": 1, "action": "wave", "kind": "instant", "start": 0.0, "end": None, "confidence": 1.0},
+        }
 
     def poses(f):
         return {"v": 1, "device": DEVICE, "frame": f, "ts": f / 30, "width": 4, "height": 3, "people": []}
@@ -152,11 +201,21 @@ def test_refused_login_is_one_line_naming_the_user_and_the_fix(tmp_path):
     pw = make_password_file(tmp_path / "passwd", {"device1": "s3cret-Pa55"})
     b = Mosquitto(tmp_path / "broker", password_file=pw).start()
     try:
-        res = listen("--host", "127.0.0.1", "--port", str(b.port), "--username", "device1", "--password-env", "C2_WRONG_PW",
-                     "--connect-timeout", "2", env={"C2_WRONG_PW": "not-the-password"})
+        res = listen(
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(b.port),
+            "--username",
+            "device1",
+            "--password-env",
+            "C2_WRONG_PW",
+            "--connect-timeout",
+            "2",
+            env={"C2_WRONG_PW": "not-the-password"},
+        )
     finally:
         b.stop()
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert f"MQTT broker 127.0.0.1:{b.port} refused the login for user 'device1'" in res.stderr, res.stderr
     assert "Fix: check mqtt.username and the password" in res.stderr
-

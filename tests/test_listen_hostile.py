@@ -2,6 +2,7 @@
 
 The corpus (:data:`HOSTILE`) is shared with the fleet page's tests (tests/test_web_hostile.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,22 @@ from tests.conftest_mqtt import frame
 from tests.procs import edgepose_process, finish, wait_until
 
 DEVICE = "shelf-pi"
-GOOD_EVENT = {"v": 1, "device": DEVICE, "seq": 7, "frame": 3, "ts": 1.5,
-              "event": {"track_id": 1, "action": "squat", "kind": "count", "start": 1.0, "end": None, "confidence": 0.9, "count": 2}}
+GOOD_EVENT = {
+    "v": 1,
+    "device": DEVICE,
+    "seq": 7,
+    "frame": 3,
+    "ts": 1.5,
+    "event": {
+        "track_id": 1,
+        "action": "squat",
+        "kind": "count",
+        "start": 1.0,
+        "end": None,
+        "confidence": 0.9,
+        "count": 2,
+    },
+}
 GOOD_PERSON = {"score": 0.8, "id": 1, "keypoints": {n: [10.0, 20.0, 0.5] for n in KEYPOINT_NAMES}}
 GOOD_POSES = {"v": 1, "device": DEVICE, "frame": 3, "ts": 1.5, "width": 640, "height": 480, "people": [GOOD_PERSON]}
 GOOD_STATUS = {"v": 1, "device": DEVICE, "state": "online", "ts": 2.0, "fps": 9.5, "model": "m", "heartbeat": 1.0}
@@ -141,7 +156,9 @@ def test_every_hostile_payload_is_refused_with_a_reason(kind, payload, what):
     assert time.perf_counter() - t0 < 1.0  # no payload is expensive to refuse
 
 
-@pytest.mark.parametrize("kind,good", [("events", GOOD_EVENT), ("poses", GOOD_POSES), ("status", GOOD_STATUS), ("state", GOOD_STATE)])
+@pytest.mark.parametrize(
+    "kind,good", [("events", GOOD_EVENT), ("poses", GOOD_POSES), ("status", GOOD_STATUS), ("state", GOOD_STATE)]
+)
 def test_well_formed_payloads_pass_and_match_their_schema(kind, good):
     out = parse(kind, j(good), DEVICE)
     assert out == good
@@ -160,7 +177,10 @@ def test_what_the_device_publishes_passes(real_poses):
         assert out is not None and out["frame"] == 4 and len(out["people"]) == len(real_poses)
     ev = ActionEvent(2, "squat", "count", 0.5, count=3)
     assert parse("events", payloads.dumps(event_payload(ev, DEVICE, 5, 4, 0.5)), DEVICE)["event"]["count"] == 3
-    assert parse("status", payloads.dumps(status_payload(DEVICE, "online", 1.0, fps=3.0, heartbeat=30.0)), DEVICE)["fps"] == 3.0
+    assert (
+        parse("status", payloads.dumps(status_payload(DEVICE, "online", 1.0, fps=3.0, heartbeat=30.0)), DEVICE)["fps"]
+        == 3.0
+    )
     assert parse("state", payloads.dumps(state_payload(DEVICE, 1.0, 2, True, ["fall"])), DEVICE)["fall"] is True
 
 
@@ -181,12 +201,31 @@ def hostile_client(port: int) -> mqtt.Client:
 @pytest.mark.integration
 def test_listen_keeps_recording_through_hostile_messages(broker, tmp_path, real_poses):
     out = tmp_path / "rec.jsonl"
-    proc = edgepose_process("listen", "--port", str(broker.port), "--host", "127.0.0.1", "--device", DEVICE, "--jsonl", str(out),
-                            "--frames", "20", "--timeout", "90")
-    wait_until(lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK")
+    proc = edgepose_process(
+        "listen",
+        "--port",
+        str(broker.port),
+        "--host",
+        "127.0.0.1",
+        "--device",
+        DEVICE,
+        "--jsonl",
+        str(out),
+        "--frames",
+        "20",
+        "--timeout",
+        "90",
+    )
+    wait_until(
+        lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None,
+        30,
+        "the SUBACK",
+    )
     assert proc.poll() is None, proc.communicate()
     bad = hostile_client(broker.port)
-    sink = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite")), DEVICE).start()
+    sink = MqttSink(
+        MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite")), DEVICE
+    ).start()
     try:
         assert sink.wait_connected(10)
         topic = f"edgepose/{DEVICE}/"
@@ -209,7 +248,12 @@ def test_listen_keeps_recording_through_hostile_messages(broker, tmp_path, real_
     assert [r["frame"] for r in records] == list(range(20))  # nothing lost
     for r in records:
         jsonschema.Draft202012Validator(payloads.load_schema("frame")).validate(r)  # nothing injected
-    assert [(r["frame"], e["count"]) for r in records for e in r.get("events", [])] == [(4, 0), (9, 1), (14, 2), (19, 3)]
+    assert [(r["frame"], e["count"]) for r in records for e in r.get("events", [])] == [
+        (4, 0),
+        (9, 1),
+        (14, 2),
+        (19, 3),
+    ]
     text = out.read_text()
     assert "kitchen" not in text and "script" not in text and "NaN" not in text and "Infinity" not in text
     m = re.search(r"edgepose listen: dropped (\d+) malformed message\(s\); the first: ", err)
@@ -218,7 +262,9 @@ def test_listen_keeps_recording_through_hostile_messages(broker, tmp_path, real_
     assert len(delivered) < len(HOSTILE)
     assert m and len(delivered) <= int(m[1]) <= len(HOSTILE) + 20, err[-2000:]
     warnings = [ln for ln in err.splitlines() if "dropped a message on" in ln]
-    assert 0 < len(warnings) < len(HOSTILE) and all(len(w) < 600 for w in warnings)  # one line per problem, not per message
+    assert 0 < len(warnings) < len(HOSTILE) and all(
+        len(w) < 600 for w in warnings
+    )  # one line per problem, not per message
 
 
 def test_the_recorder_stays_bounded_under_bogus_frames_and_seqs(tmp_path):

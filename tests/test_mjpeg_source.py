@@ -5,6 +5,7 @@ The server is a real one from Debian's packages: ustreamer (µStreamer, the MJPE
 V4L2 device it serves its --blank JPEG as the multipart/x-mixed-replace stream, byte for byte, about once a
 second, which makes the frames known: they must decode to the test image and give its poses.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,17 @@ class Ustreamer:
 
     def start(self) -> None:
         # /dev/null is no camera: ustreamer keeps retrying it and streams the --blank picture meanwhile.
-        self.proc = subprocess.Popen([self.exe, "--device", "/dev/null", "--blank", str(IMAGE), "--host", "127.0.0.1",
-                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: get(f"http://127.0.0.1:{self.port}/snapshot", timeout=2)[0] == 200, 20, "ustreamer to serve", interval=0.1)
+        self.proc = subprocess.Popen(
+            [self.exe, "--device", "/dev/null", "--blank", str(IMAGE), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: get(f"http://127.0.0.1:{self.port}/snapshot", timeout=2)[0] == 200,
+            20,
+            "ustreamer to serve",
+            interval=0.1,
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -68,11 +77,28 @@ def test_mjpeg_frames_are_the_servers_pictures_and_give_its_poses(server, tmp_pa
         # FFmpeg's JPEG decoder and libjpeg's may round an IDCT differently: a grey level at most.
         assert np.abs(f.image.astype(int) - want).mean() < 1.0
     out = tmp_path / "poses.jsonl"
-    r = edgepose("run", "--model", str(MODEL), "--source", server.url, "--max-frames", "2", "--no-track", "--jsonl", str(out), "-q",
-                 timeout=120)
+    r = edgepose(
+        "run",
+        "--model",
+        str(MODEL),
+        "--source",
+        server.url,
+        "--max-frames",
+        "2",
+        "--no-track",
+        "--jsonl",
+        str(out),
+        "-q",
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     still = tmp_path / "still.jsonl"
-    assert edgepose("run", "--model", str(MODEL), "--source", str(IMAGE), "--no-track", "--jsonl", str(still), "-q", timeout=120).returncode == 0
+    assert (
+        edgepose(
+            "run", "--model", str(MODEL), "--source", str(IMAGE), "--no-track", "--jsonl", str(still), "-q", timeout=120
+        ).returncode
+        == 0
+    )
     (want_people,) = [json.loads(line)["people"] for line in still.read_text().splitlines()]
     got = [json.loads(line)["people"] for line in out.read_text().splitlines()]
     assert len(got) == 2 and len(want_people) >= 2

@@ -1,4 +1,5 @@
 """One TFLite base under every model kind, one metadata key, kinds found through entry points."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ def test_int8_tensor_round_trip_stays_within_half_a_step():
 def test_metadata_names_the_model_type_in_one_key():
     assert model_type(None) == "posenet"
     assert model_type({"model_type": "relocalization"}) == "relocalization"
-    assert model_type({"type": "action_classifier"}) == "action_classifier"  # action files written before the key was unified
+    assert (
+        model_type({"type": "action_classifier"}) == "action_classifier"
+    )  # action files written before the key was unified
 
 
 @pytest.mark.integration

@@ -1,4 +1,5 @@
 """MqttSink against real Mosquitto brokers: contents, reliability (outbox), TLS, credentials, Home Assistant."""
+
 from __future__ import annotations
 
 import json
@@ -155,7 +156,9 @@ def test_events_survive_broker_kill_and_restart(persistent_broker, tmp_path, rea
     assert list(dict.fromkeys(got)) == list(range(1, 51)), got
     assert [d["frame"] for d in {d["seq"]: d for d in sub.json_on("/events")}.values()] == list(range(50))
     # None duplicated by the device: the broker received each event exactly once, never as a re-send.
-    received = [ln for ln in b.log_text().splitlines() if f"Received PUBLISH from edgepose-{DEVICE}" in ln and "/events'" in ln]
+    received = [
+        ln for ln in b.log_text().splitlines() if f"Received PUBLISH from edgepose-{DEVICE}" in ln and "/events'" in ln
+    ]
     assert len(received) == 50 and not any("(d1," in ln for ln in received), len(received)
 
 
@@ -190,11 +193,28 @@ def test_events_survive_a_service_restart(tmp_path, real_poses):
 def test_tls_client_certificate_and_password(tls_broker, certs, tmp_path, real_poses, monkeypatch, caplog, protocol):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("EDGEPOSE_MQTT_PASSWORD", BROKER_PASSWORD)
-    sub = Subscriber(tls_broker.port, f"edgepose/{DEVICE}/#", tls=certs, username=BROKER_USER, password=BROKER_PASSWORD,
-                     host="localhost")
-    sink = make_sink(tls_broker.port, tmp_path, protocol=protocol, username=BROKER_USER, password_env="EDGEPOSE_MQTT_PASSWORD",
-                     tls={"enabled": True, "ca_file": str(certs.ca_cert), "cert_file": str(certs.client_cert), "key_file": str(certs.client_key)},
-                     host="localhost")  # the name in the server certificate
+    sub = Subscriber(
+        tls_broker.port,
+        f"edgepose/{DEVICE}/#",
+        tls=certs,
+        username=BROKER_USER,
+        password=BROKER_PASSWORD,
+        host="localhost",
+    )
+    sink = make_sink(
+        tls_broker.port,
+        tmp_path,
+        protocol=protocol,
+        username=BROKER_USER,
+        password_env="EDGEPOSE_MQTT_PASSWORD",
+        tls={
+            "enabled": True,
+            "ca_file": str(certs.ca_cert),
+            "cert_file": str(certs.client_cert),
+            "key_file": str(certs.client_key),
+        },
+        host="localhost",
+    )  # the name in the server certificate
     sink.start()
     assert sink.wait_connected(10), sink.last_error
     sink.publish_frame(frame(0, real_poses, [ActionEvent(1, "wave", "start", 0.0)]))
@@ -208,8 +228,18 @@ def test_tls_client_certificate_and_password(tls_broker, certs, tmp_path, real_p
 @pytest.mark.integration
 def test_tls_with_the_wrong_ca_is_a_clear_error(tls_broker, tmp_path, certs, caplog):
     other = make_certs(tmp_path / "other-ca")
-    sink = make_sink(tls_broker.port, tmp_path, username=BROKER_USER, password=BROKER_PASSWORD,
-                     tls={"enabled": True, "ca_file": str(other.ca_cert), "cert_file": str(certs.client_cert), "key_file": str(certs.client_key)})
+    sink = make_sink(
+        tls_broker.port,
+        tmp_path,
+        username=BROKER_USER,
+        password=BROKER_PASSWORD,
+        tls={
+            "enabled": True,
+            "ca_file": str(other.ca_cert),
+            "cert_file": str(certs.client_cert),
+            "key_file": str(certs.client_key),
+        },
+    )
     sink.start()
     wait_until(lambda: sink.last_error is not None, 10, "an error")
     sink.abort()
@@ -221,7 +251,9 @@ def test_tls_with_the_wrong_ca_is_a_clear_error(tls_broker, tmp_path, certs, cap
 def test_wrong_password_is_a_clear_error_with_back_off(tmp_path, caplog):
     pw = make_password_file(tmp_path / "passwd", {BROKER_USER: BROKER_PASSWORD})
     with Mosquitto(tmp_path / "b", password_file=pw) as b:
-        sink = make_sink(b.port, tmp_path, username=BROKER_USER, password="wrong-password", backoff_min=0.2, backoff_max=1.0)
+        sink = make_sink(
+            b.port, tmp_path, username=BROKER_USER, password="wrong-password", backoff_min=0.2, backoff_max=1.0
+        )
         t0 = time.monotonic()
         sink.start()
         time.sleep(3.0)
@@ -247,11 +279,16 @@ def test_home_assistant_discovery(broker, tmp_path, real_poses):
     sink.state.min_interval = 0.0
     assert sub.wait_for(lambda s: len([t for t, _, _ in s.messages if t.endswith("/config")]) == 3)
     configs = {t: json.loads(p) for t, p, _ in sub.messages if t.endswith("/config")}
-    assert set(configs) == {f"homeassistant/sensor/{DEVICE}/people/config", f"homeassistant/binary_sensor/{DEVICE}/fall/config",
-                            f"homeassistant/sensor/{DEVICE}/actions/config"}
+    assert set(configs) == {
+        f"homeassistant/sensor/{DEVICE}/people/config",
+        f"homeassistant/binary_sensor/{DEVICE}/fall/config",
+        f"homeassistant/sensor/{DEVICE}/actions/config",
+    }
     assert len({c["unique_id"] for c in configs.values()}) == 3
-    assert all(c["state_topic"] == f"edgepose/{DEVICE}/state" and c["availability_topic"] == f"edgepose/{DEVICE}/status"
-               for c in configs.values())
+    assert all(
+        c["state_topic"] == f"edgepose/{DEVICE}/state" and c["availability_topic"] == f"edgepose/{DEVICE}/status"
+        for c in configs.values()
+    )
     assert all(c["device"]["identifiers"] == [f"edgepose_{DEVICE}"] for c in configs.values())
 
     def state() -> dict:
@@ -286,7 +323,9 @@ def test_home_assistant_templates_render_the_state():
 
     cfg = MqttConfig(homeassistant={"enabled": True})
     msgs = {t.split("/")[-2]: c for t, c in homeassistant.discovery_messages(cfg, "hall.1", "0.1.0", "m")}
-    assert set(msgs) == {"people", "fall", "actions"} and all("hall_1" in t for t in [c["unique_id"] for c in msgs.values()])
+    assert set(msgs) == {"people", "fall", "actions"} and all(
+        "hall_1" in t for t in [c["unique_id"] for c in msgs.values()]
+    )
     env = jinja2.Environment()
 
     def render(kind: str, key: str, payload: dict) -> str:
@@ -296,10 +335,16 @@ def test_home_assistant_templates_render_the_state():
     idle = payloads.state_payload("hall.1", 2.0, 0, False, [])
     assert render("people", "value_template", busy) == "3" and render("people", "value_template", idle) == "0"
     assert render("fall", "value_template", busy) == "ON" and render("fall", "value_template", idle) == "OFF"
-    assert render("actions", "value_template", busy) == "squat, waving" and render("actions", "value_template", idle) == "none"
+    assert (
+        render("actions", "value_template", busy) == "squat, waving"
+        and render("actions", "value_template", idle) == "none"
+    )
     for state in ("online", "offline"):
         status = payloads.status_payload("hall.1", state, 1.0)
-        assert render("people", "availability_template", status) == msgs["people"][f"payload_{'available' if state == 'online' else 'not_available'}"]
+        assert (
+            render("people", "availability_template", status)
+            == msgs["people"][f"payload_{'available' if state == 'online' else 'not_available'}"]
+        )
 
 
 def last(sub: Subscriber, suffix: str) -> bytes:

@@ -5,6 +5,7 @@ a second client taking over the device's client id, a service killed during an o
 are not plain MQTT. Figures (events produced / delivered / duplicated / stuck) are printed: run with
 ``-s`` to see them, e.g. ``.venv/bin/python -m pytest -s -q tests/test_mqtt_faults.py -k restarts``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,15 @@ SENDER_ERRORS = ("outbox pump error", "Traceback", "error in _on_", "Message pub
 
 
 def write_config(path: Path, port: int, **mqtt: object) -> Path:
-    mqtt = {"host": "127.0.0.1", "port": port, "outbox_path": str(path.parent / "outbox.sqlite"), "backoff_min": 0.1,
-            "backoff_max": 0.5, "status_interval": 1.0, **mqtt}
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": port,
+        "outbox_path": str(path.parent / "outbox.sqlite"),
+        "backoff_min": 0.1,
+        "backoff_max": 0.5,
+        "status_interval": 1.0,
+        **mqtt,
+    }
     return write_device_config(path, DEVICE, {"model": {"path": TEST_MODEL}, "mqtt": mqtt})
 
 
@@ -79,7 +87,9 @@ def test_twenty_broker_restarts_under_cpu_load(persistent_broker, tmp_path, real
     with cpu_load():
         proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "100")
         try:
-            assert sub.wait_for(lambda s: len(s.on("/events")) >= 20, timeout=60), "no event arrived before the restarts"
+            assert sub.wait_for(lambda s: len(s.on("/events")) >= 20, timeout=60), (
+                "no event arrived before the restarts"
+            )
             for _ in range(20):
                 time.sleep(rng.uniform(0.2, 1.0))
                 b.stop()
@@ -96,9 +106,13 @@ def test_twenty_broker_restarts_under_cpu_load(persistent_broker, tmp_path, real
     delivered = len(set(seqs))
     duplicated = len(seqs) - delivered
     missing = sorted(set(range(1, produced + 1)) - set(seqs))
-    received = [ln for ln in b.log_text().splitlines() if f"Received PUBLISH from edgepose-{DEVICE}" in ln and "/events'" in ln]
-    print(f"\nrestarts survived: {restarts}; events produced {produced}, delivered {delivered}, duplicated {duplicated} at the "
-          f"subscriber ({len(received) - produced} re-sent by the device), stuck in outbox {left}, missing {len(missing)}")
+    received = [
+        ln for ln in b.log_text().splitlines() if f"Received PUBLISH from edgepose-{DEVICE}" in ln and "/events'" in ln
+    ]
+    print(
+        f"\nrestarts survived: {restarts}; events produced {produced}, delivered {delivered}, duplicated {duplicated} at the "
+        f"subscriber ({len(received) - produced} re-sent by the device), stuck in outbox {left}, missing {len(missing)}"
+    )
     sender_errors = [ln for ln in err.splitlines() if any(s in ln for s in SENDER_ERRORS)]
     assert code == 0, err[-3000:]
     assert not sender_errors, sender_errors[:5]
@@ -153,11 +167,14 @@ def _make_sink(port: int, tmp_path: Path, **kw: object):
 
 
 @pytest.mark.integration  # fake brokers on real ports, 12 s each
-@pytest.mark.parametrize("listener,cause", [
-    ("tls", "that port speaks TLS"),
-    ("close", "closed it without a CONNACK"),
-    ("silent", "sent no CONNACK within 5 s"),
-])
+@pytest.mark.parametrize(
+    "listener,cause",
+    [
+        ("tls", "that port speaks TLS"),
+        ("close", "closed it without a CONNACK"),
+        ("silent", "sent no CONNACK within 5 s"),
+    ],
+)
 def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp_path, caplog, request, real_poses):
     """Defect 4: a plain client at a TLS port, an accept-and-close server, a server that never answers:
     one clear line at the default level within 10 s naming the likely cause, then back-off (no flood)."""
@@ -171,7 +188,9 @@ def test_wrong_listener_is_named_within_10_s_then_backs_off(listener, cause, tmp
         try:
             sink.publish_events([ActionEvent(1, "step", "instant", 0.0)])
             t0 = time.monotonic()
-            wait_until(lambda: any(cause in r.getMessage() for r in caplog.records), 10, fail=False)  # asserted below, with the log
+            wait_until(
+                lambda: any(cause in r.getMessage() for r in caplog.records), 10, fail=False
+            )  # asserted below, with the log
             took = time.monotonic() - t0
             time.sleep(max(0.0, 12.0 - took))  # watch the back-off for a while
         finally:
@@ -252,8 +271,10 @@ def test_retained_online_does_not_outlive_a_device_killed_during_an_outage(persi
     left2, produced2 = outbox_counts(tmp_path / "outbox.sqlite")
     assert events.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced2 + 1)), timeout=20)
     events.close()
-    print(f"\nSIGKILL during an outage: {left} events stored by the killed service, {produced2} produced in all, "
-          f"{len(set(event_seqs(events)))} delivered, {left2} stuck")
+    print(
+        f"\nSIGKILL during an outage: {left} events stored by the killed service, {produced2} produced in all, "
+        f"{len(set(event_seqs(events)))} delivered, {left2} stuck"
+    )
     assert left2 == 0
 
 
@@ -308,14 +329,23 @@ def test_client_id_takeover_jams_nothing(persistent_broker, tmp_path, real_poses
     sub = Subscriber(b.port, f"edgepose/{DEVICE}/events", client_id="fault-takeover-dash", persistent=True)
     rec = write_recording(tmp_path / "rec.jsonl", real_poses)
     with cpu_load(seconds=120):
-        proc = serve("--config", str(write_config(tmp_path / "device.toml", b.port)), "--replay", str(rec), "--replay-loop",
-                     "--replay-fps", "100")
+        proc = serve(
+            "--config",
+            str(write_config(tmp_path / "device.toml", b.port)),
+            "--replay",
+            str(rec),
+            "--replay-loop",
+            "--replay-fps",
+            "100",
+        )
         _takeovers(proc, sub, b.port)
     code, err = finish(proc, 60, terminate=True)
     left, produced = outbox_counts(tmp_path / "outbox.sqlite")
     assert sub.wait_for(lambda s: set(event_seqs(s)) >= set(range(1, produced + 1)), timeout=20)
     sub.close()
-    print(f"\nclient-id takeover x5 under CPU load: events produced {produced}, delivered {len(set(event_seqs(sub)))}, stuck {left}")
+    print(
+        f"\nclient-id takeover x5 under CPU load: events produced {produced}, delivered {len(set(event_seqs(sub)))}, stuck {left}"
+    )
     assert code == 0 and left == 0, err[-2000:]
     assert not [ln for ln in err.splitlines() if any(s in ln for s in SENDER_ERRORS)]
     assert err.count("connection to 127.0.0.1") >= 5  # each takeover was seen (and logged) as a lost connection
@@ -328,7 +358,9 @@ def _takeovers(proc: subprocess.Popen, sub: Subscriber, port: int) -> None:
     try:
         assert sub.wait_for(lambda s: len(s.on("/events")) >= 20, timeout=60)
         for _ in range(5):
-            twin = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgepose-{DEVICE}", protocol=MQTTProtocolVersion.MQTTv5)
+            twin = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=f"edgepose-{DEVICE}", protocol=MQTTProtocolVersion.MQTTv5
+            )
             twin.connect("127.0.0.1", port)
             twin.loop_start()
             time.sleep(0.4)
@@ -355,15 +387,21 @@ def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real
     proc = serve("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "200")
     try:
         # Until the small disk is full (about 1,500 events), plus a while longer.
-        wait_until(lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None,
-                   90, "the outbox to fill the disk")
+        wait_until(
+            lambda: (
+                os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize < 64 * 1024 or proc.poll() is not None
+            ),
+            90,
+            "the outbox to fill the disk",
+        )
         time.sleep(2.0)
         assert proc.poll() is None, "serve stopped on a full disk"
         with Mosquitto(tmp_path / "broker", port=port) as b:
             sub = Subscriber(b.port, f"edgepose/{DEVICE}/#")
             assert sub.wait_for(lambda s: len(s.on("/poses")) >= 20 and len(s.on("/status")) >= 2, timeout=20)
-            assert sub.wait_for(lambda s: any(d.get("events_pending", 1) < 50 for d in s.json_on("/status")), timeout=60), \
-                [(d.get("events_pending"), d.get("events_dropped")) for d in sub.json_on("/status")][-5:]
+            assert sub.wait_for(
+                lambda s: any(d.get("events_pending", 1) < 50 for d in s.json_on("/status")), timeout=60
+            ), [(d.get("events_pending"), d.get("events_dropped")) for d in sub.json_on("/status")][-5:]
             status = [d for d in sub.json_on("/status") if d["state"] == "online"][-1]
             code, err = finish(proc, 60, terminate=True)
             time.sleep(0.3)
@@ -394,8 +432,10 @@ def test_full_disk_outbox_keeps_the_service_streaming(small_disk, tmp_path, real
             proc.kill()
             proc.communicate()
     second = [q for q in event_seqs(sub) if q not in first_seqs]
-    print(f"\nfull disk: events produced {produced}, dropped (oldest first) {status['events_dropped']}, "
-          f"delivered {len(first_seqs)}, left after stop {left}; restart sent {second}")
+    print(
+        f"\nfull disk: events produced {produced}, dropped (oldest first) {status['events_dropped']}, "
+        f"delivered {len(first_seqs)}, left after stop {left}; restart sent {second}"
+    )
     assert status["events_dropped"] > 0 and "dropped unsent so far, oldest first (" in err
     assert "Traceback" not in err and "outbox pump error" not in err
     assert left == 0

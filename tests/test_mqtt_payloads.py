@@ -1,4 +1,5 @@
 """MQTT payloads and their JSON Schemas, the binary encoding, and the [mqtt] config (no broker needed)."""
+
 from __future__ import annotations
 
 import json
@@ -96,9 +97,19 @@ def test_binary_rejects_garbage():
 
 
 def test_frame_record_with_events_and_camera_pose_validates(real_poses):
-    ev = [ActionEvent(1, "wave", "start", 1.5, confidence=0.9), ActionEvent(2, "squat", "count", 1.0, count=3, extra={"depth": 0.4})]
-    fr = FrameResult(3, 1.5, real_poses, 1920, 1278, events=ev,
-                     extra={"camera_pose": {"position": [1.0, 2.0, 0.5], "orientation": [1.0, 0.0, 0.0, 0.0]}})
+    ev = [
+        ActionEvent(1, "wave", "start", 1.5, confidence=0.9),
+        ActionEvent(2, "squat", "count", 1.0, count=3, extra={"depth": 0.4}),
+    ]
+    fr = FrameResult(
+        3,
+        1.5,
+        real_poses,
+        1920,
+        1278,
+        events=ev,
+        extra={"camera_pose": {"position": [1.0, 2.0, 0.5], "orientation": [1.0, 0.0, 0.0, 0.0]}},
+    )
     validate("frame", json.loads(json.dumps(fr.to_dict())))
     bad = json.loads(json.dumps(fr.to_dict()))
     del bad["people"][0]["keypoints"]["nose"]
@@ -109,7 +120,9 @@ def test_frame_record_with_events_and_camera_pose_validates(real_poses):
 def test_other_payloads_validate(real_poses):
     ev = ActionEvent(4, "fall", "instant", 12.25, confidence=0.8)
     validate("events", json.loads(payloads.dumps(payloads.event_payload(ev, "pi-1", 17, 360, 12.25))))
-    validate("status", payloads.status_payload("pi-1", "online", 1.0, uptime=3.2, fps=14.5, frames=40, camera="ok", people=2))
+    validate(
+        "status", payloads.status_payload("pi-1", "online", 1.0, uptime=3.2, fps=14.5, frames=40, camera="ok", people=2)
+    )
     validate("status", payloads.status_payload("pi-1", "offline", 1.0, reason="connection lost"))
     validate("state", payloads.state_payload("pi-1", 1.0, 2, True, ["walk", "walk", "wave"]))
     fr = frame(5, real_poses, camera_pose=[0.1, 0.2, 0.3, 1.0, 0.0, 0.0, 0.0])
@@ -126,7 +139,27 @@ def tricky_poses(seed: int) -> list[Pose]:
     (0.35, 0.0005), tiny negatives (-0.04 -> -0.0), NaN/inf, far out of frame (int16 saturation)."""
     rng = np.random.default_rng(seed)
     poses = [rand_pose(rng, track_id=i if i % 3 else None) for i in range(6)]
-    special = np.array([0.25, 2.5, 0.35, 0.0005, -0.04, 0.05, 1234.55, -3.45, 1e6, -1e6, np.nan, np.inf, -np.inf, 0.125, 99.95, 8191.9, -0.0])
+    special = np.array(
+        [
+            0.25,
+            2.5,
+            0.35,
+            0.0005,
+            -0.04,
+            0.05,
+            1234.55,
+            -3.45,
+            1e6,
+            -1e6,
+            np.nan,
+            np.inf,
+            -np.inf,
+            0.125,
+            99.95,
+            8191.9,
+            -0.0,
+        ]
+    )
     kp = np.resize(special, 34).reshape(17, 2)
     sc = np.resize(np.array([0.0005, 0.0015, 0.9995, 0.5, 1.0, 0.0, np.nan, 0.1235, 0.0625, 0.3125]), 17)
     poses.append(Pose(kp, sc, 0.99995, 7))
@@ -146,14 +179,44 @@ def golden_frames() -> list[FrameResult]:
     """Frames whose payloads pin the encoders' bytes: delicate values, epoch and media times at decimal
     ties and near-ties, NaN/inf, indices and sizes beyond their binary fields, extreme ids and scores."""
     rng = np.random.default_rng(5)
-    stamps = [0.0, -0.0, -0.00001, 0.00005, 0.00015, 1.00005, 2.5, 0.1235, 1e-9, -3.25, 6.99e9, 7.1e9, 1e20, float("nan"), float("inf")]
-    stamps += [1_700_000_000 + k / 1e4 + d for k in range(0, 10000, 997) for d in (0.0, 0.00005, -0.00005, 0.000049, 0.000051)]
+    stamps = [
+        0.0,
+        -0.0,
+        -0.00001,
+        0.00005,
+        0.00015,
+        1.00005,
+        2.5,
+        0.1235,
+        1e-9,
+        -3.25,
+        6.99e9,
+        7.1e9,
+        1e20,
+        float("nan"),
+        float("inf"),
+    ]
+    stamps += [
+        1_700_000_000 + k / 1e4 + d for k in range(0, 10000, 997) for d in (0.0, 0.00005, -0.00005, 0.000049, 0.000051)
+    ]
     stamps += list(rng.uniform(0, 2e9, 100)) + list(rng.uniform(-100, 100, 100))
-    out = [FrameResult(index=int(i * 7919), timestamp=float(ts), poses=tricky_poses(i % 7)[: i % 11], width=1920, height=int(i % 4000))
-           for i, ts in enumerate(stamps)]
+    out = [
+        FrameResult(
+            index=int(i * 7919),
+            timestamp=float(ts),
+            poses=tricky_poses(i % 7)[: i % 11],
+            width=1920,
+            height=int(i % 4000),
+        )
+        for i, ts in enumerate(stamps)
+    ]
     out.append(FrameResult(index=2**32 + 5, timestamp=-6.9e9, poses=tricky_poses(9), width=70000, height=2**40))
-    odd = [Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1), Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2),
-           Pose(np.ones((17, 2)), np.full(17, 1e30), 0.5, -(2**31)), Pose(np.ones((17, 2)), np.ones(17), 0.5, 2**31 - 1)]
+    odd = [
+        Pose(np.full((17, 2), 3e15), np.full(17, 0.5), 0.12345, 1),
+        Pose(np.ones((17, 2)), np.ones(17), 0.00015, 2),
+        Pose(np.ones((17, 2)), np.full(17, 1e30), 0.5, -(2**31)),
+        Pose(np.ones((17, 2)), np.ones(17), 0.5, 2**31 - 1),
+    ]
     out.append(FrameResult(index=14, timestamp=1.5, poses=odd, width=640, height=480))
     return out
 
@@ -186,7 +249,11 @@ def test_json_values_are_per_value_formatting(ndigits):
         for p, q in zip(poses, data["people"]):
             assert q["score"] == (round(p.score, 4) if np.isfinite(p.score) else 0.0)
             for i, name in enumerate(KEYPOINT_NAMES):
-                want = [reference_value(p.keypoints[i, 0], ndigits), reference_value(p.keypoints[i, 1], ndigits), reference_value(p.scores[i], 3)]
+                want = [
+                    reference_value(p.keypoints[i, 0], ndigits),
+                    reference_value(p.keypoints[i, 1], ndigits),
+                    reference_value(p.scores[i], 3),
+                ]
                 assert q["keypoints"][name] == want, (name, p.keypoints[i], p.scores[i])
         assert data["ts"] == 1_700_000_000.1235
 
@@ -209,7 +276,9 @@ def reference_binary_person(p: Pose) -> bytes:
     s = 0.0 if np.isnan(p.score) else p.score
     xy = [q(v, 4.0, -32768, 32767) for v in p.keypoints.ravel()]
     sc = [q(v, 255.0, 0, 255) for v in p.scores]
-    return struct.pack("<iH34h17B", -1 if p.track_id is None else p.track_id, round(min(max(s, 0.0), 1.0) * 65535.0), *xy, *sc)
+    return struct.pack(
+        "<iH34h17B", -1 if p.track_id is None else p.track_id, round(min(max(s, 0.0), 1.0) * 65535.0), *xy, *sc
+    )
 
 
 def test_binary_is_per_value_packing_byte_for_byte():
@@ -233,7 +302,9 @@ def test_binary_refuses_a_negative_size():
 @pytest.mark.parametrize("encoding", ["json", "binary"])
 def test_sink_encoder_writes_what_the_functions_write(encoding, real_poses):
     enc = payloads.PosesEncoder(encoding, "pi-1", 2)
-    for i, poses in enumerate([people(real_poses, 5), [], tricky_poses(1), people(real_poses, 40), tricky_poses(2)[:2]]):
+    for i, poses in enumerate(
+        [people(real_poses, 5), [], tricky_poses(1), people(real_poses, 40), tricky_poses(2)[:2]]
+    ):
         fr = frame(i, poses)
         assert enc(fr) == (payloads.poses_json(fr, "pi-1", 2) if encoding == "json" else payloads.poses_binary(fr))
     with pytest.raises(ValueError, match="xml"):
@@ -269,11 +340,11 @@ def test_password_is_redacted_and_env_wins(monkeypatch):
 def test_invalid_mqtt_values_name_the_field(tmp_path):
     for body, expect in (
         ("[mqtt]\nport = 70000\n", "mqtt.port"),
-        ("[mqtt]\nprotocol = \"4\"\n", "mqtt.protocol"),
-        ("[mqtt]\nencoding = \"xml\"\n", "mqtt.encoding"),
+        ('[mqtt]\nprotocol = "4"\n', "mqtt.protocol"),
+        ('[mqtt]\nencoding = "xml"\n', "mqtt.encoding"),
         ("[mqtt]\nbackoff_min = 10\nbackoff_max = 1\n", "backoff_max"),
-        ("[mqtt.tls]\nenabled = true\ncert_file = \"c.pem\"\n", "key_file"),
-        ("[mqtt]\ntopic_prefix = \"a/#\"\n", "mqtt.topic_prefix"),
+        ('[mqtt.tls]\nenabled = true\ncert_file = "c.pem"\n', "key_file"),
+        ('[mqtt]\ntopic_prefix = "a/#"\n', "mqtt.topic_prefix"),
     ):
         f = tmp_path / "device.toml"
         f.write_text(body)

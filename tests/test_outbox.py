@@ -1,4 +1,5 @@
 """The durable event outbox (SQLite)."""
+
 from __future__ import annotations
 
 import multiprocessing as mp

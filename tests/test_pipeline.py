@@ -1,4 +1,5 @@
 """The pipeline on the real model and video: stages, timings, prefetch, actions closed at the end."""
+
 from __future__ import annotations
 
 from collections import Counter

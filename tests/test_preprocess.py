@@ -1,4 +1,5 @@
 """The one pre-processing function: antialiased shrinking, the map back to source pixels, one copy of it."""
+
 from __future__ import annotations
 
 import cv2

@@ -1,4 +1,5 @@
 """Relocalization without TensorFlow: quaternions, the renderer's geometry, the dataset reader, the config."""
+
 from __future__ import annotations
 
 import cv2
@@ -14,13 +15,20 @@ from edgepose.relocalization.geometry import (
     rotation_to_quaternion,
 )
 from edgepose_convert.relocalization import scene as sc
-from edgepose_convert.relocalization.dataset import DatasetError, read_dataset, split_file, write_dataset, write_synthetic
+from edgepose_convert.relocalization.dataset import (
+    DatasetError,
+    read_dataset,
+    split_file,
+    write_dataset,
+    write_synthetic,
+)
 from tests.conftest import SHARED
 
 IMAGES = SHARED / "images"
 
 
 # --------------------------------------------------------------------------- quaternions
+
 
 def test_quaternion_round_trip_and_sign():
     rng = np.random.default_rng(0)
@@ -52,6 +60,7 @@ def test_mean_quaternion_is_sign_invariant():
 
 # --------------------------------------------------------------------------- camera and renderer
 
+
 def test_projection_of_known_points():
     k = np.array([[100.0, 0, 160], [0, 100.0, 120], [0, 0, 1]])
     c = np.zeros(3)
@@ -69,8 +78,12 @@ def test_projection_of_known_points():
 
 
 MARKERS = {  # texture fraction (s, t) -> BGR colour of a small square
-    (0.15, 0.2): (0, 0, 255), (0.5, 0.15): (0, 255, 0), (0.85, 0.25): (255, 0, 0),
-    (0.2, 0.8): (0, 255, 255), (0.55, 0.7): (255, 0, 255), (0.8, 0.85): (255, 255, 0),
+    (0.15, 0.2): (0, 0, 255),
+    (0.5, 0.15): (0, 255, 0),
+    (0.85, 0.25): (255, 0, 0),
+    (0.2, 0.8): (0, 255, 255),
+    (0.55, 0.7): (255, 0, 255),
+    (0.8, 0.85): (255, 255, 0),
 }
 
 
@@ -142,6 +155,7 @@ def test_room_renders_photos_everywhere_inside(room):
 
 # --------------------------------------------------------------------------- dataset format
 
+
 def test_synthetic_dataset_round_trips_through_the_reader(tmp_path):
     files = write_synthetic(tmp_path / "room", IMAGES, n_train=6, n_test=4, size=(64, 48), progress=False)
     ds = read_dataset(files["train"])
@@ -153,7 +167,9 @@ def test_synthetic_dataset_round_trips_through_the_reader(tmp_path):
     assert np.allclose(ds.positions, p, atol=1e-5) and np.allclose(ds.orientations, q, atol=1e-5)
     # the image on disk is the render of that pose
     img = cv2.imread(str(ds.images[2]))
-    assert np.abs(img.astype(int) - sc.render(room, sc.random_poses(room, 6, seed=0)[2], (64, 48)).astype(int)).max() <= 1
+    assert (
+        np.abs(img.astype(int) - sc.render(room, sc.random_poses(room, 6, seed=0)[2], (64, 48)).astype(int)).max() <= 1
+    )
     assert split_file(tmp_path / "room", "test").name == "dataset_test.txt"
 
 
@@ -208,6 +224,7 @@ def test_missing_split_says_how_to_make_one(tmp_path):
 
 
 # --------------------------------------------------------------------------- config
+
 
 def test_config_section():
     from pydantic import ValidationError

@@ -1,4 +1,5 @@
 """Relocalization PoseNet with TensorFlow: Kendall's loss, a tiny training, export, and the device runtime without TF."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.tf
 
 
 # --------------------------------------------------------------------------- the loss
+
 
 def test_loss_terms_hand_computed():
     x_true = np.zeros((1, 3), np.float32)
@@ -55,7 +57,10 @@ def test_compiled_keras_loss_is_kendalls():
     model = T.compile_model(build_model((32, 32), "small"), beta=7.5)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
-    y = {"position": rng.normal(size=(4, 3)).astype(np.float32), "orientation": rng.normal(size=(4, 4)).astype(np.float32)}
+    y = {
+        "position": rng.normal(size=(4, 3)).astype(np.float32),
+        "orientation": rng.normal(size=(4, 4)).astype(np.float32),
+    }
     got = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)["loss"]
     pred = model(x, training=False)
     want = float(kendall_loss(y["position"], pred["position"], y["orientation"], pred["orientation"], 7.5))
@@ -80,6 +85,7 @@ def test_auto_beta_balances_the_baseline_terms():
 
 # --------------------------------------------------------------------------- tiny end-to-end
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """40 renders of the photo room, a tiny model trained on them, exported float32 and int8."""
@@ -91,7 +97,9 @@ def tiny(tmp_path_factory):
     xtr, xte = load_images(tr, size, False), load_images(te, size, False)
     settings = T.TrainSettings(input_size=INPUT, epochs=30, batch_size=8, learning_rate=2e-3, augment=False, seed=0)
     trained = T.train(xtr, tr.positions, tr.orientations, settings, progress=False)
-    report = T.export_and_evaluate(trained, tr, te, xtr, xte, root / "models", ("float32", "int8"), name="tiny", progress=False)
+    report = T.export_and_evaluate(
+        trained, tr, te, xtr, xte, root / "models", ("float32", "int8"), name="tiny", progress=False
+    )
     return {"root": root, "train": tr, "test": te, "xtr": xtr, "trained": trained, "report": report}
 
 
@@ -129,7 +137,10 @@ def test_export_metadata_and_tflite_matches_keras(tiny):
         assert np.allclose(cp.position, kp[i], atol=1e-3)
         assert np.allclose(cp.orientation, kq[i], atol=1e-3)
     i8 = CameraPoseEstimator(rep["exports"]["int8"]["path"])
-    assert i8.input_dtype == np.uint8 and read_metadata(Path(rep["exports"]["int8"]["path"]).read_bytes())["precision"] == "int8"
+    assert (
+        i8.input_dtype == np.uint8
+        and read_metadata(Path(rep["exports"]["int8"]["path"]).read_bytes())["precision"] == "int8"
+    )
     # every precision was evaluated on the held-out split
     for label in ("mean-pose baseline", "keras (TF)", "tflite float32", "tflite int8"):
         r = rep["results"][label]
@@ -161,13 +172,19 @@ def test_device_runtime_without_tensorflow(tiny):
     rep = tiny["report"]
     paths = [rep["exports"][p]["path"] for p in ("float32", "int8")]
     img = str(tiny["test"].images[0])
-    r = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT, img, *paths], capture_output=True, text=True, timeout=120, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-c", DEVICE_SCRIPT, img, *paths], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     results = json.loads(r.stdout.strip().splitlines()[-1])
     for res in results:
         assert res["type"] == "relocalization" and res["cls"] == "CameraPoseEstimator"
         assert len(res["position"]) == 3 and all(math.isfinite(v) for v in res["position"])
-        assert len(res["orientation"]) == 4 and abs(np.linalg.norm(res["orientation"]) - 1) < 1e-4 and res["orientation"][0] >= 0
+        assert (
+            len(res["orientation"]) == 4
+            and abs(np.linalg.norm(res["orientation"]) - 1) < 1e-4
+            and res["orientation"][0] >= 0
+        )
         assert res["model"] == "tiny"
     assert [r["dtype"] for r in results] == ["float32", "uint8"]
     # float32 and int8 agree roughly (int8 loses some accuracy, not the answer)
@@ -190,6 +207,7 @@ def test_payload_validates_against_the_camera_pose_schema(tiny):
 
 # --------------------------------------------------------------------------- CLI and errors
 
+
 def _cli(argv: list[str]) -> int:
     from edgepose.cli import reloc
 
@@ -204,7 +222,9 @@ def _cli(argv: list[str]) -> int:
 def test_cli_predict_and_eval(tiny, capsys):
     model = tiny["report"]["exports"]["int8"]["path"]
     img = str(tiny["test"].images[0])
-    assert _cli(["reloc", "predict", "--model", model, img, str(tiny["root"] / "nope.jpg")]) == 1  # one unreadable image
+    assert (
+        _cli(["reloc", "predict", "--model", model, img, str(tiny["root"] / "nope.jpg")]) == 1
+    )  # one unreadable image
     out, err = capsys.readouterr()
     line = json.loads(out.strip().splitlines()[0])
     assert line["image"] == img and len(line["orientation"]) == 4
@@ -242,10 +262,12 @@ def test_pipeline_publishes_camera_pose_every_n_frames(tiny):
     from edgepose.types import Frame
 
     reloc = tiny["report"]["exports"]["int8"]["path"]
-    cfg = load_config(overrides={
-        "model": {"path": str(SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite")},
-        "relocalization": {"enabled": True, "model": reloc, "every_n_frames": 2},
-    })
+    cfg = load_config(
+        overrides={
+            "model": {"path": str(SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite")},
+            "relocalization": {"enabled": True, "model": reloc, "every_n_frames": 2},
+        }
+    )
     pipe = Pipeline(cfg)
     images = [cv2.imread(str(p)) for p in tiny["test"].images[:5]]
     results = [pipe.process(Frame(i, i / 10, img)) for i, img in enumerate(images)]

@@ -1,4 +1,5 @@
 """``edgepose run`` end to end on real models, images and video, and its one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ COUPLE = SHARED / "images" / "test_couple.jpg"
 
 def test_image_to_jsonl_finds_both_people(tmp_path):
     out = tmp_path / "couple.jsonl"
-    assert main(["run", "--model", str(coral_model("481_641")), "--source", str(COUPLE), "--jsonl", str(out), "-q"]) == 0
+    assert (
+        main(["run", "--model", str(coral_model("481_641")), "--source", str(COUPLE), "--jsonl", str(out), "-q"]) == 0
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 1
     rec = records[0]
@@ -36,7 +39,9 @@ def test_image_to_jsonl_finds_both_people(tmp_path):
 def test_video_demo_writes_annotated_video_and_jsonl(tmp_path):
     """The seed article's demo: read the clip, decode up to 10 poses, draw, write a video."""
     video, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
-    rc = main(["run", "--source", str(VIDEO), "--output", str(video), "--jsonl", str(jsonl), "--max-frames", "24", "-q"])
+    rc = main(
+        ["run", "--source", str(VIDEO), "--output", str(video), "--jsonl", str(jsonl), "--max-frames", "24", "-q"]
+    )
     assert rc == 0
     lines = jsonl.read_text().splitlines()
     assert len(lines) == 24

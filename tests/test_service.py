@@ -1,4 +1,5 @@
 """``edgepose serve`` / ``edgepose listen`` as processes, and the Service loop, against real Mosquitto brokers."""
+
 from __future__ import annotations
 
 import json
@@ -30,13 +31,29 @@ DEVICE = "shelf-pi"
 def serve_v(*args: str, **kw) -> subprocess.Popen:
     """``edgepose -v serve``: these tests read its info lines."""
     return serve(*args, verbose=True, **kw)
+
+
 VIDEO = SHARED / "video" / "openpose_video.avi"
 
 
 def write_config(path: Path, port: int, **mqtt) -> Path:
-    return write_device_config(path, DEVICE, {"model": {"path": TEST_MODEL}, "source": {"uri": VIDEO}, "mqtt": {
-        "host": "127.0.0.1", "port": port, "outbox_path": path.parent / "outbox.sqlite", "backoff_min": 0.2, "backoff_max": 1.0,
-        "status_interval": 1.0, **mqtt}})
+    return write_device_config(
+        path,
+        DEVICE,
+        {
+            "model": {"path": TEST_MODEL},
+            "source": {"uri": VIDEO},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "outbox_path": path.parent / "outbox.sqlite",
+                "backoff_min": 0.2,
+                "backoff_max": 1.0,
+                "status_interval": 1.0,
+                **mqtt,
+            },
+        },
+    )
 
 
 def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
@@ -71,8 +88,15 @@ def test_serve_real_pipeline_on_shared_video(broker, tmp_path):
 def test_last_will_announces_offline_on_sigkill(broker, tmp_path, real_poses):
     sub = Subscriber(broker.port, f"edgepose/{DEVICE}/status")
     rec = write_recording(tmp_path / "rec.jsonl", real_poses, n=30, every=3)
-    proc = serve_v("--config", str(write_config(tmp_path / "device.toml", broker.port)), "--replay", str(rec),
-                 "--replay-loop", "--replay-fps", "30")
+    proc = serve_v(
+        "--config",
+        str(write_config(tmp_path / "device.toml", broker.port)),
+        "--replay",
+        str(rec),
+        "--replay-loop",
+        "--replay-fps",
+        "30",
+    )
     try:
         assert sub.wait_for(lambda s: any(b'"online"' in p for p in s.on("/status")), timeout=30), proc.stderr
         proc.send_signal(signal.SIGKILL)
@@ -127,9 +151,20 @@ def test_sigterm_publishes_pending_and_announces_offline(tmp_path, real_poses):
     with Mosquitto(tmp_path / "broker", port=port) as b:
         sub = Subscriber(b.port, f"edgepose/{DEVICE}/#")
         sock, notes = _notify_socket(tmp_path / "notify.sock")
-        proc = serve_v("--config", str(cfg), "--replay", str(rec), "--replay-loop", "--replay-fps", "30",
-                     env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "300000",
-                          "EDGEPOSE_HEALTH_FILE": str(tmp_path / "health")})
+        proc = serve_v(
+            "--config",
+            str(cfg),
+            "--replay",
+            str(rec),
+            "--replay-loop",
+            "--replay-fps",
+            "30",
+            env={
+                "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+                "WATCHDOG_USEC": "300000",
+                "EDGEPOSE_HEALTH_FILE": str(tmp_path / "health"),
+            },
+        )
         assert sub.wait_for(lambda s: len(s.on("/events")) >= 15, timeout=30), finish(proc)[1][-2000:]
         proc.send_signal(signal.SIGTERM)
         code, err = finish(proc)
@@ -157,17 +192,25 @@ def test_starting_asks_systemd_for_time_while_numba_loads_and_never_after_ready(
     decoder asks systemd for more time (EXTEND_TIMEOUT_USEC) and says what it does; after READY=1 nothing
     does, since that would only lengthen the watchdog."""
     sock, notes = _notify_socket(tmp_path / "notify.sock")
-    code = ("from edgepose.model.posenet import load_posenet\n"
-            "from edgepose.systemd import SystemdNotifier, extend_startup\n"
-            f"load_posenet({str(TEST_MODEL)!r})\nSystemdNotifier().ready('up')\nprint(extend_startup(5, 'late'))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
-                       env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    code = (
+        "from edgepose.model.posenet import load_posenet\n"
+        "from edgepose.systemd import SystemdNotifier, extend_startup\n"
+        f"load_posenet({str(TEST_MODEL)!r})\nSystemdNotifier().ready('up')\nprint(extend_startup(5, 'late'))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
     wait_until(lambda: any(n.startswith("READY=1") for n in notes), 5, "READY=1")
     sock.close()
     ready = next(i for i, n in enumerate(notes) if n.startswith("READY=1"))
-    before, after = notes[:ready], notes[ready + 1:]
+    before, after = notes[:ready], notes[ready + 1 :]
     assert [n.split("\n")[0] for n in before] == ["EXTEND_TIMEOUT_USEC=600000000"]
     assert "multi-pose decoder (uint8 heads)" in before[0]
     assert after == []
@@ -208,8 +251,13 @@ def test_unplugged_live_camera_through_real_sources(broker, tmp_path):
     svc: Service
 
     def frames():
-        src = open_source("/dev/video97", on_state=svc.source_state_changed, retry_first_open=True,
-                          retry_initial_s=0.1, retry_max_s=0.3)
+        src = open_source(
+            "/dev/video97",
+            on_state=svc.source_state_changed,
+            retry_first_open=True,
+            retry_initial_s=0.1,
+            retry_max_s=0.3,
+        )
         svc.source = src
         return src  # frames never come; only state changes
 

@@ -1,4 +1,5 @@
 """``Service.run`` returns a real exit code: 0 for a normal end, non-zero when the service cannot go on."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def _sink(port: int, tmp_path) -> MqttSink:
 
 
 def test_input_that_ends_exits_zero(broker, tmp_path, real_poses):
-    svc = Service(_sink(broker.port, tmp_path), lambda: iter([frame(i, real_poses) for i in range(3)]), status_interval=60)
+    svc = Service(
+        _sink(broker.port, tmp_path), lambda: iter([frame(i, real_poses) for i in range(3)]), status_interval=60
+    )
     assert svc.run() == 0 and svc.fatal is None
 
 
@@ -54,8 +57,14 @@ def test_source_that_failed_for_good_exits_non_zero(broker, tmp_path):
     svc: Service
 
     def frames():
-        src = open_source("/dev/video97", on_state=svc.source_state_changed, retry_first_open=True,
-                          retry_initial_s=0.05, retry_max_s=0.1, retry_max_attempts=2)
+        src = open_source(
+            "/dev/video97",
+            on_state=svc.source_state_changed,
+            retry_first_open=True,
+            retry_initial_s=0.05,
+            retry_max_s=0.1,
+            retry_max_attempts=2,
+        )
         svc.source = src
         return src
 
@@ -95,9 +104,13 @@ def test_serve_prints_a_start_summary_and_status_lines_without_v(broker, tmp_pat
     rec = tmp_path / "rec.jsonl"
     rec.write_text("".join(json.dumps(frame(i, real_poses).to_dict()) + "\n" for i in range(90)))
     cfg = tmp_path / "device.toml"
-    cfg.write_text(f'device_id = "{DEVICE}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-                   f'outbox_path = "{tmp_path / "o.sqlite"}"\n')
-    r = edgepose("serve", "--config", str(cfg), "--replay", str(rec), "--replay-fps", "30", "--status-every", "1", timeout=60)
+    cfg.write_text(
+        f'device_id = "{DEVICE}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        f'outbox_path = "{tmp_path / "o.sqlite"}"\n'
+    )
+    r = edgepose(
+        "serve", "--config", str(cfg), "--replay", str(rec), "--replay-fps", "30", "--status-every", "1", timeout=60
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     starts = [ln for ln in lines if ln.startswith("edgepose serve: started:")]

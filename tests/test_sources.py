@@ -1,4 +1,5 @@
 """Files, images, cameras that do not exist, and the background readers (real video and images)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -53,6 +54,7 @@ def video_digests() -> list[str]:
 
 # -- resolving specs ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "spec, kind",
     [
@@ -91,6 +93,7 @@ def test_natural_sort():
 
 
 # -- video files ------------------------------------------------------------------
+
 
 def test_video_file_frames_match_opencv(video_digests):
     with open_source(str(VIDEO), prefetch=0) as src:
@@ -166,6 +169,7 @@ def test_truncated_video_ends_early_without_error(tmp_path):
 
 
 # -- images -------------------------------------------------------------------------
+
 
 def test_single_image():
     with open_source(str(COUPLE)) as src:
@@ -259,6 +263,7 @@ def test_folder_loop(tmp_path):
 
 # -- cameras that are not there ---------------------------------------------------
 
+
 @pytest.mark.parametrize("spec", [7, "7", "/dev/video9"])
 def test_camera_that_does_not_open(spec):
     t = time.monotonic()
@@ -278,6 +283,7 @@ def test_config_object_and_overrides():
 
 
 # -- LatestFrameReader ---------------------------------------------------------------
+
 
 def test_latest_frame_reader_drops_stale_frames(video_digests):
     """A slow consumer gets the newest frames; every decoded frame is either returned or counted as dropped."""
@@ -345,7 +351,6 @@ def test_latest_frame_reader_propagates_errors():
     with pytest.raises(SourceError, match="unplugged"):
         reader.read()
     reader.close()
-
 
 
 def test_edgepose_probe_reads_a_video_and_an_image_and_prints_their_frame_size(tmp_path, capsys):

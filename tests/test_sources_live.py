@@ -1,4 +1,5 @@
 """Live sources: an HTTP stream served on loopback, reconnect with back-off, and picamera2 through its test stand-in."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,14 @@ import numpy as np
 import pytest
 
 from edgepose.errors import SourceError
-from edgepose.sources import LatestFrameReader, Picamera2Source, RetryingSource, StreamSource, backoff_delays, open_source
+from edgepose.sources import (
+    LatestFrameReader,
+    Picamera2Source,
+    RetryingSource,
+    StreamSource,
+    backoff_delays,
+    open_source,
+)
 from tests.conftest import SHARED
 from tests.conftest_web import FileServer
 from tests.procs import free_port
@@ -47,6 +55,7 @@ def test_backoff_delays():
 
 
 # -- streams --------------------------------------------------------------------------
+
 
 def test_http_stream_frames(http_clip, short_clip):
     ref = cv2.VideoCapture(str(short_clip / "clip.avi"))
@@ -97,7 +106,9 @@ def test_first_open_retries_with_backoff_until_server_appears(short_clip, file_s
     port = free_port()
     url = f"http://127.0.0.1:{port}/clip.avi"
     states = []
-    src = open_source(url, retry_first_open=True, retry_initial_s=0.05, retry_max_s=0.2, on_state=states.append, latest_only=False)
+    src = open_source(
+        url, retry_first_open=True, retry_initial_s=0.05, retry_max_s=0.2, on_state=states.append, latest_only=False
+    )
     timer = threading.Timer(0.6, lambda: file_server(short_clip, port=port))
     timer.start()
     try:
@@ -117,7 +128,11 @@ def test_first_open_retries_with_backoff_until_server_appears(short_clip, file_s
 def test_gives_up_after_max_attempts():
     states = []
     src = open_source(
-        f"rtsp://127.0.0.1:{free_port()}/x", retry_first_open=True, retry_initial_s=0.01, retry_max_attempts=3, on_state=states.append
+        f"rtsp://127.0.0.1:{free_port()}/x",
+        retry_first_open=True,
+        retry_initial_s=0.01,
+        retry_max_attempts=3,
+        on_state=states.append,
     )
     with pytest.raises(SourceError) as e:
         src.read()
@@ -135,6 +150,7 @@ def test_close_interrupts_backoff_wait():
 
 
 # -- picamera2 (through tests/fake_picamera2, which follows the real API) ----------------
+
 
 @pytest.fixture
 def fake_picamera2(monkeypatch):
@@ -191,7 +207,9 @@ def test_picamera2_without_camera(fake_picamera2, error):
 def test_picamera2_camera_plugged_in_later(fake_picamera2):
     fake_picamera2.cameras = 0
     states = []
-    src = open_source("picamera2", fps=200, retry_first_open=True, retry_initial_s=0.02, retry_max_s=0.05, on_state=states.append)
+    src = open_source(
+        "picamera2", fps=200, retry_first_open=True, retry_initial_s=0.02, retry_max_s=0.05, on_state=states.append
+    )
     timer = threading.Timer(0.2, lambda: setattr(fake_picamera2, "cameras", 1))
     timer.start()
     try:
@@ -235,7 +253,9 @@ def test_picamera2_broken_install(tmp_path, monkeypatch):
     """picamera2 present but failing at import (apt's build against another numpy) is named as such."""
     pkg = tmp_path / "picamera2"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')\n")
+    (pkg / "__init__.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     with pytest.raises(SourceError) as e:

@@ -3,6 +3,7 @@
 Every test runs the real ``edgepose`` command in a subprocess, piped or under a
 pseudo-terminal (the ``pty`` module), and reads what it printed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,7 +28,9 @@ VIDEO = SHARED / "video" / "openpose_video.avi"
 SKELETONS = SHARED / "datasets" / "actions-9class" / "skeletons_info.txt"
 
 #: What TensorFlow/TFLite print on their own: absl C++ log lines, CUDA, oneDNN, XNNPACK, Keras' ANSI bars.
-TF_NOISE = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|cuInit|cuda|oneDNN|XNNPACK|fully_quantize|Saved artifact|\x1b\[", re.M | re.I)
+TF_NOISE = re.compile(
+    r"^[IWEF]\d{4} |absl::InitializeLog|cuInit|cuda|oneDNN|XNNPACK|fully_quantize|Saved artifact|\x1b\[", re.M | re.I
+)
 #: A tqdm bar: "  40%|████      | 8/20 [00:01<00:02, 5.1frame/s]".
 TQDM_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")
 
@@ -45,7 +48,9 @@ def edgepose_in_terminal(*args: str, timeout: float = 600) -> tuple[int, str]:
     master, slave = pty.openpty()
     # A terminal has a size; a fresh pty is 0x0, where tqdm draws a bar of width 0.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = procs.edgepose_process(*args, env={**ENV, "TERM": "xterm"}, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    proc = procs.edgepose_process(
+        *args, env={**ENV, "TERM": "xterm"}, stdin=slave, stdout=slave, stderr=slave, close_fds=True
+    )
     os.close(slave)
     chunks = []
     try:
@@ -67,6 +72,7 @@ def edgepose_in_terminal(*args: str, timeout: float = 600) -> tuple[int, str]:
 
 # -- progress bars: in a terminal, not in a pipe -----------------------------------------------------------------
 
+
 def test_run_shows_a_progress_bar_in_a_terminal_and_none_when_piped(tmp_path):
     args = ("run", "--source", str(VIDEO), "--max-frames", "12", "--jsonl", str(tmp_path / "k.jsonl"))
     code, text = edgepose_in_terminal(*args)
@@ -79,6 +85,7 @@ def test_run_shows_a_progress_bar_in_a_terminal_and_none_when_piped(tmp_path):
 
 
 # -- TensorFlow quiet by default, its own logs with -v ----------------------------------------------------------
+
 
 @pytest.mark.tf
 @pytest.mark.slow
@@ -97,13 +104,29 @@ def test_convert_is_quiet_by_default_and_shows_tensorflow_logs_with_v(tmp_path):
 @pytest.mark.tf
 @pytest.mark.slow
 def test_actions_train_is_quiet_and_its_bar_shows_in_a_terminal(tmp_path):
-    args = ("actions", "train", "--skeletons", str(SKELETONS), "--classes", "stand,walk", "--epochs", "2", "--kind", "mlp",
-            "--width", "8", "--out", str(tmp_path / "act.tflite"))
+    args = (
+        "actions",
+        "train",
+        "--skeletons",
+        str(SKELETONS),
+        "--classes",
+        "stand,walk",
+        "--epochs",
+        "2",
+        "--kind",
+        "mlp",
+        "--width",
+        "8",
+        "--out",
+        str(tmp_path / "act.tflite"),
+    )
     res = edgepose(*args)
     assert res.returncode == 0, res.stderr
     assert not TF_NOISE.search(res.stderr + res.stdout), res.stderr + res.stdout
     assert not TQDM_BAR.search(res.stderr)
-    assert [ln for ln in res.stderr.splitlines()] == [ln for ln in res.stderr.splitlines() if ln.startswith("training mlp on")]
+    assert [ln for ln in res.stderr.splitlines()] == [
+        ln for ln in res.stderr.splitlines() if ln.startswith("training mlp on")
+    ]
     assert res.stdout.startswith(f"wrote {tmp_path / 'act.tflite'}"), res.stdout
     code, text = edgepose_in_terminal(*args)
     assert code == 0, text
@@ -115,12 +138,38 @@ def test_actions_train_is_quiet_and_its_bar_shows_in_a_terminal(tmp_path):
 @pytest.mark.slow
 def test_reloc_train_has_no_keras_progress_codes(tmp_path):
     data = tmp_path / "room"
-    synth = edgepose("reloc", "synth", "--out", str(data), "--images", str(SHARED / "images"), "--train", "16", "--test", "4",
-                     "--size", "64x48", "--workers", "1")
+    synth = edgepose(
+        "reloc",
+        "synth",
+        "--out",
+        str(data),
+        "--images",
+        str(SHARED / "images"),
+        "--train",
+        "16",
+        "--test",
+        "4",
+        "--size",
+        "64x48",
+        "--workers",
+        "1",
+    )
     assert synth.returncode == 0, synth.stderr
     assert not TQDM_BAR.search(synth.stderr), synth.stderr  # piped: no bar
-    args = ("reloc", "train", "--data", str(data), "--out-dir", str(tmp_path / "m"), "--epochs", "2", "--input-size", "32",
-            "--batch-size", "8")
+    args = (
+        "reloc",
+        "train",
+        "--data",
+        str(data),
+        "--out-dir",
+        str(tmp_path / "m"),
+        "--epochs",
+        "2",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "8",
+    )
     res = edgepose(*args)
     assert res.returncode == 0, res.stderr
     assert res.stderr == "", res.stderr

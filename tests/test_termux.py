@@ -6,6 +6,7 @@ The venv (tests/termux_env.py) is built once and cached (~/.cache/edgepose/test-
 edgepose is this checkout's wheel installed --no-deps as on a phone (firmware_configs/termux.md), into a
 folder of this test run on the venv's path (PYTHONPATH), so runs from other checkouts cannot mix.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ from tests.termux_env import TERMUX_REQUIREMENTS
 from tests.venvs import cached_venv
 
 VIDEO = SHARED / "video" / "openpose_video.avi"
-TEST_MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"  # what the termux profile's name resolves to
+TEST_MODEL = (
+    SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
+)  # what the termux profile's name resolves to
 FRAMES = 24
 
 pytestmark = pytest.mark.integration
@@ -43,8 +46,23 @@ def termux(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     py = cached_venv("termux-like", TERMUX_REQUIREMENTS)
     wheel = build_edgepose_wheel(REPO, tmp_path_factory.mktemp("wheel"))
     site = tmp_path_factory.mktemp("site")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return py, clean_env(PYTHONPATH=str(site))
 
 
@@ -63,7 +81,9 @@ def frames_dir(tmp_path_factory) -> Path:
     return out
 
 
-def serve_poses(python: Path, env: dict[str, str], broker, tmp_path: Path, source: Path, model: str = "") -> tuple[list[dict], str]:
+def serve_poses(
+    python: Path, env: dict[str, str], broker, tmp_path: Path, source: Path, model: str = ""
+) -> tuple[list[dict], str]:
     """``edgepose serve`` of FRAMES video frames with ``python``'s edgepose; the poses a subscriber received, and stderr.
 
     As the guide sets a phone up: the termux profile as board.toml beside device.toml, the site settings in device.toml.
@@ -71,12 +91,33 @@ def serve_poses(python: Path, env: dict[str, str], broker, tmp_path: Path, sourc
     tmp_path.mkdir()
     shutil.copy(REPO / "firmware_configs" / "boards" / "termux.toml", tmp_path / "board.toml")
     cfg = tmp_path / "device.toml"
-    cfg.write_text("\n".join(['device_id = "phone"', "[model]", model, "[source]", f'uri = "{source}"', "[tracking]", "enabled = false", "[mqtt]",
-                              'host = "127.0.0.1"', f"port = {broker.port}", f'outbox_path = "{tmp_path / "outbox.sqlite"}"']) + "\n")
+    cfg.write_text(
+        "\n".join(
+            [
+                'device_id = "phone"',
+                "[model]",
+                model,
+                "[source]",
+                f'uri = "{source}"',
+                "[tracking]",
+                "enabled = false",
+                "[mqtt]",
+                'host = "127.0.0.1"',
+                f"port = {broker.port}",
+                f'outbox_path = "{tmp_path / "outbox.sqlite"}"',
+            ]
+        )
+        + "\n"
+    )
     sub = Subscriber(broker.port, "edgepose/phone/poses")
-    proc = subprocess.Popen([str(python), "-m", "edgepose", "-v", "serve", "--config", str(cfg), "--max-frames", str(FRAMES)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env=env)
+    proc = subprocess.Popen(
+        [str(python), "-m", "edgepose", "-v", "serve", "--config", str(cfg), "--max-frames", str(FRAMES)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     code, err = finish(proc, timeout=600)
     assert code == 0, err[-3000:]
     assert sub.wait_for(lambda s: len(s.on("/poses")) >= FRAMES)
@@ -92,10 +133,14 @@ def keypoints(people: list[dict]) -> np.ndarray:
 
 def test_termux_venv_has_what_a_phone_has(termux):
     python, env = termux
-    code = ("import importlib.util as u, numpy, tflite_runtime, edgepose; "
-            "print(numpy.__version__, tflite_runtime.__version__, u.find_spec('numba') is None, u.find_spec('ai_edge_litert') is None, "
-            "edgepose.__file__)")
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, env=env, cwd="/").stdout.split()
+    code = (
+        "import importlib.util as u, numpy, tflite_runtime, edgepose; "
+        "print(numpy.__version__, tflite_runtime.__version__, u.find_spec('numba') is None, u.find_spec('ai_edge_litert') is None, "
+        "edgepose.__file__)"
+    )
+    out = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, check=True, env=env, cwd="/"
+    ).stdout.split()
     assert out[0].startswith("1.") and out[1].startswith("2.14") and out[2:4] == ["True", "True"]
     assert out[4].startswith(env["PYTHONPATH"])  # the wheel, not the checkout
 
@@ -105,18 +150,24 @@ def test_the_pipeline_under_termux_conditions_gives_the_litert_poses(termux, bro
     # The profile's model on the fallback runtime, with the profile's numpy decoder.
     assert "tflite-runtime" in err and "numpy decoder" in err, err[-3000:]
     # The reference: the same profile and video with ai-edge-litert and the compiled decoder.
-    here, err_here = serve_poses(Path(sys.executable), clean_env(), broker, tmp_path / "here", frames_dir, model='decoder = "auto"')
+    here, err_here = serve_poses(
+        Path(sys.executable), clean_env(), broker, tmp_path / "here", frames_dir, model='decoder = "auto"'
+    )
     assert "ai-edge-litert" in err_here and "numba decoder" in err_here, err_here[-3000:]
     assert [p["frame"] for p in phone] == [p["frame"] for p in here] == list(range(FRAMES))
     dist, dscore, unmatched, total = pose_agreement(phone, here)
-    print(f"\nposes {total}, unmatched {unmatched}, keypoint distance px p50 {np.median(dist):.2f} p95 {np.percentile(dist, 95):.2f} "
-          f"max {dist.max():.2f}, pose score diff p95 {np.percentile(dscore, 95):.3f}, within 8 px {np.mean(dist <= 8):.3f}")
+    print(
+        f"\nposes {total}, unmatched {unmatched}, keypoint distance px p50 {np.median(dist):.2f} p95 {np.percentile(dist, 95):.2f} "
+        f"max {dist.max():.2f}, pose score diff p95 {np.percentile(dscore, 95):.3f}, within 8 px {np.mean(dist <= 8):.3f}"
+    )
     assert total >= FRAMES  # people were found, not empty frames compared
     # Measured (24 frames, 112 confident poses): median 0.96 px, 95.5 % within 8 px, score difference p95 0.014.
     # Not equal because ai-edge-litert's default XNNPACK path computes this uint8 model differently from every
     # other kernel set (up to 76 quanta in an offset; test below), while tflite-runtime matches ai-edge-litert's
     # own builtin kernels; a pose near the threshold can then appear in one run only.
-    assert unmatched == 0 and np.median(dist) <= 1.5 and np.mean(dist <= 8) >= 0.92 and np.percentile(dscore, 95) <= 0.03
+    assert (
+        unmatched == 0 and np.median(dist) <= 1.5 and np.mean(dist <= 8) >= 0.92 and np.percentile(dscore, 95) <= 0.03
+    )
 
 
 HEADS = """
@@ -149,11 +200,18 @@ def test_tflite_runtime_computes_the_model_as_ai_edge_literts_builtin_kernels_do
         assert ok
         tensors.append(model.preprocess(img)[0][0])
     np.save(tmp_path / "in.npy", np.array(tensors))
-    subprocess.run([str(termux[0]), "-c", HEADS, str(TEST_MODEL), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(termux[0]), "-c", HEADS, str(TEST_MODEL), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     phone = np.load(tmp_path / "out.npy").astype(int)
-    ref = litert.Interpreter(model_path=str(TEST_MODEL), num_threads=2,
-                             experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ref = litert.Interpreter(
+        model_path=str(TEST_MODEL),
+        num_threads=2,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     ref.allocate_tensors()
     for t, got in zip(tensors, phone):
         ref.set_tensor(ref.get_input_details()[0]["index"], t[None])

@@ -1,4 +1,5 @@
 """Tracker: stable IDs, missed frames, no ID reuse, smoothing; real video in test_tracking_video.py."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ must keep every track within reach of where it was.
 The jump measure here is independent of the tracker's own gate: the median of a pose's
 confident parts, against the same track's last appearance, in that appearance's torso sizes.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,21 @@ def track_jumps(jsonl, max_torso: float = 2.0, max_gap: int = 25) -> list[str]:
 @pytest.mark.parametrize("resize_filter", ["linear", "antialias"])
 def test_no_track_jumps_to_another_person_on_the_shared_video(resize_filter, tmp_path, capsys):
     jsonl = tmp_path / "out.jsonl"
-    rc = main(["run", "--source", str(VIDEO), "--jsonl", str(jsonl), "--actions", "--max-frames", "200",
-               "--resize-filter", resize_filter, "-q"])
+    rc = main(
+        [
+            "run",
+            "--source",
+            str(VIDEO),
+            "--jsonl",
+            str(jsonl),
+            "--actions",
+            "--max-frames",
+            "200",
+            "--resize-filter",
+            resize_filter,
+            "-q",
+        ]
+    )
     assert rc == 0
     events = capsys.readouterr().out
     assert track_jumps(jsonl) == []
@@ -62,7 +76,11 @@ def test_no_track_jumps_to_another_person_on_the_shared_video(resize_filter, tmp
 
 def test_the_jump_measure_sees_a_jump(tmp_path):
     """The check above can fail: a track that moves 4 torso sizes between frames is reported."""
-    person = {"score": 0.9, "id": 8, "keypoints": {k: [100.0 + 10 * (i % 3), 100.0 + 12 * i, 0.9] for i, k in enumerate(KEYPOINT_NAMES)}}
+    person = {
+        "score": 0.9,
+        "id": 8,
+        "keypoints": {k: [100.0 + 10 * (i % 3), 100.0 + 12 * i, 0.9] for i, k in enumerate(KEYPOINT_NAMES)},
+    }
     moved = json.loads(json.dumps(person))
     for v in moved["keypoints"].values():
         v[0] += 400.0

@@ -9,6 +9,7 @@ merges two people into one pose for a frame, which changes the "same" pose).
 On top, the people who are in view all along (the pose with most frames)
 must keep one ID, and the number of IDs must stay near the number of people.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -60,4 +61,3 @@ def test_ids_are_stable_through_the_shared_video(video_frames, stride):
     assert len(confident) <= 25, confident
     longest = max(Counter(p.track_id for f in frames for p in f).values())
     assert longest >= 0.95 * len(frames)  # the woman in the middle is one track from start to end
-

@@ -1,4 +1,5 @@
 """Messages a user reads: a truncated video, a misspelt config key, model shapes without numpy reprs, benchmark --help."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,9 @@ def test_truncated_video_says_it_ended_early_and_keeps_what_it_read(tmp_path):
 @pytest.mark.integration
 def test_a_misspelt_config_key_proposes_the_closest_known_key(tmp_path):
     cfg = tmp_path / "device.toml"
-    cfg.write_text('[decode]\nnms_radus = 10\n[mqtt.tls]\nca_fil = "ca.pem"\n[actions]\nwave_min_amplitud = 0.3\nzzz = 1\n')
+    cfg.write_text(
+        '[decode]\nnms_radus = 10\n[mqtt.tls]\nca_fil = "ca.pem"\n[actions]\nwave_min_amplitud = 0.3\nzzz = 1\n'
+    )
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
     msg = str(e.value)
@@ -72,7 +75,9 @@ def test_model_shapes_in_messages_are_plain_numbers(tmp_path):
         return tf.reduce_mean(x, axis=1)[:, :2]
 
     model = tmp_path / "not_posenet.tflite"
-    model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([classifier.get_concrete_function()], classifier).convert())
+    model.write_bytes(
+        tf.lite.TFLiteConverter.from_concrete_functions([classifier.get_concrete_function()], classifier).convert()
+    )
     res = edgepose("run", "--source", str(IMAGE), "--model", str(model))
     assert res.returncode == 2, res.stderr
     assert "not_posenet.tflite has inputs [[1, 15, 72]]" in res.stderr, res.stderr
@@ -82,7 +87,13 @@ def test_model_shapes_in_messages_are_plain_numbers(tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("*.py")))
 def test_every_benchmark_prints_help_without_running(script):
-    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: "), res.stdout[:500]
     assert "options:" in res.stdout
@@ -99,14 +110,17 @@ def test_listen_record_messages_name_the_jsonl_option(tmp_path):
     assert "edgepose listen --jsonl" in str(e.value)
 
 
-@pytest.mark.parametrize("err, kw, want", [
-    (ValueError(""), {}, "ValueError"),  # an empty message once raised IndexError in convert/sources.py
-    (ValueError(" \n\t"), {}, "ValueError"),
-    (ValueError(""), {"default": ""}, ""),
-    ("", {"default": "no output"}, "no output"),
-    (RuntimeError("\nfirst\nsecond\n"), {}, "first"),
-    (RuntimeError("first\nsecond"), {"last": True}, "second"),
-    (OSError("x" * 50), {"limit": 10}, "x" * 10),
-])
+@pytest.mark.parametrize(
+    "err, kw, want",
+    [
+        (ValueError(""), {}, "ValueError"),  # an empty message once raised IndexError in convert/sources.py
+        (ValueError(" \n\t"), {}, "ValueError"),
+        (ValueError(""), {"default": ""}, ""),
+        ("", {"default": "no output"}, "no output"),
+        (RuntimeError("\nfirst\nsecond\n"), {}, "first"),
+        (RuntimeError("first\nsecond"), {"last": True}, "second"),
+        (OSError("x" * 50), {"limit": 10}, "x" * 10),
+    ],
+)
 def test_first_line_of_an_error_is_one_short_line_and_never_raises(err, kw, want):
     assert first_line(err, **kw) == want

@@ -1,4 +1,5 @@
 """Video / image output: files re-open with the right frame count, size and content."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The device page of ``edgepose serve`` in a real browser: live stream, privacy mode, metrics, auth and binding."""
+
 from __future__ import annotations
 
 import base64
@@ -27,10 +28,21 @@ VIVID = np.array([PALETTE[i] for i in (0, 1, 2, 3, 4, 6, 9)], np.int16)
 
 
 def write_config(path: Path, mqtt_port: int, http_port: int, **http) -> Path:
-    return write_device_config(path, DEVICE, {
-        "model": {"path": TEST_MODEL}, "source": {"uri": VIDEO, "loop": True},
-        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "outbox_path": path.parent / "outbox.sqlite", "status_interval": 1.0},
-        "http": {"enabled": True, "port": http_port, **http}})
+    return write_device_config(
+        path,
+        DEVICE,
+        {
+            "model": {"path": TEST_MODEL},
+            "source": {"uri": VIDEO, "loop": True},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": mqtt_port,
+                "outbox_path": path.parent / "outbox.sqlite",
+                "status_interval": 1.0,
+            },
+            "http": {"enabled": True, "port": http_port, **http},
+        },
+    )
 
 
 def vivid_fraction(img: np.ndarray, tol: int = 30) -> float:
@@ -58,7 +70,9 @@ def open_page(drv, url: str):
 
     drv.get(url)
     img = drv.find_element(By.ID, "stream")
-    wait_until(lambda: drv.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img), 30, "the stream")
+    wait_until(
+        lambda: drv.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img), 30, "the stream"
+    )
     return img
 
 
@@ -87,7 +101,11 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
         assert max(vivid_fraction(a), vivid_fraction(b)) > 0.0015, "no skeleton-coloured pixels"
 
         # The status panel is filled from /api/status.
-        wait_until(lambda: browser.find_element(By.ID, "s-mqtt").text.startswith("connected to 127.0.0.1"), 10, "MQTT in the page")
+        wait_until(
+            lambda: browser.find_element(By.ID, "s-mqtt").text.startswith("connected to 127.0.0.1"),
+            10,
+            "MQTT in the page",
+        )
         assert browser.find_element(By.ID, "device").text == DEVICE
         assert "invoke" in browser.find_element(By.ID, "s-ms").text
         assert int(browser.find_element(By.ID, "s-people").text) >= 0
@@ -101,7 +119,7 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
         assert m["edgepose_mqtt_connected"] == 1 and "edgepose_outbox_depth" in m
         assert m["edgepose_invoke_milliseconds_count"] == m["edgepose_frames_total"]
         assert m["edgepose_frame_milliseconds_sum"] > m["edgepose_invoke_milliseconds_sum"] > 0
-        assert m['edgepose_invoke_milliseconds_bucket{le=+Inf}'] == m["edgepose_invoke_milliseconds_count"]
+        assert m["edgepose_invoke_milliseconds_bucket{le=+Inf}"] == m["edgepose_invoke_milliseconds_count"]
         assert any(k.startswith("edgepose_events_total{action=") for k in m)
         assert m["edgepose_camera_reconnects_total"] == 0 and m["edgepose_people"] >= 0
         ev = get_json(url + "api/events")
@@ -207,7 +225,9 @@ def test_other_address_without_credentials_is_refused(tmp_path, monkeypatch):
     cfg = write_config(tmp_path / "device.toml", free_port(), free_port(), host="0.0.0.0")
     proc = edgepose("serve", "--config", str(cfg), timeout=60)
     assert proc.returncode == 2
-    assert "http.host = '0.0.0.0' serves beyond this machine" in proc.stderr and "Fix: set http.token_env" in proc.stderr
+    assert (
+        "http.host = '0.0.0.0' serves beyond this machine" in proc.stderr and "Fix: set http.token_env" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -218,8 +238,11 @@ def test_token_required_beyond_loopback(monkeypatch, caplog, real_poses, tmp_pat
     monkeypatch.setenv("EP_PASS", "pa55word")
     caplog.set_level(logging.DEBUG)
     port = free_port()
-    web = DeviceWeb(HttpConfig(host="0.0.0.0", port=port, token_env="EP_TOKEN", username="ops", password_env="EP_PASS"),
-                    DEVICE, model="test").start()
+    web = DeviceWeb(
+        HttpConfig(host="0.0.0.0", port=port, token_env="EP_TOKEN", username="ops", password_env="EP_PASS"),
+        DEVICE,
+        model="test",
+    ).start()
     stop_ev = threading.Event()
     feeder = threading.Thread(target=_feed, args=(web, real_poses, stop_ev), daemon=True)
     feeder.start()
@@ -234,7 +257,7 @@ def test_token_required_beyond_loopback(monkeypatch, caplog, real_poses, tmp_pat
             assert get(url + path, {"Authorization": basic("ops", "wrong")})[0] == 401
         assert get(url + "healthz")[0] == 200  # probes need no credentials and learn nothing
         code, page, _ = get(url, {"Authorization": f"Bearer {token}"})
-        assert code == 200 and b"<img id=\"stream\"" in page and token.encode() not in page  # token: served
+        assert code == 200 and b'<img id="stream"' in page and token.encode() not in page  # token: served
         assert get(url + "api/status", {"Authorization": basic("ops", "pa55word")})[0] == 200
         assert get(url + "api/status", {"Authorization": basic("anyone", token)})[0] == 200
         assert "edgepose_frames_total" in metrics(url, {"Authorization": f"Bearer {token}"})
@@ -284,7 +307,9 @@ def test_camera_reconnects_and_healthz(real_poses, monkeypatch):
             web.on_camera(state, "gone" if state == "unavailable" else None)
         assert metrics(url)["edgepose_camera_reconnects_total"] == 2
         monkeypatch.setattr(device, "STALL_S", 0.2)
-        code, body, _ = wait_until(lambda: (r := get(url + "healthz"))[0] == 503 and r, 10, "/healthz to report the stall")
+        code, body, _ = wait_until(
+            lambda: (r := get(url + "healthz"))[0] == 503 and r, 10, "/healthz to report the stall"
+        )
         assert body == b"stalled\n"
     finally:
         web.close()

@@ -1,4 +1,5 @@
 """``edgepose view`` in a real browser: three devices replaying a recording of the shared video, one killed."""
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,20 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def device_config(path: Path, device: str, port: int) -> Path:
-    path.write_text("\n".join([f'device_id = "{device}"', "[mqtt]", 'host = "127.0.0.1"', f"port = {port}",
-                               f"keepalive = {KEEPALIVE}", f'outbox_path = "{path.parent / (device + ".sqlite")}"',
-                               "status_interval = 1.0"]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                f'device_id = "{device}"',
+                "[mqtt]",
+                'host = "127.0.0.1"',
+                f"port = {port}",
+                f"keepalive = {KEEPALIVE}",
+                f'outbox_path = "{path.parent / (device + ".sqlite")}"',
+                "status_interval = 1.0",
+            ]
+        )
+        + "\n"
+    )
     return path
 
 
@@ -46,17 +58,21 @@ def cli(*args: str) -> subprocess.Popen:
 
 def tiles(drv) -> dict[str, str]:
     return drv.execute_script(
-        "const o = {}; for (const t of document.querySelectorAll('.tile')) o[t.dataset.device] = t.className; return o;")
+        "const o = {}; for (const t of document.querySelectorAll('.tile')) o[t.dataset.device] = t.className; return o;"
+    )
 
 
 def painted(drv, device: str) -> float:
     """Fraction of a tile's canvas pixels that differ from its background (skeletons drawn)."""
-    return drv.execute_script("""
+    return drv.execute_script(
+        """
         const c = document.querySelector(`.tile[data-device="${arguments[0]}"] canvas`);
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0;
         for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 0x20) + Math.abs(d[i+1] - 0x28) + Math.abs(d[i+2] - 0x30) > 40) n++;
-        return n / (d.length / 4);""", device)
+        return n / (d.length / 4);""",
+        device,
+    )
 
 
 @pytest.mark.integration
@@ -64,44 +80,83 @@ def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, t
     from selenium.webdriver.common.by import By
 
     names = ["hall", "kitchen", "porch"]
-    devices = {n: cli("serve", "--config", str(device_config(tmp_path / f"{n}.toml", n, broker.port)), "--replay", str(recording),
-                      "--replay-loop", "--replay-fps", "15") for n in names}
+    devices = {
+        n: cli(
+            "serve",
+            "--config",
+            str(device_config(tmp_path / f"{n}.toml", n, broker.port)),
+            "--replay",
+            str(recording),
+            "--replay-loop",
+            "--replay-fps",
+            "15",
+        )
+        for n in names
+    }
     http_port = free_port()
-    view = cli("view", "--config", str(device_config(tmp_path / "view.toml", "viewer", broker.port)), "--http-port", str(http_port))
+    view = cli(
+        "view",
+        "--config",
+        str(device_config(tmp_path / "view.toml", "viewer", broker.port)),
+        "--http-port",
+        str(http_port),
+    )
     url = f"http://127.0.0.1:{http_port}/"
     try:
         wait_until(lambda: get(url + "healthz")[0] == 200, 30, "edgepose view to serve")
-        wait_until(lambda: all(d.get("online") for d in get_json(url + "api/fleet")["devices"])
-                   and len(get_json(url + "api/fleet")["devices"]) == 3, 60, "three devices online")
+        wait_until(
+            lambda: (
+                all(d.get("online") for d in get_json(url + "api/fleet")["devices"])
+                and len(get_json(url + "api/fleet")["devices"]) == 3
+            ),
+            60,
+            "three devices online",
+        )
         browser.get(url)
-        wait_until(lambda: len(tiles(browser)) == 3 and all("online" in c.split() for c in tiles(browser).values()), 30, "three tiles")
+        wait_until(
+            lambda: len(tiles(browser)) == 3 and all("online" in c.split() for c in tiles(browser).values()),
+            30,
+            "three tiles",
+        )
         assert sorted(tiles(browser)) == names  # one tile per device, sorted
         seen = lambda: browser.execute_script("return {...window.edgeposeStats.frames}")  # noqa: E731
         frames0 = seen()
         # Live: poses keep arriving on every tile (a device on a busy machine may take a moment to start its replay).
-        wait_until(lambda: all(seen().get(n, 0) >= frames0.get(n, 0) + 5 for n in names), 30, "live poses on every tile")
+        wait_until(
+            lambda: all(seen().get(n, 0) >= frames0.get(n, 0) + 5 for n in names), 30, "live poses on every tile"
+        )
         for n in names:
             wait_until(lambda n=n: painted(browser, n) > 0.002, 10, f"skeletons on the canvas of {n}")
         # The merged log: events of every device (the recording has posture events), with device and track id.
         log_lines = lambda: browser.execute_script(  # noqa: E731 - the list changes under us: read it in one go
-            "return [...document.querySelectorAll('#events li')].map(li => [li.dataset.device, li.textContent])")
+            "return [...document.querySelectorAll('#events li')].map(li => [li.dataset.device, li.textContent])"
+        )
         wait_until(lambda: {dev for dev, _ in log_lines()} == set(names), 60, "events of all three devices in the log")
         assert all(f"{dev}  #" in text for dev, text in log_lines())
+
         # The `state` summary on each tile: what its people are doing now (and FALL), as the device says it.
         def now_matches() -> bool:
             states = {d["device"]: d.get("state") or {} for d in get_json(url + "api/fleet")["devices"]}
             shown = browser.execute_script(
-                "const o = {}; for (const t of document.querySelectorAll('.tile')) o[t.dataset.device] = t.querySelector('.now').textContent; return o;")
-            want = {n: " · ".join((["FALL"] if st.get("fall") else []) + ([", ".join(st["actions"])] if st.get("actions") else []))
-                    for n, st in states.items()}
+                "const o = {}; for (const t of document.querySelectorAll('.tile')) o[t.dataset.device] = t.querySelector('.now').textContent; return o;"
+            )
+            want = {
+                n: " · ".join(
+                    (["FALL"] if st.get("fall") else []) + ([", ".join(st["actions"])] if st.get("actions") else [])
+                )
+                for n, st in states.items()
+            }
             return shown == want and any(want.values())
+
         wait_until(now_matches, 30, "each tile showing its device's current actions")
 
         # SIGKILL: no goodbye; the broker publishes the Last Will and the tile turns offline within the keepalive.
         t0 = time.monotonic()
         devices["kitchen"].send_signal(signal.SIGKILL)
         devices["kitchen"].wait(10)
-        wait_until(lambda: "offline" in tiles(browser)["kitchen"].split(), 1.5 * KEEPALIVE, "the killed device's tile offline")
+        wait_until(
+            lambda: "offline" in tiles(browser)["kitchen"].split(), 1.5 * KEEPALIVE, "the killed device's tile offline"
+        )
         took = time.monotonic() - t0
         assert took <= 1.5 * KEEPALIVE
         badge = browser.find_element(By.CSS_SELECTOR, '.tile[data-device="kitchen"] .state').text
@@ -118,7 +173,9 @@ def test_fleet_page_shows_live_tiles_and_a_killed_device_going_offline(broker, t
 
 @pytest.mark.integration
 def test_view_refuses_other_address_without_credentials(tmp_path):
-    proc = edgepose("view", "--broker", "127.0.0.1:1", "--http-host", "0.0.0.0", "--http-port", str(free_port()), timeout=60)
+    proc = edgepose(
+        "view", "--broker", "127.0.0.1:1", "--http-host", "0.0.0.0", "--http-port", str(free_port()), timeout=60
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "serves beyond this machine" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -139,7 +196,7 @@ def test_compact_people_keeps_coco_order():
 
     p = {"id": 3, "score": 0.9, "keypoints": {n: [i, 2 * i, 0.5] for i, n in enumerate(KEYPOINT_NAMES)}}
     (c,) = compact_people([p])
-    assert c["id"] == 3 and c["k"][3 * 5: 3 * 5 + 3] == [5, 10, 0.5] and len(c["k"]) == 51
+    assert c["id"] == 3 and c["k"][3 * 5 : 3 * 5 + 3] == [5, 10, 0.5] and len(c["k"]) == 51
 
 
 def test_fleet_js_draws_with_the_python_skeleton_and_palette():
@@ -162,8 +219,11 @@ def test_view_beyond_loopback_serves_with_the_token_only(monkeypatch):
 
     monkeypatch.setenv("VIEW_TOKEN", "v13w-" + "y" * 24)
     port = free_port()
-    hub = FleetHub(HttpConfig(host="0.0.0.0", port=port, token_env="VIEW_TOKEN"), MqttConfig(host="127.0.0.1", port=free_port()),
-                   client_id="test-view").start()
+    hub = FleetHub(
+        HttpConfig(host="0.0.0.0", port=port, token_env="VIEW_TOKEN"),
+        MqttConfig(host="127.0.0.1", port=free_port()),
+        client_id="test-view",
+    ).start()
     url = f"http://127.0.0.1:{port}/"
     try:
         for path in ("", "sse", "api/fleet", "static/fleet.js"):

@@ -3,6 +3,7 @@
 One service (token auth, ``max_viewers = 2``) is shared by the module; every case talks raw HTTP over
 sockets, so what is sent is exactly what the case says (urllib would refuse or normalise most of it).
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,8 +50,14 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
     proc = edgepose_process("serve", "--config", str(cfg), stdout=subprocess.DEVNULL, env={"EP_HOSTILE_TOKEN": TOKEN})
     dev = Device(proc, f"http://127.0.0.1:{port}/", port)
     try:
-        wait_until(lambda: get(dev.url + "healthz")[0] == 200 and b'"frames"' in get(dev.url + "api/status", {"Authorization": AUTH})[1],
-                   90, "the device page")
+        wait_until(
+            lambda: (
+                get(dev.url + "healthz")[0] == 200
+                and b'"frames"' in get(dev.url + "api/status", {"Authorization": AUTH})[1]
+            ),
+            90,
+            "the device page",
+        )
         yield dev
     finally:
         _, err = finish(proc, terminate=True)
@@ -95,25 +102,89 @@ def request(target: bytes, method: bytes = b"GET", auth: bool = True, extra: byt
 # -- the corpus --------------------------------------------------------------------------------
 #: Spellings of "a file beside or above static/": each must be a plain 404 with the token, 401 without.
 TRAVERSAL = [
-    b"/static/../server.py", b"/static/../../web/server.py", b"/static/..%2fserver.py", b"/static/%2e%2e/server.py",
-    b"/static/%2e%2e%2fserver.py", b"/static/%252e%252e%252fserver.py", b"/static/..\\server.py", b"/static/..%5cserver.py",
-    b"/static/%5c..%5c..%5cserver.py", b"/static/device.js%00.html", b"/static/device.js\x00", b"/static/\x00",
-    b"/static/./device.js", b"/static//etc/passwd", b"/static/%2fetc%2fpasswd", b"/../../etc/passwd", b"/%2e%2e/%2e%2e/etc/passwd",
-    b"//etc/passwd", b"/static/..;/server.py", b"/static/%c0%ae%c0%ae/server.py", b"/static/%u002e%u002e/server.py",
-    b"/static/DEVICE.JS", b"/static/device.js/", b"/static/device.js/..", b"/static/.", b"/static/..", b"/static/",
-    b"/static/~", b"/static/__init__.py", b"/static/../__init__.py", b"/static/" + b"a" * 4000, b"/static/\xff\xfe",
-    b"/static/\x1b[31mred", b"http://evil.example/static/../server.py", b"*",
+    b"/static/../server.py",
+    b"/static/../../web/server.py",
+    b"/static/..%2fserver.py",
+    b"/static/%2e%2e/server.py",
+    b"/static/%2e%2e%2fserver.py",
+    b"/static/%252e%252e%252fserver.py",
+    b"/static/..\\server.py",
+    b"/static/..%5cserver.py",
+    b"/static/%5c..%5c..%5cserver.py",
+    b"/static/device.js%00.html",
+    b"/static/device.js\x00",
+    b"/static/\x00",
+    b"/static/./device.js",
+    b"/static//etc/passwd",
+    b"/static/%2fetc%2fpasswd",
+    b"/../../etc/passwd",
+    b"/%2e%2e/%2e%2e/etc/passwd",
+    b"//etc/passwd",
+    b"/static/..;/server.py",
+    b"/static/%c0%ae%c0%ae/server.py",
+    b"/static/%u002e%u002e/server.py",
+    b"/static/DEVICE.JS",
+    b"/static/device.js/",
+    b"/static/device.js/..",
+    b"/static/.",
+    b"/static/..",
+    b"/static/",
+    b"/static/~",
+    b"/static/__init__.py",
+    b"/static/../__init__.py",
+    b"/static/" + b"a" * 4000,
+    b"/static/\xff\xfe",
+    b"/static/\x1b[31mred",
+    b"http://evil.example/static/../server.py",
+    b"*",
 ]
 #: Methods the page does not take: answered 501 (or 400 when malformed), never served, never echoed.
-METHODS = [b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"CONNECT", b"PROPFIND", b"get", b"GETT", b"G\x00ET",
-           b"\x16\x03\x01", b"A" * 300]
+METHODS = [
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"PATCH",
+    b"OPTIONS",
+    b"TRACE",
+    b"CONNECT",
+    b"PROPFIND",
+    b"get",
+    b"GETT",
+    b"G\x00ET",
+    b"\x16\x03\x01",
+    b"A" * 300,
+]
 #: Every route but /healthz sits behind the credentials, and so does anything unknown (no route probing).
-PROTECTED = [b"/", b"/stream.mjpg", b"/metrics", b"/api/status", b"/api/events", b"/static/device.js", b"/static/style.css",
-             b"/static/device.html", b"/nope", b"/api/", b"/healthz/", b"/healthz/../api/status", b"/%68ealthz"]
+PROTECTED = [
+    b"/",
+    b"/stream.mjpg",
+    b"/metrics",
+    b"/api/status",
+    b"/api/events",
+    b"/static/device.js",
+    b"/static/style.css",
+    b"/static/device.html",
+    b"/nope",
+    b"/api/",
+    b"/healthz/",
+    b"/healthz/../api/status",
+    b"/%68ealthz",
+]
 #: Authorization values that must not pass (the right token only in the right place).
-BAD_AUTH = [b"", b"Bearer", b"Bearer ", b"bearer " + TOKEN[:-1].encode(), b"Bearer " + TOKEN.encode() + b"x", b"Token " + TOKEN.encode(),
-            b"Basic " + base64.b64encode(b"anyone:" + TOKEN[:-1].encode()), b"Basic !!!notbase64", b"Basic " + base64.b64encode(b"\xff\xfe"),
-            b"Bearer \xe9\xe9", b"Basic", b"Bearer " + b"A" * 8000]
+BAD_AUTH = [
+    b"",
+    b"Bearer",
+    b"Bearer ",
+    b"bearer " + TOKEN[:-1].encode(),
+    b"Bearer " + TOKEN.encode() + b"x",
+    b"Token " + TOKEN.encode(),
+    b"Basic " + base64.b64encode(b"anyone:" + TOKEN[:-1].encode()),
+    b"Basic !!!notbase64",
+    b"Basic " + base64.b64encode(b"\xff\xfe"),
+    b"Bearer \xe9\xe9",
+    b"Basic",
+    b"Bearer " + b"A" * 8000,
+]
 
 
 @pytest.mark.integration
@@ -135,7 +206,10 @@ def test_the_shipped_files_are_still_served(device):
 @pytest.mark.integration
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: repr(m)[2:20])
 def test_bad_methods_are_refused_and_not_echoed(device, method):
-    ans = raw(device.port, request(b"/api/status", method, extra=b"X-Secret: s3cr3t-header\r\nContent-Length: 5\r\n") + b"hello")
+    ans = raw(
+        device.port,
+        request(b"/api/status", method, extra=b"X-Secret: s3cr3t-header\r\nContent-Length: 5\r\n") + b"hello",
+    )
     assert status(ans) in (400, 501), ans[:300]
     assert b"s3cr3t-header" not in ans and TOKEN.encode() not in ans  # TRACE would echo the request
 
@@ -147,14 +221,19 @@ def test_oversized_request_lines_and_headers_are_refused(device):
     assert refused(raw(device.port, request(b"/", extra=b"X-Big: " + b"b" * 40_000 + b"\r\n")), 431)
     assert refused(raw(device.port, request(b"/", extra=b"X-Big: " + b"b" * 70_000 + b"\r\n")), 431)
     assert status(raw(device.port, request(b"/", extra=b"".join(b"X-%d: v\r\n" % i for i in range(200))))) == 431
-    assert refused(raw(device.port, request(b"/", extra=b"".join(b"X-%d: %s\r\n" % (i, b"v" * 900) for i in range(60)))), 431)
+    assert refused(
+        raw(device.port, request(b"/", extra=b"".join(b"X-%d: %s\r\n" % (i, b"v" * 900) for i in range(60)))), 431
+    )
     # Headers just under the budget still pass: the cap is not a blanket refusal.
     assert status(raw(device.port, request(b"/api/status", extra=b"X-Ok: " + b"o" * 8000 + b"\r\n"))) == 200
     # Garbage, a bare newline, an HTTP/0.9 line, a request line with no end: an answer or a close, never a hang.
     for junk in (b"\x00" * 100 + b"\r\n\r\n", b"\r\n", b"GET /\r\n", b"GET / HTTP/9.9\r\n\r\n", b"GET / HTTP/1.1"):
         ans = raw(device.port, junk, timeout=IDLE_TIMEOUT_S + 5)
         # (HTTP/0.9 and what does not parse as HTTP/1.x get a bare body with no status line: an error page, or the 401's.)
-        assert ans in (b"", b"authorization required\n") or b"<p>Error code: " in ans or status(ans) >= 400, (junk, ans[:200])
+        assert ans in (b"", b"authorization required\n") or b"<p>Error code: " in ans or status(ans) >= 400, (
+            junk,
+            ans[:200],
+        )
     assert get(device.url + "healthz")[0] == 200
 
 
@@ -166,11 +245,19 @@ def test_every_endpoint_but_healthz_needs_credentials(device):
         assert status(ans) == 401 and b"WWW-Authenticate: Basic" in ans, (path, ans[:200])
         assert b'"device"' not in ans and b"edgepose_frames" not in ans
     for bad in BAD_AUTH:
-        ans = raw(device.port, b"GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: " + bad + b"\r\nConnection: close\r\n\r\n")
+        ans = raw(
+            device.port,
+            b"GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: " + bad + b"\r\nConnection: close\r\n\r\n",
+        )
         assert status(ans) == 401, (bad[:40], ans[:200])
     # The token passes as bearer and as the basic-auth password of any user.
     basic = b"Basic " + base64.b64encode(b"whoever:" + TOKEN.encode())
-    assert status(raw(device.port, b"GET /api/status HTTP/1.1\r\nAuthorization: " + basic + b"\r\nConnection: close\r\n\r\n")) == 200
+    assert (
+        status(
+            raw(device.port, b"GET /api/status HTTP/1.1\r\nAuthorization: " + basic + b"\r\nConnection: close\r\n\r\n")
+        )
+        == 200
+    )
 
 
 def test_credentials_are_compared_in_constant_time(monkeypatch):
@@ -194,8 +281,11 @@ def test_credentials_are_compared_in_constant_time(monkeypatch):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("head,drip", [(b"", b"G"), (request(b"/api/status").split(b"Connection")[0], b"X-Slow: a\r\n")],
-                         ids=["request-line", "headers"])
+@pytest.mark.parametrize(
+    "head,drip",
+    [(b"", b"G"), (request(b"/api/status").split(b"Connection")[0], b"X-Slow: a\r\n")],
+    ids=["request-line", "headers"],
+)
 def test_a_client_trickling_its_request_is_cut_off(device, head, drip):
     """Slowloris: a byte or a header every 2 s passes every socket timeout; the request deadline still ends it."""
     t0 = time.monotonic()
@@ -243,7 +333,11 @@ def test_viewers_that_stop_reading_do_not_lock_the_stream(device):
         # max_viewers holds: the next one is told to come back...
         wait_until(lambda: stream_answer(device.port) == 503, 30, "the stream to be full")
         # ...and once the stalled viewers' sends have timed out, a reading viewer is served again.
-        wait_until(lambda: stream_answer(device.port) == 200, IDLE_TIMEOUT_S + 60, "the stream to free the stalled viewers' slots")
+        wait_until(
+            lambda: stream_answer(device.port) == 200,
+            IDLE_TIMEOUT_S + 60,
+            "the stream to free the stalled viewers' slots",
+        )
     finally:
         for s in stalled:
             s.close()
@@ -252,22 +346,28 @@ def test_viewers_that_stop_reading_do_not_lock_the_stream(device):
 @pytest.mark.integration
 def test_idle_connections_are_bounded_in_threads_and_memory_and_time_out(device):
     """200 idle connections (half of them after a keep-alive request): threads and RSS of the service stay bounded."""
-    wait_until(lambda: stream_answer(device.port) == 200, IDLE_TIMEOUT_S + 60, "a free stream")  # the stalled test's viewers gone
+    wait_until(
+        lambda: stream_answer(device.port) == 200, IDLE_TIMEOUT_S + 60, "a free stream"
+    )  # the stalled test's viewers gone
     before = device.proc_status()
     socks: list[socket.socket] = []
     try:
         for i in range(200):
             s = socket.create_connection(("127.0.0.1", device.port), timeout=10)
             if i % 2:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive: the answer, then the connection stays
+                s.sendall(
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                )  # keep-alive: the answer, then the connection stays
             socks.append(s)
         time.sleep(0.5)  # let the accept loop see the last of them (the bound below is what is tested)
         during = device.proc_status()
         limit = MAX_VIEWERS + SPARE_CONNECTIONS
         extra_threads = during["Threads"] - before["Threads"]
         extra_rss_mb = (during["VmRSS"] - before["VmRSS"]) / 1024
-        print(f"\n200 idle connections: threads {before['Threads']} -> {during['Threads']} (+{extra_threads}, cap {limit}), "
-              f"RSS {before['VmRSS'] / 1024:.1f} -> {during['VmRSS'] / 1024:.1f} MB (+{extra_rss_mb:.1f})")
+        print(
+            f"\n200 idle connections: threads {before['Threads']} -> {during['Threads']} (+{extra_threads}, cap {limit}), "
+            f"RSS {before['VmRSS'] / 1024:.1f} -> {during['VmRSS'] / 1024:.1f} MB (+{extra_rss_mb:.1f})"
+        )
         # The service's own threads (paho's loop, the outbox, the status timer) come and go beside the handlers:
         # a few of slack; without the cap, 200 connections were 200 threads.
         assert extra_threads <= limit + 8
@@ -276,7 +376,11 @@ def test_idle_connections_are_bounded_in_threads_and_memory_and_time_out(device)
         ans = raw(device.port, request(b"/api/status"), timeout=5)
         assert status(ans) == 503 and b"too many connections" in ans
         # The idle ones time out on their own: the page serves again while the 200 sockets are still open here.
-        wait_until(lambda: get(device.url + "healthz", timeout=2)[0] == 200, IDLE_TIMEOUT_S + 30, "idle connections to time out")
+        wait_until(
+            lambda: get(device.url + "healthz", timeout=2)[0] == 200,
+            IDLE_TIMEOUT_S + 30,
+            "idle connections to time out",
+        )
         wait_until(lambda: device.proc_status()["Threads"] <= before["Threads"] + 2, 30, "their threads to end")
     finally:
         for s in socks:
@@ -287,8 +391,16 @@ def test_idle_connections_are_bounded_in_threads_and_memory_and_time_out(device)
 # -- the fleet page (edgepose view) fed by a hostile publisher ---------------------------------------------------------
 #: Device ids (topic levels) and strings the page renders: each must show as text, never run.
 #: (No "/" in them: a topic level cannot hold one.)
-XSS = ['<img src=x onerror="window.__pwned=1">', "<script>window.__pwned=1", '"><svg onload=window.__pwned=1>',
-       "javascript:window.__pwned=1", "{{7*7}}${window.__pwned=1}", "&lt;b&gt;", "\u202eevil", "é😀"]
+XSS = [
+    '<img src=x onerror="window.__pwned=1">',
+    "<script>window.__pwned=1",
+    '"><svg onload=window.__pwned=1>',
+    "javascript:window.__pwned=1",
+    "{{7*7}}${window.__pwned=1}",
+    "&lt;b&gt;",
+    "\u202eevil",
+    "é😀",
+]
 
 
 def strict_json(body: bytes) -> Any:
@@ -329,15 +441,40 @@ def test_fleet_page_survives_a_hostile_publisher(broker, tmp_path, browser):
     pub = publisher(broker.port)
     # A retained NaN (the known bug: /api/fleet became invalid JSON and the page stopped rendering every device).
     send(pub, "edgepose/nan-pi/status", b'{"v":1,"state":"online","ts":1.0,"fps":NaN}', retain=True)
-    send(pub, "edgepose/hall/status", dumps(status_payload("hall", "online", time.time(), heartbeat=3600.0, model="m")), retain=True)
+    send(
+        pub,
+        "edgepose/hall/status",
+        dumps(status_payload("hall", "online", time.time(), heartbeat=3600.0, model="m")),
+        retain=True,
+    )
     # A forged online for another device, sent on hall's topic.
-    send(pub, "edgepose/hall/status", dumps(status_payload("kitchen", "online", time.time(), heartbeat=3600.0)), retain=False)
+    send(
+        pub,
+        "edgepose/hall/status",
+        dumps(status_payload("kitchen", "online", time.time(), heartbeat=3600.0)),
+        retain=False,
+    )
     for s in XSS:
-        send(pub, f"edgepose/{s}/status", json.dumps({"v": 1, "state": "offline", "ts": 1.0, "reason": s, "model": s}), retain=True)
-        send(pub, f"edgepose/{s}/state", json.dumps({"v": 1, "ts": 1.0, "people": 1, "fall": True, "actions": [s]}), retain=True)
+        send(
+            pub,
+            f"edgepose/{s}/status",
+            json.dumps({"v": 1, "state": "offline", "ts": 1.0, "reason": s, "model": s}),
+            retain=True,
+        )
+        send(
+            pub,
+            f"edgepose/{s}/state",
+            json.dumps({"v": 1, "ts": 1.0, "people": 1, "fall": True, "actions": [s]}),
+            retain=True,
+        )
     http_port = free_port()
-    view = edgepose_process("view", "--config", str(device_config(tmp_path / "view.toml", "viewer", broker.port)), "--http-port",
-                            str(http_port))
+    view = edgepose_process(
+        "view",
+        "--config",
+        str(device_config(tmp_path / "view.toml", "viewer", broker.port)),
+        "--http-port",
+        str(http_port),
+    )
     url = f"http://127.0.0.1:{http_port}/"
     try:
         wait_until(lambda: get(url + "healthz")[0] == 200, 30, "edgepose view to serve")
@@ -357,14 +494,26 @@ def test_fleet_page_survives_a_hostile_publisher(broker, tmp_path, browser):
         assert [(e["device"], e["action"]) for e in snap["events"]] == [("hall", "wave")]
 
         browser.get(url)
-        wait_until(lambda: browser.execute_script("return document.querySelectorAll('.tile').length") == len(devices), 30, "every tile")
+        wait_until(
+            lambda: browser.execute_script("return document.querySelectorAll('.tile').length") == len(devices),
+            30,
+            "every tile",
+        )
         assert browser.execute_script("return window.__pwned") is None
-        assert browser.execute_script("return document.querySelectorAll('.tile img, .tile svg, .tile script, #events img').length") == 0
+        assert (
+            browser.execute_script(
+                "return document.querySelectorAll('.tile img, .tile svg, .tile script, #events img').length"
+            )
+            == 0
+        )
         names = browser.execute_script("return [...document.querySelectorAll('.tile .name')].map(n => n.textContent)")
         assert set(names) == set(devices)  # each id shown as the literal text it is
         for s in XSS:
-            tile = browser.execute_script("return [...document.querySelectorAll('.tile')].find(t => t.dataset.device === arguments[0])"
-                                          "?.innerText", s)
+            tile = browser.execute_script(
+                "return [...document.querySelectorAll('.tile')].find(t => t.dataset.device === arguments[0])"
+                "?.innerText",
+                s,
+            )
             assert tile is not None and s in tile and "FALL" in tile, (s, tile)
         log = browser.find_element(By.ID, "events").text
         assert "hall" in log and "kitchen" not in log
@@ -372,10 +521,23 @@ def test_fleet_page_survives_a_hostile_publisher(broker, tmp_path, browser):
         # Clearing the retained messages clears the page too; it keeps rendering.
         send(pub, "edgepose/nan-pi/status", b"", retain=True)
         send(pub, f"edgepose/{XSS[0]}/status", b"", retain=True)
-        wait_until(lambda: "status" not in {d["device"]: d for d in fleet()["devices"]}[XSS[0]], 20, "the cleared status")
-        send(pub, "edgepose/porch/status", dumps(status_payload("porch", "online", time.time(), heartbeat=3600.0)), retain=True)
-        wait_until(lambda: "porch" in browser.execute_script("return [...document.querySelectorAll('.tile')].map(t => t.dataset.device)"),
-                   20, "a new device on the page after all that")
+        wait_until(
+            lambda: "status" not in {d["device"]: d for d in fleet()["devices"]}[XSS[0]], 20, "the cleared status"
+        )
+        send(
+            pub,
+            "edgepose/porch/status",
+            dumps(status_payload("porch", "online", time.time(), heartbeat=3600.0)),
+            retain=True,
+        )
+        wait_until(
+            lambda: (
+                "porch"
+                in browser.execute_script("return [...document.querySelectorAll('.tile')].map(t => t.dataset.device)")
+            ),
+            20,
+            "a new device on the page after all that",
+        )
         assert browser.execute_script("return window.__pwned") is None
     finally:
         for s in (*XSS, "hall", "porch"):
@@ -422,16 +584,26 @@ def test_fleet_hub_bounds_devices_expires_them_and_marks_unrefreshed_online_stal
             hub.sweep()
         grown = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
-        assert len(hub.devices) == fleet.MAX_DEVICES and len(hub._heard) == fleet.MAX_DEVICES and len(hub._seen) <= fleet.MAX_DEVICES
-        assert "ghost-0" not in hub.devices and f"ghost-{4 * fleet.MAX_DEVICES - 1}" in hub.devices  # the least recently heard went
-        print(f"\nfleet hub: {fleet.MAX_DEVICES} devices {base / 1e6:.1f} MB traced; after {3 * fleet.MAX_DEVICES} more ids {grown / 1e6:+.2f} MB")
+        assert (
+            len(hub.devices) == fleet.MAX_DEVICES
+            and len(hub._heard) == fleet.MAX_DEVICES
+            and len(hub._seen) <= fleet.MAX_DEVICES
+        )
+        assert (
+            "ghost-0" not in hub.devices and f"ghost-{4 * fleet.MAX_DEVICES - 1}" in hub.devices
+        )  # the least recently heard went
+        print(
+            f"\nfleet hub: {fleet.MAX_DEVICES} devices {base / 1e6:.1f} MB traced; after {3 * fleet.MAX_DEVICES} more ids {grown / 1e6:+.2f} MB"
+        )
         assert grown < 0.1 * base, (base, grown)  # memory flat once full
         assert sum("forgetting the least recently heard" in r.message for r in caplog.records) == 1
         # An online nobody refreshes turns stale (a vanished device, or a forged retained online)...
         now = time.monotonic()
         hub.sweep(now + fleet.MIN_STALE_S + 1)
         snap = strict_json(json.dumps(hub.snapshot()).encode())
-        assert not any(d["online"] for d in snap["devices"]) and all(d["status"]["reason"] == "stale: no heartbeat" for d in snap["devices"])
+        assert not any(d["online"] for d in snap["devices"]) and all(
+            d["status"]["reason"] == "stale: no heartbeat" for d in snap["devices"]
+        )
         # ...a heartbeat makes it online again...
         hub.handle("edgepose/ghost-3999/status", dumps(status_payload("ghost-3999", "online", 2.0, heartbeat=1.0)))
         assert hub.devices["ghost-3999"]["online"] and "stale" not in hub.devices["ghost-3999"]

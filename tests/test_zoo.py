@@ -1,5 +1,6 @@
 """Model registry: real downloads from ../shared/models served as a folder, a file:// URL
 and a real HTTP server on 127.0.0.1 (no internet)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,12 @@ def test_default_model_is_the_raw_quant_353_481_and_matches_config_default():
     assert entry.primary.path == DEFAULT_REL and entry.primary.sha256 == DEFAULT_SHA
     assert ModelConfig().path == zoo.DEFAULT_MODEL
     # aliases and spellings people will type
-    for alias in ("posenet", "posenet-353x481", "posenet_mobilenet_v1_075_353_481_quant.tflite", "Coral/Posenet_Mobilenet_V1_075_353_481_Quant"):
+    for alias in (
+        "posenet",
+        "posenet-353x481",
+        "posenet_mobilenet_v1_075_353_481_quant.tflite",
+        "Coral/Posenet_Mobilenet_V1_075_353_481_Quant",
+    ):
         assert zoo.lookup(alias) is entry, alias
 
 
@@ -78,9 +84,15 @@ def test_tfjs_entries_cover_the_published_checkpoints_and_are_unverified():
     tfjs = {n: e for n, e in zoo.REGISTRY.items() if e.kind == "tfjs"}
     assert len(tfjs) == 3 * 2 * 3 + 2 * 3  # mobilenet mult x stride x quant + resnet stride x quant
     e = tfjs["tfjs/mobilenet_v1_075_stride16_float"]
-    assert e.primary.url == "https://storage.googleapis.com/tfjs-models/savedmodel/posenet/mobilenet/float/075/model-stride16.json"
+    assert (
+        e.primary.url
+        == "https://storage.googleapis.com/tfjs-models/savedmodel/posenet/mobilenet/float/075/model-stride16.json"
+    )
     r = tfjs["tfjs/resnet50_stride32_quant2"]
-    assert r.primary.url == "https://storage.googleapis.com/tfjs-models/savedmodel/posenet/resnet50/quant2/model-stride32.json"
+    assert (
+        r.primary.url
+        == "https://storage.googleapis.com/tfjs-models/savedmodel/posenet/resnet50/quant2/model-stride32.json"
+    )
     assert not any(x.verified for x in tfjs.values())
     assert all(x.primary.sha256 is None and x.manifest for x in tfjs.values())
 
@@ -221,7 +233,9 @@ def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, file_ser
     srv = file_server(MIRROR, slow)
     env = dict(os.environ, EDGEPOSE_MODEL_MIRROR=srv.url, EDGEPOSE_CACHE_DIR=str(cache))
     code = "from edgepose.model import zoo; print(zoo.fetch('posenet', progress=False))"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert set(outs) == {str(cache / "models" / DEFAULT_REL)}
@@ -302,7 +316,10 @@ def test_missing_file_on_an_http_mirror_is_not_retried(cache, monkeypatch, file_
         zoo.fetch(zoo.DEFAULT_MODEL)
     assert len(srv.requests) == 1
     assert "HTTP 404" in ei.value.problem and DEFAULT_REL in ei.value.problem
-    assert "EDGEPOSE_MODEL_MIRROR" in ei.value.fix and "components/posenet_mobilenet_v1_075_353_481_quant.tflite" in ei.value.fix
+    assert (
+        "EDGEPOSE_MODEL_MIRROR" in ei.value.fix
+        and "components/posenet_mobilenet_v1_075_353_481_quant.tflite" in ei.value.fix
+    )
 
 
 def test_unknown_name_lists_close_matches(cache):
@@ -355,7 +372,9 @@ def _tfjs_mirror(root: Path, paths=("group1-shard1of2.bin", "group1-shard2of2.bi
             {
                 "format": "graph-model",
                 "modelTopology": {"node": []},
-                "weightsManifest": [{"paths": list(paths), "weights": [{"name": "w", "shape": [3], "dtype": "float32"}]}],
+                "weightsManifest": [
+                    {"paths": list(paths), "weights": [{"name": "w", "shape": [3], "dtype": "float32"}]}
+                ],
             }
         ).encode()
     }

@@ -5,6 +5,7 @@ the package index pip is configured with); a marker file written last says it is
 interrupted build is made again rather than half used, and a lock file keeps two test runs (other
 worktrees share the cache) from building the same venv at once. Tests treat a cached venv as read-only.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -36,8 +37,12 @@ def cached_venv(name: str, requirements: list[str], *, timeout: float = 1200) ->
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
         if requirements:
-            r = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
-                               capture_output=True, text=True, timeout=timeout)
+            r = subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             assert r.returncode == 0, f"pip install {' '.join(requirements)} into {root} failed:\n{r.stderr[-3000:]}"
         done.write_text("\n".join(requirements) + "\n")
     return python

@@ -4,6 +4,7 @@ A faithful port of rwightman/posenet-python's ``decode_multi.py`` and
 ``decode.py`` (Apache-2.0), the decoder the seed article used, so that the
 benchmark can time it in the same process as edgepose's. Not used at run time.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,22 +61,35 @@ def _decode_pose(root_score, root_id, root_coord, scores, offsets, stride, fwd, 
     for edge in reversed(range(len(POSE_EDGES))):
         target, source = POSE_EDGES[edge]
         if kp_scores[source] > 0.0 and kp_scores[target] == 0.0:
-            kp_scores[target], kp_coords[target] = _traverse(edge, kp_coords[source], target, scores, offsets, stride, bwd)
+            kp_scores[target], kp_coords[target] = _traverse(
+                edge, kp_coords[source], target, scores, offsets, stride, bwd
+            )
     for edge in range(len(POSE_EDGES)):
         source, target = POSE_EDGES[edge]
         if kp_scores[source] > 0.0 and kp_scores[target] == 0.0:
-            kp_scores[target], kp_coords[target] = _traverse(edge, kp_coords[source], target, scores, offsets, stride, fwd)
+            kp_scores[target], kp_coords[target] = _traverse(
+                edge, kp_coords[source], target, scores, offsets, stride, fwd
+            )
     return kp_scores, kp_coords
 
 
-def decode_multiple_poses(scores, offsets, displacements_fwd, displacements_bwd, output_stride,
-                          max_pose_detections=10, score_threshold=0.5, nms_radius=20, min_pose_score=0.5):
+def decode_multiple_poses(
+    scores,
+    offsets,
+    displacements_fwd,
+    displacements_bwd,
+    output_stride,
+    max_pose_detections=10,
+    score_threshold=0.5,
+    nms_radius=20,
+    min_pose_score=0.5,
+):
     """``scores`` are sigmoid probabilities (H, W, 17); returns (pose_scores, keypoint_scores, keypoint_coords yx)."""
     count = 0
     pose_scores = np.zeros(max_pose_detections)
     pose_kp_scores = np.zeros((max_pose_detections, 17))
     pose_kp_coords = np.zeros((max_pose_detections, 17, 2))
-    r2 = nms_radius ** 2
+    r2 = nms_radius**2
     parts = sorted(_parts(score_threshold, LOCAL_MAXIMUM_RADIUS, scores), key=lambda x: x[0], reverse=True)
     h, w = scores.shape[:2]
     offsets = offsets.reshape(h, w, 2, -1).swapaxes(2, 3)

@@ -1,4 +1,5 @@
 """Plain-text tables for the benchmark scripts (one printer, so every table reads alike)."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -13,6 +13,7 @@ A data directory holds ``dataset_train.txt`` and ``dataset_test.txt``
 (``scene.json`` beside them, when present, names the scene and its units).
 No TensorFlow here: the device-side ``edgepose reloc eval`` reads it too.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,9 +83,13 @@ def read_dataset(path: str | Path, check_images: bool = True) -> PoseDataset:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise DatasetError(f"{path} does not exist.", "pass the dataset_train.txt / dataset_test.txt file or its folder.") from None
+        raise DatasetError(
+            f"{path} does not exist.", "pass the dataset_train.txt / dataset_test.txt file or its folder."
+        ) from None
     except UnicodeDecodeError:
-        raise DatasetError(f"{path} is not a text file.", "pass a dataset_*.txt in the Cambridge Landmarks format.") from None
+        raise DatasetError(
+            f"{path} is not a text file.", "pass a dataset_*.txt in the Cambridge Landmarks format."
+        ) from None
     images: list[Path] = []
     vals: list[list[float]] = []
     for no, line in enumerate(lines, 1):
@@ -100,7 +105,9 @@ def read_dataset(path: str | Path, check_images: bool = True) -> PoseDataset:
             )
         rel, nums = parsed
         if np.linalg.norm(nums[3:]) < 1e-6:
-            raise DatasetError(f"{path}:{no}: the quaternion of {rel} is zero.", "give the orientation as a unit quaternion W P Q R.")
+            raise DatasetError(
+                f"{path}:{no}: the quaternion of {rel} is zero.", "give the orientation as a unit quaternion W P Q R."
+            )
         images.append((path.parent / rel).resolve())
         vals.append(nums)
     if not images:
@@ -108,8 +115,10 @@ def read_dataset(path: str | Path, check_images: bool = True) -> PoseDataset:
     if check_images:
         missing = [p for p in images if not p.is_file()]
         if missing:
-            raise DatasetError(f"{len(missing)} of {len(images)} images listed in {path} are missing (first: {missing[0]}).",
-                               "image paths are relative to the text file's folder: move the file or fix the paths.")
+            raise DatasetError(
+                f"{len(missing)} of {len(images)} images listed in {path} are missing (first: {missing[0]}).",
+                "image paths are relative to the text file's folder: move the file or fix the paths.",
+            )
     arr = np.asarray(vals, np.float64)
     info = {}
     meta = path.parent / "scene.json"
@@ -118,8 +127,15 @@ def read_dataset(path: str | Path, check_images: bool = True) -> PoseDataset:
             info = json.loads(meta.read_text(encoding="utf-8"))
         except ValueError:
             info = {}
-    return PoseDataset(images, arr[:, :3], normalize_quaternion(arr[:, 3:]), path,
-                       scene=str(info.get("scene", path.parent.name)), units=str(info.get("units", "m")), info=info)
+    return PoseDataset(
+        images,
+        arr[:, :3],
+        normalize_quaternion(arr[:, 3:]),
+        path,
+        scene=str(info.get("scene", path.parent.name)),
+        units=str(info.get("units", "m")),
+        info=info,
+    )
 
 
 def write_dataset(path: str | Path, rel_images: Sequence[str], positions: np.ndarray, orientations: np.ndarray) -> Path:
@@ -133,7 +149,9 @@ def write_dataset(path: str | Path, rel_images: Sequence[str], positions: np.nda
     return path
 
 
-def load_images(ds: PoseDataset, size: tuple[int, int], progress: bool | None = None, desc: str = "loading") -> np.ndarray:
+def load_images(
+    ds: PoseDataset, size: tuple[int, int], progress: bool | None = None, desc: str = "loading"
+) -> np.ndarray:
     """All images cropped to the model input (``crop_to_input``, as on the device): ``(N, h, w, 3)`` RGB uint8."""
     out = np.empty((len(ds), size[0], size[1], 3), np.uint8)
     for i, p in enumerate(progress_bar(desc=desc, unit="img", progress=progress, items=ds.images, leave=False)):
@@ -160,9 +178,17 @@ def _render_chunk(job: tuple[str, str, int, list, tuple[int, int], float]) -> in
     return len(items)
 
 
-def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int = 1500, n_test: int = 300,
-                    size: tuple[int, int] = (224, 168), seed: int = 0, hfov_deg: float = 60.0, progress: bool | None = None,
-                    workers: int = 1) -> dict[str, Path]:
+def write_synthetic(
+    out_dir: str | Path,
+    image_folder: str | Path,
+    n_train: int = 1500,
+    n_test: int = 300,
+    size: tuple[int, int] = (224, 168),
+    seed: int = 0,
+    hfov_deg: float = 60.0,
+    progress: bool | None = None,
+    workers: int = 1,
+) -> dict[str, Path]:
     """Render the photo-textured room (``scene.py``) into a dataset folder: random training poses, a held-out walk for testing.
 
     ``workers`` > 1 renders in that many processes.
@@ -181,7 +207,10 @@ def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int 
         pos, q = sc.pose_arrays(poses)
         files[split] = write_dataset(out / f"dataset_{split}.txt", rels, pos, q)
     chunk = 50
-    jobs = [(str(image_folder), str(out), seed, items[i : i + chunk], tuple(size), hfov_deg) for i in range(0, len(items), chunk)]
+    jobs = [
+        (str(image_folder), str(out), seed, items[i : i + chunk], tuple(size), hfov_deg)
+        for i in range(0, len(items), chunk)
+    ]
     with progress_bar(len(items), "rendering", "img", progress) as bar:
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
@@ -192,8 +221,16 @@ def write_synthetic(out_dir: str | Path, image_folder: str | Path, n_train: int 
         else:
             for job in jobs:
                 bar.update(_render_chunk(job))
-    info = {"scene": room.name, "units": "m", "image_size": list(size), "hfov_deg": hfov_deg, "photos": str(image_folder),
-            "generator": "edgepose synthetic room (convert/relocalization/scene.py)", "seed": seed,
-            "train": "uniform random poses", "test": "held-out smooth walk"}
+    info = {
+        "scene": room.name,
+        "units": "m",
+        "image_size": list(size),
+        "hfov_deg": hfov_deg,
+        "photos": str(image_folder),
+        "generator": "edgepose synthetic room (convert/relocalization/scene.py)",
+        "seed": seed,
+        "train": "uniform random poses",
+        "test": "held-out smooth walk",
+    }
     (out / "scene.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return files

@@ -17,6 +17,7 @@ here, the backbones are small enough to train from scratch on a CPU in minutes:
 Both end in a 256-unit fully connected layer and two linear heads,
 ``position`` (3) and ``orientation`` (4).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,10 +55,14 @@ def orientation_loss(q_true: Any, q_pred: Any) -> Any:
 def kendall_loss(x_true: Any, x_pred: Any, q_true: Any, q_pred: Any, beta: float) -> Any:
     """Kendall's loss averaged over the batch (what training minimises: Keras sums the two heads' losses with weights 1 and ``beta``)."""
     tf = _tf()
-    return tf.reduce_mean(position_loss(x_true, x_pred)) + float(beta) * tf.reduce_mean(orientation_loss(q_true, q_pred))
+    return tf.reduce_mean(position_loss(x_true, x_pred)) + float(beta) * tf.reduce_mean(
+        orientation_loss(q_true, q_pred)
+    )
 
 
-def build_model(input_size: tuple[int, int] = (128, 128), arch: str = "small", dropout: float = 0.2, fc: int = 256) -> Any:
+def build_model(
+    input_size: tuple[int, int] = (128, 128), arch: str = "small", dropout: float = 0.2, fc: int = 256
+) -> Any:
     """A Keras model: ``image`` ``[N, h, w, 3]`` RGB in ``[-1, 1]`` -> ``{"position": [N, 3], "orientation": [N, 4]}``."""
     tf = _tf()
     keras = tf.keras
@@ -75,7 +80,9 @@ def build_model(input_size: tuple[int, int] = (128, 128), arch: str = "small", d
         x = layers.Conv2D(32, 1, activation="relu", name="squeeze")(x)  # fewer channels before flattening
         x = layers.Flatten(name="flatten")(x)
     elif arch == "mobilenetv2":
-        base = keras.applications.MobileNetV2(input_shape=(h, w, 3), alpha=0.35, include_top=False, weights=None, pooling="avg")
+        base = keras.applications.MobileNetV2(
+            input_shape=(h, w, 3), alpha=0.35, include_top=False, weights=None, pooling="avg"
+        )
         x = base(inp)
     else:
         raise ValueError(f"unknown architecture {arch!r}; use one of {ARCHS}")

@@ -17,6 +17,7 @@ World axes follow OpenCV's camera: x right, y down (gravity), z forward; the
 camera at yaw = pitch = roll = 0 looks along +z. Poses use the conventions of
 :mod:`edgepose.relocalization.geometry` (camera centre, world-to-camera quaternion).
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,7 +55,9 @@ class Scene:
     quads: list[Quad]
     name: str = "scene"
     #: region camera centres are drawn from: (min xyz, max xyz)
-    bounds: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.array([-2.5, -0.3, -2.5]), np.array([2.5, 0.3, 2.5])))
+    bounds: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.array([-2.5, -0.3, -2.5]), np.array([2.5, 0.3, 2.5]))
+    )
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class CameraPose6:
 
 # --------------------------------------------------------------------------- camera geometry
 
+
 def intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
     """Pinhole ``K`` with square pixels and the principal point at the image centre."""
     f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
@@ -84,7 +88,9 @@ def rotation_from_euler(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np
     """
     y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
     ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])  # forward -> (0, -sin p, cos p): up
+    rx = np.array(
+        [[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]]
+    )  # forward -> (0, -sin p, cos p): up
     rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
     r_wc = ry @ rx @ rz  # camera-to-world
     return r_wc.T
@@ -104,6 +110,7 @@ def plane_homography(k: np.ndarray, r: np.ndarray, c: np.ndarray, quad: Quad) ->
 
 # --------------------------------------------------------------------------- rendering
 
+
 @functools.lru_cache(maxsize=4)
 def _pixel_grid(w: int, h: int) -> np.ndarray:
     """Homogeneous pixel centres ``(3, h*w)``, row-major."""
@@ -111,8 +118,14 @@ def _pixel_grid(w: int, h: int) -> np.ndarray:
     return np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5, np.ones(w * h, np.float32)])
 
 
-def render(scene: Scene, pose: CameraPose6, size: tuple[int, int], hfov_deg: float = 60.0, supersample: int = 2,
-           background: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+def render(
+    scene: Scene,
+    pose: CameraPose6,
+    size: tuple[int, int],
+    hfov_deg: float = 60.0,
+    supersample: int = 2,
+    background: tuple[int, int, int] = (0, 0, 0),
+) -> np.ndarray:
     """The BGR image (``size`` = width, height) the camera at ``pose`` sees."""
     w, h = size
     ss = max(1, int(supersample))
@@ -128,7 +141,7 @@ def render(scene: Scene, pose: CameraPose6, size: tuple[int, int], hfov_deg: flo
         hom = plane_homography(k, pose.r, pose.c, q)
         if abs(np.linalg.det(hom)) < 1e-12:  # the camera centre lies in the plane: it sees the quad edge-on
             continue
-        st = (np.linalg.inv(hom).astype(np.float32) @ pix)
+        st = np.linalg.inv(hom).astype(np.float32) @ pix
         inv_depth = st[2]
         front = inv_depth > 1e-9
         s = np.divide(st[0], inv_depth, out=np.full_like(inv_depth, -1.0), where=front)
@@ -156,6 +169,7 @@ def render(scene: Scene, pose: CameraPose6, size: tuple[int, int], hfov_deg: flo
 
 # --------------------------------------------------------------------------- the room
 
+
 def list_photos(folder: str | Path) -> list[Path]:
     """Photographs under ``folder`` (recursively), sorted."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -163,7 +177,10 @@ def list_photos(folder: str | Path) -> list[Path]:
 
 def _panorama(photos: Sequence[np.ndarray], height: int, aspect: float) -> np.ndarray:
     """Photos side by side at one height, cropped/tiled to ``aspect`` (width / height)."""
-    strips = [cv2.resize(p, (max(1, round(p.shape[1] * height / p.shape[0])), height), interpolation=cv2.INTER_AREA) for p in photos]
+    strips = [
+        cv2.resize(p, (max(1, round(p.shape[1] * height / p.shape[0])), height), interpolation=cv2.INTER_AREA)
+        for p in photos
+    ]
     pano = np.concatenate(strips, axis=1)
     want = max(1, round(height * aspect))
     while pano.shape[1] < want:
@@ -171,8 +188,14 @@ def _panorama(photos: Sequence[np.ndarray], height: int, aspect: float) -> np.nd
     return np.ascontiguousarray(pano[:, :want])
 
 
-def make_room(photos: Sequence[np.ndarray], width: float = 8.0, depth: float = 8.0, height: float = 3.0,
-              texture_px_per_m: float = 96.0, name: str = "synthetic-room") -> Scene:
+def make_room(
+    photos: Sequence[np.ndarray],
+    width: float = 8.0,
+    depth: float = 8.0,
+    height: float = 3.0,
+    texture_px_per_m: float = 96.0,
+    name: str = "synthetic-room",
+) -> Scene:
     """A box room centred on the origin (floor at ``y = +height/2``) with photographs on its six planes.
 
     Walls take three photos each (a panorama), floor and ceiling one each; the
@@ -180,6 +203,7 @@ def make_room(photos: Sequence[np.ndarray], width: float = 8.0, depth: float = 8
     """
     if not photos:
         raise ValueError("make_room needs at least one photograph")
+
     def take(n: int, start: int) -> list[np.ndarray]:
         return [photos[(start + j) % len(photos)] for j in range(n)]
 
@@ -197,11 +221,18 @@ def make_room(photos: Sequence[np.ndarray], width: float = 8.0, depth: float = 8
     for i, (nm, o, u) in enumerate(walls):
         tex = _panorama(take(3, 3 * i), th, np.linalg.norm(u) / height)
         quads.append(Quad(o.astype(float), u.astype(float), np.array([0.0, height, 0.0]), tex, nm))
-    fw, fd = round(width * texture_px_per_m / 2), round(depth * texture_px_per_m / 2)  # floor/ceiling: half density, seen obliquely
+    fw, fd = (
+        round(width * texture_px_per_m / 2),
+        round(depth * texture_px_per_m / 2),
+    )  # floor/ceiling: half density, seen obliquely
     floor_tex = cv2.resize(photos[12 % len(photos)], (fw, fd), interpolation=cv2.INTER_AREA)
     ceil_tex = cv2.resize(photos[13 % len(photos)], (fw, fd), interpolation=cv2.INTER_AREA)
-    quads.append(Quad(np.array([x0, bottom, z1]), np.array([width, 0.0, 0]), np.array([0.0, 0, -depth]), floor_tex, "floor"))
-    quads.append(Quad(np.array([x0, top, z0]), np.array([width, 0.0, 0]), np.array([0.0, 0, depth]), ceil_tex, "ceiling"))
+    quads.append(
+        Quad(np.array([x0, bottom, z1]), np.array([width, 0.0, 0]), np.array([0.0, 0, -depth]), floor_tex, "floor")
+    )
+    quads.append(
+        Quad(np.array([x0, top, z0]), np.array([width, 0.0, 0]), np.array([0.0, 0, depth]), ceil_tex, "ceiling")
+    )
     margin = 1.5
     bounds = (np.array([x0 + margin, top + 1.2, z0 + margin]), np.array([x1 - margin, bottom - 1.2, z1 - margin]))
     return Scene(quads, name, bounds)
@@ -211,7 +242,10 @@ def load_room(image_folder: str | Path, max_side: int = 640, **kw) -> Scene:
     """:func:`make_room` with the photographs of a folder (e.g. ``../shared/images``)."""
     paths = list_photos(image_folder)
     if not paths:
-        raise DatasetError(f"no photographs found under {image_folder}.", "pass a folder with JPEG/PNG photos (e.g. ../shared/images) to texture the room.")
+        raise DatasetError(
+            f"no photographs found under {image_folder}.",
+            "pass a folder with JPEG/PNG photos (e.g. ../shared/images) to texture the room.",
+        )
     photos = []
     for p in paths:
         try:
@@ -230,14 +264,18 @@ def load_room(image_folder: str | Path, max_side: int = 640, **kw) -> Scene:
 YAW_RANGE_DEG = 135.0
 
 
-def random_poses(scene: Scene, n: int, seed: int = 0, yaw_deg: float = YAW_RANGE_DEG, pitch_deg: float = 15.0, roll_deg: float = 5.0) -> list[CameraPose6]:
+def random_poses(
+    scene: Scene, n: int, seed: int = 0, yaw_deg: float = YAW_RANGE_DEG, pitch_deg: float = 15.0, roll_deg: float = 5.0
+) -> list[CameraPose6]:
     """``n`` poses drawn uniformly: centres in the scene's bounds, yaw/pitch/roll in +-ranges (a dense capture)."""
     rng = np.random.default_rng(seed)
     lo, hi = scene.bounds
     out = []
     for _ in range(n):
         c = rng.uniform(lo, hi)
-        r = rotation_from_euler(rng.uniform(-yaw_deg, yaw_deg), rng.uniform(-pitch_deg, pitch_deg), rng.uniform(-roll_deg, roll_deg))
+        r = rotation_from_euler(
+            rng.uniform(-yaw_deg, yaw_deg), rng.uniform(-pitch_deg, pitch_deg), rng.uniform(-roll_deg, roll_deg)
+        )
         out.append(CameraPose6(c, r))
     return out
 
@@ -250,7 +288,9 @@ def walk_poses(scene: Scene, n: int, seed: int = 1, yaw_deg: float = YAW_RANGE_D
     ph = rng.uniform(0, 2 * np.pi, 6)
     out = []
     for t in np.linspace(0.0, 1.0, n, endpoint=False):
-        c = mid + half * 0.85 * np.array([np.sin(2 * np.pi * t + ph[0]), np.sin(6 * np.pi * t + ph[1]), np.sin(4 * np.pi * t + ph[2])])
+        c = mid + half * 0.85 * np.array(
+            [np.sin(2 * np.pi * t + ph[0]), np.sin(6 * np.pi * t + ph[1]), np.sin(4 * np.pi * t + ph[2])]
+        )
         yaw = yaw_deg * np.sin(2 * np.pi * 1.5 * t + ph[3])
         pitch = 10.0 * np.sin(2 * np.pi * 5 * t + ph[4])
         roll = 3.0 * np.sin(2 * np.pi * 3 * t + ph[5])

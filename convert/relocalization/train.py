@@ -18,6 +18,7 @@ The whole path a user runs with ``edgepose reloc train``:
 
 TensorFlow is imported inside the functions that need it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,12 @@ import numpy as np
 
 from edgepose.progress import bar as progress_bar
 from edgepose.relocalization.estimator import MODEL_TYPE, RESIZE_MODE, CameraPoseEstimator
-from edgepose.relocalization.geometry import mean_quaternion, normalize_quaternion, orientation_errors_deg, position_errors
+from edgepose.relocalization.geometry import (
+    mean_quaternion,
+    normalize_quaternion,
+    orientation_errors_deg,
+    position_errors,
+)
 
 from .dataset import PoseDataset, load_images, read_bgr, read_dataset, split_file
 
@@ -83,6 +89,7 @@ class PositionNorm:
 
 # --------------------------------------------------------------------------- baseline and metrics
 
+
 @dataclass(frozen=True)
 class MeanPose:
     """The trivial relocaliser: always answer the training set's mean position and mean rotation."""
@@ -125,6 +132,7 @@ def auto_beta(positions_normalised: np.ndarray, orientations: np.ndarray) -> flo
 
 # --------------------------------------------------------------------------- training
 
+
 @dataclass
 class Trained:
     keras_model: Any
@@ -165,8 +173,14 @@ def compile_model(model: Any, beta: float, learning_rate: Any = 1e-3) -> Any:
     return model
 
 
-def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarray, settings: TrainSettings = TrainSettings(),
-          validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, progress: bool | None = None) -> Trained:
+def train(
+    images_rgb: np.ndarray,
+    positions: np.ndarray,
+    orientations: np.ndarray,
+    settings: TrainSettings = TrainSettings(),
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    progress: bool | None = None,
+) -> Trained:
     """Train on cropped RGB uint8 images ``(N, s, s, 3)`` with their poses (Kendall's loss)."""
     from edgepose_convert.errors import import_tensorflow
 
@@ -176,7 +190,9 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
     if len(images_rgb) < 2:
         from .dataset import DatasetError
 
-        raise DatasetError(f"training needs at least 2 images, got {len(images_rgb)}.", "add images to dataset_train.txt.")
+        raise DatasetError(
+            f"training needs at least 2 images, got {len(images_rgb)}.", "add images to dataset_train.txt."
+        )
     tf.keras.utils.set_random_seed(settings.seed)
     norm = PositionNorm.fit(positions)
     y_pos = norm.forward(positions).astype(np.float32)
@@ -197,15 +213,23 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
         lo, hi = INPUT_RANGE
         return x * (hi - lo) + lo, {"position": pos, "orientation": ori}
 
-    ds = (tf.data.Dataset.from_tensor_slices((images_rgb, y_pos, y_ori))
-          .shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
-          .map(prep, num_parallel_calls=2)
-          .batch(settings.batch_size)
-          .prefetch(2))
+    ds = (
+        tf.data.Dataset.from_tensor_slices((images_rgb, y_pos, y_ori))
+        .shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
+        .map(prep, num_parallel_calls=2)
+        .batch(settings.batch_size)
+        .prefetch(2)
+    )
     val = None
     if validation is not None:
         vi, vp, vq = validation
-        val = (to_model_input(vi), {"position": norm.forward(vp).astype(np.float32), "orientation": normalize_quaternion(vq).astype(np.float32)})
+        val = (
+            to_model_input(vi),
+            {
+                "position": norm.forward(vp).astype(np.float32),
+                "orientation": normalize_quaternion(vq).astype(np.float32),
+            },
+        )
     t0 = time.perf_counter()
     # Our own bar, one step per epoch: Keras' bar writes ANSI codes to stdout even into a file.
     bar = progress_bar(settings.epochs, "training", "epoch", progress)
@@ -216,15 +240,36 @@ def train(images_rgb: np.ndarray, positions: np.ndarray, orientations: np.ndarra
         bar.update(1)
 
     cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=epoch_done)
-    hist = model.fit(ds, epochs=settings.epochs, validation_data=val, verbose=0, shuffle=False, callbacks=[cb])  # ds shuffles itself
+    hist = model.fit(
+        ds, epochs=settings.epochs, validation_data=val, verbose=0, shuffle=False, callbacks=[cb]
+    )  # ds shuffles itself
     bar.close()
-    return Trained(model, norm, beta, settings, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, time.perf_counter() - t0)
+    return Trained(
+        model,
+        norm,
+        beta,
+        settings,
+        {k: [float(v) for v in vs] for k, vs in hist.history.items()},
+        time.perf_counter() - t0,
+    )
 
 
 # --------------------------------------------------------------------------- export
 
-def relocalization_metadata(*, name: str, arch: str, input_size: tuple[int, int], outputs: dict[str, str], norm: PositionNorm,
-                            scene: str, units: str, precision: str, beta: float, source: str = "edgepose reloc train") -> dict[str, Any]:
+
+def relocalization_metadata(
+    *,
+    name: str,
+    arch: str,
+    input_size: tuple[int, int],
+    outputs: dict[str, str],
+    norm: PositionNorm,
+    scene: str,
+    units: str,
+    precision: str,
+    beta: float,
+    source: str = "edgepose reloc train",
+) -> dict[str, Any]:
     """The metadata :class:`CameraPoseEstimator` reads (contract: edgepose/relocalization/README.md)."""
     return {
         "format": METADATA_FORMAT,
@@ -232,7 +277,13 @@ def relocalization_metadata(*, name: str, arch: str, input_size: tuple[int, int]
         "model_type": MODEL_TYPE,
         "name": name,
         "architecture": arch,
-        "input": {"height": int(input_size[0]), "width": int(input_size[1]), "color": "RGB", "range": list(INPUT_RANGE), "resize": RESIZE_MODE},
+        "input": {
+            "height": int(input_size[0]),
+            "width": int(input_size[1]),
+            "color": "RGB",
+            "range": list(INPUT_RANGE),
+            "resize": RESIZE_MODE,
+        },
         "outputs": {"position": outputs["position"], "orientation": outputs["orientation"]},
         "position_normalization": norm.to_metadata(),
         "position": "camera centre in world coordinates",
@@ -256,14 +307,29 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibration_rgb: np.ndarray | None = None,
-                  name: str = "reloc", scene: str = "scene", units: str = "m", progress: bool | None = None) -> ExportResult:
+def export_tflite(
+    trained: Trained,
+    precision: str,
+    out: str | Path,
+    *,
+    calibration_rgb: np.ndarray | None = None,
+    name: str = "reloc",
+    scene: str = "scene",
+    units: str = "m",
+    progress: bool | None = None,
+) -> ExportResult:
     """Write ``out`` (``.tflite`` in ``precision``: float32, float16, dynamic or int8) with edgepose metadata."""
     from edgepose.model.flatbuf import write_metadata
     from edgepose_convert import edgetpu as etpu
     from edgepose_convert.errors import ConvertError, import_tensorflow
     from edgepose_convert.model_types import PRECISIONS
-    from edgepose_convert.tflite import QuantOptions, TFLiteRunner, convert_function, map_output_roles, representative_dataset
+    from edgepose_convert.tflite import (
+        QuantOptions,
+        TFLiteRunner,
+        convert_function,
+        map_output_roles,
+        representative_dataset,
+    )
 
     tf = import_tensorflow()
     if precision not in PRECISIONS:
@@ -286,13 +352,26 @@ def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibrat
         rep = representative_dataset(bgr, (h, w), mirror=False, progress=progress, desc="calibrating int8")
     buf = convert_function(fn, precision, rep, QuantOptions(io_type="uint8", mirror=False))
     # Which output is which: run TFLite and Keras on the same image and pair them numerically.
-    probe = to_model_input(calibration_rgb[:1]) if calibration_rgb is not None and len(calibration_rgb) else np.zeros((1, h, w, 3), np.float32)
+    probe = (
+        to_model_input(calibration_rgb[:1])
+        if calibration_rgb is not None and len(calibration_rgb)
+        else np.zeros((1, h, w, 3), np.float32)
+    )
     ref = {k: np.asarray(v) for k, v in serve(tf.constant(probe)).items()}
     outs = TFLiteRunner(buf)(probe)
     roles = map_output_roles(outs, ref)
     diffs = {r: float(np.max(np.abs(outs[n] - ref[r]))) for r, n in roles.items()}
-    meta = relocalization_metadata(name=name, arch=trained.settings.arch, input_size=(h, w), outputs=roles, norm=trained.norm,
-                                   scene=scene, units=units, precision=precision, beta=trained.beta)
+    meta = relocalization_metadata(
+        name=name,
+        arch=trained.settings.arch,
+        input_size=(h, w),
+        outputs=roles,
+        norm=trained.norm,
+        scene=scene,
+        units=units,
+        precision=precision,
+        beta=trained.beta,
+    )
     buf = write_metadata(buf, meta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -301,20 +380,35 @@ def export_tflite(trained: Trained, precision: str, out: str | Path, *, calibrat
     if precision == "int8":
         compat = etpu.compatibility_report(buf)
         if compat.cpu_ops:
-            res.notes.append(f"Edge TPU: {len(compat.cpu_ops)} op(s) would stay on the CPU: " + ", ".join(sorted({o.op for o in compat.cpu_ops})))
+            res.notes.append(
+                f"Edge TPU: {len(compat.cpu_ops)} op(s) would stay on the CPU: "
+                + ", ".join(sorted({o.op for o in compat.cpu_ops}))
+            )
         else:
-            res.notes.append(f"Edge TPU: all {compat.tpu_ops} ops are Edge TPU-compatible (compile with edgetpu_compiler).")
+            res.notes.append(
+                f"Edge TPU: all {compat.tpu_ops} ops are Edge TPU-compatible (compile with edgetpu_compiler)."
+            )
     return res
 
 
 # --------------------------------------------------------------------------- device-side evaluation
 
-def evaluate_tflite(path: str | Path, images_bgr: Sequence[np.ndarray], positions: np.ndarray, orientations: np.ndarray,
-                    threads: int = 2, progress: bool | None = False, latency_runs: int = 50) -> dict[str, Any]:
+
+def evaluate_tflite(
+    path: str | Path,
+    images_bgr: Sequence[np.ndarray],
+    positions: np.ndarray,
+    orientations: np.ndarray,
+    threads: int = 2,
+    progress: bool | None = False,
+    latency_runs: int = 50,
+) -> dict[str, Any]:
     """Run a ``.tflite`` with the device runtime on full-size BGR images: errors and latency."""
     est = CameraPoseEstimator(path, threads=threads)
     pp, qq = [], []
-    for img in progress_bar(desc=f"evaluating {Path(path).name}", unit="img", progress=progress, items=images_bgr, leave=False):
+    for img in progress_bar(
+        desc=f"evaluating {Path(path).name}", unit="img", progress=progress, items=images_bgr, leave=False
+    ):
         cp = est.estimate(img)
         pp.append(cp.position)
         qq.append(cp.orientation)
@@ -338,7 +432,9 @@ def evaluate_tflite(path: str | Path, images_bgr: Sequence[np.ndarray], position
     return res
 
 
-def interleaved_latency(paths: dict[str, str | Path], image_bgr: np.ndarray, threads: int = 2, rounds: int = 5, runs: int = 20) -> dict[str, float]:
+def interleaved_latency(
+    paths: dict[str, str | Path], image_bgr: np.ndarray, threads: int = 2, rounds: int = 5, runs: int = 20
+) -> dict[str, float]:
     """Median invoke time (ms) per model, measured round-robin so that load from other processes hits all alike."""
     ests = {k: CameraPoseEstimator(p, threads=threads) for k, p in paths.items()}
     xs = {k: e.preprocess(image_bgr) for k, e in ests.items()}
@@ -356,30 +452,63 @@ def interleaved_latency(paths: dict[str, str | Path], image_bgr: np.ndarray, thr
 
 # --------------------------------------------------------------------------- the whole run
 
-def train_and_export(data: str | Path, out_dir: str | Path, settings: TrainSettings = TrainSettings(),
-                     precisions: Sequence[str] = ("float32", "int8"), name: str | None = None, threads: int = 2,
-                     max_calibration: int = 200, progress: bool | None = None) -> dict[str, Any]:
+
+def train_and_export(
+    data: str | Path,
+    out_dir: str | Path,
+    settings: TrainSettings = TrainSettings(),
+    precisions: Sequence[str] = ("float32", "int8"),
+    name: str | None = None,
+    threads: int = 2,
+    max_calibration: int = 200,
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Train on ``data``'s train split, export each precision to ``out_dir``, evaluate all on the test split."""
     train_ds = read_dataset(split_file(data, "train"))
     test_ds = read_dataset(split_file(data, "test"))
     size = (settings.input_size, settings.input_size)
     xtr = load_images(train_ds, size, progress, "loading train")
     xte = load_images(test_ds, size, progress, "loading test")
-    trained = train(xtr, train_ds.positions, train_ds.orientations, settings, validation=(xte, test_ds.positions, test_ds.orientations), progress=progress)
-    return export_and_evaluate(trained, train_ds, test_ds, xtr, xte, out_dir, precisions, name, threads, max_calibration, progress)
+    trained = train(
+        xtr,
+        train_ds.positions,
+        train_ds.orientations,
+        settings,
+        validation=(xte, test_ds.positions, test_ds.orientations),
+        progress=progress,
+    )
+    return export_and_evaluate(
+        trained, train_ds, test_ds, xtr, xte, out_dir, precisions, name, threads, max_calibration, progress
+    )
 
 
-def export_and_evaluate(trained: Trained, train_ds: PoseDataset, test_ds: PoseDataset, xtr: np.ndarray, xte: np.ndarray,
-                        out_dir: str | Path, precisions: Sequence[str] = ("float32", "int8"), name: str | None = None,
-                        threads: int = 2, max_calibration: int = 200, progress: bool | None = None) -> dict[str, Any]:
+def export_and_evaluate(
+    trained: Trained,
+    train_ds: PoseDataset,
+    test_ds: PoseDataset,
+    xtr: np.ndarray,
+    xte: np.ndarray,
+    out_dir: str | Path,
+    precisions: Sequence[str] = ("float32", "int8"),
+    name: str | None = None,
+    threads: int = 2,
+    max_calibration: int = 200,
+    progress: bool | None = None,
+) -> dict[str, Any]:
     out_dir = Path(out_dir)
     s = trained.settings
     name = name or f"reloc_{train_ds.scene}_{s.arch}_{s.input_size}"
     baseline = MeanPose.fit(train_ds.positions, train_ds.orientations)
     report: dict[str, Any] = {
-        "scene": train_ds.scene, "units": train_ds.units, "n_train": len(train_ds), "n_test": len(test_ds),
-        "settings": asdict(s), "beta": trained.beta, "train_seconds": trained.seconds,
-        "position_normalization": trained.norm.to_metadata(), "results": {},
+        "scene": train_ds.scene,
+        "units": train_ds.units,
+        "n_train": len(train_ds),
+        "n_test": len(test_ds),
+        "settings": asdict(s),
+        "beta": trained.beta,
+        "train_seconds": trained.seconds,
+        "position_normalization": trained.norm.to_metadata(),
+        "results": {},
     }
     bp, bq = baseline.predict(len(test_ds))
     report["results"]["mean-pose baseline"] = pose_errors(bp, bq, test_ds.positions, test_ds.orientations)
@@ -393,9 +522,25 @@ def export_and_evaluate(trained: Trained, train_ds: PoseDataset, test_ds: PoseDa
     report["exports"] = {}
     for prec in precisions:
         path = out_dir / f"{name}_{prec}.tflite"
-        ex = export_tflite(trained, prec, path, calibration_rgb=calib, name=name, scene=train_ds.scene, units=train_ds.units, progress=progress)
-        report["exports"][prec] = {"path": str(ex.path), "size_bytes": ex.size_bytes, "max_abs_diff_vs_keras": ex.max_abs_diff, "notes": ex.notes}
-        report["results"][f"tflite {prec}"] = evaluate_tflite(ex.path, test_bgr, test_ds.positions, test_ds.orientations, threads=threads, progress=progress)
+        ex = export_tflite(
+            trained,
+            prec,
+            path,
+            calibration_rgb=calib,
+            name=name,
+            scene=train_ds.scene,
+            units=train_ds.units,
+            progress=progress,
+        )
+        report["exports"][prec] = {
+            "path": str(ex.path),
+            "size_bytes": ex.size_bytes,
+            "max_abs_diff_vs_keras": ex.max_abs_diff,
+            "notes": ex.notes,
+        }
+        report["results"][f"tflite {prec}"] = evaluate_tflite(
+            ex.path, test_bgr, test_ds.positions, test_ds.orientations, threads=threads, progress=progress
+        )
     lat = interleaved_latency({p: e["path"] for p, e in report["exports"].items()}, test_bgr[0], threads)
     for prec, ms in lat.items():
         report["results"][f"tflite {prec}"]["invoke_ms"] = ms
@@ -412,9 +557,15 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for label, r in res.items():
         rp = r["median_position"] / base["median_position"] if base.get("median_position") else float("nan")
-        ro = r["median_orientation_deg"] / base["median_orientation_deg"] if base.get("median_orientation_deg") else float("nan")
+        ro = (
+            r["median_orientation_deg"] / base["median_orientation_deg"]
+            if base.get("median_orientation_deg")
+            else float("nan")
+        )
         size = f"{r['size_kb']:.0f}" if "size_kb" in r else "-"
         inv = f"{r['invoke_ms']:.2f}" if "invoke_ms" in r else "-"
         ratio = f"{r['invoke_ms'] / f32['invoke_ms']:.2f}x" if "invoke_ms" in r and f32.get("invoke_ms") else "-"
-        lines.append(f"{label:<20} {r['median_position']:>15.3f} {r['median_orientation_deg']:>17.2f} {rp:>13.2f} {ro:>13.2f} {size:>8} {inv:>10} {ratio:>11}")
+        lines.append(
+            f"{label:<20} {r['median_position']:>15.3f} {r['median_orientation_deg']:>17.2f} {rp:>13.2f} {ro:>13.2f} {size:>8} {inv:>10} {ratio:>11}"
+        )
     return "\n".join(lines)

@@ -4,6 +4,7 @@ The model file carries edgepose metadata (classes, window length, frame
 rate, feature version, standardisation constants), so the device builds
 exactly the input the model was trained on.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,10 +27,23 @@ class ActionClassifier(TFLiteModel):
     what = "action model"
     missing_fix = "train one with `edgepose actions train` or fix actions.model_path."
 
-    def __init__(self, model: bytes | str | Path, threads: int = 1, name: str | None = None, *, edgetpu: str = "auto",
-                 edgetpu_device: str | None = None, **_: Any):
-        super().__init__(model, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device,
-                         name=name or (str(model) if isinstance(model, (str, Path)) else None))
+    def __init__(
+        self,
+        model: bytes | str | Path,
+        threads: int = 1,
+        name: str | None = None,
+        *,
+        edgetpu: str = "auto",
+        edgetpu_device: str | None = None,
+        **_: Any,
+    ):
+        super().__init__(
+            model,
+            threads,
+            edgetpu=edgetpu,
+            edgetpu_device=edgetpu_device,
+            name=name or (str(model) if isinstance(model, (str, Path)) else None),
+        )
         meta = self.metadata or {}
         self.classes: list[str] = list(meta["classes"])
         self.window: int = int(meta["window"])
@@ -39,11 +53,17 @@ class ActionClassifier(TFLiteModel):
         self.meta = meta
         self._in, self._out = self.inputs[0], self.output_specs[0]
         if self._in.shape != (1, self.window, FEATURES_PER_FRAME):
-            raise ModelError(f"{self.name} takes input {self._in.shape}, expected (1, {self.window}, {FEATURES_PER_FRAME}).", "re-export it.")
+            raise ModelError(
+                f"{self.name} takes input {self._in.shape}, expected (1, {self.window}, {FEATURES_PER_FRAME}).",
+                "re-export it.",
+            )
 
     def _check_metadata(self, meta: dict[str, Any] | None) -> None:
         if not meta or model_type(meta) != MODEL_TYPE:
-            raise ModelError(f"{self.name} is not an edgepose action classifier (no action metadata).", "export it with `edgepose actions train`.")
+            raise ModelError(
+                f"{self.name} is not an edgepose action classifier (no action metadata).",
+                "export it with `edgepose actions train`.",
+            )
         if meta.get("feature_version") != FEATURE_VERSION:
             raise ModelError(
                 f"{self.name} was trained on feature version {meta.get('feature_version')}, this edgepose computes version {FEATURE_VERSION}.",
@@ -64,8 +84,13 @@ class ActionClassifier(TFLiteModel):
         e = np.exp(logits - logits.max())
         return e / e.sum()
 
-    def predict_windows(self, keypoints: np.ndarray, visible: np.ndarray, sizes: np.ndarray | None = None,
-                        centres: np.ndarray | None = None) -> np.ndarray:
+    def predict_windows(
+        self,
+        keypoints: np.ndarray,
+        visible: np.ndarray,
+        sizes: np.ndarray | None = None,
+        centres: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``(N, C)`` probabilities, each exactly what :meth:`predict` gives for that window alone.
 
         ``sizes``/``centres``: the frames' torso sizes and body centres, if known (see ``batch_features``).
@@ -77,7 +102,7 @@ class ActionClassifier(TFLiteModel):
         x = self.standardise(batch_features(keypoints, visible, sizes, centres))
         out = np.empty((len(x), len(self.classes)), np.float32)
         for j in range(len(x)):
-            logits = self._run(x[j:j + 1])
+            logits = self._run(x[j : j + 1])
             e = np.exp(logits - logits.max())
             out[j] = e / e.sum()
         return out

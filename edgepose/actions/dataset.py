@@ -15,6 +15,7 @@ Label file for JSONL recordings (CSV with a header; ``#`` starts a comment)::
 handy for one-person recordings); ``start``/``end`` are recording timestamps
 (the ``ts`` field) in seconds, inclusive; ``label`` the action name.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,9 +54,13 @@ def load_skeletons(path: str | Path) -> list[Sequence]:
     except FileNotFoundError:
         raise DatasetError(f"{p} does not exist.", "pass the path of actions-9class/skeletons_info.txt.") from None
     except ValueError as e:
-        raise DatasetError(f"{p} is not a JSON list of skeleton rows ({e}).", "pass the original skeletons_info.txt.") from None
+        raise DatasetError(
+            f"{p} is not a JSON list of skeleton rows ({e}).", "pass the original skeletons_info.txt."
+        ) from None
     if not isinstance(rows, list) or not rows or len(rows[0]) != 5 + 36:
-        raise DatasetError(f"{p} does not have rows of 5 fields + 36 coordinates.", "pass the original skeletons_info.txt.")
+        raise DatasetError(
+            f"{p} does not have rows of 5 fields + 36 coordinates.", "pass the original skeletons_info.txt."
+        )
     seqs: list[Sequence] = []
     cur_key: tuple | None = None
     cur_rows: list[list] = []
@@ -66,7 +71,9 @@ def load_skeletons(path: str | Path) -> list[Sequence]:
         xy = np.array([r[5:] for r in cur_rows], np.float32).reshape(-1, 18, 2)[:, OPENPOSE18_TO_COCO17]
         vis = ~((xy[..., 0] == 0) & (xy[..., 1] == 0))
         first = cur_rows[0]
-        seqs.append(Sequence(xy, vis, str(first[3]), str(first[4]).split("/")[0], f"{p.name}:clip{first[0]}-{first[1]}"))
+        seqs.append(
+            Sequence(xy, vis, str(first[3]), str(first[4]).split("/")[0], f"{p.name}:clip{first[0]}-{first[1]}")
+        )
 
     for r in rows:
         key = (r[0], r[1])
@@ -78,7 +85,14 @@ def load_skeletons(path: str | Path) -> list[Sequence]:
     return seqs
 
 
-def resample(ts: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, fps: float, t0: float | None = None, t1: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def resample(
+    ts: np.ndarray,
+    keypoints: np.ndarray,
+    visible: np.ndarray,
+    fps: float,
+    t0: float | None = None,
+    t1: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample a track at ``fps`` from ``t0`` to ``t1`` by nearest earlier frame.
 
     Recordings run at any camera rate; the classifier was trained at one rate,
@@ -97,7 +111,9 @@ def resample(ts: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, fps: fl
     return kp, vis
 
 
-def read_jsonl_tracks(path: str | Path, min_part_score: float = 0.2) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def read_jsonl_tracks(
+    path: str | Path, min_part_score: float = 0.2
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per track id: ``(timestamps, keypoints (N,17,2), visible (N,17))`` from an edgepose JSONL recording."""
     from ..sinks.jsonl import read_frame_records
 
@@ -110,7 +126,9 @@ def read_jsonl_tracks(path: str | Path, min_part_score: float = 0.2) -> dict[int
     ):
         for pose in fr.poses:
             if pose.track_id is not None:
-                tracks.setdefault(int(pose.track_id), []).append((fr.timestamp, np.concatenate([pose.keypoints, pose.scores[:, None]], axis=1)))
+                tracks.setdefault(int(pose.track_id), []).append(
+                    (fr.timestamp, np.concatenate([pose.keypoints, pose.scores[:, None]], axis=1))
+                )
     out = {}
     for tid, items in tracks.items():
         items.sort(key=lambda it: it[0])
@@ -120,13 +138,17 @@ def read_jsonl_tracks(path: str | Path, min_part_score: float = 0.2) -> dict[int
     return out
 
 
-def load_labelled_recordings(label_file: str | Path, fps: float = SKELETONS_FPS, min_part_score: float = 0.2) -> list[Sequence]:
+def load_labelled_recordings(
+    label_file: str | Path, fps: float = SKELETONS_FPS, min_part_score: float = 0.2
+) -> list[Sequence]:
     """Sequences cut from JSONL recordings by a label CSV (format in the module doc)."""
     lf = Path(label_file)
     try:
         text = lf.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DatasetError(f"label file {lf} does not exist.", "pass a CSV with columns file,track_id,start,end,label.") from None
+        raise DatasetError(
+            f"label file {lf} does not exist.", "pass a CSV with columns file,track_id,start,end,label."
+        ) from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     reader = csv.DictReader(lines)
     need = {"file", "track_id", "start", "end", "label"}
@@ -143,7 +165,10 @@ def load_labelled_recordings(label_file: str | Path, fps: float = SKELETONS_FPS,
         try:
             start, end = float(row["start"]), float(row["end"])
         except ValueError:
-            raise DatasetError(f"{lf}:{i}: start/end must be seconds, got {row['start']!r}, {row['end']!r}.", "write numbers such as 12.5.") from None
+            raise DatasetError(
+                f"{lf}:{i}: start/end must be seconds, got {row['start']!r}, {row['end']!r}.",
+                "write numbers such as 12.5.",
+            ) from None
         if end <= start or not row["label"]:
             raise DatasetError(f"{lf}:{i}: needs end > start and a label.", "fix that row.")
         if rec not in cache:
@@ -155,7 +180,9 @@ def load_labelled_recordings(label_file: str | Path, fps: float = SKELETONS_FPS,
             try:
                 ids = [int(row["track_id"])]
             except ValueError:
-                raise DatasetError(f"{lf}:{i}: track_id must be an integer or *, got {row['track_id']!r}.", "fix that row.") from None
+                raise DatasetError(
+                    f"{lf}:{i}: track_id must be an integer or *, got {row['track_id']!r}.", "fix that row."
+                ) from None
         found = False
         for tid in ids:
             if tid not in tracks:
@@ -175,7 +202,9 @@ def load_labelled_recordings(label_file: str | Path, fps: float = SKELETONS_FPS,
     return seqs
 
 
-def make_windows(seqs: list[Sequence], length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+def make_windows(
+    seqs: list[Sequence], length: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """All full windows of ``length`` frames: ``(keypoints (N,T,17,2), visible (N,T,17), labels, groups)``."""
     kps, viss, labels, groups = [], [], [], []
     for s in seqs:

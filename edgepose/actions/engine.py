@@ -7,6 +7,7 @@ features built in one call. The events are exactly those of the per-person
 implementation this replaced (``tests/actions_reference.py``, kept for the
 tests and the benchmark), in the same order.
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,7 +85,9 @@ class ActionEngine:
 
     # ------------------------------------------------------------------ internals
 
-    def _rules(self, t: float, poses: list[Pose], kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, body) -> list[list[ActionEvent]]:
+    def _rules(
+        self, t: float, poses: list[Pose], kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, body
+    ) -> list[list[ActionEvent]]:
         """Each pose's rule events (the rules of a track first see its scale, then its observation)."""
         cfg = self.config
         tracks = []
@@ -117,8 +120,15 @@ class ActionEngine:
         return events
 
     def _end_model_action(self, tid: int, st: _ModelState, t: float) -> ActionEvent:
-        ev = ActionEvent(tid, st.active or "", "end", st.active_since, end=t,
-                         confidence=float(np.mean(st.active_conf)) if st.active_conf else 0.0, extra={"source": "model"})
+        ev = ActionEvent(
+            tid,
+            st.active or "",
+            "end",
+            st.active_since,
+            end=t,
+            confidence=float(np.mean(st.active_conf)) if st.active_conf else 0.0,
+            extra={"source": "model"},
+        )
         st.active, st.active_conf = None, []
         return ev
 

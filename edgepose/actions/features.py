@@ -17,6 +17,7 @@ more about the detector and the recording (OpenPose in the training data,
 PoseNet on the device) than about the action; in video-grouped evaluation
 the flags lowered accuracy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +57,9 @@ def median_scale(sizes: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, (lo + hi) * 0.5, np.nan).astype(np.float32)
 
 
-def batch_features(keypoints: np.ndarray, visible: np.ndarray, sizes: np.ndarray | None = None, centres: np.ndarray | None = None) -> np.ndarray:
+def batch_features(
+    keypoints: np.ndarray, visible: np.ndarray, sizes: np.ndarray | None = None, centres: np.ndarray | None = None
+) -> np.ndarray:
     """``(N, T, FEATURES_PER_FRAME)`` float32 features of ``(N, T, 17, 2)`` windows (see module doc).
 
     ``sizes (N, T)`` and ``centres (N, T, 2)``: the frames' :func:`~edgepose.geometry.torso_size` and
@@ -80,9 +83,7 @@ def batch_features(keypoints: np.ndarray, visible: np.ndarray, sizes: np.ndarray
     c_rel = (centres - centres[:, -1:]) / scale
     c_vel = np.zeros_like(c_rel)
     c_vel[:, 1:] = c_rel[:, 1:] - c_rel[:, :-1]
-    feats = np.concatenate(
-        [pos.reshape(n, t, -1), vel.reshape(n, t, -1), c_rel, c_vel], axis=2
-    ).astype(np.float32)
+    feats = np.concatenate([pos.reshape(n, t, -1), vel.reshape(n, t, -1), c_rel, c_vel], axis=2).astype(np.float32)
     feats[bad] = 0.0  # no usable scale: nothing position-invariant to say
     return feats
 

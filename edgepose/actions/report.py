@@ -1,4 +1,5 @@
 """Text and PNG reports of a video-grouped evaluation (matplotlib imported lazily)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,9 @@ def summary_text(report: EvalReport) -> str:
     acc = report.accuracies
     lines = [f"per-window accuracy on {len(acc)} video-grouped folds: mean {acc.mean():.1%}, std {acc.std():.1%}"]
     for f in report.folds:
-        lines.append(f"  fold {f.fold + 1}: {f.accuracy:.1%} on {f.n_windows} windows; test videos: {', '.join(f.test_groups)}")
+        lines.append(
+            f"  fold {f.fold + 1}: {f.accuracy:.1%} on {f.n_windows} windows; test videos: {', '.join(f.test_groups)}"
+        )
     lines.append("per-class recall (all folds pooled):")
     for c, r in zip(report.classes, report.recalls()):
         lines.append(f"  {c:10s} {r:.1%}" if np.isfinite(r) else f"  {c:10s} n/a")
@@ -52,8 +55,15 @@ def confusion_png(classes: list[str], cm: np.ndarray, path: str | Path, title: s
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, f"{norm[i, j]:.0%}\n{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.0%}\n{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     if title:
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)

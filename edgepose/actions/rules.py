@@ -13,6 +13,7 @@ machines turn the observations into :class:`~edgepose.types.ActionEvent`:
 - ``waving``: start/end, a raised forearm swinging side to side.
 - ``squat``: a ``count`` event per repetition (knee angle down, then up again).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -67,8 +68,15 @@ def _mean2(a: np.ndarray, b: np.ndarray, va: np.ndarray, vb: np.ndarray) -> np.n
     return np.where(va & vb, (a + b) / np.float32(2.0), np.where(va, a, np.where(vb, b, np.float32(np.nan))))
 
 
-def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scales: list[float], cfg: ActionsConfig,
-            body: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Observation]:
+def measure(
+    t: float,
+    kp: np.ndarray,
+    scores: np.ndarray,
+    vis: np.ndarray,
+    scales: list[float],
+    cfg: ActionsConfig,
+    body: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> list[Observation]:
     """The :class:`Observation` of each of a frame's people: ``kp (N, 17, 2)`` float32, ``scores``/``vis (N, 17)``, ``scales`` theirs.
 
     ``body``: :func:`edgepose.geometry.body_measures` of ``kp, vis`` if the caller has it already.
@@ -87,16 +95,40 @@ def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scale
     thigh, shank = kp[:, _HIPS] - kp[:, _KNEES], kp[:, _ANKLES] - kp[:, _KNEES]
     dot = thigh[..., 0] * shank[..., 0] + thigh[..., 1] * shank[..., 1]  # float32, as np.dot of the two vectors
     legs_seen = vis[:, _HIPS] & vis[:, _KNEES] & vis[:, _ANKLES]
-    raised = vis[:, _WRISTS] & vis[:, _SHOULDERS] & ((kp[:, _SHOULDERS, 1] - kp[:, _WRISTS, 1]) / sc32[:, None] >= cfg.hands_raised_min_height)
+    raised = (
+        vis[:, _WRISTS]
+        & vis[:, _SHOULDERS]
+        & ((kp[:, _SHOULDERS, 1] - kp[:, _WRISTS, 1]) / sc32[:, None] >= cfg.hands_raised_min_height)
+    )
     arms_seen = vis[:, _WRISTS] & vis[:, _ELBOWS] & vis[:, _SHOULDERS]
     arms_up = (y[:, _WRISTS] < y[:, _ELBOWS]) & (y[:, _WRISTS] <= y[:, _SHOULDERS])
     height = (np.where(vis, y, -np.inf).max(axis=1) - np.where(vis, y, np.inf).min(axis=1)) / sc32
     # Two conversions to Python values (float32 values, exactly) instead of one per quantity.
-    floats = np.column_stack([centre[:, 1], np.hypot(v[:, 0], v[:, 1]), -v[:, 1], hip[:, 1], kn_an, dot,
-                              np.hypot(thigh[..., 0], thigh[..., 1]), np.hypot(shank[..., 0], shank[..., 1]),
-                              kp[:, _WRISTS, 0] - kp[:, _SHOULDERS, 0]]).tolist()
-    flags = np.column_stack([~np.isnan(neck[:, 0]) & ~np.isnan(hip[:, 0]), ~np.isnan(hip[:, 0]), height <= cfg.lying_max_height,
-                             kn_an_seen, legs_seen, raised, arms_seen, arms_up]).tolist()
+    floats = np.column_stack(
+        [
+            centre[:, 1],
+            np.hypot(v[:, 0], v[:, 1]),
+            -v[:, 1],
+            hip[:, 1],
+            kn_an,
+            dot,
+            np.hypot(thigh[..., 0], thigh[..., 1]),
+            np.hypot(shank[..., 0], shank[..., 1]),
+            kp[:, _WRISTS, 0] - kp[:, _SHOULDERS, 0],
+        ]
+    ).tolist()
+    flags = np.column_stack(
+        [
+            ~np.isnan(neck[:, 0]) & ~np.isnan(hip[:, 0]),
+            ~np.isnan(hip[:, 0]),
+            height <= cfg.lying_max_height,
+            kn_an_seen,
+            legs_seen,
+            raised,
+            arms_seen,
+            arms_up,
+        ]
+    ).tolist()
     nvis = vis.sum(axis=1).tolist()
     out = []
     for i, (f, b, scale) in enumerate(zip(floats, flags, scales)):
@@ -122,16 +154,40 @@ def measure(t: float, kp: np.ndarray, scores: np.ndarray, vis: np.ndarray, scale
         knee_angle = (angles[0] if len(angles) == 1 else (angles[0] + angles[1]) / 2) if angles else math.nan
         arms: tuple[tuple[bool, bool, float], ...]
         if finite:
-            hands = ("left", "right") if up_hand_l and up_hand_r else ("left",) if up_hand_l else ("right",) if up_hand_r else ()
+            hands = (
+                ("left", "right")
+                if up_hand_l and up_hand_r
+                else ("left",)
+                if up_hand_l
+                else ("right",)
+                if up_hand_r
+                else ()
+            )
             arms = ((arm_l, up_l, dx_l / scale), (arm_r, up_r, dx_r / scale))
         else:
             hands, arms = (), Observation.arms
-        out.append(Observation(t, kp[i], vis[i], scores[i], scale, cy, posture, tilt, knee_angle,
-                               ankle_y - hip_y if hip_ok and ankles else math.nan, hands, arms))
+        out.append(
+            Observation(
+                t,
+                kp[i],
+                vis[i],
+                scores[i],
+                scale,
+                cy,
+                posture,
+                tilt,
+                knee_angle,
+                ankle_y - hip_y if hip_ok and ankles else math.nan,
+                hands,
+                arms,
+            )
+        )
     return out
 
 
-def observe(t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig, scale: float | None = None) -> Observation:
+def observe(
+    t: float, kp: np.ndarray, scores: np.ndarray, cfg: ActionsConfig, scale: float | None = None
+) -> Observation:
     """Measure one frame; ``scale`` overrides the frame's own torso size (e.g. a running median)."""
     kp = np.asarray(kp, np.float32)
     vis = scores >= cfg.min_part_score
@@ -270,7 +326,11 @@ class HandsRaisedRule:
         self._flip_since = None
         if now:
             self.active, self.since, self._hands = True, t, hands
-            return [ActionEvent(tid, "hands_raised", "start", t, confidence=_conf(o, [g.L_WRIST, g.R_WRIST]), extra={"hands": hands})]
+            return [
+                ActionEvent(
+                    tid, "hands_raised", "start", t, confidence=_conf(o, [g.L_WRIST, g.R_WRIST]), extra={"hands": hands}
+                )
+            ]
         return self.close(tid, t)
 
     def close(self, tid: int, t: float) -> list[ActionEvent]:
@@ -345,12 +405,24 @@ class WavingRule:
                     continue
                 self.up_seen[name] = o.t
                 self.counters[name].update(o.t, x)
-            if o.t - self.up_seen[name] < 0.5 and self.counters[name].recent(o.t - cfg.wave_window_s) >= cfg.wave_min_swings:
+            if (
+                o.t - self.up_seen[name] < 0.5
+                and self.counters[name].recent(o.t - cfg.wave_window_s) >= cfg.wave_min_swings
+            ):
                 waving = name
         if waving and self.active is None:
             self.active, self.since = waving, o.t
             self.last_active = o.t
-            return [ActionEvent(tid, "waving", "start", o.t, confidence=_conf(o, [g.L_WRIST, g.R_WRIST, g.L_ELBOW, g.R_ELBOW]), extra={"hand": waving})]
+            return [
+                ActionEvent(
+                    tid,
+                    "waving",
+                    "start",
+                    o.t,
+                    confidence=_conf(o, [g.L_WRIST, g.R_WRIST, g.L_ELBOW, g.R_ELBOW]),
+                    extra={"hand": waving},
+                )
+            ]
         if waving:
             self.last_active = o.t
             return []
@@ -403,8 +475,18 @@ class SquatRule:
                 return []
             self.count += 1
             conf = _conf(o, [g.L_HIP, g.R_HIP, g.L_KNEE, g.R_KNEE, g.L_ANKLE, g.R_ANKLE])
-            return [ActionEvent(tid, "squat", "count", t0, end=o.t, confidence=conf, count=self.count,
-                                extra={"min_knee_angle": round(self._min_angle, 1)})]
+            return [
+                ActionEvent(
+                    tid,
+                    "squat",
+                    "count",
+                    t0,
+                    end=o.t,
+                    confidence=conf,
+                    count=self.count,
+                    extra={"min_knee_angle": round(self._min_angle, 1)},
+                )
+            ]
         return []
 
 
@@ -418,7 +500,13 @@ class TrackRules:
         self._sizes: deque[tuple[float, float]] = deque()
         self._sorted: list[float] = []  # the sizes of _sizes, sorted: the median without sorting every frame
         self.rules: dict[str, Rule] = {}
-        makers: dict[str, Callable[[ActionsConfig], Rule]] = {"posture": PostureRule, "fall": FallRule, "hands_raised": HandsRaisedRule, "waving": WavingRule, "squat": SquatRule}
+        makers: dict[str, Callable[[ActionsConfig], Rule]] = {
+            "posture": PostureRule,
+            "fall": FallRule,
+            "hands_raised": HandsRaisedRule,
+            "waving": WavingRule,
+            "squat": SquatRule,
+        }
         for name in cfg.rules:
             self.rules[name] = makers[name](cfg)
 

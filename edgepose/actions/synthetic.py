@@ -5,6 +5,7 @@ tests drive the recognisers with figures posed by a few joint angles. The
 figure is seen from a three-quarter view (forward motion shows at 60 % in x)
 with left and right parts apart, like a person facing the camera at an angle.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,22 @@ def figure_keypoints(f: Figure) -> np.ndarray:
         ankle = knee + 0.95 * np.array([FORWARD * math.sin(h2), math.cos(h2)])
         pts[k[f"{side}_hip"]], pts[k[f"{side}_knee"]], pts[k[f"{side}_ankle"]] = hip, knee, ankle
     # The upper body tilts about the hips; legs keep their own angles (relative to the image vertical).
-    upper = [k[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                            "left_elbow", "right_elbow", "left_wrist", "right_wrist")]
+    upper = [
+        k[n]
+        for n in (
+            "nose",
+            "left_eye",
+            "right_eye",
+            "left_ear",
+            "right_ear",
+            "left_shoulder",
+            "right_shoulder",
+            "left_elbow",
+            "right_elbow",
+            "left_wrist",
+            "right_wrist",
+        )
+    ]
     pts[upper] = _rot(pts[upper], f.tilt)
     pts = _rot(pts, f.roll)
     return (pts * f.size + [f.x, f.y]).astype(np.float32)
@@ -103,7 +118,9 @@ def interpolate(a: Figure, b: Figure, u: float) -> Figure:
     return Figure(**vals)
 
 
-def sequence(keyframes: list[tuple[float, Figure]], fps: float = 30.0, noise_px: float = 0.0, seed: int = 0) -> list[tuple[float, Pose]]:
+def sequence(
+    keyframes: list[tuple[float, Figure]], fps: float = 30.0, noise_px: float = 0.0, seed: int = 0
+) -> list[tuple[float, Pose]]:
     """Poses at ``fps`` moving linearly between ``(time, figure)`` key frames, with optional pixel noise."""
     rng = np.random.default_rng(seed)
     t_end = keyframes[-1][0]
@@ -131,8 +148,9 @@ def squatting(f: Figure, floor_y: float, depth: float = 1.0) -> Figure:
     return f.with_(hip_flex=hf, knee_flex=kf, y=floor_y - drop * f.size, roll=0.0, tilt=25.0 * depth)
 
 
-def crowd(seqs: list, people: int, seconds: float = 20.0, fps: float = 30.0, src_fps: float = 10.0,
-          seed: int = 0) -> list[tuple[float, list[Pose]]]:
+def crowd(
+    seqs: list, people: int, seconds: float = 20.0, fps: float = 30.0, src_fps: float = 10.0, seed: int = 0
+) -> list[tuple[float, list[Pose]]]:
     """``(t, poses)`` frames of ``people`` tracked people (IDs 1..people) replaying recorded clips side by side.
 
     ``seqs`` are :class:`edgepose.actions.dataset.Sequence` clips (e.g. actions-9class); person ``k`` plays

@@ -5,6 +5,7 @@ module (e.g. for :func:`augment` or the fold splitter) stays cheap. The device
 never imports this module: it runs the exported ``.tflite`` with
 :class:`edgepose.actions.classifier.ActionClassifier`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,6 +72,7 @@ class EvalReport:
 
 # --------------------------------------------------------------------------- augmentation
 
+
 def augment(kp: np.ndarray, vis: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Randomly perturbed copies of ``(N, T, 17, 2)`` windows: the variations a camera adds, not the action.
 
@@ -104,7 +106,10 @@ def augment(kp: np.ndarray, vis: np.ndarray, rng: np.random.Generator) -> tuple[
 
 # --------------------------------------------------------------------------- splits
 
-def grouped_folds(labels: list[str], groups: list[str], n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+
+def grouped_folds(
+    labels: list[str], groups: list[str], n_splits: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Train/test window indices with every source video on one side only.
 
     StratifiedGroupKFold keeps the classes spread over the folds as far as
@@ -120,13 +125,15 @@ def grouped_folds(labels: list[str], groups: list[str], n_splits: int = 5, seed:
         from ..errors import EdgeposeError
 
         raise EdgeposeError(
-            f"only {n_groups} source videos for {n_splits} folds.", "add recordings or pass --folds with a smaller number."
+            f"only {n_groups} source videos for {n_splits} folds.",
+            "add recordings or pass --folds with a smaller number.",
         )
     skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(tr, te) for tr, te in skf.split(np.zeros(len(y)), y, gr)]
 
 
 # --------------------------------------------------------------------------- model
+
 
 def build_model(kind: str, window: int, n_classes: int, width: int = 64, dropout: float = 0.3):
     """A small Keras model over ``(window, FEATURES_PER_FRAME)`` standardised features, logits out."""
@@ -240,6 +247,7 @@ def cross_validate(
 
 
 # --------------------------------------------------------------------------- export
+
 
 def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: dict | None = None) -> bytes:
     """Full-integer (int8 in, int8 out) TFLite flatbuffer with edgepose metadata.

@@ -4,6 +4,7 @@ Each module in :data:`COMMANDS` has ``register(subparsers)`` that adds its
 parser and sets ``func(args) -> int``. Modules are imported lazily so that
 ``edgepose run`` never imports the converter (TensorFlow) or the trainer.
 """
+
 from __future__ import annotations
 
 import argparse

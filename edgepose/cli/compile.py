@@ -3,6 +3,7 @@
 First boot runs it as the service's user with the service's cache directory: on a slow board the
 first compile takes minutes, longer than the unit may take to start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,11 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("compile", help="compile the numba decoder into its cache (first boot runs it)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "compile",
+        help="compile the numba decoder into its cache (first boot runs it)",
+        description=__doc__.split("\n\n")[0],
+    )
     p.set_defaults(func=cmd_compile)
 
 

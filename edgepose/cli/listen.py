@@ -8,6 +8,7 @@ delivered twice (at-least-once) are dropped by their ``seq``. Every message is
 checked first (:mod:`edgepose.mqtt.inbound`): a malformed one is dropped with
 one line per problem and counted at the end, and recording goes on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,12 +42,21 @@ def register(sub: Any) -> None:
     p.add_argument("--device", help="device id to listen to ('+' for every device; default: the config's device_id)")
     p.add_argument("--username", help="broker user name (overrides the config)")
     p.add_argument("--password-env", help="environment variable holding the password")
-    p.add_argument("--jsonl", metavar="FILE", help="append frame records to this file (as `edgepose run --jsonl`) instead of printing")
+    p.add_argument(
+        "--jsonl",
+        metavar="FILE",
+        help="append frame records to this file (as `edgepose run --jsonl`) instead of printing",
+    )
     p.add_argument("--record", dest="jsonl", help=argparse.SUPPRESS)  # its name before 0.1: kept for scripts
     p.add_argument("--frames", type=int, default=None, help="stop after this many poses messages")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="give up with an error when the broker is not reached within this time (default 10)")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up with an error when the broker is not reached within this time (default 10)",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,8 +69,16 @@ def run(args: argparse.Namespace) -> int:
     from ..sinks.recorder import MAX_EARLY, MAX_EVENTS_PER_FRAME, MqttRecorder
 
     cfg = load_config(args.config)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("username", args.username),
-                                   ("password_env", args.password_env)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("host", args.host),
+            ("port", args.port),
+            ("username", args.username),
+            ("password_env", args.password_env),
+        )
+        if v is not None
+    }
     mcfg = cfg.mqtt.model_copy(update=overrides)
     device = args.device or cfg.device_id
     prefix = mcfg.prefix(device)
@@ -84,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     def handle(topic: str, payload: bytes) -> None:
         nonlocal poses_seen
         if pattern is None:
-            dev, kind = device, topic[len(prefix) + 1:]
+            dev, kind = device, topic[len(prefix) + 1 :]
         else:
             m = pattern.match(topic)
             if m is None:
@@ -108,8 +126,14 @@ def run(args: argparse.Namespace) -> int:
                 if args.frames is not None and poses_seen >= args.frames:
                     done.set()
 
-    sub = Subscriber(mcfg, f"edgepose-listen-{device.replace('+', 'all')}-{int(time.time() * 1000) % 10**8}", topic_filter,
-                     handle, who="edgepose listen", report=report)
+    sub = Subscriber(
+        mcfg,
+        f"edgepose-listen-{device.replace('+', 'all')}-{int(time.time() * 1000) % 10**8}",
+        topic_filter,
+        handle,
+        who="edgepose listen",
+        report=report,
+    )
     connected, rejects = sub.connected, sub.rejects
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     start = time.monotonic()
@@ -142,13 +166,21 @@ def run(args: argparse.Namespace) -> int:
         if out_path is not None and not existed and out_path.exists() and out_path.stat().st_size == 0:
             out_path.unlink()  # nothing was recorded: leave no empty file behind
         problem, fix = sub.failure or (
-            f"MQTT broker {mcfg.host}:{mcfg.port} did not answer.", "check --host/--port (or mqtt.host/mqtt.port) and that the broker runs.")
+            f"MQTT broker {mcfg.host}:{mcfg.port} did not answer.",
+            "check --host/--port (or mqtt.host/mqtt.port) and that the broker runs.",
+        )
         raise EdgeposeError(f"{problem.rstrip('.')}; not connected after {waited:.1f} s.", fix)
     if recorder is not None:
         print(f"edgepose listen: recorded {recorder.written} frame(s) to {args.jsonl}", file=sys.stderr)
     if recorder is not None and recorder.dropped_early:
-        print(f"edgepose listen: dropped {recorder.dropped_early} event(s): over {MAX_EARLY} waiting for frames that never came, "
-              f"or over {MAX_EVENTS_PER_FRAME} on one frame (their frame numbers do not match the poses).", file=sys.stderr)
+        print(
+            f"edgepose listen: dropped {recorder.dropped_early} event(s): over {MAX_EARLY} waiting for frames that never came, "
+            f"or over {MAX_EVENTS_PER_FRAME} on one frame (their frame numbers do not match the poses).",
+            file=sys.stderr,
+        )
     if rejects.total:
-        print(f"edgepose listen: dropped {rejects.total} malformed message(s); the first: {rejects.first}", file=sys.stderr)
+        print(
+            f"edgepose listen: dropped {rejects.total} malformed message(s); the first: {rejects.first}",
+            file=sys.stderr,
+        )
     return 0

@@ -1,4 +1,5 @@
 """``edgepose lock``: check the device's dependency lock against pyproject.toml, or regenerate it (--write)."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,13 +9,21 @@ from typing import Any
 def register(sub: Any) -> None:
     from ..provision.lock import LOCK
 
-    p = sub.add_parser("lock", help=f"check {LOCK} against pyproject.toml; --write regenerates it",
-                       description=f"The pins of every wheel a device installs, with their sha256, per target Python: {LOCK}, "
-                       "shared by edgepose bundle and Dockerfile.arm64. Without --write, check that the lock still satisfies "
-                       "pyproject.toml (offline). Run in the checkout.")
-    p.add_argument("--write", action="store_true",
-                   help=f"resolve pyproject.toml's dependencies for every bundle target and rewrite {LOCK} (needs the package index once)")
-    p.add_argument("--refresh", action="store_true", help="with --write: resolve from the package index, not the wheel cache")
+    p = sub.add_parser(
+        "lock",
+        help=f"check {LOCK} against pyproject.toml; --write regenerates it",
+        description=f"The pins of every wheel a device installs, with their sha256, per target Python: {LOCK}, "
+        "shared by edgepose bundle and Dockerfile.arm64. Without --write, check that the lock still satisfies "
+        "pyproject.toml (offline). Run in the checkout.",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help=f"resolve pyproject.toml's dependencies for every bundle target and rewrite {LOCK} (needs the package index once)",
+    )
+    p.add_argument(
+        "--refresh", action="store_true", help="with --write: resolve from the package index, not the wheel cache"
+    )
     p.set_defaults(func=run)
 
 

@@ -1,4 +1,5 @@
 """``edgepose models``: list, fetch and remove registry models (see edgepose/model/README.md)."""
+
 from __future__ import annotations
 
 import argparse
@@ -95,8 +96,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for m in models
     ]
     print(format_table(rows, ["NAME", "INPUT HxW", "KIND", "SIZE MB", "CACHED", "VERIFIED"]))
-    print(f"\ncache: {zoo.models_dir()}  (aliases: `edgepose models list --json`; unverified models need "
-          "`edgepose models fetch NAME --allow-unverified`)")
+    print(
+        f"\ncache: {zoo.models_dir()}  (aliases: `edgepose models list --json`; unverified models need "
+        "`edgepose models fetch NAME --allow-unverified`)"
+    )
     return 0
 
 
@@ -161,7 +164,12 @@ def _static_info(path, reason: str) -> dict:
         "edgetpu": flatbuf.EDGETPU_OP in flatbuf.custom_op_names(model_t),
         "decoder_op": None
         if op is None
-        else {"max_detections": op.max_detections, "score_threshold": round(op.score_threshold, 4), "nms_radius": op.nms_radius, "stride": op.stride},
+        else {
+            "max_detections": op.max_detections,
+            "score_threshold": round(op.score_threshold, 4),
+            "nms_radius": op.nms_radius,
+            "stride": op.stride,
+        },
         "metadata": flatbuf.read_metadata(buf, path.name),
         "runtime": f"not loaded: {reason}",
     }
@@ -190,7 +198,15 @@ def model_info(name_or_path: str, decode_config=None) -> dict:
     except RuntimeMissingError as e:  # Edge TPU build without libedgetpu / a Coral device
         info = _static_info(path, e.problem)
         op = info["decoder_op"]
-        from_op = {} if not op else {"max_poses": op["max_detections"], "min_pose_score": op["score_threshold"], "nms_radius": op["nms_radius"]}
+        from_op = (
+            {}
+            if not op
+            else {
+                "max_poses": op["max_detections"],
+                "min_pose_score": op["score_threshold"],
+                "nms_radius": op["nms_radius"],
+            }
+        )
         settings = resolve_decoder_settings(None, decode_config, from_op, "model: Coral decoder op")
     info["decoder_settings"] = settings.to_dict()
     entry = None if path.exists() and str(path) == str(name_or_path) else zoo.lookup(name_or_path)
@@ -213,7 +229,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     reg = info["registry"]
     rows = [
         ("path", info["path"]),
-        ("registry", "-" if reg is None else f"{reg['name']} ({'sha256 verified' if reg['verified'] else 'unverified'})"),
+        (
+            "registry",
+            "-" if reg is None else f"{reg['name']} ({'sha256 verified' if reg['verified'] else 'unverified'})",
+        ),
         ("runtime", info["runtime"]),
         ("input", f"{info['input_height']}x{info['input_width']} (HxW) {info['input_dtype']}"),
         ("output stride", info["output_stride"] if info["output_stride"] is not None else "?"),
@@ -223,10 +242,18 @@ def cmd_info(args: argparse.Namespace) -> int:
             "decoder op",
             "none"
             if not dec
-            else " ".join(f"{k}={v}" for k, v in dec.items()) + " (Coral's PosenetDecoderOp, cut off: edgepose decodes in numpy)",
+            else " ".join(f"{k}={v}" for k, v in dec.items())
+            + " (Coral's PosenetDecoderOp, cut off: edgepose decodes in numpy)",
         ),
-        ("decoder", ", ".join(f"{k} {v['value']:g} ({v['source']})" if isinstance(v["value"], float)
-                                       else f"{k} {v['value']} ({v['source']})" for k, v in info["decoder_settings"].items())),
+        (
+            "decoder",
+            ", ".join(
+                f"{k} {v['value']:g} ({v['source']})"
+                if isinstance(v["value"], float)
+                else f"{k} {v['value']} ({v['source']})"
+                for k, v in info["decoder_settings"].items()
+            ),
+        ),
         ("edge tpu", "yes" if info["edgetpu"] else "no"),
         ("metadata", "none" if not info["metadata"] else json.dumps(info["metadata"])),
     ]

@@ -1,4 +1,5 @@
 """``edgepose profiles``: board profiles for edgepose devices (also ``python -m edgepose.profiles``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,15 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     s.add_argument("name")
     m = sub.add_parser("merged", help="print the validated, layered config as JSON")
     m.add_argument("device", nargs="?", help="device config (TOML)")
-    m.add_argument("--board", help="profile name or file (default: $EDGEPOSE_BOARD or board.toml beside the device config)")
+    m.add_argument(
+        "--board", help="profile name or file (default: $EDGEPOSE_BOARD or board.toml beside the device config)"
+    )
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("profiles", help="board profiles: detect, list, show, merged", description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "profiles", help="board profiles: detect, list, show, merged", description=__doc__.split("\n\n")[0]
+    )
     _add_arguments(p)
     p.set_defaults(func=run)
 

@@ -3,6 +3,7 @@
 The seed article's demo is ``edgepose run --source video.avi --output out.mp4``:
 up to 10 poses a frame, skeletons drawn for pose and part scores of 0.25 or more.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,22 @@ from ..preprocess import FILTERS, RESIZE_MODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a PoseNet over images, video, a camera or a stream", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", "-m", help="a .tflite path or a name from 'edgepose models list' (default: the config's, else the registry default)")
-    p.add_argument("--source", "-s", help="image, folder of images, video file, camera index (0), picamera2, or an rtsp:// or http:// (MJPEG) URL")
+    p = sub.add_parser(
+        "run",
+        help="run a PoseNet over images, video, a camera or a stream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        help="a .tflite path or a name from 'edgepose models list' (default: the config's, else the registry default)",
+    )
+    p.add_argument(
+        "--source",
+        "-s",
+        help="image, folder of images, video file, camera index (0), picamera2, or an rtsp:// or http:// (MJPEG) URL",
+    )
     p.add_argument("--config", "-c", help="device config (TOML); flags override it")
     p.add_argument("--output", "-o", help="annotated output: a video (.mp4/.avi), an image (.jpg/.png) or a folder")
     p.add_argument("--jsonl", help="write keypoints as JSON Lines to this file ('-' for stdout)")
@@ -28,15 +41,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-poses", type=int, help="most people per frame (default: the model's, else 10)")
     p.add_argument("--min-pose-score", type=float, help="drop poses scoring lower (default: the model's, else 0.25)")
     p.add_argument("--min-part-score", type=float, help="draw parts scoring at least this (default 0.25)")
-    p.add_argument("--nms-radius", type=float, help="radius in model-input pixels for duplicate parts (default: the model's, else 20)")
+    p.add_argument(
+        "--nms-radius",
+        type=float,
+        help="radius in model-input pixels for duplicate parts (default: the model's, else 20)",
+    )
     p.add_argument("--single", action="store_true", default=None, help="single-pose decoding (one person, fastest)")
     p.add_argument("--threads", type=int, help="interpreter threads (default 2)")
     p.add_argument("--resize", choices=RESIZE_MODES, help="fit frames to the model input by stretching or by padding")
-    p.add_argument("--resize-filter", choices=FILTERS,
-                   help="how frames shrink to the model input: antialias (default), linear (fastest, aliases), area, nearest")
+    p.add_argument(
+        "--resize-filter",
+        choices=FILTERS,
+        help="how frames shrink to the model input: antialias (default), linear (fastest, aliases), area, nearest",
+    )
     p.add_argument("--no-track", action="store_true", help="do not track people across frames")
-    p.add_argument("--sequence", action="store_true",
-                   help="the images of a folder or glob are a sequence (time-lapse): track people across them (default: each photo stands alone)")
+    p.add_argument(
+        "--sequence",
+        action="store_true",
+        help="the images of a folder or glob are a sequence (time-lapse): track people across them (default: each photo stands alone)",
+    )
     p.add_argument("--actions", action="store_true", help="recognise actions and print their events")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -89,7 +112,9 @@ def main(args: argparse.Namespace) -> int:
     if args.source is None and args.config is None:
         from ..errors import ConfigError
 
-        raise ConfigError("no --source given.", "pass --source with an image, a folder, a video, a camera index or an rtsp:// URL.")
+        raise ConfigError(
+            "no --source given.", "pass --source with an image, a folder, a video, a camera index or an rtsp:// URL."
+        )
     pipeline = Pipeline(cfg, decode_flags=decode_flags(args))
     jsonl = JsonlSink(args.jsonl) if args.jsonl else None
     writer = None
@@ -110,10 +135,16 @@ def main(args: argparse.Namespace) -> int:
             if show:
                 from ..progress import bar as progress_bar
 
-                total = src.frame_count if args.max_frames is None else min(src.frame_count or args.max_frames, args.max_frames)
+                total = (
+                    src.frame_count
+                    if args.max_frames is None
+                    else min(src.frame_count or args.max_frames, args.max_frames)
+                )
                 from ..redact import redact_url
 
-                desc = Path(redact_url(str(cfg.source.uri))).name or "frames"  # 'rtsp://u:pw@cam' has no path: its name is u:***@cam
+                desc = (
+                    Path(redact_url(str(cfg.source.uri))).name or "frames"
+                )  # 'rtsp://u:pw@cam' has no path: its name is u:***@cam
                 bar = progress_bar(total, desc, "frame", None if src.frame_count else False, leave=False)
             for res in pipeline.run(src, keep_image=bool(args.output), max_frames=args.max_frames):
                 frames += 1
@@ -125,9 +156,12 @@ def main(args: argparse.Namespace) -> int:
                     jsonl.write(res)
                 if args.actions:
                     for ev in res.events:
-                        print(f"[{res.timestamp:8.2f}s] person {ev.track_id}: {ev.action} {ev.kind}"
-                              + (f" (count {ev.count})" if ev.count is not None else "")
-                              + f" conf {ev.confidence:.2f}", file=events_out)
+                        print(
+                            f"[{res.timestamp:8.2f}s] person {ev.track_id}: {ev.action} {ev.kind}"
+                            + (f" (count {ev.count})" if ev.count is not None else "")
+                            + f" conf {ev.confidence:.2f}",
+                            file=events_out,
+                        )
                 if args.output:
                     writer = _write_annotated(args.output, writer, res, pipeline.decoder, src.fps, action_labels)
                 if bar is not None:
@@ -160,7 +194,9 @@ def _write_annotated(path: str, writer, res, decoder, fps, action_labels):
     return writer
 
 
-def _summary(frames: int, people: int, max_people: int, elapsed: float, stage: dict[str, list[float]], args, pipeline) -> None:
+def _summary(
+    frames: int, people: int, max_people: int, elapsed: float, stage: dict[str, list[float]], args, pipeline
+) -> None:
     if frames == 0:
         print("no frames were read from the source", file=sys.stderr)
         return

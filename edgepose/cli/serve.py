@@ -1,4 +1,5 @@
 """``edgepose serve``: the long-running device service (capture -> inference -> tracking -> actions -> MQTT)."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,18 +23,31 @@ def register(sub: Any) -> None:
         "(SIGTERM: send pending events, announce offline). See edgepose/service/README.md.",
     )
     p.add_argument("--config", "-c", help="device config (TOML); default: built-in defaults")
-    p.add_argument("--replay", metavar="JSONL", help="publish a recording (frame records) instead of running the camera and model")
-    p.add_argument("--replay-fps", type=_bounded(0.01, 1000.0), default=None, help="frames per second of --replay (default: as fast as they are consumed)")
+    p.add_argument(
+        "--replay", metavar="JSONL", help="publish a recording (frame records) instead of running the camera and model"
+    )
+    p.add_argument(
+        "--replay-fps",
+        type=_bounded(0.01, 1000.0),
+        default=None,
+        help="frames per second of --replay (default: as fast as they are consumed)",
+    )
     p.add_argument("--replay-loop", action="store_true", help="repeat --replay forever")
     p.add_argument("--max-frames", type=int, default=None, help="stop (gracefully) after this many frames")
     p.add_argument("--print-config", action="store_true", help="print the validated config (secrets redacted) and exit")
-    p.add_argument("--status-every", type=_bounded(1.0, 86400.0, zero=True), default=30.0, metavar="SECONDS",
-                   help="print a status line (frames, fps, camera, MQTT, outbox) to stderr this often; 0: never (default: 30)")
+    p.add_argument(
+        "--status-every",
+        type=_bounded(1.0, 86400.0, zero=True),
+        default=30.0,
+        metavar="SECONDS",
+        help="print a status line (frames, fps, camera, MQTT, outbox) to stderr this often; 0: never (default: 30)",
+    )
     p.set_defaults(func=run)
 
 
 def _bounded(lo: float, hi: float, zero: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite float in [lo, hi] (or 0 when ``zero``); nan, inf and 1e-9 are refused in one line."""
+
     def parse(text: str) -> float:
         try:
             v = float(text)
@@ -42,6 +56,7 @@ def _bounded(lo: float, hi: float, zero: bool = False) -> Callable[[str], float]
         if not (lo <= v <= hi or (zero and v == 0)):
             raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}" + (" (or 0)" if zero else ""))
         return v
+
     return parse
 
 
@@ -51,8 +66,9 @@ class FatalSourceError(SourceError):
     fatal = True
 
 
-def frames_factory(args: argparse.Namespace, cfg: Any, service_ref: list,
-                   keep_image: bool = False) -> tuple[Callable[[], Iterable], Any]:
+def frames_factory(
+    args: argparse.Namespace, cfg: Any, service_ref: list, keep_image: bool = False
+) -> tuple[Callable[[], Iterable], Any]:
     """A function returning a fresh frame iterable (called again after a source error), and the pipeline (None for a replay).
 
     ``keep_image``: results carry the camera image (for the web page's stream).
@@ -106,10 +122,12 @@ def start_summary(cfg: Any, args: argparse.Namespace, sink: Any, pipeline: Any =
 
     source = args.replay if args.replay else redact_url(str(cfg.source.uri))  # no stream password in the journal
     broker = f"{m.host}:{m.port} (MQTT {m.protocol}{', TLS' if m.tls.enabled else ''}{f', user {m.username}' if m.username else ''})"
-    return (f"started: model {model}, source {source}, broker {broker}, topics {m.prefix(cfg.device_id)}/"
-            f"{{poses,events,status,state}}, outbox {sink.outbox.path}"
-            + (f", page {page}" if page else "")
-            + (f"; decoder: {pipeline.decoder.describe()}" if pipeline is not None else ""))
+    return (
+        f"started: model {model}, source {source}, broker {broker}, topics {m.prefix(cfg.device_id)}/"
+        f"{{poses,events,status,state}}, outbox {sink.outbox.path}"
+        + (f", page {page}" if page else "")
+        + (f"; decoder: {pipeline.decoder.describe()}" if pipeline is not None else "")
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,10 +151,22 @@ def run(args: argparse.Namespace) -> int:
         web = DeviceWeb(cfg.http, cfg.device_id)  # binding and credentials checked before the model loads
     service_ref: list = []
     frames, pipeline = frames_factory(args, cfg, service_ref, keep_image=web is not None and web.keep_image)
-    sink = MqttSink(cfg.mqtt, cfg.device_id, model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}")
-    service = Service(sink, frames, status_interval=cfg.mqtt.status_interval,
-                      retry_min=cfg.source.retry_initial_s, retry_max=cfg.source.retry_max_s, max_frames=args.max_frames,
-                      finish=None if pipeline is None else pipeline.finish, status_line=_print_line, status_line_interval=args.status_every)
+    sink = MqttSink(
+        cfg.mqtt,
+        cfg.device_id,
+        model=Path(cfg.model.path).stem if not args.replay else f"replay of {Path(args.replay).name}",
+    )
+    service = Service(
+        sink,
+        frames,
+        status_interval=cfg.mqtt.status_interval,
+        retry_min=cfg.source.retry_initial_s,
+        retry_max=cfg.source.retry_max_s,
+        max_frames=args.max_frames,
+        finish=None if pipeline is None else pipeline.finish,
+        status_line=_print_line,
+        status_line_interval=args.status_every,
+    )
     page = None if web is None else web.url + (" (credentials required)" if web.server.auth.required else "")
     _print_line(start_summary(cfg, args, sink, pipeline, page))
     service_ref.append(service)

@@ -1,4 +1,5 @@
 """``edgepose view``: a local web page showing every device on the broker, live (see edgepose/web/README.md)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,11 @@ def register(sub: Any) -> None:
         "(skeletons, online/offline) and a merged event log, pushed to the browser with Server-Sent Events. "
         "Binding and credentials as [http] of the config: 127.0.0.1 unless set; any other address needs a token.",
     )
-    p.add_argument("--config", "-c", help="config (TOML) whose [mqtt] gives broker, TLS, credentials and topic_prefix, and [http] the page")
+    p.add_argument(
+        "--config",
+        "-c",
+        help="config (TOML) whose [mqtt] gives broker, TLS, credentials and topic_prefix, and [http] the page",
+    )
     p.add_argument("--broker", metavar="HOST[:PORT]", help="broker (overrides the config)")
     p.add_argument("--username", help="broker user name (overrides the config)")
     p.add_argument("--password-env", help="environment variable holding the broker password")
@@ -36,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ..web.fleet import FleetHub
 
     cfg = load_config(args.config)
-    upd: dict[str, Any] = {k: v for k, v in (("username", args.username), ("password_env", args.password_env)) if v is not None}
+    upd: dict[str, Any] = {
+        k: v for k, v in (("username", args.username), ("password_env", args.password_env)) if v is not None
+    }
     if args.broker:
         host, _, port = args.broker.rpartition(":") if args.broker.count(":") == 1 else (args.broker, "", "")
         if port and not port.isdigit():
@@ -45,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         if port:
             upd["port"] = int(port)
     mcfg = cfg.mqtt.model_copy(update=upd)
-    http = cfg.http.model_copy(update={k: v for k, v in (("host", args.http_host), ("port", args.http_port)) if v is not None})
+    http = cfg.http.model_copy(
+        update={k: v for k, v in (("host", args.http_host), ("port", args.http_port)) if v is not None}
+    )
     hub = FleetHub(http, mcfg, client_id=f"edgepose-view-{os.getpid()}-{int(time.time() * 1000) % 10**6}")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -10,6 +10,7 @@ Two implementations of the same algorithm (Coral's ``PosenetDecoderOp``):
 ``EDGEPOSE_DECODER=auto|numba|numpy`` (environment) or ``decoder=`` of
 :func:`select_decoder` chooses; ``auto`` takes numba when it imports.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,14 +42,18 @@ def select_decoder(decoder: str | None = None) -> tuple[str, MultiPoseDecoder]:
     """``(name, decode_multiple_poses)`` for ``decoder`` (default: ``$EDGEPOSE_DECODER`` or ``auto``)."""
     want = (decoder or os.environ.get(DECODER_ENV) or "auto").strip().lower()
     if want not in DECODERS:
-        raise ModelError(f"unknown decoder {want!r} ({DECODER_ENV} or decoder=).", f"use one of: {', '.join(DECODERS)}.")
+        raise ModelError(
+            f"unknown decoder {want!r} ({DECODER_ENV} or decoder=).", f"use one of: {', '.join(DECODERS)}."
+        )
     if want in ("auto", "numba"):
         fn, why = _numba_decoder()
         if fn is not None:
             return "numba", fn
         if want == "numba":
-            raise ModelError(f"the numba decoder was asked for but numba does not load ({why}).",
-                             f"install numba (pip install numba) or set {DECODER_ENV}=numpy.")
+            raise ModelError(
+                f"the numba decoder was asked for but numba does not load ({why}).",
+                f"install numba (pip install numba) or set {DECODER_ENV}=numpy.",
+            )
         log.info("numba does not load (%s): decoding with numpy (about 15x slower for a crowd)", why)
     from .multi import decode_multiple_poses
 
@@ -66,7 +71,11 @@ def warm_up(name: str, dtype: str = "float32") -> None:
     if how == "compiled":
         from ..paths import numba_cache_dir
 
-        log.info("numba decoder compiled in %.1f s (cached in %s: later starts load it in well under a second)", seconds, numba_cache_dir())
+        log.info(
+            "numba decoder compiled in %.1f s (cached in %s: later starts load it in well under a second)",
+            seconds,
+            numba_cache_dir(),
+        )
     elif how == "loaded from cache":
         log.info("numba decoder loaded from its cache in %.0f ms", 1e3 * seconds)
 

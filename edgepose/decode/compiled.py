@@ -11,6 +11,7 @@ for its cache directory). The first call of a process compiles (seconds, once
 per machine) or loads the cache (tens to hundreds of ms): :func:`warm_up` does
 it at model load so that no frame pays for it.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -69,7 +70,9 @@ def _grow(heat, short, mid, q, edges, root, ry, rx, inv_stride, refine_steps, po
     # every parent is placed before its children.
     for e in range(edges.shape[1]):
         parent, child = edges[root, e, 0], edges[root, e, 1]
-        y, x = _step(mid, q[2], pos[parent, 0], pos[parent, 1], edges[root, e, 2], edges[root, e, 3], inv_stride, lim_y, lim_x)
+        y, x = _step(
+            mid, q[2], pos[parent, 0], pos[parent, 1], edges[root, e, 2], edges[root, e, 3], inv_stride, lim_y, lim_x
+        )
         for _ in range(refine_steps):
             y, x = _step(short, q[1], y, x, child, child + k, inv_stride, lim_y, lim_x)
         pos[child, 0], pos[child, 1] = y, x
@@ -229,16 +232,30 @@ def _raw_threshold(dtype: str, scale: np.float32, zero: np.float32, thr: np.floa
     return float(v[reach[0]]) if reach.size else float(info.max) + 1.0
 
 
-def decode_multiple_poses(heads: Heads, max_poses: int = 10, score_threshold: float = 0.25, nms_radius: float = 20.0, *,
-                          coral_quirk: bool = True) -> DecodedPoses:
+def decode_multiple_poses(
+    heads: Heads,
+    max_poses: int = 10,
+    score_threshold: float = 0.25,
+    nms_radius: float = 20.0,
+    *,
+    coral_quirk: bool = True,
+) -> DecodedPoses:
     """:func:`edgepose.decode.multi.decode_multiple_poses`, compiled: same arguments, same result. A
     :class:`QuantizedHeads` is read as the model output it: only the values read are dequantized."""
     stride = int(heads.stride)
     heat, short, mid, q = _tables(heads)
     pos, kp, scores = _decode(
-        heat, short, mid, q, stride, _edges(bool(coral_quirk)), int(max_poses),
-        _raw_threshold(heat.dtype.str, q[0][0], q[0][1], np.float32(_logodds(score_threshold))), float(score_threshold),
-        float((nms_radius / stride) ** 2), REFINE_STEPS,
+        heat,
+        short,
+        mid,
+        q,
+        stride,
+        _edges(bool(coral_quirk)),
+        int(max_poses),
+        _raw_threshold(heat.dtype.str, q[0][0], q[0][1], np.float32(_logodds(score_threshold))),
+        float(score_threshold),
+        float((nms_radius / stride) ** 2),
+        REFINE_STEPS,
     )
     return DecodedPoses(pos, kp, scores)
 
@@ -253,7 +270,11 @@ def warm_up(dtype: str = "float32") -> tuple[float, str]:
     ``(seconds, "compiled" | "loaded from cache" | "ready")``."""
     rng = np.random.default_rng(0)
     h, w = 9, 11
-    real = (rng.normal(-2.0, 3.0, (h, w, NUM_KEYPOINTS)), rng.normal(0, 4, (h, w, 2 * NUM_KEYPOINTS)), rng.normal(0, 8, (h, w, 64)))
+    real = (
+        rng.normal(-2.0, 3.0, (h, w, NUM_KEYPOINTS)),
+        rng.normal(0, 4, (h, w, 2 * NUM_KEYPOINTS)),
+        rng.normal(0, 8, (h, w, 64)),
+    )
     heads: Heads
     if np.dtype(dtype) == np.float32:
         heads = Heads(real[0].astype(np.float32), real[1].astype(np.float32), real[2].astype(np.float32), 16)
@@ -262,4 +283,6 @@ def warm_up(dtype: str = "float32") -> tuple[float, str]:
         quant = ((0.1, (info.min + info.max + 1) // 2),) * 3
         a, b, c = (np.clip(np.rint(a / 0.1) + quant[0][1], info.min, info.max).astype(dtype) for a in real)
         heads = QuantizedHeads((a, b, c), quant, 16)
-    return first_call(_decode, lambda: decode_multiple_poses(heads, 3, 0.25, 20.0), f"multi-pose decoder ({dtype} heads)")
+    return first_call(
+        _decode, lambda: decode_multiple_poses(heads, 3, 0.25, 20.0), f"multi-pose decoder ({dtype} heads)"
+    )

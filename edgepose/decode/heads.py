@@ -1,4 +1,5 @@
 """The raw PoseNet outputs in the one layout every decoder takes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class QuantizedHeads(Heads):
     hundred samples); ``heatmaps``, ``offsets`` and ``displacements`` are dequantized on first access,
     to the bits of :meth:`edgepose.model.base.TensorSpec.dequantize`, for every other reader."""
 
-    def __init__(self, raw: tuple[np.ndarray, np.ndarray, np.ndarray], quant: tuple[tuple[float, float], ...], stride: int):
+    def __init__(
+        self, raw: tuple[np.ndarray, np.ndarray, np.ndarray], quant: tuple[tuple[float, float], ...], stride: int
+    ):
         self.raw = tuple(np.ascontiguousarray(a) for a in raw)
         self.quant = tuple((np.float32(s), np.float32(z)) for s, z in quant)  # applied in float32
         self.stride = int(stride)

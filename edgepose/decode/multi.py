@@ -20,6 +20,7 @@ And decoding a candidate never depends on another candidate except through
 the NMS test, so candidates are decoded in batches and the (cheap, exact)
 sequential accept/skip pass runs afterwards.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -219,7 +220,9 @@ def decode_multiple_poses(
     stride = heads.stride
     r2 = (nms_radius / stride) ** 2
     ys, xs, ks, _ = local_maxima(heads.heatmaps, _logodds(score_threshold))
-    empty = DecodedPoses(np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32), np.zeros(0, np.float32))
+    empty = DecodedPoses(
+        np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32), np.zeros(0, np.float32)
+    )
     if ys.size == 0:
         return empty
     h, w, k = heads.heatmaps.shape

@@ -1,4 +1,5 @@
 """Single-pose decoding: per-part argmax of the heatmap plus its short offset."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ dequantizing outputs with each tensor's own parameters (the job pycoral's
 ``adapters/common.py`` does for Coral models). The kinds add only what is
 theirs: pre-processing and the meaning of their outputs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,11 @@ def model_type(meta: dict[str, Any] | None) -> str:
 MAX_MODEL_BYTES = 2**31 - 1
 
 
-def read_model_bytes(model: str | Path | bytes, what: str = "model", fix: str = "check the path, or use a name from 'edgepose models list'.") -> tuple[bytes, str]:
+def read_model_bytes(
+    model: str | Path | bytes,
+    what: str = "model",
+    fix: str = "check the path, or use a name from 'edgepose models list'.",
+) -> tuple[bytes, str]:
     """``(bytes, display name)`` of a model path or buffer; a missing or unreadable file is a :class:`ModelError`."""
     if isinstance(model, (bytes, bytearray)):
         return bytes(model), what
@@ -51,8 +56,10 @@ def read_model_bytes(model: str | Path | bytes, what: str = "model", fix: str = 
     try:
         size = p.stat().st_size
         if size > MAX_MODEL_BYTES:
-            raise ModelError(f"{p.name} is {size / 2**30:.1f} GiB; a .tflite flatbuffer is below 2 GiB.",
-                             "pass the .tflite model, not a disk image or an archive.")
+            raise ModelError(
+                f"{p.name} is {size / 2**30:.1f} GiB; a .tflite flatbuffer is below 2 GiB.",
+                "pass the .tflite model, not a disk image or an archive.",
+            )
         return p.read_bytes(), p.name
     except OSError as e:
         raise ModelError(f"cannot read {what} {p}: {e.strerror}.", "check the file's permissions.") from None
@@ -72,7 +79,14 @@ class TensorSpec:
     @classmethod
     def from_detail(cls, d: dict[str, Any]) -> TensorSpec:
         scale, zp = d.get("quantization", (0.0, 0))
-        return cls(int(d["index"]), str(d["name"]), tuple(int(v) for v in d["shape"]), np.dtype(d["dtype"]), float(scale), int(zp))
+        return cls(
+            int(d["index"]),
+            str(d["name"]),
+            tuple(int(v) for v in d["shape"]),
+            np.dtype(d["dtype"]),
+            float(scale),
+            int(zp),
+        )
 
     @property
     def quantized(self) -> bool:
@@ -101,7 +115,10 @@ class TensorSpec:
         if not self.quantized:
             return a, b
         if not self.scale:
-            raise ModelError(f"{model} has a {self.dtype} input without quantization parameters.", "re-convert it with a calibrated input.")
+            raise ModelError(
+                f"{model} has a {self.dtype} input without quantization parameters.",
+                "re-convert it with a calibrated input.",
+            )
         return a / self.scale, b / self.scale + self.zero_point
 
 
@@ -120,8 +137,16 @@ class TFLiteModel:
     what: ClassVar[str] = "model"
     missing_fix: ClassVar[str] = "check the path, or use a name from 'edgepose models list'."
 
-    def __init__(self, model: str | Path | bytes, threads: int = 1, *, edgetpu: str = "auto", edgetpu_device: str | None = None,
-                 name: str | None = None, delegate: DelegateSpec | None = None):
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        threads: int = 1,
+        *,
+        edgetpu: str = "auto",
+        edgetpu_device: str | None = None,
+        name: str | None = None,
+        delegate: DelegateSpec | None = None,
+    ):
         buf, default_name = read_model_bytes(model, self.what, self.missing_fix)
         self.name = name or default_name
         flatbuf.check_tflite(buf, self.name)  # first: an empty file, a JPEG or a .gz is named as such
@@ -132,10 +157,15 @@ class TFLiteModel:
         needs_tpu = flatbuf.EDGETPU_OP in set(flatbuf.custom_op_names(self.model_t))
         use_tpu = needs_tpu if edgetpu == "auto" else edgetpu == "on"
         if needs_tpu and not use_tpu:
-            raise ModelError(f"{self.name} is compiled for the Edge TPU, but the Edge TPU was turned off.", "use the CPU build of the model or set edgetpu = \"auto\".")
+            raise ModelError(
+                f"{self.name} is compiled for the Edge TPU, but the Edge TPU was turned off.",
+                'use the CPU build of the model or set edgetpu = "auto".',
+            )
         if use_tpu and delegate is not None:
-            raise ModelError(f"{self.name} is set to run on the Edge TPU and on the delegate {delegate.library}; a model runs on one.",
-                             "remove model.delegate for Edge TPU models, or set model.edgetpu = \"off\" with a CPU build of the model.")
+            raise ModelError(
+                f"{self.name} is set to run on the Edge TPU and on the delegate {delegate.library}; a model runs on one.",
+                'remove model.delegate for Edge TPU models, or set model.edgetpu = "off" with a CPU build of the model.',
+            )
         self.edgetpu = use_tpu
         self.edgetpu_device = edgetpu_device if use_tpu else None
         spec = edgetpu_delegate(edgetpu_device) if use_tpu else delegate
@@ -153,7 +183,10 @@ class TFLiteModel:
         """Refuse a file of another kind before building an interpreter for it."""
         kind = model_type(meta)
         if kind != self.model_type:
-            raise ModelError(f"{self.name} is a '{kind}' model, not a '{self.model_type}' model.", "pass a model of the right kind, or open it with 'edgepose.model.registry.open_model'.")
+            raise ModelError(
+                f"{self.name} is a '{kind}' model, not a '{self.model_type}' model.",
+                "pass a model of the right kind, or open it with 'edgepose.model.registry.open_model'.",
+            )
 
     def _prepare(self, buf: bytes) -> bytes:
         """The flatbuffer the interpreter runs (PoseNet cuts Coral's decoder op off here)."""
@@ -163,10 +196,15 @@ class TFLiteModel:
     def single_image_input(self, what: str, fix: str) -> TensorSpec:
         """The one ``[1, H, W, 3]`` input of an image model, else a :class:`ModelError`."""
         if len(self.inputs) != 1 or len(self.inputs[0].shape) != 4 or self.inputs[0].shape[3] != 3:
-            raise ModelError(f"{self.name} has inputs {[list(s.shape) for s in self.inputs]}; {what} takes one [1, H, W, 3] image.", fix)
+            raise ModelError(
+                f"{self.name} has inputs {[list(s.shape) for s in self.inputs]}; {what} takes one [1, H, W, 3] image.",
+                fix,
+            )
         spec = self.inputs[0]
         if spec.dtype not in (np.float32, np.uint8, np.int8):
-            raise ModelError(f"{self.name} has an unsupported input type {spec.dtype}.", "use a float32, uint8 or int8 model.")
+            raise ModelError(
+                f"{self.name} has an unsupported input type {spec.dtype}.", "use a float32, uint8 or int8 model."
+            )
         return spec
 
     def set_input(self, tensor: np.ndarray, spec: TensorSpec | None = None) -> None:
@@ -198,7 +236,14 @@ class KeypointModel(Protocol):
 
     def heads(self) -> Any: ...
 
-    def decode(self, heads: Any, transform: Any, max_poses: int | None = None, min_pose_score: float | None = None,
-               nms_radius: float | None = None, mode: str | None = None) -> list: ...
+    def decode(
+        self,
+        heads: Any,
+        transform: Any,
+        max_poses: int | None = None,
+        min_pose_score: float | None = None,
+        nms_radius: float | None = None,
+        mode: str | None = None,
+    ) -> list: ...
 
     def decoder_settings(self) -> dict[str, Any]: ...

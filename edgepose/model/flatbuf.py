@@ -8,6 +8,7 @@ for custom-op options. Two jobs need this on the device:
 * cutting a model in front of Coral's ``PosenetDecoderOp`` so that the
   backbone runs on any runtime and edgepose decodes in numpy.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,10 @@ _NOT_TFLITE = [
     (b"\xff\xd8\xff", "a JPEG image", "pass the model with --model and the image with --source."),
     (b"\x89PNG", "a PNG image", "pass the model with --model and the image with --source."),
 ]
-TFLITE_FIX = ("pass a .tflite file, e.g. one from 'edgepose models fetch' or 'edgepose convert'; "
-              "re-download it if it was truncated.")
+TFLITE_FIX = (
+    "pass a .tflite file, e.g. one from 'edgepose models fetch' or 'edgepose convert'; "
+    "re-download it if it was truncated."
+)
 
 
 def check_tflite(buf: bytes, name: str = "model") -> None:
@@ -50,7 +53,9 @@ def check_tflite(buf: bytes, name: str = "model") -> None:
     if len(buf) >= 8 and buf[4:8] == TFLITE_IDENTIFIER:
         return
     if not buf:
-        raise ModelError(f"{name} is empty (0 bytes), not a TFLite model.", "re-download or re-convert it; " + TFLITE_FIX)
+        raise ModelError(
+            f"{name} is empty (0 bytes), not a TFLite model.", "re-download or re-convert it; " + TFLITE_FIX
+        )
     for magic, what, fix in _NOT_TFLITE:
         if buf.startswith(magic):
             raise ModelError(f"{name} is {what}, not a TFLite model.", fix)
@@ -60,18 +65,40 @@ def check_tflite(buf: bytes, name: str = "model") -> None:
     except UnicodeDecodeError:
         text = ""
     if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
-        what = "an HTML page (a failed download?)" if "<html" in text.lower() or "<!doctype" in text.lower() else "a text file"
+        what = (
+            "an HTML page (a failed download?)"
+            if "<html" in text.lower() or "<!doctype" in text.lower()
+            else "a text file"
+        )
         raise ModelError(f"{name} is {what}, not a TFLite model ({len(buf)} bytes).", TFLITE_FIX)
     if buf[:1] == b"\x0a" and any(w in head for w in (b"Placeholder", b"Const", b"Conv2D")):  # GraphDef: field 1, node
-        raise ModelError(f"{name} looks like a TensorFlow GraphDef (.pb), not a TFLite model.",
-                         f"convert it first: edgepose convert {name} --out model.tflite.")
+        raise ModelError(
+            f"{name} looks like a TensorFlow GraphDef (.pb), not a TFLite model.",
+            f"convert it first: edgepose convert {name} --out model.tflite.",
+        )
     raise ModelError(f"{name} is not a TFLite model (no 'TFL3' identifier; {len(buf)} bytes).", TFLITE_FIX)
 
 
 #: Byte size of one element per TensorType name (types packed below a byte or of variable size are not sized).
-_TYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2, "COMPLEX64": 8,
-               "INT8": 1, "FLOAT64": 8, "COMPLEX128": 16, "UINT64": 8, "UINT32": 4, "UINT16": 2, "BFLOAT16": 2,
-               "FLOAT8_E4M3FN": 1, "FLOAT8_E5M2": 1}
+_TYPE_BYTES = {
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "INT32": 4,
+    "UINT8": 1,
+    "INT64": 8,
+    "BOOL": 1,
+    "INT16": 2,
+    "COMPLEX64": 8,
+    "INT8": 1,
+    "FLOAT64": 8,
+    "COMPLEX128": 16,
+    "UINT64": 8,
+    "UINT32": 4,
+    "UINT16": 2,
+    "BFLOAT16": 2,
+    "FLOAT8_E4M3FN": 1,
+    "FLOAT8_E5M2": 1,
+}
 #: The largest tensor and the most tensor memory a model for this project may ask the interpreter for. PoseNet at
 #: 721x1281 needs about 40 MB in all; a flipped bit in a shape asks for gigabytes and the kernel kills the process.
 MAX_TENSOR_BYTES = 512 << 20
@@ -126,14 +153,14 @@ def check_structure(model_t, name: str = "model") -> None:
         if total > MAX_TOTAL_TENSOR_BYTES:
             raise bad(f"its tensors would need {total / 2**30:.1f} GiB")
         for role, idx in (("input", sg.inputs), ("output", sg.outputs)):
-            for i in (idx if idx is not None else []):
+            for i in idx if idx is not None else []:
                 if not 0 <= int(i) < n:
                     raise bad(f"subgraph {g} {role} {int(i)} is not one of its {n} tensors")
         for o_i, op in enumerate(sg.operators or []):
             if not 0 <= int(op.opcodeIndex) < len(codes):
                 raise bad(f"operator {o_i} has opcode {op.opcodeIndex} of {len(codes)}")
             for role, idx in (("input", op.inputs), ("output", op.outputs), ("intermediate", op.intermediates)):
-                for i in (idx if idx is not None else []):
+                for i in idx if idx is not None else []:
                     if not -1 <= int(i) < n:  # -1: an optional input left out
                         raise bad(f"operator {o_i} {role} {int(i)} is not one of the {n} tensors")
 
@@ -145,8 +172,9 @@ def load_model_t(buf: bytes, name: str = "model", check: bool = True):
     try:
         model_t = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     except Exception as e:  # corrupt offsets raise IndexError/struct.error deep inside
-        raise ModelError(f"{name} is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).",
-                         "re-download or re-convert it.") from None
+        raise ModelError(
+            f"{name} is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).", "re-download or re-convert it."
+        ) from None
     if check:
         check_structure(model_t, name)  # every caller indexes subgraphs[0], tensors and opcodes with these values
     return model_t
@@ -176,6 +204,7 @@ def custom_op_names(model_t) -> list[str]:
 
 # --------------------------------------------------------------------------- metadata
 
+
 def read_metadata(buf: bytes, name: str = "the model") -> dict[str, Any] | None:
     """edgepose's metadata dict, or ``None`` when the model has none."""
     s = _schema()
@@ -190,8 +219,9 @@ def read_metadata(buf: bytes, name: str = "the model") -> dict[str, Any] | None:
                 break
     except (struct.error, IndexError, ValueError, AttributeError, TypeError, UnicodeDecodeError) as e:
         # A valid header over damaged contents: offsets point outside the file.
-        raise ModelError(f"{name} is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).",
-                         "re-download or re-convert it.") from None
+        raise ModelError(
+            f"{name} is a corrupt TFLite file ({type(e).__name__}: {str(e)[:120]}).", "re-download or re-convert it."
+        ) from None
     if data is None:
         return None
     try:
@@ -205,7 +235,9 @@ def write_metadata(buf: bytes, meta: dict[str, Any]) -> bytes:
     s = _schema()
     model_t = load_model_t(buf)
     payload = json.dumps(meta, sort_keys=True).encode("utf-8")
-    model_t.metadata = [md for md in (model_t.metadata or []) if (md.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())]
+    model_t.metadata = [
+        md for md in (model_t.metadata or []) if (md.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())
+    ]
     b = s.BufferT()
     b.data = list(payload)
     model_t.buffers.append(b)
@@ -217,6 +249,7 @@ def write_metadata(buf: bytes, meta: dict[str, Any]) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoder op
+
 
 @dataclass
 class DecoderOpInfo:
@@ -244,11 +277,20 @@ def cut_decoder_op(buf: bytes, name: str = "model") -> tuple[bytes, DecoderOpInf
     try:
         opts = flexbuffers.Loads(bytes(op.customOptions))
     except Exception as e:
-        raise ModelError(f"{name}: cannot read PosenetDecoderOp options ({e}).", "use the raw *_quant.tflite model instead.") from None
+        raise ModelError(
+            f"{name}: cannot read PosenetDecoderOp options ({e}).", "use the raw *_quant.tflite model instead."
+        ) from None
     inputs = [int(t) for t in op.inputs]
     if len(inputs) != 3:
-        raise ModelError(f"{name}: PosenetDecoderOp has {len(inputs)} inputs, not 3 (heatmaps, offsets, displacements).", "use the raw *_quant.tflite model instead.")
-    names = (_tensor_name(sg.tensors[inputs[0]]), _tensor_name(sg.tensors[inputs[1]]), _tensor_name(sg.tensors[inputs[2]]))
+        raise ModelError(
+            f"{name}: PosenetDecoderOp has {len(inputs)} inputs, not 3 (heatmaps, offsets, displacements).",
+            "use the raw *_quant.tflite model instead.",
+        )
+    names = (
+        _tensor_name(sg.tensors[inputs[0]]),
+        _tensor_name(sg.tensors[inputs[1]]),
+        _tensor_name(sg.tensors[inputs[2]]),
+    )
     info = DecoderOpInfo(
         max_detections=int(opts.get("max_detections", 10)),
         score_threshold=float(opts.get("score_threshold", 0.5)),

@@ -6,6 +6,7 @@ or sigmoid scores, and (for Coral's ``*_decoder`` builds) the decoder settings
 of the ``PosenetDecoderOp``, which is cut off and replaced by edgepose's own
 decoder (:mod:`edgepose.decode`) so that no custom-op library is needed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -117,7 +118,10 @@ class PoseNetModel(TFLiteModel):
         if not specs:
             specs = self._guess_roles(details)
         have = set(specs)
-        if not ({"heatmaps", "short_offsets"} <= have and ("mid_offsets" in have or {"displacement_fwd", "displacement_bwd"} <= have)):
+        if not (
+            {"heatmaps", "short_offsets"} <= have
+            and ("mid_offsets" in have or {"displacement_fwd", "displacement_bwd"} <= have)
+        ):
             shapes = {d.name: list(d.shape) for d in details}
             raise ModelError(
                 f"{self.name} does not have PoseNet's outputs (heatmaps 17, offsets 34, displacements 2x32 or 64 channels); it has {shapes}.",
@@ -126,7 +130,10 @@ class PoseNetModel(TFLiteModel):
         for role, spec in specs.items():
             want, got = ROLE_CHANNELS[role], spec.shape[-1]
             if got != want:
-                raise ModelError(f"{self.name}: output {spec.name} ({role}) has {got} channels, expected {want}.", "re-convert the model.")
+                raise ModelError(
+                    f"{self.name}: output {spec.name} ({role}) has {got} channels, expected {want}.",
+                    "re-convert the model.",
+                )
         self.outputs = specs
         self.grid_height, self.grid_width = specs["heatmaps"].shape[1:3]
         meta = self.metadata or {}
@@ -136,7 +143,11 @@ class PoseNetModel(TFLiteModel):
         self.output_stride = int(stride)
         act = meta.get("heatmap_activation")
         if act is None:
-            tensor_idx = next(i for i, t in enumerate(model_t.subgraphs[0].tensors) if flatbuf._tensor_name(t) == specs["heatmaps"].name)
+            tensor_idx = next(
+                i
+                for i, t in enumerate(model_t.subgraphs[0].tensors)
+                if flatbuf._tensor_name(t) == specs["heatmaps"].name
+            )
             act = "sigmoid" if _producer_op(model_t, tensor_idx) == "LOGISTIC" else "logits"
         self.heatmap_activation = act
         self._heat_idx = specs["heatmaps"].index
@@ -144,7 +155,11 @@ class PoseNetModel(TFLiteModel):
         # what it reads) when all three are integers of one dtype and need no other conversion.
         roles = tuple(specs[r] for r in ("heatmaps", "short_offsets", "mid_offsets") if r in specs)
         self._raw_heads: str | None = None
-        if act == "logits" and len(roles) == 3 and all(r.quantized and r.scale > 0 and r.dtype == roles[0].dtype for r in roles):
+        if (
+            act == "logits"
+            and len(roles) == 3
+            and all(r.quantized and r.scale > 0 and r.dtype == roles[0].dtype for r in roles)
+        ):
             self._raw_heads = str(roles[0].dtype)
             self._raw_specs = roles
             self._raw_quant = tuple((s.scale, s.zero_point) for s in roles)
@@ -183,7 +198,10 @@ class PoseNetModel(TFLiteModel):
         """Resize and convert a BGR uint8 image into the model's input tensor."""
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             shape = None if image_bgr is None else image_bgr.shape
-            raise ModelError(f"expected a BGR image of shape (H, W, 3), got {shape}.", "pass a colour image (grayscale images: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).")
+            raise ModelError(
+                f"expected a BGR image of shape (H, W, 3), got {shape}.",
+                "pass a colour image (grayscale images: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).",
+            )
         # The one pre-processing function, shared with the converter's calibration and report.
         rgb, tr = fit_to_input(image_bgr, self.input_height, self.input_width, self.resize, self.resize_filter)
         if self._input_affine is None:
@@ -287,7 +305,9 @@ class PoseNetModel(TFLiteModel):
             heatmap_activation=self.heatmap_activation,
             outputs={role: s.name for role, s in self.outputs.items()},
             edgetpu=self.edgetpu,
-            decoder_op=None if not self.decoder_op else {
+            decoder_op=None
+            if not self.decoder_op
+            else {
                 "max_detections": self.decoder_op.max_detections,
                 "score_threshold": round(self.decoder_op.score_threshold, 4),
                 "nms_radius": self.decoder_op.nms_radius,
@@ -303,8 +323,17 @@ def load_posenet(model: str | Path | bytes, threads: int = 2, **kw: Any) -> Pose
     """Open a PoseNet ``.tflite`` (path or bytes) with the best available runtime."""
     t = time.perf_counter()
     m = PoseNetModel(model, threads, **kw)
-    log.info("loaded %s (%dx%d %s, stride %d, %s, %s decoder) in %.0f ms", m.name, m.input_width, m.input_height, m.input_dtype,
-             m.output_stride, m.runtime, m.decoder_name, 1e3 * (time.perf_counter() - t))
+    log.info(
+        "loaded %s (%dx%d %s, stride %d, %s, %s decoder) in %.0f ms",
+        m.name,
+        m.input_width,
+        m.input_height,
+        m.input_dtype,
+        m.output_stride,
+        m.runtime,
+        m.decoder_name,
+        1e3 * (time.perf_counter() - t),
+    )
     return m
 
 

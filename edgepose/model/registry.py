@@ -7,6 +7,7 @@ keypoint models (Coral's, posenet-python's). Each kind is found through the
 imports none of them and a separate package can add a kind the same way.
 :func:`register_model_type` adds one at run time (a notebook, a test).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -26,7 +27,9 @@ _REGISTERED: dict[str, Loader] = {}
 @lru_cache(maxsize=1)
 def _entry_points() -> dict[str, EntryPoint]:
     eps: Any = entry_points()
-    found = eps.select(group=ENTRY_POINT_GROUP) if hasattr(eps, "select") else eps.get(ENTRY_POINT_GROUP, [])  # 3.9: a dict
+    found = (
+        eps.select(group=ENTRY_POINT_GROUP) if hasattr(eps, "select") else eps.get(ENTRY_POINT_GROUP, [])
+    )  # 3.9: a dict
     return {ep.name: ep for ep in found}
 
 
@@ -45,10 +48,14 @@ def loader_for(kind: str, name: str = "model") -> Loader:
     if kind in _entry_points():
         return _entry_points()[kind].load()
     if not model_types():
-        raise ModelError(f"no model types are registered (the '{ENTRY_POINT_GROUP}' entry points of edgepose are missing).",
-                         "reinstall edgepose: pip install -e . in the checkout, or install its wheel.")
-    raise ModelError(f"{name} is a '{kind}' model, which this edgepose cannot run (known: {', '.join(model_types())}).",
-                     "upgrade edgepose or use a PoseNet keypoint model.")
+        raise ModelError(
+            f"no model types are registered (the '{ENTRY_POINT_GROUP}' entry points of edgepose are missing).",
+            "reinstall edgepose: pip install -e . in the checkout, or install its wheel.",
+        )
+    raise ModelError(
+        f"{name} is a '{kind}' model, which this edgepose cannot run (known: {', '.join(model_types())}).",
+        "upgrade edgepose or use a PoseNet keypoint model.",
+    )
 
 
 def model_type_of(path: str | Path) -> str:

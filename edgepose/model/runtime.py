@@ -4,6 +4,7 @@ Order of preference: ``ai-edge-litert`` (fast, numpy 2), ``tflite-runtime``
 (older boards), ``tensorflow.lite`` (a workstation with TensorFlow). All three
 expose the same ``Interpreter`` / ``load_delegate`` API.
 """
+
 from __future__ import annotations
 
 import logging
@@ -106,8 +107,14 @@ def edgetpu_delegate(device: str | None = None) -> DelegateSpec:
     import platform
 
     lib = EDGETPU_LIBS.get(platform.system(), "libedgetpu.so.1")
-    return DelegateSpec(lib, {"device": device} if device else {}, "fail", "model.edgetpu_device" if device else "model.edgetpu",
-                        EDGETPU_INSTALL_HINT, f"the Edge TPU runtime {lib}")
+    return DelegateSpec(
+        lib,
+        {"device": device} if device else {},
+        "fail",
+        "model.edgetpu_device" if device else "model.edgetpu",
+        EDGETPU_INSTALL_HINT,
+        f"the Edge TPU runtime {lib}",
+    )
 
 
 def delegate_options(options: Mapping[str, Any]) -> dict[str, str]:
@@ -133,22 +140,35 @@ def load_delegate(backend: Backend, spec: DelegateSpec):
         reason = first_line(e)
         if spec.options and spec.setting == "model.edgetpu_device":
             return _delegate_failed(
-                spec, f"the Edge TPU {spec.options.get('device')!r} (model.edgetpu_device) could not be opened by {spec.library} ({reason}).",
+                spec,
+                f"the Edge TPU {spec.options.get('device')!r} (model.edgetpu_device) could not be opened by {spec.library} ({reason}).",
                 "check it is plugged in ('lsusb' shows 1a6e:089a or 18d1:9302; 'ls /dev/apex_*' for PCIe), "
-                "or remove model.edgetpu_device to take any Edge TPU.")
+                "or remove model.edgetpu_device to take any Edge TPU.",
+            )
         opts = f" with options {dict(spec.options)}" if spec.options else ""
-        return _delegate_failed(spec, f"{spec.describe()} ({spec.setting}) refused to start{opts} ({reason}).",
-                                spec.hint if spec.setting.startswith("model.edgetpu") else
-                                "check model.delegate_options against the delegate's documentation and that its device is present.")
+        return _delegate_failed(
+            spec,
+            f"{spec.describe()} ({spec.setting}) refused to start{opts} ({reason}).",
+            spec.hint
+            if spec.setting.startswith("model.edgetpu")
+            else "check model.delegate_options against the delegate's documentation and that its device is present.",
+        )
 
 
 def _delegate_failed(spec: DelegateSpec, problem: str, fix: str) -> None:
     """Warn and return (the caller goes on without the delegate) when ``spec`` may fall back to the CPU, else raise."""
     if spec.fallback == "cpu":
-        log.warning("%s Running on the CPU instead (model.delegate_fallback = \"cpu\").", problem)
+        log.warning('%s Running on the CPU instead (model.delegate_fallback = "cpu").', problem)
         return None
-    raise RuntimeMissingError(problem, fix + (" To run on the CPU meanwhile, set model.delegate_fallback = \"cpu\" or remove model.delegate."
-                                             if spec.setting == "model.delegate" else "")) from None
+    raise RuntimeMissingError(
+        problem,
+        fix
+        + (
+            ' To run on the CPU meanwhile, set model.delegate_fallback = "cpu" or remove model.delegate.'
+            if spec.setting == "model.delegate"
+            else ""
+        ),
+    ) from None
 
 
 def configured_delegate(model_config: Any) -> DelegateSpec | None:
@@ -158,8 +178,13 @@ def configured_delegate(model_config: Any) -> DelegateSpec | None:
     return DelegateSpec(model_config.delegate, dict(model_config.delegate_options), model_config.delegate_fallback)
 
 
-def make_interpreter(model: bytes, num_threads: int = 1, delegate: DelegateSpec | None = None, backend: Backend | None = None,
-                     name: str = "model"):
+def make_interpreter(
+    model: bytes,
+    num_threads: int = 1,
+    delegate: DelegateSpec | None = None,
+    backend: Backend | None = None,
+    name: str = "model",
+):
     """Build and allocate an interpreter for ``model`` (flatbuffer bytes), with ``delegate`` when given.
 
     The Edge TPU is ``delegate=edgetpu_delegate(device)``.
@@ -167,8 +192,13 @@ def make_interpreter(model: bytes, num_threads: int = 1, delegate: DelegateSpec 
     return make_interpreter_with(model, num_threads, delegate, backend, name)[0]
 
 
-def make_interpreter_with(model: bytes, num_threads: int = 1, delegate: DelegateSpec | None = None, backend: Backend | None = None,
-                          name: str = "model") -> tuple[Any, bool]:
+def make_interpreter_with(
+    model: bytes,
+    num_threads: int = 1,
+    delegate: DelegateSpec | None = None,
+    backend: Backend | None = None,
+    name: str = "model",
+) -> tuple[Any, bool]:
     """``(interpreter, whether the delegate runs it)``: a delegate that fails to load, or loads but refuses this
     model (its Prepare fails), leaves the model on the CPU when ``delegate.fallback == "cpu"``, else stops with one line."""
     backend = backend or get_backend()
@@ -181,13 +211,21 @@ def make_interpreter_with(model: bytes, num_threads: int = 1, delegate: Delegate
         if "edgetpu-custom-op" in text:
             raise RuntimeMissingError(f"{name} needs the Edge TPU ({msg}).", EDGETPU_INSTALL_HINT) from None
         if "custom op" in text.lower():
-            raise ModelError(f"{name} uses a custom op this runtime does not have ({msg}).", "convert the model with builtin ops only.") from None
+            raise ModelError(
+                f"{name} uses a custom op this runtime does not have ({msg}).",
+                "convert the model with builtin ops only.",
+            ) from None
         if loaded is not None and delegate is not None:
             # The delegate loaded but rejected this graph (its Prepare failed).
-            _delegate_failed(delegate, f"{delegate.describe()} ({delegate.setting}) could not run {name} ({msg}).",
-                             "use a model built for this accelerator (its vendor's converter).")
+            _delegate_failed(
+                delegate,
+                f"{delegate.describe()} ({delegate.setting}) could not run {name} ({msg}).",
+                "use a model built for this accelerator (its vendor's converter).",
+            )
             return _allocate(backend, model, num_threads, None), False
-        raise ModelError(f"{name} could not be loaded by {backend.name} ({msg}).", "re-download or re-convert the model.") from None
+        raise ModelError(
+            f"{name} could not be loaded by {backend.name} ({msg}).", "re-download or re-convert the model."
+        ) from None
 
 
 def _allocate(backend: Backend, model: bytes, num_threads: int, delegates: list | None):

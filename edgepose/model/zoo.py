@@ -20,6 +20,7 @@ An entry whose sha256 is not published anywhere we could check is
 is printed and recorded next to the file (``<file>.sha256``), and later uses
 are checked against that record (trust on first use).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -125,14 +126,35 @@ TFJS_BASE = "https://storage.googleapis.com/tfjs-models/savedmodel/posenet/"
 
 # sha256 and sizes of the files Coral publishes, as checked against ../shared/models/coral.
 _CORAL: dict[str, tuple[str, int]] = {
-    "posenet_mobilenet_v1_075_353_481_quant": ("d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264", 1298664),
-    "posenet_mobilenet_v1_075_481_641_quant": ("d7ac211a927e114a9266e424c3cb5b6ce0db462ee2d5311471c437cca2b262a6", 1298664),
-    "posenet_mobilenet_v1_075_721_1281_quant": ("5214ffd99fc633a99960bc133d544d57d85304c082cd72a18f12580ee6921445", 1298664),
-    "posenet_mobilenet_v1_075_353_481_quant_decoder": ("7519aebd2c9052089bdcfaf222b03db1212f05f5942660fc076446a13708b042", 1299352),
-    "posenet_mobilenet_v1_075_481_641_quant_decoder": ("29c142d62cd1f4f562bcb423a88b85c67db26aa2c057c4a3ce519bc397a6f7d4", 1299352),
-    "posenet_mobilenet_v1_075_721_1281_quant_decoder": ("21952c70ef5f5e54897941db41d757db6e1027b955d183def4f3f7a22d9d8746", 1299352),
+    "posenet_mobilenet_v1_075_353_481_quant": (
+        "d589f727ee72effba3e8211b04c284fc65fc0a22907c161e2d6c080244d5c264",
+        1298664,
+    ),
+    "posenet_mobilenet_v1_075_481_641_quant": (
+        "d7ac211a927e114a9266e424c3cb5b6ce0db462ee2d5311471c437cca2b262a6",
+        1298664,
+    ),
+    "posenet_mobilenet_v1_075_721_1281_quant": (
+        "5214ffd99fc633a99960bc133d544d57d85304c082cd72a18f12580ee6921445",
+        1298664,
+    ),
+    "posenet_mobilenet_v1_075_353_481_quant_decoder": (
+        "7519aebd2c9052089bdcfaf222b03db1212f05f5942660fc076446a13708b042",
+        1299352,
+    ),
+    "posenet_mobilenet_v1_075_481_641_quant_decoder": (
+        "29c142d62cd1f4f562bcb423a88b85c67db26aa2c057c4a3ce519bc397a6f7d4",
+        1299352,
+    ),
+    "posenet_mobilenet_v1_075_721_1281_quant_decoder": (
+        "21952c70ef5f5e54897941db41d757db6e1027b955d183def4f3f7a22d9d8746",
+        1299352,
+    ),
     # Coral also publishes 353_481 and 721_1281 Edge TPU builds, but we have no checksum for them.
-    "posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu": ("73837902b843122386133a517a732b5c3887cfdd21fa6ae4ac1db4b61da28318", 1680872),
+    "posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu": (
+        "73837902b843122386133a517a732b5c3887cfdd21fa6ae4ac1db4b61da28318",
+        1680872,
+    ),
 }
 
 
@@ -173,7 +195,10 @@ def _tfjs_entries() -> list[ModelEntry]:
     # URL scheme of tfjs-models/posenet's checkpoints.ts (quantBytes 4 is "float").
     out = []
     quants = {"float": "float32", "quant2": "uint16-quantized", "quant1": "uint8-quantized"}
-    archs = [("mobilenet_v1_" + m, f"mobilenet/{{q}}/{m}", f"MobileNetV1 {int(m) / 100:.2f}", (8, 16)) for m in ("050", "075", "100")]
+    archs = [
+        ("mobilenet_v1_" + m, f"mobilenet/{{q}}/{m}", f"MobileNetV1 {int(m) / 100:.2f}", (8, 16))
+        for m in ("050", "075", "100")
+    ]
     archs.append(("resnet50", "resnet50/{q}", "ResNet50", (16, 32)))
     for arch, folder, adesc, strides in archs:
         for stride in strides:
@@ -227,7 +252,9 @@ def get_entry(name: str) -> ModelEntry:
 def _unknown(name: str) -> ModelError:
     close = difflib.get_close_matches(name.lower(), all_names(), n=4, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    looks_like_path = name.endswith((".tflite", ".json")) or (os.sep in name and not name.startswith(("coral/", "tfjs/")))
+    looks_like_path = name.endswith((".tflite", ".json")) or (
+        os.sep in name and not name.startswith(("coral/", "tfjs/"))
+    )
     problem = (
         f"no model file at '{name}' and no registry model of that name."
         if looks_like_path
@@ -523,7 +550,12 @@ def _fetch_file(entry: ModelEntry, f: ModelFile, *, force: bool, progress: bool 
                     f"cached file {dest} changed since it was downloaded (recorded sha256 {expected}, now {actual}).",
                     f"run `edgepose models fetch {entry.name} --force --allow-unverified` to download it again.",
                 )
-            log.warning("cached %s is corrupt (sha256 %s, expected %s); deleting it and downloading it again", dest, actual, expected)
+            log.warning(
+                "cached %s is corrupt (sha256 %s, expected %s); deleting it and downloading it again",
+                dest,
+                actual,
+                expected,
+            )
             # Gone before the download: if that fails too, no corrupt file stays behind for the next run.
             _unlink(dest)
             _unlink(_record_path(dest))
@@ -551,9 +583,7 @@ def _fetch_file(entry: ModelEntry, f: ModelFile, *, force: bool, progress: bool 
                 f"put the file at that path in {MIRROR_ENV}={_mirror()} (official URL {f.url}), "
                 f"or unset {MIRROR_ENV} to download from the official URL.",
             ) from None
-        raise DownloadError(
-            f"could not download {entry.name} from {e.source} ({e.reason}).", MIRROR_HINT
-        ) from None
+        raise DownloadError(f"could not download {entry.name} from {e.source} ({e.reason}).", MIRROR_HINT) from None
     _write_record(dest, sha)
     if f.sha256 is None:
         # The user opted in; they get the hash to compare against another source.
@@ -587,7 +617,9 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     name = str(name_or_path)
     if not name.strip():
         # Path("") is the current directory: never let an empty setting resolve to it.
-        raise ModelError("no model given (empty name).", f"set model.path to a .tflite file or a name such as {DEFAULT_MODEL}.")
+        raise ModelError(
+            "no model given (empty name).", f"set model.path to a .tflite file or a name such as {DEFAULT_MODEL}."
+        )
     p = Path(name_or_path).expanduser()
     if p.exists():
         return p

@@ -1,4 +1,5 @@
 """The paho client edgepose uses, publishing (the sink) and subscribing (``listen``, the fleet page) alike."""
+
 from __future__ import annotations
 
 import logging
@@ -38,10 +39,17 @@ class BoundedClient(mqtt.Client):
             now = time.monotonic()
             if now - self._too_large_said > 60.0:
                 self._too_large_said = now
-                log.warning("MQTT: broker %s:%d announced a packet of %d bytes, over the %d this client takes; dropping the "
-                            "connection and reconnecting with back-off. Fix: check that %s:%d is the MQTT broker you mean "
-                            "(and its message_size_limit).", self._host, self._port, packet["remaining_length"], MAX_INCOMING_PACKET,
-                            self._host, self._port)
+                log.warning(
+                    "MQTT: broker %s:%d announced a packet of %d bytes, over the %d this client takes; dropping the "
+                    "connection and reconnecting with back-off. Fix: check that %s:%d is the MQTT broker you mean "
+                    "(and its message_size_limit).",
+                    self._host,
+                    self._port,
+                    packet["remaining_length"],
+                    MAX_INCOMING_PACKET,
+                    self._host,
+                    self._port,
+                )
             raise OSError(f"packet of {packet['remaining_length']} bytes announced, over {MAX_INCOMING_PACKET}")
         return super()._sock_recv(bufsize)
 
@@ -66,17 +74,26 @@ def new_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
         for field in ("ca_file", "cert_file", "key_file"):
             path = getattr(cfg.tls, field)
             if path and not os.path.isfile(os.path.expanduser(path)):
-                raise ConfigError(f"mqtt.tls.{field} {path} does not exist.", f"point mqtt.tls.{field} at the PEM file.")
+                raise ConfigError(
+                    f"mqtt.tls.{field} {path} does not exist.", f"point mqtt.tls.{field} at the PEM file."
+                )
 
         def exp(p: str | None) -> str | None:
             return os.path.expanduser(p) if p else None
 
         try:
-            client.tls_set(ca_certs=exp(cfg.tls.ca_file), certfile=exp(cfg.tls.cert_file), keyfile=exp(cfg.tls.key_file),
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=exp(cfg.tls.ca_file),
+                certfile=exp(cfg.tls.cert_file),
+                keyfile=exp(cfg.tls.key_file),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         except (ssl.SSLError, OSError) as e:
-            raise ConfigError(f"cannot load the TLS files of [mqtt.tls]: {e}.",
-                              "check that ca_file, cert_file and key_file are PEM and that the key matches the certificate.") from None
+            raise ConfigError(
+                f"cannot load the TLS files of [mqtt.tls]: {e}.",
+                "check that ca_file, cert_file and key_file are PEM and that the key matches the certificate.",
+            ) from None
         client.tls_insecure_set(cfg.tls.insecure_hostname)
     return client
 
@@ -88,4 +105,3 @@ def connect_kwargs(cfg: MqttConfig) -> dict[str, Any]:
     props = Properties(PacketTypes.CONNECT)
     props.MaximumPacketSize = MAX_INCOMING_PACKET  # a broker drops bigger messages for us rather than send them
     return {"clean_start": True, "properties": props}
-

@@ -8,6 +8,7 @@ Secrets: ``password`` is a :class:`pydantic.SecretStr` (shown as ``**********``
 in any dump or log); prefer ``password_env``, the name of an environment
 variable holding it, so the file itself carries no secret.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,10 +25,17 @@ class TlsConfig(ConfigModel):
     """``[mqtt.tls]``: server verification and optional client certificate."""
 
     enabled: bool = Field(False, description="Connect over TLS (port 8883 as a rule).")
-    ca_file: str | None = Field(None, description="CA bundle that signed the broker's certificate; empty = the system's trust store.")
-    cert_file: str | None = Field(None, description="Client certificate and key, for brokers with `require_certificate true`.")
+    ca_file: str | None = Field(
+        None, description="CA bundle that signed the broker's certificate; empty = the system's trust store."
+    )
+    cert_file: str | None = Field(
+        None, description="Client certificate and key, for brokers with `require_certificate true`."
+    )
     key_file: str | None = Field(None, description="Private key of the client certificate (PEM).")
-    insecure_hostname: bool = Field(False, description="Skip the host-name check (the chain is still verified). Only for brokers reached by IP without a matching SAN.")
+    insecure_hostname: bool = Field(
+        False,
+        description="Skip the host-name check (the chain is still verified). Only for brokers reached by IP without a matching SAN.",
+    )
 
     @model_validator(mode="after")
     def _cert_pair(self) -> TlsConfig:
@@ -40,43 +48,89 @@ class HomeAssistantConfig(ConfigModel):
     """``[mqtt.homeassistant]``: MQTT discovery (opt-in)."""
 
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery messages for this device.")
-    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery topic prefix.")
-    fall_hold: float = Field(30.0, gt=0, le=86400, description="Seconds the fall binary sensor stays `on` after a fall with no `end` event.")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery topic prefix."
+    )
+    fall_hold: float = Field(
+        30.0, gt=0, le=86400, description="Seconds the fall binary sensor stays `on` after a fall with no `end` event."
+    )
 
 
 class MqttConfig(ConfigModel):
     enabled: bool = Field(False, description="Publish over MQTT (edgepose serve).")
     host: str = Field("localhost", min_length=1, max_length=253, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
-    transport: Literal["tcp", "websockets"] = Field("tcp", description="tcp, or websockets for brokers behind a web server.")
+    transport: Literal["tcp", "websockets"] = Field(
+        "tcp", description="tcp, or websockets for brokers behind a web server."
+    )
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version: `5` or `3.1.1`.")
-    client_id: str | None = Field(None, description="Default `edgepose-<device_id>`. Two clients with one id kick each other off the broker.")
-    keepalive: int = Field(30, ge=5, le=3600, description="Seconds between keep-alive pings; the broker declares the device gone after 1.5 of them.")
+    client_id: str | None = Field(
+        None, description="Default `edgepose-<device_id>`. Two clients with one id kick each other off the broker."
+    )
+    keepalive: int = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="Seconds between keep-alive pings; the broker declares the device gone after 1.5 of them.",
+    )
 
     username: str | None = Field(None, description="Broker user name.")
-    password: SecretStr | None = Field(None, description="Broker password (prefer password_env: the file then carries no secret).")
-    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of an environment variable holding the password (wins over `password`).")
+    password: SecretStr | None = Field(
+        None, description="Broker password (prefer password_env: the file then carries no secret)."
+    )
+    password_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of an environment variable holding the password (wins over `password`).",
+    )
     tls: TlsConfig = Field(TlsConfig(), description="TLS settings.")
 
-    topic_prefix: str = Field("edgepose/{device_id}", pattern=r"^[^#+]+$", description="Topic prefix; `{device_id}` is replaced. Topics: `<prefix>/poses`, `/events`, `/status`, `/camera_pose`, `/state`.")
+    topic_prefix: str = Field(
+        "edgepose/{device_id}",
+        pattern=r"^[^#+]+$",
+        description="Topic prefix; `{device_id}` is replaced. Topics: `<prefix>/poses`, `/events`, `/status`, `/camera_pose`, `/state`.",
+    )
     poses_qos: Literal[0, 1] = Field(0, description="QoS of the poses topic (0: a lost frame is replaced by the next).")
-    events_qos: Literal[1, 2] = Field(1, description="QoS of the events topic (events are kept in the outbox until acknowledged).")
+    events_qos: Literal[1, 2] = Field(
+        1, description="QoS of the events topic (events are kept in the outbox until acknowledged)."
+    )
     status_qos: Literal[0, 1, 2] = Field(1, description="QoS of the retained status topic.")
-    poses_rate: float = Field(0.0, ge=0.0, le=1000.0, description="Highest rate (messages/s) of the `poses` topic; 0 publishes every frame.")
-    encoding: Literal["json", "binary"] = Field("json", description="`json` (default) or `binary` (compact, see edgepose/service/README.md) for `poses`; other topics are always JSON.")
+    poses_rate: float = Field(
+        0.0, ge=0.0, le=1000.0, description="Highest rate (messages/s) of the `poses` topic; 0 publishes every frame."
+    )
+    encoding: Literal["json", "binary"] = Field(
+        "json",
+        description="`json` (default) or `binary` (compact, see edgepose/service/README.md) for `poses`; other topics are always JSON.",
+    )
     coord_digits: int = Field(1, ge=0, le=4, description="Decimal places of keypoint coordinates in JSON payloads.")
     homeassistant: HomeAssistantConfig = Field(HomeAssistantConfig(), description="Home Assistant MQTT discovery.")
 
-    outbox_path: str | None = Field(None, description="SQLite file of the event outbox; default: `<state dir>/edgepose/outbox-<device_id>.sqlite`.")
+    outbox_path: str | None = Field(
+        None, description="SQLite file of the event outbox; default: `<state dir>/edgepose/outbox-<device_id>.sqlite`."
+    )
     outbox_max_events: int = Field(
-        10_000, ge=10, le=10_000_000,
+        10_000,
+        ge=10,
+        le=10_000_000,
         description="Events the outbox keeps at most (about 330 bytes of disk each). Beyond it, or when the disk is full, "
         "the oldest pending events are dropped first, counted in status (events_dropped) and in the log, never silently.",
     )
-    outbox_window: int = Field(20, ge=1, le=1000, description="Events handed to the MQTT client at once (the rest wait in the outbox).")
-    drain_timeout: float = Field(5.0, ge=0.0, le=3600.0, description="Seconds a graceful stop waits for the outbox to drain before announcing offline.")
+    outbox_window: int = Field(
+        20, ge=1, le=1000, description="Events handed to the MQTT client at once (the rest wait in the outbox)."
+    )
+    drain_timeout: float = Field(
+        5.0,
+        ge=0.0,
+        le=3600.0,
+        description="Seconds a graceful stop waits for the outbox to drain before announcing offline.",
+    )
 
-    backoff_min: float = Field(1.0, ge=0.1, le=3600.0, description="Reconnect back-off (seconds): doubles from min to max, reset after a successful connection.")
+    backoff_min: float = Field(
+        1.0,
+        ge=0.1,
+        le=3600.0,
+        description="Reconnect back-off (seconds): doubles from min to max, reset after a successful connection.",
+    )
     backoff_max: float = Field(60.0, ge=0.1, le=86400.0, description="Longest reconnect back-off (seconds).")
     status_interval: float = Field(30.0, ge=1.0, le=86400.0, description="Seconds between `status` heartbeats.")
 
@@ -84,7 +138,15 @@ class MqttConfig(ConfigModel):
     @classmethod
     def _protocol_alias(cls, v: Any) -> Any:
         # TOML users write `protocol = 5` as often as `"5"` (5.0 == 5 hashes alike); also accept paho's names.
-        aliases = {5: "5", "v5": "5", "mqttv5": "5", "311": "3.1.1", "v311": "3.1.1", "mqttv311": "3.1.1", 3.11: "3.1.1"}
+        aliases = {
+            5: "5",
+            "v5": "5",
+            "mqttv5": "5",
+            "311": "3.1.1",
+            "v311": "3.1.1",
+            "mqttv311": "3.1.1",
+            3.11: "3.1.1",
+        }
         key = v.lower() if isinstance(v, str) else v
         return aliases.get(key, v)
 

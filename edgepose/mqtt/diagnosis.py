@@ -2,6 +2,7 @@
 
 paho reports a refused socket, a TLS error or a CONNACK reason code; a user needs the setting to change.
 """
+
 from __future__ import annotations
 
 import socket
@@ -26,13 +27,19 @@ def explain_connect_failure(exc: BaseException | None, host: str, port: int, tls
             "check that the port is a TLS listener, and mqtt.tls.cert_file/key_file if the broker requires a client certificate.",
         )
     if isinstance(exc, ConnectionRefusedError):
-        return (f"{where} refused the connection (nothing listening).", "start the broker or fix mqtt.host / mqtt.port.")
+        return (
+            f"{where} refused the connection (nothing listening).",
+            "start the broker or fix mqtt.host / mqtt.port.",
+        )
     if isinstance(exc, socket.gaierror):
         return (f"cannot resolve the MQTT broker host {host!r} ({exc}).", "fix mqtt.host or the device's DNS.")
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return (f"{where} did not answer (timed out).", "check the network path and firewall to the broker.")
     if isinstance(exc, ConnectionResetError) and tls:
-        return (f"{where} closed the TLS connection.", "the broker may require a client certificate: set mqtt.tls.cert_file and key_file.")
+        return (
+            f"{where} closed the TLS connection.",
+            "the broker may require a client certificate: set mqtt.tls.cert_file and key_file.",
+        )
     if isinstance(exc, OSError):
         return (f"{where}: {exc.strerror or exc}.", "check mqtt.host, mqtt.port and the network.")
     return (f"{where}: connection failed ({exc!r}).", "check mqtt.host, mqtt.port and the broker's log.")
@@ -46,11 +53,14 @@ def explain_refusal(reason: Any, host: str, port: int, cfg: MqttConfig) -> tuple
     if "not authorized" in low or "bad user name" in low or "password" in low:
         who = f"user {cfg.username!r}" if cfg.username else "anonymous (no mqtt.username set)"
         src = f"the environment variable {cfg.password_env}" if cfg.password_env else "mqtt.password"
-        return (f"{where} for {who}: {text}.", f"check mqtt.username and the password in {src}, and the broker's password file/ACL.")
+        return (
+            f"{where} for {who}: {text}.",
+            f"check mqtt.username and the password in {src}, and the broker's password file/ACL.",
+        )
     if "identifier" in low:
         return (f"{where}: {text} (client id {cfg.client_id!r}).", "set mqtt.client_id to a value the broker accepts.")
     if "protocol" in low:
-        return (f"{where}: {text}.", "set mqtt.protocol = \"3.1.1\" for brokers without MQTT 5.")
+        return (f"{where}: {text}.", 'set mqtt.protocol = "3.1.1" for brokers without MQTT 5.')
     return (f"{where}: {text}.", "see the broker's log.")
 
 
@@ -76,12 +86,16 @@ def explain_no_connack(host: str, port: int, *, closed: bool, tls_port: bool) ->
     """``(problem, fix)`` for a TCP connection that never brought a CONNACK (a listener that is not plain MQTT)."""
     where = f"{host}:{port}"
     if tls_port:
-        return (f"MQTT broker {where} {'closed the connection' if closed else 'did not answer'} before a CONNACK: that port speaks TLS.",
-                "set mqtt.tls.enabled = true (and mqtt.tls.ca_file), or use the broker's plain port (usually 1883).")
+        return (
+            f"MQTT broker {where} {'closed the connection' if closed else 'did not answer'} before a CONNACK: that port speaks TLS.",
+            "set mqtt.tls.enabled = true (and mqtt.tls.ca_file), or use the broker's plain port (usually 1883).",
+        )
     if closed:
-        return (f"{where} accepted the connection and closed it without a CONNACK: not an MQTT broker, or a broker that was stopping.",
-                "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's log.")
-    return (f"{where} accepted the connection but sent no CONNACK within {CONNACK_TIMEOUT:g} s: not an MQTT broker, or one too busy to answer.",
-            "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's load.")
-
-
+        return (
+            f"{where} accepted the connection and closed it without a CONNACK: not an MQTT broker, or a broker that was stopping.",
+            "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's log.",
+        )
+    return (
+        f"{where} accepted the connection but sent no CONNACK within {CONNACK_TIMEOUT:g} s: not an MQTT broker, or one too busy to answer.",
+        "check mqtt.host and mqtt.port (MQTT is usually 1883, 8883 with TLS) and the broker's load.",
+    )

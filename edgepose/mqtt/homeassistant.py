@@ -11,6 +11,7 @@ so the Last Will marks them unavailable when the device drops off.
 Config messages are retained and re-sent when Home Assistant announces
 ``online`` on ``<discovery_prefix>/status`` (its birth message).
 """
+
 from __future__ import annotations
 
 import threading
@@ -23,7 +24,9 @@ from .config import MqttConfig
 DISCOVERY_MIN_INTERVAL = 10.0
 
 
-def discovery_messages(cfg: MqttConfig, device_id: str, version: str, model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+def discovery_messages(
+    cfg: MqttConfig, device_id: str, version: str, model: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """``(topic, payload)`` of every discovery config message (publish retained)."""
     prefix = cfg.homeassistant.discovery_prefix.rstrip("/")
     state_topic = cfg.topic(device_id, "state")

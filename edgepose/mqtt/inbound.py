@@ -11,6 +11,7 @@ that differs from the topic's) or grow its memory (payload, string and list
 sizes are capped). :class:`Rejects` turns a flood of bad messages into one
 line per problem.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,18 @@ STATUS_STATES = ("online", "offline")
 CAMERA_STATES = ("starting", "ok", "unavailable", "ended")
 _STATUS_STR = ("reason", "version", "model", "camera_error")
 _STATUS_NUM = ("heartbeat", "uptime", "fps")
-_STATUS_INT = ("frames", "frames_dropped", "files_skipped", "poses_sent", "poses_dropped", "poses_decimated", "events_sent",
-               "events_pending", "events_dropped", "people")
+_STATUS_INT = (
+    "frames",
+    "frames_dropped",
+    "files_skipped",
+    "poses_sent",
+    "poses_dropped",
+    "poses_decimated",
+    "events_sent",
+    "events_pending",
+    "events_dropped",
+    "people",
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -180,9 +191,14 @@ def events(d: dict[str, Any], device: str) -> dict[str, Any]:
     out = _head(d, device)
     out.update(seq=_int(d, "seq", lo=1), frame=_int(d, "frame", null=True), ts=_num(d, "ts"))
     e = _obj(d.get("event"), "`event`")
-    ev: dict[str, Any] = {"track_id": _int(e, "track_id", lo=None, null=True), "action": _text(e.get("action"), "action"),
-                          "kind": e.get("kind"), "start": _num(e, "start"), "end": _num(e, "end", null=True),
-                          "confidence": _num(e, "confidence")}
+    ev: dict[str, Any] = {
+        "track_id": _int(e, "track_id", lo=None, null=True),
+        "action": _text(e.get("action"), "action"),
+        "kind": e.get("kind"),
+        "start": _num(e, "start"),
+        "end": _num(e, "end", null=True),
+        "confidence": _num(e, "confidence"),
+    }
     if not ev["action"]:
         raise BadMessage("`action` is empty")
     if ev["kind"] not in EVENT_KINDS:
@@ -285,9 +301,13 @@ class Rejects:
     def note(self, topic: str, reason: str) -> str | None:
         """The line to log for this rejected message, or None when that problem was said recently."""
         self.total += 1
-        topic = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", topic[:120])  # the publisher's text must not drive a terminal
-        line = (f"{self.what}: dropped a message on {topic}: {reason}. Fix: find the client publishing it; "
-                "a broker ACL that lets only each device write its own topics keeps others out.")
+        topic = _CONTROL.sub(
+            lambda m: f"\\x{ord(m[0]):02x}", topic[:120]
+        )  # the publisher's text must not drive a terminal
+        line = (
+            f"{self.what}: dropped a message on {topic}: {reason}. Fix: find the client publishing it; "
+            "a broker ACL that lets only each device write its own topics keeps others out."
+        )
         self.first = self.first or line
         key = topic.rsplit("/", 1)[-1] + ":" + reason.split(" ", 1)[0]
         now = time.monotonic()

@@ -28,6 +28,7 @@ Bounded, and never silent about it:
   ``benchmarks/outbox_files.py``: the default 1000-page checkpoint left a 4 MB
   log behind; these settings keep it at 128 KiB at the same cost per event).
 """
+
 from __future__ import annotations
 
 import logging
@@ -125,16 +126,26 @@ class Outbox:
         try:
             fd = os.open(self.mark_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
-            log.warning("outbox: cannot open %s (%s); acknowledgements on a full disk are kept in memory only", self.mark_path, e)
+            log.warning(
+                "outbox: cannot open %s (%s); acknowledgements on a full disk are kept in memory only",
+                self.mark_path,
+                e,
+            )
             return
         try:
             data = os.pread(fd, _MARK.size, 0)
             self._mark = _MARK.unpack(data)[0] if len(data) == _MARK.size else 0
             if os.fstat(fd).st_size < _MARK_FILE_SIZE:
-                os.posix_fallocate(fd, 0, _MARK_FILE_SIZE) if hasattr(os, "posix_fallocate") else os.ftruncate(fd, _MARK_FILE_SIZE)
+                os.posix_fallocate(fd, 0, _MARK_FILE_SIZE) if hasattr(os, "posix_fallocate") else os.ftruncate(
+                    fd, _MARK_FILE_SIZE
+                )
                 os.fsync(fd)
         except OSError as e:
-            log.warning("outbox: cannot allocate %s (%s); acknowledgements on a full disk are kept in memory only", self.mark_path, e)
+            log.warning(
+                "outbox: cannot allocate %s (%s); acknowledgements on a full disk are kept in memory only",
+                self.mark_path,
+                e,
+            )
             os.close(fd)
             return
         self._mark_fd = fd
@@ -204,7 +215,9 @@ class Outbox:
                 return self._insert(items)
             except sqlite3.Error as e:
                 if not _disk_full(e):
-                    raise OutboxError(f"cannot write to the event outbox {self.path}: {e}.", "fix the file's permissions.") from None
+                    raise OutboxError(
+                        f"cannot write to the event outbox {self.path}: {e}.", "fix the file's permissions."
+                    ) from None
             # Disk full: give the log's space back, drop the oldest events to make room, try once more.
             self._free_log()
             self._drop_oldest(max(len(items), self._count // 10, 1), "disk full")
@@ -213,7 +226,9 @@ class Outbox:
                 return self._insert(items)
             except sqlite3.Error as e:
                 if not _disk_full(e):
-                    raise OutboxError(f"cannot write to the event outbox {self.path}: {e}.", "fix the file's permissions.") from None
+                    raise OutboxError(
+                        f"cannot write to the event outbox {self.path}: {e}.", "fix the file's permissions."
+                    ) from None
                 self._count_drop(len(items), "disk full")
                 return []
 
@@ -228,7 +243,9 @@ class Outbox:
                 )
                 row_id = int(cur.lastrowid or 0)
                 if callable(payload):
-                    self._db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (sqlite3.Binary(payload(row_id)), row_id))
+                    self._db.execute(
+                        "UPDATE outbox SET payload = ? WHERE id = ?", (sqlite3.Binary(payload(row_id)), row_id)
+                    )
                 ids.append(row_id)
             self._db.execute("COMMIT")
         except BaseException:
@@ -245,8 +262,12 @@ class Outbox:
 
     def _drop_oldest(self, n: int, reason: str) -> None:
         """Delete the ``n`` oldest pending events (lock held); counted, never silent."""
-        rows = [r[0] for r in self._db.execute(
-            "SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (self._mark, n + len(self._acked))).fetchall()]
+        rows = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (self._mark, n + len(self._acked))
+            ).fetchall()
+        ]
         victims = [i for i in rows if i not in self._acked][:n]
         if not victims:
             return
@@ -286,7 +307,7 @@ class Outbox:
         with self._lock:
             present: set[int] = set()
             for k in range(0, len(ids), 500):  # rows dropped by the cap meanwhile are not pending any more
-                chunk = ids[k:k + 500]
+                chunk = ids[k : k + 500]
                 q = f"SELECT id FROM outbox WHERE id IN ({','.join('?' * len(chunk))})"
                 present.update(r[0] for r in self._db.execute(q, chunk))
             new = present - self._acked

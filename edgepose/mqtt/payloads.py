@@ -21,6 +21,7 @@ Binary ``poses`` (``encoding = "binary"``), little-endian::
 
 That is 112 bytes for one person (JSON: about 720).
 """
+
 from __future__ import annotations
 
 import json
@@ -112,7 +113,7 @@ def poses_json(result: FrameResult, device_id: str | None, ndigits: int = 1) -> 
     written as ``%.{ndigits}f``, scores ``%.3f``."""
     # f-string header: a dict through json.dumps costs as much as one person.
     head = (
-        f'{_head_prefix(device_id)}{int(result.index)},'
+        f"{_head_prefix(device_id)}{int(result.index)},"
         f'"ts":{round(float(result.timestamp), 4)!r},"width":{int(result.width)},"height":{int(result.height)},"people":['
     )
     people = _people_format(result.poses, ndigits) if result.poses else ""

@@ -18,6 +18,7 @@ reset only after a successful CONNACK, so bad credentials never spin), and an
 outbox thread hands stored events to paho a window at a time and deletes each
 one when its PUBACK arrives.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,11 +71,10 @@ class SinkStats:
     disconnects: int = 0
 
 
-
-
 def _event_payload(event: ActionEvent, device_id: str, frame: int | None, ts: float) -> Callable[[int], bytes]:
     """The payload of one event, built once the outbox gives it its row id (the event's seq)."""
     return lambda seq: payloads.dumps(payloads.event_payload(event, device_id, seq, frame, ts))
+
 
 class MqttSink:
     """Publishes :class:`FrameResult` objects; safe to call from the frame loop (never blocks on the network).
@@ -98,7 +98,9 @@ class MqttSink:
         self.status_fields = status_fields
         self.stats = SinkStats()
         self.last_error: str | None = None
-        self.topics = {name: config.topic(device_id, name) for name in ("poses", "events", "status", "camera_pose", "state")}
+        self.topics = {
+            name: config.topic(device_id, name) for name in ("poses", "events", "status", "camera_pose", "state")
+        }
         # Settings resolved once and one buffer reused: publish_frame runs on one thread (the frame loop).
         self._encode_poses = payloads.PosesEncoder(config.encoding, device_id, config.coord_digits)
 
@@ -130,7 +132,9 @@ class MqttSink:
         #: Time source of the poses rate limit (monotonic seconds).
         self.clock: Callable[[], float] = time.monotonic
         self._client = self._make_client()  # config errors (TLS files, password variable) before any file is opened
-        self.outbox = outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id), config.outbox_max_events)
+        self.outbox = (
+            outbox if outbox is not None else Outbox(config.resolved_outbox_path(device_id), config.outbox_max_events)
+        )
         self._events_unstored = 0  # events the outbox could not take at all (an unwritable file): counted, logged
         self._drops_logged = 0
         self._drops_logged_at = 0.0
@@ -154,8 +158,9 @@ class MqttSink:
 
     def _set_will(self, client: mqtt.Client) -> None:
         # ts = when this connection is made (not the process start): the broker sends the Will when it goes.
-        will = payloads.status_payload(self.device_id, "offline", time.time(), reason="connection lost",
-                                       heartbeat=self.cfg.status_interval)
+        will = payloads.status_payload(
+            self.device_id, "offline", time.time(), reason="connection lost", heartbeat=self.cfg.status_interval
+        )
         client.will_set(self.topics["status"], payloads.dumps(will), qos=self.cfg.status_qos, retain=True)
 
     def _status_properties(self, state: str) -> Properties | None:
@@ -171,11 +176,23 @@ class MqttSink:
         """Connect in the background (returns at once; the network thread keeps retrying)."""
         cfg = self.cfg
         if cfg.username and not cfg.tls.enabled and not is_loopback(cfg.host):
-            log.warning("MQTT: the password of user %s goes unencrypted over plain %s to %s:%d. Fix: enable [mqtt.tls] "
-                        "(the broker's TLS port, usually 8883), or keep the broker on this device.",
-                        cfg.username, "WebSocket" if cfg.transport == "websockets" else "TCP", cfg.host, cfg.port)
-        log.info("MQTT: connecting to %s:%d (MQTT %s%s%s), topics %s/#", cfg.host, cfg.port, cfg.protocol,
-                 ", TLS" if cfg.tls.enabled else "", f", user {cfg.username}" if cfg.username else "", cfg.prefix(self.device_id))
+            log.warning(
+                "MQTT: the password of user %s goes unencrypted over plain %s to %s:%d. Fix: enable [mqtt.tls] "
+                "(the broker's TLS port, usually 8883), or keep the broker on this device.",
+                cfg.username,
+                "WebSocket" if cfg.transport == "websockets" else "TCP",
+                cfg.host,
+                cfg.port,
+            )
+        log.info(
+            "MQTT: connecting to %s:%d (MQTT %s%s%s), topics %s/#",
+            cfg.host,
+            cfg.port,
+            cfg.protocol,
+            ", TLS" if cfg.tls.enabled else "",
+            f", user {cfg.username}" if cfg.username else "",
+            cfg.prefix(self.device_id),
+        )
         self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, **connect_kwargs(cfg))
         self._client.loop_start()
         self._pump = threading.Thread(target=self._pump_loop, name="edgepose-outbox", daemon=True)
@@ -210,9 +227,19 @@ class MqttSink:
         msg = f"{problem} Fix: {fix}"
         # Same error again: one line per attempt (the back-off bounds them), full text when it changes.
         if msg != self.last_error:
-            log.error("%s Retrying with back-off (next in %.1fs, at most every %gs).", msg, self._next_delay(), self.cfg.backoff_max)
+            log.error(
+                "%s Retrying with back-off (next in %.1fs, at most every %gs).",
+                msg,
+                self._next_delay(),
+                self.cfg.backoff_max,
+            )
         else:
-            log.warning("MQTT: still failing (attempt %d): %s Next retry in %.1fs.", self._failures_in_row, problem, self._next_delay())
+            log.warning(
+                "MQTT: still failing (attempt %d): %s Next retry in %.1fs.",
+                self._failures_in_row,
+                problem,
+                self._next_delay(),
+            )
         self.last_error = msg
 
     @_guard
@@ -300,11 +327,19 @@ class MqttSink:
             return
         self._flap_said = True
         client.reconnect_delay_set(min_delay=self.cfg.backoff_max, max_delay=self.cfg.backoff_max)  # type: ignore[arg-type]
-        log.error("MQTT: %s:%d dropped this device's connection %d times within %g s of connecting: another client most "
-                  "likely uses its client id %r (a second edgepose serve with device_id = %r?). Retrying only every %g s "
-                  "(mqtt.backoff_max) from now on; events wait in the outbox. Fix: give each device its own device_id "
-                  "(or mqtt.client_id), and stop the duplicate.", self.cfg.host, self.cfg.port, FLAP_COUNT, FLAP_HOLD_S,
-                  self.cfg.resolved_client_id(self.device_id), self.device_id, self.cfg.backoff_max)
+        log.error(
+            "MQTT: %s:%d dropped this device's connection %d times within %g s of connecting: another client most "
+            "likely uses its client id %r (a second edgepose serve with device_id = %r?). Retrying only every %g s "
+            "(mqtt.backoff_max) from now on; events wait in the outbox. Fix: give each device its own device_id "
+            "(or mqtt.client_id), and stop the duplicate.",
+            self.cfg.host,
+            self.cfg.port,
+            FLAP_COUNT,
+            FLAP_HOLD_S,
+            self.cfg.resolved_client_id(self.device_id),
+            self.device_id,
+            self.cfg.backoff_max,
+        )
 
     @_guard
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -317,16 +352,25 @@ class MqttSink:
             self.stats.disconnects += 1
             hint = ""
             if "taken over" in str(reason).lower():
-                hint = (f" Another client connected with this device's client id {self.cfg.resolved_client_id(self.device_id)!r}:"
-                        " give each device its own mqtt.client_id (or device_id).")
-            log.warning("MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.%s",
-                        self.cfg.host, self.cfg.port, reason, hint)
+                hint = (
+                    f" Another client connected with this device's client id {self.cfg.resolved_client_id(self.device_id)!r}:"
+                    " give each device its own mqtt.client_id (or device_id)."
+                )
+            log.warning(
+                "MQTT: connection to %s:%d lost (%s); reconnecting with back-off, events wait in the outbox.%s",
+                self.cfg.host,
+                self.cfg.port,
+                reason,
+                hint,
+            )
         elif not self._attempt_reported:
             # Closed after the TCP accept and before any CONNACK: a listener that is not plain MQTT.
             self._attempt_reported = True
             if self._connack_timer is not None:
                 self._connack_timer.cancel()
-            threading.Thread(target=self._diagnose_closed, args=(self._attempt,), name="edgepose-mqtt-diagnose", daemon=True).start()
+            threading.Thread(
+                target=self._diagnose_closed, args=(self._attempt,), name="edgepose-mqtt-diagnose", daemon=True
+            ).start()
 
     @_guard
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -343,7 +387,11 @@ class MqttSink:
 
     @_guard
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if self.cfg.homeassistant.enabled and msg.topic == homeassistant.birth_topic(self.cfg) and msg.payload == b"online":
+        if (
+            self.cfg.homeassistant.enabled
+            and msg.topic == homeassistant.birth_topic(self.cfg)
+            and msg.payload == b"online"
+        ):
             self._discovery.wanted()
 
     def _discovery_round(self) -> None:
@@ -428,7 +476,9 @@ class MqttSink:
         if result.events:
             self.publish_events(result.events, frame=result.index, ts=result.timestamp)
         if "camera_pose" in result.extra and self._connected.is_set():
-            self._client.publish(self.topics["camera_pose"], payloads.dumps(payloads.camera_pose_payload(result, self.device_id)), qos=0)
+            self._client.publish(
+                self.topics["camera_pose"], payloads.dumps(payloads.camera_pose_payload(result, self.device_id)), qos=0
+            )
         self.state.note_frame(result)
         self._publish_state()
 
@@ -458,7 +508,9 @@ class MqttSink:
         self.stats.poses_bytes += len(data)
         return True
 
-    def publish_events(self, events: Iterable[ActionEvent], frame: int | None = None, ts: float | None = None) -> list[int]:
+    def publish_events(
+        self, events: Iterable[ActionEvent], frame: int | None = None, ts: float | None = None
+    ) -> list[int]:
         """Store events durably in the outbox (returns their ``seq``); they are sent in order whenever connected."""
         events = list(events)
         if not events:
@@ -498,8 +550,13 @@ class MqttSink:
             why = ", ".join(f"{n} {reason}" for reason, n in self.outbox.drop_reasons.items())
             if self._events_unstored:
                 why = ", ".join(filter(None, [why, f"{self._events_unstored} not storable"]))
-            log.warning("MQTT: %d event(s) dropped unsent so far, oldest first (%s); %d pending in %s",
-                        dropped, why, len(self.outbox), self.outbox.path)
+            log.warning(
+                "MQTT: %d event(s) dropped unsent so far, oldest first (%s); %d pending in %s",
+                dropped,
+                why,
+                len(self.outbox),
+                self.outbox.path,
+            )
             self._drops_logged, self._drops_logged_at = dropped, now
 
     def status_payload(self, state: str = "online", **extra: Any) -> dict[str, Any]:
@@ -533,8 +590,13 @@ class MqttSink:
         return self._send_status(state, **extra)
 
     def _send_status(self, state: str, **extra: Any) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(self.topics["status"], payloads.dumps(self.status_payload(state, **extra)),
-                                    qos=self.cfg.status_qos, retain=True, properties=self._status_properties(state))
+        return self._client.publish(
+            self.topics["status"],
+            payloads.dumps(self.status_payload(state, **extra)),
+            qos=self.cfg.status_qos,
+            retain=True,
+            properties=self._status_properties(state),
+        )
 
     def _publish_state(self, force: bool = False) -> None:
         if not self._connected.is_set():
@@ -566,7 +628,11 @@ class MqttSink:
         timeout = self.cfg.drain_timeout if timeout is None else timeout
         drained = self.drain(timeout) if self._connected.is_set() else len(self.outbox) == 0
         if not drained:
-            log.warning("MQTT: %d event(s) stay in the outbox %s and are sent at the next start", len(self.outbox), self.outbox.path)
+            log.warning(
+                "MQTT: %d event(s) stay in the outbox %s and are sent at the next start",
+                len(self.outbox),
+                self.outbox.path,
+            )
         self._closing = True
         info = self.publish_status("offline", reason=reason)
         if info is not None:

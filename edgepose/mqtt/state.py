@@ -3,6 +3,7 @@
 Home Assistant's entities read the retained ``state`` message, so it goes out when the summary changes,
 at most once every ``min_interval`` seconds (people counts flicker from frame to frame).
 """
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,9 @@ StateKey = tuple[int, bool, tuple[str, ...]]
 class StateSummary:
     """Folds frames and action events into ``(people, fall, actions)``, and says when a message is due."""
 
-    def __init__(self, fall_hold: float, min_interval: float = STATE_MIN_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, fall_hold: float, min_interval: float = STATE_MIN_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ):
         self.fall_hold = fall_hold
         self.min_interval = min_interval
         self.clock = clock

@@ -6,6 +6,7 @@ network thread that no message can stop. Each message whose topic is UTF-8 goes 
 a :class:`~.inbound.BadMessage` raised there, or any other error, costs one rate-limited line (:class:`~.inbound.Rejects`)
 and the next message is read.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,16 @@ class Subscriber:
     ``report(problem, fix)`` hears every failed attempt (default: an ERROR line); ``failure`` keeps the last one.
     """
 
-    def __init__(self, cfg: MqttConfig, client_id: str, topic_filter: str, handle: Callable[[str, bytes], None], *,
-                 who: str, report: Callable[[str, str], None] = _log_failure):
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        topic_filter: str,
+        handle: Callable[[str, bytes], None],
+        *,
+        who: str,
+        report: Callable[[str, str], None] = _log_failure,
+    ):
         self.cfg = cfg
         self.filter = topic_filter
         self.handle = handle
@@ -50,7 +59,9 @@ class Subscriber:
 
     def start(self) -> Subscriber:
         """Connect in the background (returns at once; paho's network thread keeps retrying)."""
-        self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, **connect_kwargs(self.cfg))
+        self._client.connect_async(
+            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, **connect_kwargs(self.cfg)
+        )
         self._client.loop_start()
         return self
 

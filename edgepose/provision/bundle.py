@@ -17,6 +17,7 @@ and checked against it at bundle time (edgepose/provision/lock.py), downloaded b
 is the lock's. Wheels are cached (``<edgepose cache>/wheels/<target>``) and a
 bundle first resolves from the cache alone, so a repeated bundle needs no network.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,6 @@ class BundleResult:
     apt_packages: list[str] = field(default_factory=list)
 
 
-
-
 def _locked(root: Path, target: Target) -> list[str]:
     """The pins of firmware_configs/requirements-device.lock for ``target``, after checking this Python can build the wheel."""
     from .lock import check_build_requirements, locked_requirements
@@ -81,16 +80,41 @@ def build_edgepose_wheel(root: Path, dest: Path) -> Path:
     The wheel carries the converter's sources too (``edgepose_convert``, inert without the
     ``[convert]`` extra's TensorFlow), exactly as Dockerfile.arm64 builds it: one wheel for both sides.
     """
-    junk = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache",
-                                  "tests", "benchmarks", "node_modules", "*.pyc")
+    junk = shutil.ignore_patterns(
+        ".git",
+        ".venv",
+        "venv",
+        "build",
+        "dist",
+        "__pycache__",
+        "*.egg-info",
+        ".*_cache",
+        "tests",
+        "benchmarks",
+        "node_modules",
+        "*.pyc",
+    )
 
     with tempfile.TemporaryDirectory(prefix="edgepose-src-") as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(root, src, ignore=junk, symlinks=True)
         r = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
-             "--wheel-dir", str(dest), str(src)],
-            check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                str(dest),
+                str(src),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
     if r.returncode != 0:
         raise BundleError(
@@ -121,7 +145,9 @@ def verify_manifest(folder: Path) -> list[str]:
     """Files listed in the manifest; :class:`BundleError` naming the first that is missing or differs."""
     man = folder / MANIFEST
     if not man.is_file():
-        raise BundleError(f"{folder} has no {MANIFEST}: it is not an edgepose bundle.", "make one with `edgepose bundle`.")
+        raise BundleError(
+            f"{folder} has no {MANIFEST}: it is not an edgepose bundle.", "make one with `edgepose bundle`."
+        )
     names = []
     for line in man.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -132,7 +158,10 @@ def verify_manifest(folder: Path) -> list[str]:
             raise BundleError(f"{man} names an unsafe path {rel!r}.", "make the bundle again with `edgepose bundle`.")
         p = folder / rel
         if not p.is_file() or sha256_file(p) != digest:
-            raise BundleError(f"bundle file {rel} is missing or does not match {MANIFEST}.", "make the bundle again with `edgepose bundle`.")
+            raise BundleError(
+                f"bundle file {rel} is missing or does not match {MANIFEST}.",
+                "make the bundle again with `edgepose bundle`.",
+            )
         names.append(rel)
     return names
 
@@ -161,7 +190,9 @@ def _bundle_models(cfg: Any, dest: Path, progress: bool | None) -> tuple[list[st
     rows: list[dict[str, str]] = []
     entry = zoo.lookup(cfg.model.path)
     if entry is None or entry.manifest:
-        log.warning("model.path %r is not a registry .tflite model; the device must hold that file itself", cfg.model.path)
+        log.warning(
+            "model.path %r is not a registry .tflite model; the device must hold that file itself", cfg.model.path
+        )
         return names, rows
     zoo.fetch(entry.name, progress=progress)
     for f in entry.files:
@@ -187,15 +218,20 @@ def checked_config(config: Path, profile_path: Path) -> Any:
     from ..config import load_config
 
     if not config.is_file():
-        raise ConfigError(f"device config {config} does not exist.", "pass --config with a TOML file, e.g. firmware_configs/device.toml.")
+        raise ConfigError(
+            f"device config {config} does not exist.",
+            "pass --config with a TOML file, e.g. firmware_configs/device.toml.",
+        )
     try:
         return load_config(config, board=profile_path)
     except ConfigError as e:
         if e.fix:
             raise
-        raise ConfigError(e.problem.replace("\n", "; "),
-                          f"correct that field in {config} (check with: edgepose profiles merged {config} "
-                          f"--board {profile_path.stem}).") from None
+        raise ConfigError(
+            e.problem.replace("\n", "; "),
+            f"correct that field in {config} (check with: edgepose profiles merged {config} "
+            f"--board {profile_path.stem}).",
+        ) from None
 
 
 def make_bundle(
@@ -230,8 +266,11 @@ def make_bundle(
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
     except OSError as e:
         bar.close()
-        raise BundleError(f"cannot write in {out.parent}: {e.strerror}.", "choose an --out in a folder you can write to.") from None
+        raise BundleError(
+            f"cannot write in {out.parent}: {e.strerror}.", "choose an --out in a folder you can write to."
+        ) from None
     try:
+
         def step(i: int) -> None:
             bar.set_postfix_str(steps[i])
             if i:
@@ -293,16 +332,24 @@ def make_bundle(
         bar.update(1)
     except OSError as e:
         shutil.rmtree(stage, ignore_errors=True)
-        raise BundleError(f"writing the bundle failed: {e.strerror or e} ({e.filename or out}).",
-                          "free disk space (a bundle is 100-200 MB) or choose another --out.") from None
+        raise BundleError(
+            f"writing the bundle failed: {e.strerror or e} ({e.filename or out}).",
+            "free disk space (a bundle is 100-200 MB) or choose another --out.",
+        ) from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     finally:
         bar.close()
     return BundleResult(
-        path=out, profile=name, python=target.python, seconds=time.monotonic() - t0, size_bytes=size,
-        wheels=[wheel.name] + [w.name for w in wheels], models=model_names, apt_packages=apt,
+        path=out,
+        profile=name,
+        python=target.python,
+        seconds=time.monotonic() - t0,
+        size_bytes=size,
+        wheels=[wheel.name] + [w.name for w in wheels],
+        models=model_names,
+        apt_packages=apt,
     )
 
 
@@ -318,7 +365,9 @@ def _check_out(out: Path, as_tar: bool) -> None:
     if out.is_file():
         raise BundleError(f"{out} is a file.", "give a folder name (or FILE.tar for an archive).")
     if out.is_dir() and any(out.iterdir()) and not _is_bundle_dir(out):
-        raise BundleError(f"{out} exists and is not an edgepose bundle.", "choose a new folder; an old bundle there is replaced.")
+        raise BundleError(
+            f"{out} exists and is not an edgepose bundle.", "choose a new folder; an old bundle there is replaced."
+        )
 
 
 def _replace_dir(stage: Path, out: Path) -> None:
@@ -371,7 +420,9 @@ def open_bundle(path: str | Path, workdir: Path) -> Path:
             else:  # pragma: no cover - members are checked above
                 tar.extractall(workdir, members=members)
     except tarfile.TarError as e:
-        raise BundleError(f"bundle {p} is not a readable tar ({e}).", "make it again with `edgepose bundle --out FILE.tar`.") from None
+        raise BundleError(
+            f"bundle {p} is not a readable tar ({e}).", "make it again with `edgepose bundle --out FILE.tar`."
+        ) from None
     folder = workdir / BOOT_DIR
     verify_manifest(folder)
     return folder
@@ -382,6 +433,8 @@ def _safe_members(members: Iterable[tarfile.TarInfo], src: Path) -> list[tarfile
     for m in members:
         pure = PurePosixPath(m.name)
         if pure.is_absolute() or ".." in pure.parts or not (m.isfile() or m.isdir()) or pure.parts[0] != BOOT_DIR:
-            raise BundleError(f"bundle {src} holds an unexpected entry {m.name!r}.", "use a tar made by `edgepose bundle`.")
+            raise BundleError(
+                f"bundle {src} holds an unexpected entry {m.name!r}.", "use a tar made by `edgepose bundle`."
+            )
         out.append(m)
     return out

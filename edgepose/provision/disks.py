@@ -6,6 +6,7 @@ an empty card reader, a partition instead of a whole disk, a disk smaller than t
 a disk larger than 256 GB unless ``--force`` (SD cards for a Pi are smaller; a larger "card" is
 more likely a backup drive). Each refusal is one line naming the disk, the reason and the fix.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,11 +102,17 @@ def read_lsblk() -> list[Disk]:
     try:
         r = subprocess.run(["lsblk", "--json", "-b", "-o", LSBLK_COLUMNS], capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise DiskRefused("lsblk is not installed, so the target disk cannot be checked.", "install util-linux.") from None
+        raise DiskRefused(
+            "lsblk is not installed, so the target disk cannot be checked.", "install util-linux."
+        ) from None
     if r.returncode != 0:
         # lsblk < 2.37 has no MOUNTPOINTS column
-        r = subprocess.run(["lsblk", "--json", "-b", "-o", LSBLK_COLUMNS.replace("MOUNTPOINTS", "MOUNTPOINT")],
-                           capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            ["lsblk", "--json", "-b", "-o", LSBLK_COLUMNS.replace("MOUNTPOINTS", "MOUNTPOINT")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if r.returncode != 0:
         raise DiskRefused(f"lsblk failed: {r.stderr.strip()}", "check the device name with `lsblk`.")
     return parse_lsblk(r.stdout)
@@ -126,11 +133,19 @@ def check_target(disks: list[Disk], device: str, *, image_size: int = 0, force: 
     """The disk ``device`` if it may be overwritten; :class:`DiskRefused` otherwise."""
     real = os.path.realpath(device) if device.startswith("/dev/disk/") else device
     d, parent = _find(disks, real)
-    cards = [x.label for x in disks if x.type == "disk" and (x.removable or x.hotplug or x.tran in REMOVABLE_TRANSPORTS)
-             and x.size > 0 and not any(m in SYSTEM_MOUNTS for m in x.all_mounts())]
+    cards = [
+        x.label
+        for x in disks
+        if x.type == "disk"
+        and (x.removable or x.hotplug or x.tran in REMOVABLE_TRANSPORTS)
+        and x.size > 0
+        and not any(m in SYSTEM_MOUNTS for m in x.all_mounts())
+    ]
     hint = f"removable disks here: {'; '.join(cards)}." if cards else "no removable disk is attached; insert the card."
     if d is None:
-        raise DiskRefused(f"{device} is not a block device on this machine.", f"pick the card's whole-disk device; {hint}")
+        raise DiskRefused(
+            f"{device} is not a block device on this machine.", f"pick the card's whole-disk device; {hint}"
+        )
     if parent is not None or d.type != "disk":
         whole = parent.path if parent is not None else "the whole disk"
         raise DiskRefused(f"{d.path} is a {d.type or 'partition'}, not a whole disk.", f"write to {whole} instead.")
@@ -138,19 +153,25 @@ def check_target(disks: list[Disk], device: str, *, image_size: int = 0, force: 
     if system:
         raise DiskRefused(f"{d.label} holds {', '.join(system)} of the running system.", f"never overwrite it; {hint}")
     if not (d.removable or d.hotplug or d.tran in REMOVABLE_TRANSPORTS):
-        raise DiskRefused(f"{d.label} is not a removable disk (transport {d.tran or 'internal'}).", f"write to an SD card; {hint}")
+        raise DiskRefused(
+            f"{d.label} is not a removable disk (transport {d.tran or 'internal'}).", f"write to an SD card; {hint}"
+        )
     if d.size == 0:
         raise DiskRefused(f"{d.path} has no medium (an empty card reader).", "insert the card and try again.")
     if d.readonly:
-        raise DiskRefused(f"{d.label} is read-only.", "slide the SD card's lock switch to unlocked and insert it again.")
+        raise DiskRefused(
+            f"{d.label} is read-only.", "slide the SD card's lock switch to unlocked and insert it again."
+        )
     mounted = d.mounted_parts()
     if mounted:
         where = ", ".join(f"{p} on {m}" for p, m in mounted)
         cmds = " ".join(sorted({p for p, _ in mounted}))
         raise DiskRefused(f"{d.label} has mounted partitions ({where}).", f"unmount them first: sudo umount {cmds}")
     if d.size > MAX_BYTES and not force:
-        raise DiskRefused(f"{d.label} is larger than 256 GB, unusual for a Pi's SD card.",
-                          "check it is the card (lsblk), then add --force.")
+        raise DiskRefused(
+            f"{d.label} is larger than 256 GB, unusual for a Pi's SD card.",
+            "check it is the card (lsblk), then add --force.",
+        )
     if image_size and d.size < image_size:
         raise DiskRefused(f"{d.label} is smaller than the image ({image_size / 1e9:.1f} GB).", "use a larger card.")
     return d

@@ -8,6 +8,7 @@ the way Raspberry Pi Imager 1.x does it: a ``firstrun.sh`` started once by
 runs ``edgepose/rpi-image/firstboot.sh`` (cloud-init's ``runcmd``, or the
 ``edgepose-firstboot.service`` unit that firstrun.sh enables, which waits for the network).
 """
+
 from __future__ import annotations
 
 import re
@@ -22,7 +23,8 @@ from ..errors import ConfigError
 
 CLOUD_INIT_FILES = ("user-data", "network-config", "meta-data")
 FIRSTBOOT_CMD = [
-    "bash", "-c",
+    "bash",
+    "-c",
     (
         'for d in /boot/firmware /boot; do f="$d/edgepose/rpi-image/firstboot.sh"; if [ -f "$f" ]; then exec bash "$f"; fi; done; '
         'echo "edgepose: firstboot.sh not found on the boot partition" >&2; exit 1'
@@ -31,7 +33,9 @@ FIRSTBOOT_CMD = [
 #: Groups Raspberry Pi Imager gives the first user (camera: video; GPIO, I2C, SPI for HATs).
 PI_GROUPS = "users,adm,dialout,audio,netdev,video,plugdev,cdrom,games,input,gpio,spi,i2c,render,sudo"
 CAMERAS = ("auto", "imx219", "imx477", "imx708", "none")
-CMDLINE_RUN = " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+CMDLINE_RUN = (
+    " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+)
 SSH_ENABLE_CMD = ["systemctl", "enable", "--now", "ssh"]
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
@@ -61,12 +65,16 @@ class Customisation:
         if self.ssh_keys:
             check_ssh_key("\n".join(self.ssh_keys), "the SSH key list")
         if self.password_hash is not None and not CRYPT_RE.fullmatch(self.password_hash):
-            raise ConfigError("the user password hash is not a SHA-512 crypt string ($6$salt$hash).",
-                              "pass the password itself (edgepose flash hashes it).")
+            raise ConfigError(
+                "the user password hash is not a SHA-512 crypt string ($6$salt$hash).",
+                "pass the password itself (edgepose flash hashes it).",
+            )
         if self.wifi_ssid is not None:
             check_ssid_text(self.wifi_ssid)
             if self.wifi_psk is None or not PSK_RE.fullmatch(self.wifi_psk):
-                raise ConfigError("the Wi-Fi PSK is not 64 hex digits.", "pass the passphrase (edgepose flash derives the PSK).")
+                raise ConfigError(
+                    "the Wi-Fi PSK is not 64 hex digits.", "pass the passphrase (edgepose flash derives the PSK)."
+                )
         if self.wifi_country is not None:
             check_country(self.wifi_country)
         return self
@@ -92,21 +100,27 @@ def _controls(text: str) -> list[str]:
 def check_hostname(name: str) -> str:
     # fullmatch: '$' would also match before a trailing newline ('kitchen-cam\n').
     if not HOSTNAME_RE.fullmatch(name):
-        raise ConfigError(f"host name {show(name)} is not valid.",
-                          "use ASCII letters, digits and '-', at most 63 characters, e.g. kitchen-cam.")
+        raise ConfigError(
+            f"host name {show(name)} is not valid.",
+            "use ASCII letters, digits and '-', at most 63 characters, e.g. kitchen-cam.",
+        )
     return name
 
 
 def check_user(name: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", name) or name == "root":
-        raise ConfigError(f"user name {show(name)} is not valid.",
-                          "use a lower-case ASCII name of at most 32 characters such as pi (not root).")
+        raise ConfigError(
+            f"user name {show(name)} is not valid.",
+            "use a lower-case ASCII name of at most 32 characters such as pi (not root).",
+        )
     return name
 
 
 def check_country(cc: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{2}", cc):
-        raise ConfigError(f"Wi-Fi country {show(cc)} is not a two-letter ISO 3166 code.", "pass e.g. --wifi-country GB.")
+        raise ConfigError(
+            f"Wi-Fi country {show(cc)} is not a two-letter ISO 3166 code.", "pass e.g. --wifi-country GB."
+        )
     return cc.upper()
 
 
@@ -115,15 +129,19 @@ def check_ssid_text(ssid: str) -> bytes:
     try:
         raw = ssid.encode("utf-8")
     except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as surrogates
-        raise ConfigError("the Wi-Fi SSID is not valid UTF-8.", "pass the network's name as UTF-8 text with --wifi-ssid.") from None
+        raise ConfigError(
+            "the Wi-Fi SSID is not valid UTF-8.", "pass the network's name as UTF-8 text with --wifi-ssid."
+        ) from None
     if not 1 <= len(raw) <= 32:
         raise ConfigError(
             f"the Wi-Fi SSID is {len(raw)} bytes long; an SSID has 1 to 32 bytes (UTF-8).",
             "pass the network's exact name with --wifi-ssid.",
         )
     if _controls(ssid):
-        raise ConfigError(f"the Wi-Fi SSID {show(ssid)} contains a control character or line break.",
-                          "pass the network's name as shown by your phone, on one line, with --wifi-ssid.")
+        raise ConfigError(
+            f"the Wi-Fi SSID {show(ssid)} contains a control character or line break.",
+            "pass the network's name as shown by your phone, on one line, with --wifi-ssid.",
+        )
     return raw
 
 
@@ -138,8 +156,10 @@ def check_ssh_key(text: str, source: str) -> list[str]:
     # Lines end at '\n' only: splitlines() would also cut at U+2028 or \x1c and hide a second key in a comment.
     keys = [ln.strip() for ln in text.split("\n") if ln.strip() and not ln.lstrip().startswith("#")]
     if not keys or not all(SSH_KEY_RE.fullmatch(k) and not _controls(k) for k in keys):
-        raise ConfigError(f"{source} is not an SSH public key file (one key per line, no control characters).",
-                          "pass the .pub file, e.g. --ssh-key ~/.ssh/id_ed25519.pub.")
+        raise ConfigError(
+            f"{source} is not an SSH public key file (one key per line, no control characters).",
+            "pass the .pub file, e.g. --ssh-key ~/.ssh/id_ed25519.pub.",
+        )
     return keys
 
 
@@ -150,7 +170,9 @@ def _yaml() -> Any:
     try:
         import yaml
     except ImportError:  # pragma: no cover - in the [provision] extra
-        raise ConfigError("PyYAML is needed to edit cloud-init files.", "pip install pyyaml (the [provision] extra).") from None
+        raise ConfigError(
+            "PyYAML is needed to edit cloud-init files.", "pip install pyyaml (the [provision] extra)."
+        ) from None
     return yaml
 
 
@@ -161,7 +183,9 @@ def _load(text: bytes | None, name: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"the image's {name} is not valid YAML ({e}).", "use an unmodified Raspberry Pi OS image.") from None
+        raise ConfigError(
+            f"the image's {name} is not valid YAML ({e}).", "use an unmodified Raspberry Pi OS image."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -170,7 +194,9 @@ def _load(text: bytes | None, name: str) -> dict[str, Any]:
 
 
 def _dump(data: dict[str, Any], header: str = "") -> bytes:
-    return (header + _yaml().safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)).encode("utf-8")
+    return (header + _yaml().safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)).encode(
+        "utf-8"
+    )
 
 
 def new_instance_id() -> str:
@@ -337,7 +363,7 @@ def firstrun_block(c: Customisation) -> str:
             f'   echo "$FIRSTUSER:"{h} | chpasswd -e',
             f'   if [ "$FIRSTUSER" != {_q(c.user)} ]; then',
             f'      usermod -l {_q(c.user)} "$FIRSTUSER"',
-            f'      usermod -m -d /home/{c.user} {_q(c.user)}',
+            f"      usermod -m -d /home/{c.user} {_q(c.user)}",
             f'      groupmod -n {_q(c.user)} "$FIRSTUSER"',
             "   fi",
             "fi",
@@ -350,10 +376,12 @@ def firstrun_block(c: Customisation) -> str:
             f"   /usr/lib/raspberrypi-sys-mods/imager_custom set_wlan {ssid} {c.wifi_psk} {cc}",
             "else",
             # One printf with each line shell-quoted: no heredoc whose delimiter a value could end.
-            "   printf '%s\\n' " + " ".join(_q(ln) for ln in wpa_supplicant_lines(c)) + " >/etc/wpa_supplicant/wpa_supplicant.conf",
+            "   printf '%s\\n' "
+            + " ".join(_q(ln) for ln in wpa_supplicant_lines(c))
+            + " >/etc/wpa_supplicant/wpa_supplicant.conf",
             "   chmod 600 /etc/wpa_supplicant/wpa_supplicant.conf",
             "   rfkill unblock wifi",
-            "   for filename in /var/lib/systemd/rfkill/*:wlan ; do echo 0 > \"$filename\"; done",
+            '   for filename in /var/lib/systemd/rfkill/*:wlan ; do echo 0 > "$filename"; done',
             "fi",
         ]
     lines += [
@@ -391,8 +419,10 @@ def firstrun_sh(existing: bytes | None, c: Customisation) -> bytes:
 
 def cmdline_txt(existing: bytes | None) -> bytes:
     if existing is None:
-        raise ConfigError("the image has no cmdline.txt, so firstrun.sh cannot be started.",
-                          "use a Raspberry Pi OS image, or --first-boot cloud-init.")
+        raise ConfigError(
+            "the image has no cmdline.txt, so firstrun.sh cannot be started.",
+            "use a Raspberry Pi OS image, or --first-boot cloud-init.",
+        )
     line = existing.decode("utf-8").strip().splitlines()[0] if existing.strip() else ""
     line = re.sub(r" systemd\.run.*$", "", line)
     return (line + CMDLINE_RUN + "\n").encode("utf-8")

@@ -4,6 +4,7 @@ The input is only read. The copy is made in a temporary file beside ``--out``
 and renamed into place as the last step, so on any error there is no partial
 ``--out``. All edits go through mtools into the FAT boot partition of the copy.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,9 +80,13 @@ def flash(
     t0 = time.monotonic()
     image, out = Path(image), Path(out)
     if not image.is_file():
-        raise ImageError(f"image {image} does not exist.", "download Raspberry Pi OS (.img.xz) and pass its path to --image.")
+        raise ImageError(
+            f"image {image} does not exist.", "download Raspberry Pi OS (.img.xz) and pass its path to --image."
+        )
     if out.exists() and out.resolve() == image.resolve():
-        raise ImageError("--out is the input image.", "write the customised copy to a new file; the input is never modified.")
+        raise ImageError(
+            "--out is the input image.", "write the customised copy to a new file; the input is never modified."
+        )
     if first_boot not in FIRST_BOOT:
         raise ConfigError(f"unknown first-boot mechanism {first_boot!r}.", f"use one of {', '.join(FIRST_BOOT)}.")
     custom.check()  # a library caller's values are refused as the CLI's are, before any work
@@ -90,8 +95,11 @@ def flash(
     missing = sorted(set(env_names(cfg)) - set(custom.device_env))
     if missing:
         # Not fatal: the site may add them on the device; but the service stops at its start without them.
-        print(f"edgepose flash: warning: the config reads {', '.join(missing)} from the environment and --secrets does not "
-              "set them; the service will not start until /etc/edgepose/edgepose.env has them.", file=sys.stderr)
+        print(
+            f"edgepose flash: warning: the config reads {', '.join(missing)} from the environment and --secrets does not "
+            "set them; the service will not start until /etc/edgepose/edgepose.env has them.",
+            file=sys.stderr,
+        )
     if cfg.source.uri != "picamera2":
         camera = "none"  # a USB/network camera profile leaves config.txt alone
     if image.suffix != ".xz":
@@ -100,7 +108,9 @@ def flash(
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     except OSError as e:
-        raise ImageError(f"cannot write in {out.parent}: {e.strerror}.", "choose an --out in a folder you can write to.") from None
+        raise ImageError(
+            f"cannot write in {out.parent}: {e.strerror}.", "choose an --out in a folder you can write to."
+        ) from None
     os.close(fd)
     tmp = Path(tmp_name)
     work = tempfile.TemporaryDirectory(prefix="edgepose-flash-")
@@ -121,9 +131,11 @@ def flash(
             made_for = json.loads((folder / INFO).read_text(encoding="utf-8")).get("python")
             if made_for != (python or guess):
                 # Wheels for another CPython do not install offline; the guess may be wrong, so warn only.
-                print(f"edgepose flash: warning: the bundle is for Python {made_for}, this image looks like Python "
-                      f"{python or guess}; make it with `edgepose bundle --python {python or guess}` if first boot fails.",
-                      file=sys.stderr)
+                print(
+                    f"edgepose flash: warning: the bundle is for Python {made_for}, this image looks like Python "
+                    f"{python or guess}; make it with `edgepose bundle --python {python or guess}` if first boot fails.",
+                    file=sys.stderr,
+                )
         need = _tree_bytes(folder)
         # An image flashed before holds a bundle that this one replaces (the copy's, never the input's).
         fat.remove_tree(BOOT_DIR)
@@ -176,12 +188,20 @@ def flash(
         os.replace(tmp, out)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise ImageError(f"writing {out} failed: {e.strerror or e} ({e.filename or out}).",
-                         "free disk space beside --out (the copy is as large as the image) or choose another folder.") from None
+        raise ImageError(
+            f"writing {out} failed: {e.strerror or e} ({e.filename or out}).",
+            "free disk space beside --out (the copy is as large as the image) or choose another folder.",
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         work.cleanup()
-    return FlashResult(out=out, mechanism=mechanism, boot_offset=part.start, bundle_bytes=need,
-                       seconds=time.monotonic() - t0, written=written)
+    return FlashResult(
+        out=out,
+        mechanism=mechanism,
+        boot_offset=part.start,
+        bundle_bytes=need,
+        seconds=time.monotonic() - t0,
+        written=written,
+    )

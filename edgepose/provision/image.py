@@ -5,6 +5,7 @@ files) and the FAT file system is edited in place with GNU mtools addressing the
 partition by byte offset (``-i image@@offset``): no loop device, no mount, no root.
 Why mtools rather than a Python FAT library: firmware_configs/README.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ class ImageError(EdgeposeError):
 
 def _tool(name: str, package: str) -> str:
     # sfdisk lives in /usr/sbin, which a normal user's PATH may not include.
-    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None)
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
     if found is None:
         raise ImageError(f"{name} is not installed.", f"install Debian's {package} package (apt install {package}).")
     return found
@@ -79,7 +82,9 @@ def copy_image(src: Path, dest: Path, progress: Callable[[int], None] | None = N
             if progress:
                 progress(len(raw))
         if decomp is not None and not decomp.eof:
-            raise ImageError(f"{src} ends before its .xz stream does (truncated download).", "download the image again.")
+            raise ImageError(
+                f"{src} ends before its .xz stream does (truncated download).", "download the image again."
+            )
         fout.truncate(total)
     return total
 
@@ -105,7 +110,9 @@ def partitions(image: Path) -> tuple[str, list[Partition]]:
     parts = []
     for i, p in enumerate(table.get("partitions", []), 1):
         m = re.search(r"(\d+)$", p.get("node", ""))
-        parts.append(Partition(int(m.group(1)) if m else i, int(p["start"]) * sector, int(p["size"]) * sector, str(p["type"])))
+        parts.append(
+            Partition(int(m.group(1)) if m else i, int(p["start"]) * sector, int(p["size"]) * sector, str(p["type"]))
+        )
     return table.get("label", ""), parts
 
 
@@ -123,7 +130,11 @@ def find_boot_partition(image: Path, name: str | None = None) -> Partition:
         typ = p.type.upper() if label == "gpt" else p.type.lower()
         if (typ in FAT_GPT_TYPES or typ in FAT_MBR_TYPES) and _is_fat(image, p.start):
             return p
-    what = f"no partition table ({label or 'none found'})" if not parts else f"partitions of types {', '.join(p.type for p in parts)}"
+    what = (
+        f"no partition table ({label or 'none found'})"
+        if not parts
+        else f"partitions of types {', '.join(p.type for p in parts)}"
+    )
     raise ImageError(
         f"{name or image} has no FAT boot partition ({what}).",
         "pass a Raspberry Pi OS image (.img or .img.xz from raspberrypi.com/software/operating-systems).",
@@ -144,12 +155,16 @@ class Fat:
         _tool("mcopy", "mtools")
 
     def _run(self, tool: str, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([tool, "-i", self.target, *args], input=data, capture_output=True, env=self._env, check=False)
+        return subprocess.run(
+            [tool, "-i", self.target, *args], input=data, capture_output=True, env=self._env, check=False
+        )
 
     def _fail(self, what: str, r: subprocess.CompletedProcess) -> ImageError:
         msg = (r.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        return ImageError(f"mtools could not {what} in the boot partition: {msg[-1] if msg else r.returncode}.",
-                          "check the image is a Raspberry Pi OS image and that the boot partition has room.")
+        return ImageError(
+            f"mtools could not {what} in the boot partition: {msg[-1] if msg else r.returncode}.",
+            "check the image is a Raspberry Pi OS image and that the boot partition has room.",
+        )
 
     def exists(self, path: str) -> bool:
         return self._run("mdir", "-b", f"::/{path}").returncode == 0

@@ -14,6 +14,7 @@ and a container built next year install the same bytes. Regenerate after changin
 
 ``edgepose lock`` alone checks the lock against pyproject.toml (edgepose/cli/lock.py).
 """
+
 from __future__ import annotations
 
 import sys
@@ -55,7 +56,7 @@ def lock_text(pins: list[Pin]) -> str:
     lines = []
     for p in sorted(pins, key=lambda p: (p.python, p.name)):
         hashes = " ".join(f"--hash=sha256:{h}" for h in p.hashes)
-        lines.append(f'{p.requirement} ; {_marker(TARGETS[p.python])} {hashes}')
+        lines.append(f"{p.requirement} ; {_marker(TARGETS[p.python])} {hashes}")
     return "\n".join(head + lines) + "\n"
 
 
@@ -75,7 +76,9 @@ def read_lock(path: Path, target: Target) -> list[Pin]:
         try:
             req = Requirement(spec.strip())
         except InvalidRequirement as e:
-            raise BundleError(f"{path}:{no}: {spec.strip()!r} is not a requirement ({e}).", f"run `{REGENERATE}`.") from None
+            raise BundleError(
+                f"{path}:{no}: {spec.strip()!r} is not a requirement ({e}).", f"run `{REGENERATE}`."
+            ) from None
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         version = next((s.version for s in req.specifier if s.operator == "=="), None)
@@ -98,8 +101,10 @@ def locked_requirements(root: Path, target: Target) -> list[str]:
         pin = pins.get(canonicalize_name(req.name))
         if pin is None or not req.specifier.contains(pin.version, prereleases=True):
             got = f"pins {pin.version}" if pin else "has no pin"
-            raise BundleError(f"{LOCK} is out of date: pyproject.toml asks for {spec} and the lock {got} for Python {target.python}.",
-                              f"run `{REGENERATE}` and commit the lock.")
+            raise BundleError(
+                f"{LOCK} is out of date: pyproject.toml asks for {spec} and the lock {got} for Python {target.python}.",
+                f"run `{REGENERATE}` and commit the lock.",
+            )
     return [p.requirement for p in pins.values()]
 
 
@@ -111,8 +116,10 @@ def check_locked_wheels(wheels: list[Path], root: Path, target: Target) -> None:
     for w in wheels:
         name = canonicalize_name(parse_wheel_filename(w.name)[0])
         if sha256_file(w) not in hashes.get(name, set()):
-            raise BundleError(f"{w.name} does not match the sha256 {LOCK} lists for it (Python {target.python}).",
-                              f"delete it from {w.parent} and bundle again; if the lock is stale, run `{REGENERATE}`.")
+            raise BundleError(
+                f"{w.name} does not match the sha256 {LOCK} lists for it (Python {target.python}).",
+                f"delete it from {w.parent} and bundle again; if the lock is stale, run `{REGENERATE}`.",
+            )
 
 
 def pins_for(target: Target, root: Path, refresh: bool = False) -> list[Pin]:
@@ -147,6 +154,7 @@ def check_build_requirements(pyproject: Path) -> None:
             have = None
         if have is None or not req.specifier.contains(have, prereleases=True):
             now = f"this Python has {have}" if have else "it is not installed"
-            raise BundleError(f"building the edgepose wheel needs {spec} ({now}: {sys.executable}).",
-                              f"{sys.executable} -m pip install '{spec}' (or pip install -e \".[provision]\", which brings it).")
-
+            raise BundleError(
+                f"building the edgepose wheel needs {spec} ({now}: {sys.executable}).",
+                f"{sys.executable} -m pip install '{spec}' (or pip install -e \".[provision]\", which brings it).",
+            )

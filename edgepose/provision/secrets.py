@@ -6,6 +6,7 @@
   3.13 removed the ``crypt`` module; passlib has had no release since 2020, and Debian's openssl
   is on every machine that can run mtools, so the password goes to openssl on stdin (never argv).
 """
+
 from __future__ import annotations
 
 import getpass
@@ -53,15 +54,20 @@ def read_text_file(file: str | Path, what: str, flag: str, limit: int = SECRET_F
         with open(Path(file).expanduser(), "rb") as f:
             data = f.read(limit + 1)  # bounded: --ssh-key /dev/zero must not hang or fill the memory
     except OSError as e:
-        raise ConfigError(f"cannot read the {what} file {file}: {e.strerror}.", f"pass an existing file to {flag}.") from None
+        raise ConfigError(
+            f"cannot read the {what} file {file}: {e.strerror}.", f"pass an existing file to {flag}."
+        ) from None
     if len(data) > limit:
-        raise ConfigError(f"the {what} file {file} is larger than {limit // 1024} KiB.", f"pass the right file to {flag}.")
+        raise ConfigError(
+            f"the {what} file {file} is larger than {limit // 1024} KiB.", f"pass the right file to {flag}."
+        )
     try:
         # utf-8-sig: Notepad's byte-order mark is not part of the password (it would be hashed in, silently).
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"the {what} file {file} is not UTF-8 text (byte {e.start}).",
-                          f"save it as UTF-8 and pass it to {flag}.") from None
+        raise ConfigError(
+            f"the {what} file {file} is not UTF-8 text (byte {e.start}).", f"save it as UTF-8 and pass it to {flag}."
+        ) from None
 
 
 def check_secret_text(value: str, what: str, where: str) -> str:
@@ -74,8 +80,10 @@ def check_secret_text(value: str, what: str, where: str) -> str:
         raise ConfigError(f"the {what} from {where} is not valid UTF-8.", f"set {where} to UTF-8 text.") from None
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         # Never shown: it is a secret.
-        raise ConfigError(f"the {what} from {where} contains a control character (newline, tab, ...).",
-                          f"set {where} to the {what} alone, on one line.")
+        raise ConfigError(
+            f"the {what} from {where} contains a control character (newline, tab, ...).",
+            f"set {where} to the {what} alone, on one line.",
+        )
     return value
 
 
@@ -101,10 +109,14 @@ def sha512_crypt(password: str) -> str:
     openssl = shutil.which("openssl")
     if openssl is None:
         raise ConfigError("openssl is needed to hash the user password.", "install it (apt install openssl).")
-    r = subprocess.run([openssl, "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [openssl, "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True, check=False
+    )
     out = r.stdout.strip()
     if r.returncode != 0 or not out.startswith("$6$"):
-        raise ConfigError("openssl could not hash the user password.", "check `openssl passwd -6` works on this machine.")
+        raise ConfigError(
+            "openssl could not hash the user password.", "check `openssl passwd -6` works on this machine."
+        )
     return out
 
 
@@ -126,7 +138,9 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
-        raise ConfigError(f"cannot read the secrets file {path}: {e.strerror}.", "pass an existing NAME=value file to --secrets.") from None
+        raise ConfigError(
+            f"cannot read the secrets file {path}: {e.strerror}.", "pass an existing NAME=value file to --secrets."
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -138,19 +152,24 @@ def read_env_file(path: str | Path) -> dict[str, str]:
             continue
         m = re.fullmatch(rf"(?:export\s+)?({ENV_NAME_RE})=(.*)", s)
         if m is None:
-            raise ConfigError(f"line {n} of the secrets file {path} is not NAME=value.",
-                              "write one variable a line, e.g. EDGEPOSE_MQTT_PASSWORD=... (names: letters, digits, _).")
+            raise ConfigError(
+                f"line {n} of the secrets file {path} is not NAME=value.",
+                "write one variable a line, e.g. EDGEPOSE_MQTT_PASSWORD=... (names: letters, digits, _).",
+            )
         name, value = m.group(1), m.group(2)
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         if "\0" in value or "\r" in value:
-            raise ConfigError(f"{name} on line {n} of {path} holds a NUL or carriage return.", "remove it from the value.")
+            raise ConfigError(
+                f"{name} on line {n} of {path} holds a NUL or carriage return.", "remove it from the value."
+            )
         env[name] = value
     return env
 
 
 def env_file_text(env: dict[str, str]) -> str:
     """systemd ``EnvironmentFile`` lines: double-quoted, with the four characters systemd unescapes there escaped."""
+
     def q(v: str) -> str:
         return '"' + "".join("\\" + c if c in '"\\`$' else c for c in v) + '"'
 

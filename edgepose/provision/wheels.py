@@ -3,6 +3,7 @@
 Shared by the bundle (edgepose/provision/bundle.py) and the dependency lock (lock.py), which both
 resolve the same requirements for the same targets.
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,7 +100,9 @@ def runtime_requirements(pyproject: Path, target: Target) -> list[str]:
         try:
             req = Requirement(spec)
         except InvalidRequirement as e:  # pragma: no cover - pip would refuse the project too
-            raise BundleError(f"{pyproject}: dependency {spec!r} is not a valid requirement ({e}).", "fix pyproject.toml.") from None
+            raise BundleError(
+                f"{pyproject}: dependency {spec!r} is not a valid requirement ({e}).", "fix pyproject.toml."
+            ) from None
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         req.marker = None
@@ -135,8 +138,9 @@ def _run_pip(cmd: list[str], echo: Callable[[str], None] | None) -> tuple[int, l
     return proc.wait(), lines, err
 
 
-def download_wheels(requirements: list[str], target: Target, *, refresh: bool = False,
-                    echo: Callable[[str], None] | None = None) -> list[Path]:
+def download_wheels(
+    requirements: list[str], target: Target, *, refresh: bool = False, echo: Callable[[str], None] | None = None
+) -> list[Path]:
     """aarch64 wheels for ``requirements`` and all they depend on, through the wheel cache."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -146,10 +150,22 @@ def download_wheels(requirements: list[str], target: Target, *, refresh: bool = 
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="edgepose-constraints-", delete=False) as cf:
         cf.write("\n".join(target.constraints) + "\n")
     base = [
-        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
-        "--only-binary=:all:", "--implementation", "cp", "--python-version", target.python,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        target.python,
         *[a for p in target.platforms for a in ("--platform", p)],
-        "--constraint", cf.name, "--dest", str(cache),
+        "--constraint",
+        cf.name,
+        "--dest",
+        str(cache),
     ]
     try:
         attempts: list[list[str]] = [] if refresh else [["--no-index", "--find-links", str(cache)]]
@@ -181,7 +197,11 @@ def download_wheels(requirements: list[str], target: Target, *, refresh: bool = 
     wheels = sorted(set(wheels))
     got = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in wheels}
     missing = [r for r in requirements if canonicalize_name(Requirement(r).name) not in got]
-    bad = [w.name for w in wheels if not all(t.platform == "any" or "aarch64" in t.platform for t in parse_wheel_filename(w.name)[3])]
+    bad = [
+        w.name
+        for w in wheels
+        if not all(t.platform == "any" or "aarch64" in t.platform for t in parse_wheel_filename(w.name)[3])
+    ]
     if missing or bad:
         raise BundleError(
             f"pip's download lacks {', '.join(missing) or 'nothing'} and has non-aarch64 wheels {', '.join(bad) or 'none'}.",

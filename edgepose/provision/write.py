@@ -1,4 +1,5 @@
 """Write an image to a card and prove it by reading it back (sha256 of both)."""
+
 from __future__ import annotations
 
 import errno
@@ -24,10 +25,14 @@ def write_image(image: Path, device: str, *, progress: bool | None = None) -> st
         # O_EXCL on a block device fails with EBUSY while anything has it mounted: a last guard.
         fd = os.open(device, os.O_WRONLY | os.O_EXCL | getattr(os, "O_CLOEXEC", 0))
     except PermissionError:
-        raise WriteError(f"no permission to write {device}.", "run the command with sudo (or add yourself to the disk group).") from None
+        raise WriteError(
+            f"no permission to write {device}.", "run the command with sudo (or add yourself to the disk group)."
+        ) from None
     except OSError as e:
         if e.errno == errno.EBUSY:
-            raise WriteError(f"{device} is busy (mounted or in use).", f"unmount its partitions (sudo umount {device}*).") from None
+            raise WriteError(
+                f"{device} is busy (mounted or in use).", f"unmount its partitions (sudo umount {device}*)."
+            ) from None
         raise WriteError(f"cannot open {device}: {e.strerror}.", "check the device name with lsblk.") from None
     try:
         with open(image, "rb") as src, progress_bar(size, f"write {device}", progress=progress) as bar:
@@ -46,7 +51,9 @@ def write_image(image: Path, device: str, *, progress: bool | None = None) -> st
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     except OSError as e:
-        raise WriteError(f"writing {device} failed: {e.strerror}.", "reinsert the card (or try another) and run again.") from None
+        raise WriteError(
+            f"writing {device} failed: {e.strerror}.", "reinsert the card (or try another) and run again."
+        ) from None
     finally:
         os.close(fd)
     got = hashlib.sha256()

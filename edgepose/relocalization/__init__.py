@@ -5,9 +5,17 @@
 pyproject.toml). Training and export live in ``convert/relocalization``
 (workstation, TensorFlow).
 """
+
 from __future__ import annotations
 
 from .config import RelocalizationConfig
 from .estimator import MODEL_TYPE, CameraPose, CameraPoseEstimator, crop_to_input, load_relocalization
 
-__all__ = ["CameraPose", "CameraPoseEstimator", "RelocalizationConfig", "crop_to_input", "load_relocalization", "MODEL_TYPE"]
+__all__ = [
+    "CameraPose",
+    "CameraPoseEstimator",
+    "RelocalizationConfig",
+    "crop_to_input",
+    "load_relocalization",
+    "MODEL_TYPE",
+]

@@ -8,6 +8,7 @@ size and value range, which output is which, and the position normalisation
 of the training set. The quaternion is normalised here, at test time, as in
 the paper.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,12 +55,19 @@ def crop_to_input(image_bgr: np.ndarray, size: tuple[int, int], interpolation: i
     """
     if image_bgr is None or getattr(image_bgr, "ndim", 0) != 3 or image_bgr.shape[2] != 3:
         shape = None if image_bgr is None else getattr(image_bgr, "shape", None)
-        raise ModelError(f"expected a BGR image of shape (H, W, 3), got {shape}.", "pass a colour image (grayscale: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).")
+        raise ModelError(
+            f"expected a BGR image of shape (H, W, 3), got {shape}.",
+            "pass a colour image (grayscale: cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)).",
+        )
     th, tw = size
     h, w = image_bgr.shape[:2]
     s = max(th / h, tw / w)
     nh, nw = max(th, round(h * s)), max(tw, round(w * s))
-    img = image_bgr if (nh, nw) == (h, w) else cv2.resize(image_bgr, (nw, nh), interpolation=interpolation if s < 1 else cv2.INTER_LINEAR)
+    img = (
+        image_bgr
+        if (nh, nw) == (h, w)
+        else cv2.resize(image_bgr, (nw, nh), interpolation=interpolation if s < 1 else cv2.INTER_LINEAR)
+    )
     y0, x0 = (nh - th) // 2, (nw - tw) // 2
     return cv2.cvtColor(np.ascontiguousarray(img[y0 : y0 + th, x0 : x0 + tw]), cv2.COLOR_BGR2RGB)
 
@@ -71,7 +79,15 @@ class CameraPoseEstimator(TFLiteModel):
     what = "relocalization model"
     missing_fix = "train one with 'edgepose reloc train' and pass its .tflite path."
 
-    def __init__(self, model_path: str | Path | bytes, threads: int = 1, *, edgetpu: str = "auto", edgetpu_device: str | None = None, **_: Any):
+    def __init__(
+        self,
+        model_path: str | Path | bytes,
+        threads: int = 1,
+        *,
+        edgetpu: str = "auto",
+        edgetpu_device: str | None = None,
+        **_: Any,
+    ):
         super().__init__(model_path, threads, edgetpu=edgetpu, edgetpu_device=edgetpu_device)
         meta = self.metadata or {}
         self.label = str(meta.get("name") or Path(self.name).stem)
@@ -92,7 +108,10 @@ class CameraPoseEstimator(TFLiteModel):
     def _check_metadata(self, meta: dict[str, Any] | None) -> None:
         if not meta or model_type(meta) != MODEL_TYPE:
             kind = model_type(meta) if meta else "posenet (no edgepose metadata)"
-            raise ModelError(f"{self.name} is a '{kind}' model, not a camera relocalization model.", "pass a .tflite exported by 'edgepose reloc train'.")
+            raise ModelError(
+                f"{self.name} is a '{kind}' model, not a camera relocalization model.",
+                "pass a .tflite exported by 'edgepose reloc train'.",
+            )
 
     # ------------------------------------------------------------------ setup
     def _setup_outputs(self, meta: dict[str, Any]) -> None:
@@ -111,7 +130,10 @@ class CameraPoseEstimator(TFLiteModel):
         ok = {"position", "orientation"} <= set(self._outputs) or "pose" in self._outputs
         if not ok:
             shapes = {n: list(d.shape) for n, d in details.items()}
-            raise ModelError(f"{self.name} lacks the position (3) and orientation (4) outputs; it has {shapes}.", "re-export the model with 'edgepose reloc train'.")
+            raise ModelError(
+                f"{self.name} lacks the position (3) and orientation (4) outputs; it has {shapes}.",
+                "re-export the model with 'edgepose reloc train'.",
+            )
 
     # ------------------------------------------------------------------ inference
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -141,10 +163,18 @@ class CameraPoseEstimator(TFLiteModel):
         return CameraPose(position=pos, orientation=normalize_quaternion(q), model=self.label)
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.label, "scene": self.scene, "units": self.units, "input_size": list(self.input_size),
-                "input_dtype": str(self.input_dtype), "precision": (self.metadata or {}).get("precision")}
+        return {
+            "name": self.label,
+            "scene": self.scene,
+            "units": self.units,
+            "input_size": list(self.input_size),
+            "input_dtype": str(self.input_dtype),
+            "precision": (self.metadata or {}).get("precision"),
+        }
 
 
 def load_relocalization(path: str | Path, threads: int = 1, **kw: Any) -> CameraPoseEstimator:
     """The model-type loader :func:`edgepose.model.registry.open_model` uses for ``relocalization`` models."""
-    return CameraPoseEstimator(path, threads=threads, edgetpu=kw.get("edgetpu", "auto"), edgetpu_device=kw.get("edgetpu_device"))
+    return CameraPoseEstimator(
+        path, threads=threads, edgetpu=kw.get("edgetpu", "auto"), edgetpu_device=kw.get("edgetpu_device")
+    )

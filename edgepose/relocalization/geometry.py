@@ -9,6 +9,7 @@ Conventions (those of Cambridge Landmarks' ``dataset_*.txt``, from VisualSFM):
 
 ``q`` and ``-q`` are the same rotation; edgepose reports the one with ``w >= 0``.
 """
+
 from __future__ import annotations
 
 import numpy as np

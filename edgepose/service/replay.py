@@ -4,6 +4,7 @@
 for testing dashboards and Home Assistant without a camera; the same records
 are what ``edgepose run --jsonl`` writes and ``edgepose listen --jsonl`` records.
 """
+
 from __future__ import annotations
 
 import time
@@ -17,10 +18,18 @@ from ..types import FrameResult
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Every frame record of a recording (through the one JSONL reader); an empty recording is an error."""
-    out = list(read_frame_dicts(path, error=SourceError, missing_fix="pass a .jsonl file written by edgepose run --jsonl or edgepose listen --jsonl.",
-                                bad_fix="each line must be a FrameResult.to_dict() JSON object."))
+    out = list(
+        read_frame_dicts(
+            path,
+            error=SourceError,
+            missing_fix="pass a .jsonl file written by edgepose run --jsonl or edgepose listen --jsonl.",
+            bad_fix="each line must be a FrameResult.to_dict() JSON object.",
+        )
+    )
     if not out:
-        raise SourceError(f"the recording {path} has no frames.", "record some with edgepose listen --jsonl or edgepose run --jsonl.")
+        raise SourceError(
+            f"the recording {path} has no frames.", "record some with edgepose listen --jsonl or edgepose run --jsonl."
+        )
     return out
 
 

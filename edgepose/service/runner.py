@@ -9,6 +9,7 @@ connection stays up. A heartbeat thread publishes ``status`` every
 ``status_interval`` seconds and pets the systemd watchdog only while the frame
 loop makes progress, so a hung model gets the service restarted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,7 +94,9 @@ class Service:
         name = getattr(state, "state", str(state))
         if name == "failed":
             self._source_failed = True
-        camera = {"connected": "ok", "connecting": "starting", "retrying": "unavailable", "failed": "unavailable"}.get(name)
+        camera = {"connected": "ok", "connecting": "starting", "retrying": "unavailable", "failed": "unavailable"}.get(
+            name
+        )
         if camera is not None:
             self._set_camera(camera, getattr(state, "error", None) if camera == "unavailable" else None)
 
@@ -106,10 +109,14 @@ class Service:
         """The periodic status line: frames, rate, camera, MQTT and the outbox, in one line."""
         sink = self.sink
         fps = self.fps
-        mqtt = "connected" if sink.connected else f"disconnected ({sink.last_error})" if sink.last_error else "connecting"
+        mqtt = (
+            "connected" if sink.connected else f"disconnected ({sink.last_error})" if sink.last_error else "connecting"
+        )
         cam = self.camera + (f" ({self.camera_error})" if self.camera_error else "")
-        return (f"status: {self.frames_done} frames, {fps or 0.0:.1f} fps, camera {cam}, people {sink.people}, MQTT {mqtt}, "
-                f"events sent {sink.stats.events_sent} pending {len(sink.outbox)} dropped {sink.events_dropped}")
+        return (
+            f"status: {self.frames_done} frames, {fps or 0.0:.1f} fps, camera {cam}, people {sink.people}, MQTT {mqtt}, "
+            f"events sent {sink.stats.events_sent} pending {len(sink.outbox)} dropped {sink.events_dropped}"
+        )
 
     @property
     def stopping(self) -> bool:
@@ -244,8 +251,12 @@ class Service:
         health = Path(os.environ["EDGEPOSE_HEALTH_FILE"]) if os.environ.get("EDGEPOSE_HEALTH_FILE") else None
         limit = wd or STALL_S
         lines = self.status_line is not None and self.status_line_interval > 0
-        tick = min(self.status_interval, wd / 2 if wd else self.status_interval, HEALTH_TICK_S if health else self.status_interval,
-                   self.status_line_interval if lines else self.status_interval)
+        tick = min(
+            self.status_interval,
+            wd / 2 if wd else self.status_interval,
+            HEALTH_TICK_S if health else self.status_interval,
+            self.status_line_interval if lines else self.status_interval,
+        )
         next_status = time.monotonic() + self.status_interval
         next_line = time.monotonic() + self.status_line_interval
         while not self._stop.wait(tick):

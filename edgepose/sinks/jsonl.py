@@ -3,6 +3,7 @@
 The record is documented in the README and by ``edgepose/schemas/frame.schema.json``;
 ``edgepose listen`` writes the same format and ``edgepose actions train`` reads it.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,10 @@ class JsonlSink:
         else:
             p = Path(path)
             if not p.parent.exists():
-                raise EdgeposeError(f"cannot write {p}: folder {p.parent} does not exist.", "create the folder or choose another --jsonl path.")
+                raise EdgeposeError(
+                    f"cannot write {p}: folder {p.parent} does not exist.",
+                    "create the folder or choose another --jsonl path.",
+                )
             try:
                 self._fh = p.open("a" if append else "w", encoding="utf-8")
             except OSError as e:
@@ -89,7 +93,11 @@ def read_frame_dicts(
                 rec = json.loads(line)
             except ValueError as e:
                 raise error(f"{p}:{ln} is not a frame record (not JSON: {getattr(e, 'msg', e)}).", bad_fix) from None
-            missing = [k for k in ("frame", "ts", "width", "height") if k not in rec] if isinstance(rec, dict) else ["a JSON object"]
+            missing = (
+                [k for k in ("frame", "ts", "width", "height") if k not in rec]
+                if isinstance(rec, dict)
+                else ["a JSON object"]
+            )
             if missing:
                 raise error(f"{p}:{ln} is not a frame record (it lacks {', '.join(missing)}).", bad_fix) from None
             yield rec
@@ -102,5 +110,7 @@ def read_frame_records(path: str | Path, **kw: Any) -> Iterator[FrameResult]:
         try:
             yield FrameResult.from_dict(rec)
         except (ValueError, KeyError, TypeError) as e:
-            raise error(f"{path}: frame {rec.get('frame')} is not a frame record (a bad value: {e}).",
-                        kw.get("bad_fix", "pass a file written by `edgepose run --jsonl` or `edgepose listen --jsonl`.")) from None
+            raise error(
+                f"{path}: frame {rec.get('frame')} is not a frame record (a bad value: {e}).",
+                kw.get("bad_fix", "pass a file written by `edgepose run --jsonl` or `edgepose listen --jsonl`."),
+            ) from None

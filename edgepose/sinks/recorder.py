@@ -3,6 +3,7 @@
 What ``edgepose listen --jsonl`` records: the same frame records ``edgepose run --jsonl``
 writes (``frame.schema.json``), through the same writer (:class:`~edgepose.sinks.jsonl.JsonlSink`).
 """
+
 from __future__ import annotations
 
 import collections

@@ -12,6 +12,7 @@
 Frames of another size than ``size`` are resized (OpenCV's writer would silently
 drop them). With ``size=None`` the first frame decides.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,12 +82,20 @@ class VideoSink:
         parent = self.path if self.kind == "folder" else self.path.parent
         if self.kind == "folder":
             if not parent.parent.is_dir():
-                raise VideoSinkError(f"the folder {parent.parent} for output {parent} does not exist.", f"create it first: mkdir -p {parent.parent}")
+                raise VideoSinkError(
+                    f"the folder {parent.parent} for output {parent} does not exist.",
+                    f"create it first: mkdir -p {parent.parent}",
+                )
             parent.mkdir(exist_ok=True)
         elif not parent.is_dir():
-            raise VideoSinkError(f"the folder {parent} for output {self.path.name} does not exist.", f"create it first: mkdir -p {parent}")
+            raise VideoSinkError(
+                f"the folder {parent} for output {self.path.name} does not exist.",
+                f"create it first: mkdir -p {parent}",
+            )
         if not os.access(parent, os.W_OK):
-            raise VideoSinkError(f"the folder {parent} is not writable.", "pick another output path or fix its permissions.")
+            raise VideoSinkError(
+                f"the folder {parent} is not writable.", "pick another output path or fix its permissions."
+            )
         if self.kind == "video" and self.size is not None:
             self._open_writer(self.size)
 
@@ -104,12 +113,21 @@ class VideoSink:
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         if image.dtype != np.uint8:
-            raise VideoSinkError(f"frames must be uint8 images, got {image.dtype}.", "convert with np.clip(img, 0, 255).astype(np.uint8).")
+            raise VideoSinkError(
+                f"frames must be uint8 images, got {image.dtype}.",
+                "convert with np.clip(img, 0, 255).astype(np.uint8).",
+            )
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         if self.size is not None and (image.shape[1], image.shape[0]) != self.size:
             if self.resized == 0:
-                log.warning("%s: frames are %dx%d, output is %dx%d; resizing", self.path, image.shape[1], image.shape[0], *self.size)
+                log.warning(
+                    "%s: frames are %dx%d, output is %dx%d; resizing",
+                    self.path,
+                    image.shape[1],
+                    image.shape[0],
+                    *self.size,
+                )
             self.resized += 1
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         return image
@@ -120,7 +138,9 @@ class VideoSink:
             raise VideoSinkError(f"{self.path} is already closed.", "open a new VideoSink.")
         image = frame.image if isinstance(frame, FrameResult) else frame
         if image is None:
-            raise VideoSinkError("the FrameResult carries no image.", "keep images in the pipeline output to write video.")
+            raise VideoSinkError(
+                "the FrameResult carries no image.", "keep images in the pipeline output to write video."
+            )
         if self.kind == "video":
             if self._writer is None:
                 self._open_writer((image.shape[1], image.shape[0]))
@@ -142,7 +162,9 @@ class VideoSink:
             tmp.write_bytes(buf.tobytes())
             os.replace(tmp, target)
         except OSError as e:
-            raise VideoSinkError(f"writing {target} failed: {e.strerror}.", "check free space and permissions.") from None
+            raise VideoSinkError(
+                f"writing {target} failed: {e.strerror}.", "check free space and permissions."
+            ) from None
 
     def close(self) -> int:
         """Finish the file; returns the number of frames written."""

@@ -10,6 +10,7 @@ live sources in a :class:`LatestFrameReader` (drop stale frames) inside a
 :class:`PrefetchReader` (decode ahead), as the config asks. Details and the
 error messages: edgepose/sources/README.md.
 """
+
 from __future__ import annotations
 
 import re
@@ -100,7 +101,9 @@ def open_raw_source(kind: str, target: str | int, cfg: SourceConfig) -> FrameSou
         return folder_source(str(target), cfg)
     if kind == "glob":
         return glob_source(str(target), cfg)
-    raise SourceError(f"unknown source kind {kind!r}.", "use one of auto, picamera2, camera, video, stream, image, folder, glob.")
+    raise SourceError(
+        f"unknown source kind {kind!r}.", "use one of auto, picamera2, camera, video, stream, image, folder, glob."
+    )
 
 
 def open_source(

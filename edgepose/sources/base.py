@@ -1,4 +1,5 @@
 """The :class:`FrameSource` interface every capture kind implements."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -57,5 +58,3 @@ class FrameSource(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
-
-

@@ -1,4 +1,5 @@
 """Still images: one file, a folder (sorted), or a glob pattern."""
+
 from __future__ import annotations
 
 import glob as _glob
@@ -20,7 +21,24 @@ log = logging.getLogger(__name__)
 
 #: Extensions OpenCV's imread decodes in the opencv-python wheels.
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".sr", ".ras"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".jp2",
+        ".sr",
+        ".ras",
+    }
 )
 GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -60,8 +78,10 @@ def read_image(path: str | Path, *, error: type[EdgeposeError] = SourceError) ->
                 f"{path} is larger than OpenCV reads (its header claims over {_max_pixels() / 1e6:.0f} megapixels).",
                 "shrink the image, or raise the limit with the environment variable OPENCV_IO_MAX_IMAGE_PIXELS.",
             ) from None
-        raise error(f"{path} could not be read as an image ({first_line(e, 160, last=True)}).",
-                          "open it in an image viewer; re-save it as JPEG or PNG, or remove it.") from None
+        raise error(
+            f"{path} could not be read as an image ({first_line(e, 160, last=True)}).",
+            "open it in an image viewer; re-save it as JPEG or PNG, or remove it.",
+        ) from None
     if img is None:
         raise error(
             f"{path} could not be read as an image (corrupt, empty or an unsupported format).",
@@ -82,7 +102,9 @@ class ImageSequenceSource(FrameSource):
     is_live = False
     is_image_set = True
 
-    def __init__(self, paths: Sequence[Path], description: str, config: SourceConfig | None = None, *, strict: bool = False):
+    def __init__(
+        self, paths: Sequence[Path], description: str, config: SourceConfig | None = None, *, strict: bool = False
+    ):
         cfg = config or SourceConfig()
         self.paths = list(paths)
         self.description = description
@@ -110,7 +132,10 @@ class ImageSequenceSource(FrameSource):
             if self._pos >= len(self.paths):
                 if not self.loop or len(self.skipped) >= len(self.paths):
                     if len(self.skipped) == len(self.paths) and self._index == 0:
-                        raise SourceError(f"none of the {len(self.paths)} images in {self.description} could be read.", "check the files open in an image viewer.")
+                        raise SourceError(
+                            f"none of the {len(self.paths)} images in {self.description} could be read.",
+                            "check the files open in an image viewer.",
+                        )
                     return None
                 self._pos = 0
             path = self.paths[self._pos]

@@ -1,4 +1,5 @@
 """OpenCV ``VideoCapture`` sources: USB/V4L2 cameras, video files, RTSP/HTTP streams."""
+
 from __future__ import annotations
 
 import contextlib
@@ -95,7 +96,9 @@ class VideoFileSource(_CaptureSource):
                 "check the path (relative paths start from the current folder), or pass a camera index such as 0.",
             )
         if self.path.is_dir():
-            raise SourceError(f"{self.path} is a folder, not a video.", "pass a video file, or set source kind = 'folder'.")
+            raise SourceError(
+                f"{self.path} is a folder, not a video.", "pass a video file, or set source kind = 'folder'."
+            )
         self._cap = cap = self._open()
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         # Some containers report 0 or absurd rates; then the config's fps (if any) is used.
@@ -136,9 +139,14 @@ class VideoFileSource(_CaptureSource):
         # Container counts can be estimates (duration x rate): a frame short is not a damaged file.
         if n and n - self._index > max(1, n // 100) and not getattr(self, "_warned_short", False):
             self._warned_short = True
-            log.warning("video %s ended early at frame %d of the %d its header announces (truncated or damaged file); "
-                        "the %d frames before it were processed. Fix: copy or record the file again.",
-                        self.path, self._index, n, self._index)
+            log.warning(
+                "video %s ended early at frame %d of the %d its header announces (truncated or damaged file); "
+                "the %d frames before it were processed. Fix: copy or record the file again.",
+                self.path,
+                self._index,
+                n,
+                self._index,
+            )
 
     def _media_time(self, pos: int) -> float:
         if self.fps:
@@ -241,7 +249,10 @@ class CameraSource(_CaptureSource):
                 log.debug("camera read raised %s", e)
             ts = time.time()
             if not ok or img is None:
-                raise SourceError(f"{self.description} stopped delivering frames (unplugged?).", "check the cable and power; edgepose reconnects on its own when reconnect = true.")
+                raise SourceError(
+                    f"{self.description} stopped delivering frames (unplugged?).",
+                    "check the cable and power; edgepose reconnects on its own when reconnect = true.",
+                )
         assert img is not None  # for mypy: the pending frame is never None
         frame = Frame(self._index, ts, _as_bgr(img))
         self._index += 1
@@ -287,8 +298,10 @@ class StreamSource(_CaptureSource):
             return None
         ok, img = self._cap.read()
         if not ok or img is None:
-            raise SourceError(f"{self.description} stopped delivering frames.", "check the camera/server and network; edgepose reconnects on its own when reconnect = true.")
+            raise SourceError(
+                f"{self.description} stopped delivering frames.",
+                "check the camera/server and network; edgepose reconnects on its own when reconnect = true.",
+            )
         frame = Frame(self._index, time.time(), _as_bgr(img))
         self._index += 1
         return frame
-

@@ -5,6 +5,7 @@ edgepose's venv is created with ``--system-site-packages``. The ``RGB888``
 format delivers pixels as ``[B, G, R]`` in memory (Picamera2 manual, appendix
 A), i.e. the OpenCV order: frames are used as they come, without a copy.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,9 @@ def parse_camera_num(uri: str) -> int:
     if not num:
         return 0
     if not num.strip().isdigit():
-        raise SourceError(f"bad picamera2 camera number in {uri!r}.", "write 'picamera2' or 'picamera2:N' with N = 0, 1, ...")
+        raise SourceError(
+            f"bad picamera2 camera number in {uri!r}.", "write 'picamera2' or 'picamera2:N' with N = 0, 1, ..."
+        )
     return int(num)
 
 
@@ -108,7 +111,10 @@ class Picamera2Source(FrameSource):
         try:
             arr = cam.capture_array("main")
         except Exception as e:
-            raise SourceError(f"{self.description} stopped delivering frames ({type(e).__name__}: {e}).", "check the ribbon cable; edgepose reconnects on its own when reconnect = true.") from None
+            raise SourceError(
+                f"{self.description} stopped delivering frames ({type(e).__name__}: {e}).",
+                "check the ribbon cable; edgepose reconnects on its own when reconnect = true.",
+            ) from None
         ts = time.time()
         if arr.ndim == 3 and arr.shape[2] == 4:  # XRGB8888 layout is [B, G, R, A]
             arr = arr[:, :, :3]

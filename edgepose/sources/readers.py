@@ -6,6 +6,7 @@
 * :class:`PrefetchReader` (files): a thread decodes the next frames into a
   small queue while the model runs; nothing is dropped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -186,7 +187,11 @@ class PrefetchReader(_Proxy):
                 t1 = time.perf_counter()
                 prepare = self.prepare
                 prepared = prepare(frame.image) if prepare is not None else None
-                item = (frame, prepared, {"read": t1 - t0, "pre": time.perf_counter() - t1} if prepare is not None else {"read": t1 - t0})
+                item = (
+                    frame,
+                    prepared,
+                    {"read": t1 - t0, "pre": time.perf_counter() - t1} if prepare is not None else {"read": t1 - t0},
+                )
                 if not self._put(item):
                     return
         except BaseException as e:

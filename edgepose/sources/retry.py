@@ -5,6 +5,7 @@ The state callback receives a :class:`SourceState` on every change
 next attempt, ``failed`` when ``max_attempts`` is used up, ``closed``), which
 the service publishes on its status topic.
 """
+
 from __future__ import annotations
 
 import logging
@@ -119,13 +120,21 @@ class RetryingSource(FrameSource):
             if error is not None:
                 attempt += 1
                 if self.max_attempts and attempt > self.max_attempts:
-                    self._set_state(SourceState("failed", self.description, error.problem, attempt - 1, None, self.reconnects, time.time()))
+                    self._set_state(
+                        SourceState(
+                            "failed", self.description, error.problem, attempt - 1, None, self.reconnects, time.time()
+                        )
+                    )
                     raise SourceError(
                         f"{self.description} is gone and {self.max_attempts} attempts to reopen it failed; last error: {error.problem}",
                         error.fix,
                     )
                 delay = next(delays)
-                self._set_state(SourceState("retrying", self.description, error.problem, attempt, delay, self.reconnects, time.time()))
+                self._set_state(
+                    SourceState(
+                        "retrying", self.description, error.problem, attempt, delay, self.reconnects, time.time()
+                    )
+                )
                 if self._stop.wait(delay):
                     return False
             try:

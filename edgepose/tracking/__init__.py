@@ -1,4 +1,5 @@
 """Person tracking: stable IDs across frames (:class:`~.tracker.Tracker`) and optional keypoint smoothing."""
+
 from __future__ import annotations
 
 from .config import TrackingConfig

@@ -8,6 +8,7 @@ every other candidate is at least ``margin`` times further away. A tracker
 that gives such a pair two different IDs has made a mistake that needs no
 labels to see; pairs in crowds (ambiguous) are left out rather than guessed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ Little smoothing when a joint moves fast (no lag), strong smoothing when it
 rests (no jitter). Speeds are divided by the person's torso size so one
 ``beta`` works for people near and far from the camera.
 """
+
 from __future__ import annotations
 
 import math

@@ -16,6 +16,7 @@ unmatched tracks survive ``max_age`` frames.
 Why not norfair: see edgepose/actions/README.md (it pins numpy < 2, which the device
 runtime cannot take, and was no more accurate on our sequences).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class Track:
             self.torso = float(t) if not np.isfinite(self.torso) else 0.7 * self.torso + 0.3 * float(t)
 
 
-def torso_distances(pred: np.ndarray, tvis: np.ndarray, dk: np.ndarray, dvis: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def torso_distances(
+    pred: np.ndarray, tvis: np.ndarray, dk: np.ndarray, dvis: np.ndarray, scales: np.ndarray
+) -> np.ndarray:
     """``(T, P)`` median distance over the parts both see, track ``t`` to pose ``p``, in units of ``scales[t]``.
 
     Pairs that share no part compare the means of their visible parts.
@@ -141,8 +144,16 @@ class Tracker:
                 stale.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= cfg.max_age]
         out: list[Pose] = []
-        torsos = np.asarray(g.torso_size(np.stack([p.keypoints for p in poses]), np.stack([p.visible(cfg.min_part_score) for p in poses])),
-                            np.float32).reshape(-1) if poses else np.zeros(0, np.float32)
+        torsos = (
+            np.asarray(
+                g.torso_size(
+                    np.stack([p.keypoints for p in poses]), np.stack([p.visible(cfg.min_part_score) for p in poses])
+                ),
+                np.float32,
+            ).reshape(-1)
+            if poses
+            else np.zeros(0, np.float32)
+        )
         for c, pose in enumerate(poses):
             vis = pose.visible(cfg.min_part_score)
             tr = matched_p.get(c)

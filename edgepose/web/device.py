@@ -9,6 +9,7 @@ same JPEG. In ``privacy = "skeleton"`` the camera image is dropped before it
 is stored: the stream is drawn on a plain background, so no camera pixel can
 leave the process.
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,16 +46,31 @@ class Metrics:
         self.info = Info("edgepose", "device, model and version", registry=r)
         self.frames = Counter("edgepose_frames", "frames processed", registry=r)
         self.fps = Gauge("edgepose_fps", "frames per second (frames over the last 5 s)", registry=r)
-        self.invoke = Histogram("edgepose_invoke_milliseconds", "model invoke time per frame", buckets=MS_BUCKETS, registry=r)
-        self.decode = Histogram("edgepose_decode_milliseconds", "pose decoding time per frame", buckets=MS_BUCKETS, registry=r)
-        self.total = Histogram("edgepose_frame_milliseconds", "all stages of a frame (pre-process to actions)", buckets=MS_BUCKETS, registry=r)
+        self.invoke = Histogram(
+            "edgepose_invoke_milliseconds", "model invoke time per frame", buckets=MS_BUCKETS, registry=r
+        )
+        self.decode = Histogram(
+            "edgepose_decode_milliseconds", "pose decoding time per frame", buckets=MS_BUCKETS, registry=r
+        )
+        self.total = Histogram(
+            "edgepose_frame_milliseconds",
+            "all stages of a frame (pre-process to actions)",
+            buckets=MS_BUCKETS,
+            registry=r,
+        )
         self.people = Gauge("edgepose_people", "people in the newest frame", registry=r)
         self.events = Counter("edgepose_events", "action events", ["action"], registry=r)
-        self.reconnects = Counter("edgepose_camera_reconnects", "times the camera came back after being unavailable", registry=r)
+        self.reconnects = Counter(
+            "edgepose_camera_reconnects", "times the camera came back after being unavailable", registry=r
+        )
         self.viewers = Gauge("edgepose_stream_viewers", "MJPEG viewers connected", registry=r)
         self.encoded = Counter("edgepose_stream_frames_encoded", "JPEG frames encoded for the stream", registry=r)
-        self.encode_ms = Histogram("edgepose_stream_encode_milliseconds", "CPU time to draw and encode one stream frame",
-                                   buckets=MS_BUCKETS, registry=r)
+        self.encode_ms = Histogram(
+            "edgepose_stream_encode_milliseconds",
+            "CPU time to draw and encode one stream frame",
+            buckets=MS_BUCKETS,
+            registry=r,
+        )
         outbox = Gauge("edgepose_outbox_depth", "events waiting in the durable outbox", registry=r)
         connected = Gauge("edgepose_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
         # Read at scrape time from the MQTT sink (absent: 0).
@@ -70,7 +86,9 @@ def stream_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     return max(2, int(round(width * s / 2)) * 2), max(2, int(round(height * s / 2)) * 2)
 
 
-def render(result: FrameResult, image: np.ndarray | None, max_width: int, labels: dict[int, list[str]] | None = None) -> np.ndarray:
+def render(
+    result: FrameResult, image: np.ndarray | None, max_width: int, labels: dict[int, list[str]] | None = None
+) -> np.ndarray:
     """The annotated stream frame: ``image`` (or a plain background) scaled to the stream size, with skeletons
     and each track's ongoing actions (``labels``, from :class:`~edgepose.draw.ActionLabels`)."""
     w, h = stream_size(result.width, result.height, max_width)
@@ -82,7 +100,11 @@ def render(result: FrameResult, image: np.ndarray | None, max_width: int, labels
         canvas = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     sx, sy = w / max(result.width, 1), h / max(result.height, 1)
     poses = [p.scaled(sx, sy) for p in result.poses]
-    return draw_poses(canvas, poses, labels=labels) if labels is not None else draw_poses(canvas, poses, events=result.events)
+    return (
+        draw_poses(canvas, poses, labels=labels)
+        if labels is not None
+        else draw_poses(canvas, poses, events=result.events)
+    )
 
 
 class DeviceWeb:
@@ -92,7 +114,9 @@ class DeviceWeb:
     state and outbox depth; ``status`` returns the service's own fields.
     """
 
-    def __init__(self, cfg: HttpConfig, device_id: str, *, model: str | None = None, sink: Any = None, status: Any = None):
+    def __init__(
+        self, cfg: HttpConfig, device_id: str, *, model: str | None = None, sink: Any = None, status: Any = None
+    ):
         self.cfg = cfg
         self.device_id = device_id
         self.model = model
@@ -121,14 +145,18 @@ class DeviceWeb:
         self._jpeg_seq = 0
         self._closed = False
         self._encoder: threading.Thread | None = None
-        self.server = WebServer(cfg, {
-            "/": page("device.html"),
-            "/stream.mjpg": self._stream,
-            "/metrics": self._metrics,
-            "/healthz": self._healthz,
-            "/api/status": lambda h: h.send_json(self.status_dict()),
-            "/api/events": lambda h: h.send_json({"events": list(self.events), "total": self.events_seen}),
-        }, what=f"device {device_id}:")
+        self.server = WebServer(
+            cfg,
+            {
+                "/": page("device.html"),
+                "/stream.mjpg": self._stream,
+                "/metrics": self._metrics,
+                "/healthz": self._healthz,
+                "/api/status": lambda h: h.send_json(self.status_dict()),
+                "/api/events": lambda h: h.send_json({"events": list(self.events), "total": self.events_seen}),
+            },
+            what=f"device {device_id}:",
+        )
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> DeviceWeb:
@@ -181,7 +209,11 @@ class DeviceWeb:
         self._timings = t
         self._people = len(result.poses)
         # Privacy: the image is dropped here, before anything can encode it.
-        self._latest = (result, None if self.privacy else result.image, self._labels.update(result.events, result.timestamp))
+        self._latest = (
+            result,
+            None if self.privacy else result.image,
+            self._labels.update(result.events, result.timestamp),
+        )
         self._latest_seq += 1
         if self._viewers:
             with self._cond:
@@ -258,8 +290,15 @@ class DeviceWeb:
                         return
                     jpeg, seen = self._jpeg, self._jpeg_seq
                 assert jpeg is not None
-                h.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                              + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                h.wfile.write(
+                    b"--"
+                    + BOUNDARY
+                    + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    + str(len(jpeg)).encode()
+                    + b"\r\n\r\n"
+                    + jpeg
+                    + b"\r\n"
+                )
                 h.wfile.flush()
         finally:
             with self._cond:
@@ -295,8 +334,12 @@ class DeviceWeb:
             "events_total": self.events_seen,
         }
         if self.sink is not None:
-            d["mqtt"] = {"connected": bool(self.sink.connected), "broker": f"{self.sink.cfg.host}:{self.sink.cfg.port}",
-                         "outbox": len(self.sink.outbox), "error": self.sink.last_error}
+            d["mqtt"] = {
+                "connected": bool(self.sink.connected),
+                "broker": f"{self.sink.cfg.host}:{self.sink.cfg.port}",
+                "outbox": len(self.sink.outbox),
+                "error": self.sink.last_error,
+            }
         if self.status is not None:
             try:
                 d.update({k: v for k, v in self.status().items() if k not in d})

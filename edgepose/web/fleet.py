@@ -21,6 +21,7 @@ not refreshed within ``STALE_HEARTBEATS`` heartbeats shows as offline
 (stale), so a retained ``online`` that nobody keeps alive (a device that
 vanished, or a forgery) does not stay green.
 """
+
 from __future__ import annotations
 
 import collections
@@ -106,13 +107,20 @@ class FleetHub:
 
         self.subscriber = Subscriber(mqtt_cfg, client_id, self.filter, self.handle, who="edgepose view")
         self.rejects = self.subscriber.rejects
-        self.server = WebServer(http, {
-            "/": page("fleet.html"),
-            "/sse": self._sse,
-            "/api/fleet": lambda h: h.send_json(self.snapshot()),
-            "/healthz": lambda h: h.send_bytes(200 if self.connected else 503, b"ok\n" if self.connected else b"no broker\n",
-                                               "text/plain; charset=utf-8"),
-        }, what="edgepose view: fleet")
+        self.server = WebServer(
+            http,
+            {
+                "/": page("fleet.html"),
+                "/sse": self._sse,
+                "/api/fleet": lambda h: h.send_json(self.snapshot()),
+                "/healthz": lambda h: h.send_bytes(
+                    200 if self.connected else 503,
+                    b"ok\n" if self.connected else b"no broker\n",
+                    "text/plain; charset=utf-8",
+                ),
+            },
+            what="edgepose view: fleet",
+        )
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> FleetHub:
@@ -151,8 +159,12 @@ class FleetHub:
                 self._forget(old)
                 if not self._evicted_said:
                     self._evicted_said = True
-                    log.warning("edgepose view: over %d devices under %s; forgetting the least recently heard. Fix: subscribe "
-                                "to fewer devices (mqtt.topic_prefix), or find the client inventing device ids.", MAX_DEVICES, self.filter)
+                    log.warning(
+                        "edgepose view: over %d devices under %s; forgetting the least recently heard. Fix: subscribe "
+                        "to fewer devices (mqtt.topic_prefix), or find the client inventing device ids.",
+                        MAX_DEVICES,
+                        self.filter,
+                    )
         return info
 
     def _forget(self, dev: str) -> None:
@@ -182,11 +194,22 @@ class FleetHub:
                     if kind == "status":
                         info.pop("online", None)
                         self._status_t.pop(dev, None)
-                self._broadcast(kind, {"device": dev, "online": False, "status": None} if kind == "status" else {"device": dev, "state": None})
+                self._broadcast(
+                    kind,
+                    {"device": dev, "online": False, "status": None}
+                    if kind == "status"
+                    else {"device": dev, "state": None},
+                )
             return
         if kind == "poses":
-            msg = {"device": dev, "frame": data["frame"], "ts": data["ts"], "width": data["width"], "height": data["height"],
-                   "people": compact_people(data["people"])}
+            msg = {
+                "device": dev,
+                "frame": data["frame"],
+                "ts": data["ts"],
+                "width": data["width"],
+                "height": data["height"],
+                "people": compact_people(data["people"]),
+            }
             with self._lock:
                 info = self._device(dev)
                 info["poses"] = msg
@@ -298,7 +321,11 @@ class FleetHub:
                     if not cl.queue and not cl.overflow:
                         cl.cond.wait(SSE_KEEPALIVE_S)
                     if cl.overflow:
-                        log.warning("a browser fell %d messages or %d MB behind; it reconnects with a fresh snapshot", CLIENT_BACKLOG, CLIENT_BACKLOG_BYTES >> 20)
+                        log.warning(
+                            "a browser fell %d messages or %d MB behind; it reconnects with a fresh snapshot",
+                            CLIENT_BACKLOG,
+                            CLIENT_BACKLOG_BYTES >> 20,
+                        )
                         return
                     chunks = list(cl.queue)
                     cl.queue.clear()
@@ -310,5 +337,11 @@ class FleetHub:
 
     def snapshot_unlocked(self) -> dict[str, Any]:
         devices = [dict(d) for d in sorted(self.devices.values(), key=lambda d: d["device"])]
-        return {"broker": f"{self.mcfg.host}:{self.mcfg.port}", "connected": self.connected, "filter": self.filter,
-                "devices": devices, "events": list(self.events), "messages": dict(self.counts)}
+        return {
+            "broker": f"{self.mcfg.host}:{self.mcfg.port}",
+            "connected": self.connected,
+            "filter": self.filter,
+            "devices": devices,
+            "events": list(self.events),
+            "messages": dict(self.counts),
+        }

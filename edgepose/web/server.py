@@ -14,6 +14,7 @@ no thread), the request line and headers of one request are capped
 name, so no spelling of a path (``..``, ``%2e``, ``\\``, NUL) reaches the
 file system.
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,8 +37,13 @@ from .config import HttpConfig
 
 log = logging.getLogger(__name__)
 
-STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-                ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml"}
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 #: Paths served without credentials: Docker and load balancers probe them, and they reveal nothing.
 PUBLIC = frozenset({"/healthz"})
 #: Seconds a connection may sit idle, or a viewer not read, before it is closed and its thread freed.
@@ -53,8 +59,10 @@ MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 32768
 #: The answer to a connection beyond ``max_connections``: sent without a thread, then the socket is closed.
 _BUSY_BODY = b"too many connections, retry shortly\n"
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-        b"Retry-After: 5\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -175,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
             if route is not None:
                 route(self)
             elif path.startswith("/static/"):
-                self.send_static(path[len("/static/"):])
+                self.send_static(path[len("/static/") :])
             else:
                 self.send_bytes(404, b"not found\n", "text/plain; charset=utf-8")
         except (TimeoutError, BrokenPipeError, ConnectionResetError):
@@ -229,8 +237,10 @@ class WebServer(ThreadingHTTPServer):
         try:
             super().__init__((cfg.host, cfg.port), Handler)
         except OSError as e:
-            raise ConfigError(f"cannot listen on http {cfg.host}:{cfg.port} ({e.strerror or e}).",
-                              "choose a free http.port, or stop what holds it.") from None
+            raise ConfigError(
+                f"cannot listen on http {cfg.host}:{cfg.port} ({e.strerror or e}).",
+                "choose a free http.port, or stop what holds it.",
+            ) from None
         self._thread: threading.Thread | None = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -250,9 +260,14 @@ class WebServer(ThreadingHTTPServer):
         now = time.monotonic()
         if now - self._refused_logged > 60.0:  # one line a minute, not one per connection
             self._refused_logged = now
-            log.warning("%s %d connections open (http.max_viewers + %d); refusing more with 503 until some close "
-                        "(idle ones close after %g s). Fix: find the client holding them open, or raise http.max_viewers for real viewers.",
-                        self.what, self.max_connections, SPARE_CONNECTIONS, IDLE_TIMEOUT_S)
+            log.warning(
+                "%s %d connections open (http.max_viewers + %d); refusing more with 503 until some close "
+                "(idle ones close after %g s). Fix: find the client holding them open, or raise http.max_viewers for real viewers.",
+                self.what,
+                self.max_connections,
+                SPARE_CONNECTIONS,
+                IDLE_TIMEOUT_S,
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The stdlib prints a traceback to stderr; a client that left (or was cut off) is not worth one.
@@ -260,8 +275,14 @@ class WebServer(ThreadingHTTPServer):
         if isinstance(exc, (ConnectionError, TimeoutError)):
             log.debug("%s: %s", client_address, exc)
             return
-        log.warning("%s request from %s failed: %s: %s", self.what, client_address[0], type(exc).__name__, exc,
-                    exc_info=log.isEnabledFor(logging.DEBUG))
+        log.warning(
+            "%s request from %s failed: %s: %s",
+            self.what,
+            client_address[0],
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
 
     def watch(self, h: Handler) -> None:
         with self._active_lock:
@@ -304,7 +325,9 @@ class WebServer(ThreadingHTTPServer):
         return f"http://{host if ':' not in str(host) else f'[{host}]'}:{port}/"
 
     def start(self) -> WebServer:
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="edgepose-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="edgepose-http", daemon=True
+        )
         self._thread.start()
         threading.Thread(target=self._reap, name="edgepose-http-reaper", daemon=True).start()
         log.info("%s web page on %s%s", self.what, self.url, " (credentials required)" if self.auth.required else "")

@@ -6,6 +6,7 @@
 2. Otherwise the check can only confirm that the main process (PID
    ``$EDGEPOSE_HEALTH_PID``, default 1) is edgepose and neither a zombie nor stopped.
 """
+
 from __future__ import annotations
 
 import os

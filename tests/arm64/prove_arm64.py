@@ -22,6 +22,7 @@ buildah, runc for ``--container``); the default test run leaves it out (pytest m
 Prints a summary table; ``--summary FILE`` also writes it as JSON (the pytest wrapper reads it).
 Emulated wall times say nothing about a Pi's speed; the comparison is the point.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,6 +111,7 @@ def sh(cmd: Sequence[str], **kw) -> subprocess.CompletedProcess:
 
 # -- qemu + binfmt ----------------------------------------------------------------------------
 
+
 def ensure_binfmt() -> None:
     """Mount binfmt_misc and register qemu-aarch64 (flag F: works inside a chroot)."""
     if not (BINFMT / "register").exists():
@@ -125,6 +127,7 @@ def ensure_binfmt() -> None:
 
 
 # -- the arm64 root ----------------------------------------------------------------------------
+
 
 def build_root(root: Path, mirror: str, suite: str) -> float | None:
     """debootstrap an arm64 root of Debian ``suite`` into ``root`` unless a finished one is there.
@@ -143,8 +146,7 @@ def build_root(root: Path, mirror: str, suite: str) -> float | None:
     root.parent.mkdir(parents=True, exist_ok=True)
     log(f"debootstrap {suite} arm64 into {tmp} from {mirror} (about 10 minutes under qemu)")
     t0 = time.perf_counter()
-    sh(["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-        suite, str(tmp), mirror])
+    sh(["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(tmp), mirror])
     stamp_tmp = tmp / stamp.name
     stamp_tmp.write_text(wanted + "\n")
     tmp.rename(root)  # only a finished root ever carries the cache's name
@@ -174,10 +176,15 @@ def pi4_cpuinfo(cpus: int) -> str:
     core and LiteRT crashes in allocate_tensors. With no /sys it skips XNNPACK instead, which a
     Pi never does, so the proof gives it what a Pi has: sysfs and an ARM cpuinfo.
     """
-    core = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
-            "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
-            "CPU revision\t: 3\n\n")
-    return "".join(core.format(i=i) for i in range(cpus)) + "Revision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+    core = (
+        "processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+        "CPU revision\t: 3\n\n"
+    )
+    return (
+        "".join(core.format(i=i) for i in range(cpus))
+        + "Revision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+    )
 
 
 def possible_cpus() -> int:
@@ -200,8 +207,13 @@ def mounted(root: Path, shared: Path, cpuinfo: Path) -> Iterator[None]:
         (root / "proc/cpuinfo", [["mount", "--bind", str(cpuinfo), str(root / "proc/cpuinfo")]]),
         (root / "sys", [["mount", "-t", "sysfs", "-o", "ro", "sysfs", str(root / "sys")]]),
         (root / "dev", [["mount", "--bind", "/dev", str(root / "dev")]]),
-        (root / SHARED_IN_ROOT, [["mount", "--bind", str(shared), str(root / SHARED_IN_ROOT)],
-                                 ["mount", "-o", "remount,bind,ro", str(root / SHARED_IN_ROOT)]]),
+        (
+            root / SHARED_IN_ROOT,
+            [
+                ["mount", "--bind", str(shared), str(root / SHARED_IN_ROOT)],
+                ["mount", "-o", "remount,bind,ro", str(root / SHARED_IN_ROOT)],
+            ],
+        ),
     ]
     done: list[Path] = []
     try:
@@ -219,8 +231,9 @@ def mounted(root: Path, shared: Path, cpuinfo: Path) -> Iterator[None]:
                 subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-def in_root(root: Path, cmd: Sequence[str], env: dict[str, str] | None = None,
-            network: bool = False, **kw) -> subprocess.CompletedProcess:
+def in_root(
+    root: Path, cmd: Sequence[str], env: dict[str, str] | None = None, network: bool = False, **kw
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` under chroot with a clean environment (no host PIP_* settings leak in).
 
     Without ``network`` it runs in a fresh network namespace: only a downed loopback.
@@ -236,10 +249,23 @@ def in_root(root: Path, cmd: Sequence[str], env: dict[str, str] | None = None,
 
 # -- bundle ------------------------------------------------------------------------------------
 
+
 def make_bundle(out: Path, python: str) -> None:
-    sh([*EDGEPOSE_CLI, "bundle", "--profile", "pi4",
-        "--config", "firmware_configs/device.toml", "--python", python, "--out", str(out)],
-       cwd=REPO)
+    sh(
+        [
+            *EDGEPOSE_CLI,
+            "bundle",
+            "--profile",
+            "pi4",
+            "--config",
+            "firmware_configs/device.toml",
+            "--python",
+            python,
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+    )
 
 
 def find_firstboot(bundle: Path) -> Path:
@@ -269,23 +295,38 @@ def compare(arm: list[np.ndarray], x86: list[np.ndarray]) -> dict:
     on both sides (a near-zero score is a flat heatmap, where any rounding moves the argmax).
     """
     if not arm or len(arm) != len(x86):
-        return {"poses_arm64": len(arm), "poses_x86": len(x86), "keypoints": 0, "max_px": float("inf"),
-                "mean_px": float("inf"), "max_px_confident": float("inf"), "max_score_diff": float("inf")}
+        return {
+            "poses_arm64": len(arm),
+            "poses_x86": len(x86),
+            "keypoints": 0,
+            "max_px": float("inf"),
+            "mean_px": float("inf"),
+            "max_px_confident": float("inf"),
+            "max_score_diff": float("inf"),
+        }
     cost = np.array([[np.linalg.norm(a[:, :2] - b[:, :2], axis=1).mean() for b in x86] for a in arm])
     rows, cols = linear_sum_assignment(cost)
     a = np.concatenate([arm[r] for r in rows])
     b = np.concatenate([x86[c] for c in cols])
     d = np.linalg.norm(a[:, :2] - b[:, :2], axis=1)
     confident = (a[:, 2] >= MIN_PART_SCORE) & (b[:, 2] >= MIN_PART_SCORE)
-    return {"poses_arm64": len(arm), "poses_x86": len(x86), "keypoints": int(d.size),
-            "max_px": float(d.max()), "mean_px": float(d.mean()),
-            "confident": int(confident.sum()), "max_px_confident": float(d[confident].max(initial=0.0)),
-            "max_score_diff": float(np.abs(a[:, 2] - b[:, 2]).max())}
+    return {
+        "poses_arm64": len(arm),
+        "poses_x86": len(x86),
+        "keypoints": int(d.size),
+        "max_px": float(d.max()),
+        "mean_px": float(d.mean()),
+        "confident": int(confident.sum()),
+        "max_px_confident": float(d[confident].max(initial=0.0)),
+        "max_score_diff": float(np.abs(a[:, 2] - b[:, 2]).max()),
+    }
 
 
 XNNPACK_LINE = "Created TensorFlow Lite XNNPACK delegate"
-VERSIONS = ("import importlib.metadata as m; print(' '.join(f'{d}=={m.version(d)}' for d in "
-            "('ai-edge-litert', 'numpy', 'opencv-python-headless')))")
+VERSIONS = (
+    "import importlib.metadata as m; print(' '.join(f'{d}=={m.version(d)}' for d in "
+    "('ai-edge-litert', 'numpy', 'opencv-python-headless')))"
+)
 
 
 def run_args(source: str, jsonl: str) -> list[str]:
@@ -304,8 +345,9 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def image_id(tag: str) -> str | None:
-    res = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", tag],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True, check=False
+    )
     return res.stdout.strip() or None
 
 
@@ -319,15 +361,31 @@ def replacing(tag: str) -> Iterator[None]:
 
 
 def import_base(root: Path) -> None:
-    ctr = sh(["buildah", "from", "--arch", "arm64", "--os", "linux", "scratch"],
-             capture_output=True, text=True).stdout.strip()
+    ctr = sh(
+        ["buildah", "from", "--arch", "arm64", "--os", "linux", "scratch"], capture_output=True, text=True
+    ).stdout.strip()
     try:
         mnt = Path(sh(["buildah", "mount", ctr], capture_output=True, text=True).stdout.strip())
         sh(["cp", "-a", f"{root}/.", str(mnt)])
         (mnt / ".edgepose-arm64-root").unlink(missing_ok=True)
         (mnt / "usr/bin/python").symlink_to("python3")
-        sh(["buildah", "config", "--arch", "arm64", "--os", "linux", "--env", "LANG=C.UTF-8",
-            "--env", "PIP_BREAK_SYSTEM_PACKAGES=1", "--cmd", "python3", ctr])
+        sh(
+            [
+                "buildah",
+                "config",
+                "--arch",
+                "arm64",
+                "--os",
+                "linux",
+                "--env",
+                "LANG=C.UTF-8",
+                "--env",
+                "PIP_BREAK_SYSTEM_PACKAGES=1",
+                "--cmd",
+                "python3",
+                ctr,
+            ]
+        )
         sh(["buildah", "commit", "--quiet", ctr, STANDIN], capture_output=True, text=True)
     finally:
         subprocess.run(["buildah", "rm", ctr], capture_output=True, check=False)
@@ -341,9 +399,26 @@ def build_args() -> list[str]:
     pip inside the build reaches PyPI through whatever TLS proxy the host itself trusts.
     ``--format docker`` keeps the HEALTHCHECK, which the OCI format drops.
     """
-    args = ["podman", "build", "--platform", "linux/arm64", "--pull=never", "--isolation", "chroot",
-            "--format", "docker", "--layers=false", "--build-arg", f"PYTHON_IMAGE={STANDIN}", "-f", "Dockerfile.arm64",
-            "--ignorefile", "Dockerfile.arm64.dockerignore", "-t", IMAGE_TAG]
+    args = [
+        "podman",
+        "build",
+        "--platform",
+        "linux/arm64",
+        "--pull=never",
+        "--isolation",
+        "chroot",
+        "--format",
+        "docker",
+        "--layers=false",
+        "--build-arg",
+        f"PYTHON_IMAGE={STANDIN}",
+        "-f",
+        "Dockerfile.arm64",
+        "--ignorefile",
+        "Dockerfile.arm64.dockerignore",
+        "-t",
+        IMAGE_TAG,
+    ]
     if HOST_CA.exists():
         args += ["-v", f"{HOST_CA}:{HOST_CA}:ro"]
     return [*args, "."]
@@ -355,10 +430,31 @@ def run_container_args(cpuinfo: Path, *cmd: str, entrypoint: str | None = None) 
     network, and the same Pi 4 cpuinfo and QEMU_CPU as the chroot."""
     nofile = min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     nproc = min(4096, resource.getrlimit(resource.RLIMIT_NPROC)[1])
-    args = ["podman", "run", "--runtime", "runc", "--rm", "--name", CONTAINER, "--platform", "linux/arm64",
-            "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}", "--network", "none",
-            "-v", f"{cpuinfo}:/proc/cpuinfo:ro", "-v", f"{SHARED}:/shared:ro",
-            "-e", "EDGEPOSE_MODEL_MIRROR=/shared/models", "-e", f"QEMU_CPU={QEMU_CPU}"]
+    args = [
+        "podman",
+        "run",
+        "--runtime",
+        "runc",
+        "--rm",
+        "--name",
+        CONTAINER,
+        "--platform",
+        "linux/arm64",
+        "--ulimit",
+        f"nofile={nofile}:{nofile}",
+        "--ulimit",
+        f"nproc={nproc}:{nproc}",
+        "--network",
+        "none",
+        "-v",
+        f"{cpuinfo}:/proc/cpuinfo:ro",
+        "-v",
+        f"{SHARED}:/shared:ro",
+        "-e",
+        "EDGEPOSE_MODEL_MIRROR=/shared/models",
+        "-e",
+        f"QEMU_CPU={QEMU_CPU}",
+    ]
     if entrypoint:
         args += ["--entrypoint", entrypoint]
     return [*args, IMAGE_TAG, *cmd]
@@ -389,13 +485,18 @@ def container_proof(root: Path, work: Path, cpuinfo: Path) -> tuple[dict, dict[s
         times["image: podman build"] = time.perf_counter() - t0
 
         stage = "podman run"
-        machine = sh(run_container_args(cpuinfo, "-m", entrypoint="uname"),
-                     capture_output=True, text=True, timeout=300).stdout.strip()
+        machine = sh(
+            run_container_args(cpuinfo, "-m", entrypoint="uname"), capture_output=True, text=True, timeout=300
+        ).stdout.strip()
         if machine != "aarch64":
             raise ProofError(f"uname -m in the container says {machine!r}")
         t0 = time.perf_counter()
-        res = sh(run_container_args(cpuinfo, *run_args(f"/shared/{IMAGE}", "-")),
-                 capture_output=True, text=True, timeout=1800)
+        res = sh(
+            run_container_args(cpuinfo, *run_args(f"/shared/{IMAGE}", "-")),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         times["container run (emulated)"] = time.perf_counter() - t0
         (work / "container.jsonl").write_text(res.stdout)
         return {"ok": True, "uname -m": machine, "xnnpack": XNNPACK_LINE in res.stderr}, times
@@ -407,9 +508,12 @@ def container_proof(root: Path, work: Path, cpuinfo: Path) -> tuple[dict, dict[s
 
 # -- the proof ---------------------------------------------------------------------------------
 
+
 def prove(args: argparse.Namespace) -> dict:
     if os.geteuid() != 0:
-        raise ProofError("run as root (chroot, mount and binfmt_misc need it): sudo .venv/bin/python tests/arm64/prove_arm64.py")
+        raise ProofError(
+            "run as root (chroot, mount and binfmt_misc need it): sudo .venv/bin/python tests/arm64/prove_arm64.py"
+        )
     for tool in ("debootstrap", "chroot", "unshare", "qemu-aarch64-static"):
         if shutil.which(tool) is None:
             raise ProofError(f"`{tool}` not found; apt-get install debootstrap qemu-user-static")
@@ -418,7 +522,9 @@ def prove(args: argparse.Namespace) -> dict:
     times: dict[str, float | None] = {}
     ensure_binfmt()
     if args.container and args.suite != "bookworm":
-        raise ProofError("--container builds Dockerfile.arm64, whose base is Bookworm's python:3.11: use it with --suite bookworm")
+        raise ProofError(
+            "--container builds Dockerfile.arm64, whose base is Bookworm's python:3.11: use it with --suite bookworm"
+        )
     times["root build"] = build_root(args.root, args.mirror, args.suite)
 
     work = Path(tempfile.mkdtemp(prefix="edgepose-arm64-", dir=args.work_dir))
@@ -454,26 +560,40 @@ def prove(args: argparse.Namespace) -> dict:
             summary["uname -m"] = machine
             if machine != "aarch64":
                 raise ProofError(f"uname -m in the root says {machine!r}, not aarch64")
-            py = in_root(root, ["python3", "-c", "import platform; print(platform.python_version())"],
-                         capture_output=True, text=True).stdout.strip()
+            py = in_root(
+                root,
+                ["python3", "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             summary["python"] = py
 
             log(f"first boot: bash /{firstboot.relative_to(root)} (offline)")
             t0 = time.perf_counter()
-            in_root(root, ["bash", f"/{firstboot.relative_to(root)}"], env={"PATH": f"/{PROOF_DIR}/bin:{CLEAN_PATH}"},
-                    timeout=3600)
+            in_root(
+                root,
+                ["bash", f"/{firstboot.relative_to(root)}"],
+                env={"PATH": f"/{PROOF_DIR}/bin:{CLEAN_PATH}"},
+                timeout=3600,
+            )
             times["install (firstboot.sh)"] = time.perf_counter() - t0
             summary["standin calls"] = (proof / "calls.log").read_text().splitlines()
 
-            versions = in_root(root, ["/opt/edgepose/venv/bin/python", "-c", VERSIONS],
-                               capture_output=True, text=True).stdout.strip()
+            versions = in_root(
+                root, ["/opt/edgepose/venv/bin/python", "-c", VERSIONS], capture_output=True, text=True
+            ).stdout.strip()
             summary["arm64 versions"] = versions
 
             log("edgepose run under the chroot (aarch64, emulated)")
             t0 = time.perf_counter()
-            res = in_root(root, ["/opt/edgepose/venv/bin/edgepose", *run_args(f"/{SHARED_IN_ROOT}/{IMAGE}", "/tmp/arm64.jsonl")],
-                          env={"EDGEPOSE_MODEL_MIRROR": f"/{SHARED_IN_ROOT}/models",
-                               "EDGEPOSE_CACHE_DIR": "/var/cache/edgepose"}, capture_output=True, text=True, timeout=1800)
+            res = in_root(
+                root,
+                ["/opt/edgepose/venv/bin/edgepose", *run_args(f"/{SHARED_IN_ROOT}/{IMAGE}", "/tmp/arm64.jsonl")],
+                env={"EDGEPOSE_MODEL_MIRROR": f"/{SHARED_IN_ROOT}/models", "EDGEPOSE_CACHE_DIR": "/var/cache/edgepose"},
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
             times["run arm64 (emulated)"] = time.perf_counter() - t0
             summary["xnnpack arm64"] = XNNPACK_LINE in res.stderr
         arm_jsonl = work / "arm64.jsonl"
@@ -482,10 +602,12 @@ def prove(args: argparse.Namespace) -> dict:
         log("the same command on this host")
         x86_jsonl = work / "x86.jsonl"
         t0 = time.perf_counter()
-        x86_env = dict(os.environ, EDGEPOSE_MODEL_MIRROR=str(SHARED / "models"),
-                       EDGEPOSE_CACHE_DIR=str(work / "x86-cache"))
-        res = sh([*EDGEPOSE_CLI, *run_args(str(SHARED / IMAGE), str(x86_jsonl))], env=x86_env,
-                 capture_output=True, text=True)
+        x86_env = dict(
+            os.environ, EDGEPOSE_MODEL_MIRROR=str(SHARED / "models"), EDGEPOSE_CACHE_DIR=str(work / "x86-cache")
+        )
+        res = sh(
+            [*EDGEPOSE_CLI, *run_args(str(SHARED / IMAGE), str(x86_jsonl))], env=x86_env, capture_output=True, text=True
+        )
         times[f"run {platform.machine()}"] = time.perf_counter() - t0
         summary["xnnpack x86"] = XNNPACK_LINE in res.stderr
         summary["x86 versions"] = sh([sys.executable, "-c", VERSIONS], capture_output=True, text=True).stdout.strip()
@@ -515,28 +637,38 @@ def table(summary: dict) -> str:
     rows = [("stage", "wall time")]
     for stage, t in summary["times_s"].items():
         rows.append((stage, "cached" if t is None else f"{t:.1f} s"))
-    rows += [("", ""), ("check", "result"),
-             ("Debian release of the root", summary["suite"]),
-             ("uname -m in the root", summary["uname -m"]),
-             ("python in the root", summary["python"]),
-             ("arm64 venv", summary["arm64 versions"]),
-             (f"{platform.machine()} (this host)", summary["x86 versions"]),
-             ("XNNPACK delegate arm64 / x86", f"{summary['xnnpack arm64']} / {summary['xnnpack x86']}"),
-             ("first-boot apt/systemctl calls", "; ".join(summary["standin calls"]) or "none"),
-             ("poses arm64 / x86", f"{c['poses_arm64']} / {c['poses_x86']}"),
-             ("keypoints compared", str(c["keypoints"])),
-             ("max / mean difference", f"{c['max_px']:.2f} / {c['mean_px']:.2f} px (tolerance {summary['tolerance_px']:g})"),
-             (f"max, part score >= {MIN_PART_SCORE}", f"{c['max_px_confident']:.2f} px over {c['confident']} keypoints"),
-             ("max part-score difference", f"{c['max_score_diff']:.3f}"),
-             ("verdict", "PASS" if summary["ok"] else "FAIL")]
+    rows += [
+        ("", ""),
+        ("check", "result"),
+        ("Debian release of the root", summary["suite"]),
+        ("uname -m in the root", summary["uname -m"]),
+        ("python in the root", summary["python"]),
+        ("arm64 venv", summary["arm64 versions"]),
+        (f"{platform.machine()} (this host)", summary["x86 versions"]),
+        ("XNNPACK delegate arm64 / x86", f"{summary['xnnpack arm64']} / {summary['xnnpack x86']}"),
+        ("first-boot apt/systemctl calls", "; ".join(summary["standin calls"]) or "none"),
+        ("poses arm64 / x86", f"{c['poses_arm64']} / {c['poses_x86']}"),
+        ("keypoints compared", str(c["keypoints"])),
+        ("max / mean difference", f"{c['max_px']:.2f} / {c['mean_px']:.2f} px (tolerance {summary['tolerance_px']:g})"),
+        (f"max, part score >= {MIN_PART_SCORE}", f"{c['max_px_confident']:.2f} px over {c['confident']} keypoints"),
+        ("max part-score difference", f"{c['max_score_diff']:.3f}"),
+        ("verdict", "PASS" if summary["ok"] else "FAIL"),
+    ]
     if "container" in summary:
         o = summary["container"]
         if o["ok"]:
             cc = o["comparison"]
-            rows += [("Dockerfile.arm64 container", f"built and ran, uname -m {o['uname -m']}, XNNPACK {o['xnnpack']}"),
-                     ("container vs x86", (f"{cc['poses_arm64']} / {cc['poses_x86']} poses, {cc['keypoints']} keypoints, "
-                                           f"max {cc['max_px']:.2f} px, mean {cc['mean_px']:.2f} px, "
-                                           f"max {cc['max_px_confident']:.2f} px at part score >= {MIN_PART_SCORE}"))]
+            rows += [
+                ("Dockerfile.arm64 container", f"built and ran, uname -m {o['uname -m']}, XNNPACK {o['xnnpack']}"),
+                (
+                    "container vs x86",
+                    (
+                        f"{cc['poses_arm64']} / {cc['poses_x86']} poses, {cc['keypoints']} keypoints, "
+                        f"max {cc['max_px']:.2f} px, mean {cc['mean_px']:.2f} px, "
+                        f"max {cc['max_px_confident']:.2f} px at part score >= {MIN_PART_SCORE}"
+                    ),
+                ),
+            ]
         else:
             rows.append(("Dockerfile.arm64 container", f"FAILED at {o['failed']}: {o['error']}"))
     w = max(len(a) for a, _ in rows)
@@ -545,20 +677,35 @@ def table(summary: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--suite", choices=sorted(SUITES), default="bookworm",
-                   help="Debian release of the root and Python of the bundle: bookworm (3.11, default) or trixie (3.13)")
-    p.add_argument("--root", type=Path,
-                   help="cached arm64 root; built with debootstrap when absent (default: ~/.cache/edgepose/arm64-root, -trixie for Trixie)")
+    p.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        default="bookworm",
+        help="Debian release of the root and Python of the bundle: bookworm (3.11, default) or trixie (3.13)",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        help="cached arm64 root; built with debootstrap when absent (default: ~/.cache/edgepose/arm64-root, -trixie for Trixie)",
+    )
     p.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror for debootstrap")
     p.add_argument("--bundle", type=Path, help="use this bundle folder instead of running `edgepose bundle`")
     p.add_argument("--work-dir", type=Path, help="where the throwaway work folder goes (default: $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (bundle, installed root, JSONL)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
-    p.add_argument("--container", action="store_true",
-                   help="also build Dockerfile.arm64 with podman on the same root and run its `edgepose run`")
+    p.add_argument(
+        "--container",
+        action="store_true",
+        help="also build Dockerfile.arm64 with podman on the same root and run its `edgepose run`",
+    )
     args = p.parse_args(argv)
     if args.root is None:
-        args.root = Path.home() / ".cache" / "edgepose" / ("arm64-root" if args.suite == "bookworm" else f"arm64-root-{args.suite}")
+        args.root = (
+            Path.home()
+            / ".cache"
+            / "edgepose"
+            / ("arm64-root" if args.suite == "bookworm" else f"arm64-root-{args.suite}")
+        )
     # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the mounts are always undone.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -5,6 +5,7 @@ run, so it carries the ``arm64`` marker, which the default run deselects. Run it
 
     sudo .venv/bin/python -m pytest -q -m arm64 tests/arm64
 """
+
 from __future__ import annotations
 
 import json
@@ -69,9 +70,21 @@ def test_read_poses_reads_edgepose_jsonl(tmp_path):
     """The x86 half of the proof: `edgepose run --jsonl` on the test image, read back."""
     out = tmp_path / "x86.jsonl"
     env = dict(os.environ, EDGEPOSE_MODEL_MIRROR=str(SHARED / "models"), EDGEPOSE_CACHE_DIR=str(tmp_path / "cache"))
-    subprocess.run([*EDGEPOSE_CLI, "run", "--model", "posenet_mobilenet_v1_075_481_641_quant_decoder",
-                    "--source", str(SHARED / "images" / "test_couple.jpg"), "--jsonl", str(out), "--quiet"],
-                   check=True, env=env)
+    subprocess.run(
+        [
+            *EDGEPOSE_CLI,
+            "run",
+            "--model",
+            "posenet_mobilenet_v1_075_481_641_quant_decoder",
+            "--source",
+            str(SHARED / "images" / "test_couple.jpg"),
+            "--jsonl",
+            str(out),
+            "--quiet",
+        ],
+        check=True,
+        env=env,
+    )
     poses = read_poses(out)
     assert len(poses) == 2 and all(p.shape == (17, 3) for p in poses)
     assert compare(poses, poses[::-1])["max_px"] == 0.0
@@ -117,7 +130,9 @@ def test_bundle_installs_offline_and_matches_x86_on_arm64(proof):
 @pytest.mark.integration
 def test_dockerfile_builds_and_runs_for_arm64(proof):
     if proof["suite"] != "bookworm":
-        pytest.skip("the container stage runs with the Bookworm proof (Dockerfile.arm64's base is python:3.11 on Bookworm)")
+        pytest.skip(
+            "the container stage runs with the Bookworm proof (Dockerfile.arm64's base is python:3.11 on Bookworm)"
+        )
     if "container" not in proof:
         pytest.skip(f"needs {', '.join(CONTAINER_TOOLS)} (apt-get install podman buildah runc)")
     o = proof["container"]

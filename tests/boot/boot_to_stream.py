@@ -27,6 +27,7 @@ For one image style it
 
 Prints how long each step took since power-on; ``--summary FILE`` writes the figures as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,11 @@ PICTURE = SHARED / "images" / "test_couple.jpg"
 TOLERANCE_PX = 4.0
 EDGEPOSE_CLI = (sys.executable, "-m", "edgepose.cli")
 # A syntactically valid key: sshd is not logged into, the flash only has to carry it.
-SSH_KEY = "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode() + " boot-test"
+SSH_KEY = (
+    "ssh-ed25519 "
+    + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
+    + " boot-test"
+)
 WIFI = ("boot test net", "correct horse battery")
 
 
@@ -90,10 +95,34 @@ def flash(image: Path, out: Path, work: Path, device_id: str, prefix: str, token
     (work / "key.pub").write_text(SSH_KEY + "\n")
     t0 = time.monotonic()
     env = {**os.environ, "EDGEPOSE_WIFI_PASSWORD": WIFI[1], "EDGEPOSE_MODEL_MIRROR": str(SHARED / "models")}
-    r = subprocess.run([*EDGEPOSE_CLI, "flash", "--image", str(image), "--out", str(out), "--profile", "pi4",
-                        "--config", str(work / "device.toml"), "--secrets", str(work / "secrets.env"),
-                        "--ssh-key", str(work / "key.pub"), "--wifi-ssid", WIFI[0], "--wifi-country", "GB", "--no-progress"],
-                       capture_output=True, text=True, env=env, check=False, cwd=REPO)
+    r = subprocess.run(
+        [
+            *EDGEPOSE_CLI,
+            "flash",
+            "--image",
+            str(image),
+            "--out",
+            str(out),
+            "--profile",
+            "pi4",
+            "--config",
+            str(work / "device.toml"),
+            "--secrets",
+            str(work / "secrets.env"),
+            "--ssh-key",
+            str(work / "key.pub"),
+            "--wifi-ssid",
+            WIFI[0],
+            "--wifi-country",
+            "GB",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=REPO,
+    )
     if r.returncode != 0:
         raise GuestError(f"edgepose flash failed ({r.returncode}):\n{r.stdout}{r.stderr}")
     log(r.stdout.strip())
@@ -125,9 +154,27 @@ def http_get(port: int, path: str, token: str | None) -> tuple[int, bytes]:
 def host_poses(config: Path) -> list[list[list[float]]]:
     """The host's ``edgepose run`` of the same picture, same profile and config (the reference)."""
     with_board = {**os.environ, "EDGEPOSE_BOARD": "pi4", "EDGEPOSE_MODEL_MIRROR": str(SHARED / "models")}
-    r = subprocess.run([*EDGEPOSE_CLI, "run", "--config", str(config), "--source", str(PICTURE), "--max-frames", "1", "--jsonl", "-", "--quiet",
-                        "--no-track"],
-                       capture_output=True, text=True, env=with_board, check=False, cwd=REPO)
+    r = subprocess.run(
+        [
+            *EDGEPOSE_CLI,
+            "run",
+            "--config",
+            str(config),
+            "--source",
+            str(PICTURE),
+            "--max-frames",
+            "1",
+            "--jsonl",
+            "-",
+            "--quiet",
+            "--no-track",
+        ],
+        capture_output=True,
+        text=True,
+        env=with_board,
+        check=False,
+        cwd=REPO,
+    )
     if r.returncode != 0:
         raise GuestError(f"host edgepose run failed: {r.stderr}")
     return people_xy(r.stdout.strip().splitlines()[-1].encode())
@@ -165,7 +212,9 @@ def wait_for(pred, timeout: float, guest: Guest, what: str) -> float:
     raise GuestError(f"no {what} within {timeout:.0f} s; last console lines:\n" + "\n".join(guest.lines[-25:]))
 
 
-def one_boot(card: Path, work: Path, device_id: str, prefix: str, token: str, timeout: float, expect_install: bool) -> dict:
+def one_boot(
+    card: Path, work: Path, device_id: str, prefix: str, token: str, timeout: float, expect_install: bool
+) -> dict:
     """Boot ``card`` until keypoints arrive and the page answers; power it off. Returns the figures."""
     broker_port, http_port = free_port(), free_port()
     with Mosquitto(port=broker_port, workdir=work / "broker") as broker:
@@ -249,7 +298,9 @@ def prove(style: str, *, reflash: bool, timeout: float, keep: bool) -> dict:
     reference = host_poses(work / "device.toml")
     summary["max px vs host"] = max_distance(first["keypoints"], reference)
     if summary["max px vs host"] > TOLERANCE_PX:
-        raise GuestError(f"the guest's keypoints are {summary['max px vs host']:.2f} px from the host's (tolerance {TOLERANCE_PX})")
+        raise GuestError(
+            f"the guest's keypoints are {summary['max px vs host']:.2f} px from the host's (tolerance {TOLERANCE_PX})"
+        )
     if reflash:
         # The card as it came out of the device, flashed again with another config.
         again = work / f"{style}-reflashed.img"
@@ -269,9 +320,17 @@ def prove(style: str, *, reflash: bool, timeout: float, keep: bool) -> dict:
     return summary
 
 
-STEPS = (("kernel", "kernel"), ("systemd", "systemd"), ("cloud-init start", "cloud-init start"),
-         ("cloud-init done", "cloud-init done"), ("firstrun reboot", "firstrun reboot"), ("install start", "install start"),
-         ("compile start", "compile start"), ("provisioned", "provisioned"), ("service started", "service started"))
+STEPS = (
+    ("kernel", "kernel"),
+    ("systemd", "systemd"),
+    ("cloud-init start", "cloud-init start"),
+    ("cloud-init done", "cloud-init done"),
+    ("firstrun reboot", "firstrun reboot"),
+    ("install start", "install start"),
+    ("compile start", "compile start"),
+    ("provisioned", "provisioned"),
+    ("service started", "service started"),
+)
 
 
 def table(summary: dict) -> str:
@@ -293,8 +352,12 @@ def table(summary: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--style", choices=sorted(images.STYLES), default="trixie")
-    ap.add_argument("--reflash", action=argparse.BooleanOptionalAction, default=None,
-                    help="flash the booted card again and boot it (default: on for trixie)")
+    ap.add_argument(
+        "--reflash",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flash the booted card again and boot it (default: on for trixie)",
+    )
     ap.add_argument("--timeout", type=float, default=3600, help="seconds a boot may take to its first keypoints")
     ap.add_argument("--keep", action="store_true", help="keep the flashed images in the cache folder")
     ap.add_argument("--summary", type=Path, help="write the figures as JSON")

@@ -8,6 +8,7 @@ HDMI's tty1 is). Networking is user-mode with ``restrict=on``: the guest reaches
 only the forwards named here (host ports on 127.0.0.1 into the guest; guest 10.0.2.100:1883 to
 the test's broker on the host's loopback).
 """
+
 from __future__ import annotations
 
 import re
@@ -100,12 +101,40 @@ class Guest:
         if qemu is None:
             raise GuestError("qemu-system-aarch64 is missing: apt-get install qemu-system-arm")
         return [
-            qemu, "-M", "virt", "-cpu", "cortex-a72", "-smp", str(self.cpus), "-m", str(self.memory_mb),
-            "-accel", "tcg,thread=multi", "-display", "none", "-serial", "stdio",
-            "-monitor", f"unix:{self.work / 'monitor.sock'},server,nowait", "-no-reboot",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
-            "-drive", f"if=none,id=d0,file={self.image},format=raw,cache=unsafe", "-device", "virtio-blk-pci,drive=d0",
-            "-netdev", net, "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci",
+            qemu,
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            str(self.cpus),
+            "-m",
+            str(self.memory_mb),
+            "-accel",
+            "tcg,thread=multi",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            f"unix:{self.work / 'monitor.sock'},server,nowait",
+            "-no-reboot",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            append,
+            "-drive",
+            f"if=none,id=d0,file={self.image},format=raw,cache=unsafe",
+            "-device",
+            "virtio-blk-pci,drive=d0",
+            "-netdev",
+            net,
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-device",
+            "virtio-rng-pci",
         ]
 
     def _read(self, proc: subprocess.Popen, log) -> None:
@@ -137,7 +166,9 @@ class Guest:
                 cmd = self._command()
                 self.boots += 1
                 log.write(f"# boot {self.boots}: {shlex.join(cmd)}\n")
-                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                self._proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
                 self._read(self._proc, log)
                 self._proc.wait()
                 rebooted = any("reboot: Restarting system" in ln for ln in self.lines[-30:])
@@ -155,7 +186,9 @@ class Guest:
             if name in self.marks:
                 return self.marks[name]
             if not self.running:
-                raise GuestError(f"the guest stopped before '{name}'; last console lines:\n" + "\n".join(self.lines[-25:]))
+                raise GuestError(
+                    f"the guest stopped before '{name}'; last console lines:\n" + "\n".join(self.lines[-25:])
+                )
             time.sleep(0.5)
         raise GuestError(f"no '{name}' within {timeout:.0f} s; last console lines:\n" + "\n".join(self.lines[-25:]))
 
@@ -200,7 +233,9 @@ def rootfs(image: Path, command: str) -> str:
     _, parts = partitions(image)
     root = next(p for p in parts if p.number == 2)
     debugfs = shutil.which("debugfs") or "/usr/sbin/debugfs"
-    r = subprocess.run([debugfs, "-R", command, f"{image}?offset={root.start}"], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [debugfs, "-R", command, f"{image}?offset={root.start}"], capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
         raise GuestError(f"debugfs {command!r} failed: {r.stderr.strip()}")
     return r.stdout

@@ -19,6 +19,7 @@ link unasked). Nothing needs a mount or a loop device: ``mkfs.ext4 -d`` fills th
 system from the folder, mtools fills the FAT, sfdisk writes the partition table. The root
 folder and the finished image are cached in ``~/.cache/edgepose/boot`` (``EDGEPOSE_BOOT_CACHE``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,25 @@ SECTOR = 512
 BOOT_START = 8192  # sectors: 4 MiB, as Pi OS
 BOOT_MB = 512  # Pi OS's bootfs since Bookworm
 ROOT_SLACK_MB = 2600  # the venv (~700 MB), the numba cache, logs and the outbox
-COMMON = ("systemd-sysv", "udev", "dbus", "kmod", "linux-image-arm64", "initramfs-tools", "python3", "python3-venv",
-          "ca-certificates", "iproute2", "netbase", "sudo", "openssh-server", "e2fsprogs", "dosfstools", "procps", "rfkill")
+COMMON = (
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "kmod",
+    "linux-image-arm64",
+    "initramfs-tools",
+    "python3",
+    "python3-venv",
+    "ca-certificates",
+    "iproute2",
+    "netbase",
+    "sudo",
+    "openssh-server",
+    "e2fsprogs",
+    "dosfstools",
+    "procps",
+    "rfkill",
+)
 #: The groups Pi OS gives its first user (video: cameras).
 PI_GROUPS = ["adm", "dialout", "cdrom", "sudo", "audio", "video", "plugdev", "games", "users", "input", "netdev"]
 
@@ -78,7 +96,9 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def tool(name: str, package: str) -> str:
-    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None)
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
     if not found:
         raise BuildError(f"{name} is missing: apt-get install {package}")
     return found
@@ -112,8 +132,17 @@ def build_root(style: Style) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     log(f"mmdebstrap {style.suite} arm64 ({len(style.packages)} packages; 4-25 min under qemu-user)")
     t0 = time.monotonic()
-    run([tool("mmdebstrap", "mmdebstrap"), "--arch=arm64", "--variant=apt", "--include=" + ",".join(style.packages),
-         style.suite, str(tmp), MIRROR])
+    run(
+        [
+            tool("mmdebstrap", "mmdebstrap"),
+            "--arch=arm64",
+            "--variant=apt",
+            "--include=" + ",".join(style.packages),
+            style.suite,
+            str(tmp),
+            MIRROR,
+        ]
+    )
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     stamp.write_text(json.dumps(want))
@@ -135,7 +164,9 @@ def _enable(root: Path, unit: str, target: str = "multi-user.target") -> None:
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / unit
     if not link.is_symlink():
-        src = next(p for p in (root / "usr/lib/systemd/system" / unit, root / "lib/systemd/system" / unit) if p.exists())
+        src = next(
+            p for p in (root / "usr/lib/systemd/system" / unit, root / "lib/systemd/system" / unit) if p.exists()
+        )
         link.symlink_to("/" + str(src.relative_to(root)))
 
 
@@ -218,9 +249,15 @@ system_info:
 def customise_root(root: Path, style: Style, disk_id: str) -> None:
     """What Pi OS has on its root file system that the packages alone do not give (idempotent)."""
     _write(root, "etc/hostname", "raspberrypi\n")
-    _write(root, "etc/hosts", "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\traspberrypi\n")
-    _write(root, "etc/fstab", f"proc /proc proc defaults 0 0\nPARTUUID={disk_id}-01 /boot/firmware vfat defaults 0 2\n"
-                              f"PARTUUID={disk_id}-02 / ext4 defaults,noatime 0 1\n")
+    _write(
+        root, "etc/hosts", "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\traspberrypi\n"
+    )
+    _write(
+        root,
+        "etc/fstab",
+        f"proc /proc proc defaults 0 0\nPARTUUID={disk_id}-01 /boot/firmware vfat defaults 0 2\n"
+        f"PARTUUID={disk_id}-02 / ext4 defaults,noatime 0 1\n",
+    )
     (root / "boot/firmware").mkdir(parents=True, exist_ok=True)
     # Wired links get DHCP, as NetworkManager gives them on Pi OS.
     _write(root, "etc/systemd/network/20-wired.network", "[Match]\nType=ether\n\n[Network]\nDHCP=yes\n")
@@ -238,8 +275,21 @@ def customise_root(root: Path, style: Style, disk_id: str) -> None:
         passwd = (root / "etc/passwd").read_text()
         if "\npi:" not in "\n" + passwd:
             have = {ln.split(":", 1)[0] for ln in (root / "etc/group").read_text().splitlines()}
-            run(["chroot", str(root), "useradd", "--uid", "1000", "--create-home", "--shell", "/bin/bash",
-                 "--groups", ",".join(g for g in PI_GROUPS if g in have), "pi"])
+            run(
+                [
+                    "chroot",
+                    str(root),
+                    "useradd",
+                    "--uid",
+                    "1000",
+                    "--create-home",
+                    "--shell",
+                    "/bin/bash",
+                    "--groups",
+                    ",".join(g for g in PI_GROUPS if g in have),
+                    "pi",
+                ]
+            )
             run(["chroot", str(root), "passwd", "--lock", "pi"])
 
 
@@ -247,10 +297,12 @@ def customise_root(root: Path, style: Style, disk_id: str) -> None:
 
 
 def pi_config_txt() -> str:
-    return ("# As Raspberry Pi OS ships it (the lines a Pi 4 reads).\n"
-            "dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\nauto_initramfs=1\n"
-            "dtoverlay=vc4-kms-v3d\nmax_framebuffers=2\ndisable_fw_kms_setup=1\narm_64bit=1\n"
-            "disable_overscan=1\narm_boost=1\n\n[cm4]\notg_mode=1\n\n[all]\n")
+    return (
+        "# As Raspberry Pi OS ships it (the lines a Pi 4 reads).\n"
+        "dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\nauto_initramfs=1\n"
+        "dtoverlay=vc4-kms-v3d\nmax_framebuffers=2\ndisable_fw_kms_setup=1\narm_64bit=1\n"
+        "disable_overscan=1\narm_boost=1\n\n[cm4]\notg_mode=1\n\n[all]\n"
+    )
 
 
 def pi_cmdline(disk_id: str) -> str:
@@ -269,7 +321,9 @@ def _kernel_files(root: Path) -> tuple[Path, Path]:
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     initrds = sorted((root / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
-        raise BuildError(f"{root}/boot has no vmlinuz-*/initrd.img-*: the root build is incomplete; delete {root} and run again")
+        raise BuildError(
+            f"{root}/boot has no vmlinuz-*/initrd.img-*: the root build is incomplete; delete {root} and run again"
+        )
     return kernels[-1], initrds[-1]
 
 
@@ -308,17 +362,42 @@ def base_image(style_name: str) -> Path:
         used = int(run(["du", "-sm", "--exclude=./proc", "--exclude=./sys", str(root)]).stdout.split()[0])
         root_mb = used + ROOT_SLACK_MB
         ext4 = work / "root.ext4"
-        run([tool("mkfs.ext4", "e2fsprogs"), "-q", "-L", "rootfs", "-d", str(root), "-E", "root_owner=0:0", str(ext4), f"{root_mb}M"])
+        run(
+            [
+                tool("mkfs.ext4", "e2fsprogs"),
+                "-q",
+                "-L",
+                "rootfs",
+                "-d",
+                str(root),
+                "-E",
+                "root_owner=0:0",
+                str(ext4),
+                f"{root_mb}M",
+            ]
+        )
         img = work / "disk.img"
         root_start = BOOT_START + BOOT_MB * 2048
         with open(img, "wb") as f:
             f.truncate((root_start + root_mb * 2048) * SECTOR)
-        table = (f"label: dos\nlabel-id: 0x{disk_id}\nunit: sectors\n\n"
-                 f"start={BOOT_START}, size={BOOT_MB * 2048}, type=c\nstart={root_start}, size={root_mb * 2048}, type=83\n")
+        table = (
+            f"label: dos\nlabel-id: 0x{disk_id}\nunit: sectors\n\n"
+            f"start={BOOT_START}, size={BOOT_MB * 2048}, type=c\nstart={root_start}, size={root_mb * 2048}, type=83\n"
+        )
         run([tool("sfdisk", "fdisk"), "--no-reread", "--no-tell-kernel", str(img)], input=table)
         for part, start in ((fat, BOOT_START), (ext4, root_start)):
-            run(["dd", f"if={part}", f"of={img}", "bs=4M", f"seek={start * SECTOR}", "oflag=seek_bytes", "conv=notrunc,sparse",
-                 "status=none"])
+            run(
+                [
+                    "dd",
+                    f"if={part}",
+                    f"of={img}",
+                    "bs=4M",
+                    f"seek={start * SECTOR}",
+                    "oflag=seek_bytes",
+                    "conv=notrunc,sparse",
+                    "status=none",
+                ]
+            )
         img.rename(out)
         stamp.write_text(json.dumps(want))
     finally:

@@ -6,6 +6,7 @@ deselects. Run it with:
 
     sudo .venv/bin/python -m pytest -q -m boot tests/boot
 """
+
 from __future__ import annotations
 
 import json
@@ -45,10 +46,16 @@ def test_a_flashed_card_boots_installs_offline_and_streams(style, tmp_path):
         pytest.skip("the boot test builds its base image as root (mmdebstrap, mkfs.ext4 -d)")
     missing = _tools_missing()
     if missing:
-        pytest.fail(f"missing for the boot test: {', '.join(missing)} (see firmware_configs/README.md, 'Boot to stream')")
+        pytest.fail(
+            f"missing for the boot test: {', '.join(missing)} (see firmware_configs/README.md, 'Boot to stream')"
+        )
     summary = tmp_path / "summary.json"
-    r = subprocess.run([sys.executable, str(SCRIPT), "--style", style, "--summary", str(summary)], cwd=REPO, timeout=3 * 3600,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--style", style, "--summary", str(summary)],
+        cwd=REPO,
+        timeout=3 * 3600,
+        check=False,
+    )
     assert r.returncode == 0
     figures = json.loads(summary.read_text())
     first = figures["first boot"]
@@ -56,7 +63,13 @@ def test_a_flashed_card_boots_installs_offline_and_streams(style, tmp_path):
     assert first["page"] == {"status": 200, "without token": 401}
     assert figures["max px vs host"] <= 4.0
     marks = first["marks"]
-    assert marks["kernel"] < marks["install start"] < marks["compile start"] < marks["provisioned"] < first["first keypoints"]
+    assert (
+        marks["kernel"]
+        < marks["install start"]
+        < marks["compile start"]
+        < marks["provisioned"]
+        < first["first keypoints"]
+    )
     if style == "trixie":
         assert marks["cloud-init start"] < marks["install start"] and first["boots"] == 1
         assert figures["state kept"] and figures["second boot"]["marks"]["install start"] > 0

@@ -19,6 +19,7 @@ resized to the configured size, else synthetic. ``FAKE.hang_after = n`` makes
 ``capture_array`` block after ``n`` frames, like a camera whose cable came
 loose (requests never complete); ``close()`` releases the blocked call.
 """
+
 from __future__ import annotations
 
 import os
@@ -74,10 +75,24 @@ class Picamera2:
 
     @staticmethod
     def global_camera_info() -> list:
-        return [{"Model": "fake", "Location": 2, "Rotation": 0, "Id": f"/fake/cam{i}", "Num": i} for i in range(FAKE.cameras)]
+        return [
+            {"Model": "fake", "Location": 2, "Rotation": 0, "Id": f"/fake/cam{i}", "Num": i}
+            for i in range(FAKE.cameras)
+        ]
 
-    def create_video_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
-                                   buffer_count=6, controls=None, display="main", encode="main", queue=True) -> dict:
+    def create_video_configuration(
+        self,
+        main=None,
+        lores=None,
+        raw=None,
+        transform=None,
+        colour_space=None,
+        buffer_count=6,
+        controls=None,
+        display="main",
+        encode="main",
+        queue=True,
+    ) -> dict:
         if not self.is_open:
             raise RuntimeError("Camera not opened")
         m = {"format": "XBGR8888", "size": (1280, 720)}
@@ -87,8 +102,17 @@ class Picamera2:
             m[k] = v
         ctrl = {"FrameDurationLimits": (33333, 33333)}
         ctrl.update(controls or {})
-        return {"use_case": "video", "main": m, "lores": lores, "raw": raw or {}, "controls": ctrl,
-                "buffer_count": buffer_count, "display": display, "encode": encode, "queue": queue}
+        return {
+            "use_case": "video",
+            "main": m,
+            "lores": lores,
+            "raw": raw or {},
+            "controls": ctrl,
+            "buffer_count": buffer_count,
+            "display": display,
+            "encode": encode,
+            "queue": queue,
+        }
 
     def configure(self, camera_config: Any = "preview") -> None:
         if not isinstance(camera_config, dict):
