@@ -156,8 +156,10 @@ def test_privacy_mode_shows_skeletons_and_no_camera_pixels(broker, tmp_path, bro
         for _ in range(3):
             time.sleep(0.8)
             shots.append(element_image(img))
+        # A camera frame of this clip is at most 3 % background-coloured; the skeletons (scaled and anti-aliased by
+        # the browser) cover about 10 % of a frame when the people come close, so the bound sits between the two.
         for s in shots:
-            assert background_fraction(s) > 0.9, "camera pixels in privacy mode"
+            assert background_fraction(s) > 0.75, "camera pixels in privacy mode"
         assert max(vivid_fraction(s) for s in shots) > 0.0015, "no skeletons"
         assert float(np.abs(shots[0].astype(np.int16) - shots[-1]).mean()) > 0.05, "the skeletons do not move"
         assert get_json(url + "api/status")["privacy"] == "skeleton"

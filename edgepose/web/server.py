@@ -221,6 +221,10 @@ class WebServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog is 5: in a burst (a fleet page reloading, a scraper, a reconnecting viewer) the kernel
+    # drops further SYNs and each client waits out 1 s, 3 s... retransmits (200 connections: 27.6 s with 5, 0.04 s
+    # with 511, as nginx). Beyond max_connections they get a 503 at once.
+    request_queue_size = 511
 
     def __init__(self, cfg: HttpConfig, routes: dict[str, Route], what: str = "edgepose"):
         token, basic = cfg.credentials()  # the binding rule, before anything listens
