@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,21 @@ def _model_mirror():
     """Registry downloads resolve from ../shared/models, never the internet."""
     os.environ.setdefault("EDGEPOSE_MODEL_MIRROR", str(SHARED / "models"))
     yield
+
+
+@pytest.fixture(scope="session")
+def fake_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with tests/fake_delegate/fake_delegate.c built as ``libedgetpu.so.1`` and ``libfake_npu_delegate.so``.
+
+    One library for both accelerators that are not here; the Edge TPU name is found the way the real one is
+    (the dynamic loader's search path: put this directory on LD_LIBRARY_PATH).
+    """
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler (gcc) is needed to build the fake delegate library (.ci/run installs it)"
+    out = tmp_path_factory.mktemp("delegate")
+    lib = out / "libfake_npu_delegate.so"
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(REPO / "tests/fake_delegate/fake_delegate.c")], check=True
+    )
+    (out / "libedgetpu.so.1").symlink_to(lib.name)
+    return out

@@ -1,15 +1,14 @@
 """[model] delegate: any external TFLite delegate, loaded through the runtime's load_delegate.
 
 There is no vendor NPU here: tests/fake_delegate/fake_delegate.c is built as a delegate library with the
-plug-in entry points the real ones export (tflite_plugin_create_delegate / tflite_plugin_destroy_delegate),
-the way tests/test_edgetpu_device.py builds its libedgetpu stand-in. Its delegate claims no op, so poses
+plug-in entry points the real ones export (tflite_plugin_create_delegate / tflite_plugin_destroy_delegate);
+the same library stands in for libedgetpu in tests/test_edgetpu_device.py. Its delegate claims no op, so poses
 through it must equal the CPU run; on demand it fails as real ones do (at creation, or in Prepare).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,15 +22,9 @@ MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 IMAGE = SHARED / "images/test_couple.jpg"
 
 
-@pytest.fixture(scope="module")
-def fake_lib(tmp_path_factory) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler (gcc) is needed to build the fake delegate library (.ci/run installs it)"
-    out = tmp_path_factory.mktemp("delegate") / "libfake_npu_delegate.so"
-    subprocess.run(
-        [cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(HERE / "fake_delegate/fake_delegate.c")], check=True
-    )
-    return out
+@pytest.fixture
+def fake_lib(fake_delegate: Path) -> Path:
+    return fake_delegate / "libfake_npu_delegate.so"
 
 
 def run(tmp_path: Path, model_toml: str, refuse: str = "") -> tuple[subprocess.CompletedProcess, list[str], list]:

@@ -1,15 +1,13 @@
 """The Edge TPU choice (model.edgetpu_device, as pycoral's make_interpreter(device=...)) reaches the delegate.
 
-There is no Edge TPU here: tests/fake_edgetpu/fake_edgetpu.c is a libedgetpu.so.1 with the real library's
-external-delegate entry points and "device" option, whose delegate leaves every op on the CPU. It is built
-with the system C compiler and found the way the real one is (the dynamic loader's search path).
+There is no Edge TPU here: tests/fake_delegate/fake_delegate.c, built as libedgetpu.so.1 (conftest's
+``fake_delegate``), has the real library's external-delegate entry points and "device" option, and its
+delegate leaves every op on the CPU. It is found the way the real one is (the dynamic loader's search path).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,23 +20,11 @@ MODEL = SHARED / "models/coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
 IMAGE = SHARED / "images/test_couple.jpg"
 
 
-@pytest.fixture(scope="module")
-def fake_lib(tmp_path_factory) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler (gcc) is needed to build the fake Edge TPU library (.ci/run installs it)"
-    out = tmp_path_factory.mktemp("edgetpu")
-    subprocess.run(
-        [cc, "-shared", "-fPIC", "-O1", "-o", str(out / "libedgetpu.so.1"), str(HERE / "fake_edgetpu/fake_edgetpu.c")],
-        check=True,
-    )
-    return out
-
-
-def run_with_tpu(fake_lib: Path, tmp_path: Path, device: str | None, attached: str = "usb:0"):
+def run_with_tpu(fake_delegate: Path, tmp_path: Path, device: str | None, attached: str = "usb:0"):
     cfg = tmp_path / "device.toml"
     cfg.write_text('[model]\nedgetpu = "on"\n' + (f'edgetpu_device = "{device}"\n' if device else ""))
     log, out = tmp_path / "etpu.log", tmp_path / "poses.jsonl"
-    env = {"LD_LIBRARY_PATH": str(fake_lib), "FAKE_EDGETPU_LOG": str(log), "FAKE_EDGETPU_DEVICES": attached}
+    env = {"LD_LIBRARY_PATH": str(fake_delegate), "FAKE_DELEGATE_LOG": str(log), "FAKE_DELEGATE_DEVICES": attached}
     r = edgepose(
         "run",
         "--config",
@@ -58,8 +44,8 @@ def run_with_tpu(fake_lib: Path, tmp_path: Path, device: str | None, attached: s
 
 @pytest.mark.integration
 @pytest.mark.parametrize("device", ["usb:0", "pci:1"])
-def test_the_configured_edge_tpu_is_the_one_opened(fake_lib, tmp_path, device):
-    r, log, out = run_with_tpu(fake_lib, tmp_path, device, attached=f"{device},usb:1")
+def test_the_configured_edge_tpu_is_the_one_opened(fake_delegate, tmp_path, device):
+    r, log, out = run_with_tpu(fake_delegate, tmp_path, device, attached=f"{device},usb:1")
     assert r.returncode == 0, r.stderr
     assert log[:2] == [f"option device={device}", "created"]
     people = [json.loads(line)["people"] for line in out.read_text().splitlines()]
@@ -69,15 +55,15 @@ def test_the_configured_edge_tpu_is_the_one_opened(fake_lib, tmp_path, device):
 
 
 @pytest.mark.integration
-def test_no_device_set_takes_any_edge_tpu(fake_lib, tmp_path):
-    r, log, _ = run_with_tpu(fake_lib, tmp_path, None)
+def test_no_device_set_takes_any_edge_tpu(fake_delegate, tmp_path):
+    r, log, _ = run_with_tpu(fake_delegate, tmp_path, None)
     assert r.returncode == 0, r.stderr
     assert log[0] == "created" and not any(line.startswith("option") for line in log)
 
 
 @pytest.mark.integration
-def test_an_edge_tpu_that_is_not_attached_is_one_line_naming_it(fake_lib, tmp_path):
-    r, log, _ = run_with_tpu(fake_lib, tmp_path, "pci:0", attached="usb:0")
+def test_an_edge_tpu_that_is_not_attached_is_one_line_naming_it(fake_delegate, tmp_path):
+    r, log, _ = run_with_tpu(fake_delegate, tmp_path, "pci:0", attached="usb:0")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert (
         "'pci:0'" in r.stderr
