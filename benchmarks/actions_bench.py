@@ -49,8 +49,8 @@ from benchmarks.baselines.tables import table  # noqa: E402
 from edgepose.actions import dataset as ds  # noqa: E402
 from edgepose.actions.classifier import ActionClassifier  # noqa: E402
 from edgepose.actions.features import batch_features, window_features  # noqa: E402
-from edgepose.actions.report import confusion_png, confusion_text  # noqa: E402
-from edgepose.actions.train import TrainSettings, export_tflite, grouped_folds, train  # noqa: E402
+from edgepose_convert.actions.report import confusion_png, confusion_text  # noqa: E402
+from edgepose_convert.actions.train import TrainSettings, export_tflite, grouped_folds, train  # noqa: E402
 
 SKELETONS = ROOT.parent / "shared/datasets/actions-9class/skeletons_info.txt"
 

@@ -10,6 +10,8 @@ imported lazily (only when a conversion runs). Modules:
 * :mod:`edgepose_convert.rounding`, :mod:`edgepose_convert.equalize` - graph rewrites that make int8 more accurate;
 * :mod:`edgepose_convert.calibration` - calibration/evaluation images and the held-out split;
 * :mod:`edgepose_convert.edgetpu` - ``edgetpu_compiler`` and the offline Edge TPU compatibility report;
+* :mod:`edgepose_convert.actions`, :mod:`edgepose_convert.relocalization` - training and export of the action classifier
+  and of the camera-pose (Kendall et al.) model;
 * :mod:`edgepose_convert.report` - the fidelity report; :mod:`edgepose_convert.model_types` - output roles and metadata per model type.
 
 The sources live in ``convert/`` and install as ``edgepose_convert`` (see pyproject.toml's ``[tool.setuptools]``), so nothing

@@ -11,9 +11,9 @@ import pytest
 from edgepose.actions import dataset as ds
 from edgepose.actions.features import FEATURES_PER_FRAME, batch_features, window_features
 from edgepose.actions.synthetic import sequence, standing
-from edgepose.actions.train import augment, grouped_folds
 from edgepose.errors import EdgeposeError
 from edgepose.types import KEYPOINT_INDEX, FrameResult
+from edgepose_convert.actions.train import augment, grouped_folds
 from tests.conftest import SHARED
 
 SKELETONS = SHARED / "datasets/actions-9class/skeletons_info.txt"

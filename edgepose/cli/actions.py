@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
 
     def model_args(q: argparse.ArgumentParser) -> None:
-        from ..actions.train import MODEL_KINDS, TrainSettings
+        from edgepose_convert.actions.train import MODEL_KINDS, TrainSettings
 
         d = TrainSettings()
         q.add_argument(
@@ -120,7 +120,7 @@ def _load(args: argparse.Namespace):
 
 
 def _settings(args: argparse.Namespace):
-    from ..actions.train import TrainSettings
+    from edgepose_convert.actions.train import TrainSettings
 
     if args.epochs < 1 or args.window < 2 or args.fps <= 0 or args.width < 4:
         raise EdgeposeError("--epochs must be >= 1, --window >= 2, --fps > 0 and --width >= 4.", "fix the value.")
@@ -141,8 +141,9 @@ def _settings(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from edgepose_convert.actions.train import export_tflite, train
+
     from ..actions.features import batch_features
-    from ..actions.train import export_tflite, train
     from ..progress import bar as progress_bar
 
     kp, vis, labels, groups = _load(args)
@@ -188,8 +189,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..actions.report import confusion_png, confusion_text, summary_text
-    from ..actions.train import EvalReport, FoldResult, cross_validate
+    from edgepose_convert.actions.report import confusion_png, confusion_text, summary_text
+    from edgepose_convert.actions.train import EvalReport, FoldResult, cross_validate
 
     kp, vis, labels, groups = _load(args)
     out_dir = Path(args.report_dir)

@@ -1,9 +1,10 @@
 """Training, video-grouped evaluation and int8 export of the action classifier (workstation side).
 
 TensorFlow is imported inside the functions that need it, so importing this
-module (e.g. for :func:`augment` or the fold splitter) stays cheap. The device
-never imports this module: it runs the exported ``.tflite`` with
-:class:`edgepose.actions.classifier.ActionClassifier`.
+module (e.g. for :func:`augment` or the fold splitter) stays cheap. The export is the
+converter's own :func:`edgepose_convert.tflite.convert_function`, as for PoseNet and
+relocalization. The device never imports this module: it runs the exported ``.tflite``
+with :class:`edgepose.actions.classifier.ActionClassifier`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import geometry as g
-from .features import FEATURE_VERSION, FEATURES_PER_FRAME, batch_features
+from edgepose import geometry as g
+from edgepose.actions.features import FEATURE_VERSION, FEATURES_PER_FRAME, batch_features
 
 log = logging.getLogger(__name__)
 
@@ -257,28 +258,25 @@ def export_tflite(trained: TrainedModel, calibration: np.ndarray, extra_meta: di
     to build the same input: classes, window length, frame rate, feature
     version and the standardisation constants.
     """
-    import tensorflow as tf
+    from edgepose.actions.classifier import MODEL_TYPE as ACTION_MODEL_TYPE
+    from edgepose.model.base import MODEL_TYPE_KEY
+    from edgepose.model.flatbuf import write_metadata
 
-    from ..model.base import MODEL_TYPE_KEY
-    from ..model.flatbuf import write_metadata
-    from ..tflogs import native_quiet
-    from .classifier import MODEL_TYPE as ACTION_MODEL_TYPE
+    from ..errors import import_tensorflow
+    from ..tflite import QuantOptions, convert_function
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(trained.keras_model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    tf = import_tensorflow()
+    s = trained.settings
+    fn = tf.function(trained.keras_model).get_concrete_function(
+        tf.TensorSpec([1, s.window, FEATURES_PER_FRAME], tf.float32)
+    )
     cal = calibration[np.random.default_rng(0).permutation(len(calibration))[:500]]
 
     def rep():
         for w in cal:
             yield [w[None].astype(np.float32)]
 
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    with native_quiet(stdout=True):  # the converter prints the exported signature and its quantizer settings
-        buf = conv.convert()
-    s = trained.settings
+    buf = convert_function(fn, "int8", rep, QuantOptions(io_type="int8", mirror=False))
     meta = {
         MODEL_TYPE_KEY: ACTION_MODEL_TYPE,
         "classes": trained.classes,
