@@ -20,6 +20,7 @@ from edgepose.progress import bar as progress_bar
 from edgepose.tflogs import native_quiet
 
 from .errors import ConvertError, import_tensorflow
+from .model_types import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def convert_function(
             if not quant.per_channel:
                 conv._experimental_disable_per_channel = True
         else:
-            raise ConvertError(f"unknown precision {precision!r}.", "use float32, float16, dynamic or int8.")
+            raise ConvertError(f"unknown precision {precision!r}.", f"use one of {', '.join(PRECISIONS)}.")
         return conv
 
     conv = make()

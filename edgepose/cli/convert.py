@@ -12,8 +12,6 @@ from pathlib import Path
 
 from ..errors import EdgeposeError
 
-PRECISION_CHOICES = ("float32", "float16", "dynamic", "int8")
-
 
 def register(subparsers) -> None:
     # No TensorFlow here: edgepose_convert installs with edgepose and imports TensorFlow only to convert.
@@ -116,14 +114,16 @@ def register(subparsers) -> None:
 
 
 def _precisions(text: str) -> list[str]:
+    from edgepose_convert.model_types import PRECISIONS
+
     items = [t.strip() for t in text.split(",") if t.strip()]
     if items == ["all"]:
-        return list(PRECISION_CHOICES)
-    bad = [t for t in items if t not in PRECISION_CHOICES]
+        return list(PRECISIONS)
+    bad = [t for t in items if t not in PRECISIONS]
     if bad or not items:
         raise EdgeposeError(
             f"unknown precision {', '.join(bad) or repr(text)}.",
-            f"use {', '.join(PRECISION_CHOICES)}, a comma list of them, or 'all'.",
+            f"use {', '.join(PRECISIONS)}, a comma list of them, or 'all'.",
         )
     return list(dict.fromkeys(items))
 
