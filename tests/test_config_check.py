@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import jsonschema
 import pytest
 
+from edgepose.compat import tomllib
 from edgepose.config_check import SCHEMA_PATH, check_file, json_schema, key_lines
 from tests.conftest import REPO
 from tests.procs import edgepose
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 FW = REPO / "firmware_configs"
 

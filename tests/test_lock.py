@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import zipfile
 
 import pytest
 
+from edgepose.compat import tomllib
 from edgepose.provision.bundle import TARGETS, BundleError, build_edgepose_wheel
 from edgepose.provision.lock import LOCK, check_locked_wheels, lock_text, locked_requirements, read_lock
 from tests.conftest import REPO
 from tests.venvs import cached_venv
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 BUILD_REQUIRES = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
 #: The first release of the floor the bundle checks (setuptools>=77) that the index offers (77.0.0 was never published).
