@@ -193,6 +193,16 @@ class Mosquitto:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def wait_subscribed(self, client_id: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+        """Until the broker has sent a SUBACK to ``client_id`` (a prefix), so what is published next is received;
+        fails with ``proc``'s output if it exits first."""
+        wait_until(
+            lambda: f"Sending SUBACK to {client_id}" in self.log_text() or proc.poll() is not None,
+            timeout,
+            "the SUBACK",
+        )
+        assert proc.poll() is None, proc.communicate()
+
     def __enter__(self) -> Mosquitto:
         return self.start()
 

@@ -19,7 +19,7 @@ from edgepose.sinks.recorder import MqttRecorder
 from edgepose.types import ActionEvent, FrameResult
 from tests.conftest_mqtt import check_schema, frame
 from tests.mosquitto import Mosquitto, make_password_file
-from tests.procs import edgepose, edgepose_process, finish, free_port, wait_until
+from tests.procs import edgepose, edgepose_process, finish, free_port
 
 DEVICE = "shelf-pi"
 
@@ -50,12 +50,7 @@ def test_listen_records_frame_records(broker, tmp_path, real_poses, encoding, op
         "--timeout",
         "60",
     )
-    wait_until(
-        lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None,
-        30,
-        "the SUBACK",
-    )
-    assert proc.poll() is None, proc.communicate()
+    broker.wait_subscribed(f"edgepose-listen-{DEVICE}", proc)
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite"), encoding=encoding)
     sink = MqttSink(cfg, DEVICE).start()
     assert sink.wait_connected(10)
@@ -108,10 +103,7 @@ def test_listen_prints_decoded_messages(broker, tmp_path, real_poses, prefix):
         "--timeout",
         "60",
     )
-    wait_until(
-        lambda: "Sending SUBACK to edgepose-listen" in broker.log_text() or proc.poll() is not None, 30, "the SUBACK"
-    )
-    assert proc.poll() is None, proc.communicate()
+    broker.wait_subscribed("edgepose-listen", proc)
     cfg = MqttConfig(
         host="127.0.0.1",
         port=broker.port,

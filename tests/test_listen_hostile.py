@@ -22,7 +22,7 @@ from edgepose.mqtt.sink import MqttSink
 from edgepose.service.replay import read_records
 from edgepose.types import KEYPOINT_NAMES, ActionEvent
 from tests.conftest_mqtt import frame
-from tests.procs import edgepose_process, finish, wait_until
+from tests.procs import edgepose_process, finish
 
 DEVICE = "shelf-pi"
 GOOD_EVENT = {
@@ -216,12 +216,7 @@ def test_listen_keeps_recording_through_hostile_messages(broker, tmp_path, real_
         "--timeout",
         "90",
     )
-    wait_until(
-        lambda: f"Sending SUBACK to edgepose-listen-{DEVICE}" in broker.log_text() or proc.poll() is not None,
-        30,
-        "the SUBACK",
-    )
-    assert proc.poll() is None, proc.communicate()
+    broker.wait_subscribed(f"edgepose-listen-{DEVICE}", proc)
     bad = hostile_client(broker.port)
     sink = MqttSink(
         MqttConfig(host="127.0.0.1", port=broker.port, outbox_path=str(tmp_path / "o.sqlite")), DEVICE
