@@ -7,7 +7,6 @@ warnings, the fatal line), ``-v run``, ``python -m edgepose.profiles merged`` an
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +15,11 @@ import pytest
 
 from edgepose.redact import redact_url
 from tests.conftest import SHARED
-from tests.procs import edgepose
+from tests.procs import edgepose, free_port
 
 MODEL = SHARED / "models" / "coral" / "posenet_mobilenet_v1_075_353_481_quant.tflite"
 #: Passwords as operators type them: '@', '/', ':' and a blank inside, as URL-encoding forgot them.
 PASSWORDS = ["Jq7hV2xK", "Xq7@zZ/9:kW", "Wq blank Zx9", "%40Qz%2Fx9"]
-
-
-def closed_port() -> int:
-    """A local port nobody listens on (bound, then released): connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -39,7 +31,7 @@ def write_config(tmp_path: Path, uri: str, extra: str = "") -> Path:
     p.write_text(
         f'device_id = "cam-1"\n[source]\nuri = {json.dumps(uri)}\nretry_initial_s = 0.1\nretry_max_s = 0.2\n'
         f"retry_max_attempts = 2\ntimeout_s = 2\n[model]\npath = {json.dumps(str(MODEL))}\n"
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {closed_port()}\noutbox_path = {json.dumps(str(tmp_path / "outbox.sqlite"))}\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\noutbox_path = {json.dumps(str(tmp_path / "outbox.sqlite"))}\n'
         + extra
     )
     return p
@@ -96,7 +88,7 @@ def test_print_config_hides_the_stream_password(tmp_path, password):
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs ../shared/models/coral")
 def test_verbose_serve_and_reconnect_loop_hide_the_stream_password(tmp_path):
     password = "Xq7@zZ/9:kW"
-    cfg = write_config(tmp_path, f"rtsp://admin:{password}@127.0.0.1:{closed_port()}/cam")
+    cfg = write_config(tmp_path, f"rtsp://admin:{password}@127.0.0.1:{free_port()}/cam")
     r = cli("-v", "serve", "--config", str(cfg), "--max-frames", "1")
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "attempts to reopen it failed" in r.stderr, out[-2000:]
@@ -108,7 +100,7 @@ def test_verbose_serve_and_reconnect_loop_hide_the_stream_password(tmp_path):
 @pytest.mark.integration
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs ../shared/models/coral")
 def test_verbose_run_hides_the_stream_password(tmp_path):
-    r = cli("-v", "run", "--model", str(MODEL), "--source", f"rtsp://admin:hunter2@127.0.0.1:{closed_port()}")
+    r = cli("-v", "run", "--model", str(MODEL), "--source", f"rtsp://admin:hunter2@127.0.0.1:{free_port()}")
     assert r.returncode != 0 and "could not be opened" in r.stderr, r.stderr[-2000:]
     assert "rtsp://admin:***@127.0.0.1:" in r.stderr and "hunter2" not in r.stdout + r.stderr
 

@@ -19,6 +19,7 @@ from edgepose.cli import main as cli_main
 from edgepose.errors import DownloadError, ModelError
 from edgepose.model import zoo
 from tests.conftest import SHARED
+from tests.procs import free_port
 
 MIRROR = SHARED / "models"
 DEFAULT_REL = "coral/posenet_mobilenet_v1_075_353_481_quant.tflite"
@@ -246,14 +247,6 @@ def test_concurrent_fetches_from_separate_processes(cache, monkeypatch, file_ser
 # ----------------------------------------------------------------- failures
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _point_default_at(monkeypatch, url: str):
     e = zoo.REGISTRY[zoo.lookup(zoo.DEFAULT_MODEL).name]
     f = dataclasses.replace(e.primary, url=url)
@@ -261,7 +254,7 @@ def _point_default_at(monkeypatch, url: str):
 
 
 def test_network_failure_names_the_url_and_suggests_a_mirror(cache, monkeypatch, caplog):
-    url = f"http://127.0.0.1:{_closed_port()}/coral/x.tflite"
+    url = f"http://127.0.0.1:{free_port()}/coral/x.tflite"
     _point_default_at(monkeypatch, url)
     with pytest.raises(DownloadError) as ei:
         zoo.fetch(zoo.DEFAULT_MODEL)
