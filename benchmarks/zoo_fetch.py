@@ -7,14 +7,11 @@ Uses ../shared/models as the mirror; no internet. Run: ``python benchmarks/zoo_f
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.baselines.tables import table
 from edgepose.model import zoo
 from tests.conftest import SHARED
+from tests.conftest_web import FileServer
 
 MIRROR = SHARED / "models"
 NAMES = ["posenet", "posenet-481x641-edgetpu"]
@@ -59,14 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="edgepose-bench-"))
     os.environ["EDGEPOSE_CACHE_DIR"] = str(tmp / "cache")
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0),
-        functools.partial(
-            type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(MIRROR)
-        ),
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    http_url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    server = FileServer(MIRROR)
+    http_url = server.url
     rows = []
     try:
         for name in args.models:
@@ -84,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             hit = timeit(lambda: zoo.resolve_model(name), 10 * args.repeat)
             rows.append((entry.name.split("/")[-1], mb, base_copy, folder, http_t, base_hit, hit))
     finally:
-        httpd.shutdown()
+        server.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     cells = [
