@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 
 from edgepose.preprocess import fit_to_input, to_float_input
+from edgepose.sources.images import IMAGE_EXTENSIONS, is_image_path
 from edgepose.sources.images import read_image as _read_image
 
 from .errors import ConvertError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -31,7 +31,7 @@ def preprocess(
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in Path(folder).iterdir() if is_image_path(p) and p.is_file())
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -100,13 +100,13 @@ def load_calibration(
             files = [f for f in list_images(p) if f.resolve() not in excluded]
             if not files:
                 raise ConvertError(
-                    f"calibration folder {p} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}).",
+                    f"calibration folder {p} has no images ({', '.join(sorted(IMAGE_EXTENSIONS)[:6])}, ...).",
                     "put 50-300 images of the scenes the device will see in it, or pass a video.",
                 )
             images.extend(read_image(f) for f in files)
         elif p.suffix.lower() in VIDEO_SUFFIXES:
             images.extend(video_frames(p, video_frames_per_file))
-        elif p.suffix.lower() in IMAGE_SUFFIXES:
+        elif is_image_path(p):
             images.append(read_image(p))
         else:
             raise ConvertError(

@@ -30,9 +30,7 @@ import numpy as np
 
 from edgepose.errors import DatasetError
 from edgepose.relocalization.geometry import normalize_quaternion, rotation_to_quaternion
-from edgepose.sources.images import read_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from edgepose.sources.images import is_image_path, read_image
 
 
 @dataclass
@@ -172,7 +170,7 @@ def render(
 
 def list_photos(folder: str | Path) -> list[Path]:
     """Photographs under ``folder`` (recursively), sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in Path(folder).rglob("*") if is_image_path(p) and p.is_file())
 
 
 def _panorama(photos: Sequence[np.ndarray], height: int, aspect: float) -> np.ndarray:
