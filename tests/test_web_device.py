@@ -118,6 +118,10 @@ def test_device_page_shows_the_live_annotated_stream(broker, tmp_path, browser):
         assert m["edgepose_stream_viewers"] == 1 and m["edgepose_stream_frames_encoded_total"] > 5
         assert m["edgepose_mqtt_connected"] == 1 and "edgepose_outbox_depth" in m
         assert m["edgepose_invoke_milliseconds_count"] == m["edgepose_frames_total"]
+        # Publishing is timed per frame like the model's stages (the serve loop, around the MQTT sink).
+        assert m["edgepose_publish_milliseconds_count"] == m["edgepose_frames_total"]
+        assert 0 < m["edgepose_publish_milliseconds_sum"] < m["edgepose_invoke_milliseconds_sum"]
+        assert "publish" in get_json(url + "api/status")["ms"]
         assert m["edgepose_frame_milliseconds_sum"] > m["edgepose_invoke_milliseconds_sum"] > 0
         assert m["edgepose_invoke_milliseconds_bucket{le=+Inf}"] == m["edgepose_invoke_milliseconds_count"]
         assert any(k.startswith("edgepose_events_total{action=") for k in m)

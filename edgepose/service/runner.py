@@ -188,7 +188,11 @@ class Service:
                         delays = backoff_delays(self.retry_min, self.retry_max)
                         delay = next(delays)
                     self._fps.tick(now)
+                    t = time.perf_counter()
                     self.sink.publish_frame(result)
+                    # Encoding and queueing for MQTT is a stage of the frame like decode: the page and
+                    # /metrics show what it costs beside invoke.
+                    result.timings["publish"] = time.perf_counter() - t
                     for obs in self.observers:
                         obs.on_frame(result)
                     self.frames_done += 1

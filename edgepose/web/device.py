@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Background of the skeleton-only stream (BGR): plain, so a camera pixel would stand out.
 PRIVACY_BACKGROUND = (48, 40, 32)
-MS_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
+MS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 BOUNDARY = b"edgeposeframe"
 
 
@@ -52,9 +52,15 @@ class Metrics:
         self.decode = Histogram(
             "edgepose_decode_milliseconds", "pose decoding time per frame", buckets=MS_BUCKETS, registry=r
         )
+        self.publish = Histogram(
+            "edgepose_publish_milliseconds",
+            "encoding and queueing one frame's MQTT messages",
+            buckets=MS_BUCKETS,
+            registry=r,
+        )
         self.total = Histogram(
             "edgepose_frame_milliseconds",
-            "all stages of a frame (pre-process to actions)",
+            "all stages of a frame (pre-process to publishing)",
             buckets=MS_BUCKETS,
             registry=r,
         )
@@ -193,6 +199,8 @@ class DeviceWeb:
             m.invoke.observe(t["invoke"] * 1e3)
         if "decode" in t:
             m.decode.observe(t["decode"] * 1e3)
+        if "publish" in t:
+            m.publish.observe(t["publish"] * 1e3)
         if t:
             m.total.observe(sum(t.values()) * 1e3)
         m.people.set(len(result.poses))
